@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Runs fmemp's whole test suite, the second Quick start command of README.md.
+#
+#   tools/test.sh            everything CI runs (about 20-40 min cold on 2 cores)
+#
+# Stages: every test in the default config, every test under ThreadSanitizer,
+# every test under AddressSanitizer + UndefinedBehaviorSanitizer, the clang
+# build with -Werror=thread-safety, and a short libFuzzer smoke run of each
+# fuzz target (once any exist). Installs what is missing on first use
+# (tools/setup.sh). Ends with one line: "N passed, N failed", where N counts
+# test targets per configuration plus one per build-only stage; exits non-zero
+# if anything failed.
+#
+# FMEMP_TEST_STAGES="default tsan" limits the run to the named stages.
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 1
+tools/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+readonly CACHE_DIR="${HOME}/.cache/fmemp"
+mkdir -p "${CACHE_DIR}"
+BAZEL_FLAGS=(
+  "--disk_cache=${CACHE_DIR}/bazel-disk"
+  "--repository_cache=${CACHE_DIR}/bazel-repo"
+  "--test_summary=short"
+  "--color=no"
+  "--curses=no"
+)
+STAGES=${FMEMP_TEST_STAGES:-"default tsan asan tsa fuzz"}
+
+passed=0
+failed=0
+failures=()
+log_dir=$(mktemp -d)
+
+# Runs `bazel test` with the given flags and adds its per-target results.
+test_stage() {
+  local name=$1
+  shift
+  local log="${log_dir}/${name}.log"
+  echo "=== [${name}] bazel test $* //..."
+  bazel test "${BAZEL_FLAGS[@]}" "$@" //... 2>&1 | tee "${log}" |
+    grep -E '^(//|ERROR|FAIL|INFO: Build completed|Executed)' || true
+  local rc=${PIPESTATUS[0]}
+  local ok bad
+  ok=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "${log}")
+  bad=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|INCOMPLETE|FLAKY)' "${log}")
+  if [[ ${rc} -ne 0 && ${bad} -eq 0 ]]; then
+    bad=1  # the build itself failed
+  fi
+  passed=$((passed + ok))
+  failed=$((failed + bad))
+  [[ ${bad} -eq 0 ]] || failures+=("${name}")
+}
+
+# Runs a build-only stage; counts as one result.
+build_stage() {
+  local name=$1
+  shift
+  local log="${log_dir}/${name}.log"
+  echo "=== [${name}] bazel build $*"
+  if bazel build "${BAZEL_FLAGS[@]}" "$@" >"${log}" 2>&1; then
+    passed=$((passed + 1))
+  else
+    grep -E 'error|ERROR' "${log}" | head -n 40
+    failed=$((failed + 1))
+    failures+=("${name}")
+  fi
+}
+
+# Builds every fuzz target with libFuzzer and runs each briefly on its corpus.
+fuzz_stage() {
+  local targets
+  targets=$(bazel query 'attr(tags, "fuzz_target", //...)' 2>/dev/null)
+  if [[ -z "${targets}" ]]; then
+    echo "=== [fuzz] no fuzz targets yet; skipped"
+    return
+  fi
+  build_stage fuzz-build --config=fuzz ${targets} || return
+  local t pkg name bin corpus_args
+  for t in ${targets}; do
+    pkg=${t#//}
+    pkg=${pkg%%:*}
+    name=${t##*:}
+    bin="bazel-bin/${pkg}/${name}"
+    corpus_args=()
+    # Seed corpus convention: <package>/corpus/<target name>/.
+    [[ -d "${pkg}/corpus/${name}" ]] && corpus_args=("${pkg}/corpus/${name}")
+    echo "=== [fuzz] ${t} for ${FMEMP_FUZZ_SECONDS:-30}s"
+    if "${bin}" -max_total_time="${FMEMP_FUZZ_SECONDS:-30}" \
+        -print_final_stats=1 "${corpus_args[@]}" >"${log_dir}/fuzz.log" 2>&1; then
+      passed=$((passed + 1))
+    else
+      tail -n 40 "${log_dir}/fuzz.log"
+      failed=$((failed + 1))
+      failures+=("fuzz ${t}")
+    fi
+  done
+}
+
+start=$(date +%s)
+for stage in ${STAGES}; do
+  case "${stage}" in
+    default) test_stage default ;;
+    tsan) test_stage tsan --config=tsan ;;
+    asan) test_stage asan --config=asan ;;
+    tsa) build_stage tsa --config=tsa //... ;;
+    fuzz) fuzz_stage ;;
+    *) echo "unknown stage ${stage}"; failed=$((failed + 1)) ;;
+  esac
+done
+elapsed=$(( $(date +%s) - start ))
+
+echo
+[[ ${#failures[@]} -eq 0 ]] || echo "failed stages: ${failures[*]} (logs in ${log_dir})"
+echo "suite took ${elapsed}s"
+echo "${passed} passed, ${failed} failed"
+[[ ${failed} -eq 0 ]]
