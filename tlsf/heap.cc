@@ -181,8 +181,7 @@ bool Heap::IsTagged(const Block* block) const noexcept {
   return (block->word & kTagMask) == TagFor(block);
 }
 
-uint64_t Heap::MakeWord(const Block* block, size_t span,
-                        uint64_t flags) const {
+uint64_t Heap::MakeWord(const Block* block, size_t span, uint64_t flags) const {
   return TagFor(block) | span | flags;
 }
 
@@ -260,11 +259,16 @@ Heap::Block* Heap::TakeFreeBlock(size_t span) noexcept {
   return nullptr;
 }
 
-// --- Accounting ---------------------------------------------------------------
+// --- Accounting
+// ---------------------------------------------------------------
 
 void Heap::AddUsed(size_t span) noexcept {
   stats_.used_bytes += span;
   stats_.free_bytes -= span;
+  UpdatePeak();
+}
+
+void Heap::UpdatePeak() noexcept {
   stats_.peak_used_bytes = std::max(stats_.peak_used_bytes, stats_.used_bytes);
 }
 
@@ -287,7 +291,8 @@ void Heap::SetErrorHandler(HeapErrorHandler handler, void* context) noexcept {
   error_context_ = context;
 }
 
-// --- Block transitions --------------------------------------------------------
+// --- Block transitions
+// --------------------------------------------------------
 
 void* Heap::UseBlock(Block* block, size_t span, int alignment_log2) noexcept {
   size_t have = SpanOf(block);
@@ -312,8 +317,7 @@ void Heap::ReleaseFree(Block* block) noexcept {
   if (IsPrevFree(block)) {
     Block* const prev = block->prev_physical;
     const bool linked = prev != nullptr && Addr(prev) < Addr(block) &&
-                        IsTagged(prev) && IsFree(prev) &&
-                        NextOf(prev) == block;
+                        IsTagged(prev) && IsFree(prev) && NextOf(prev) == block;
     if (linked) {
       RemoveFree(prev);
       SetSpan(prev, SpanOf(prev) + SpanOf(block));
@@ -368,7 +372,8 @@ Heap::Block* Heap::LiveBlockOrReport(const void* ptr) noexcept {
   return block;
 }
 
-// --- Hot path -----------------------------------------------------------------
+// --- Hot path
+// -----------------------------------------------------------------
 
 void* Heap::Allocate(size_t bytes) noexcept {
   const size_t span = SpanForRequest(bytes);
@@ -390,8 +395,8 @@ void* Heap::AllocateAligned(size_t alignment, size_t bytes) noexcept {
   // The payload of any block is kAlignment-aligned, so at most
   // alignment - kAlignment bytes of padding are needed in front.
   const size_t search = span + alignment - kAlignment;
-  Block* block = (span != 0 && search < kMaxSpan) ? TakeFreeBlock(search)
-                                                  : nullptr;
+  Block* block =
+      (span != 0 && search < kMaxSpan) ? TakeFreeBlock(search) : nullptr;
   if (block == nullptr) {
     NoteFailure();
     return nullptr;
@@ -450,8 +455,12 @@ void* Heap::Reallocate(void* ptr, size_t bytes) noexcept {
     next->word = 0;
     SetSpan(block, have + gained);
     NextOf(block)->word &= ~kPrevFree;
-    AddUsed(gained);
+    // Count the absorbed block as used, then give back the tail, and only
+    // then update the peak, which must not see the transient total.
+    stats_.used_bytes += gained;
+    stats_.free_bytes -= gained;
     ShrinkLive(block, want);
+    UpdatePeak();
     return ptr;
   }
   const int alignment_log2 =
@@ -467,16 +476,16 @@ void* Heap::Reallocate(void* ptr, size_t bytes) noexcept {
 
 size_t Heap::UsableSize(const void* ptr) const noexcept {
   if (ptr == nullptr || Addr(ptr) % kAlignment != 0) return 0;
-  const Block* const block =
-      reinterpret_cast<const Block*>(static_cast<const char*>(ptr) -
-                                     kAlignment);
+  const Block* const block = reinterpret_cast<const Block*>(
+      static_cast<const char*>(ptr) - kAlignment);
   if (!IsTagged(block) || IsFree(block) || SpanOf(block) < kMinFreeSpan) {
     return 0;
   }
   return UsableBytes(SpanOf(block));
 }
 
-// --- Pools --------------------------------------------------------------------
+// --- Pools
+// --------------------------------------------------------------------
 
 absl::StatusOr<Pool*> Heap::AddPool(void* mem, size_t bytes) {
   if (mem == nullptr) return absl::InvalidArgumentError("pool memory is null");
@@ -554,9 +563,9 @@ absl::Status Heap::RemovePool(Pool* pool) {
       }
       return true;
     });
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "pool at %p still holds %d live bytes in %d blocks",
-        static_cast<void*>(pool), live_bytes, live_blocks));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("pool at %p still holds %d live bytes in %d blocks",
+                        static_cast<void*>(pool), live_bytes, live_blocks));
   }
   RemoveFree(block);
   block->word = 0;
@@ -586,9 +595,7 @@ Pool* Heap::FindPool(const void* ptr) const {
   return nullptr;
 }
 
-void* Heap::PoolBegin(const Pool* pool) {
-  return const_cast<Pool*>(pool);
-}
+void* Heap::PoolBegin(const Pool* pool) { return const_cast<Pool*>(pool); }
 void* Heap::PoolEnd(const Pool* pool) { return pool->end; }
 size_t Heap::PoolCapacity(const Pool* pool) { return pool->capacity; }
 
@@ -597,7 +604,8 @@ Heap* Heap::PoolOwner(const Pool* pool) {
   return pool->magic == pool->ExpectedMagic() ? pool->heap : nullptr;
 }
 
-// --- Observation ----------------------------------------------------------------
+// --- Observation
+// ----------------------------------------------------------------
 
 size_t Heap::LargestAllocatable() const noexcept {
   size_t best = 0;
@@ -709,8 +717,7 @@ absl::Status Heap::CheckLists(size_t* listed_blocks) const {
   for (int first = 0; first < kFirstLevelCount; ++first) {
     const bool first_bit = (first_level_bitmap_ >> first) & 1u;
     if (first_bit != (second_level_bitmap_[first] != 0)) {
-      findings.Add("first-level bit %d disagrees with its second level",
-                   first);
+      findings.Add("first-level bit %d disagrees with its second level", first);
     }
     for (int second = 0; second < kSecondLevelCount; ++second) {
       const Block* block = free_lists_[first][second];

@@ -231,6 +231,7 @@ class Heap {
   void NoteFailure() noexcept { ++stats_.failed_allocations; }
   void AddUsed(size_t span) noexcept;
   void SubUsed(size_t span) noexcept;
+  void UpdatePeak() noexcept;
 
   bool OwnsPool(const Pool* pool) const;
   absl::Status CheckLists(size_t* listed_blocks) const;

@@ -115,8 +115,8 @@ constexpr Bin BinForSpan(size_t span) {
     return Bin{0, static_cast<int>(span >> kAlignmentLog2)};
   }
   const int log2 = FloorLog2(span);
-  const int second = static_cast<int>(span >> (log2 - kSecondLevelLog2)) -
-                     kSecondLevelCount;
+  const int second =
+      static_cast<int>(span >> (log2 - kSecondLevelLog2)) - kSecondLevelCount;
   return Bin{log2 - kFirstLevelShift + 1, second};
 }
 

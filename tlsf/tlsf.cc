@@ -144,13 +144,11 @@ void tlsf_free(tlsf_t tlsf, void* ptr) {
 size_t tlsf_block_size(void* ptr) {
   if (ptr == nullptr) return 0;
   uint64_t word;
-  __builtin_memcpy(&word, static_cast<char*>(ptr) - sizeof(word),
-                   sizeof(word));
+  __builtin_memcpy(&word, static_cast<char*>(ptr) - sizeof(word), sizeof(word));
   const size_t span =
       word & (fmemp::tlsf::kMaxSpan - 1) & ~(fmemp::tlsf::kAlignment - 1);
-  return span >= fmemp::tlsf::kBlockOverhead
-             ? fmemp::tlsf::UsableBytes(span)
-             : 0;
+  return span >= fmemp::tlsf::kBlockOverhead ? fmemp::tlsf::UsableBytes(span)
+                                             : 0;
 }
 
 size_t tlsf_size(void) {

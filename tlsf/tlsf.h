@@ -113,8 +113,7 @@ size_t tlsf_largest_allocatable(tlsf_t tlsf);
 int tlsf_remove_pool_checked(tlsf_t tlsf, pool_t pool);
 
 /* Walks pool until walker returns 0. Returns 1 if the walk was stopped. */
-typedef int (*tlsf_walker_until)(void* ptr, size_t size, int used,
-                                 void* user);
+typedef int (*tlsf_walker_until)(void* ptr, size_t size, int used, void* user);
 int tlsf_walk_pool_until(pool_t pool, tlsf_walker_until walker, void* user);
 
 /* Misuse reports. kind is one of TLSF_ERROR_*. */
