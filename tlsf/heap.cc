@@ -484,6 +484,20 @@ size_t Heap::UsableSize(const void* ptr) const noexcept {
   return UsableBytes(SpanOf(block));
 }
 
+size_t Heap::BlockAlignment(const void* ptr) const noexcept {
+  if (UsableSize(ptr) == 0) return 0;
+  const Block* const block = reinterpret_cast<const Block*>(
+      static_cast<const char*>(ptr) - kAlignment);
+  const int log2 = static_cast<int>((block->word & kAlignMask) >> kAlignShift);
+  return log2 == 0 ? kAlignment : size_t{1} << log2;
+}
+
+int Heap::LargestFreeBin() const noexcept {
+  if (first_level_bitmap_ == 0) return -1;
+  const int first = FloorLog2(first_level_bitmap_);
+  return first * kSecondLevelCount + FloorLog2(second_level_bitmap_[first]);
+}
+
 // --- Pools
 // --------------------------------------------------------------------
 

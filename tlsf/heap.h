@@ -167,6 +167,15 @@ class Heap {
   // Usable bytes of the live block at `ptr`; 0 if ptr is not one.
   size_t UsableSize(const void* ptr) const noexcept;
 
+  // The alignment the live block at `ptr` was allocated with (kAlignment for
+  // plain allocations); 0 if ptr is not a live block. O(1).
+  size_t BlockAlignment(const void* ptr) const noexcept;
+
+  // Flat index (first * kSecondLevelCount + second) of the highest non-empty
+  // free-list bin, or -1 when no listed free block exists. Every request
+  // whose RoundUpToBinStart span maps to a bin at or below it succeeds. O(1).
+  int LargestFreeBin() const noexcept;
+
   // --- Observation ---
 
   HeapStats Stats() const noexcept { return stats_; }

@@ -668,6 +668,29 @@ TEST_F(HeapTest, CountersTrackEveryOperation) {
   ExpectSound();
 }
 
+TEST_F(HeapTest, BlockAlignmentAndLargestFreeBin) {
+  const int empty_bin = heap_.LargestFreeBin();
+  ASSERT_GE(empty_bin, 0);
+  const size_t whole_span = heap_.Stats().capacity_bytes;
+  EXPECT_EQ(empty_bin, BinForSpan(whole_span).first * kSecondLevelCount +
+                           BinForSpan(whole_span).second);
+  void* plain = heap_.Allocate(10);
+  void* aligned = heap_.AllocateAligned(256, 10);
+  EXPECT_EQ(heap_.BlockAlignment(plain), kAlignment);
+  EXPECT_EQ(heap_.BlockAlignment(aligned), 256u);
+  EXPECT_EQ(heap_.BlockAlignment(static_cast<char*>(aligned) + 16), 0u);
+  EXPECT_LE(heap_.LargestFreeBin(), empty_bin);
+  std::vector<void*> all;
+  while (void* p = heap_.Allocate(16)) all.push_back(p);
+  EXPECT_EQ(heap_.LargestFreeBin(), -1);
+  heap_.Free(plain);
+  EXPECT_EQ(heap_.BlockAlignment(plain), 0u);
+  EXPECT_GE(heap_.LargestFreeBin(), 0);
+  heap_.Free(aligned);
+  for (void* p : all) heap_.Free(p);
+  EXPECT_EQ(heap_.LargestFreeBin(), empty_bin);
+}
+
 TEST_F(HeapTest, WalkVisitsEveryBlockAndCanStop) {
   void* a = heap_.Allocate(100);
   void* b = heap_.Allocate(200);
