@@ -1,0 +1,175 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// fmemp/memp.h
+//
+// fmemp::Memp<LockPolicy>: memory from several TLSF heaps spread over
+// non-contiguous regions, behind one lock policy from sync/ (NoLock,
+// SpinLock, Mutex). This is the C++ front-end; the SDK's C API (fmemp/fmemp.h)
+// is a thin layer over it.
+//
+//   fmemp::Memp<fmemp::sync::Mutex> memp;
+//   absl::Status s = memp.AddRegion(buffer, buffer + size);
+//   void* p = memp.Allocate(100);
+//   memp.Free(p);
+//
+// Guarantees
+// * Thread safety: every member takes the policy's lock exactly once (in
+//   this file, the only place the lock is applied), so Memp is safe from
+//   many threads when LockPolicy::kThreadSafe, and for one thread at a time
+//   with NoLock. Calls never re-enter the lock (calloc does not call malloc
+//   under it), so a non-recursive lock never deadlocks.
+// * Complexity: Allocate/AllocateAligned/Free/Reallocate are O(1) in block
+//   count and region count, except that finding the region owning a pointer
+//   is O(log regions). Probe is O(1). Region management, ProbeRegions, Check
+//   and List walk regions or blocks.
+// * Failure: the hot path is noexcept and returns nullptr (or false);
+//   management calls return absl::Status and change nothing on error. Misuse
+//   (foreign, interior, double frees) is reported to the error handler,
+//   counted in MempStats::invalid_frees, and leaves every heap intact.
+// * Memory: bookkeeping (TLSF control structures, region table, tags) comes
+//   from the process heap, never from the regions.
+//
+// Allocate(0) returns a unique minimum-size block. Reallocate(p, 0) frees p
+// and returns nullptr. Calloc checks count * size for overflow.
+
+#ifndef FMEMP_FMEMP_MEMP_H_
+#define FMEMP_FMEMP_MEMP_H_
+
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "fmemp/region_set.h"
+#include "sync/lock_policy.h"
+
+namespace fmemp {
+
+template <typename LockPolicy>
+class Memp {
+  static_assert(sync::kIsLockPolicy<LockPolicy>,
+                "LockPolicy must meet the contract in sync/lock_policy.h");
+
+ public:
+  using Lock = LockPolicy;
+  static constexpr bool kThreadSafe = LockPolicy::kThreadSafe;
+
+  Memp() = default;
+  Memp(const Memp&) = delete;
+  Memp& operator=(const Memp&) = delete;
+
+  // --- Regions (see RegionSet for the errors) ---
+
+  absl::Status AddRegion(void* begin, void* end) {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.AddRegion(begin, end);
+  }
+  absl::Status AddRegion(void* begin, size_t bytes) {
+    return AddRegion(begin, static_cast<char*>(begin) + bytes);
+  }
+  absl::Status RemoveRegion(void* begin) {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.RemoveRegion(begin);
+  }
+  // Forgets every region and block (live or not) and zeroes the counters.
+  void Clear() {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    regions_.Clear();
+  }
+
+  // --- Hot path ---
+
+  void* Allocate(size_t bytes) noexcept {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.Allocate(bytes);
+  }
+  void* AllocateAligned(size_t alignment, size_t bytes) noexcept {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.AllocateAligned(alignment, bytes);
+  }
+  // Zeroed count * size bytes; nullptr (counted) on overflow or exhaustion.
+  // The zeroing happens outside the lock.
+  void* Calloc(size_t count, size_t size) noexcept {
+    size_t bytes = 0;
+    void* p = nullptr;
+    {
+      sync::ScopedLock<LockPolicy> hold(lock_);
+      if (__builtin_mul_overflow(count, size, &bytes)) {
+        regions_.NoteFailure();
+        return nullptr;
+      }
+      p = regions_.Allocate(bytes);
+    }
+    if (p != nullptr) std::memset(p, 0, bytes);
+    return p;
+  }
+  void* Reallocate(void* ptr, size_t bytes) noexcept {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.Reallocate(ptr, bytes);
+  }
+  bool Free(void* ptr) noexcept {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.Free(ptr);
+  }
+  size_t UsableSize(const void* ptr) const noexcept {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.UsableSize(ptr);
+  }
+
+  // As Allocate / AllocateAligned, recording where the block came from; the
+  // tag is listed by List() until the block is freed. The tag table lives in
+  // the process heap.
+  void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    void* p = regions_.AllocateAligned(alignment, bytes);
+    if (p != nullptr) regions_.SetTag(p, tag);
+    return p;
+  }
+  void* ReallocateTagged(void* ptr, size_t bytes, const BlockTag& tag) {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    void* p = regions_.Reallocate(ptr, bytes);
+    if (p != nullptr) regions_.SetTag(p, tag);
+    return p;
+  }
+
+  // --- Observation ---
+
+  MempStats Probe() const noexcept {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.Probe();
+  }
+  std::vector<RegionStats> ProbeRegions() const {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.ProbeRegions();
+  }
+  void ResetPeak() noexcept {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    regions_.ResetPeak();
+  }
+  absl::Status Check() const {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.Check();
+  }
+  // Writes the listing (see RegionSet::List) to `sink`, under the lock:
+  // `sink` must not call into this Memp.
+  void List(absl::FunctionRef<void(absl::string_view)> sink) const {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    regions_.List(sink);
+  }
+  void SetErrorHandler(MempErrorHandler handler, void* context) {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    regions_.SetErrorHandler(handler, context);
+  }
+
+ private:
+  mutable LockPolicy lock_;
+  RegionSet regions_ ABSL_GUARDED_BY(lock_);
+};
+
+}  // namespace fmemp
+
+#endif  // FMEMP_FMEMP_MEMP_H_

@@ -1,0 +1,400 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
+#include "fmemp/region_set.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace fmemp {
+
+using tlsf::Heap;
+using tlsf::HeapError;
+using tlsf::HeapStats;
+
+// One region: the caller's memory, a TLSF heap over it (its control
+// structure lives here, not in the region), and its index entry.
+struct RegionSet::Region {
+  uintptr_t begin;  // as passed to AddRegion
+  uintptr_t end;
+  Heap heap;
+  tlsf::Pool* pool = nullptr;
+  RegionIndex::Entry entry;
+};
+
+namespace {
+
+constexpr int FlatBin(tlsf::Bin bin) {
+  return bin.first * tlsf::kSecondLevelCount + bin.second;
+}
+
+// How many regions filed exactly under a request's own bin are tried when the
+// good-fit search finds none. Bounded, so allocation stays O(1).
+constexpr int kRegionFallback = 4;
+
+uintptr_t Addr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
+
+void DefaultErrorHandler(void*, MempError error, const void* ptr) {
+  std::fprintf(stderr, "fmemp: %s: %p\n", MempErrorName(error), ptr);
+}
+
+}  // namespace
+
+const char* MempErrorName(MempError error) {
+  switch (error) {
+    case MempError::kForeignPointer:
+      return "pointer outside every region of this pool";
+    case MempError::kInvalidFree:
+      return "pointer is not a live block (interior, foreign or freed)";
+    case MempError::kDoubleFree:
+      return "double free";
+    case MempError::kCorruptHeap:
+      return "heap corruption next to block";
+  }
+  return "unknown error";
+}
+
+RegionSet::RegionSet() = default;
+RegionSet::~RegionSet() = default;
+
+void RegionSet::SetErrorHandler(MempErrorHandler handler,
+                                void* context) noexcept {
+  error_handler_ = handler;
+  error_context_ = context;
+}
+
+void RegionSet::Report(MempError error, const void* ptr) noexcept {
+  ++invalid_frees_;
+  (error_handler_ != nullptr ? error_handler_ : DefaultErrorHandler)(
+      error_context_, error, ptr);
+}
+
+void RegionSet::OnHeapError(void* context, HeapError error, const void* ptr) {
+  MempError mapped = MempError::kInvalidFree;
+  if (error == HeapError::kDoubleFree) mapped = MempError::kDoubleFree;
+  if (error == HeapError::kCorruptHeap) mapped = MempError::kCorruptHeap;
+  static_cast<RegionSet*>(context)->Report(mapped, ptr);
+}
+
+// --- Regions
+// ------------------------------------------------------------------
+
+absl::Status RegionSet::AddRegion(void* begin, void* end) {
+  if (begin == nullptr || end == nullptr) {
+    return absl::InvalidArgumentError("region bound is null");
+  }
+  if (Addr(end) <= Addr(begin)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("region [%p, %p) is reversed or empty", begin, end));
+  }
+  // The neighbours in address order are the only candidates for overlap.
+  auto next = regions_.lower_bound(Addr(begin));
+  if (next != regions_.end() && next->second->begin < Addr(end)) {
+    return absl::AlreadyExistsError(
+        absl::StrFormat("region [%p, %p) overlaps region [%p, %p)", begin, end,
+                        reinterpret_cast<void*>(next->second->begin),
+                        reinterpret_cast<void*>(next->second->end)));
+  }
+  if (next != regions_.begin()) {
+    const Region& prev = *std::prev(next)->second;
+    if (prev.end > Addr(begin)) {
+      return absl::AlreadyExistsError(
+          absl::StrFormat("region [%p, %p) overlaps region [%p, %p)", begin,
+                          end, reinterpret_cast<void*>(prev.begin),
+                          reinterpret_cast<void*>(prev.end)));
+    }
+  }
+  auto region = std::make_unique<Region>();
+  region->begin = Addr(begin);
+  region->end = Addr(end);
+  region->entry.owner = region.get();
+  region->heap.SetErrorHandler(&RegionSet::OnHeapError, this);
+  absl::StatusOr<tlsf::Pool*> pool =
+      region->heap.AddPool(begin, Addr(end) - Addr(begin));
+  if (!pool.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "region cannot hold a TLSF pool: ", pool.status().message()));
+  }
+  region->pool = *pool;
+  capacity_bytes_ += region->heap.Stats().capacity_bytes;
+  index_.Update(&region->entry, region->heap.LargestFreeBin());
+  regions_.emplace(region->begin, std::move(region));
+  return absl::OkStatus();
+}
+
+absl::Status RegionSet::RemoveRegion(void* begin) {
+  auto it = regions_.find(Addr(begin));
+  if (it == regions_.end()) {
+    return absl::NotFoundError(
+        absl::StrFormat("no region begins at %p", begin));
+  }
+  Region& region = *it->second;
+  const size_t capacity = region.heap.Stats().capacity_bytes;
+  if (absl::Status s = region.heap.RemovePool(region.pool); !s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("region [%p, %p) not removed: %s", begin,
+                        reinterpret_cast<void*>(region.end), s.message()));
+  }
+  index_.Update(&region.entry, RegionIndex::kNoBin);
+  capacity_bytes_ -= capacity;
+  regions_.erase(it);
+  return absl::OkStatus();
+}
+
+void RegionSet::Clear() {
+  for (auto& [key, r] : regions_) {
+    index_.Update(&r->entry, RegionIndex::kNoBin);
+  }
+  regions_.clear();
+  tags_.clear();
+  capacity_bytes_ = used_bytes_ = peak_used_bytes_ = live_blocks_ = 0;
+  failed_allocations_ = invalid_frees_ = 0;
+}
+
+RegionSet::Region* RegionSet::FindRegion(const void* ptr) const noexcept {
+  auto it = regions_.upper_bound(Addr(ptr));
+  if (it == regions_.begin()) return nullptr;
+  --it;
+  return Addr(ptr) < it->second->end ? it->second.get() : nullptr;
+}
+
+RegionSet::Region* RegionSet::RegionFor(size_t search_span) const noexcept {
+  const size_t good_fit = tlsf::RoundUpToBinStart(search_span);
+  if (good_fit >= tlsf::kMaxSpan) return nullptr;
+  RegionIndex::Entry* entry =
+      index_.FindAtLeast(FlatBin(tlsf::BinForSpan(good_fit)));
+  return entry != nullptr ? static_cast<Region*>(entry->owner) : nullptr;
+}
+
+template <typename Op>
+auto RegionSet::InRegion(Region* r, Op op) noexcept {
+  const HeapStats before = r->heap.Stats();
+  auto result = op(r->heap);
+  const HeapStats after = r->heap.Stats();
+  used_bytes_ = used_bytes_ - before.used_bytes + after.used_bytes;
+  live_blocks_ = live_blocks_ - before.live_blocks + after.live_blocks;
+  peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_);
+  index_.Update(&r->entry, r->heap.LargestFreeBin());
+  return result;
+}
+
+// --- Allocation
+// -----------------------------------------------------------------
+
+void* RegionSet::AllocateSpan(size_t search_span, size_t alignment,
+                              size_t bytes) noexcept {
+  auto allocate = [alignment, bytes](Heap& heap) {
+    return alignment <= tlsf::kAlignment
+               ? heap.Allocate(bytes)
+               : heap.AllocateAligned(alignment, bytes);
+  };
+  if (search_span != 0 && search_span < tlsf::kMaxSpan) {
+    if (Region* r = RegionFor(search_span)) {
+      if (void* p = InRegion(r, allocate)) return p;
+    }
+    // No region has a bin above the request's; regions filed exactly under
+    // its own bin may still hold a block that fits.
+    const int own = FlatBin(tlsf::BinForSpan(search_span));
+    RegionIndex::Entry* entry = index_.First(own);
+    for (int i = 0; entry != nullptr && i < kRegionFallback; ++i) {
+      RegionIndex::Entry* next = entry->next;  // InRegion may refile entry
+      if (void* p = InRegion(static_cast<Region*>(entry->owner), allocate)) {
+        return p;
+      }
+      entry = next;
+    }
+  }
+  ++failed_allocations_;
+  return nullptr;
+}
+
+void* RegionSet::Allocate(size_t bytes) noexcept {
+  return AllocateSpan(tlsf::SpanForRequest(bytes), tlsf::kAlignment, bytes);
+}
+
+void* RegionSet::AllocateAligned(size_t alignment, size_t bytes) noexcept {
+  if (!tlsf::IsPowerOfTwo(alignment) || alignment > Heap::kMaxAlignment) {
+    ++failed_allocations_;
+    return nullptr;
+  }
+  if (alignment <= tlsf::kAlignment) return Allocate(bytes);
+  const size_t span = tlsf::SpanForRequest(bytes);
+  return AllocateSpan(span == 0 ? 0 : span + alignment - tlsf::kAlignment,
+                      alignment, bytes);
+}
+
+bool RegionSet::Free(void* ptr) noexcept {
+  if (ptr == nullptr) return true;
+  Region* const r = FindRegion(ptr);
+  if (r == nullptr) {
+    Report(MempError::kForeignPointer, ptr);
+    return false;
+  }
+  const bool freed = InRegion(r, [ptr](Heap& heap) { return heap.Free(ptr); });
+  if (freed && !tags_.empty()) tags_.erase(ptr);
+  return freed;
+}
+
+void* RegionSet::Reallocate(void* ptr, size_t bytes) noexcept {
+  if (ptr == nullptr) return Allocate(bytes);
+  Region* const r = FindRegion(ptr);
+  if (r == nullptr) {
+    Report(MempError::kForeignPointer, ptr);
+    return nullptr;
+  }
+  if (bytes == 0) {
+    Free(ptr);
+    return nullptr;
+  }
+  const size_t old_usable = r->heap.UsableSize(ptr);
+  if (old_usable == 0) {
+    // Not a live block. Heap::Free only reports such a pointer (as invalid
+    // or double free) and changes nothing.
+    InRegion(r, [ptr](Heap& heap) { return heap.Free(ptr); });
+    return nullptr;
+  }
+  void* moved = InRegion(
+      r, [ptr, bytes](Heap& heap) { return heap.Reallocate(ptr, bytes); });
+  if (moved == nullptr) {
+    // This region cannot hold the new size: move to another one, keeping
+    // the block's alignment.
+    moved = AllocateAligned(r->heap.BlockAlignment(ptr), bytes);
+    if (moved == nullptr) return nullptr;  // counted; ptr is unchanged
+    std::memcpy(moved, ptr, std::min(old_usable, bytes));
+    InRegion(r, [ptr](Heap& heap) { return heap.Free(ptr); });
+  }
+  if (moved != ptr && !tags_.empty()) {
+    auto tag = tags_.extract(ptr);
+    if (!tag.empty()) tags_.emplace(moved, tag.mapped());
+  }
+  return moved;
+}
+
+size_t RegionSet::UsableSize(const void* ptr) const noexcept {
+  const Region* const r = FindRegion(ptr);
+  return r != nullptr ? r->heap.UsableSize(ptr) : 0;
+}
+
+void RegionSet::SetTag(const void* ptr, const BlockTag& tag) {
+  tags_[ptr] = tag;
+}
+
+// --- Observation
+// ------------------------------------------------------------------
+
+MempStats RegionSet::Probe() const noexcept {
+  MempStats stats;
+  stats.capacity_bytes = capacity_bytes_;
+  stats.used_bytes = used_bytes_;
+  stats.free_bytes = capacity_bytes_ - used_bytes_;
+  stats.peak_used_bytes = peak_used_bytes_;
+  stats.live_blocks = live_blocks_;
+  stats.region_count = regions_.size();
+  stats.failed_allocations = failed_allocations_;
+  stats.invalid_frees = invalid_frees_;
+  return stats;
+}
+
+void RegionSet::ResetPeak() noexcept {
+  peak_used_bytes_ = used_bytes_;
+  for (auto& [key, r] : regions_) r->heap.ResetPeak();
+}
+
+std::vector<RegionStats> RegionSet::ProbeRegions() const {
+  std::vector<RegionStats> out;
+  out.reserve(regions_.size());
+  for (const auto& [key, r] : regions_) {
+    const HeapStats s = r->heap.Stats();
+    RegionStats region;
+    region.begin = reinterpret_cast<void*>(r->begin);
+    region.end = reinterpret_cast<void*>(r->end);
+    region.capacity_bytes = s.capacity_bytes;
+    region.used_bytes = s.used_bytes;
+    region.free_bytes = s.free_bytes;
+    region.peak_used_bytes = s.peak_used_bytes;
+    region.largest_allocatable = r->heap.LargestAllocatable();
+    region.live_blocks = s.live_blocks;
+    region.failed_allocations = s.failed_allocations;
+    out.push_back(region);
+  }
+  return out;
+}
+
+absl::Status RegionSet::Check() const {
+  size_t capacity = 0, used = 0, live = 0;
+  for (const auto& [key, r] : regions_) {
+    if (absl::Status s = r->heap.Check(); !s.ok()) {
+      return absl::DataLossError(absl::StrFormat(
+          "region [%p, %p): %s", reinterpret_cast<void*>(r->begin),
+          reinterpret_cast<void*>(r->end), s.message()));
+    }
+    if (r->entry.bin != r->heap.LargestFreeBin()) {
+      return absl::DataLossError(absl::StrFormat(
+          "region [%p, %p) is indexed under bin %d, its heap says %d",
+          reinterpret_cast<void*>(r->begin), reinterpret_cast<void*>(r->end),
+          r->entry.bin, r->heap.LargestFreeBin()));
+    }
+    const HeapStats s = r->heap.Stats();
+    capacity += s.capacity_bytes;
+    used += s.used_bytes;
+    live += s.live_blocks;
+  }
+  if (capacity != capacity_bytes_ || used != used_bytes_ ||
+      live != live_blocks_ || peak_used_bytes_ < used_bytes_) {
+    return absl::DataLossError(absl::StrFormat(
+        "aggregate counters disagree with the regions: capacity %d/%d used "
+        "%d/%d live %d/%d peak %d",
+        capacity_bytes_, capacity, used_bytes_, used, live_blocks_, live,
+        peak_used_bytes_));
+  }
+  for (const auto& [ptr, tag] : tags_) {
+    if (UsableSize(ptr) == 0) {
+      return absl::DataLossError(
+          absl::StrFormat("tag for %p, which is not a live block", ptr));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void RegionSet::List(absl::FunctionRef<void(absl::string_view)> sink) const {
+  int index = 0;
+  for (const auto& [key, r] : regions_) {
+    const HeapStats s = r->heap.Stats();
+    sink(absl::StrFormat(
+        "region %d [%p, %p): capacity %d, used %d, free %d, peak %d, "
+        "live blocks %d, largest %d, failed %d",
+        index++, reinterpret_cast<void*>(r->begin),
+        reinterpret_cast<void*>(r->end), s.capacity_bytes, s.used_bytes,
+        s.free_bytes, s.peak_used_bytes, s.live_blocks,
+        r->heap.LargestAllocatable(), s.failed_allocations));
+    r->heap.WalkPool(r->pool, [&](const tlsf::BlockInfo& block) {
+      if (!block.used) return true;
+      std::string line =
+          absl::StrFormat("  %p %8d bytes", block.ptr, block.size);
+      if (auto it = tags_.find(block.ptr); it != tags_.end()) {
+        const BlockTag& tag = it->second;
+        absl::StrAppendFormat(&line, "  %s:%d thread %d%s%s",
+                              tag.file != nullptr ? tag.file : "?", tag.line,
+                              tag.thread_id, tag.message != nullptr ? " " : "",
+                              tag.message != nullptr ? tag.message : "");
+      }
+      sink(line);
+      return true;
+    });
+  }
+  const MempStats t = Probe();
+  sink(absl::StrFormat(
+      "total: %d regions, capacity %d, used %d, free %d, peak %d, live "
+      "blocks %d, failed allocations %d, invalid frees %d",
+      t.region_count, t.capacity_bytes, t.used_bytes, t.free_bytes,
+      t.peak_used_bytes, t.live_blocks, t.failed_allocations, t.invalid_frees));
+  const absl::Status check = Check();
+  sink(absl::StrCat("integrity check: ", check.ok() ? "OK" : check.ToString()));
+}
+
+}  // namespace fmemp

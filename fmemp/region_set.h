@@ -1,0 +1,176 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// fmemp/region_set.h
+//
+// RegionSet is the unsynchronised core of the fmemp front-end: a set of
+// non-contiguous memory regions, each managed by a TLSF heap of its own, that
+// together behave as one heap. Memp<LockPolicy> (fmemp/memp.h) wraps it in a
+// lock; use that, not this, unless you provide the exclusion yourself.
+//
+// Guarantees
+// * Allocate, AllocateAligned and Free are O(1) in the number of regions for
+//   the choice of region (RegionIndex) and O(log regions) to find the region
+//   that owns a pointer (a B-tree keyed by region address); the TLSF work in
+//   the region is O(1).
+// * Bookkeeping never lives in the caller's regions: each region's TLSF
+//   control structure, the region table and the tag table are allocated from
+//   the process heap.
+// * A region is removed only when no live block lies in it; its memory is
+//   never handed out again. Misuse (foreign, interior, freed pointers) is
+//   reported to the error handler, counted, and leaves every heap intact.
+// * Counters are kept on every operation, so Probe() is O(1): used_bytes never
+//   exceeds capacity_bytes and peak_used_bytes is never below used_bytes.
+//
+// Accounting follows tlsf::Heap: used and free bytes include each block's
+// one-word header, so used_bytes + free_bytes == capacity_bytes.
+
+#ifndef FMEMP_FMEMP_REGION_SET_H_
+#define FMEMP_FMEMP_REGION_SET_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "fmemp/region_index.h"
+#include "tlsf/heap.h"
+
+namespace fmemp {
+
+// Misuse the front-end reports.
+enum class MempError {
+  kForeignPointer,  // free/realloc of a pointer outside every region
+  kInvalidFree,     // inside a region, but not a live block
+  kDoubleFree,      // a block that is already free
+  kCorruptHeap,     // a header next to the block is damaged
+};
+
+const char* MempErrorName(MempError error);
+
+// Runs inside the front-end's lock, on the thread that made the bad call: it
+// must not call back into the same front-end.
+using MempErrorHandler = void (*)(void* context, MempError error,
+                                  const void* ptr);
+
+// Where a tagged block was allocated (see Memp::AllocateTagged).
+struct BlockTag {
+  const char* file = nullptr;  // must outlive the block (e.g. __FILE__)
+  unsigned long line = 0;
+  const char* message = nullptr;  // optional; must outlive the block
+  uint64_t thread_id = 0;         // the allocating thread (gettid)
+};
+
+// Usage of one region.
+struct RegionStats {
+  void* begin = nullptr;  // as passed to AddRegion
+  void* end = nullptr;
+  size_t capacity_bytes = 0;
+  size_t used_bytes = 0;
+  size_t free_bytes = 0;
+  size_t peak_used_bytes = 0;
+  size_t largest_allocatable = 0;  // exact: Allocate(n) succeeds in it
+  size_t live_blocks = 0;
+  uint64_t failed_allocations = 0;  // requests this region could not serve
+};
+
+// Usage of all regions together.
+struct MempStats {
+  size_t capacity_bytes = 0;
+  size_t used_bytes = 0;
+  size_t free_bytes = 0;
+  size_t peak_used_bytes = 0;  // true peak of used_bytes since init/reset
+  size_t live_blocks = 0;
+  size_t region_count = 0;
+  uint64_t failed_allocations = 0;  // calls that returned nullptr
+  uint64_t invalid_frees = 0;       // misuse reports
+};
+
+class RegionSet {
+ public:
+  RegionSet();
+  RegionSet(const RegionSet&) = delete;
+  RegionSet& operator=(const RegionSet&) = delete;
+  ~RegionSet();
+
+  // Adds [begin, end) as a region (aligned inward). Errors, nothing changed:
+  //   InvalidArgument  null, reversed, empty or too small a range, or too
+  //                    large for one TLSF pool;
+  //   AlreadyExists    the range overlaps a region of this set.
+  absl::Status AddRegion(void* begin, void* end);
+
+  // Removes the region that AddRegion was given `begin` for. Errors:
+  //   NotFound            no such region;
+  //   FailedPrecondition  live blocks lie in it (the message says how many
+  //                       bytes); nothing changes.
+  absl::Status RemoveRegion(void* begin);
+
+  // Drops every region and tag and zeroes the counters, live blocks or not.
+  void Clear();
+
+  void* Allocate(size_t bytes) noexcept;
+  void* AllocateAligned(size_t alignment, size_t bytes) noexcept;
+  // tlsf::Heap semantics (nullptr: allocate; 0 bytes: free and return
+  // nullptr; failure leaves the block intact), and may move the block to
+  // another region, keeping its alignment.
+  void* Reallocate(void* ptr, size_t bytes) noexcept;
+  // Frees a live block; nullptr is a no-op. Misuse is reported and ignored
+  // (returns false).
+  bool Free(void* ptr) noexcept;
+  size_t UsableSize(const void* ptr) const noexcept;
+
+  // Counts a request that failed before reaching a region (calloc overflow).
+  void NoteFailure() noexcept { ++failed_allocations_; }
+
+  // Records `tag` for the live block at ptr; dropped when it is freed.
+  void SetTag(const void* ptr, const BlockTag& tag);
+
+  MempStats Probe() const noexcept;
+  std::vector<RegionStats> ProbeRegions() const;
+  void ResetPeak() noexcept;
+
+  // Every region's heap check, the index and the aggregated counters.
+  absl::Status Check() const;
+
+  // Writes, line by line: every region (range and usage), every live block
+  // (address, size, tag), the totals and the result of Check().
+  void List(absl::FunctionRef<void(absl::string_view)> sink) const;
+
+  void SetErrorHandler(MempErrorHandler handler, void* context) noexcept;
+
+ private:
+  struct Region;
+
+  Region* FindRegion(const void* ptr) const noexcept;
+  // A region sure to serve a request of `search_span` bytes, or nullptr.
+  Region* RegionFor(size_t search_span) const noexcept;
+  // Runs `op` on region `r` and folds the change of its heap's counters into
+  // the aggregates and the index.
+  template <typename Op>
+  auto InRegion(Region* r, Op op) noexcept;
+  void* AllocateSpan(size_t span, size_t alignment, size_t bytes) noexcept;
+  void Report(MempError error, const void* ptr) noexcept;
+  static void OnHeapError(void* context, tlsf::HeapError error,
+                          const void* ptr);
+
+  absl::btree_map<uintptr_t, std::unique_ptr<Region>> regions_;
+  RegionIndex index_;
+  absl::flat_hash_map<const void*, BlockTag> tags_;
+  size_t capacity_bytes_ = 0;
+  size_t used_bytes_ = 0;
+  size_t peak_used_bytes_ = 0;
+  size_t live_blocks_ = 0;
+  uint64_t failed_allocations_ = 0;
+  uint64_t invalid_frees_ = 0;
+  MempErrorHandler error_handler_ = nullptr;
+  void* error_context_ = nullptr;
+};
+
+}  // namespace fmemp
+
+#endif  // FMEMP_FMEMP_REGION_SET_H_
