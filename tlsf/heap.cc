@@ -185,6 +185,12 @@ uint64_t Heap::MakeWord(const Block* block, size_t span, uint64_t flags) const {
   return TagFor(block) | span | flags;
 }
 
+void Heap::MarkAbsorbed(Block* block) const {
+  // A header merged into a neighbour keeps a tagged, free, zero-span word,
+  // so a late free of its old pointer is reported as a double free.
+  block->word = TagFor(block) | kFree;
+}
+
 void Heap::SetSpan(Block* block, size_t span) const {
   block->word = (block->word & ~kSpanMask) | span;
 }
@@ -321,7 +327,7 @@ void Heap::ReleaseFree(Block* block) noexcept {
     if (linked) {
       RemoveFree(prev);
       SetSpan(prev, SpanOf(prev) + SpanOf(block));
-      block->word = 0;
+      MarkAbsorbed(block);
       block = prev;
     } else {
       Report(HeapError::kCorruptHeap, PayloadOf(block));
@@ -331,7 +337,7 @@ void Heap::ReleaseFree(Block* block) noexcept {
   if (IsFree(next)) {
     RemoveFree(next);
     SetSpan(block, SpanOf(block) + SpanOf(next));
-    next->word = 0;
+    MarkAbsorbed(next);
     next = NextOf(block);
   }
   next->prev_physical = block;
@@ -356,12 +362,16 @@ Heap::Block* Heap::LiveBlockOrReport(const void* ptr) noexcept {
   }
   Block* const block = reinterpret_cast<Block*>(
       const_cast<char*>(static_cast<const char*>(ptr)) - kAlignment);
-  if (!IsTagged(block) || SpanOf(block) == 0) {
+  if (!IsTagged(block)) {
     Report(HeapError::kInvalidFree, ptr);
     return nullptr;
   }
   if (IsFree(block)) {
     Report(HeapError::kDoubleFree, ptr);
+    return nullptr;
+  }
+  if (SpanOf(block) == 0) {  // a pool's end sentinel
+    Report(HeapError::kInvalidFree, ptr);
     return nullptr;
   }
   const Block* const next = NextOf(block);
@@ -452,7 +462,7 @@ void* Heap::Reallocate(void* ptr, size_t bytes) noexcept {
   if (IsFree(next) && have + SpanOf(next) >= want) {
     const size_t gained = SpanOf(next);
     RemoveFree(next);
-    next->word = 0;
+    MarkAbsorbed(next);
     SetSpan(block, have + gained);
     NextOf(block)->word &= ~kPrevFree;
     // Count the absorbed block as used, then give back the tail, and only

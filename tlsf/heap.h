@@ -220,6 +220,7 @@ class Heap {
   bool IsTagged(const Block* block) const noexcept;
   uint64_t MakeWord(const Block* block, size_t span, uint64_t flags) const;
   void SetSpan(Block* block, size_t span) const;
+  void MarkAbsorbed(Block* block) const;
 
   // Free lists.
   void InsertFree(Block* block) noexcept;

@@ -209,7 +209,7 @@ TEST_F(HeapTest, DoubleFreeOfMergedBlockIsReported) {
   ASSERT_TRUE(heap_.Free(b));  // merges into a's block: b's header is gone
   EXPECT_FALSE(heap_.Free(b));
   ASSERT_EQ(reports_.seen.size(), 1u);
-  EXPECT_EQ(reports_.seen[0].first, HeapError::kInvalidFree);
+  EXPECT_EQ(reports_.seen[0].first, HeapError::kDoubleFree);
   heap_.Free(c);
   ExpectSound();
 }
