@@ -92,8 +92,9 @@ class Memp {
     return regions_.AllocateAligned(alignment, bytes);
   }
   // Zeroed count * size bytes; nullptr (counted) on overflow or exhaustion.
-  // The zeroing happens outside the lock.
-  void* Calloc(size_t count, size_t size) noexcept {
+  // With a tag, as AllocateTagged. The zeroing happens outside the lock.
+  void* Calloc(size_t count, size_t size,
+               const BlockTag* tag = nullptr) noexcept {
     size_t bytes = 0;
     void* p = nullptr;
     {
@@ -103,6 +104,7 @@ class Memp {
         return nullptr;
       }
       p = regions_.Allocate(bytes);
+      if (p != nullptr && tag != nullptr) regions_.SetTag(p, *tag);
     }
     if (p != nullptr) std::memset(p, 0, bytes);
     return p;

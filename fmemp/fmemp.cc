@@ -1,0 +1,431 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// The SDK's C API (fmemp/fmemp.h) over fmemp::Memp. Each function finds the
+// FMemp's front-end, forwards, and converts the result; the allocator logic
+// lives in memp.h and below.
+
+#include "fmemp/fmemp.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "fmemp/memp.h"
+#include "sync/mutex.h"
+#include "sync/no_lock.h"
+#include "sync/spin_lock.h"
+
+namespace fmemp {
+namespace {
+
+// The one mapping from the front-end's statuses to the SDK's error codes.
+FError ToFError(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return FMEMP_SUCCESS;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return FMEMP_ERR_INVALID_BUF;
+    case absl::StatusCode::kAlreadyExists:
+      return FMEMP_ERR_REGION_OVERLAP;
+    case absl::StatusCode::kNotFound:
+      return FMEMP_ERR_REGION_NOT_FOUND;
+    case absl::StatusCode::kFailedPrecondition:
+      return FMEMP_ERR_REGION_BUSY;
+    case absl::StatusCode::kDataLoss:
+      return FMEMP_ERR_CORRUPT;
+    default:
+      return FMEMP_ERR_INIT_TLFS;
+  }
+}
+
+int ToMisuseKind(MempError error) {
+  switch (error) {
+    case MempError::kForeignPointer:
+      return FMEMP_MISUSE_FOREIGN_POINTER;
+    case MempError::kInvalidFree:
+      return FMEMP_MISUSE_INVALID_FREE;
+    case MempError::kDoubleFree:
+      return FMEMP_MISUSE_DOUBLE_FREE;
+    case MempError::kCorruptHeap:
+      return FMEMP_MISUSE_CORRUPT_HEAP;
+  }
+  return 0;
+}
+
+u32 Saturate(size_t value) {
+  return value > UINT32_MAX ? UINT32_MAX : static_cast<u32>(value);
+}
+
+uint64_t CurrentThreadId() {
+  return static_cast<uint64_t>(syscall(SYS_gettid));
+}
+
+// A C error handler with its argument; immutable once installed.
+struct HandlerBox {
+  FMempErrorHandler handler;
+  void* user;
+  static void Forward(void* context, MempError error, const void* ptr) {
+    const HandlerBox* box = static_cast<const HandlerBox*>(context);
+    box->handler(box->user, ToMisuseKind(error), ptr);
+  }
+};
+
+constexpr int kNotReady = -1;
+
+// What FMemp::priv points to. The front-end of each policy is created the
+// first time that policy is chosen and lives until FMempRelease, so a call
+// that races FMempRemove finds an empty front-end, never freed memory.
+class CApiPool {
+ public:
+  // Runs fn(front-end) for the active policy, or returns `otherwise`.
+  template <typename R, typename Fn>
+  R Dispatch(R otherwise, Fn fn) {
+    switch (active_.load(std::memory_order_acquire)) {
+      case FMEMP_POLICY_MUTEX:
+        return fn(*mutex_);
+      case FMEMP_POLICY_SPINLOCK:
+        return fn(*spin_);
+      case FMEMP_POLICY_SINGLE_THREAD:
+        return fn(*single_);
+      default:
+        return otherwise;
+    }
+  }
+
+  FError Init(FMemp* memp, void* begin, void* end, FMempPolicy policy) {
+    absl::MutexLock hold(&admin_);
+    if (active_.load(std::memory_order_relaxed) != kNotReady) {
+      return FMEMP_ERR_ALREADY_INIT;
+    }
+    if (!EnsureFrontEnd(policy)) return FMEMP_ERR_BAD_MALLOC;
+    FError error = FMEMP_SUCCESS;
+    WithFrontEnd(policy, [&](auto& front_end) {
+      front_end.Clear();
+      error = ToFError(front_end.AddRegion(begin, end));
+      if (error == FMEMP_SUCCESS && installed_handler_ != nullptr) {
+        front_end.SetErrorHandler(&HandlerBox::Forward, installed_handler_);
+      }
+    });
+    if (error != FMEMP_SUCCESS) {
+      return error == FMEMP_ERR_INVALID_BUF ? error : FMEMP_ERR_INIT_TLFS;
+    }
+    node_.pool_addr = begin;
+    node_.list.next = nullptr;
+    memp->pools_list = &node_;
+    memp->tlsf_ptr = begin;
+    memp->is_ready = FT_COMPONENT_IS_READY;
+    active_.store(policy, std::memory_order_release);
+    return FMEMP_SUCCESS;
+  }
+
+  void Remove(FMemp* memp) {
+    absl::MutexLock hold(&admin_);
+    const int policy = active_.exchange(kNotReady, std::memory_order_acq_rel);
+    if (policy == kNotReady) return;
+    WithFrontEnd(static_cast<FMempPolicy>(policy),
+                 [](auto& front_end) { front_end.Clear(); });
+    memp->pools_list = nullptr;
+    memp->tlsf_ptr = nullptr;
+    memp->is_ready = 0;
+  }
+
+  FError SetErrorHandler(FMempErrorHandler handler, void* user) {
+    absl::MutexLock hold(&admin_);
+    HandlerBox* box = nullptr;
+    if (handler != nullptr) {
+      handlers_.push_back(
+          std::make_unique<HandlerBox>(HandlerBox{handler, user}));
+      box = handlers_.back().get();
+    }
+    installed_handler_ = box;
+    return Dispatch<FError>(FMEMP_ERR_NOT_INIT, [box](auto& front_end) {
+      if (box != nullptr) {
+        front_end.SetErrorHandler(&HandlerBox::Forward, box);
+      } else {
+        front_end.SetErrorHandler(nullptr, nullptr);
+      }
+      return FMEMP_SUCCESS;
+    });
+  }
+
+ private:
+  bool EnsureFrontEnd(FMempPolicy policy)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_) {
+    switch (policy) {
+      case FMEMP_POLICY_MUTEX:
+        if (!mutex_) mutex_.reset(new (std::nothrow) Memp<sync::Mutex>);
+        return mutex_ != nullptr;
+      case FMEMP_POLICY_SPINLOCK:
+        if (!spin_) spin_.reset(new (std::nothrow) Memp<sync::SpinLock>);
+        return spin_ != nullptr;
+      case FMEMP_POLICY_SINGLE_THREAD:
+        if (!single_) single_.reset(new (std::nothrow) Memp<sync::NoLock>);
+        return single_ != nullptr;
+    }
+    return false;
+  }
+
+  template <typename Fn>
+  void WithFrontEnd(FMempPolicy policy, Fn fn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_) {
+    switch (policy) {
+      case FMEMP_POLICY_MUTEX:
+        fn(*mutex_);
+        break;
+      case FMEMP_POLICY_SPINLOCK:
+        fn(*spin_);
+        break;
+      case FMEMP_POLICY_SINGLE_THREAD:
+        fn(*single_);
+        break;
+    }
+  }
+
+  std::atomic<int> active_{kNotReady};
+  absl::Mutex admin_;  // serialises Init, Remove and handler changes
+  // Written once under admin_ before active_ publishes them (release), read
+  // after an acquire load of active_.
+  std::unique_ptr<Memp<sync::Mutex>> mutex_;
+  std::unique_ptr<Memp<sync::SpinLock>> spin_;
+  std::unique_ptr<Memp<sync::NoLock>> single_;
+  FMempPoolList node_ = {};
+  std::vector<std::unique_ptr<HandlerBox>> handlers_ ABSL_GUARDED_BY(admin_);
+  HandlerBox* installed_handler_ ABSL_GUARDED_BY(admin_) = nullptr;
+};
+
+CApiPool* PoolOf(FMemp* memp) {
+  if (memp == nullptr) return nullptr;
+  return static_cast<CApiPool*>(__atomic_load_n(&memp->priv, __ATOMIC_ACQUIRE));
+}
+
+// The front-end of memp, created on first use.
+CApiPool* CreatePoolOf(FMemp* memp) {
+  CApiPool* pool = PoolOf(memp);
+  if (pool != nullptr) return pool;
+  CApiPool* fresh = new (std::nothrow) CApiPool;
+  if (fresh == nullptr) return nullptr;
+  void* expected = nullptr;
+  if (__atomic_compare_exchange_n(&memp->priv, &expected, fresh, false,
+                                  __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    return fresh;
+  }
+  delete fresh;  // another thread installed one first
+  return static_cast<CApiPool*>(expected);
+}
+
+template <typename R, typename Fn>
+R WithMemp(FMemp* memp, R otherwise, Fn fn) {
+  CApiPool* pool = PoolOf(memp);
+  return pool != nullptr ? pool->Dispatch<R>(otherwise, fn) : otherwise;
+}
+
+BlockTag MakeTag(const char* file, unsigned long line, const char* msg) {
+  BlockTag tag;
+  tag.file = file;
+  tag.line = line;
+  tag.message = msg;
+  tag.thread_id = CurrentThreadId();
+  return tag;
+}
+
+}  // namespace
+}  // namespace fmemp
+
+using fmemp::BlockTag;
+using fmemp::MempStats;
+using fmemp::RegionStats;
+
+extern "C" {
+
+FError FMempInitWithPolicy(FMemp* memp, void* begin_addr, void* end_addr,
+                           FMempPolicy policy) {
+  if (memp == nullptr) return FMEMP_ERR_INVALID_ARG;
+  if (policy != FMEMP_POLICY_MUTEX && policy != FMEMP_POLICY_SPINLOCK &&
+      policy != FMEMP_POLICY_SINGLE_THREAD) {
+    return FMEMP_ERR_INVALID_ARG;
+  }
+  fmemp::CApiPool* pool = fmemp::CreatePoolOf(memp);
+  if (pool == nullptr) return FMEMP_ERR_BAD_MALLOC;
+  return pool->Init(memp, begin_addr, end_addr, policy);
+}
+
+FError FMempInit(FMemp* memp, void* begin_addr, void* end_addr) {
+  return FMempInitWithPolicy(memp, begin_addr, end_addr, FMEMP_POLICY_MUTEX);
+}
+
+void FMempRemove(FMemp* memp) {
+  if (fmemp::CApiPool* pool = fmemp::PoolOf(memp)) pool->Remove(memp);
+}
+
+void FMempDeinit(FMemp* memp) { FMempRemove(memp); }
+
+void FMempRelease(FMemp* memp) {
+  fmemp::CApiPool* pool = fmemp::PoolOf(memp);
+  if (pool == nullptr) return;
+  pool->Remove(memp);
+  __atomic_store_n(&memp->priv, nullptr, __ATOMIC_RELEASE);
+  delete pool;
+}
+
+void* FMempMalloc(FMemp* memp, fsize_t nbytes) {
+  return fmemp::WithMemp<void*>(
+      memp, nullptr, [nbytes](auto& m) { return m.Allocate(nbytes); });
+}
+
+void* FMempCalloc(FMemp* memp, fsize_t count, fsize_t size) {
+  return fmemp::WithMemp<void*>(
+      memp, nullptr, [count, size](auto& m) { return m.Calloc(count, size); });
+}
+
+void* FMempMallocAlign(FMemp* memp, fsize_t size, fsize_t align) {
+  return fmemp::WithMemp<void*>(memp, nullptr, [size, align](auto& m) {
+    return m.AllocateAligned(align, size);
+  });
+}
+
+void* FMempRealloc(FMemp* memp, void* ptr, fsize_t nbytes) {
+  return fmemp::WithMemp<void*>(memp, nullptr, [ptr, nbytes](auto& m) {
+    return m.Reallocate(ptr, nbytes);
+  });
+}
+
+void FMempFree(FMemp* memp, void* ptr) {
+  fmemp::WithMemp<bool>(memp, false, [ptr](auto& m) { return m.Free(ptr); });
+}
+
+void FMemProbe(FMemp* memp, u32* total, u32* used, u32* max_used) {
+  const MempStats stats = fmemp::WithMemp<MempStats>(
+      memp, MempStats{}, [](auto& m) { return m.Probe(); });
+  if (total != nullptr) *total = fmemp::Saturate(stats.capacity_bytes);
+  if (used != nullptr) *used = fmemp::Saturate(stats.used_bytes);
+  if (max_used != nullptr) *max_used = fmemp::Saturate(stats.peak_used_bytes);
+}
+
+void FMemListAll(FMemp* memp) {
+  const bool listed = fmemp::WithMemp<bool>(memp, false, [](auto& m) {
+    m.List([](absl::string_view line) {
+      std::printf("%.*s\n", static_cast<int>(line.size()), line.data());
+    });
+    return true;
+  });
+  if (!listed) std::printf("fmemp: pool is not initialised\n");
+  std::fflush(stdout);
+}
+
+FError FMempAddRegion(FMemp* memp, void* begin, void* end) {
+  return fmemp::WithMemp<FError>(
+      memp, FMEMP_ERR_NOT_INIT, [begin, end](auto& m) {
+        return fmemp::ToFError(m.AddRegion(begin, end));
+      });
+}
+
+FError FMempRemoveRegion(FMemp* memp, void* begin) {
+  return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [begin](auto& m) {
+    return fmemp::ToFError(m.RemoveRegion(begin));
+  });
+}
+
+FError FMempProbe64(FMemp* memp, FMempUsage* usage) {
+  if (usage == nullptr) return FMEMP_ERR_INVALID_ARG;
+  return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [usage](auto& m) {
+    const MempStats s = m.Probe();
+    usage->total = s.capacity_bytes;
+    usage->used = s.used_bytes;
+    usage->free_bytes = s.free_bytes;
+    usage->max_used = s.peak_used_bytes;
+    usage->live_blocks = s.live_blocks;
+    usage->regions = s.region_count;
+    usage->failed_allocations = s.failed_allocations;
+    usage->invalid_frees = s.invalid_frees;
+    return FMEMP_SUCCESS;
+  });
+}
+
+u32 FMempRegionCount(FMemp* memp) {
+  return fmemp::WithMemp<u32>(memp, 0u, [](auto& m) {
+    return static_cast<u32>(m.Probe().region_count);
+  });
+}
+
+FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage) {
+  if (usage == nullptr) return FMEMP_ERR_INVALID_ARG;
+  return fmemp::WithMemp<FError>(
+      memp, FMEMP_ERR_NOT_INIT, [index, usage](auto& m) -> FError {
+        const std::vector<RegionStats> regions = m.ProbeRegions();
+        if (index >= regions.size()) return FMEMP_ERR_INVALID_ARG;
+        const RegionStats& r = regions[index];
+        usage->begin = r.begin;
+        usage->end = r.end;
+        usage->total = r.capacity_bytes;
+        usage->used = r.used_bytes;
+        usage->free_bytes = r.free_bytes;
+        usage->max_used = r.peak_used_bytes;
+        usage->largest_free = r.largest_allocatable;
+        usage->live_blocks = r.live_blocks;
+        usage->failed_allocations = r.failed_allocations;
+        return FMEMP_SUCCESS;
+      });
+}
+
+FError FMempCheck(FMemp* memp) {
+  return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [](auto& m) {
+    const absl::Status status = m.Check();
+    if (!status.ok()) {
+      std::fprintf(stderr, "fmemp: integrity check failed: %s\n",
+                   status.ToString().c_str());
+    }
+    return fmemp::ToFError(status);
+  });
+}
+
+FError FMempSetErrorHandler(FMemp* memp, FMempErrorHandler handler,
+                            void* user) {
+  fmemp::CApiPool* pool = fmemp::PoolOf(memp);
+  if (pool == nullptr) return FMEMP_ERR_NOT_INIT;
+  return pool->SetErrorHandler(handler, user);
+}
+
+void* FMempMallocTag(FMemp* memp, fsize_t nbytes, const char* file,
+                     unsigned long line, const char* msg) {
+  const BlockTag tag = fmemp::MakeTag(file, line, msg);
+  return fmemp::WithMemp<void*>(
+      memp, nullptr, [&](auto& m) { return m.AllocateTagged(1, nbytes, tag); });
+}
+
+void* FMempMallocAlignTag(FMemp* memp, fsize_t size, fsize_t align,
+                          const char* file, unsigned long line,
+                          const char* msg) {
+  const BlockTag tag = fmemp::MakeTag(file, line, msg);
+  return fmemp::WithMemp<void*>(memp, nullptr, [&](auto& m) {
+    return m.AllocateTagged(align, size, tag);
+  });
+}
+
+void* FMempCallocTag(FMemp* memp, fsize_t count, fsize_t size, const char* file,
+                     unsigned long line, const char* msg) {
+  const BlockTag tag = fmemp::MakeTag(file, line, msg);
+  return fmemp::WithMemp<void*>(
+      memp, nullptr, [&](auto& m) { return m.Calloc(count, size, &tag); });
+}
+
+void* FMempReallocTag(FMemp* memp, void* ptr, fsize_t size, const char* file,
+                      unsigned long line, const char* msg) {
+  const BlockTag tag = fmemp::MakeTag(file, line, msg);
+  return fmemp::WithMemp<void*>(memp, nullptr, [&](auto& m) {
+    return m.ReallocateTagged(ptr, size, tag);
+  });
+}
+
+void FMempFreeTag(FMemp* memp, void* ptr) { FMempFree(memp, ptr); }
+
+}  // extern "C"

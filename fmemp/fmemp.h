@@ -1,0 +1,259 @@
+/* Copyright 2026 The fmemp Authors.
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * fmemp/fmemp.h
+ *
+ * The SDK memory pool C API (FMemp over TLSF), source-compatible with the
+ * SDK's fmemory_pool.h, over fmemp's C++ front-end (fmemp/memp.h). Code
+ * written for the SDK compiles unchanged: include this header or the SDK's
+ * names for it ("fmemory_pool.h", "fmempory_pool.h").
+ *
+ * Thread safety: every function may be called concurrently on the same
+ * FMemp from many threads. FMempInit uses the FMEMP_POLICY_MUTEX policy (an
+ * absl::Mutex); FMempInitWithPolicy picks another. With
+ * FMEMP_POLICY_SINGLE_THREAD the caller guarantees one thread at a time.
+ *
+ * Complexity: malloc, calloc, aligned malloc, realloc and free are O(1) (plus
+ * O(log regions) to find a pointer's region); FMemProbe is O(1);
+ * FMemListAll, FMempCheck and region calls walk regions or blocks.
+ *
+ * Failure: allocation functions return NULL; management functions return an
+ * FError; nothing is changed by a call that fails. A NULL or uninitialised
+ * FMemp makes every call return NULL or FMEMP_ERR_NOT_INIT and touch
+ * nothing. Freeing (or reallocating) a pointer this FMemp did not hand out,
+ * or a block twice, is reported to the error handler (default: one line on
+ * stderr), counted, and ignored.
+ *
+ * Accounting: "used" bytes are the spans of live blocks including each
+ * block's one 8-byte header; total = used + free. FMemp's bookkeeping lives
+ * outside the caller's buffers, so a small buffer is almost all usable.
+ */
+
+#ifndef FMEMP_FMEMP_FMEMP_H_
+#define FMEMP_FMEMP_FMEMP_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tlsf/tlsf.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* --- SDK types ------------------------------------------------------------
+ * The SDK's ftypes.h (guard FTYPES_H) and ferror_code.h (guard
+ * FERROR_CODE_H) define these; when they are included first, ours step
+ * aside, and when they come later, the identical typedefs are legal. */
+#ifndef FTYPES_H
+typedef uint8_t u8;
+typedef uint16_t u16;
+typedef uint32_t u32;
+typedef uint64_t u64;
+typedef int32_t s32;
+typedef uintptr_t uintptr;
+typedef size_t fsize_t;
+#ifndef __cplusplus
+typedef _Bool boolean;
+#else
+typedef bool boolean;
+#endif
+#ifndef TRUE
+#define TRUE 1
+#endif
+#ifndef FALSE
+#define FALSE 0
+#endif
+#ifndef FT_COMPONENT_IS_READY
+#define FT_COMPONENT_IS_READY 0x11111111U
+#endif
+#endif /* FTYPES_H */
+
+#ifndef FERROR_CODE_H
+typedef u32 FError;
+#endif
+
+#ifndef FSLIST_NODE_DEFINED
+#define FSLIST_NODE_DEFINED
+typedef struct _FSListNode {
+  struct _FSListNode* next;
+} FSListNode;
+#endif
+
+/* --- Error codes (module 0x0010000, as in the SDK) ------------------------ */
+#define FMEMP_SUCCESS 0U
+#define FMEMP_ERR_INVALID_BUF 0x0010000U  /* bad buffer or region bounds */
+#define FMEMP_ERR_INIT_TLFS 0x0010001U    /* the heap could not be built */
+#define FMEMP_ERR_BAD_MALLOC 0x0010002U   /* bookkeeping allocation failed */
+#define FMEMP_ERR_ALREADY_INIT 0x0010003U /* FMempInit on a ready FMemp */
+#define FMEMP_ERR_NOT_INIT 0x0010004U     /* FMemp is NULL or not ready */
+#define FMEMP_ERR_REGION_BUSY 0x0010005U  /* region still holds live blocks */
+#define FMEMP_ERR_REGION_NOT_FOUND 0x0010006U /* no region begins there */
+#define FMEMP_ERR_REGION_OVERLAP 0x0010007U   /* overlaps an existing region */
+#define FMEMP_ERR_CORRUPT 0x0010008U          /* integrity check failed */
+#define FMEMP_ERR_INVALID_ARG 0x0010009U      /* e.g. NULL output pointer */
+
+/* --- The pool ---------------------------------------------------------------
+ */
+
+/* One node per region, as in the SDK. */
+typedef struct {
+  pool_t pool_addr;
+  FSListNode list;
+} FMempPoolList;
+
+/* A memory pool. Zero-initialise it before FMempInit (a zeroed FMemp is "not
+ * initialised"). Members beyond the SDK's three are fmemp's own. */
+typedef struct {
+  FMempPoolList* pools_list; /* node of the region given to FMempInit */
+  tlsf_t tlsf_ptr; /* identifies that region's TLSF heap (opaque: use the
+                      FMemp* functions on it, not tlsf_*) */
+  u32 is_ready;    /* FT_COMPONENT_IS_READY once initialised */
+  void* priv;      /* fmemp's front-end; kept across FMempRemove and
+                      reused by the next FMempInit (FMempRelease frees it) */
+} FMemp;
+
+/* Lock policy of an FMemp (see fmemp/memp.h and sync/). */
+typedef enum {
+  FMEMP_POLICY_MUTEX = 0,        /* absl::Mutex: the default */
+  FMEMP_POLICY_SPINLOCK = 1,     /* short critical sections, few threads */
+  FMEMP_POLICY_SINGLE_THREAD = 2 /* no locking; one thread at a time */
+} FMempPolicy;
+
+/* --- The SDK's API
+ * ------------------------------------------------------------ */
+
+/* Initialises memp over [begin_addr, end_addr) (bounds aligned inward).
+ * FMEMP_ERR_INVALID_BUF: NULL, reversed, empty or too small a range;
+ * FMEMP_ERR_ALREADY_INIT: memp is ready; FMEMP_ERR_INVALID_ARG: memp NULL;
+ * FMEMP_ERR_BAD_MALLOC: bookkeeping could not be allocated. */
+FError FMempInit(FMemp* memp, void* begin_addr, void* end_addr);
+/* Releases every region (blocks handed out become invalid) and makes memp
+ * not ready; FMempInit may be called on it again. */
+void FMempRemove(FMemp* memp);
+/* The SDK's code calls FMempRemove by this name. */
+void FMempDeinit(FMemp* memp);
+
+/* nbytes == 0 returns a unique minimum block. */
+void* FMempMalloc(FMemp* memp, fsize_t nbytes);
+/* NULL when count * size overflows. */
+void* FMempCalloc(FMemp* memp, fsize_t count, fsize_t size);
+/* NULL unless align is a power of two (up to 2 GiB). */
+void* FMempMallocAlign(FMemp* memp, fsize_t size, fsize_t align);
+/* ptr NULL: malloc. nbytes 0: frees ptr, returns NULL. On failure returns
+ * NULL and ptr stays valid and unchanged. Keeps an aligned block's
+ * alignment when it moves. */
+void* FMempRealloc(FMemp* memp, void* ptr, fsize_t nbytes);
+/* NULL is a no-op; misuse is reported and ignored. */
+void FMempFree(FMemp* memp, void* ptr);
+
+/* total: bytes usable across all regions; used: bytes of live blocks
+ * (headers included); max_used: true peak of used since init. Values above
+ * 4 GiB saturate at 0xFFFFFFFF (see FMempProbe64). O(1), consistent. Any
+ * output may be NULL. */
+void FMemProbe(FMemp* memp, u32* total, u32* used, u32* max_used);
+/* Prints every region, every live block (with its tag when tagged), the
+ * totals and the integrity check to stdout. */
+void FMemListAll(FMemp* memp);
+
+/* --- Extensions
+ * ----------------------------------------------------------------- */
+
+/* FMempInit with a chosen lock policy. */
+FError FMempInitWithPolicy(FMemp* memp, void* begin_addr, void* end_addr,
+                           FMempPolicy policy);
+/* Frees the front-end kept across FMempRemove. Must not run concurrently
+ * with any other call on memp. */
+void FMempRelease(FMemp* memp);
+
+/* Adds [begin, end) as another region. FMEMP_ERR_INVALID_BUF,
+ * FMEMP_ERR_REGION_OVERLAP, FMEMP_ERR_NOT_INIT. */
+FError FMempAddRegion(FMemp* memp, void* begin, void* end);
+/* Removes the region added with this begin. FMEMP_ERR_REGION_BUSY (live
+ * blocks in it; nothing changes), FMEMP_ERR_REGION_NOT_FOUND,
+ * FMEMP_ERR_NOT_INIT. */
+FError FMempRemoveRegion(FMemp* memp, void* begin);
+
+typedef struct {
+  u64 total; /* capacity of all regions */
+  u64 used;  /* live blocks, headers included */
+  u64 free_bytes;
+  u64 max_used; /* peak of used */
+  u64 live_blocks;
+  u64 regions;
+  u64 failed_allocations;
+  u64 invalid_frees;
+} FMempUsage;
+
+typedef struct {
+  void* begin;
+  void* end;
+  u64 total;
+  u64 used;
+  u64 free_bytes;
+  u64 max_used;
+  u64 largest_free; /* largest n for which malloc(n) succeeds in it */
+  u64 live_blocks;
+  u64 failed_allocations;
+} FMempRegionUsage;
+
+/* 64-bit probe. FMEMP_ERR_NOT_INIT / FMEMP_ERR_INVALID_ARG. */
+FError FMempProbe64(FMemp* memp, FMempUsage* usage);
+/* Number of regions (0 when not ready). */
+u32 FMempRegionCount(FMemp* memp);
+/* Usage of region `index` (address order). FMEMP_ERR_INVALID_ARG when index
+ * is out of range or usage is NULL. */
+FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage);
+/* Full integrity check: FMEMP_SUCCESS or FMEMP_ERR_CORRUPT (described on
+ * stderr). */
+FError FMempCheck(FMemp* memp);
+
+/* Misuse reports. kind: FMEMP_MISUSE_*. The handler runs inside the pool's
+ * lock and must not call back into the same FMemp. NULL restores the
+ * default (one line on stderr). */
+#define FMEMP_MISUSE_FOREIGN_POINTER 1
+#define FMEMP_MISUSE_INVALID_FREE 2
+#define FMEMP_MISUSE_DOUBLE_FREE 3
+#define FMEMP_MISUSE_CORRUPT_HEAP 4
+typedef void (*FMempErrorHandler)(void* user, int kind, const void* ptr);
+FError FMempSetErrorHandler(FMemp* memp, FMempErrorHandler handler, void* user);
+
+/* --- Tagging (the SDK's FMEMP_TAG_DEBUG) -----------------------------------
+ * Tagged allocations record file, line, message and thread; FMemListAll
+ * lists them with each live block, which makes it a leak report. The tag
+ * table lives in the process heap, and the FMemp layout does not change. */
+void* FMempMallocTag(FMemp* memp, fsize_t nbytes, const char* file,
+                     unsigned long line, const char* msg);
+void* FMempMallocAlignTag(FMemp* memp, fsize_t size, fsize_t align,
+                          const char* file, unsigned long line,
+                          const char* msg);
+void* FMempCallocTag(FMemp* memp, fsize_t count, fsize_t size, const char* file,
+                     unsigned long line, const char* msg);
+void* FMempReallocTag(FMemp* memp, void* ptr, fsize_t size, const char* file,
+                      unsigned long line, const char* msg);
+void FMempFreeTag(FMemp* memp, void* ptr);
+
+#ifdef FMEMP_TAG_DEBUG
+#define FMEMP_MALLOC(memp, size) \
+  FMempMallocTag((memp), (size), __FILE__, __LINE__, "")
+#define FMEMP_MALLOC_ALIGN(memp, size, align) \
+  FMempMallocAlignTag((memp), (size), (align), __FILE__, __LINE__, "")
+#define FMEMP_CALLOC(memp, count, size) \
+  FMempCallocTag((memp), (count), (size), __FILE__, __LINE__, "")
+#define FMEMP_REALLOC(memp, ptr, nbytes) \
+  FMempReallocTag((memp), (ptr), (nbytes), __FILE__, __LINE__, "")
+#define FMEMP_FREE(memp, ptr) FMempFreeTag((memp), (ptr))
+#else
+#define FMEMP_MALLOC(memp, size) FMempMalloc((memp), (size))
+#define FMEMP_MALLOC_ALIGN(memp, size, align) \
+  FMempMallocAlign((memp), (size), (align))
+#define FMEMP_CALLOC(memp, count, size) FMempCalloc((memp), (count), (size))
+#define FMEMP_REALLOC(memp, ptr, nbytes) FMempRealloc((memp), (ptr), (nbytes))
+#define FMEMP_FREE(memp, ptr) FMempFree((memp), (ptr))
+#endif
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* FMEMP_FMEMP_FMEMP_H_ */
