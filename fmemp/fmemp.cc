@@ -109,12 +109,12 @@ class CApiPool {
     }
     if (!EnsureFrontEnd(policy)) return FMEMP_ERR_BAD_MALLOC;
     FError error = FMEMP_SUCCESS;
+    HandlerBox* const handler = installed_handler_;
     WithFrontEnd(policy, [&](auto& front_end) {
       front_end.Clear();
       error = ToFError(front_end.AddRegion(begin, end));
-      if (error == FMEMP_SUCCESS && installed_handler_ != nullptr) {
-        front_end.SetErrorHandler(&HandlerBox::Forward, installed_handler_);
-      }
+      front_end.SetErrorHandler(
+          handler != nullptr ? &HandlerBox::Forward : nullptr, handler);
     });
     if (error != FMEMP_SUCCESS) {
       return error == FMEMP_ERR_INVALID_BUF ? error : FMEMP_ERR_INIT_TLFS;
