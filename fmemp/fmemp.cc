@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <memory>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -320,6 +321,18 @@ void FMemListAll(FMemp* memp) {
   });
   if (!listed) std::printf("fmemp: pool is not initialised\n");
   std::fflush(stdout);
+}
+
+FError FMemListAllTo(FMemp* memp, FMempLineSink sink, void* user) {
+  if (sink == nullptr) return FMEMP_ERR_INVALID_ARG;
+  return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT,
+                                 [sink, user](auto& m) {
+                                   m.List([sink, user](absl::string_view line) {
+                                     const std::string text(line);
+                                     sink(user, text.c_str());
+                                   });
+                                   return FMEMP_SUCCESS;
+                                 });
 }
 
 FError FMempAddRegion(FMemp* memp, void* begin, void* end) {

@@ -41,7 +41,7 @@
 extern "C" {
 #endif
 
-/* --- SDK types ------------------------------------------------------------
+/* --- SDK types ---
  * The SDK's ftypes.h (guard FTYPES_H) and ferror_code.h (guard
  * FERROR_CODE_H) define these; when they are included first, ours step
  * aside, and when they come later, the identical typedefs are legal. */
@@ -80,7 +80,7 @@ typedef struct _FSListNode {
 } FSListNode;
 #endif
 
-/* --- Error codes (module 0x0010000, as in the SDK) ------------------------ */
+/* --- Error codes (module 0x0010000, as in the SDK) --- */
 #define FMEMP_SUCCESS 0U
 #define FMEMP_ERR_INVALID_BUF 0x0010000U  /* bad buffer or region bounds */
 #define FMEMP_ERR_INIT_TLFS 0x0010001U    /* the heap could not be built */
@@ -93,7 +93,7 @@ typedef struct _FSListNode {
 #define FMEMP_ERR_CORRUPT 0x0010008U          /* integrity check failed */
 #define FMEMP_ERR_INVALID_ARG 0x0010009U      /* e.g. NULL output pointer */
 
-/* --- The pool ---------------------------------------------------------------
+/* --- The pool ---
  */
 
 /* One node per region, as in the SDK. */
@@ -120,8 +120,7 @@ typedef enum {
   FMEMP_POLICY_SINGLE_THREAD = 2 /* no locking; one thread at a time */
 } FMempPolicy;
 
-/* --- The SDK's API
- * ------------------------------------------------------------ */
+/* --- The SDK's API --- */
 
 /* Initialises memp over [begin_addr, end_addr) (bounds aligned inward).
  * FMEMP_ERR_INVALID_BUF: NULL, reversed, empty or too small a range;
@@ -156,8 +155,13 @@ void FMemProbe(FMemp* memp, u32* total, u32* used, u32* max_used);
  * totals and the integrity check to stdout. */
 void FMemListAll(FMemp* memp);
 
-/* --- Extensions
- * ----------------------------------------------------------------- */
+/* --- Extensions --- */
+
+/* FMemListAll, line by line to sink (each line without its newline). The
+ * sink runs inside the pool's lock and must not call into the same FMemp.
+ * FMEMP_ERR_NOT_INIT / FMEMP_ERR_INVALID_ARG (sink NULL). */
+typedef void (*FMempLineSink)(void* user, const char* line);
+FError FMemListAllTo(FMemp* memp, FMempLineSink sink, void* user);
 
 /* FMempInit with a chosen lock policy. */
 FError FMempInitWithPolicy(FMemp* memp, void* begin_addr, void* end_addr,
@@ -218,7 +222,7 @@ FError FMempCheck(FMemp* memp);
 typedef void (*FMempErrorHandler)(void* user, int kind, const void* ptr);
 FError FMempSetErrorHandler(FMemp* memp, FMempErrorHandler handler, void* user);
 
-/* --- Tagging (the SDK's FMEMP_TAG_DEBUG) -----------------------------------
+/* --- Tagging (the SDK's FMEMP_TAG_DEBUG) ---
  * Tagged allocations record file, line, message and thread; FMemListAll
  * lists them with each live block, which makes it a leak report. The tag
  * table lives in the process heap, and the FMemp layout does not change. */

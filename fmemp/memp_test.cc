@@ -352,7 +352,7 @@ TEST(MempManyRegionsTest, SixtyFourRegionsServeAndDrain) {
   EXPECT_EQ(memp.Probe().region_count, 0u);
 }
 
-// --- Concurrency (thread-safe policies; run under --config=tsan) ----------
+// --- Concurrency (thread-safe policies; run under --config=tsan) ---
 
 template <typename Lock>
 class MempThreadTest : public ::testing::Test {};

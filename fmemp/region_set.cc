@@ -81,8 +81,7 @@ void RegionSet::OnHeapError(void* context, HeapError error, const void* ptr) {
   static_cast<RegionSet*>(context)->Report(mapped, ptr);
 }
 
-// --- Regions
-// ------------------------------------------------------------------
+// --- Regions ---
 
 absl::Status RegionSet::AddRegion(void* begin, void* end) {
   if (begin == nullptr || end == nullptr) {
@@ -190,8 +189,7 @@ auto RegionSet::InRegion(Region* r, Op op) noexcept {
   return result;
 }
 
-// --- Allocation
-// -----------------------------------------------------------------
+// --- Allocation ---
 
 void* RegionSet::AllocateSpan(size_t search_span, size_t alignment,
                               size_t bytes) noexcept {
@@ -291,8 +289,7 @@ void RegionSet::SetTag(const void* ptr, const BlockTag& tag) {
   tags_[ptr] = tag;
 }
 
-// --- Observation
-// ------------------------------------------------------------------
+// --- Observation ---
 
 MempStats RegionSet::Probe() const noexcept {
   MempStats stats;

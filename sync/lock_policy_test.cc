@@ -23,7 +23,7 @@
 namespace fmemp::sync {
 namespace {
 
-// --- The trait -------------------------------------------------------------
+// --- The trait ---
 
 struct NoTryLock {
   static constexpr bool kThreadSafe = true;
@@ -65,8 +65,7 @@ static_assert(!NoLock::kThreadSafe && SpinLock::kThreadSafe &&
               Mutex::kThreadSafe);
 static_assert(alignof(SpinLock) == kCacheLineSize);
 
-// --- Every policy
-// --------------------------------------------------------------
+// --- Every policy ---
 
 template <typename L>
 class LockPolicyTest : public ::testing::Test {};

@@ -128,8 +128,7 @@ const char* HeapErrorName(HeapError error) {
   return "unknown heap error";
 }
 
-// ---------------------------------------------------------------------------
-// Block accessors, generic over the (private) block type.
+// --- Block accessors, generic over the (private) block type ---
 
 namespace {
 
@@ -163,8 +162,6 @@ void* PayloadOf(B* b) {
 }
 
 }  // namespace
-
-// ---------------------------------------------------------------------------
 
 Heap::Heap() noexcept {
   const uint64_t serial = heap_serial.fetch_add(1, std::memory_order_relaxed);
@@ -200,7 +197,7 @@ Heap::Block* Heap::FirstBlockOf(const Pool* pool) {
       const_cast<char*>(reinterpret_cast<const char*>(pool)) + sizeof(Pool));
 }
 
-// --- Free lists -------------------------------------------------------------
+// --- Free lists ---
 
 void Heap::InsertFree(Block* block) noexcept {
   const Bin bin = BinForSpan(SpanOf(block));
@@ -265,8 +262,7 @@ Heap::Block* Heap::TakeFreeBlock(size_t span) noexcept {
   return nullptr;
 }
 
-// --- Accounting
-// ---------------------------------------------------------------
+// --- Accounting ---
 
 void Heap::AddUsed(size_t span) noexcept {
   stats_.used_bytes += span;
@@ -297,8 +293,7 @@ void Heap::SetErrorHandler(HeapErrorHandler handler, void* context) noexcept {
   error_context_ = context;
 }
 
-// --- Block transitions
-// --------------------------------------------------------
+// --- Block transitions ---
 
 void* Heap::UseBlock(Block* block, size_t span, int alignment_log2) noexcept {
   size_t have = SpanOf(block);
@@ -382,8 +377,7 @@ Heap::Block* Heap::LiveBlockOrReport(const void* ptr) noexcept {
   return block;
 }
 
-// --- Hot path
-// -----------------------------------------------------------------
+// --- Hot path ---
 
 void* Heap::Allocate(size_t bytes) noexcept {
   const size_t span = SpanForRequest(bytes);
@@ -508,8 +502,7 @@ int Heap::LargestFreeBin() const noexcept {
   return first * kSecondLevelCount + FloorLog2(second_level_bitmap_[first]);
 }
 
-// --- Pools
-// --------------------------------------------------------------------
+// --- Pools ---
 
 absl::StatusOr<Pool*> Heap::AddPool(void* mem, size_t bytes) {
   if (mem == nullptr) return absl::InvalidArgumentError("pool memory is null");
@@ -628,8 +621,7 @@ Heap* Heap::PoolOwner(const Pool* pool) {
   return pool->magic == pool->ExpectedMagic() ? pool->heap : nullptr;
 }
 
-// --- Observation
-// ----------------------------------------------------------------
+// --- Observation ---
 
 size_t Heap::LargestAllocatable() const noexcept {
   size_t best = 0;

@@ -49,7 +49,7 @@
 #include "benchmark/benchmark.h"
 #include "tlsf/heap.h"
 
-// --- Callgrind probe entry points ----------------------------------------
+// --- Callgrind probe entry points ---
 //
 // Every allocator call of the probe goes through one of these two functions;
 // `valgrind --tool=callgrind --toggle-collect='FmempProbe*'` collects events
@@ -282,7 +282,7 @@ void RegisterBenchmarks() {
   }
 }
 
-// --- Callgrind probe ---------------------------------------------------------
+// --- Callgrind probe ---
 
 constexpr size_t kProbeOps = 10000;
 constexpr size_t kProbeMaxRequest = 4096;

@@ -75,7 +75,7 @@ class HeapTest : public ::testing::Test {
   Pool* pool_ = nullptr;
 };
 
-// --- Allocation ----------------------------------------------------------
+// --- Allocation ---
 
 TEST_F(HeapTest, AllocatesAlignedDistinctBlocks) {
   std::set<void*> seen;
@@ -169,7 +169,7 @@ TEST_F(HeapTest, LargestAllocatableIsExact) {
   ExpectSound();
 }
 
-// --- Free and misuse ---------------------------------------------------------
+// --- Free and misuse ---
 
 TEST_F(HeapTest, FreeNullIsNoOp) {
   EXPECT_TRUE(heap_.Free(nullptr));
@@ -289,8 +289,7 @@ TEST_F(HeapTest, CheckTerminatesOnCyclicFreeList) {
   ExpectSound();
 }
 
-// --- Coalescing
-// ---------------------------------------------------------------
+// --- Coalescing ---
 
 TEST_F(HeapTest, FreedNeighboursMergeImmediately) {
   const size_t whole = heap_.LargestAllocatable();
@@ -312,7 +311,7 @@ TEST_F(HeapTest, FreedNeighboursMergeImmediately) {
   ExpectSound();
 }
 
-// --- Realloc -----------------------------------------------------------------
+// --- Realloc ---
 
 TEST_F(HeapTest, ReallocGrowsInPlaceIntoFreeNextBlock) {
   void* a = heap_.Allocate(100);
@@ -421,7 +420,7 @@ TEST_F(HeapTest, AlignedReallocKeepsAlignmentWhenMoving) {
   }
 }
 
-// --- Aligned allocation ------------------------------------------------------
+// --- Aligned allocation ---
 
 TEST_F(HeapTest, AlignedAllocationHonoursEveryPowerOfTwo) {
   for (size_t alignment = 1; alignment <= 8192; alignment *= 2) {
@@ -487,7 +486,7 @@ TEST_F(HeapTest, SmallAlignmentPaddingMergesBack) {
   EXPECT_EQ(heap_.LargestAllocatable(), whole);
 }
 
-// --- Pools -------------------------------------------------------------------
+// --- Pools ---
 
 TEST(HeapPoolTest, RejectsBadPools) {
   Heap heap;
@@ -638,8 +637,7 @@ TEST(HeapPoolTest, BlocksNeverSpanPools) {
   EXPECT_TRUE(heap.Check().ok());
 }
 
-// --- Counters
-// ------------------------------------------------------------------
+// --- Counters ---
 
 TEST_F(HeapTest, CountersTrackEveryOperation) {
   const HeapStats empty = heap_.Stats();

@@ -18,7 +18,7 @@
 namespace fmemp::tlsf {
 namespace {
 
-// --- Compile-time checks -----------------------------------------------------
+// --- Compile-time checks ---
 
 static_assert(IsPowerOfTwo(kAlignment), "alignment is a power of two");
 static_assert(kMinFreeSpan % kAlignment == 0, "min span is aligned");
@@ -44,7 +44,7 @@ static_assert(RoundUpToBinStart(kSmallSpanLimit + kAlignment) ==
 static_assert(RoundUpToBinStart(kMaxSpan - kAlignment) == kMaxSpan,
               "the top bin rounds up past kMaxSpan");
 
-// --- Helpers -----------------------------------------------------------------
+// --- Helpers ---
 
 constexpr size_t kExhaustiveLimit = size_t{1} << 22;
 
@@ -131,7 +131,7 @@ std::vector<size_t> SpansToCheck() {
   return ::testing::AssertionSuccess();
 }
 
-// --- Bins --------------------------------------------------------------------
+// --- Bins ---
 
 TEST(SizeClassTest, EverySpanLiesInItsBinAndRoundsUpToTheNextBinStart) {
   for (const size_t span : SpansToCheck()) {
@@ -194,7 +194,7 @@ TEST(SizeClassTest, SmallSpansHaveABinEach) {
   }
 }
 
-// --- Requests ----------------------------------------------------------------
+// --- Requests ---
 
 ::testing::AssertionResult RequestIsConsistent(size_t bytes) {
   const size_t span = SpanForRequest(bytes);

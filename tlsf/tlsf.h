@@ -39,7 +39,7 @@ extern "C" {
 typedef void* tlsf_t;
 typedef void* pool_t;
 
-/* --- Reference TLSF 3.1 API --------------------------------------------- */
+/* --- Reference TLSF 3.1 API --- */
 
 /* Creates a heap whose control structure occupies tlsf_size() bytes at mem
  * (aligned inward). Returns NULL if mem is NULL. */
@@ -87,7 +87,7 @@ void tlsf_walk_pool(pool_t pool, tlsf_walker walker, void* user);
 int tlsf_check(tlsf_t tlsf);
 int tlsf_check_pool(pool_t pool);
 
-/* --- Extensions ----------------------------------------------------------- */
+/* --- Extensions --- */
 
 /* Counters kept on every operation (see tlsf/heap.h for their meaning). */
 typedef struct tlsf_stats {

@@ -172,14 +172,14 @@ void Fill(void* p, size_t bytes, unsigned seed) {
   return ::testing::AssertionSuccess();
 }
 
-// --- C usage -----------------------------------------------------------------
+// --- C usage ---
 
 TEST(TlsfCUsageTest, RunsFromC) {
   EXPECT_EQ(tlsf_c_usage_run(), 0)
       << "the check at this line of tlsf/tlsf_c_usage.c failed";
 }
 
-// --- Huge requests -----------------------------------------------------------
+// --- Huge requests ---
 // Reference 3.1 rounds SIZE_MAX up to 0 and hands out a minimum block.
 
 TEST(TlsfHugeRequestTest, MallocOfHugeSizesReturnsNull) {
@@ -234,7 +234,7 @@ TEST(TlsfHugeRequestTest, MemalignOfHugeSizesReturnsNull) {
   EXPECT_EQ(tlsf_check(heap.get()), 0);
 }
 
-// --- Failed realloc ----------------------------------------------------------
+// --- Failed realloc ---
 // Reference 3.1 can return a block it could not grow, or lose the old one.
 
 TEST(TlsfReallocTest, ImpossibleSizeReturnsNullAndKeepsTheBlock) {
@@ -300,7 +300,7 @@ TEST(TlsfReallocTest, ImpossibleGrowthNextToAFreeBlockKeepsTheBlock) {
   EXPECT_EQ(tlsf_check(heap.get()), 0);
 }
 
-// --- A freed block is found again --------------------------------------------
+// --- A freed block is found again ---
 // Reference 3.1 rounds every request up to the next bin, so on a full heap the
 // block just freed for exactly that size is not found.
 
@@ -368,7 +368,7 @@ TEST(TlsfRefindTest, FreedBlocksOfMixedSizesAreFoundAgainOnAFullHeap) {
   }
 }
 
-// --- Buffers that are too small or too large ---------------------------------
+// --- Buffers that are too small or too large ---
 // Reference 3.1 writes its control structure into any buffer, and computes
 // the pool size as bytes - tlsf_size() even when that wraps.
 
@@ -458,7 +458,7 @@ TEST(TlsfBufferTest, AddPoolRejectsBadRangesWithoutTouchingThem) {
   EXPECT_EQ(tlsf_remove_pool_checked(heap.get(), pool), 0);
 }
 
-// --- Double free -------------------------------------------------------------
+// --- Double free ---
 // Reference 3.1 asserts in debug builds and corrupts its free lists otherwise,
 // after which malloc hands out the same block twice.
 
@@ -559,7 +559,7 @@ TEST(TlsfDoubleFreeTest, ReallocOfAFreedBlockIsReported) {
   tlsf_free(heap.get(), keep);
 }
 
-// --- Removing a pool in use --------------------------------------------------
+// --- Removing a pool in use ---
 // Reference 3.1 removes it anyway and keeps handing out its memory.
 
 TEST(TlsfRemovePoolTest, PoolWithALiveBlockIsKeptUntilItIsEmpty) {
@@ -664,7 +664,7 @@ TEST(TlsfRemovePoolTest, PoolOfAnotherHeapIsRefused) {
   tlsf_free(heap.get(), p);
 }
 
-// --- Unaligned pools ---------------------------------------------------------
+// --- Unaligned pools ---
 // Reference 3.1 rejects (or asserts on) pool memory that is not aligned.
 
 TEST(TlsfUnalignedPoolTest, BoundsAreAlignedInward) {
@@ -721,7 +721,7 @@ TEST(TlsfUnalignedPoolTest, BoundsAreAlignedInward) {
   }
 }
 
-// --- Aligned realloc ---------------------------------------------------------
+// --- Aligned realloc ---
 
 // Allocates minimum blocks until the block physically after `p` is live;
 // returns whether it is. The blocks are appended to `blocks`.
@@ -772,7 +772,7 @@ TEST(TlsfAlignedReallocTest, MovedBlockKeepsItsAlignment) {
   }
 }
 
-// --- More than 4 GiB ---------------------------------------------------------
+// --- More than 4 GiB ---
 // Reference 3.1 on 64-bit caps blocks and pools at 4 GiB (FL_INDEX_MAX 32).
 
 class Mapping {
@@ -859,7 +859,7 @@ TEST(TlsfLargeTest, PoolOfTheMaximumSpanServesTheMaximumRequest) {
   EXPECT_EQ(tlsf_remove_pool_checked(heap.get(), pool), 0);
 }
 
-// --- tlsf_largest_allocatable ------------------------------------------------
+// --- tlsf_largest_allocatable ---
 
 TEST(TlsfLargestAllocatableTest, IsExactOnAFragmentedHeap) {
   for (unsigned seed = 1; seed <= 8; ++seed) {
@@ -904,7 +904,7 @@ TEST(TlsfLargestAllocatableTest, IsExactOnAFragmentedHeap) {
   }
 }
 
-// --- Randomized use ----------------------------------------------------------
+// --- Randomized use ---
 // Every documented guarantee at once, under random malloc, memalign, realloc
 // and free over two pools: contents survive, alignment is kept across moving
 // reallocs, blocks never overlap, counters and tlsf_check agree.
@@ -992,7 +992,7 @@ TEST(TlsfRandomTest, RandomOperationsKeepContentsAndInvariants) {
   }
 }
 
-// --- Statistics --------------------------------------------------------------
+// --- Statistics ---
 
 // peak_used_bytes is the maximum of used_bytes. A realloc that grows in place
 // uses only the bytes it keeps, however large the free neighbour it grows
@@ -1025,7 +1025,7 @@ TEST(TlsfStatsTest, PeakCountsOnlyBytesInUse) {
   EXPECT_EQ(tlsf_check(heap.get()), 0);
 }
 
-// --- Walks -------------------------------------------------------------------
+// --- Walks ---
 
 TEST(TlsfWalkTest, WalkPoolVisitsEveryBlockAndSizesAddUp) {
   TestHeap heap(64 * 1024);
@@ -1110,7 +1110,7 @@ TEST(TlsfWalkTest, WalkPoolUntilStopsWhenTheWalkerReturnsZero) {
   for (void* p : live) tlsf_free(heap.get(), p);
 }
 
-// --- NULL arguments ----------------------------------------------------------
+// --- NULL arguments ---
 
 TEST(TlsfNullTest, NullTlsfIsHarmlessEverywhere) {
   TestHeap heap(64 * 1024);
