@@ -50,7 +50,9 @@ namespace fmemp::tlsf {
 // What the heap reports to its error handler.
 enum class HeapError {
   kInvalidFree,     // free/realloc of a pointer that is not a live block here
-  kDoubleFree,      // free/realloc of a block that is already free
+  kDoubleFree,      // free/realloc of a block that is already free (one
+                    // that merged into a 16-byte alignment fragment before
+                    // it reads as kInvalidFree: its header became a link)
   kCorruptHeap,     // a header next to the block is damaged (e.g. overflow)
   kPoolNotRemoved,  // RemovePool refused (via the C API, which returns void)
 };
