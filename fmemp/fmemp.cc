@@ -142,8 +142,21 @@ class CApiPool {
 
   FError SetErrorHandler(FMempErrorHandler handler, void* user) {
     absl::MutexLock hold(&admin_);
+    // A pool that is not ready is not touched (Init and Remove hold admin_).
+    if (active_.load(std::memory_order_relaxed) == kNotReady) {
+      return FMEMP_ERR_NOT_INIT;
+    }
+    // Boxes are kept until FMempRelease: a report racing this call may still
+    // hold the previous one. Reusing equal boxes bounds them by the number of
+    // distinct (handler, user) pairs ever installed.
     HandlerBox* box = nullptr;
-    if (handler != nullptr) {
+    for (const auto& existing : handlers_) {
+      if (handler != nullptr && existing->handler == handler &&
+          existing->user == user) {
+        box = existing.get();
+      }
+    }
+    if (handler != nullptr && box == nullptr) {
       handlers_.push_back(
           std::make_unique<HandlerBox>(HandlerBox{handler, user}));
       box = handlers_.back().get();
