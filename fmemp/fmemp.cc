@@ -243,7 +243,9 @@ R WithMemp(FMemp* memp, R otherwise, Fn fn) {
   return pool != nullptr ? pool->Dispatch<R>(otherwise, fn) : otherwise;
 }
 
-BlockTag MakeTag(const char* file, unsigned long line, const char* msg) {
+BlockTag MakeTag(const char* file,
+                 unsigned long line,  // NOLINT(google-runtime-int): SDK API
+                 const char* msg) {
   BlockTag tag;
   tag.file = file;
   tag.line = line;
@@ -422,15 +424,17 @@ FError FMempSetErrorHandler(FMemp* memp, FMempErrorHandler handler,
 }
 
 void* FMempMallocTag(FMemp* memp, fsize_t nbytes, const char* file,
-                     unsigned long line, const char* msg) {
+                     unsigned long line,  // NOLINT(google-runtime-int): SDK API
+                     const char* msg) {
   const BlockTag tag = fmemp::MakeTag(file, line, msg);
   return fmemp::WithMemp<void*>(
       memp, nullptr, [&](auto& m) { return m.AllocateTagged(1, nbytes, tag); });
 }
 
-void* FMempMallocAlignTag(FMemp* memp, fsize_t size, fsize_t align,
-                          const char* file, unsigned long line,
-                          const char* msg) {
+void* FMempMallocAlignTag(
+    FMemp* memp, fsize_t size, fsize_t align, const char* file,
+    unsigned long line,  // NOLINT(google-runtime-int): SDK API
+    const char* msg) {
   const BlockTag tag = fmemp::MakeTag(file, line, msg);
   return fmemp::WithMemp<void*>(memp, nullptr, [&](auto& m) {
     return m.AllocateTagged(align, size, tag);
@@ -438,14 +442,17 @@ void* FMempMallocAlignTag(FMemp* memp, fsize_t size, fsize_t align,
 }
 
 void* FMempCallocTag(FMemp* memp, fsize_t count, fsize_t size, const char* file,
-                     unsigned long line, const char* msg) {
+                     unsigned long line,  // NOLINT(google-runtime-int): SDK API
+                     const char* msg) {
   const BlockTag tag = fmemp::MakeTag(file, line, msg);
   return fmemp::WithMemp<void*>(
       memp, nullptr, [&](auto& m) { return m.Calloc(count, size, &tag); });
 }
 
-void* FMempReallocTag(FMemp* memp, void* ptr, fsize_t size, const char* file,
-                      unsigned long line, const char* msg) {
+void* FMempReallocTag(
+    FMemp* memp, void* ptr, fsize_t size, const char* file,
+    unsigned long line,  // NOLINT(google-runtime-int): SDK API
+    const char* msg) {
   const BlockTag tag = fmemp::MakeTag(file, line, msg);
   return fmemp::WithMemp<void*>(memp, nullptr, [&](auto& m) {
     return m.ReallocateTagged(ptr, size, tag);

@@ -377,6 +377,7 @@ void ExpectTeardownReleasesEverything(void (*teardown)(FMemp*)) {
   ASSERT_EQ(FMempInit(memp, buffer.begin(), buffer.end()), FMEMP_SUCCESS);
   const u64 capacity = Usage(memp).total;
   std::vector<void*> blocks;
+  blocks.reserve(20);
   for (int i = 0; i < 20; ++i) blocks.push_back(FMempMalloc(memp, 1000));
   void* p = blocks.front();
   ASSERT_NE(p, nullptr);
@@ -1112,6 +1113,7 @@ TEST(FMempRegionTest, ProbeRegionFieldsAreConsistent) {
 
 TEST_F(FMempTest, LargestFreeIsExactInASingleRegion) {
   std::vector<void*> blocks;
+  blocks.reserve(40);
   for (int i = 0; i < 40; ++i) blocks.push_back(FMempMalloc(memp(), 700));
   for (size_t i = 0; i < blocks.size(); i += 2) FMempFree(memp(), blocks[i]);
   const FMempRegionUsage r = RegionUsage(memp(), 0);

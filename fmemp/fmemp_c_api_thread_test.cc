@@ -312,6 +312,7 @@ TEST_P(FMempThreadTest, ConcurrentAllocationCrossThreadFreesAndRegionChurn) {
   deadline_ = std::chrono::steady_clock::now() + kSoftDeadline;
   std::thread manager([&] { Manage(stop); });
   std::vector<std::thread> workers;
+  workers.reserve(kWorkers);
   for (int id = 0; id < kWorkers; ++id) {
     workers.emplace_back([this, id] { Work(id); });
   }
@@ -364,6 +365,7 @@ TEST_P(FMempThreadTest, ConcurrentObservationAndMisuseReports) {
   constexpr int kRounds = 1000;
   alignas(16) static uint8_t foreign[64];
   std::vector<std::thread> threads;
+  threads.reserve(kWorkers);
   for (int id = 0; id < kWorkers; ++id) {
     threads.emplace_back([this, id] {
       const size_t size = 64 + id;

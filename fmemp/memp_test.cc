@@ -370,6 +370,7 @@ TYPED_TEST(MempThreadTest, ConcurrentAllocateFreeProbeAndRegionChurn) {
   // Blocks handed from each worker to the next, freed there.
   std::vector<std::vector<void*>> handoff(kThreads);
   std::vector<std::thread> workers;
+  workers.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     workers.emplace_back([&, t] {
       std::mt19937 rng(t);

@@ -9,6 +9,7 @@
 #include "sync/lock_policy.h"
 
 #include <atomic>
+#include <cstdint>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -77,7 +78,7 @@ TYPED_TEST_SUITE(LockPolicyTest, Policies);
 template <typename L>
 struct Guarded {
   L lock;
-  long value ABSL_GUARDED_BY(lock) = 0;
+  int64_t value ABSL_GUARDED_BY(lock) = 0;
 };
 
 TYPED_TEST(LockPolicyTest, LockUnlockAndScopedLock) {
@@ -105,19 +106,20 @@ TYPED_TEST(LockPolicyTest, ExcludesOtherThreads) {
     constexpr int kThreads = 4;
     constexpr int kIterations = 20000;
     std::vector<std::thread> threads;
+    threads.reserve(kThreads);
     for (int t = 0; t < kThreads; ++t) {
       threads.emplace_back([&guarded] {
         for (int i = 0; i < kIterations; ++i) {
           ScopedLock<TypeParam> hold(guarded.lock);
           // Non-atomic read-modify-write: lost updates if exclusion fails.
-          const long seen = guarded.value;
+          const int64_t seen = guarded.value;
           guarded.value = seen + 1;
         }
       });
     }
     for (std::thread& t : threads) t.join();
     ScopedLock<TypeParam> hold(guarded.lock);
-    EXPECT_EQ(guarded.value, long{kThreads} * kIterations);
+    EXPECT_EQ(guarded.value, int64_t{kThreads} * kIterations);
   }
 }
 

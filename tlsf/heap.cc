@@ -32,8 +32,9 @@ namespace fmemp::tlsf {
 //                                allocated with (0: default), kept so that a
 //                                moving realloc keeps it
 //                    bits 45-63  tag: a hash of the block's address and the
-//                                owning heap's key, never zero; a word whose
-//                                tag does not match is not a block header
+//                                owning heap's key, bits 45 and 63 always
+//                                set; a word whose tag does not match is not
+//                                a block header
 //   next_free,     free-list links; the payload's first two words, used only
 //   prev_free      while the block is free and listed
 //
@@ -171,7 +172,11 @@ Heap::Heap() noexcept {
 
 uint64_t Heap::TagFor(const void* block) const noexcept {
   const uint64_t h = (Addr(block) ^ tag_key_) * 0x9e3779b97f4a7c15ull;
-  return ((h >> kTagShift) | 1) << kTagShift;
+  // Bits 45 and 63 are always set: a zero word or a user-space pointer (bit
+  // 63 clear on every 64-bit platform fmemp supports), such as a free-list
+  // link that now covers an old header, never passes for a header.
+  return ((h >> kTagShift) | 1 | (uint64_t{1} << (63 - kTagShift)))
+         << kTagShift;
 }
 
 bool Heap::IsTagged(const Block* block) const noexcept {

@@ -107,7 +107,7 @@ size_t LongOps() {
   const char* const env = std::getenv("FMEMP_RANDOM_OPS");
   if (env == nullptr || *env == '\0') return DefaultLongOps();
   char* end = nullptr;
-  const unsigned long long ops = std::strtoull(env, &end, 10);
+  const uint64_t ops = std::strtoull(env, &end, 10);
   if (*end != '\0') {
     ADD_FAILURE() << "FMEMP_RANDOM_OPS=\"" << env << "\" is not a number";
     return DefaultLongOps();
@@ -422,7 +422,10 @@ class HeapModel {
   }
 
  private:
-  static unsigned long long ToUll(uint64_t v) { return v; }
+  // printf's %llu wants exactly unsigned long long.
+  static unsigned long long ToUll(uint64_t v) {  // NOLINT(google-runtime-int)
+    return v;
+  }
 
   bool Failed(const char* what) {
     if (!::testing::Test::HasFatalFailure()) return false;

@@ -157,8 +157,9 @@ void FillRemainder(tlsf_t tlsf, std::vector<void*>* blocks,
 
 void Fill(void* p, size_t bytes, unsigned seed) {
   unsigned char* c = static_cast<unsigned char*>(p);
-  for (size_t i = 0; i < bytes; ++i)
+  for (size_t i = 0; i < bytes; ++i) {
     c[i] = static_cast<unsigned char>(seed + i);
+  }
 }
 
 ::testing::AssertionResult Filled(const void* p, size_t bytes, unsigned seed) {
@@ -1075,6 +1076,7 @@ TEST(TlsfWalkTest, WalkPoolUntilStopsWhenTheWalkerReturnsZero) {
   TestHeap heap(64 * 1024);
   ASSERT_NE(heap.get(), nullptr);
   std::vector<void*> live;
+  live.reserve(10);
   for (int i = 0; i < 10; ++i) live.push_back(tlsf_malloc(heap.get(), 100));
   struct Counter {
     int calls = 0;

@@ -77,24 +77,28 @@ fuzz_stage() {
     return
   fi
   build_stage fuzz-build --config=fuzz ${targets} || return
-  local t pkg name bin corpus_args
+  local t pkg name bin scratch log
   for t in ${targets}; do
     pkg=${t#//}
     pkg=${pkg%%:*}
     name=${t##*:}
     bin="bazel-bin/${pkg}/${name}"
-    corpus_args=()
-    # Seed corpus convention: <package>/corpus/<target name>/.
-    [[ -d "${pkg}/corpus/${name}" ]] && corpus_args=("${pkg}/corpus/${name}")
+    # libFuzzer writes new inputs into its first directory: a scratch one,
+    # so the seed corpus (<package>/corpus/<target>/) stays as committed.
+    scratch=$(mktemp -d)
+    log="${log_dir}/fuzz-${name}.log"
     echo "=== [fuzz] ${t} for ${FMEMP_FUZZ_SECONDS:-30}s"
     if "${bin}" -max_total_time="${FMEMP_FUZZ_SECONDS:-30}" \
-        -print_final_stats=1 "${corpus_args[@]}" >"${log_dir}/fuzz.log" 2>&1; then
+        -print_final_stats=1 -artifact_prefix="${log_dir}/${name}-" \
+        "${scratch}" "${pkg}/corpus/${name}" >"${log}" 2>&1; then
       passed=$((passed + 1))
+      grep -E '^#[0-9]+ *DONE|stat::number_of_executed_units' "${log}" | tail -n 2
     else
-      tail -n 40 "${log_dir}/fuzz.log"
+      tail -n 40 "${log}"
       failed=$((failed + 1))
       failures+=("fuzz ${t}")
     fi
+    rm -rf "${scratch}"
   done
 }
 
