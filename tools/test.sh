@@ -77,12 +77,14 @@ fuzz_stage() {
     return
   fi
   build_stage fuzz-build --config=fuzz ${targets} || return
+  local bin_dir
+  bin_dir=$(bazel info --config=fuzz bazel-bin 2>/dev/null)
   local t pkg name bin scratch log
   for t in ${targets}; do
     pkg=${t#//}
     pkg=${pkg%%:*}
     name=${t##*:}
-    bin="bazel-bin/${pkg}/${name}"
+    bin="${bin_dir}/${pkg}/${name}"
     # libFuzzer writes new inputs into its first directory: a scratch one,
     # so the seed corpus (<package>/corpus/<target>/) stays as committed.
     scratch=$(mktemp -d)
