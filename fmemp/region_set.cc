@@ -172,17 +172,20 @@ RegionSet::Region* RegionSet::RegionFor(size_t search_span) const noexcept {
 
 template <typename Op>
 auto RegionSet::InRegion(Region* r, Op op) noexcept {
-  const HeapStats before = r->heap.Stats();
+  // Only the three counters the aggregates need are copied.
+  const HeapStats& stats = r->heap.Stats();
+  const size_t used_before = stats.used_bytes;
+  const size_t live_before = stats.live_blocks;
+  const size_t peak_before = stats.peak_used_bytes;
   auto result = op(r->heap);
-  const HeapStats after = r->heap.Stats();
-  const size_t elsewhere = used_bytes_ - before.used_bytes;
-  used_bytes_ = elsewhere + after.used_bytes;
-  live_blocks_ = live_blocks_ - before.live_blocks + after.live_blocks;
+  const size_t elsewhere = used_bytes_ - used_before;
+  used_bytes_ = elsewhere + stats.used_bytes;
+  live_blocks_ = live_blocks_ - live_before + stats.live_blocks;
   // A moving realloc holds both blocks for a moment; the heap's own peak
   // saw that, and so must the aggregate.
-  size_t high = after.used_bytes;
-  if (after.peak_used_bytes > before.peak_used_bytes) {
-    high = std::max(high, after.peak_used_bytes);
+  size_t high = stats.used_bytes;
+  if (stats.peak_used_bytes > peak_before) {
+    high = std::max(high, stats.peak_used_bytes);
   }
   peak_used_bytes_ = std::max(peak_used_bytes_, elsewhere + high);
   index_.Update(&r->entry, r->heap.LargestFreeBin());

@@ -180,7 +180,7 @@ class Heap {
 
   // --- Observation ---
 
-  HeapStats Stats() const noexcept { return stats_; }
+  const HeapStats& Stats() const noexcept { return stats_; }
   // Sets peak_used_bytes to the current used_bytes.
   void ResetPeak() noexcept { stats_.peak_used_bytes = stats_.used_bytes; }
 
