@@ -70,6 +70,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/workload.h"
 #include "benchmark/benchmark.h"
 #include "fmemp/memp.h"
 #include "sync/mutex.h"
@@ -116,7 +117,6 @@ namespace fmemp::bench {
 namespace {
 
 constexpr uint64_t kSeed = 0x5eed2026;
-constexpr size_t kMinRequest = 16;
 
 // Benchmarks: requests in [16, 1024] bytes, 1024 live blocks per thread.
 constexpr size_t kMaxRequest = 1024;
@@ -136,44 +136,6 @@ constexpr size_t kDefaultRegions = 8;
 // Each region's mapping is this much longer than the region, so that no two
 // regions are adjacent in memory.
 constexpr size_t kGuardBytes = 4096;
-
-std::vector<size_t> RandomSizes(size_t count, size_t max_bytes, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<size_t> dist(kMinRequest, max_bytes);
-  std::vector<size_t> sizes(count);
-  for (size_t& size : sizes) size = dist(rng);
-  return sizes;
-}
-
-std::vector<uint32_t> RandomSlots(size_t count, size_t live, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<uint32_t> dist(0,
-                                               static_cast<uint32_t>(live - 1));
-  std::vector<uint32_t> slots(count);
-  for (uint32_t& slot : slots) slot = dist(rng);
-  return slots;
-}
-
-// An anonymous private MAP_NORESERVE mapping, unmapped on destruction.
-class Mapping {
- public:
-  explicit Mapping(size_t bytes) : bytes_(bytes) {
-    void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    data_ = mem == MAP_FAILED ? nullptr : mem;
-  }
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() {
-    if (data_ != nullptr) munmap(data_, bytes_);
-  }
-
-  void* data() const { return data_; }
-
- private:
-  void* data_;
-  size_t bytes_;
-};
 
 // A Memp over `regions` regions of `region_bytes` each, every one in a
 // mapping of its own.

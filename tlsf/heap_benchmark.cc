@@ -46,6 +46,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/workload.h"
 #include "benchmark/benchmark.h"
 #include "tlsf/heap.h"
 
@@ -78,8 +79,12 @@ __attribute__((noinline)) void FmempProbeFree(fmemp::tlsf::Heap* heap,
 namespace fmemp::tlsf {
 namespace {
 
+using ::fmemp::bench::kMinRequest;
+using ::fmemp::bench::Mapping;
+using ::fmemp::bench::RandomSizes;
+using ::fmemp::bench::RandomSlots;
+
 constexpr uint64_t kSeed = 0x5eed2026;
-constexpr size_t kMinRequest = 16;
 
 // Length of every pregenerated sequence; a power of two so that the timed
 // loops index it with a mask.
@@ -90,45 +95,6 @@ constexpr size_t kSequenceMask = kSequenceLength - 1;
 // (16384 blocks of up to 64 KiB, 512 MiB on average and 1 GiB at most) with
 // slack for fragmentation. MAP_NORESERVE: only touched pages cost memory.
 constexpr size_t kBenchmarkPoolBytes = size_t{2} << 30;
-
-std::vector<size_t> RandomSizes(size_t count, size_t max_bytes, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<size_t> dist(kMinRequest, max_bytes);
-  std::vector<size_t> sizes(count);
-  for (size_t& size : sizes) size = dist(rng);
-  return sizes;
-}
-
-std::vector<uint32_t> RandomSlots(size_t count, size_t live, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<uint32_t> dist(0,
-                                               static_cast<uint32_t>(live - 1));
-  std::vector<uint32_t> slots(count);
-  for (uint32_t& slot : slots) slot = dist(rng);
-  return slots;
-}
-
-// An anonymous private MAP_NORESERVE mapping, unmapped on destruction.
-class Mapping {
- public:
-  explicit Mapping(size_t bytes) : bytes_(bytes) {
-    void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    data_ = mem == MAP_FAILED ? nullptr : mem;
-  }
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() {
-    if (data_ != nullptr) munmap(data_, bytes_);
-  }
-
-  void* data() const { return data_; }
-  size_t size() const { return bytes_; }
-
- private:
-  void* data_;
-  size_t bytes_;
-};
 
 // A Heap with one pool of `pool_bytes` from a Mapping.
 class TlsfAllocator {
