@@ -71,13 +71,36 @@ uint64_t CurrentThreadId() {
   return static_cast<uint64_t>(syscall(SYS_gettid));
 }
 
-// A C error handler with its argument; immutable once installed.
-struct HandlerBox {
-  FMempErrorHandler handler;
-  void* user;
-  static void Forward(void* context, MempError error, const void* ptr) {
-    const HandlerBox* box = static_cast<const HandlerBox*>(context);
-    box->handler(box->user, ToMisuseKind(error), ptr);
+// The C callbacks of a pool with their arguments; immutable once installed,
+// so a report or an out-of-memory call racing a change reads a whole set.
+struct Callbacks {
+  FMempErrorHandler misuse = nullptr;
+  void* misuse_user = nullptr;
+  FMempOomHandler oom = nullptr;
+  void* oom_user = nullptr;
+
+  bool operator==(const Callbacks& other) const {
+    return misuse == other.misuse && misuse_user == other.misuse_user &&
+           oom == other.oom && oom_user == other.oom_user;
+  }
+  static void ForwardMisuse(void* context, MempError error, const void* ptr) {
+    const Callbacks* self = static_cast<const Callbacks*>(context);
+    self->misuse(self->misuse_user, ToMisuseKind(error), ptr);
+  }
+  static bool ForwardOom(void* context, size_t bytes, size_t alignment) {
+    const Callbacks* self = static_cast<const Callbacks*>(context);
+    return self->oom(self->oom_user, bytes, alignment) != 0;
+  }
+  // Installs these callbacks (or the defaults, for nullptr) on a front-end.
+  template <typename FrontEnd>
+  static void Install(const Callbacks* self, FrontEnd& front_end) {
+    Callbacks* const context = const_cast<Callbacks*>(self);
+    front_end.SetErrorHandler(
+        self != nullptr && self->misuse != nullptr ? &ForwardMisuse : nullptr,
+        context);
+    front_end.SetOutOfMemoryHandler(
+        self != nullptr && self->oom != nullptr ? &ForwardOom : nullptr,
+        context);
   }
 };
 
@@ -110,12 +133,11 @@ class CApiPool {
     }
     if (!EnsureFrontEnd(policy)) return FMEMP_ERR_BAD_MALLOC;
     FError error = FMEMP_SUCCESS;
-    HandlerBox* const handler = installed_handler_;
+    const Callbacks* const callbacks = callbacks_;
     WithFrontEnd(policy, [&](auto& front_end) {
       front_end.Clear();
       error = ToFError(front_end.AddRegion(begin, end));
-      front_end.SetErrorHandler(
-          handler != nullptr ? &HandlerBox::Forward : nullptr, handler);
+      Callbacks::Install(callbacks, front_end);
     });
     if (error != FMEMP_SUCCESS) {
       return error == FMEMP_ERR_INVALID_BUF ? error : FMEMP_ERR_INIT_TLFS;
@@ -141,38 +163,48 @@ class CApiPool {
   }
 
   FError SetErrorHandler(FMempErrorHandler handler, void* user) {
+    return ChangeCallbacks([&](Callbacks& c) {
+      c.misuse = handler;
+      c.misuse_user = handler != nullptr ? user : nullptr;
+    });
+  }
+
+  FError SetOomHandler(FMempOomHandler handler, void* user) {
+    return ChangeCallbacks([&](Callbacks& c) {
+      c.oom = handler;
+      c.oom_user = handler != nullptr ? user : nullptr;
+    });
+  }
+
+ private:
+  // Applies `change` to a copy of the current callbacks and installs the
+  // result on the active front-end. Sets are kept until FMempRelease (a call
+  // racing this one may still use the previous set); equal sets are reused,
+  // which bounds them by the distinct combinations ever installed.
+  template <typename Change>
+  FError ChangeCallbacks(Change change) {
     absl::MutexLock hold(&admin_);
     // A pool that is not ready is not touched (Init and Remove hold admin_).
     if (active_.load(std::memory_order_relaxed) == kNotReady) {
       return FMEMP_ERR_NOT_INIT;
     }
-    // Boxes are kept until FMempRelease: a report racing this call may still
-    // hold the previous one. Reusing equal boxes bounds them by the number of
-    // distinct (handler, user) pairs ever installed.
-    HandlerBox* box = nullptr;
-    for (const auto& existing : handlers_) {
-      if (handler != nullptr && existing->handler == handler &&
-          existing->user == user) {
-        box = existing.get();
-      }
+    Callbacks wanted = callbacks_ != nullptr ? *callbacks_ : Callbacks{};
+    change(wanted);
+    const Callbacks* chosen = nullptr;
+    for (const auto& existing : callback_sets_) {
+      if (*existing == wanted) chosen = existing.get();
     }
-    if (handler != nullptr && box == nullptr) {
-      handlers_.push_back(
-          std::make_unique<HandlerBox>(HandlerBox{handler, user}));
-      box = handlers_.back().get();
+    if (chosen == nullptr) {
+      callback_sets_.push_back(std::make_unique<Callbacks>(wanted));
+      chosen = callback_sets_.back().get();
     }
-    installed_handler_ = box;
-    return Dispatch<FError>(FMEMP_ERR_NOT_INIT, [box](auto& front_end) {
-      if (box != nullptr) {
-        front_end.SetErrorHandler(&HandlerBox::Forward, box);
-      } else {
-        front_end.SetErrorHandler(nullptr, nullptr);
-      }
+    callbacks_ = chosen;
+    return Dispatch<FError>(FMEMP_ERR_NOT_INIT, [chosen](auto& front_end) {
+      Callbacks::Install(chosen, front_end);
       return FMEMP_SUCCESS;
     });
   }
 
- private:
   bool EnsureFrontEnd(FMempPolicy policy)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_) {
     switch (policy) {
@@ -213,8 +245,9 @@ class CApiPool {
   std::unique_ptr<Memp<sync::SpinLock>> spin_;
   std::unique_ptr<Memp<sync::NoLock>> single_;
   FMempPoolList node_ = {};
-  std::vector<std::unique_ptr<HandlerBox>> handlers_ ABSL_GUARDED_BY(admin_);
-  HandlerBox* installed_handler_ ABSL_GUARDED_BY(admin_) = nullptr;
+  std::vector<std::unique_ptr<Callbacks>> callback_sets_
+      ABSL_GUARDED_BY(admin_);
+  const Callbacks* callbacks_ ABSL_GUARDED_BY(admin_) = nullptr;
 };
 
 CApiPool* PoolOf(FMemp* memp) {
@@ -421,6 +454,12 @@ FError FMempSetErrorHandler(FMemp* memp, FMempErrorHandler handler,
   fmemp::CApiPool* pool = fmemp::PoolOf(memp);
   if (pool == nullptr) return FMEMP_ERR_NOT_INIT;
   return pool->SetErrorHandler(handler, user);
+}
+
+FError FMempSetOomHandler(FMemp* memp, FMempOomHandler handler, void* user) {
+  fmemp::CApiPool* pool = fmemp::PoolOf(memp);
+  if (pool == nullptr) return FMEMP_ERR_NOT_INIT;
+  return pool->SetOomHandler(handler, user);
 }
 
 void* FMempMallocTag(FMemp* memp, fsize_t nbytes, const char* file,

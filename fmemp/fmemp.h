@@ -222,6 +222,15 @@ FError FMempCheck(FMemp* memp);
 typedef void (*FMempErrorHandler)(void* user, int kind, const void* ptr);
 FError FMempSetErrorHandler(FMemp* memp, FMempErrorHandler handler, void* user);
 
+/* Out of memory: called, without the pool's lock, when a well-formed
+ * allocation (malloc, calloc, aligned malloc, realloc growth) finds no room,
+ * with the size and alignment requested (16 for plain requests). It may call
+ * any function on memp (free blocks, FMempAddRegion); a nonzero result has
+ * the request tried once more. Malformed requests (bad alignment, calloc
+ * overflow) never reach it. NULL removes it. FMEMP_ERR_NOT_INIT. */
+typedef int (*FMempOomHandler)(void* user, fsize_t size, fsize_t align);
+FError FMempSetOomHandler(FMemp* memp, FMempOomHandler handler, void* user);
+
 /* --- Tagging (the SDK's FMEMP_TAG_DEBUG) ---
  * Tagged allocations record file, line, message and thread; FMemListAll
  * lists them with each live block, which makes it a leak report. The tag

@@ -1293,4 +1293,62 @@ TEST(FMemListAllTest, ListAllToSendsTheSameLinesToTheSink) {
   FMempFree(memp, q);
 }
 
+// --- Out of memory ---
+
+// What the handler saw; optionally adds `spare` as a region and says retry.
+struct Oom {
+  FMemp* memp = nullptr;
+  void* spare_begin = nullptr;
+  void* spare_end = nullptr;
+  std::vector<std::pair<fsize_t, fsize_t>> calls;
+  static int Handle(void* user, fsize_t size, fsize_t align) {
+    Oom* self = static_cast<Oom*>(user);
+    self->calls.emplace_back(size, align);
+    if (self->spare_begin == nullptr) return 0;
+    // Called without the pool's lock: calling back in must not deadlock.
+    const FError added =
+        FMempAddRegion(self->memp, self->spare_begin, self->spare_end);
+    self->spare_begin = nullptr;
+    return added == FMEMP_SUCCESS ? 1 : 0;
+  }
+};
+
+TEST(FMempOomTest, HandlerIsToldTheRequestAndCanAddARegion) {
+  Buffer first(16 * 1024), spare(256 * 1024);
+  Pool pool;
+  FMemp* memp = pool.get();
+  EXPECT_EQ(FMempSetOomHandler(memp, &Oom::Handle, nullptr),
+            FMEMP_ERR_NOT_INIT);
+  ASSERT_EQ(FMempInit(memp, first.begin(), first.end()), FMEMP_SUCCESS);
+  Oom oom;
+  oom.memp = memp;
+  ASSERT_EQ(FMempSetOomHandler(memp, &Oom::Handle, &oom), FMEMP_SUCCESS);
+
+  EXPECT_EQ(FMempMallocAlign(memp, 100000, 256), nullptr);
+  ASSERT_EQ(oom.calls.size(), 1u);
+  EXPECT_EQ(oom.calls[0].first, 100000u);
+  EXPECT_EQ(oom.calls[0].second, 256u);
+
+  oom.spare_begin = spare.begin();
+  oom.spare_end = spare.end();
+  void* big = FMempMalloc(memp, 100000);
+  ASSERT_NE(big, nullptr);
+  EXPECT_TRUE(spare.Contains(big));
+  EXPECT_EQ(oom.calls.size(), 2u);
+  EXPECT_EQ(oom.calls[1].second, 16u);
+
+  // Malformed requests never reach the handler.
+  EXPECT_EQ(FMempCalloc(memp, SIZE_MAX, 4), nullptr);
+  EXPECT_EQ(FMempMallocAlign(memp, 16, 48), nullptr);
+  EXPECT_EQ(oom.calls.size(), 2u);
+
+  // Removed: failures are plain again.
+  ASSERT_EQ(FMempSetOomHandler(memp, nullptr, nullptr), FMEMP_SUCCESS);
+  EXPECT_EQ(FMempMalloc(memp, 1 << 22), nullptr);
+  EXPECT_EQ(oom.calls.size(), 2u);
+  FMempFree(memp, big);
+  EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
+  FMempRemove(memp);
+}
+
 }  // namespace

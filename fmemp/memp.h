@@ -82,36 +82,47 @@ class Memp {
   }
 
   // --- Hot path ---
+  //
+  // When a well-formed request fails for lack of space, the out-of-memory
+  // handler (SetOutOfMemoryHandler) is told the size and alignment, outside
+  // the lock, and may make room (free blocks, AddRegion); if it returns true
+  // the request is tried once more. Malformed requests (bad alignment,
+  // calloc overflow, sizes above tlsf::kMaxRequest) fail without calling it.
 
   void* Allocate(size_t bytes) noexcept {
-    sync::ScopedLock<LockPolicy> hold(lock_);
-    return regions_.Allocate(bytes);
+    return WithRetry(bytes, tlsf::kAlignment, [bytes](RegionSet& regions) {
+      return regions.Allocate(bytes);
+    });
   }
   void* AllocateAligned(size_t alignment, size_t bytes) noexcept {
-    sync::ScopedLock<LockPolicy> hold(lock_);
-    return regions_.AllocateAligned(alignment, bytes);
+    return WithRetry(bytes, alignment, [alignment, bytes](RegionSet& regions) {
+      return regions.AllocateAligned(alignment, bytes);
+    });
   }
   // Zeroed count * size bytes; nullptr (counted) on overflow or exhaustion.
   // With a tag, as AllocateTagged. The zeroing happens outside the lock.
   void* Calloc(size_t count, size_t size,
                const BlockTag* tag = nullptr) noexcept {
     size_t bytes = 0;
-    void* p = nullptr;
-    {
+    if (__builtin_mul_overflow(count, size, &bytes)) {
       sync::ScopedLock<LockPolicy> hold(lock_);
-      if (__builtin_mul_overflow(count, size, &bytes)) {
-        regions_.NoteFailure();
-        return nullptr;
-      }
-      p = regions_.Allocate(bytes);
-      if (p != nullptr && tag != nullptr) regions_.SetTag(p, *tag);
+      regions_.NoteFailure();
+      return nullptr;
     }
+    void* p = WithRetry(bytes, tlsf::kAlignment, [bytes, tag](RegionSet& r) {
+      void* block = r.Allocate(bytes);
+      if (block != nullptr && tag != nullptr) r.SetTag(block, *tag);
+      return block;
+    });
     if (p != nullptr) std::memset(p, 0, bytes);
     return p;
   }
   void* Reallocate(void* ptr, size_t bytes) noexcept {
-    sync::ScopedLock<LockPolicy> hold(lock_);
-    return regions_.Reallocate(ptr, bytes);
+    if (ptr == nullptr) return Allocate(bytes);
+    const size_t alignment = bytes == 0 ? 0 : tlsf::kAlignment;
+    return WithRetry(bytes, alignment, [ptr, bytes](RegionSet& regions) {
+      return regions.Reallocate(ptr, bytes);
+    });
   }
   bool Free(void* ptr) noexcept {
     sync::ScopedLock<LockPolicy> hold(lock_);
@@ -126,16 +137,32 @@ class Memp {
   // tag is listed by List() until the block is freed. The tag table lives in
   // the process heap.
   void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
-    sync::ScopedLock<LockPolicy> hold(lock_);
-    void* p = regions_.AllocateAligned(alignment, bytes);
-    if (p != nullptr) regions_.SetTag(p, tag);
-    return p;
+    return WithRetry(bytes, alignment,
+                     [alignment, bytes, &tag](RegionSet& regions) {
+                       void* p = regions.AllocateAligned(alignment, bytes);
+                       if (p != nullptr) regions.SetTag(p, tag);
+                       return p;
+                     });
   }
   void* ReallocateTagged(void* ptr, size_t bytes, const BlockTag& tag) {
+    const size_t alignment = bytes == 0 ? 0 : tlsf::kAlignment;
+    return WithRetry(bytes, alignment, [ptr, bytes, &tag](RegionSet& regions) {
+      void* p = regions.Reallocate(ptr, bytes);
+      if (p != nullptr) regions.SetTag(p, tag);
+      return p;
+    });
+  }
+
+  // Called, outside the lock, when a well-formed request finds no room:
+  // `bytes` and `alignment` as requested. Return true to have the request
+  // tried once more (after freeing blocks or adding a region). The handler
+  // may call any member of this Memp. nullptr removes it.
+  using OutOfMemoryHandler = bool (*)(void* context, size_t bytes,
+                                      size_t alignment);
+  void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
     sync::ScopedLock<LockPolicy> hold(lock_);
-    void* p = regions_.Reallocate(ptr, bytes);
-    if (p != nullptr) regions_.SetTag(p, tag);
-    return p;
+    oom_handler_ = handler;
+    oom_context_ = context;
   }
 
   // --- Observation ---
@@ -168,8 +195,39 @@ class Memp {
   }
 
  private:
+  // Runs attempt(regions_) under the lock; if it fails for lack of space,
+  // asks the out-of-memory handler (outside the lock) and, if it says so,
+  // runs it once more. alignment 0 marks a request that is not an allocation
+  // (realloc to 0 bytes), which never reaches the handler.
+  template <typename Attempt>
+  void* WithRetry(size_t bytes, size_t alignment, Attempt attempt) noexcept {
+    OutOfMemoryHandler handler = nullptr;
+    void* context = nullptr;
+    {
+      sync::ScopedLock<LockPolicy> hold(lock_);
+      const uint64_t failed_before = regions_.failed_allocations();
+      if (void* p = attempt(regions_)) return p;
+      // Misuse (a bad pointer to realloc) fails without counting a failed
+      // allocation; only a counted failure is out of memory.
+      if (regions_.failed_allocations() == failed_before) return nullptr;
+      handler = oom_handler_;
+      context = oom_context_;
+    }
+    const bool well_formed = bytes <= tlsf::kMaxRequest &&
+                             tlsf::IsPowerOfTwo(alignment) &&
+                             alignment <= tlsf::Heap::kMaxAlignment;
+    if (handler == nullptr || !well_formed ||
+        !handler(context, bytes, alignment)) {
+      return nullptr;
+    }
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return attempt(regions_);
+  }
+
   mutable LockPolicy lock_;
   RegionSet regions_ ABSL_GUARDED_BY(lock_);
+  OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(lock_) = nullptr;
+  void* oom_context_ ABSL_GUARDED_BY(lock_) = nullptr;
 };
 
 }  // namespace fmemp

@@ -323,6 +323,78 @@ TYPED_TEST(MempTest, ClearForgetsEverything) {
   this->ExpectSound();
 }
 
+// The out-of-memory handler: told the request, called outside the lock (it
+// calls back into the Memp, which would deadlock a non-recursive lock
+// otherwise), and a true result retries the request once.
+template <typename Memp>
+struct OomRecorder {
+  Memp* memp = nullptr;
+  Arena* spare = nullptr;  // added as a region when non-null
+  void* victim = nullptr;  // freed when non-null
+  std::vector<std::pair<size_t, size_t>> calls;
+  static bool Handle(void* context, size_t bytes, size_t alignment) {
+    auto* self = static_cast<OomRecorder*>(context);
+    self->calls.emplace_back(bytes, alignment);
+    self->memp->Probe();  // any member may be called from here
+    if (self->spare != nullptr) {
+      const bool added =
+          self->memp->AddRegion(self->spare->begin(), self->spare->end()).ok();
+      self->spare = nullptr;
+      return added;
+    }
+    if (self->victim != nullptr) {
+      self->memp->Free(self->victim);
+      self->victim = nullptr;
+      return true;
+    }
+    return false;
+  }
+};
+
+TYPED_TEST(MempTest, OutOfMemoryHandlerIsToldAndCanMakeRoom) {
+  auto& memp = this->memp_;
+  OomRecorder<Memp<TypeParam>> oom;
+  oom.memp = &memp;
+  memp.SetOutOfMemoryHandler(&OomRecorder<Memp<TypeParam>>::Handle, &oom);
+  // No room, handler declines: nullptr, one call with the request.
+  EXPECT_EQ(memp.AllocateAligned(64, 200000), nullptr);
+  ASSERT_EQ(oom.calls.size(), 1u);
+  EXPECT_EQ(oom.calls[0], std::make_pair(size_t{200000}, size_t{64}));
+  // The handler adds a region: the retry succeeds in it.
+  Arena spare(512 * 1024);
+  oom.spare = &spare;
+  void* big = memp.Allocate(200000);
+  ASSERT_NE(big, nullptr);
+  EXPECT_TRUE(spare.Contains(big));
+  EXPECT_EQ(oom.calls.size(), 2u);
+  // The handler frees a block: the retry reuses the room.
+  void* rest = memp.Allocate(memp.ProbeRegions().back().largest_allocatable);
+  ASSERT_NE(rest, nullptr);
+  oom.victim = big;
+  void* again = memp.Allocate(150000);
+  EXPECT_NE(again, nullptr);
+  EXPECT_EQ(oom.calls.size(), 3u);
+  // Malformed requests and misuse never reach it.
+  EXPECT_EQ(memp.AllocateAligned(48, 16), nullptr);
+  EXPECT_EQ(memp.Allocate(SIZE_MAX), nullptr);
+  EXPECT_EQ(memp.Calloc(SIZE_MAX, 2), nullptr);
+  alignas(16) static char foreign[64];
+  EXPECT_EQ(memp.Reallocate(foreign + 16, 10), nullptr);
+  EXPECT_EQ(oom.calls.size(), 3u);
+  // A realloc that cannot grow asks too, and the block survives a refusal.
+  std::memset(again, 0x3c, 100);
+  EXPECT_EQ(memp.Reallocate(again, 400000), nullptr);
+  EXPECT_EQ(oom.calls.size(), 4u);
+  EXPECT_EQ(static_cast<unsigned char*>(again)[99], 0x3c);
+  memp.SetOutOfMemoryHandler(nullptr, nullptr);
+  EXPECT_EQ(memp.Allocate(1 << 20), nullptr);
+  EXPECT_EQ(oom.calls.size(), 4u);
+  memp.Free(again);
+  memp.Free(rest);
+  EXPECT_TRUE(memp.RemoveRegion(spare.begin()).ok());
+  this->ExpectSound();
+}
+
 TEST(MempManyRegionsTest, SixtyFourRegionsServeAndDrain) {
   Memp<sync::NoLock> memp;
   std::vector<std::unique_ptr<Arena>> arenas;

@@ -126,6 +126,9 @@ class RegionSet {
 
   // Counts a request that failed before reaching a region (calloc overflow).
   void NoteFailure() noexcept { ++failed_allocations_; }
+  // Allocation calls that returned nullptr for lack of space or bad input
+  // (not misuse, which counts in invalid_frees).
+  uint64_t failed_allocations() const noexcept { return failed_allocations_; }
 
   // Records `tag` for the live block at ptr; dropped when it is freed.
   void SetTag(const void* ptr, const BlockTag& tag);
