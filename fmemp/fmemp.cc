@@ -7,6 +7,7 @@
 
 #include "fmemp/fmemp.h"
 
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/memp.h"
@@ -111,6 +113,32 @@ constexpr int kNotReady = -1;
 // that races FMempRemove finds an empty front-end, never freed memory.
 class CApiPool {
  public:
+  CApiPool();
+  ~CApiPool();
+  CApiPool(const CApiPool&) = delete;
+  CApiPool& operator=(const CApiPool&) = delete;
+
+  // fork() support (see PrepareFork): takes admin_ and every front-end's
+  // lock, so the child inherits pools no other thread is half-way through.
+  void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    admin_.Lock();
+    if (mutex_) mutex_->LockForFork();
+    if (spin_) spin_->LockForFork();
+    if (single_) single_->LockForFork();
+  }
+  void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (single_) single_->UnlockAfterFork();
+    if (spin_) spin_->UnlockAfterFork();
+    if (mutex_) mutex_->UnlockAfterFork();
+    admin_.Unlock();
+  }
+  void ResetLocksInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (single_) single_->ResetLockInForkChild();
+    if (spin_) spin_->ResetLockInForkChild();
+    if (mutex_) mutex_->ResetLockInForkChild();
+    new (&admin_) absl::Mutex();
+  }
+
   // Runs fn(front-end) for the active policy, or returns `otherwise`.
   template <typename R, typename Fn>
   R Dispatch(R otherwise, Fn fn) {
@@ -249,6 +277,64 @@ class CApiPool {
       ABSL_GUARDED_BY(admin_);
   const Callbacks* callbacks_ ABSL_GUARDED_BY(admin_) = nullptr;
 };
+
+// Every live CApiPool, for the fork handlers. Leaked on purpose: pools may
+// be released during static destruction.
+struct PoolRegistry {
+  absl::Mutex mu;
+  absl::flat_hash_set<CApiPool*> pools ABSL_GUARDED_BY(mu);
+};
+
+PoolRegistry& Registry() {
+  static PoolRegistry* const registry = new PoolRegistry;
+  return *registry;
+}
+
+// pthread_atfork handlers. Before fork() the forking thread takes the
+// registry lock and then every pool's locks, in one fixed order, so no other
+// thread is inside an FMemp call when the address space is copied. The
+// parent then releases them. The child, whose only thread is the forking
+// one, gets fresh locks instead: an absl::Mutex can be copied mid-update by
+// a waiter that does not exist in the child, and unlocking it there can
+// hang. The child's thread can therefore keep using every FMemp.
+void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  PoolRegistry& registry = Registry();
+  registry.mu.Lock();
+  for (CApiPool* pool : registry.pools) pool->LockForFork();
+}
+
+void ResumeAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  PoolRegistry& registry = Registry();
+  for (CApiPool* pool : registry.pools) pool->UnlockAfterFork();
+  registry.mu.Unlock();
+}
+
+void ResetInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  // Abseil's debug-build deadlock detector remembers the forking thread as
+  // holding the locks replaced below, and would abort the child's next lock
+  // of them; the child runs without it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  PoolRegistry& registry = Registry();
+  for (CApiPool* pool : registry.pools) pool->ResetLocksInForkChild();
+  new (&registry.mu) absl::Mutex();
+}
+
+CApiPool::CApiPool() {
+  static const bool registered = [] {
+    return pthread_atfork(&PrepareFork, &ResumeAfterFork, &ResetInForkChild) ==
+           0;
+  }();
+  (void)registered;
+  PoolRegistry& registry = Registry();
+  absl::MutexLock hold(&registry.mu);
+  registry.pools.insert(this);
+}
+
+CApiPool::~CApiPool() {
+  PoolRegistry& registry = Registry();
+  absl::MutexLock hold(&registry.mu);
+  registry.pools.erase(this);
+}
 
 CApiPool* PoolOf(FMemp* memp) {
   if (memp == nullptr) return nullptr;

@@ -13,6 +13,12 @@
  * absl::Mutex); FMempInitWithPolicy picks another. With
  * FMEMP_POLICY_SINGLE_THREAD the caller guarantees one thread at a time.
  *
+ * fork(): pthread_atfork handlers hold every FMemp's locks across fork(),
+ * so in the child of a multi-threaded process the thread that called fork()
+ * can keep using every FMemp (fmemp_fork_test.cc). Threads the child starts
+ * are not covered: Abseil's and the sanitizers' own internals are not
+ * fork-safe (seen under ASan: a child thread hanging on first use).
+ *
  * Complexity: malloc, calloc, aligned malloc, realloc and free are O(1) (plus
  * O(log regions) to find a pointer's region); FMemProbe is O(1);
  * FMemListAll, FMempCheck and region calls walk regions or blocks.

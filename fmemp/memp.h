@@ -38,6 +38,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -189,6 +190,17 @@ class Memp {
     sync::ScopedLock<LockPolicy> hold(lock_);
     regions_.List(sink);
   }
+  // For pthread_atfork handlers only: hold the lock across fork() so the
+  // child inherits a consistent heap; the parent then unlocks it, and the
+  // child, whose only thread is the forking one, starts from a fresh lock
+  // (a lock such as absl::Mutex may have been mid-update by a thread that
+  // does not exist in the child, so unlocking it there can hang).
+  void LockForFork() ABSL_EXCLUSIVE_LOCK_FUNCTION(lock_) { lock_.lock(); }
+  void UnlockAfterFork() ABSL_UNLOCK_FUNCTION(lock_) { lock_.unlock(); }
+  void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    new (&lock_) LockPolicy();
+  }
+
   void SetErrorHandler(MempErrorHandler handler, void* context) {
     sync::ScopedLock<LockPolicy> hold(lock_);
     regions_.SetErrorHandler(handler, context);

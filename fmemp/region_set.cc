@@ -24,7 +24,14 @@ struct RegionSet::Region {
   uintptr_t end;
   Heap heap;
   tlsf::Pool* pool = nullptr;
+  // The lowest address a block's payload can have: a pointer below it (the
+  // region's first bytes) would make the heap read before the region.
+  uintptr_t first_payload = 0;
   RegionIndex::Entry entry;
+
+  bool MayHoldPayload(const void* ptr) const {
+    return reinterpret_cast<uintptr_t>(ptr) >= first_payload;
+  }
 };
 
 namespace {
@@ -120,6 +127,8 @@ absl::Status RegionSet::AddRegion(void* begin, void* end) {
         "region cannot hold a TLSF pool: ", pool.status().message()));
   }
   region->pool = *pool;
+  region->first_payload =
+      Addr(Heap::PoolBegin(region->pool)) + Heap::kFirstPayloadOffset;
   capacity_bytes_ += region->heap.Stats().capacity_bytes;
   index_.Update(&region->entry, region->heap.LargestFreeBin());
   regions_.emplace(region->begin, std::move(region));
@@ -243,6 +252,10 @@ bool RegionSet::Free(void* ptr) noexcept {
     Report(MempError::kForeignPointer, ptr);
     return false;
   }
+  if (!r->MayHoldPayload(ptr)) {
+    Report(MempError::kInvalidFree, ptr);
+    return false;
+  }
   const bool freed = InRegion(r, [ptr](Heap& heap) { return heap.Free(ptr); });
   if (freed && !tags_.empty()) tags_.erase(ptr);
   return freed;
@@ -253,6 +266,10 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes) noexcept {
   Region* const r = FindRegion(ptr);
   if (r == nullptr) {
     Report(MempError::kForeignPointer, ptr);
+    return nullptr;
+  }
+  if (!r->MayHoldPayload(ptr)) {
+    Report(MempError::kInvalidFree, ptr);
     return nullptr;
   }
   if (bytes == 0) {
@@ -285,7 +302,7 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes) noexcept {
 
 size_t RegionSet::UsableSize(const void* ptr) const noexcept {
   const Region* const r = FindRegion(ptr);
-  return r != nullptr ? r->heap.UsableSize(ptr) : 0;
+  return r != nullptr && r->MayHoldPayload(ptr) ? r->heap.UsableSize(ptr) : 0;
 }
 
 void RegionSet::SetTag(const void* ptr, const BlockTag& tag) {

@@ -114,6 +114,7 @@ class Findings {
 
 const size_t Heap::kPoolOverhead = kPoolFixedOverhead;
 const size_t Heap::kMinPoolBytes = kPoolFixedOverhead + kMinFreeSpan;
+const size_t Heap::kFirstPayloadOffset = sizeof(Pool) + kAlignment;
 
 const char* HeapErrorName(HeapError error) {
   switch (error) {

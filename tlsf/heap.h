@@ -99,6 +99,10 @@ class Heap {
   static const size_t kPoolOverhead;
   // The smallest pool AddPool accepts after aligning its bounds.
   static const size_t kMinPoolBytes;
+  // Offset from PoolBegin() of the lowest payload address in a pool; a
+  // pointer below it is never a block (and freeing it would read before the
+  // pool).
+  static const size_t kFirstPayloadOffset;
 
   // An empty heap with no pools. Heap's storage may itself live in
   // caller-provided memory (placement new), as the C API's tlsf_create does.
