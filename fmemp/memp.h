@@ -37,6 +37,7 @@
 #define FMEMP_FMEMP_MEMP_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -70,6 +71,10 @@ class Memp {
     return regions_.AddRegion(begin, end);
   }
   absl::Status AddRegion(void* begin, size_t bytes) {
+    if (bytes > UINTPTR_MAX - reinterpret_cast<uintptr_t>(begin)) {
+      return absl::InvalidArgumentError(
+          "region wraps around the address space");
+    }
     return AddRegion(begin, static_cast<char*>(begin) + bytes);
   }
   absl::Status RemoveRegion(void* begin) {

@@ -283,8 +283,12 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes) noexcept {
     InRegion(r, [ptr](Heap& heap) { return heap.Free(ptr); });
     return nullptr;
   }
+  const uint64_t misuse_before = r->heap.Stats().invalid_frees;
   void* moved = InRegion(
       r, [ptr, bytes](Heap& heap) { return heap.Reallocate(ptr, bytes); });
+  if (moved == nullptr && r->heap.Stats().invalid_frees != misuse_before) {
+    return nullptr;  // the heap found the block damaged and reported it
+  }
   if (moved == nullptr) {
     // This region cannot hold the new size: move to another one, keeping
     // the block's alignment.
