@@ -142,16 +142,7 @@ class CApiPool {
   // Runs fn(front-end) for the active policy, or returns `otherwise`.
   template <typename R, typename Fn>
   R Dispatch(R otherwise, Fn fn) {
-    switch (active_.load(std::memory_order_acquire)) {
-      case FMEMP_POLICY_MUTEX:
-        return fn(*mutex_);
-      case FMEMP_POLICY_SPINLOCK:
-        return fn(*spin_);
-      case FMEMP_POLICY_SINGLE_THREAD:
-        return fn(*single_);
-      default:
-        return otherwise;
-    }
+    return OnFrontEnd(active_.load(std::memory_order_acquire), otherwise, fn);
   }
 
   FError Init(FMemp* memp, void* begin, void* end, FMempPolicy policy) {
@@ -249,20 +240,30 @@ class CApiPool {
     return false;
   }
 
+  // Runs fn on the front-end of `policy` (which must exist), or returns
+  // `otherwise` for a value that names no policy: the one place a policy
+  // number turns into a front-end type.
+  template <typename R, typename Fn>
+  R OnFrontEnd(int policy, R otherwise, Fn fn) {
+    switch (policy) {
+      case FMEMP_POLICY_MUTEX:
+        return fn(*mutex_);
+      case FMEMP_POLICY_SPINLOCK:
+        return fn(*spin_);
+      case FMEMP_POLICY_SINGLE_THREAD:
+        return fn(*single_);
+      default:
+        return otherwise;
+    }
+  }
+
   template <typename Fn>
   void WithFrontEnd(FMempPolicy policy, Fn fn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_) {
-    switch (policy) {
-      case FMEMP_POLICY_MUTEX:
-        fn(*mutex_);
-        break;
-      case FMEMP_POLICY_SPINLOCK:
-        fn(*spin_);
-        break;
-      case FMEMP_POLICY_SINGLE_THREAD:
-        fn(*single_);
-        break;
-    }
+    OnFrontEnd<bool>(policy, false, [&fn](auto& front_end) {
+      fn(front_end);
+      return true;
+    });
   }
 
   std::atomic<int> active_{kNotReady};
