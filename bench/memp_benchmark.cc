@@ -70,6 +70,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/benchmark_main.h"
 #include "bench/workload.h"
 #include "benchmark/benchmark.h"
 #include "fmemp/memp.h"
@@ -447,38 +448,11 @@ int RunProbe(const Probe& probe) {
   return ok ? 0 : 1;
 }
 
-// Returns the exit code of the probe named by a --callgrind_probe= argument,
-// or -1 when there is no such argument.
-int MaybeRunProbe(int argc, char** argv) {
-  constexpr char kFlag[] = "--callgrind_probe=";
-  constexpr size_t kFlagLength = sizeof(kFlag) - 1;
-  for (int a = 1; a < argc; ++a) {
-    if (std::strncmp(argv[a], kFlag, kFlagLength) != 0) continue;
-    const char* const name = argv[a] + kFlagLength;
-    for (const Probe& probe : kProbes) {
-      if (std::strcmp(name, probe.name) == 0) return RunProbe(probe);
-    }
-    std::fprintf(stderr,
-                 "unknown probe '%s'; expected regions_1, regions_64, "
-                 "regions_1_large or regions_64_large\n",
-                 name);
-    return 2;
-  }
-  return -1;
-}
-
 }  // namespace
 }  // namespace fmemp::bench
 
-// What BENCHMARK_MAIN() expands to, plus the probe, which must run before
-// benchmark::Initialize rejects its flag.
 int main(int argc, char** argv) {
-  const int probe_result = fmemp::bench::MaybeRunProbe(argc, argv);
-  if (probe_result >= 0) return probe_result;
-  fmemp::bench::RegisterBenchmarks();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return fmemp::bench::BenchmarkMain(argc, argv, fmemp::bench::kProbes,
+                                     &fmemp::bench::RunProbe,
+                                     &fmemp::bench::RegisterBenchmarks);
 }
