@@ -40,11 +40,16 @@
 #include "absl/status/status.h"
 #include "fmemp/fmemp.h"
 #include "fmemp/memp.h"
+#include "fmemp/test_util.h"
 #include "gtest/gtest.h"
 #include "sync/mutex.h"
 
 namespace fmemp {
 namespace {
+
+using ::fmemp::test_util::Fill;
+using ::fmemp::test_util::HasFill;
+using ::fmemp::test_util::ScopedFMemp;
 
 constexpr size_t kRegionBytes = 64 * 1024;
 constexpr size_t kSpareBytes = 64 * 1024;
@@ -105,33 +110,6 @@ class GuardedMemory {
   size_t bytes_;
   uint8_t* map_ = nullptr;
 };
-
-// A zero-initialised FMemp whose front-end is released at the end of the
-// scope (so that LeakSanitizer sees no leak).
-class ScopedFMemp {
- public:
-  ScopedFMemp() = default;
-  ScopedFMemp(const ScopedFMemp&) = delete;
-  ScopedFMemp& operator=(const ScopedFMemp&) = delete;
-  ~ScopedFMemp() { FMempRelease(&memp_); }
-  FMemp* get() { return &memp_; }
-
- private:
-  FMemp memp_ = {};
-};
-
-void Fill(void* p, size_t n, uint8_t seed) {
-  uint8_t* b = static_cast<uint8_t*>(p);
-  for (size_t i = 0; i < n; ++i) b[i] = static_cast<uint8_t>(seed + i * 7);
-}
-
-bool HasFill(const void* p, size_t n, uint8_t seed) {
-  const uint8_t* b = static_cast<const uint8_t*>(p);
-  for (size_t i = 0; i < n; ++i) {
-    if (b[i] != static_cast<uint8_t>(seed + i * 7)) return false;
-  }
-  return true;
-}
 
 bool IsAligned(const void* p, size_t alignment) {
   return reinterpret_cast<uintptr_t>(p) % alignment == 0;

@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_format.h"
 #include "fmemp/fmemp.h"
+#include "fmemp/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -40,6 +41,10 @@ typedef u32 FError;
 #define FT_COMPONENT_IS_READY 0x11111111U
 
 namespace {
+
+using ::fmemp::test_util::Fill;
+using ::fmemp::test_util::HasFill;
+using Pool = ::fmemp::test_util::ScopedFMemp;
 
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -64,20 +69,6 @@ class Buffer {
  private:
   size_t bytes_;
   std::unique_ptr<uint8_t[]> data_;
-};
-
-// A zero-initialised FMemp whose front-end is freed when the test ends, so
-// that LeakSanitizer (--config=asan) sees no leak.
-class Pool {
- public:
-  Pool() = default;
-  Pool(const Pool&) = delete;
-  Pool& operator=(const Pool&) = delete;
-  ~Pool() { FMempRelease(&memp_); }
-  FMemp* get() { return &memp_; }
-
- private:
-  FMemp memp_ = {};
 };
 
 FMempUsage Usage(FMemp* memp) {
@@ -112,19 +103,6 @@ std::string BlockText(const void* p) { return absl::StrFormat("  %p ", p); }
 
 bool IsAligned(const void* p, size_t alignment) {
   return reinterpret_cast<uintptr_t>(p) % alignment == 0;
-}
-
-void Fill(void* p, size_t n, uint8_t seed) {
-  uint8_t* b = static_cast<uint8_t*>(p);
-  for (size_t i = 0; i < n; ++i) b[i] = static_cast<uint8_t>(seed + i * 7);
-}
-
-bool HasFill(const void* p, size_t n, uint8_t seed) {
-  const uint8_t* b = static_cast<const uint8_t*>(p);
-  for (size_t i = 0; i < n; ++i) {
-    if (b[i] != static_cast<uint8_t>(seed + i * 7)) return false;
-  }
-  return true;
 }
 
 // Expects memp to be unusable but safe: allocation gives NULL, management
