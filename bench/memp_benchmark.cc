@@ -71,6 +71,7 @@
 #include <vector>
 
 #include "bench/benchmark_main.h"
+#include "bench/timed_loops.h"
 #include "bench/workload.h"
 #include "benchmark/benchmark.h"
 #include "fmemp/memp.h"
@@ -122,11 +123,6 @@ constexpr uint64_t kSeed = 0x5eed2026;
 // Benchmarks: requests in [16, 1024] bytes, 1024 live blocks per thread.
 constexpr size_t kMaxRequest = 1024;
 constexpr size_t kLivePerThread = 1024;
-
-// Length of every pregenerated sequence; a power of two so that the timed
-// loops index it with a mask.
-constexpr size_t kSequenceLength = size_t{1} << 16;
-constexpr size_t kSequenceMask = kSequenceLength - 1;
 
 // Every benchmark Memp holds 256 MiB: 8 regions of 32 MiB for the policy
 // rows, 1, 8 or 64 regions for the region rows. Two threads' live sets need
@@ -214,12 +210,6 @@ class GlibcAllocator {
   void Free(void* ptr) { std::free(ptr); }
 };
 
-// Writes one byte of a block so that the allocation has a visible effect.
-inline void Touch(void* ptr, size_t i) {
-  static_cast<char*>(ptr)[0] = static_cast<char>(i);
-  benchmark::DoNotOptimize(ptr);
-}
-
 // A different but fixed seed for each thread of a run.
 uint64_t ThreadSeed(const benchmark::State& state) {
   return kSeed + 1000 * static_cast<uint64_t>(state.thread_index());
@@ -279,19 +269,7 @@ void BM_LiveSet(benchmark::State& state) {
     }
     Touch(blocks[s], s);
   }
-  size_t i = 0;
-  for (auto _ : state) {
-    const size_t k = i & kSequenceMask;
-    void*& slot = blocks[slots[k]];
-    allocator.Free(slot);
-    slot = allocator.Allocate(sizes[k]);
-    if (slot == nullptr) {
-      state.SkipWithError("allocation failed");
-      break;
-    }
-    Touch(slot, i);
-    ++i;
-  }
+  ReplaceInLiveSet(state, allocator, blocks, slots, sizes);
   state.SetItemsProcessed(state.iterations());
   for (void* block : blocks) allocator.Free(block);  // Free(nullptr) is a no-op
 }

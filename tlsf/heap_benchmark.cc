@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "bench/benchmark_main.h"
+#include "bench/timed_loops.h"
 #include "bench/workload.h"
 #include "benchmark/benchmark.h"
 #include "tlsf/heap.h"
@@ -81,16 +82,15 @@ namespace fmemp::tlsf {
 namespace {
 
 using ::fmemp::bench::kMinRequest;
+using ::fmemp::bench::kSequenceLength;
+using ::fmemp::bench::kSequenceMask;
 using ::fmemp::bench::Mapping;
 using ::fmemp::bench::RandomSizes;
 using ::fmemp::bench::RandomSlots;
+using ::fmemp::bench::ReplaceInLiveSet;
+using ::fmemp::bench::Touch;
 
 constexpr uint64_t kSeed = 0x5eed2026;
-
-// Length of every pregenerated sequence; a power of two so that the timed
-// loops index it with a mask.
-constexpr size_t kSequenceLength = size_t{1} << 16;
-constexpr size_t kSequenceMask = kSequenceLength - 1;
 
 // The TLSF pool of every benchmark run: room for the largest live set
 // (16384 blocks of up to 64 KiB, 512 MiB on average and 1 GiB at most) with
@@ -126,12 +126,6 @@ class GlibcAllocator {
   void* Allocate(size_t bytes) { return std::malloc(bytes); }
   void Free(void* ptr) { std::free(ptr); }
 };
-
-// Writes one byte of a block so that the allocation has a visible effect.
-inline void Touch(void* ptr, size_t i) {
-  static_cast<char*>(ptr)[0] = static_cast<char>(i);
-  benchmark::DoNotOptimize(ptr);
-}
 
 // Minor page faults of the process so far. The timed loops are bracketed by
 // two reads, outside the timing, to report faults per iteration: first touches
@@ -201,19 +195,7 @@ void BM_LiveSet(benchmark::State& state) {
     Touch(blocks[s], s);
   }
   const int64_t faults_before = MinorFaults();
-  size_t i = 0;
-  for (auto _ : state) {
-    const size_t k = i & kSequenceMask;
-    void*& slot = blocks[slots[k]];
-    allocator.Free(slot);
-    slot = allocator.Allocate(sizes[k]);
-    if (slot == nullptr) {
-      state.SkipWithError("allocation failed");
-      break;
-    }
-    Touch(slot, i);
-    ++i;
-  }
+  ReplaceInLiveSet(state, allocator, blocks, slots, sizes);
   SetCounters(state, faults_before);
   for (void* block : blocks) allocator.Free(block);  // Free(nullptr) is a no-op
 }
