@@ -17,6 +17,7 @@ PACKAGES=(
   g++ clang libclang-rt-14-dev
   googletest libbenchmark-dev
   valgrind dpkg-dev
+  libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev
 )
 if [[ -n "${FMEMP_EXTRA_PACKAGES:-}" ]]; then
   read -r -a extra <<<"${FMEMP_EXTRA_PACKAGES}"
