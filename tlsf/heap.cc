@@ -134,17 +134,31 @@ const char* HeapErrorName(HeapError error) {
 
 namespace {
 
+// Header words are read and written with relaxed atomic accesses. Under the
+// heap's lock they compile to plain loads and stores; they are atomic so that
+// a front-end may read the span of a block it owns without the lock (see
+// Heap::UsableSize) while the heap, under the lock, flips the kPrevFree
+// bit of that same word as the block's neighbour is freed or allocated.
+template <typename B>
+uint64_t LoadWord(const B* b) {
+  return __atomic_load_n(&b->word, __ATOMIC_RELAXED);
+}
+template <typename B>
+void StoreWord(B* b, uint64_t word) {
+  __atomic_store_n(&b->word, word, __ATOMIC_RELAXED);
+}
+
 template <typename B>
 size_t SpanOf(const B* b) {
-  return b->word & kSpanMask;
+  return LoadWord(b) & kSpanMask;
 }
 template <typename B>
 bool IsFree(const B* b) {
-  return (b->word & kFree) != 0;
+  return (LoadWord(b) & kFree) != 0;
 }
 template <typename B>
 bool IsPrevFree(const B* b) {
-  return (b->word & kPrevFree) != 0;
+  return (LoadWord(b) & kPrevFree) != 0;
 }
 template <typename B>
 B* Offset(B* b, size_t bytes) {
@@ -181,7 +195,7 @@ uint64_t Heap::TagFor(const void* block) const noexcept {
 }
 
 bool Heap::IsTagged(const Block* block) const noexcept {
-  return (block->word & kTagMask) == TagFor(block);
+  return (LoadWord(block) & kTagMask) == TagFor(block);
 }
 
 uint64_t Heap::MakeWord(const Block* block, size_t span, uint64_t flags) const {
@@ -191,11 +205,11 @@ uint64_t Heap::MakeWord(const Block* block, size_t span, uint64_t flags) const {
 void Heap::MarkAbsorbed(Block* block) const {
   // A header merged into a neighbour keeps a tagged, free, zero-span word,
   // so a late free of its old pointer is reported as a double free.
-  block->word = TagFor(block) | kFree;
+  StoreWord(block, TagFor(block) | kFree);
 }
 
 void Heap::SetSpan(Block* block, size_t span) const {
-  block->word = (block->word & ~kSpanMask) | span;
+  StoreWord(block, (LoadWord(block) & ~kSpanMask) | span);
 }
 
 Heap::Block* Heap::FirstBlockOf(const Pool* pool) {
@@ -306,15 +320,15 @@ void* Heap::UseBlock(Block* block, size_t span, int alignment_log2) noexcept {
   Block* const next = NextOf(block);
   if (have - span >= kMinFreeSpan) {
     Block* const rest = Offset(block, span);
-    rest->word = MakeWord(rest, have - span, kFree);
+    StoreWord(rest, MakeWord(rest, have - span, kFree));
     next->prev_physical = rest;  // next keeps kPrevFree
     InsertFree(rest);
     have = span;
   } else {
-    next->word &= ~kPrevFree;
+    StoreWord(next, LoadWord(next) & ~kPrevFree);
   }
-  block->word = MakeWord(block, have, block->word & kPrevFree) |
-                (static_cast<uint64_t>(alignment_log2) << kAlignShift);
+  StoreWord(block, MakeWord(block, have, LoadWord(block) & kPrevFree) |
+                       (static_cast<uint64_t>(alignment_log2) << kAlignShift));
   AddUsed(have);
   ++stats_.live_blocks;
   return PayloadOf(block);
@@ -342,7 +356,7 @@ void Heap::ReleaseFree(Block* block) noexcept {
     next = NextOf(block);
   }
   next->prev_physical = block;
-  next->word |= kPrevFree;
+  StoreWord(next, LoadWord(next) | kPrevFree);
   if (SpanOf(block) >= kMinFreeSpan) InsertFree(block);
 }
 
@@ -350,7 +364,8 @@ void Heap::ShrinkLive(Block* block, size_t span) noexcept {
   const size_t have = SpanOf(block);
   if (have - span < kMinFreeSpan) return;
   Block* const tail = Offset(block, span);
-  tail->word = MakeWord(tail, have - span, kFree);  // previous (block) is live
+  StoreWord(tail,
+            MakeWord(tail, have - span, kFree));  // previous (block) is live
   SetSpan(block, span);
   SubUsed(have - span);
   ReleaseFree(tail);
@@ -419,9 +434,9 @@ void* Heap::AllocateAligned(size_t alignment, size_t bytes) noexcept {
     Block* const lead = block;
     const size_t total = SpanOf(lead);
     block = Offset(lead, gap);
-    lead->word = MakeWord(lead, gap, kFree | (lead->word & kPrevFree));
+    StoreWord(lead, MakeWord(lead, gap, kFree | (LoadWord(lead) & kPrevFree)));
     block->prev_physical = lead;
-    block->word = MakeWord(block, total - gap, kFree | kPrevFree);
+    StoreWord(block, MakeWord(block, total - gap, kFree | kPrevFree));
     NextOf(block)->prev_physical = block;
     if (gap >= kMinFreeSpan) InsertFree(lead);
   }
@@ -435,7 +450,8 @@ bool Heap::Free(void* ptr) noexcept {
   const size_t span = SpanOf(block);
   SubUsed(span);
   --stats_.live_blocks;
-  block->word = MakeWord(block, span, kFree | (block->word & kPrevFree));
+  StoreWord(block,
+            MakeWord(block, span, kFree | (LoadWord(block) & kPrevFree)));
   ReleaseFree(block);
   return true;
 }
@@ -464,7 +480,7 @@ void* Heap::Reallocate(void* ptr, size_t bytes) noexcept {
     RemoveFree(next);
     MarkAbsorbed(next);
     SetSpan(block, have + gained);
-    NextOf(block)->word &= ~kPrevFree;
+    StoreWord(NextOf(block), LoadWord(NextOf(block)) & ~kPrevFree);
     // Count the absorbed block as used, then give back the tail, and only
     // then update the peak, which must not see the transient total.
     stats_.used_bytes += gained;
@@ -474,7 +490,7 @@ void* Heap::Reallocate(void* ptr, size_t bytes) noexcept {
     return ptr;
   }
   const int alignment_log2 =
-      static_cast<int>((block->word & kAlignMask) >> kAlignShift);
+      static_cast<int>((LoadWord(block) & kAlignMask) >> kAlignShift);
   void* const moved = alignment_log2 != 0
                           ? AllocateAligned(size_t{1} << alignment_log2, bytes)
                           : Allocate(bytes);
@@ -488,17 +504,23 @@ size_t Heap::UsableSize(const void* ptr) const noexcept {
   if (ptr == nullptr || Addr(ptr) % kAlignment != 0) return 0;
   const Block* const block = reinterpret_cast<const Block*>(
       static_cast<const char*>(ptr) - kAlignment);
-  if (!IsTagged(block) || IsFree(block) || SpanOf(block) < kMinFreeSpan) {
+  // One load of the header: a caller may ask about a block it owns without
+  // the heap's lock while a neighbour's kPrevFree bit changes under it.
+  const uint64_t word = LoadWord(block);
+  const size_t span = word & kSpanMask;
+  if ((word & kTagMask) != TagFor(block) || (word & kFree) != 0 ||
+      span < kMinFreeSpan) {
     return 0;
   }
-  return UsableBytes(SpanOf(block));
+  return UsableBytes(span);
 }
 
 size_t Heap::BlockAlignment(const void* ptr) const noexcept {
   if (UsableSize(ptr) == 0) return 0;
   const Block* const block = reinterpret_cast<const Block*>(
       static_cast<const char*>(ptr) - kAlignment);
-  const int log2 = static_cast<int>((block->word & kAlignMask) >> kAlignShift);
+  const int log2 =
+      static_cast<int>((LoadWord(block) & kAlignMask) >> kAlignShift);
   return log2 == 0 ? kAlignment : size_t{1} << log2;
 }
 
@@ -550,10 +572,10 @@ absl::StatusOr<Pool*> Heap::AddPool(void* mem, size_t bytes) {
 
   Block* const block = FirstBlockOf(pool);
   block->prev_physical = nullptr;
-  block->word = MakeWord(block, span, kFree);
+  StoreWord(block, MakeWord(block, span, kFree));
   Block* const sentinel = NextOf(block);
   sentinel->prev_physical = block;
-  sentinel->word = MakeWord(sentinel, 0, kPrevFree);
+  StoreWord(sentinel, MakeWord(sentinel, 0, kPrevFree));
   InsertFree(block);
 
   stats_.capacity_bytes += span;
@@ -591,8 +613,8 @@ absl::Status Heap::RemovePool(Pool* pool) {
                         static_cast<void*>(pool), live_bytes, live_blocks));
   }
   RemoveFree(block);
-  block->word = 0;
-  Offset(block, pool->capacity)->word = 0;  // the end sentinel
+  StoreWord(block, 0);
+  StoreWord(Offset(block, pool->capacity), 0);  // the end sentinel
   (pool->prev != nullptr ? pool->prev->next : first_pool_) = pool->next;
   (pool->next != nullptr ? pool->next->prev : last_pool_) = pool->prev;
   pool->magic = 0;

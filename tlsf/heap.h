@@ -171,6 +171,11 @@ class Heap {
   bool Free(void* ptr) noexcept;
 
   // Usable bytes of the live block at `ptr`; 0 if ptr is not one.
+  // Unlike every other member, this one may run without the caller's
+  // exclusion when the caller owns the live block at `ptr` (no other thread
+  // frees or reallocates it) and `ptr` lies in a pool of this heap: it reads
+  // the block's header word once, atomically, while the heap may change that
+  // word's neighbour flag under another thread's lock.
   size_t UsableSize(const void* ptr) const noexcept;
 
   // The alignment the live block at `ptr` was allocated with (kAlignment for
