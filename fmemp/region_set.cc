@@ -28,7 +28,13 @@ struct RegionSet::Region {
   // region's first bytes) would make the heap read before the region.
   uintptr_t first_payload = 0;
   RegionIndex::Entry entry;
+  // False while the region is being emptied for removal: it is kept out of
+  // the index, so no new block comes from it.
+  bool allocatable = true;
 
+  int IndexBin() const {
+    return allocatable ? heap.LargestFreeBin() : RegionIndex::kNoBin;
+  }
   bool MayHoldPayload(const void* ptr) const {
     return reinterpret_cast<uintptr_t>(ptr) >= first_payload;
   }
@@ -131,6 +137,7 @@ absl::Status RegionSet::AddRegion(void* begin, void* end) {
       Addr(Heap::PoolBegin(region->pool)) + Heap::kFirstPayloadOffset;
   capacity_bytes_ += region->heap.Stats().capacity_bytes;
   index_.Update(&region->entry, region->heap.LargestFreeBin());
+  table_.Insert({region->first_payload, region->end, &region->heap});
   regions_.emplace(region->begin, std::move(region));
   return absl::OkStatus();
 }
@@ -149,6 +156,7 @@ absl::Status RegionSet::RemoveRegion(void* begin) {
                         reinterpret_cast<void*>(region.end), s.message()));
   }
   index_.Update(&region.entry, RegionIndex::kNoBin);
+  table_.Erase(region.first_payload);
   capacity_bytes_ -= capacity;
   regions_.erase(it);
   return absl::OkStatus();
@@ -159,9 +167,22 @@ void RegionSet::Clear() {
     index_.Update(&r->entry, RegionIndex::kNoBin);
   }
   regions_.clear();
+  table_.Clear();
   tags_.clear();
   capacity_bytes_ = used_bytes_ = peak_used_bytes_ = live_blocks_ = 0;
   failed_allocations_ = invalid_frees_ = 0;
+}
+
+absl::Status RegionSet::SetAllocatable(void* begin, bool allocatable) {
+  auto it = regions_.find(Addr(begin));
+  if (it == regions_.end()) {
+    return absl::NotFoundError(
+        absl::StrFormat("no region begins at %p", begin));
+  }
+  Region& region = *it->second;
+  region.allocatable = allocatable;
+  index_.Update(&region.entry, region.IndexBin());
+  return absl::OkStatus();
 }
 
 RegionSet::Region* RegionSet::FindRegion(const void* ptr) const noexcept {
@@ -197,7 +218,7 @@ auto RegionSet::InRegion(Region* r, Op op) noexcept {
     high = std::max(high, stats.peak_used_bytes);
   }
   peak_used_bytes_ = std::max(peak_used_bytes_, elsewhere + high);
-  index_.Update(&r->entry, r->heap.LargestFreeBin());
+  index_.Update(&r->entry, r->IndexBin());
   return result;
 }
 
@@ -361,11 +382,11 @@ absl::Status RegionSet::Check() const {
           "region [%p, %p): %s", reinterpret_cast<void*>(r->begin),
           reinterpret_cast<void*>(r->end), s.message()));
     }
-    if (r->entry.bin != r->heap.LargestFreeBin()) {
+    if (r->entry.bin != r->IndexBin()) {
       return absl::DataLossError(absl::StrFormat(
           "region [%p, %p) is indexed under bin %d, its heap says %d",
           reinterpret_cast<void*>(r->begin), reinterpret_cast<void*>(r->end),
-          r->entry.bin, r->heap.LargestFreeBin()));
+          r->entry.bin, r->IndexBin()));
     }
     const HeapStats s = r->heap.Stats();
     capacity += s.capacity_bytes;

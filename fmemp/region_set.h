@@ -39,6 +39,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "fmemp/region_index.h"
+#include "fmemp/region_table.h"
 #include "tlsf/heap.h"
 
 namespace fmemp {
@@ -113,6 +114,12 @@ class RegionSet {
   // Drops every region and tag and zeroes the counters, live blocks or not.
   void Clear();
 
+  // Takes the region that begins at `begin` out of (false) or back into
+  // (true) service: while out, no new block is placed in it, so blocks that
+  // are freed leave it empty for RemoveRegion. Live blocks stay usable.
+  // NotFound if no region begins there.
+  absl::Status SetAllocatable(void* begin, bool allocatable);
+
   void* Allocate(size_t bytes) noexcept;
   void* AllocateAligned(size_t alignment, size_t bytes) noexcept;
   // tlsf::Heap semantics (nullptr: allocate; 0 bytes: free and return
@@ -146,6 +153,16 @@ class RegionSet {
 
   void SetErrorHandler(MempErrorHandler handler, void* context) noexcept;
 
+  // The regions' payload ranges and heaps, readable from any thread without
+  // the exclusion the rest of RegionSet needs (see fmemp/region_table.h).
+  const RegionTable& table() const noexcept { return table_; }
+
+  // Reports misuse found outside RegionSet (e.g. a double free caught by a
+  // per-thread cache) as if a call here had found it.
+  void ReportMisuse(MempError error, const void* ptr) noexcept {
+    Report(error, ptr);
+  }
+
  private:
   struct Region;
 
@@ -163,6 +180,7 @@ class RegionSet {
 
   absl::btree_map<uintptr_t, std::unique_ptr<Region>> regions_;
   RegionIndex index_;
+  RegionTable table_;
   absl::flat_hash_map<const void*, BlockTag> tags_;
   size_t capacity_bytes_ = 0;
   size_t used_bytes_ = 0;

@@ -1,0 +1,137 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
+#include "fmemp/region_table.h"
+
+#include <algorithm>
+
+namespace fmemp {
+
+namespace {
+constexpr size_t kInitialCapacity = 8;
+}  // namespace
+
+// The sequence lock follows the fence-free pattern: the writer's slot stores
+// are releases, so none can become visible before the odd sequence number;
+// the reader's slot loads are acquires, so its second read of the sequence
+// cannot move before them.
+
+RegionTable::RegionTable() {
+  arrays_.push_back(std::make_unique<Array>(kInitialCapacity));
+  array_.store(arrays_.back().get(), std::memory_order_release);
+}
+
+RegionTable::~RegionTable() = default;
+
+void RegionTable::BeginWrite() {
+  sequence_.store(sequence_.load(std::memory_order_relaxed) + 1,
+                  std::memory_order_relaxed);
+}
+
+void RegionTable::EndWrite() {
+  sequence_.store(sequence_.load(std::memory_order_relaxed) + 1,
+                  std::memory_order_release);
+}
+
+void RegionTable::Store(Slot& slot, const Entry& entry) {
+  slot.begin.store(entry.begin, std::memory_order_release);
+  slot.end.store(entry.end, std::memory_order_release);
+  slot.heap.store(entry.heap, std::memory_order_release);
+}
+
+void RegionTable::Insert(const Entry& entry) {
+  Array* array = array_.load(std::memory_order_relaxed);
+  const size_t count = count_.load(std::memory_order_relaxed);
+  // Entries are kept sorted by begin; collect them with the new one.
+  std::vector<Entry> entries;
+  entries.reserve(count + 1);
+  for (size_t i = 0; i < count; ++i) {
+    const Slot& s = array->slots[i];
+    entries.push_back({s.begin.load(std::memory_order_relaxed),
+                       s.end.load(std::memory_order_relaxed),
+                       s.heap.load(std::memory_order_relaxed)});
+  }
+  entries.insert(std::upper_bound(entries.begin(), entries.end(), entry,
+                                  [](const Entry& a, const Entry& b) {
+                                    return a.begin < b.begin;
+                                  }),
+                 entry);
+  if (entries.size() > array->capacity) {
+    // Readers may still be in the old array: it stays until destruction.
+    arrays_.push_back(std::make_unique<Array>(array->capacity * 2));
+    Array* bigger = arrays_.back().get();
+    for (size_t i = 0; i < entries.size(); ++i)
+      Store(bigger->slots[i], entries[i]);
+    BeginWrite();
+    count_.store(entries.size(), std::memory_order_release);
+    array_.store(bigger, std::memory_order_release);
+    EndWrite();
+    return;
+  }
+  BeginWrite();
+  for (size_t i = 0; i < entries.size(); ++i)
+    Store(array->slots[i], entries[i]);
+  count_.store(entries.size(), std::memory_order_release);
+  EndWrite();
+}
+
+void RegionTable::Erase(uintptr_t begin) {
+  Array* array = array_.load(std::memory_order_relaxed);
+  const size_t count = count_.load(std::memory_order_relaxed);
+  size_t at = count;
+  for (size_t i = 0; i < count; ++i) {
+    const Slot& s = array->slots[i];
+    if (s.begin.load(std::memory_order_relaxed) <= begin &&
+        begin < s.end.load(std::memory_order_relaxed)) {
+      at = i;
+      break;
+    }
+  }
+  if (at == count) return;
+  BeginWrite();
+  for (size_t i = at; i + 1 < count; ++i) {
+    const Slot& next = array->slots[i + 1];
+    Store(array->slots[i], {next.begin.load(std::memory_order_relaxed),
+                            next.end.load(std::memory_order_relaxed),
+                            next.heap.load(std::memory_order_relaxed)});
+  }
+  count_.store(count - 1, std::memory_order_release);
+  EndWrite();
+}
+
+void RegionTable::Clear() {
+  BeginWrite();
+  count_.store(0, std::memory_order_release);
+  EndWrite();
+}
+
+bool RegionTable::Find(uintptr_t address, Entry* out) const noexcept {
+  for (;;) {
+    const uint64_t before = sequence_.load(std::memory_order_acquire);
+    if (before % 2 != 0) continue;  // a writer is mid-update
+    const Array* array = array_.load(std::memory_order_acquire);
+    size_t count = count_.load(std::memory_order_acquire);
+    count = std::min(count, array->capacity);
+    // Binary search for the last slot with begin <= address.
+    size_t low = 0, high = count;
+    while (low < high) {
+      const size_t mid = low + (high - low) / 2;
+      if (array->slots[mid].begin.load(std::memory_order_acquire) <= address) {
+        low = mid + 1;
+      } else {
+        high = mid;
+      }
+    }
+    bool found = false;
+    if (low > 0) {
+      const Slot& s = array->slots[low - 1];
+      out->begin = s.begin.load(std::memory_order_acquire);
+      out->end = s.end.load(std::memory_order_acquire);
+      out->heap = s.heap.load(std::memory_order_acquire);
+      found = out->begin <= address && address < out->end;
+    }
+    if (sequence_.load(std::memory_order_relaxed) == before) return found;
+  }
+}
+
+}  // namespace fmemp

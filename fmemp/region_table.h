@@ -1,0 +1,95 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// fmemp/region_table.h
+//
+// RegionTable answers "which region holds this address?" without a lock,
+// while regions are added and removed under the front-end's lock. The
+// per-thread caches (fmemp/thread_cache.h) use it on their lock-free free
+// path: a pointer that lies in no region is never dereferenced there.
+//
+// Guarantees
+// * Find is wait-free for readers apart from retries while a writer is
+//   mid-update (a sequence lock); it never blocks a writer and never reads
+//   freed memory: arrays replaced by a larger one are kept until the table
+//   is destroyed (geometric growth bounds them to twice the largest array).
+// * Writers (Insert, Erase, Clear) must be serialised by the caller (the
+//   front-end's lock). O(regions) each: they are not on the hot path.
+// * Find is O(log regions). All shared words are atomics, so the table is
+//   clean under ThreadSanitizer.
+//
+// What Find returns may be stale by the time the caller uses it: a region
+// can be removed right after. Callers use it only for a pointer to a block
+// they own (whose region cannot be removed while the block lives) and fall
+// back to the locked path for everything else.
+
+#ifndef FMEMP_FMEMP_REGION_TABLE_H_
+#define FMEMP_FMEMP_REGION_TABLE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace fmemp {
+
+class RegionTable {
+ public:
+  // What the table stores per region. `heap` and `owner` are opaque to the
+  // table.
+  struct Entry {
+    uintptr_t begin = 0;         // lowest address of a payload in it
+    uintptr_t end = 0;           // one past the region's last byte
+    const void* heap = nullptr;  // the region's tlsf::Heap
+  };
+
+  RegionTable();
+  RegionTable(const RegionTable&) = delete;
+  RegionTable& operator=(const RegionTable&) = delete;
+  ~RegionTable();
+
+  // Adds `entry`. REQUIRES: serialised with other writers; `entry` overlaps
+  // no entry of the table.
+  void Insert(const Entry& entry);
+  // Removes the entry that begins at or covers `begin`; no-op if none.
+  void Erase(uintptr_t begin);
+  void Clear();
+
+  // Copies the entry with begin <= address < end to *out and returns true,
+  // or returns false. Safe from any thread at any time.
+  bool Find(uintptr_t address, Entry* out) const noexcept;
+
+  size_t size() const noexcept {
+    return count_.load(std::memory_order_acquire);
+  }
+
+ private:
+  // One slot: three words, each atomic so readers racing a writer are not a
+  // data race (the sequence number tells them to retry).
+  struct Slot {
+    std::atomic<uintptr_t> begin{0};
+    std::atomic<uintptr_t> end{0};
+    std::atomic<const void*> heap{nullptr};
+  };
+  struct Array {
+    explicit Array(size_t n) : capacity(n), slots(new Slot[n]) {}
+    size_t capacity;
+    std::unique_ptr<Slot[]> slots;
+  };
+
+  void BeginWrite();
+  void EndWrite();
+  static void Store(Slot& slot, const Entry& entry);
+
+  // Even: stable; odd: a writer is between BeginWrite and EndWrite.
+  std::atomic<uint64_t> sequence_{0};
+  std::atomic<Array*> array_;
+  std::atomic<size_t> count_{0};
+  // Every array ever used; freed with the table.
+  std::vector<std::unique_ptr<Array>> arrays_;
+};
+
+}  // namespace fmemp
+
+#endif  // FMEMP_FMEMP_REGION_TABLE_H_
