@@ -6,10 +6,11 @@
 # Stages: every test in the default config, every test under ThreadSanitizer,
 # every test under AddressSanitizer + UndefinedBehaviorSanitizer, the clang
 # build with -Werror=thread-safety, and a short libFuzzer smoke run of each
-# fuzz target (once any exist). Installs what is missing on first use
+# fuzz target (once any exist), and tests/outside_workspace/run.sh (fmemp used
+# from another Bazel workspace). Installs what is missing on first use
 # (tools/setup.sh). Ends with one line: "N passed, N failed", where N counts
-# test targets per configuration plus one per build-only stage; exits non-zero
-# if anything failed.
+# test targets per configuration plus one per build-only or script stage;
+# exits non-zero if anything failed.
 #
 # FMEMP_TEST_STAGES="default tsan" limits the run to the named stages.
 set -uo pipefail
@@ -26,7 +27,7 @@ BAZEL_FLAGS=(
   "--color=no"
   "--curses=no"
 )
-STAGES=${FMEMP_TEST_STAGES:-"default tsan asan tsa fuzz"}
+STAGES=${FMEMP_TEST_STAGES:-"default tsan asan tsa fuzz outside"}
 
 passed=0
 failed=0
@@ -63,6 +64,21 @@ build_stage() {
     passed=$((passed + 1))
   else
     grep -E 'error|ERROR' "${log}" | head -n 40
+    failed=$((failed + 1))
+    failures+=("${name}")
+  fi
+}
+
+# Runs a script as a stage; counts as one result, like a build-only stage.
+script_stage() {
+  local name=$1
+  shift
+  local log="${log_dir}/${name}.log"
+  echo "=== [${name}] $*"
+  if "$@" >"${log}" 2>&1; then
+    passed=$((passed + 1))
+  else
+    tail -n 40 "${log}"
     failed=$((failed + 1))
     failures+=("${name}")
   fi
@@ -112,6 +128,7 @@ for stage in ${STAGES}; do
     asan) test_stage asan --config=asan ;;
     tsa) build_stage tsa --config=tsa //... ;;
     fuzz) fuzz_stage ;;
+    outside) script_stage outside tests/outside_workspace/run.sh ;;
     *) echo "unknown stage ${stage}"; failed=$((failed + 1)) ;;
   esac
 done
