@@ -1,0 +1,121 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// examples/kv_server/fmemp_entry_memory.h
+//
+// FmempEntryMemory: the server's keys and values in one FMemp pool (the SDK
+// C API, fmemp/fmemp.h) over regions mapped with mmap.
+//
+// * Growth: the pool starts with one region of `region_bytes`. When an
+//   allocation finds no room, fmemp calls the out-of-memory handler (outside
+//   the pool's lock); it maps another region (region_bytes, or more for a
+//   larger request), adds it with FMempAddRegion and has the request retried,
+//   as long as the mapped total stays within `max_bytes`. Past the cap the
+//   allocation fails (the server answers -OOM); nothing aborts.
+// * Shrinking: Trim removes every region beyond the first that holds no live
+//   block (FMempRemoveRegion refuses busy ones with FMEMP_ERR_REGION_BUSY)
+//   and unmaps it. It runs after FLUSHALL and after every kTrimInterval
+//   frees (then only if no other trim is running).
+// * Policies: mutex and spinlock are FMempInitWithPolicy's lock policies.
+//   thread_cache and thread_pools need fmemp's per-thread API; when the
+//   linked fmemp/fmemp.h does not define FMEMP_POLICY_THREAD_POOLS_AVAILABLE
+//   they are reported unavailable (Create fails with a clear message). With
+//   thread_pools every worker maps a region of its own, adds it, and binds
+//   itself to it (FMempBindThread) in AttachThread; DetachThread unbinds it,
+//   after which the region is shared and can be trimmed.
+// * Thread safety: every member may be called from any thread. mu_ guards
+//   the table of mappings; it is always taken before the pool's lock, never
+//   while holding it (the out-of-memory handler runs outside the pool lock).
+// * Teardown: the destructor removes the pool (FMempRemove, FMempRelease)
+//   and unmaps every region; entries still live at that point are lost, so
+//   free them first (the server clears its store and calls Check).
+
+#ifndef FMEMP_EXAMPLES_KV_SERVER_FMEMP_ENTRY_MEMORY_H_
+#define FMEMP_EXAMPLES_KV_SERVER_FMEMP_ENTRY_MEMORY_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "examples/kv_server/entry_memory.h"
+#include "fmemp/fmemp.h"
+
+namespace kv_server {
+
+enum class PoolPolicy { kMutex, kSpinLock, kThreadCache, kThreadPools };
+
+// "mutex", "spinlock", "thread_cache", "thread_pools"; InvalidArgument for
+// other names, Unimplemented for a policy this build of fmemp lacks.
+absl::StatusOr<PoolPolicy> ParsePoolPolicy(absl::string_view name);
+absl::string_view PoolPolicyName(PoolPolicy policy);
+// Policies this build supports, in the order above.
+std::vector<PoolPolicy> AvailablePoolPolicies();
+
+struct FmempOptions {
+  PoolPolicy policy = PoolPolicy::kMutex;
+  size_t region_bytes = size_t{8} << 20;  // each region mapped on growth
+  size_t max_bytes = size_t{256} << 20;   // cap on all regions together
+};
+
+class FmempEntryMemory : public EntryMemory {
+ public:
+  // Trim after this many frees (see the header comment).
+  static constexpr uint64_t kTrimInterval = 4096;
+
+  static absl::StatusOr<std::unique_ptr<FmempEntryMemory>> Create(
+      const FmempOptions& options);
+  ~FmempEntryMemory() override;
+  FmempEntryMemory(const FmempEntryMemory&) = delete;
+  FmempEntryMemory& operator=(const FmempEntryMemory&) = delete;
+
+  void* Allocate(size_t bytes) noexcept override;
+  void Free(void* block) noexcept override;
+  absl::Status AttachThread() override;
+  void DetachThread() override;
+  void Trim() override ABSL_LOCKS_EXCLUDED(mu_);
+  void AppendInfo(std::string* out) const override ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t UsedBytes() const override;
+  absl::Status Check() override;
+
+  // Regions in the pool now (the first one included).
+  uint32_t RegionCount() const;
+
+ private:
+  struct Mapping {
+    char* begin;
+    size_t bytes;
+    bool bound;  // a worker is bound to it (thread_pools)
+  };
+
+  explicit FmempEntryMemory(const FmempOptions& options);
+  absl::Status Init();
+  static int OnOutOfMemory(void* user, fsize_t size, fsize_t align);
+  bool Grow(size_t size, size_t align) ABSL_LOCKS_EXCLUDED(mu_);
+  // Maps `bytes` and adds them as a region; nullptr past the cap or on error.
+  char* AddMappedRegion(size_t bytes, bool bound)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TrimLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const FmempOptions options_;
+  // The C API takes non-const FMemp* even to probe.
+  mutable FMemp memp_ = {};
+  mutable absl::Mutex mu_;
+  std::vector<Mapping> mappings_ ABSL_GUARDED_BY(mu_);  // [0]: the first
+  uint64_t mapped_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t regions_added_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t regions_removed_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t growth_refused_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> frees_{0};
+};
+
+}  // namespace kv_server
+
+#endif  // FMEMP_EXAMPLES_KV_SERVER_FMEMP_ENTRY_MEMORY_H_

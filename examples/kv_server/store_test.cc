@@ -1,0 +1,181 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// Tests of the Store over both EntryMemory implementations, and of
+// FmempEntryMemory's growth (regions added on demand up to the cap), its
+// refusal past the cap, and its trimming of empty regions.
+
+#include "examples/kv_server/store.h"
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "examples/kv_server/fmemp_entry_memory.h"
+#include "examples/kv_server/glibc_entry_memory.h"
+#include "gtest/gtest.h"
+
+namespace kv_server {
+namespace {
+
+std::unique_ptr<FmempEntryMemory> MakeFmemp(PoolPolicy policy,
+                                            size_t region_bytes,
+                                            size_t max_bytes) {
+  FmempOptions options;
+  options.policy = policy;
+  options.region_bytes = region_bytes;
+  options.max_bytes = max_bytes;
+  auto memory = FmempEntryMemory::Create(options);
+  EXPECT_TRUE(memory.ok()) << memory.status();
+  return memory.ok() ? *std::move(memory) : nullptr;
+}
+
+std::string Value(const Store& store, absl::string_view key) {
+  std::string value = "<absent>";
+  store.Get(key, [&](absl::string_view v) { value = std::string(v); });
+  return value;
+}
+
+void ExerciseBasics(EntryMemory* memory) {
+  const uint64_t used_before = memory->UsedBytes();
+  {
+    Store store(memory);
+    EXPECT_TRUE(store.Set("a", "1"));
+    EXPECT_TRUE(store.Set("b", ""));
+    EXPECT_TRUE(store.Set("", "empty key"));
+    EXPECT_EQ(Value(store, "a"), "1");
+    EXPECT_EQ(Value(store, "b"), "");
+    EXPECT_EQ(Value(store, ""), "empty key");
+    EXPECT_EQ(Value(store, "c"), "<absent>");
+    EXPECT_TRUE(store.Set("a", std::string(1000, 'x')));
+    EXPECT_EQ(Value(store, "a"), std::string(1000, 'x'));
+    EXPECT_EQ(store.Size(), 3u);
+    EXPECT_TRUE(store.Exists("b"));
+    EXPECT_TRUE(store.Delete("b"));
+    EXPECT_FALSE(store.Delete("b"));
+    EXPECT_FALSE(store.Exists("b"));
+    EXPECT_GT(memory->UsedBytes(), used_before);
+    EXPECT_EQ(store.Clear(), 2u);
+    EXPECT_EQ(memory->UsedBytes(), used_before);
+    EXPECT_TRUE(store.Set("left", "for the destructor"));
+  }
+  EXPECT_EQ(memory->UsedBytes(), used_before);
+  EXPECT_TRUE(memory->Check().ok());
+}
+
+TEST(StoreTest, BasicsOverGlibc) {
+  GlibcEntryMemory memory(size_t{64} << 20);
+  ExerciseBasics(&memory);
+}
+
+TEST(StoreTest, BasicsOverEveryFmempPolicy) {
+  for (PoolPolicy policy : AvailablePoolPolicies()) {
+    SCOPED_TRACE(PoolPolicyName(policy));
+    auto memory = MakeFmemp(policy, size_t{1} << 20, size_t{8} << 20);
+    ASSERT_NE(memory, nullptr);
+    ExerciseBasics(memory.get());
+  }
+}
+
+TEST(FmempEntryMemoryTest, GrowsToTheCapThenRefusesAndTrimsBack) {
+  auto memory =
+      MakeFmemp(PoolPolicy::kMutex, size_t{256} << 10, size_t{1} << 20);
+  ASSERT_NE(memory, nullptr);
+  EXPECT_EQ(memory->RegionCount(), 1u);
+  Store store(memory.get());
+  const std::string value(10000, 'v');
+  int stored = 0;
+  while (store.Set(absl::StrCat("key", stored), value)) {
+    ++stored;
+    ASSERT_LT(stored, 1000) << "the cap was never reached";
+  }
+  // About 1 MiB of 10 KB entries, in four regions.
+  EXPECT_GT(stored, 80);
+  EXPECT_EQ(memory->RegionCount(), 4u);
+  // A refused SET keeps the old value.
+  EXPECT_FALSE(store.Set("key0", std::string(300000, 'w')));
+  EXPECT_EQ(Value(store, "key0"), value);
+  // Requests larger than a region get a region of their own size.
+  store.Clear();
+  memory->Trim();
+  EXPECT_EQ(memory->RegionCount(), 1u);
+  EXPECT_EQ(memory->UsedBytes(), 0u);
+  EXPECT_TRUE(store.Set("big", std::string(600000, 'b')));
+  EXPECT_EQ(memory->RegionCount(), 2u);
+  EXPECT_TRUE(store.Delete("big"));
+  memory->Trim();
+  EXPECT_EQ(memory->RegionCount(), 1u);
+  EXPECT_TRUE(memory->Check().ok());
+}
+
+TEST(FmempEntryMemoryTest, InfoListsEveryRegion) {
+  auto memory =
+      MakeFmemp(PoolPolicy::kSpinLock, size_t{256} << 10, size_t{1} << 20);
+  ASSERT_NE(memory, nullptr);
+  Store store(memory.get());
+  ASSERT_TRUE(store.Set("big", std::string(300000, 'b')));
+  std::string info;
+  memory->AppendInfo(&info);
+  EXPECT_NE(info.find("allocator:fmemp\r\n"), std::string::npos) << info;
+  EXPECT_NE(info.find("fmemp_policy:spinlock\r\n"), std::string::npos);
+  EXPECT_NE(info.find("fmemp_regions:2\r\n"), std::string::npos) << info;
+  EXPECT_NE(info.find("fmemp_region_0:"), std::string::npos);
+  EXPECT_NE(info.find("fmemp_region_1:"), std::string::npos);
+  EXPECT_NE(info.find("used_memory_peak:"), std::string::npos);
+}
+
+TEST(FmempEntryMemoryTest, RejectsBadOptionsAndUnknownPolicies) {
+  FmempOptions options;
+  options.region_bytes = 1024;
+  EXPECT_FALSE(FmempEntryMemory::Create(options).ok());
+  options.region_bytes = size_t{1} << 20;
+  options.max_bytes = size_t{1} << 19;
+  EXPECT_FALSE(FmempEntryMemory::Create(options).ok());
+  EXPECT_FALSE(ParsePoolPolicy("bogus").ok());
+  EXPECT_TRUE(ParsePoolPolicy("mutex").ok());
+  EXPECT_TRUE(ParsePoolPolicy("spinlock").ok());
+}
+
+TEST(StoreTest, ConcurrentWritersReadersAndDeleters) {
+  for (PoolPolicy policy : AvailablePoolPolicies()) {
+    SCOPED_TRACE(PoolPolicyName(policy));
+    auto memory = MakeFmemp(policy, size_t{1} << 20, size_t{64} << 20);
+    ASSERT_NE(memory, nullptr);
+    {
+      Store store(memory.get());
+      std::vector<std::thread> threads;
+      for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&store, &memory, t] {
+          ASSERT_TRUE(memory->AttachThread().ok());
+          for (int i = 0; i < 3000; ++i) {
+            const std::string key = absl::StrCat("k", i % 200);
+            switch ((i + t) % 4) {
+              case 0:
+              case 1:
+                store.Set(key, absl::StrCat("value-", t, "-", i));
+                break;
+              case 2:
+                store.Get(key, [](absl::string_view v) {
+                  ASSERT_EQ(v.substr(0, 6), "value-");
+                });
+                break;
+              case 3:
+                store.Delete(key);
+                break;
+            }
+          }
+          memory->DetachThread();
+        });
+      }
+      for (auto& thread : threads) thread.join();
+    }
+    memory->Trim();
+    EXPECT_EQ(memory->UsedBytes(), 0u);
+    EXPECT_TRUE(memory->Check().ok());
+  }
+}
+
+}  // namespace
+}  // namespace kv_server
