@@ -19,6 +19,7 @@ PACKAGES=(
   valgrind dpkg-dev
   libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev
 )
+PACKAGES+=(redis-tools)
 if [[ -n "${FMEMP_EXTRA_PACKAGES:-}" ]]; then
   read -r -a extra <<<"${FMEMP_EXTRA_PACKAGES}"
   PACKAGES+=("${extra[@]}")
