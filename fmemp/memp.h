@@ -211,6 +211,26 @@ class Memp {
     regions_.SetErrorHandler(handler, context);
   }
 
+  // --- For layers built on this front-end (fmemp/thread_cache.h) ---
+
+  // Runs fn(RegionSet&) under the lock and returns its result: one lock
+  // acquisition for a batch of operations. `fn` must not call into this
+  // Memp.
+  template <typename Fn>
+  auto WithRegions(Fn fn) {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return fn(regions_);
+  }
+  template <typename Fn>
+  auto WithRegions(Fn fn) const {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return fn(static_cast<const RegionSet&>(regions_));
+  }
+  // The lock-free region lookup; safe from any thread (region_table.h).
+  const RegionTable& table() const ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return regions_.table();
+  }
+
  private:
   // Runs attempt(regions_) under the lock; if it fails for lack of space,
   // asks the out-of-memory handler (outside the lock) and, if it says so,

@@ -266,6 +266,19 @@ void* RegionSet::AllocateAligned(size_t alignment, size_t bytes) noexcept {
                       alignment, bytes);
 }
 
+size_t RegionSet::AllocateBatch(size_t bytes, size_t count,
+                                void** out) noexcept {
+  const uint64_t failed_before = failed_allocations_;
+  size_t got = 0;
+  while (got < count) {
+    void* p = Allocate(bytes);
+    if (p == nullptr) break;
+    out[got++] = p;
+  }
+  failed_allocations_ = failed_before;
+  return got;
+}
+
 bool RegionSet::Free(void* ptr) noexcept {
   if (ptr == nullptr) return true;
   Region* const r = FindRegion(ptr);

@@ -87,6 +87,10 @@ struct MempStats {
   size_t free_bytes = 0;
   size_t peak_used_bytes = 0;  // true peak of used_bytes since init/reset
   size_t live_blocks = 0;
+  // Bytes (spans) of free blocks parked in per-thread caches
+  // (fmemp/thread_cache.h); always 0 for other front-ends. They are neither
+  // in used_bytes nor in free_bytes: used + cached + free == capacity.
+  size_t cached_bytes = 0;
   size_t region_count = 0;
   uint64_t failed_allocations = 0;  // calls that returned nullptr
   uint64_t invalid_frees = 0;       // misuse reports
@@ -130,6 +134,11 @@ class RegionSet {
   // (returns false).
   bool Free(void* ptr) noexcept;
   size_t UsableSize(const void* ptr) const noexcept;
+
+  // Allocates up to `count` blocks of `bytes` into out[] and returns how
+  // many it got. A short batch is not counted as a failed allocation: the
+  // caller (a per-thread cache refilling) decides what failed.
+  size_t AllocateBatch(size_t bytes, size_t count, void** out) noexcept;
 
   // Counts a request that failed before reaching a region (calloc overflow).
   void NoteFailure() noexcept { ++failed_allocations_; }

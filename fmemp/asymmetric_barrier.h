@@ -1,0 +1,65 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// fmemp/asymmetric_barrier.h
+//
+// A store-load barrier split unevenly between two sides: the fast side (a
+// thread's cache operations, millions per second) pays only a compiler
+// barrier; the slow side (draining every thread's cache, rare) pays a
+// membarrier(2) system call that makes every running thread of the process
+// execute a full memory barrier. Together they give what a full fence on
+// both sides would: after the slow side's HeavyBarrier(), a fast-side store
+// made before its LightBarrier() is visible to the slow side, or the fast
+// side's loads after it see the slow side's stores.
+//
+// When the kernel lacks MEMBARRIER_CMD_PRIVATE_EXPEDITED, and under
+// ThreadSanitizer (which does not model membarrier), both sides fall back
+// to sequentially consistent fences and accesses, which are correct and
+// cost the fast side a full fence.
+
+#ifndef FMEMP_FMEMP_ASYMMETRIC_BARRIER_H_
+#define FMEMP_FMEMP_ASYMMETRIC_BARRIER_H_
+
+#include <atomic>
+
+namespace fmemp {
+
+// True when HeavyBarrier uses membarrier(2). Decided once per process.
+bool HeavyBarrierIsMembarrier();
+
+#if defined(__SANITIZE_THREAD__)
+#define FMEMP_INTERNAL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define FMEMP_INTERNAL_TSAN 1
+#endif
+#endif
+
+#ifdef FMEMP_INTERNAL_TSAN
+// Under TSan the fast side's flag accesses are seq_cst (see below).
+inline constexpr bool kAsymmetricBarrierEnabled = false;
+#else
+inline constexpr bool kAsymmetricBarrierEnabled = true;
+#endif
+
+// The memory order for the fast side's flag store and load.
+inline constexpr std::memory_order kFastSideOrder =
+    kAsymmetricBarrierEnabled ? std::memory_order_relaxed
+                              : std::memory_order_seq_cst;
+
+// Fast side: between a flag store and a flag load.
+inline void LightBarrier() {
+#ifndef FMEMP_INTERNAL_TSAN
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  // Without membarrier the fast side must fence for real.
+  static const bool membarrier = HeavyBarrierIsMembarrier();
+  if (!membarrier) std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
+
+// Slow side: between its flag store and its flag load.
+void HeavyBarrier();
+
+}  // namespace fmemp
+
+#endif  // FMEMP_FMEMP_ASYMMETRIC_BARRIER_H_
