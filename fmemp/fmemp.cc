@@ -23,6 +23,8 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/memp.h"
+#include "fmemp/thread_cache.h"
+#include "fmemp/thread_registry.h"
 #include "sync/mutex.h"
 #include "sync/no_lock.h"
 #include "sync/spin_lock.h"
@@ -120,19 +122,24 @@ class CApiPool {
 
   // fork() support (see PrepareFork): takes admin_ and every front-end's
   // lock, so the child inherits pools no other thread is half-way through.
-  void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    admin_.Lock();
+  // In two steps, because the per-thread caches' registry lock sits between
+  // admin_ and the front-ends' locks in the lock order.
+  void LockAdminForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { admin_.Lock(); }
+  void LockFrontEndsForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (mutex_) mutex_->LockForFork();
     if (spin_) spin_->LockForFork();
     if (single_) single_->LockForFork();
+    if (cache_) cache_->LockForFork();
   }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (cache_) cache_->UnlockAfterFork();
     if (single_) single_->UnlockAfterFork();
     if (spin_) spin_->UnlockAfterFork();
     if (mutex_) mutex_->UnlockAfterFork();
     admin_.Unlock();
   }
   void ResetLocksInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (cache_) cache_->ResetLockInForkChild();
     if (single_) single_->ResetLockInForkChild();
     if (spin_) spin_->ResetLockInForkChild();
     if (mutex_) mutex_->ResetLockInForkChild();
@@ -236,6 +243,11 @@ class CApiPool {
       case FMEMP_POLICY_SINGLE_THREAD:
         if (!single_) single_.reset(new (std::nothrow) Memp<sync::NoLock>);
         return single_ != nullptr;
+      case FMEMP_POLICY_THREAD_CACHE:
+        if (!cache_) {
+          cache_.reset(new (std::nothrow) CachingMemp<sync::SpinLock>);
+        }
+        return cache_ != nullptr;
     }
     return false;
   }
@@ -252,6 +264,8 @@ class CApiPool {
         return fn(*spin_);
       case FMEMP_POLICY_SINGLE_THREAD:
         return fn(*single_);
+      case FMEMP_POLICY_THREAD_CACHE:
+        return fn(*cache_);
       default:
         return otherwise;
     }
@@ -273,6 +287,7 @@ class CApiPool {
   std::unique_ptr<Memp<sync::Mutex>> mutex_;
   std::unique_ptr<Memp<sync::SpinLock>> spin_;
   std::unique_ptr<Memp<sync::NoLock>> single_;
+  std::unique_ptr<CachingMemp<sync::SpinLock>> cache_;
   FMempPoolList node_ = {};
   std::vector<std::unique_ptr<Callbacks>> callback_sets_
       ABSL_GUARDED_BY(admin_);
@@ -301,12 +316,17 @@ PoolRegistry& Registry() {
 void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   PoolRegistry& registry = Registry();
   registry.mu.Lock();
-  for (CApiPool* pool : registry.pools) pool->LockForFork();
+  // Lock order: every pool's admin_, the per-thread caches' registry, then
+  // every front-end's lock.
+  for (CApiPool* pool : registry.pools) pool->LockAdminForFork();
+  LockRegistryForFork();
+  for (CApiPool* pool : registry.pools) pool->LockFrontEndsForFork();
 }
 
 void ResumeAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   PoolRegistry& registry = Registry();
   for (CApiPool* pool : registry.pools) pool->UnlockAfterFork();
+  UnlockRegistryAfterFork();
   registry.mu.Unlock();
 }
 
@@ -317,6 +337,7 @@ void ResetInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   PoolRegistry& registry = Registry();
   for (CApiPool* pool : registry.pools) pool->ResetLocksInForkChild();
+  ResetRegistryInForkChild();
   new (&registry.mu) absl::Mutex();
 }
 
@@ -387,7 +408,8 @@ FError FMempInitWithPolicy(FMemp* memp, void* begin_addr, void* end_addr,
                            FMempPolicy policy) {
   if (memp == nullptr) return FMEMP_ERR_INVALID_ARG;
   if (policy != FMEMP_POLICY_MUTEX && policy != FMEMP_POLICY_SPINLOCK &&
-      policy != FMEMP_POLICY_SINGLE_THREAD) {
+      policy != FMEMP_POLICY_SINGLE_THREAD &&
+      policy != FMEMP_POLICY_THREAD_CACHE) {
     return FMEMP_ERR_INVALID_ARG;
   }
   fmemp::CApiPool* pool = fmemp::CreatePoolOf(memp);
@@ -495,6 +517,7 @@ FError FMempProbe64(FMemp* memp, FMempUsage* usage) {
     usage->regions = s.region_count;
     usage->failed_allocations = s.failed_allocations;
     usage->invalid_frees = s.invalid_frees;
+    usage->cached_bytes = s.cached_bytes;
     return FMEMP_SUCCESS;
   });
 }
@@ -588,3 +611,31 @@ void* FMempReallocTag(
 void FMempFreeTag(FMemp* memp, void* ptr) { FMempFree(memp, ptr); }
 
 }  // extern "C"
+
+namespace {
+// Whether a front-end has per-thread caches (CachingMemp).
+template <typename FrontEnd, typename = void>
+struct HasThreadCaches : std::false_type {};
+template <typename FrontEnd>
+struct HasThreadCaches<
+    FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().DrainAllCaches())>>
+    : std::true_type {};
+}  // namespace
+
+FError FMempFlushThreadCache(FMemp* memp) {
+  return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [](auto& m) {
+    if constexpr (HasThreadCaches<std::decay_t<decltype(m)>>::value) {
+      m.FlushThisThread();
+    }
+    return FMEMP_SUCCESS;
+  });
+}
+
+FError FMempDrainThreadCaches(FMemp* memp) {
+  return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [](auto& m) {
+    if constexpr (HasThreadCaches<std::decay_t<decltype(m)>>::value) {
+      m.DrainAllCaches();
+    }
+    return FMEMP_SUCCESS;
+  });
+}

@@ -40,6 +40,9 @@ typedef u32 FError;
 #define FALSE 0
 #define FT_COMPONENT_IS_READY 0x11111111U
 
+extern "C" FError InitWithRawPolicy(FMemp* memp, void* begin, void* end,
+                                    int policy);
+
 namespace {
 
 using ::fmemp::test_util::Fill;
@@ -1178,9 +1181,12 @@ TEST_P(FMempPolicyTest, WorksEndToEnd) {
 INSTANTIATE_TEST_SUITE_P(Policies, FMempPolicyTest,
                          testing::Values(FMEMP_POLICY_MUTEX,
                                          FMEMP_POLICY_SPINLOCK,
-                                         FMEMP_POLICY_SINGLE_THREAD),
+                                         FMEMP_POLICY_SINGLE_THREAD,
+                                         FMEMP_POLICY_THREAD_CACHE),
                          [](const testing::TestParamInfo<FMempPolicy>& info) {
                            switch (info.param) {
+                             case FMEMP_POLICY_THREAD_CACHE:
+                               return std::string("ThreadCache");
                              case FMEMP_POLICY_MUTEX:
                                return std::string("Mutex");
                              case FMEMP_POLICY_SPINLOCK:
@@ -1194,10 +1200,11 @@ INSTANTIATE_TEST_SUITE_P(Policies, FMempPolicyTest,
 TEST(FMempPolicyErrorTest, InvalidPolicyIsInvalidArg) {
   Buffer buffer(kBufferBytes);
   Pool pool;
-  // 3 is the only value outside the enumerators that C++ lets an
-  // FMempPolicy hold (C callers can pass any int).
-  EXPECT_EQ(FMempInitWithPolicy(pool.get(), buffer.begin(), buffer.end(),
-                                static_cast<FMempPolicy>(3)),
+  // C++ cannot hold an FMempPolicy outside 0..3; C callers can pass any
+  // int (raw_policy_init.c does).
+  EXPECT_EQ(InitWithRawPolicy(pool.get(), buffer.begin(), buffer.end(), 4),
+            FMEMP_ERR_INVALID_ARG);
+  EXPECT_EQ(InitWithRawPolicy(pool.get(), buffer.begin(), buffer.end(), -1),
             FMEMP_ERR_INVALID_ARG);
   EXPECT_EQ(pool.get()->priv, nullptr);
   ExpectInert(pool.get(), buffer.begin() + 64);

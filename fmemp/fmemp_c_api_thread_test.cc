@@ -287,8 +287,9 @@ class FMempThreadTest : public testing::TestWithParam<FMempPolicy> {
     FMempUsage usage;
     if (FMempProbe64(&memp_, &usage) != FMEMP_SUCCESS ||
         usage.used > usage.total || usage.max_used < usage.used ||
-        usage.used + usage.free_bytes != usage.total || usage.regions < 1 ||
-        usage.regions > 2 || (!misuse_expected && usage.invalid_frees != 0)) {
+        usage.used + usage.cached_bytes + usage.free_bytes != usage.total ||
+        usage.regions < 1 || usage.regions > 2 ||
+        (!misuse_expected && usage.invalid_frees != 0)) {
       ++errors_.probe;
     }
   }
@@ -339,6 +340,9 @@ TEST_P(FMempThreadTest, ConcurrentAllocationCrossThreadFreesAndRegionChurn) {
   EXPECT_GT(blocks_in_extra_.load(), 0) << "no block ever used the region";
   EXPECT_EQ(removes_, adds_);
 
+  // Blocks parked in this thread's cache (FMEMP_POLICY_THREAD_CACHE) go
+  // back; the workers' caches went back when they exited.
+  ASSERT_EQ(FMempDrainThreadCaches(&memp_), FMEMP_SUCCESS);
   u32 total = 0, used = 1, max_used = 0;
   FMemProbe(&memp_, &total, &used, &max_used);
   EXPECT_EQ(used, 0u);
@@ -411,11 +415,17 @@ TEST_P(FMempThreadTest, ConcurrentObservationAndMisuseReports) {
 
 INSTANTIATE_TEST_SUITE_P(ThreadSafePolicies, FMempThreadTest,
                          testing::Values(FMEMP_POLICY_MUTEX,
-                                         FMEMP_POLICY_SPINLOCK),
+                                         FMEMP_POLICY_SPINLOCK,
+                                         FMEMP_POLICY_THREAD_CACHE),
                          [](const testing::TestParamInfo<FMempPolicy>& info) {
-                           return std::string(info.param == FMEMP_POLICY_MUTEX
-                                                  ? "Mutex"
-                                                  : "SpinLock");
+                           switch (info.param) {
+                             case FMEMP_POLICY_MUTEX:
+                               return std::string("Mutex");
+                             case FMEMP_POLICY_SPINLOCK:
+                               return std::string("SpinLock");
+                             default:
+                               return std::string("ThreadCache");
+                           }
                          });
 
 }  // namespace

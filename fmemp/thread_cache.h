@@ -153,6 +153,11 @@ class CachingMemp final : private ThreadStateOwner {
       : options_(options),
         marker_key_(0x9e3779b97f4a7c15ull * (owner_id() | 1)) {
     shared_.SetOutOfMemoryHandler(&CachingMemp::OnOutOfMemory, this);
+    // Initialise the barrier's and the registry's function-local statics
+    // now, not on some thread's first call: a fork() while another thread
+    // holds such an initialisation guard would hang the child.
+    LightBarrier();
+    RegistryMutex();
   }
   ~CachingMemp() { DetachThreadStates(this); }
 
@@ -321,18 +326,15 @@ class CachingMemp final : private ThreadStateOwner {
     shared_.SetErrorHandler(handler, context);
   }
 
-  // Fork support (see Memp): the registry, then the shared lock.
-  void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    LockRegistryForFork();
-    shared_.LockForFork();
-  }
+  // Fork support, as Memp's. The caller also holds the process-wide
+  // registry across fork() (LockRegistryForFork, before these; the C API's
+  // atfork handlers do), since every CachingMemp shares it.
+  void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { shared_.LockForFork(); }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.UnlockAfterFork();
-    UnlockRegistryAfterFork();
   }
   void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.ResetLockInForkChild();
-    UnlockRegistryAfterFork();
   }
 
  private:
@@ -477,8 +479,7 @@ class CachingMemp final : private ThreadStateOwner {
     void* got[kMaxBatch];
     size_t spans[kMaxBatch];
     const size_t n = shared_.WithRegions([&](RegionSet& r) {
-      const size_t count =
-          r.AllocateBatch(tlsf::UsableBytes(span), want, got);
+      const size_t count = r.AllocateBatch(tlsf::UsableBytes(span), want, got);
       // A block can be a little larger than asked (a tail too small to
       // split stays with it): file it under its own span.
       for (size_t i = 0; i < count; ++i) {

@@ -39,6 +39,7 @@
 #include "absl/synchronization/mutex.h"
 #include "fmemp/fmemp.h"
 #include "fmemp/memp.h"
+#include "fmemp/thread_cache.h"
 #include "gtest/gtest.h"
 #include "sync/mutex.h"
 #include "sync/spin_lock.h"
@@ -57,12 +58,15 @@ struct Usage {
 
 enum class Removal { kRemoved, kBusy, kError };
 
-template <typename Lock>
+template <typename FrontEnd>
 class MempBackend {
  public:
   static std::string Name() {
-    return std::is_same<Lock, sync::Mutex>::value ? "MempMutex"
-                                                  : "MempSpinLock";
+    if (std::is_same<FrontEnd, CachingMemp<sync::SpinLock>>::value) {
+      return "CachingMemp";
+    }
+    return std::is_same<FrontEnd, Memp<sync::Mutex>>::value ? "MempMutex"
+                                                            : "MempSpinLock";
   }
   MempBackend() = default;
   MempBackend(const MempBackend&) = delete;
@@ -97,14 +101,21 @@ class MempBackend {
   }
 
  private:
-  Memp<Lock> memp_;
+  FrontEnd memp_;
 };
 
 template <FMempPolicy kPolicy>
 class CApiBackend {
  public:
   static std::string Name() {
-    return kPolicy == FMEMP_POLICY_MUTEX ? "CApiMutex" : "CApiSpinLock";
+    switch (kPolicy) {
+      case FMEMP_POLICY_MUTEX:
+        return "CApiMutex";
+      case FMEMP_POLICY_SPINLOCK:
+        return "CApiSpinLock";
+      default:
+        return "CApiThreadCache";
+    }
   }
   CApiBackend() = default;
   CApiBackend(const CApiBackend&) = delete;
@@ -317,10 +328,10 @@ struct BackendNames {
   }
 };
 
-using Backends =
-    testing::Types<MempBackend<sync::SpinLock>, MempBackend<sync::Mutex>,
-                   CApiBackend<FMEMP_POLICY_MUTEX>,
-                   CApiBackend<FMEMP_POLICY_SPINLOCK>>;
+using Backends = testing::Types<
+    MempBackend<Memp<sync::SpinLock>>, MempBackend<Memp<sync::Mutex>>,
+    MempBackend<CachingMemp<sync::SpinLock>>, CApiBackend<FMEMP_POLICY_MUTEX>,
+    CApiBackend<FMEMP_POLICY_SPINLOCK>, CApiBackend<FMEMP_POLICY_THREAD_CACHE>>;
 TYPED_TEST_SUITE(ThreadChurnTest, Backends, BackendNames);
 
 // --- Waves of short-lived threads ---

@@ -123,5 +123,8 @@ void ForEachThreadState(ThreadStateOwner* owner,
 
 void LockRegistryForFork() { RegistryMutex().Lock(); }
 void UnlockRegistryAfterFork() { RegistryMutex().Unlock(); }
+void ResetRegistryInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  new (&RegistryMutex()) absl::Mutex();
+}
 
 }  // namespace fmemp

@@ -119,6 +119,9 @@ void ForEachThreadState(ThreadStateOwner* owner,
 // it held by a thread that does not exist there.
 void LockRegistryForFork() ABSL_EXCLUSIVE_LOCK_FUNCTION(RegistryMutex());
 void UnlockRegistryAfterFork() ABSL_UNLOCK_FUNCTION(RegistryMutex());
+// In the child: a fresh registry lock (the old one may be mid-update by a
+// thread the child does not have).
+void ResetRegistryInForkChild();
 
 }  // namespace fmemp
 
