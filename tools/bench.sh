@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Regenerates the comparison suite (issue 5): fmemp against glibc malloc,
+# jemalloc, tcmalloc and mimalloc, every workload, one run.
+#
+#   tools/bench.sh            full run (about 5-10 minutes on 2 cores):
+#                             bench/compare/results/full/results.{tsv,md},
+#                             docs/charts/compare_*.png, and the tables in
+#                             docs/BENCHMARKS.md ("Comparison suite")
+#   tools/bench.sh --quick    smaller sizes (about 1-2 minutes); results and
+#                             charts under bench/compare/results/quick/, docs
+#                             untouched
+#   other flags: --scale=full|quick|smoke, --threads=1,2,4,
+#                --workloads=single,server,prodcons,latency,memory,regions,callgrind
+#
+# Installs what it needs on first use (the allocators, valgrind, gnuplot,
+# python3) through tools/setup.sh, builds with -c opt, runs
+# bench/compare/run_compare.sh (progress on stderr) and
+# bench/compare/report.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scale=full
+threads=1,2
+workloads=single,server,prodcons,latency,memory,regions,callgrind
+for arg in "$@"; do
+  case "${arg}" in
+    --quick) scale=quick ;;
+    --scale=*) scale="${arg#*=}" ;;
+    --threads=*) threads="${arg#*=}" ;;
+    --workloads=*) workloads="${arg#*=}" ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "tools/bench.sh: unknown argument '${arg}' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+FMEMP_EXTRA_PACKAGES="gnuplot-nox python3" tools/setup.sh
+
+log "building (-c opt)"
+targets=()
+for malloc in glibc jemalloc tcmalloc mimalloc; do
+  targets+=("//bench/compare:compare_${malloc}")
+done
+bazel build -c opt "${targets[@]}"
+bin_dir="$(bazel info -c opt bazel-bin 2>/dev/null)/bench/compare"
+
+out_dir="bench/compare/results/${scale}"
+if [[ "${scale}" == full ]]; then
+  charts=docs/charts
+  link=charts/
+else
+  charts="${out_dir}/charts"
+  link=charts/
+fi
+mkdir -p "${out_dir}" "${charts}"
+
+log "running the suite (${scale}); progress follows"
+start=$(date +%s)
+status=0
+bench/compare/run_compare.sh --bin-dir="${bin_dir}" --out="${out_dir}/results.tsv" \
+    --scale="${scale}" --threads="${threads}" --workloads="${workloads}" || status=$?
+log "suite took $(( $(date +%s) - start )) s"
+
+command_line="tools/bench.sh${*:+ $*}"
+python3 bench/compare/report.py "${out_dir}/results.tsv" \
+    --markdown="${out_dir}/results.md" --charts="${charts}" --link="${link}" \
+    --command="${command_line}"
+log "tables: ${out_dir}/results.md; charts: ${charts}/compare_*.png"
+
+# The full run's tables replace what lies between the markers in
+# docs/BENCHMARKS.md; the prose around them is kept.
+if [[ "${scale}" == full ]]; then
+  python3 - "${out_dir}/results.md" docs/BENCHMARKS.md <<'PY'
+import sys
+tables, doc = sys.argv[1], sys.argv[2]
+begin, end = "<!-- compare-results:begin -->", "<!-- compare-results:end -->"
+text = open(doc, encoding="utf-8").read()
+if begin not in text or end not in text:
+    sys.exit(f"{doc}: markers {begin} / {end} not found; tables not pasted")
+head, rest = text.split(begin, 1)
+_, tail = rest.split(end, 1)
+body = open(tables, encoding="utf-8").read().strip()
+open(doc, "w", encoding="utf-8").write(f"{head}{begin}\n{body}\n{end}{tail}")
+PY
+  log "docs/BENCHMARKS.md updated"
+fi
+exit "${status}"
