@@ -250,8 +250,10 @@ class Server::Worker {
   }
 
   bool UpdateInterest(Connection& conn) {
-    uint32_t wanted = EPOLLRDHUP;
-    if (!Paused(conn)) wanted |= EPOLLIN;
+    // A paused connection waits for EPOLLOUT only: with EPOLLRDHUP still
+    // armed, a peer that half-closed would wake this worker in a loop.
+    uint32_t wanted = 0;
+    if (!Paused(conn)) wanted |= EPOLLIN | EPOLLRDHUP;
     if (conn.sent < conn.out.size()) wanted |= EPOLLOUT;
     if (wanted == conn.events) return true;
     epoll_event ev = {};
