@@ -22,30 +22,20 @@
 namespace kv_server {
 namespace {
 
-// --- fmemp's per-thread API (thread_cache, thread_pools) ---
-// The only place that depends on whether fmemp/fmemp.h has it yet.
+// --- fmemp's per-thread pools (thread_pools) ---
+// The only code that depends on whether fmemp/fmemp.h has them yet.
 #ifdef FMEMP_POLICY_THREAD_POOLS_AVAILABLE
-constexpr bool kPerThreadApi = true;
-FMempPolicy PerThreadPolicy(PoolPolicy policy) {
-  return policy == PoolPolicy::kThreadCache ? FMEMP_POLICY_THREAD_CACHE
-                                            : FMEMP_POLICY_THREAD_POOLS;
-}
+constexpr bool kThreadPoolsApi = true;
+constexpr FMempPolicy kThreadPoolsPolicy = FMEMP_POLICY_THREAD_POOLS;
 FError BindThread(FMemp* memp, void* region) {
   return FMempBindThread(memp, region);
 }
 FError UnbindThread(FMemp* memp) { return FMempUnbindThread(memp); }
-FError DrainThreadCaches(FMemp* memp) { return FMempDrainThreadCaches(memp); }
-bool CachedBytes(const FMempUsage& usage, uint64_t* cached) {
-  *cached = usage.cached_bytes;
-  return true;
-}
 #else
-constexpr bool kPerThreadApi = false;
-FMempPolicy PerThreadPolicy(PoolPolicy) { return FMEMP_POLICY_MUTEX; }
+constexpr bool kThreadPoolsApi = false;
+constexpr FMempPolicy kThreadPoolsPolicy = FMEMP_POLICY_MUTEX;  // never used
 FError BindThread(FMemp*, void*) { return FMEMP_ERR_INVALID_ARG; }
 FError UnbindThread(FMemp*) { return FMEMP_ERR_INVALID_ARG; }
-FError DrainThreadCaches(FMemp*) { return FMEMP_SUCCESS; }
-bool CachedBytes(const FMempUsage&, uint64_t*) { return false; }
 #endif
 
 FMempPolicy ToFmempPolicy(PoolPolicy policy) {
@@ -55,15 +45,11 @@ FMempPolicy ToFmempPolicy(PoolPolicy policy) {
     case PoolPolicy::kSpinLock:
       return FMEMP_POLICY_SPINLOCK;
     case PoolPolicy::kThreadCache:
+      return FMEMP_POLICY_THREAD_CACHE;
     case PoolPolicy::kThreadPools:
-      return PerThreadPolicy(policy);
+      return kThreadPoolsPolicy;
   }
   return FMEMP_POLICY_MUTEX;
-}
-
-bool IsPerThread(PoolPolicy policy) {
-  return policy == PoolPolicy::kThreadCache ||
-         policy == PoolPolicy::kThreadPools;
 }
 
 // Room a region needs beyond a request: the pool record, the boundary words
@@ -100,10 +86,10 @@ absl::StatusOr<PoolPolicy> ParsePoolPolicy(absl::string_view name) {
         "unknown policy '", name,
         "' (expected mutex, spinlock, thread_cache or thread_pools)"));
   }
-  if (IsPerThread(policy) && !kPerThreadApi) {
+  if (policy == PoolPolicy::kThreadPools && !kThreadPoolsApi) {
     return absl::UnimplementedError(absl::StrCat(
         "policy '", name,
-        "' needs fmemp's per-thread API (FMEMP_POLICY_THREAD_POOLS_AVAILABLE "
+        "' needs fmemp's per-thread pools (FMEMP_POLICY_THREAD_POOLS_AVAILABLE "
         "in fmemp/fmemp.h), which this build does not have"));
   }
   return policy;
@@ -124,18 +110,15 @@ absl::string_view PoolPolicyName(PoolPolicy policy) {
 }
 
 std::vector<PoolPolicy> AvailablePoolPolicies() {
-  std::vector<PoolPolicy> policies = {PoolPolicy::kMutex,
-                                      PoolPolicy::kSpinLock};
-  if (kPerThreadApi) {
-    policies.push_back(PoolPolicy::kThreadCache);
-    policies.push_back(PoolPolicy::kThreadPools);
-  }
+  std::vector<PoolPolicy> policies = {PoolPolicy::kMutex, PoolPolicy::kSpinLock,
+                                      PoolPolicy::kThreadCache};
+  if (kThreadPoolsApi) policies.push_back(PoolPolicy::kThreadPools);
   return policies;
 }
 
 absl::StatusOr<std::unique_ptr<FmempEntryMemory>> FmempEntryMemory::Create(
     const FmempOptions& options) {
-  if (IsPerThread(options.policy) && !kPerThreadApi) {
+  if (options.policy == PoolPolicy::kThreadPools && !kThreadPoolsApi) {
     return absl::UnimplementedError(
         absl::StrCat("policy '", PoolPolicyName(options.policy),
                      "' is not available in this build of fmemp"));
@@ -195,7 +178,7 @@ void FmempEntryMemory::Free(void* block) noexcept {
   if ((frees_.fetch_add(1, std::memory_order_relaxed) + 1) % kTrimInterval ==
       0) {
     if (mu_.TryLock()) {
-      TrimLocked();
+      TrimLocked(/*drain_caches=*/false);
       mu_.Unlock();
     }
   }
@@ -277,13 +260,14 @@ void FmempEntryMemory::DetachThread() {
 
 void FmempEntryMemory::Trim() {
   absl::MutexLock hold(&mu_);
-  TrimLocked();
+  TrimLocked(/*drain_caches=*/true);
 }
 
-void FmempEntryMemory::TrimLocked() {
+void FmempEntryMemory::TrimLocked(bool drain_caches) {
   if (mappings_.size() < 2) return;
-  // Blocks parked in per-thread caches keep a region busy; give them back.
-  DrainThreadCaches(&memp_);
+  // Blocks parked in per-thread caches keep a region busy; an explicit trim
+  // gives them back first (the periodic one leaves the caches warm).
+  if (drain_caches) FMempDrainThreadCaches(&memp_);
   auto keep = mappings_.begin() + 1;
   for (auto it = mappings_.begin() + 1; it != mappings_.end(); ++it) {
     if (!it->bound && FMempRemoveRegion(&memp_, it->begin) == FMEMP_SUCCESS) {
@@ -308,7 +292,7 @@ uint32_t FmempEntryMemory::RegionCount() const {
 }
 
 absl::Status FmempEntryMemory::Check() {
-  DrainThreadCaches(&memp_);
+  FMempDrainThreadCaches(&memp_);
   const FError error = FMempCheck(&memp_);
   if (error != FMEMP_SUCCESS) {
     return absl::DataLossError(
@@ -330,10 +314,7 @@ void FmempEntryMemory::AppendInfo(std::string* out) const {
                   "fmemp_used:", usage.used, "\r\n",
                   "fmemp_free:", usage.free_bytes, "\r\n",
                   "fmemp_peak:", usage.max_used, "\r\n");
-  uint64_t cached = 0;
-  if (CachedBytes(usage, &cached)) {
-    absl::StrAppend(out, "fmemp_cached_bytes:", cached, "\r\n");
-  }
+  absl::StrAppend(out, "fmemp_cached_bytes:", usage.cached_bytes, "\r\n");
   absl::StrAppend(out, "fmemp_live_blocks:", usage.live_blocks, "\r\n",
                   "fmemp_failed_allocations:", usage.failed_allocations, "\r\n",
                   "fmemp_invalid_frees:", usage.invalid_frees, "\r\n");

@@ -14,15 +14,18 @@
 //   allocation fails (the server answers -OOM); nothing aborts.
 // * Shrinking: Trim removes every region beyond the first that holds no live
 //   block (FMempRemoveRegion refuses busy ones with FMEMP_ERR_REGION_BUSY)
-//   and unmaps it. It runs after FLUSHALL and after every kTrimInterval
-//   frees (then only if no other trim is running).
-// * Policies: mutex and spinlock are FMempInitWithPolicy's lock policies.
-//   thread_cache and thread_pools need fmemp's per-thread API; when the
-//   linked fmemp/fmemp.h does not define FMEMP_POLICY_THREAD_POOLS_AVAILABLE
-//   they are reported unavailable (Create fails with a clear message). With
-//   thread_pools every worker maps a region of its own, adds it, and binds
-//   itself to it (FMempBindThread) in AttachThread; DetachThread unbinds it,
-//   after which the region is shared and can be trimmed.
+//   and unmaps it. It runs after FLUSHALL (first draining per-thread
+//   caches, whose parked blocks keep a region busy) and after every
+//   kTrimInterval frees (without draining, and only if no other trim runs).
+// * Policies: mutex, spinlock and thread_cache are FMempInitWithPolicy's
+//   policies (thread_cache: per-thread caches of small blocks; their bytes
+//   show as fmemp_cached_bytes in INFO and are not "used"). thread_pools
+//   needs fmemp's per-thread pools; when fmemp/fmemp.h does not define
+//   FMEMP_POLICY_THREAD_POOLS_AVAILABLE it is reported unavailable (Create
+//   fails with a clear message). With thread_pools every worker maps a
+//   region of its own, adds it, and binds itself to it (FMempBindThread) in
+//   AttachThread; DetachThread unbinds it, after which the region is shared
+//   and can be trimmed.
 // * Thread safety: every member may be called from any thread. mu_ guards
 //   the table of mappings; it is always taken before the pool's lock, never
 //   while holding it (the out-of-memory handler runs outside the pool lock).
@@ -102,7 +105,8 @@ class FmempEntryMemory : public EntryMemory {
   // Maps `bytes` and adds them as a region; nullptr past the cap or on error.
   char* AddMappedRegion(size_t bytes, bool bound)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void TrimLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes and unmaps empty regions beyond the first (not bound ones).
+  void TrimLocked(bool drain_caches) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const FmempOptions options_;
   // The C API takes non-const FMemp* even to probe.
