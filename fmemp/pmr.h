@@ -192,8 +192,8 @@ class Allocator {
   explicit Allocator(Pool* pool) noexcept : pool_(pool) {}
   // Rebinding copy: the same pool. O(1), never throws.
   template <typename U>
-  Allocator(const Allocator<U, Pool>& other) noexcept  // NOLINT: implicit
-      : pool_(other.pool()) {}
+  // NOLINTNEXTLINE(google-explicit-constructor): rebinding must be implicit
+  Allocator(const Allocator<U, Pool>& other) noexcept : pool_(other.pool()) {}
 
   // Room for `n` objects of T, suitably aligned (aligned allocation when
   // alignof(T) exceeds kPmrNaturalAlignment). Throws

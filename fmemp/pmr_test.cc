@@ -176,7 +176,8 @@ TYPED_TEST(PmrTest, UnorderedMapManyInsertsAndErases) {
       state = state * 1664525u + 1013904223u;
       const int key = static_cast<int>(state >> 20);  // 0..4095
       if ((state & 3) != 0) {
-        const std::string value(kLongString + (state & 31), 'a' + key % 26);
+        const std::string value(kLongString + (state & 31),
+                                static_cast<char>('a' + key % 26));
         map.insert_or_assign(key, std::pmr::string(value, &this->resource_));
         model[key] = value;
       } else {
@@ -508,32 +509,38 @@ TYPED_TEST(PmrThreadTest, ThreadsWithTheirOwnContainers) {
   // Over the pool from the start, so that moving into them keeps the
   // strings where they are.
   std::vector<std::pmr::vector<std::pmr::string>> handed;
+  handed.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) handed.emplace_back(&this->resource_);
   std::vector<int> errors(kThreads, 0);
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([this, t, &handed, &errors] {
       MemoryResource<TypeParam>& r = this->resource_;
+      const char letter = static_cast<char>('a' + t);
+      const std::string expected(kLongString, letter);
       for (int round = 0; round < kRounds; ++round) {
         std::pmr::vector<int> v(&r);
         std::pmr::string s(&r);
         std::pmr::unordered_map<int, std::pmr::string> map(&r);
         for (int i = 0; i < 300; ++i) {
           v.push_back(i * t);
-          s += static_cast<char>('a' + t);
-          map.emplace(i, std::pmr::string(kLongString, 'a' + t, &r));
+          s += letter;
+          map.emplace(i, std::pmr::string(kLongString, letter, &r));
           if (i % 3 == 0) map.erase(i / 2);
         }
         for (int i = 0; i < 300; ++i) errors[t] += v[i] != i * t;
-        for (char c : s) errors[t] += c != 'a' + t;
+        for (char c : s) errors[t] += c != letter;
         for (const auto& entry : map) {
-          errors[t] += std::string_view(entry.second) !=
-                       std::string(kLongString, 'a' + t);
+          errors[t] += entry.second.compare(expected) != 0;
           errors[t] += !this->test_pool_.Contains(entry.second.data());
         }
       }
       std::pmr::vector<std::pmr::string> out(&r);
-      for (int i = 0; i < 100; ++i) out.emplace_back(kLongString, 'A' + t);
+      out.reserve(100);
+      for (int i = 0; i < 100; ++i) {
+        out.emplace_back(kLongString, static_cast<char>('A' + t));
+      }
       handed[t] = std::move(out);
     });
   }
