@@ -20,13 +20,14 @@
 #      reports, region removal).
 # Everything it starts is stopped on exit, also on Ctrl-C.
 #
-# FMEMP_DEMO_POLICY picks the server's fmemp policy (default: mutex).
+# FMEMP_DEMO_POLICY picks the server's fmemp policy (default: thread_cache,
+# per-thread caches: the report then shows cached bytes).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 tools/setup.sh
 readonly CACHE_DIR="${HOME}/.cache/fmemp"
-readonly POLICY=${FMEMP_DEMO_POLICY:-mutex}
+readonly POLICY=${FMEMP_DEMO_POLICY:-thread_cache}
 BAZEL_FLAGS=(
   -c opt
   "--disk_cache=${CACHE_DIR}/bazel-disk"

@@ -264,10 +264,10 @@ void FmempEntryMemory::Trim() {
 }
 
 void FmempEntryMemory::TrimLocked(bool drain_caches) {
-  if (mappings_.size() < 2) return;
   // Blocks parked in per-thread caches keep a region busy; an explicit trim
   // gives them back first (the periodic one leaves the caches warm).
   if (drain_caches) FMempDrainThreadCaches(&memp_);
+  if (mappings_.size() < 2) return;
   auto keep = mappings_.begin() + 1;
   for (auto it = mappings_.begin() + 1; it != mappings_.end(); ++it) {
     if (!it->bound && FMempRemoveRegion(&memp_, it->begin) == FMEMP_SUCCESS) {
