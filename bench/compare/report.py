@@ -62,6 +62,15 @@ class Results:
             return max(runs)
         return statistics.median(runs)
 
+    def spread(self, workload, cases, who, metric):
+        """The largest best/worst ratio over the runs of any of `cases`."""
+        worst = 1.0
+        for case in cases:
+            runs = self.values.get((workload, case, who, metric)) or []
+            if len(runs) > 1 and min(runs) > 0:
+                worst = max(worst, max(runs) / min(runs))
+        return f"{worst:.1f}×"
+
     def ratio(self, workload, case, who, metric):
         """who's value over glibc's for the same case, or None."""
         mine = self.get(workload, case, who, metric)
@@ -105,6 +114,11 @@ def table(header, rows):
     return "\n".join(lines)
 
 
+# Distinct bar colours, one per contender (gnuplot's default repeats after 8).
+PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
+           "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#17becf", "#000000"]
+
+
 class Chart:
     """A clustered bar chart: groups along x, one bar per series."""
 
@@ -137,6 +151,7 @@ class Chart:
                  else "set style histogram clustered gap 1")
         using = ("using i:i:(column(i+1)):xtic(1)" if self.whisker
                  else "using i:xtic(1)")
+        colors = " ".join(PALETTE)
         script = f"""
 set terminal pngcairo size 1200,520 font ",10" noenhanced
 set output '{png}'
@@ -152,8 +167,10 @@ set ylabel '{self.ylabel}'
 set grid ytics
 set xtics scale 0 rotate by -15
 {"set logscale y" if self.log else "set yrange [0:*]"}
+colors = "{colors}"
 {"set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 2" if self.baseline_line else ""}
-plot for [i=2:{1 + step * n}:{step}] '{data}' {using} title columnheader(i)
+plot for [i=2:{1 + step * n}:{step}] '{data}' {using} title columnheader(i) \
+    lc rgb word(colors, (i - 2) / {step} % {len(PALETTE)} + 1)
 """
         subprocess.run(["gnuplot"], input=script, text=True, check=True)
         os.remove(data)
@@ -171,13 +188,15 @@ def throughput_section(results, workload, title, metric, unit, charts, intro):
     cases = results.cases[workload]
     whos = results.contenders[workload]
     rows = [[f"`{w}`"] + [cell(results, workload, c, w, metric) for c in cases]
-            for w in whos]
-    body = table(["contender"] + [f"{c} ({unit})" for c in cases], rows)
+            + [results.spread(workload, cases, w, metric)] for w in whos]
+    body = table(["contender"] + [f"{c} ({unit})" for c in cases]
+                 + ["run spread"], rows)
     charts.append(Chart(
-        "compare_" + workload, f"{title}: throughput / glibc (higher is better)",
+        "compare_" + workload,
+        f"{title}: throughput / glibc (log scale; higher is better)",
         "ratio to glibc", cases, whos,
         lambda g, s: results.ratio(workload, g, s, metric),
-        baseline_line=True))
+        log=True, baseline_line=True))
     return section(title, intro, body, ["compare_" + workload], "{link}")
 
 
@@ -363,7 +382,9 @@ def main():
             "Each step frees a random slot of the live set and allocates a "
             "new random size into it (one malloc + one free), then writes one "
             "byte. Million steps per second; in parentheses the ratio to glibc "
-            "(**higher is better**)."))
+            "(**higher is better**). *Run spread*: the largest best-run / "
+            "worst-run ratio over the contender's cases, a measure of how much "
+            "the shared machine disturbed it."))
     if results.cases["server"]:
         parts.append(throughput_section(
             results, "server", "2. Server (larson-like)", "msteps_per_s",

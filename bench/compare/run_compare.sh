@@ -13,7 +13,7 @@
 #   run_compare.sh --bin-dir=DIR --out=FILE [--scale=full|quick|smoke]
 #                  [--threads=1,2] [--workloads=single,server,...] [--repeat=N]
 #
-# --repeat=N (default 3 at full scale, else 1) runs every timed workload N
+# --repeat=N (default 5 at full scale, else 1) runs every timed workload N
 # times, in rounds (all contenders once, then all again), so that load from
 # other processes on a shared machine hits every contender alike; report.py
 # keeps the best throughput and the median latency of the N. The memory and
@@ -63,7 +63,7 @@ case "${scale}" in
     cg_ops=1000 ;;
 esac
 
-[[ -n "${repeat}" ]] || { [[ "${scale}" == full ]] && repeat=3 || repeat=1; }
+[[ -n "${repeat}" ]] || { [[ "${scale}" == full ]] && repeat=5 || repeat=1; }
 
 failures=0
 : >"${out}"
