@@ -5,7 +5,7 @@
 #   examples/kv_server/bench.sh [SERVER_BINARY]
 #
 # Without an argument it builds //examples/kv_server:kv_server with -c opt.
-# For each allocator it starts a fresh server (--threads=2, 64 MiB regions,
+# For each allocator it starts a fresh server (--threads=THREADS, 64 MiB regions,
 # 1 GiB cap), runs redis-benchmark SET and GET with random keys and 64-byte
 # values, unpipelined and with -P 16, REPEATS times, and reports the median.
 # The ratio column is requests/s over glibc's for the same test.
