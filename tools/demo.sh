@@ -28,6 +28,7 @@ cd "$(dirname "$0")/.."
 tools/setup.sh
 readonly CACHE_DIR="${HOME}/.cache/fmemp"
 readonly POLICY=${FMEMP_DEMO_POLICY:-thread_cache}
+# shellcheck disable=SC2054  # the commas are inside one flag's value
 BAZEL_FLAGS=(
   -c opt
   "--disk_cache=${CACHE_DIR}/bazel-disk"

@@ -15,6 +15,9 @@
 # connection while the server stays up; -OOM once a tiny --max_mb is
 # reached, with SET working again after FLUSHALL; SIGTERM and SIGINT give a
 # clean exit (status 0, fmemp's check ok, nothing in use).
+#
+# The '$' in the raw requests below is RESP's, not the shell's.
+# shellcheck disable=SC2016
 set -euo pipefail
 
 readonly SERVER=$1
