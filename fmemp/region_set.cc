@@ -104,22 +104,11 @@ absl::Status RegionSet::AddRegion(void* begin, void* end) {
     return absl::InvalidArgumentError(
         absl::StrFormat("region [%p, %p) is reversed or empty", begin, end));
   }
-  // The neighbours in address order are the only candidates for overlap.
-  auto next = regions_.lower_bound(Addr(begin));
-  if (next != regions_.end() && next->second->begin < Addr(end)) {
+  if (const Region* other = Overlapping(Addr(begin), Addr(end))) {
     return absl::AlreadyExistsError(
         absl::StrFormat("region [%p, %p) overlaps region [%p, %p)", begin, end,
-                        reinterpret_cast<void*>(next->second->begin),
-                        reinterpret_cast<void*>(next->second->end)));
-  }
-  if (next != regions_.begin()) {
-    const Region& prev = *std::prev(next)->second;
-    if (prev.end > Addr(begin)) {
-      return absl::AlreadyExistsError(
-          absl::StrFormat("region [%p, %p) overlaps region [%p, %p)", begin,
-                          end, reinterpret_cast<void*>(prev.begin),
-                          reinterpret_cast<void*>(prev.end)));
-    }
+                        reinterpret_cast<void*>(other->begin),
+                        reinterpret_cast<void*>(other->end)));
   }
   auto region = std::make_unique<Region>();
   region->begin = Addr(begin);
@@ -140,6 +129,20 @@ absl::Status RegionSet::AddRegion(void* begin, void* end) {
   table_.Insert({region->first_payload, region->end, &region->heap});
   regions_.emplace(region->begin, std::move(region));
   return absl::OkStatus();
+}
+
+const RegionSet::Region* RegionSet::Overlapping(uintptr_t begin,
+                                                uintptr_t end) const noexcept {
+  // The neighbours in address order are the only candidates.
+  auto next = regions_.lower_bound(begin);
+  if (next != regions_.end() && next->second->begin < end) {
+    return next->second.get();
+  }
+  if (next != regions_.begin()) {
+    const Region* prev = std::prev(next)->second.get();
+    if (prev->end > begin) return prev;
+  }
+  return nullptr;
 }
 
 absl::Status RegionSet::RemoveRegion(void* begin) {
@@ -171,6 +174,75 @@ void RegionSet::Clear() {
   tags_.clear();
   capacity_bytes_ = used_bytes_ = peak_used_bytes_ = live_blocks_ = 0;
   failed_allocations_ = invalid_frees_ = 0;
+}
+
+RegionSet::DetachedRegion::DetachedRegion() = default;
+RegionSet::DetachedRegion::DetachedRegion(DetachedRegion&&) noexcept = default;
+RegionSet::DetachedRegion& RegionSet::DetachedRegion::operator=(
+    DetachedRegion&&) noexcept = default;
+RegionSet::DetachedRegion::~DetachedRegion() = default;
+
+void* RegionSet::DetachedRegion::begin() const {
+  return region_ ? reinterpret_cast<void*>(region_->begin) : nullptr;
+}
+void* RegionSet::DetachedRegion::end() const {
+  return region_ ? reinterpret_cast<void*>(region_->end) : nullptr;
+}
+
+absl::StatusOr<RegionSet::DetachedRegion> RegionSet::Detach(void* begin) {
+  auto it = regions_.find(Addr(begin));
+  if (it == regions_.end()) {
+    return absl::NotFoundError(
+        absl::StrFormat("no region begins at %p", begin));
+  }
+  DetachedRegion out;
+  out.region_ = std::move(it->second);
+  regions_.erase(it);
+  Region& r = *out.region_;
+  index_.Update(&r.entry, RegionIndex::kNoBin);
+  table_.Erase(r.first_payload);
+  const HeapStats& s = r.heap.Stats();
+  capacity_bytes_ -= s.capacity_bytes;
+  used_bytes_ -= s.used_bytes;
+  live_blocks_ -= s.live_blocks;
+  if (!tags_.empty()) {
+    for (auto tag = tags_.begin(); tag != tags_.end();) {
+      const uintptr_t at = Addr(tag->first);
+      if (at >= r.begin && at < r.end) {
+        out.tags_.emplace_back(*tag);
+        tags_.erase(tag++);
+      } else {
+        ++tag;
+      }
+    }
+  }
+  return out;
+}
+
+absl::Status RegionSet::Attach(DetachedRegion& detached) {
+  if (!detached.region_) {
+    return absl::InvalidArgumentError("no region to attach");
+  }
+  Region& r = *detached.region_;
+  if (const Region* other = Overlapping(r.begin, r.end)) {
+    return absl::AlreadyExistsError(absl::StrFormat(
+        "region [%p, %p) overlaps region [%p, %p)",
+        reinterpret_cast<void*>(r.begin), reinterpret_cast<void*>(r.end),
+        reinterpret_cast<void*>(other->begin),
+        reinterpret_cast<void*>(other->end)));
+  }
+  r.heap.SetErrorHandler(&RegionSet::OnHeapError, this);
+  const HeapStats& s = r.heap.Stats();
+  capacity_bytes_ += s.capacity_bytes;
+  used_bytes_ += s.used_bytes;
+  live_blocks_ += s.live_blocks;
+  peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_);
+  index_.Update(&r.entry, r.IndexBin());
+  table_.Insert({r.first_payload, r.end, &r.heap});
+  for (auto& [ptr, tag] : detached.tags_) tags_.emplace(ptr, tag);
+  detached.tags_.clear();
+  regions_.emplace(r.begin, std::move(detached.region_));
+  return absl::OkStatus();
 }
 
 absl::Status RegionSet::SetAllocatable(void* begin, bool allocatable) {

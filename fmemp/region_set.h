@@ -31,12 +31,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "fmemp/region_index.h"
 #include "fmemp/region_table.h"
@@ -97,7 +99,30 @@ struct MempStats {
 };
 
 class RegionSet {
+  struct Region;
+
  public:
+  // A region taken out of one RegionSet by Detach, with its heap, live
+  // blocks, per-region counters and tags, on its way into another by
+  // Attach (per-thread pools move regions between sets this way). A
+  // DetachedRegion that is destroyed unattached takes the region with it:
+  // its blocks are forgotten, its memory is never touched again.
+  class DetachedRegion {
+   public:
+    DetachedRegion();
+    DetachedRegion(DetachedRegion&&) noexcept;
+    DetachedRegion& operator=(DetachedRegion&&) noexcept;
+    ~DetachedRegion();
+
+    void* begin() const;  // as passed to AddRegion; nullptr when empty
+    void* end() const;
+
+   private:
+    friend class RegionSet;
+    std::unique_ptr<Region> region_;
+    std::vector<std::pair<const void*, BlockTag>> tags_;
+  };
+
   RegionSet();
   RegionSet(const RegionSet&) = delete;
   RegionSet& operator=(const RegionSet&) = delete;
@@ -117,6 +142,24 @@ class RegionSet {
 
   // Drops every region and tag and zeroes the counters, live blocks or not.
   void Clear();
+
+  // Takes the region that begins at `begin` out of this set, live blocks
+  // and all: the set's counters drop by its figures (the peak stays), and
+  // its blocks are no longer this set's to free. O(log regions + tags).
+  // NotFound if no region begins there.
+  absl::StatusOr<DetachedRegion> Detach(void* begin);
+
+  // Adds a region taken from another set (see Detach), with its live
+  // blocks and tags; heap misuse in it is reported to this set from now on.
+  // On success `region` is left empty. AlreadyExists if it overlaps a
+  // region of this set, InvalidArgument if `region` is empty; on error
+  // nothing changes and `region` keeps the region.
+  absl::Status Attach(DetachedRegion& region);
+
+  // Whether ptr lies inside one of this set's regions (O(log regions)).
+  bool Contains(const void* ptr) const noexcept {
+    return FindRegion(ptr) != nullptr;
+  }
 
   // Takes the region that begins at `begin` out of (false) or back into
   // (true) service: while out, no new block is placed in it, so blocks that
@@ -173,8 +216,8 @@ class RegionSet {
   }
 
  private:
-  struct Region;
-
+  // The region overlapping [begin, end), if any.
+  const Region* Overlapping(uintptr_t begin, uintptr_t end) const noexcept;
   Region* FindRegion(const void* ptr) const noexcept;
   // A region sure to serve a request of `search_span` bytes, or nullptr.
   Region* RegionFor(size_t search_span) const noexcept;

@@ -1,0 +1,168 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// Tests of RegionSet::Detach and RegionSet::Attach, the moves per-thread
+// pools are built on. The rest of RegionSet is tested through Memp
+// (memp_test.cc, bad_input_test.cc).
+
+#include "fmemp/region_set.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace fmemp {
+namespace {
+
+constexpr size_t kRegionBytes = 64 << 10;
+
+struct Misuse {
+  int count = 0;
+  MempError last = MempError::kForeignPointer;
+  static void Record(void* context, MempError error, const void*) {
+    auto* self = static_cast<Misuse*>(context);
+    ++self->count;
+    self->last = error;
+  }
+};
+
+class RegionSetMoveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(from_.AddRegion(a_, a_ + kRegionBytes).ok());
+    ASSERT_TRUE(from_.AddRegion(b_, b_ + kRegionBytes).ok());
+    from_.SetErrorHandler(&Misuse::Record, &from_misuse_);
+    to_.SetErrorHandler(&Misuse::Record, &to_misuse_);
+  }
+
+  alignas(64) char a_[kRegionBytes];
+  alignas(64) char b_[kRegionBytes];
+  alignas(64) char c_[kRegionBytes];
+  RegionSet from_, to_;
+  Misuse from_misuse_, to_misuse_;
+};
+
+TEST_F(RegionSetMoveTest, LiveBlocksMoveWithTheirRegion) {
+  // Blocks land in whichever region fits best; move the one holding the
+  // first block, with every block it holds.
+  std::vector<void*> blocks;
+  for (int i = 0; i < 8; ++i) {
+    void* p = from_.Allocate(100);
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0x5a, 100);
+    blocks.push_back(p);
+  }
+  char* const home = blocks[0] >= static_cast<void*>(a_) &&
+                             blocks[0] < static_cast<void*>(a_ + kRegionBytes)
+                         ? a_
+                         : b_;
+  std::vector<void*> in_a, elsewhere;
+  for (void* p : blocks) {
+    (p >= static_cast<void*>(home) &&
+             p < static_cast<void*>(home + kRegionBytes)
+         ? in_a
+         : elsewhere)
+        .push_back(p);
+  }
+  const MempStats before = from_.Probe();
+
+  absl::StatusOr<RegionSet::DetachedRegion> moved = from_.Detach(home);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->begin(), static_cast<void*>(home));
+  EXPECT_EQ(moved->end(), static_cast<void*>(home + kRegionBytes));
+  const MempStats after_detach = from_.Probe();
+  EXPECT_EQ(after_detach.region_count, 1u);
+  EXPECT_EQ(after_detach.live_blocks, before.live_blocks - in_a.size());
+  EXPECT_LT(after_detach.capacity_bytes, before.capacity_bytes);
+  EXPECT_TRUE(from_.Check().ok()) << from_.Check();
+  EXPECT_FALSE(from_.Contains(in_a[0]));
+
+  ASSERT_TRUE(to_.Attach(*moved).ok());
+  EXPECT_EQ(moved->begin(), nullptr);
+  EXPECT_TRUE(to_.Contains(in_a[0]));
+  EXPECT_EQ(to_.Probe().live_blocks, in_a.size());
+  EXPECT_EQ(to_.Probe().capacity_bytes + after_detach.capacity_bytes,
+            before.capacity_bytes);
+  EXPECT_TRUE(to_.Check().ok()) << to_.Check();
+
+  // The moved blocks kept their contents and are now the new set's to free.
+  for (void* p : in_a) {
+    const auto* bytes = static_cast<const unsigned char*>(p);
+    for (int i = 0; i < 100; ++i) ASSERT_EQ(bytes[i], 0x5a);
+    EXPECT_TRUE(to_.Free(p));
+  }
+  EXPECT_EQ(to_.Probe().used_bytes, 0u);
+  // The old set no longer knows them: a free there is a foreign pointer,
+  // reported, with nothing changed.
+  EXPECT_FALSE(from_.Free(in_a[0]));
+  EXPECT_EQ(from_misuse_.count, 1);
+  EXPECT_EQ(from_misuse_.last, MempError::kForeignPointer);
+  for (void* p : elsewhere) EXPECT_TRUE(from_.Free(p));
+  EXPECT_TRUE(from_.Check().ok());
+  EXPECT_TRUE(to_.Check().ok());
+}
+
+TEST_F(RegionSetMoveTest, MisuseInAMovedRegionIsReportedToItsNewSet) {
+  absl::StatusOr<RegionSet::DetachedRegion> moved = from_.Detach(a_);
+  ASSERT_TRUE(moved.ok());
+  ASSERT_TRUE(to_.Attach(*moved).ok());
+  void* p = to_.Allocate(64);
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(to_.Free(p));
+  EXPECT_FALSE(to_.Free(p));  // double free, found by the region's heap
+  EXPECT_EQ(to_misuse_.count, 1);
+  EXPECT_EQ(from_misuse_.count, 0);
+  EXPECT_EQ(to_.Probe().invalid_frees, 1u);
+}
+
+TEST_F(RegionSetMoveTest, TagsMoveWithTheirBlocks) {
+  absl::StatusOr<RegionSet::DetachedRegion> moved = from_.Detach(b_);
+  ASSERT_TRUE(moved.ok());
+  ASSERT_TRUE(to_.Attach(*moved).ok());
+  void* p = to_.Allocate(32);  // to_ holds only b_
+  ASSERT_NE(p, nullptr);
+  BlockTag tag;
+  tag.file = "moved.cc";
+  tag.line = 7;
+  to_.SetTag(p, tag);
+
+  moved = to_.Detach(b_);
+  ASSERT_TRUE(moved.ok());
+  ASSERT_TRUE(from_.Attach(*moved).ok());
+  std::vector<std::string> lines;
+  from_.List([&](absl::string_view line) { lines.emplace_back(line); });
+  bool listed = false;
+  for (const std::string& line : lines) {
+    listed |= line.find("moved.cc:7") != std::string::npos;
+  }
+  EXPECT_TRUE(listed);
+  to_.List([&](absl::string_view line) {
+    EXPECT_EQ(line.find("moved.cc"), absl::string_view::npos) << line;
+  });
+  EXPECT_TRUE(from_.Free(p));
+  EXPECT_TRUE(from_.Check().ok()) << from_.Check();
+}
+
+TEST_F(RegionSetMoveTest, BadMovesChangeNothing) {
+  EXPECT_EQ(from_.Detach(c_).status().code(), absl::StatusCode::kNotFound);
+  RegionSet::DetachedRegion empty;
+  EXPECT_EQ(to_.Attach(empty).code(), absl::StatusCode::kInvalidArgument);
+
+  // A region overlapping one of the target set is refused, and the caller
+  // keeps it.
+  ASSERT_TRUE(to_.AddRegion(a_ + 1024, a_ + 2048).ok());
+  absl::StatusOr<RegionSet::DetachedRegion> moved = from_.Detach(a_);
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(to_.Attach(*moved).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(moved->begin(), static_cast<void*>(a_));
+  EXPECT_EQ(to_.Probe().region_count, 1u);
+  ASSERT_TRUE(from_.Attach(*moved).ok());  // and can put it back
+  EXPECT_EQ(from_.Probe().region_count, 2u);
+  EXPECT_TRUE(from_.Check().ok());
+  EXPECT_TRUE(to_.Check().ok());
+}
+
+}  // namespace
+}  // namespace fmemp
