@@ -1,0 +1,856 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// fmemp/thread_pool.h
+//
+// fmemp::PoolingMemp<LockPolicy>: the fmemp front-end with per-thread
+// pools. A server gives a worker thread regions of its own; that thread
+// allocates from them and frees into them with no lock, while every other
+// thread (and the worker itself, once its pool is full) uses the shared
+// regions behind LockPolicy.
+//
+//   fmemp::PoolingMemp<fmemp::sync::SpinLock> memp;
+//   memp.AddRegion(shared_buffer, shared_size);   // for every thread
+//   // In a worker thread:
+//   memp.AddRegion(worker_buffer, worker_size);
+//   memp.BindThisThread(worker_buffer);  // the region becomes its pool
+//   void* p = memp.Allocate(100);        // from the pool, no lock
+//   memp.Free(p);                        // into the pool, no lock
+//
+// Design
+// * A pool is a RegionSet (fmemp/region_set.h) that only its thread
+//   touches. Binding moves a region, live blocks and all, out of the shared
+//   set into the calling thread's pool (RegionSet::Detach/Attach); unbinding,
+//   and the thread's exit, move its regions back. A region stays one TLSF
+//   heap throughout: nothing is copied.
+// * Own calls (the fast path): a thread-local lookup of the pool, two
+//   relaxed loads (a control epoch and the "remote frees waiting" flag),
+//   the RegionSet operation, and relaxed stores of the pool's counters for
+//   Probe(). No lock and no atomic read-modify-write.
+// * A block of the pool freed by another thread is queued to the owner and
+//   applied on the owner's next call. Why a queue and not a lock on the
+//   pool: a lock would put an atomic read-modify-write on every one of the
+//   owner's own calls, which is what a pool is for avoiding; the queue costs
+//   the owner one relaxed load per call and one short lock per batch of
+//   remote frees. The freeing thread finds the owner under the shared lock
+//   (a RegionTable of bound regions), so a pool cannot be unbound under it,
+//   and pushes the pointer onto the owner's queue (a vector under the
+//   pool's own mutex: nothing is written into the freed block before its
+//   owner has checked it, so a bad pointer cannot damage the pool). A
+//   queued free is never lost: unbinding and thread exit apply the queue
+//   before the regions move.
+// * When a pool cannot serve a request it either falls back to the shared
+//   regions (PoolExhaustion::kFallBackToShared, the default) or fails
+//   (kFail, after asking the out-of-memory handler once).
+//
+// Guarantees
+// * Thread safety: every member may be called from any thread (LockPolicy
+//   must be thread-safe). Bind and Unbind act on the calling thread.
+// * Complexity: as Memp (O(1) allocation, O(log regions) to find a block's
+//   region); a thread's own calls take no lock. A free from another thread
+//   takes the shared lock once. Probe is O(pools).
+// * Accounting: Probe() covers the shared regions and every pool (each
+//   pool's figures as of its thread's last call), with used + free ==
+//   capacity. peak_used_bytes is the sum of each part's peak, an upper
+//   bound of the true peak. ProbePools() gives each pool's figures.
+// * What one thread cannot see of another's pool: Check(), List() and
+//   ProbeRegions() cover the shared regions and the calling thread's own
+//   pool only (another pool's heap is being changed, without a lock, by its
+//   owner).
+// * Misuse: in the owner's own pool and in the shared regions, as Memp. A
+//   bad pointer freed into another thread's pool is reported when the owner
+//   applies its queue, on the owner's thread; Free returns true for it.
+// * Regions: AddRegion refuses overlap with bound regions too. RemoveRegion
+//   of a region bound to the calling thread removes it from its pool
+//   (refused while blocks live in it); of a region bound to another thread
+//   it is refused (FailedPrecondition) until that thread unbinds or exits.
+// * Clear() and ResetPeak() reach a pool on its thread's next call. Clear
+//   must not race other calls (as for the C API's FMempRemove).
+// * fork(): the child keeps the forking thread's pool. Pools of other
+//   threads stay bound in the child, whose blocks freed there are queued
+//   and never reused.
+
+#ifndef FMEMP_FMEMP_THREAD_POOL_H_
+#define FMEMP_FMEMP_THREAD_POOL_H_
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "fmemp/memp.h"
+#include "fmemp/region_set.h"
+#include "fmemp/region_table.h"
+#include "fmemp/thread_registry.h"
+#include "tlsf/heap.h"
+
+namespace fmemp {
+
+// What a per-thread pool does when it cannot serve a request.
+enum class PoolExhaustion {
+  kFallBackToShared,  // serve it from the shared regions
+  kFail,              // return nullptr (after the out-of-memory handler)
+};
+
+// One per-thread pool's figures, as of its thread's last call.
+struct PoolStats {
+  uint64_t thread_id = 0;  // the bound thread (gettid)
+  MempStats stats;         // its regions; cached_bytes is 0
+  uint64_t fallbacks = 0;  // requests it passed to the shared regions
+};
+
+namespace thread_pool_internal {
+
+// The calling thread's id as the kernel knows it (gettid).
+uint64_t CurrentThreadId();
+
+// One thread's pool in one PoolingMemp.
+class Pool final : public ThreadState {
+ public:
+  // --- Owner-only (the bound thread, or its exit hook) ---
+  RegionSet regions;
+  PoolExhaustion on_exhaustion = PoolExhaustion::kFallBackToShared;
+  uint64_t seen_epoch = 0;
+  uint64_t generation = 0;  // the PoolingMemp's Clear generation it is of
+  uint64_t fallbacks = 0;
+  uint64_t uncounted_failures = 0;  // failures that a fallback then served
+  std::vector<void*> applying;      // remote frees being applied
+  bool has_regions = false;         // as of the last Publish()
+
+  // --- Shared ---
+  const uint64_t thread_id = CurrentThreadId();
+  std::atomic<bool> has_remote{false};
+  absl::Mutex remote_mu;  // leaf lock
+  std::vector<void*> remote ABSL_GUARDED_BY(remote_mu);
+
+  // The figures Probe() reads, stored by the owner after each call.
+  std::atomic<size_t> published_capacity{0};
+  std::atomic<size_t> published_used{0};
+  std::atomic<size_t> published_peak{0};
+  std::atomic<size_t> published_live{0};
+  std::atomic<size_t> published_regions{0};
+  std::atomic<uint64_t> published_failed{0};
+  std::atomic<uint64_t> published_invalid{0};
+  std::atomic<uint64_t> published_fallbacks{0};
+
+  void Publish() {
+    const MempStats s = regions.Probe();
+    has_regions = s.region_count != 0;
+    constexpr auto kRelaxed = std::memory_order_relaxed;
+    published_capacity.store(s.capacity_bytes, kRelaxed);
+    published_used.store(s.used_bytes, kRelaxed);
+    published_peak.store(s.peak_used_bytes, kRelaxed);
+    published_live.store(s.live_blocks, kRelaxed);
+    published_regions.store(s.region_count, kRelaxed);
+    published_failed.store(s.failed_allocations - uncounted_failures, kRelaxed);
+    published_invalid.store(s.invalid_frees, kRelaxed);
+    published_fallbacks.store(fallbacks, kRelaxed);
+  }
+
+  PoolStats Published() const {
+    constexpr auto kRelaxed = std::memory_order_relaxed;
+    PoolStats out;
+    out.thread_id = thread_id;
+    MempStats& s = out.stats;
+    s.capacity_bytes = published_capacity.load(kRelaxed);
+    s.used_bytes = std::min(published_used.load(kRelaxed), s.capacity_bytes);
+    s.free_bytes = s.capacity_bytes - s.used_bytes;
+    s.peak_used_bytes = std::max(published_peak.load(kRelaxed), s.used_bytes);
+    s.live_blocks = published_live.load(kRelaxed);
+    s.region_count = published_regions.load(kRelaxed);
+    s.failed_allocations = published_failed.load(kRelaxed);
+    s.invalid_frees = published_invalid.load(kRelaxed);
+    out.fallbacks = published_fallbacks.load(kRelaxed);
+    return out;
+  }
+};
+
+}  // namespace thread_pool_internal
+
+template <typename LockPolicy>
+class PoolingMemp final : private ThreadStateOwner {
+  static_assert(LockPolicy::kThreadSafe,
+                "per-thread pools share their other regions between threads");
+  using Pool = thread_pool_internal::Pool;
+
+ public:
+  using Lock = LockPolicy;
+  static constexpr bool kThreadSafe = true;
+  using OutOfMemoryHandler = typename Memp<LockPolicy>::OutOfMemoryHandler;
+
+  PoolingMemp() {
+    // The registry's function-local static is set up now, not on some
+    // thread's first call (a fork() inside its guard would hang the child).
+    RegistryMutex();
+    shared_.SetErrorHandler(&PoolingMemp::ForwardMisuse, this);
+  }
+  ~PoolingMemp() { DetachThreadStates(this); }
+
+  // --- Regions ---
+
+  // As Memp::AddRegion; also AlreadyExists for overlap with a bound region.
+  absl::Status AddRegion(void* begin, void* end) {
+    return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
+      absl::MutexLock hold(&bindings_mu_);
+      const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
+      const uintptr_t e = reinterpret_cast<uintptr_t>(end);
+      auto next = bound_ranges_.lower_bound(b);
+      const bool overlaps_next =
+          next != bound_ranges_.end() && e > b && next->first < e;
+      const bool overlaps_prev = next != bound_ranges_.begin() && e > b &&
+                                 std::prev(next)->second.end > b;
+      if (overlaps_next || overlaps_prev) {
+        return absl::AlreadyExistsError(absl::StrFormat(
+            "region [%p, %p) overlaps a region bound to a thread", begin, end));
+      }
+      return shared.AddRegion(begin, end);
+    });
+  }
+  absl::Status AddRegion(void* begin, size_t bytes) {
+    if (bytes > UINTPTR_MAX - reinterpret_cast<uintptr_t>(begin)) {
+      return absl::InvalidArgumentError(
+          "region wraps around the address space");
+    }
+    return AddRegion(begin, static_cast<char*>(begin) + bytes);
+  }
+
+  // As Memp::RemoveRegion for a shared region. A region bound to the
+  // calling thread is removed from its pool (FailedPrecondition while
+  // blocks live in it, after applying queued frees); one bound to another
+  // thread is refused with FailedPrecondition.
+  absl::Status RemoveRegion(void* begin) {
+    Pool* const mine = SyncedPool();
+    return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
+      RegionTable::Entry entry;
+      if (!bound_.Find(reinterpret_cast<uintptr_t>(begin), &entry)) {
+        return shared.RemoveRegion(begin);
+      }
+      Pool* const owner = PoolOf(entry);
+      if (owner != mine) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "region at %p is bound to thread %d: it must unbind or exit "
+            "first",
+            begin, owner->thread_id));
+      }
+      ApplyRemoteFrees(mine);
+      absl::Status removed = mine->regions.RemoveRegion(begin);
+      if (removed.ok()) Unbound(mine, reinterpret_cast<uintptr_t>(begin));
+      mine->Publish();
+      return removed;
+    });
+  }
+
+  // Forgets every region and block, shared or bound, and zeroes the
+  // counters. Each pool drops its regions on its thread's next call.
+  // REQUIRES: no other call on this PoolingMemp runs meanwhile.
+  void Clear() {
+    shared_.WithRegions([this](RegionSet& shared) {
+      absl::MutexLock hold(&bindings_mu_);
+      bound_.Clear();
+      bound_ranges_.clear();
+      pools_.clear();
+      clear_generation_.fetch_add(1, std::memory_order_relaxed);
+      epoch_.fetch_add(1, std::memory_order_release);
+      shared.Clear();
+      shared_uncounted_failures_.store(0, std::memory_order_relaxed);
+      return 0;
+    });
+  }
+
+  // --- Per-thread pools ---
+
+  // Moves the region that AddRegion was given `begin` for, with any blocks
+  // living in it, into the calling thread's pool. The thread then allocates
+  // from its pool first; `on_exhaustion` says what happens when the pool
+  // cannot serve a request (it applies to the whole pool; the last bind
+  // sets it). A thread may bind several regions. Errors, nothing changed:
+  //   NotFound            no shared region begins at `begin`;
+  //   FailedPrecondition  the region is bound to another thread.
+  // Binding a region already bound to the calling thread just sets
+  // `on_exhaustion`. O(log regions + tags); takes the shared lock once.
+  absl::Status BindThisThread(
+      void* begin,
+      PoolExhaustion on_exhaustion = PoolExhaustion::kFallBackToShared) {
+    Pool* pool = SyncedPool();
+    if (pool == nullptr) {
+      pool = static_cast<Pool*>(RegisterThreadState(this, NewPool()));
+    }
+    return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
+      const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
+      RegionTable::Entry entry;
+      if (bound_.Find(b, &entry) && entry.begin == b) {
+        Pool* const owner = PoolOf(entry);
+        if (owner != pool) {
+          return absl::FailedPreconditionError(absl::StrFormat(
+              "region at %p is bound to thread %d", begin, owner->thread_id));
+        }
+        pool->on_exhaustion = on_exhaustion;
+        return absl::OkStatus();
+      }
+      absl::StatusOr<RegionSet::DetachedRegion> region = shared.Detach(begin);
+      if (!region.ok()) return region.status();
+      const uintptr_t e = reinterpret_cast<uintptr_t>(region->end());
+      if (absl::Status s = pool->regions.Attach(*region); !s.ok()) {
+        // Cannot happen (regions of one front-end are disjoint); put it back.
+        shared.Attach(*region).IgnoreError();
+        return s;
+      }
+      pool->on_exhaustion = on_exhaustion;
+      bound_.Insert({b, e, pool});
+      {
+        absl::MutexLock hold(&bindings_mu_);
+        bound_ranges_[b] = BoundRange{e, pool};
+        if (std::find(pools_.begin(), pools_.end(), pool) == pools_.end()) {
+          pools_.push_back(pool);
+        }
+      }
+      pool->Publish();
+      return absl::OkStatus();
+    });
+  }
+
+  // Moves every region of the calling thread's pool back to the shared
+  // regions, with any blocks living in them (they stay valid and may be
+  // freed from any thread). Queued frees are applied first. A thread with
+  // no pool has nothing to do: OK. Also done when the thread exits.
+  absl::Status UnbindThisThread() {
+    Pool* const pool = SyncedPool();
+    if (pool == nullptr) return absl::OkStatus();
+    shared_.WithRegions([&](RegionSet& shared) {
+      ReturnRegions(shared, pool);
+      return 0;
+    });
+    return absl::OkStatus();
+  }
+
+  // Whether the calling thread has a pool with at least one region.
+  bool ThisThreadHasPool() { return BoundPool() != nullptr; }
+
+  // --- Hot path (Memp's semantics) ---
+
+  void* Allocate(size_t bytes) noexcept {
+    return AllocateWith(
+        bytes, tlsf::kAlignment,
+        [bytes](RegionSet& r) { return r.Allocate(bytes); },
+        [this, bytes] { return shared_.Allocate(bytes); });
+  }
+  void* AllocateAligned(size_t alignment, size_t bytes) noexcept {
+    return AllocateWith(
+        bytes, alignment,
+        [alignment, bytes](RegionSet& r) {
+          return r.AllocateAligned(alignment, bytes);
+        },
+        [this, alignment, bytes] {
+          return shared_.AllocateAligned(alignment, bytes);
+        });
+  }
+  void* Calloc(size_t count, size_t size,
+               const BlockTag* tag = nullptr) noexcept {
+    size_t bytes = 0;
+    if (__builtin_mul_overflow(count, size, &bytes)) {
+      return shared_.Calloc(count, size);  // counts the failure
+    }
+    void* p = tag != nullptr ? AllocateTagged(tlsf::kAlignment, bytes, *tag)
+                             : Allocate(bytes);
+    if (p != nullptr) std::memset(p, 0, bytes);
+    return p;
+  }
+  void* Reallocate(void* ptr, size_t bytes) noexcept {
+    return ReallocateWith(ptr, bytes, nullptr);
+  }
+  bool Free(void* ptr) noexcept {
+    if (ptr == nullptr) return true;
+    if (Pool* const pool = BoundPool(); pool && pool->regions.Contains(ptr)) {
+      const bool freed = pool->regions.Free(ptr);
+      pool->Publish();
+      return freed;
+    }
+    return FreeElsewhere(ptr);
+  }
+  // The usable size of a live block anywhere in this front-end; 0 if ptr is
+  // not one.
+  size_t UsableSize(const void* ptr) noexcept {
+    if (Pool* const pool = BoundPool(); pool && pool->regions.Contains(ptr)) {
+      return pool->regions.UsableSize(ptr);
+    }
+    return shared_.WithRegions([&](const RegionSet& shared) -> size_t {
+      if (shared.Contains(ptr)) return shared.UsableSize(ptr);
+      const tlsf::Heap* heap = BoundHeapOf(ptr);
+      return heap != nullptr ? heap->UsableSize(ptr) : 0;
+    });
+  }
+  void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
+    return AllocateWith(
+        bytes, alignment,
+        [&](RegionSet& r) {
+          void* block = r.AllocateAligned(alignment, bytes);
+          if (block != nullptr) r.SetTag(block, tag);
+          return block;
+        },
+        [&] { return shared_.AllocateTagged(alignment, bytes, tag); });
+  }
+  void* ReallocateTagged(void* ptr, size_t bytes, const BlockTag& tag) {
+    return ReallocateWith(ptr, bytes, &tag);
+  }
+
+  // As Memp's; for a pool with PoolExhaustion::kFail it is asked too (on
+  // the pool's thread) before a request fails, and a true answer retries the
+  // pool once.
+  void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
+    {
+      absl::MutexLock hold(&handlers_mu_);
+      oom_handler_ = handler;
+      oom_context_ = context;
+    }
+    shared_.SetOutOfMemoryHandler(handler, context);
+  }
+  void SetErrorHandler(MempErrorHandler handler, void* context) {
+    absl::MutexLock hold(&handlers_mu_);
+    error_handler_ = handler;
+    error_context_ = context;
+  }
+
+  // --- Observation ---
+
+  MempStats Probe() const {
+    return shared_.WithRegions([this](const RegionSet& shared) {
+      MempStats total = shared.Probe();
+      total.failed_allocations -=
+          std::min(total.failed_allocations,
+                   shared_uncounted_failures_.load(std::memory_order_relaxed));
+      absl::MutexLock hold(&bindings_mu_);
+      for (const Pool* pool : pools_) {
+        const MempStats s = pool->Published().stats;
+        total.capacity_bytes += s.capacity_bytes;
+        total.used_bytes += s.used_bytes;
+        total.free_bytes += s.free_bytes;
+        total.peak_used_bytes += s.peak_used_bytes;
+        total.live_blocks += s.live_blocks;
+        total.region_count += s.region_count;
+        total.failed_allocations += s.failed_allocations;
+        total.invalid_frees += s.invalid_frees;
+      }
+      return total;
+    });
+  }
+  // Every pool with at least one region, in binding order.
+  std::vector<PoolStats> ProbePools() const {
+    return shared_.WithRegions([this](const RegionSet&) {
+      std::vector<PoolStats> out;
+      absl::MutexLock hold(&bindings_mu_);
+      for (const Pool* pool : pools_) out.push_back(pool->Published());
+      return out;
+    });
+  }
+  // The shared regions and the calling thread's own, in address order.
+  std::vector<RegionStats> ProbeRegions() {
+    std::vector<RegionStats> out = shared_.ProbeRegions();
+    if (Pool* const pool = BoundPool()) {
+      for (const RegionStats& r : pool->regions.ProbeRegions()) {
+        out.push_back(r);
+      }
+      std::sort(out.begin(), out.end(),
+                [](const RegionStats& a, const RegionStats& b) {
+                  return a.begin < b.begin;
+                });
+    }
+    return out;
+  }
+  // The shared regions' peak and, at each pool's next call, its peak.
+  void ResetPeak() noexcept {
+    shared_.ResetPeak();
+    epoch_.fetch_add(1, std::memory_order_release);
+  }
+  // The shared regions and the calling thread's own pool.
+  absl::Status Check() {
+    if (absl::Status s = shared_.Check(); !s.ok()) return s;
+    if (Pool* const pool = BoundPool()) return pool->regions.Check();
+    return absl::OkStatus();
+  }
+  // The shared regions' listing, then the calling thread's own pool's.
+  void List(absl::FunctionRef<void(absl::string_view)> sink) {
+    shared_.List(sink);
+    if (Pool* const pool = BoundPool()) {
+      sink(absl::StrFormat("pool of thread %d:", pool->thread_id));
+      pool->regions.List(sink);
+    }
+  }
+
+  // Fork support, as Memp's: every lock of this front-end, in lock order.
+  void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    shared_.LockForFork();
+    bindings_mu_.Lock();
+    for (Pool* pool : pools_) pool->remote_mu.Lock();
+    handlers_mu_.Lock();
+  }
+  void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    handlers_mu_.Unlock();
+    for (Pool* pool : pools_) pool->remote_mu.Unlock();
+    bindings_mu_.Unlock();
+    shared_.UnlockAfterFork();
+  }
+  void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    new (&handlers_mu_) absl::Mutex();
+    for (Pool* pool : pools_) new (&pool->remote_mu) absl::Mutex();
+    new (&bindings_mu_) absl::Mutex();
+    shared_.ResetLockInForkChild();
+  }
+
+ private:
+  struct BoundRange {
+    uintptr_t end;
+    Pool* pool;
+  };
+
+  static Pool* PoolOf(const RegionTable::Entry& entry) {
+    return const_cast<Pool*>(static_cast<const Pool*>(entry.heap));
+  }
+
+  Pool* NewPool() {
+    Pool* pool = new Pool;
+    pool->regions.SetErrorHandler(&PoolingMemp::ForwardMisuse, this);
+    pool->generation = clear_generation_.load(std::memory_order_relaxed);
+    pool->seen_epoch = epoch_.load(std::memory_order_acquire);
+    return pool;
+  }
+
+  // The calling thread's pool, brought up to date with Clear, ResetPeak
+  // and queued frees; nullptr if the thread never bound a region.
+  Pool* SyncedPool() {
+    ThreadState* state = ThreadStateFor(this);
+    if (state == nullptr) return nullptr;
+    Pool* const pool = static_cast<Pool*>(state);
+    const uint64_t epoch = epoch_.load(std::memory_order_acquire);
+    if (pool->seen_epoch != epoch) CatchUp(pool, epoch);
+    if (pool->has_remote.load(std::memory_order_relaxed)) {
+      ApplyRemoteFrees(pool);
+    }
+    return pool;
+  }
+  // As SyncedPool, but only a pool with a region to allocate from.
+  Pool* BoundPool() {
+    Pool* const pool = SyncedPool();
+    return pool != nullptr && pool->has_regions ? pool : nullptr;
+  }
+
+  void CatchUp(Pool* pool, uint64_t epoch) {
+    const uint64_t generation =
+        clear_generation_.load(std::memory_order_relaxed);
+    if (pool->generation != generation) {
+      pool->regions.Clear();
+      {
+        absl::MutexLock hold(&pool->remote_mu);
+        pool->remote.clear();
+        pool->has_remote.store(false, std::memory_order_relaxed);
+      }
+      pool->generation = generation;
+      pool->fallbacks = pool->uncounted_failures = 0;
+    } else {
+      pool->regions.ResetPeak();
+    }
+    pool->seen_epoch = epoch;
+    pool->Publish();
+  }
+
+  // Applies the frees other threads queued to `pool`. Owner only.
+  static void ApplyRemoteFrees(Pool* pool) {
+    {
+      absl::MutexLock hold(&pool->remote_mu);
+      std::swap(pool->remote, pool->applying);
+      pool->has_remote.store(false, std::memory_order_relaxed);
+    }
+    for (void* ptr : pool->applying) pool->regions.Free(ptr);
+    pool->applying.clear();
+    pool->Publish();
+  }
+
+  // Runs attempt(pool->regions); on a failure for lack of space, asks the
+  // out-of-memory handler when the pool may not fall back, and retries
+  // once if it says so.
+  template <typename Attempt>
+  void* PoolAttempt(Pool* pool, size_t bytes, size_t alignment,
+                    Attempt attempt) {
+    const uint64_t failed_before = pool->regions.failed_allocations();
+    void* p = attempt(pool->regions);
+    const bool no_room =
+        p == nullptr && pool->regions.failed_allocations() != failed_before;
+    if (no_room && pool->on_exhaustion == PoolExhaustion::kFail &&
+        AskOutOfMemoryHandler(bytes, alignment)) {
+      p = attempt(pool->regions);
+    }
+    // A failure that the retry, or the shared regions, then served is not
+    // the call's outcome.
+    if (no_room && (p != nullptr ||
+                    pool->on_exhaustion == PoolExhaustion::kFallBackToShared)) {
+      pool->uncounted_failures +=
+          pool->regions.failed_allocations() - failed_before;
+    }
+    pool->Publish();
+    return p;
+  }
+
+  // Serves a request from the calling thread's pool (pool_attempt) or,
+  // with no pool or on a fallback, from the shared regions
+  // (shared_attempt, which applies Memp's out-of-memory handling).
+  template <typename PoolAttemptFn, typename SharedAttemptFn>
+  void* AllocateWith(size_t bytes, size_t alignment, PoolAttemptFn pool_attempt,
+                     SharedAttemptFn shared_attempt) {
+    if (Pool* const pool = BoundPool()) {
+      void* p = PoolAttempt(pool, bytes, alignment, pool_attempt);
+      if (p != nullptr || pool->on_exhaustion == PoolExhaustion::kFail) {
+        return p;
+      }
+      ++pool->fallbacks;
+      pool->Publish();
+    }
+    return shared_attempt();
+  }
+
+  void* ReallocateWith(void* ptr, size_t bytes, const BlockTag* tag) {
+    if (ptr == nullptr) {
+      return tag != nullptr ? AllocateTagged(tlsf::kAlignment, bytes, *tag)
+                            : Allocate(bytes);
+    }
+    if (bytes == 0) {
+      Free(ptr);
+      return nullptr;
+    }
+    Pool* const pool = BoundPool();
+    if (pool != nullptr && pool->regions.Contains(ptr)) {
+      void* p = PoolAttempt(pool, bytes, tlsf::kAlignment, [&](RegionSet& r) {
+        void* moved = r.Reallocate(ptr, bytes);
+        if (moved != nullptr && tag != nullptr) r.SetTag(moved, *tag);
+        return moved;
+      });
+      if (p != nullptr || pool->on_exhaustion == PoolExhaustion::kFail ||
+          pool->regions.UsableSize(ptr) == 0) {
+        return p;  // done, refused, or misuse (reported)
+      }
+      ++pool->fallbacks;
+      pool->Publish();
+      return MoveBlock(ptr, bytes, tag, pool->regions.UsableSize(ptr),
+                       OwnBlockAlignment(pool, ptr), /*shared_only=*/true);
+    }
+    // A block of the shared regions is resized in place there when it can
+    // be; a block of another thread's pool is moved.
+    enum Outcome { kDone, kMove, kNotLive };
+    size_t usable = 0, alignment = 0;
+    void* result = nullptr;
+    const Outcome outcome = shared_.WithRegions([&](RegionSet& shared) {
+      if (shared.Contains(ptr)) {
+        const uint64_t failed_before = shared.failed_allocations();
+        usable = shared.UsableSize(ptr);
+        result = shared.Reallocate(ptr, bytes);
+        if (result != nullptr && tag != nullptr) shared.SetTag(result, *tag);
+        if (result != nullptr || usable == 0 ||
+            shared.failed_allocations() == failed_before) {
+          return kDone;
+        }
+        // No room in any shared region. The caller's pool (or the
+        // out-of-memory handler) may have some: move it outside the lock,
+        // where the outcome is counted.
+        shared_uncounted_failures_.fetch_add(
+            shared.failed_allocations() - failed_before,
+            std::memory_order_relaxed);
+        alignment = SharedBlockAlignment(shared, ptr);
+        return kMove;
+      }
+      const tlsf::Heap* heap = BoundHeapOf(ptr);
+      if (heap == nullptr) {
+        result = shared.Reallocate(ptr, bytes);  // reports a foreign pointer
+        return kDone;
+      }
+      usable = heap->UsableSize(ptr);
+      alignment = heap->BlockAlignment(ptr);
+      if (usable == 0) {
+        shared.ReportMisuse(MempError::kInvalidFree, ptr);
+        return kNotLive;
+      }
+      return kMove;
+    });
+    if (outcome != kMove) return result;
+    return MoveBlock(ptr, bytes, tag, usable, alignment,
+                     /*shared_only=*/false);
+  }
+
+  // Allocates bytes with `alignment` (from the caller's pool, unless
+  // shared_only, or the shared regions), copies the live block at ptr into
+  // it and frees ptr.
+  void* MoveBlock(void* ptr, size_t bytes, const BlockTag* tag, size_t usable,
+                  size_t alignment, bool shared_only) {
+    alignment = std::max(alignment, tlsf::kAlignment);
+    void* moved = nullptr;
+    if (shared_only) {
+      moved = tag != nullptr ? shared_.AllocateTagged(alignment, bytes, *tag)
+                             : shared_.AllocateAligned(alignment, bytes);
+    } else {
+      moved = tag != nullptr ? AllocateTagged(alignment, bytes, *tag)
+                             : AllocateAligned(alignment, bytes);
+    }
+    if (moved == nullptr) return nullptr;  // ptr is unchanged
+    std::memcpy(moved, ptr, std::min(usable, bytes));
+    Free(ptr);
+    return moved;
+  }
+
+  static size_t OwnBlockAlignment(Pool* pool, const void* ptr) {
+    RegionTable::Entry entry;
+    if (!pool->regions.table().Find(reinterpret_cast<uintptr_t>(ptr), &entry)) {
+      return tlsf::kAlignment;
+    }
+    return static_cast<const tlsf::Heap*>(entry.heap)->BlockAlignment(ptr);
+  }
+  static size_t SharedBlockAlignment(const RegionSet& shared, const void* ptr) {
+    RegionTable::Entry entry;
+    if (!shared.table().Find(reinterpret_cast<uintptr_t>(ptr), &entry)) {
+      return tlsf::kAlignment;
+    }
+    return static_cast<const tlsf::Heap*>(entry.heap)->BlockAlignment(ptr);
+  }
+
+  // The heap of the bound region holding ptr, or nullptr. Call under the
+  // shared lock (which keeps the region bound); reads only the owner's
+  // lock-free table and, later, atomic header words.
+  const tlsf::Heap* BoundHeapOf(const void* ptr) const {
+    RegionTable::Entry bound;
+    if (!bound_.Find(reinterpret_cast<uintptr_t>(ptr), &bound)) {
+      return nullptr;
+    }
+    RegionTable::Entry region;
+    if (!PoolOf(bound)->regions.table().Find(reinterpret_cast<uintptr_t>(ptr),
+                                             &region)) {
+      return nullptr;  // in the region's first bytes, before any payload
+    }
+    return static_cast<const tlsf::Heap*>(region.heap);
+  }
+
+  // A free of a block outside the calling thread's pool: into the shared
+  // regions, or queued to the pool that owns it. One shared lock.
+  bool FreeElsewhere(void* ptr) {
+    return shared_.WithRegions([&](RegionSet& shared) {
+      if (shared.Contains(ptr)) return shared.Free(ptr);
+      RegionTable::Entry bound;
+      if (!bound_.Find(reinterpret_cast<uintptr_t>(ptr), &bound)) {
+        return shared.Free(ptr);  // reports a foreign pointer
+      }
+      Pool* const owner = PoolOf(bound);
+      absl::MutexLock hold(&owner->remote_mu);
+      owner->remote.push_back(ptr);
+      owner->has_remote.store(true, std::memory_order_relaxed);
+      return true;
+    });
+  }
+
+  // Moves every region of `pool` back into `shared`, applying queued frees
+  // first. REQUIRES: the shared lock (inside WithRegions), on the pool's
+  // thread.
+  void ReturnRegions(RegionSet& shared, Pool* pool) {
+    ApplyRemoteFrees(pool);
+    for (const RegionStats& r : pool->regions.ProbeRegions()) {
+      absl::StatusOr<RegionSet::DetachedRegion> region =
+          pool->regions.Detach(r.begin);
+      if (!region.ok()) continue;
+      // Regions of one front-end are disjoint, so this cannot fail.
+      shared.Attach(*region).IgnoreError();
+      Unbound(pool, reinterpret_cast<uintptr_t>(r.begin));
+    }
+    pool->Publish();
+  }
+
+  // Forgets the binding of the region at `begin`. REQUIRES: shared lock.
+  void Unbound(Pool* pool, uintptr_t begin) {
+    bound_.Erase(begin);
+    absl::MutexLock hold(&bindings_mu_);
+    bound_ranges_.erase(begin);
+    bool still_bound = false;
+    for (const auto& [b, range] : bound_ranges_) {
+      still_bound |= range.pool == pool;
+    }
+    if (!still_bound) {
+      pools_.erase(std::remove(pools_.begin(), pools_.end(), pool),
+                   pools_.end());
+    }
+  }
+
+  void OnThreadExit(ThreadState* state) override {
+    Pool* const pool = static_cast<Pool*>(state);
+    if (pool->generation != clear_generation_.load(std::memory_order_relaxed)) {
+      return;  // its regions were forgotten by Clear
+    }
+    shared_.WithRegions([&](RegionSet& shared) {
+      ReturnRegions(shared, pool);
+      return 0;
+    });
+  }
+
+  bool AskOutOfMemoryHandler(size_t bytes, size_t alignment) {
+    OutOfMemoryHandler handler;
+    void* context;
+    {
+      absl::MutexLock hold(&handlers_mu_);
+      handler = oom_handler_;
+      context = oom_context_;
+    }
+    const bool well_formed = bytes <= tlsf::kMaxRequest &&
+                             tlsf::IsPowerOfTwo(alignment) &&
+                             alignment <= tlsf::Heap::kMaxAlignment;
+    return handler != nullptr && well_formed &&
+           handler(context, bytes, alignment);
+  }
+
+  // Every RegionSet of this front-end reports misuse here; it goes to the
+  // handler set with SetErrorHandler (or the default one, on stderr).
+  static void ForwardMisuse(void* context, MempError error, const void* ptr) {
+    auto* self = static_cast<PoolingMemp*>(context);
+    MempErrorHandler handler;
+    void* handler_context;
+    {
+      absl::MutexLock hold(&self->handlers_mu_);
+      handler = self->error_handler_;
+      handler_context = self->error_context_;
+    }
+    if (handler != nullptr) {
+      handler(handler_context, error, ptr);
+    } else {
+      std::fprintf(stderr, "fmemp: %s: %p\n", MempErrorName(error), ptr);
+    }
+  }
+
+  Memp<LockPolicy> shared_;
+  // Bound regions: [begin, end) -> Pool*, for lock-free reads. Written only
+  // under the shared lock (inside shared_.WithRegions).
+  RegionTable bound_;
+  // Bumped by Clear (both) and ResetPeak (epoch_ only); pools catch up on
+  // their next call.
+  std::atomic<uint64_t> epoch_{0};
+  std::atomic<uint64_t> clear_generation_{0};
+  // Failures the shared regions counted for a reallocation that was then
+  // served elsewhere; Probe subtracts them.
+  std::atomic<uint64_t> shared_uncounted_failures_{0};
+  // Lock order: the shared lock, bindings_mu_, a pool's remote_mu.
+  mutable absl::Mutex bindings_mu_;
+  absl::btree_map<uintptr_t, BoundRange> bound_ranges_
+      ABSL_GUARDED_BY(bindings_mu_);
+  std::vector<Pool*> pools_ ABSL_GUARDED_BY(bindings_mu_);
+  absl::Mutex handlers_mu_;
+  OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(handlers_mu_) = nullptr;
+  void* oom_context_ ABSL_GUARDED_BY(handlers_mu_) = nullptr;
+  MempErrorHandler error_handler_ ABSL_GUARDED_BY(handlers_mu_) = nullptr;
+  void* error_context_ ABSL_GUARDED_BY(handlers_mu_) = nullptr;
+};
+
+}  // namespace fmemp
+
+#endif  // FMEMP_FMEMP_THREAD_POOL_H_

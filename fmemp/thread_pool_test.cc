@@ -1,0 +1,560 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+
+#include "fmemp/thread_pool.h"
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "fmemp/test_util.h"
+#include "gtest/gtest.h"
+#include "sync/mutex.h"
+#include "sync/spin_lock.h"
+
+namespace fmemp {
+namespace {
+
+using test_util::Fill;
+using test_util::HasFill;
+
+constexpr size_t kRegionBytes = size_t{1} << 20;
+
+struct Region {
+  explicit Region(size_t bytes = kRegionBytes)
+      : bytes(bytes), memory(new uint64_t[bytes / 8]) {}
+  char* begin() { return reinterpret_cast<char*>(memory.get()); }
+  bool Holds(const void* p) {
+    return p >= static_cast<void*>(begin()) &&
+           p < static_cast<void*>(begin() + bytes);
+  }
+  size_t bytes;
+  std::unique_ptr<uint64_t[]> memory;
+};
+
+// A thread that runs one task at a time, on request, so a test can act as
+// a particular thread (keeping its pool) step by step.
+class Worker {
+ public:
+  Worker() : thread_([this] { Loop(); }) {}
+  ~Worker() {
+    Run(nullptr);
+    thread_.join();
+  }
+  // Runs task on the worker and waits for it. nullptr ends the worker.
+  void Run(std::function<void()> task) {
+    absl::MutexLock hold(&mu_);
+    task_ = std::move(task);
+    pending_ = true;
+    mu_.Await(absl::Condition(
+        +[](bool* pending) { return !*pending; }, &pending_));
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        absl::MutexLock hold(&mu_);
+        mu_.Await(absl::Condition(&pending_));
+        task = std::move(task_);
+      }
+      const bool stop = task == nullptr;
+      if (!stop) task();
+      absl::MutexLock hold(&mu_);
+      pending_ = false;
+      if (stop) return;
+    }
+  }
+
+  absl::Mutex mu_;
+  std::function<void()> task_ ABSL_GUARDED_BY(mu_);
+  bool pending_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+struct MisuseLog {
+  static void Record(void* context, MempError error, const void* ptr) {
+    auto* log = static_cast<MisuseLog*>(context);
+    absl::MutexLock hold(&log->mu);
+    log->errors.push_back({error, ptr});
+  }
+  size_t count() {
+    absl::MutexLock hold(&mu);
+    return errors.size();
+  }
+  MempError last() {
+    absl::MutexLock hold(&mu);
+    return errors.back().first;
+  }
+  absl::Mutex mu;
+  std::vector<std::pair<MempError, const void*>> errors ABSL_GUARDED_BY(mu);
+};
+
+template <typename Front>
+void ExpectBalanced(Front& memp) {
+  const MempStats s = memp.Probe();
+  EXPECT_EQ(s.used_bytes + s.free_bytes, s.capacity_bytes);
+  EXPECT_LE(s.used_bytes, s.peak_used_bytes);
+  EXPECT_TRUE(memp.Check().ok()) << memp.Check();
+}
+
+template <typename T>
+class PoolingMempTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    memp_.SetErrorHandler(&MisuseLog::Record, &misuse_);
+    ASSERT_TRUE(memp_.AddRegion(shared_.begin(), shared_.bytes).ok());
+  }
+  // Adds `region` and binds it to the calling thread.
+  void BindHere(Region& region,
+                PoolExhaustion mode = PoolExhaustion::kFallBackToShared) {
+    ASSERT_TRUE(memp_.AddRegion(region.begin(), region.bytes).ok());
+    ASSERT_TRUE(memp_.BindThisThread(region.begin(), mode).ok());
+  }
+
+  PoolingMemp<T> memp_;
+  Region shared_;
+  MisuseLog misuse_;
+};
+
+using LockPolicies = ::testing::Types<sync::SpinLock, sync::Mutex>;
+TYPED_TEST_SUITE(PoolingMempTest, LockPolicies);
+
+TYPED_TEST(PoolingMempTest, BoundThreadAllocatesFromItsPool) {
+  Region own;
+  Worker worker;
+  void* mine = nullptr;
+  worker.Run([&] {
+    this->BindHere(own);
+    EXPECT_TRUE(this->memp_.ThisThreadHasPool());
+    mine = this->memp_.Allocate(100);
+    Fill(mine, 100, 1);
+  });
+  EXPECT_TRUE(own.Holds(mine));
+  EXPECT_FALSE(this->memp_.ThisThreadHasPool());
+  void* shared = this->memp_.Allocate(100);  // this thread has no pool
+  EXPECT_TRUE(this->shared_.Holds(shared));
+
+  const MempStats total = this->memp_.Probe();
+  EXPECT_EQ(total.region_count, 2u);
+  EXPECT_EQ(total.live_blocks, 2u);
+  const std::vector<PoolStats> pools = this->memp_.ProbePools();
+  ASSERT_EQ(pools.size(), 1u);
+  EXPECT_EQ(pools[0].stats.live_blocks, 1u);
+  EXPECT_EQ(pools[0].stats.region_count, 1u);
+  EXPECT_NE(pools[0].thread_id, 0u);
+  EXPECT_EQ(pools[0].stats.capacity_bytes +
+                this->memp_.ProbeRegions()[0].capacity_bytes,
+            total.capacity_bytes);
+
+  worker.Run([&] {
+    EXPECT_TRUE(HasFill(mine, 100, 1));
+    EXPECT_EQ(this->memp_.UsableSize(mine), 112u - tlsf::kBlockOverhead);
+    EXPECT_TRUE(this->memp_.Check().ok());
+    EXPECT_EQ(this->memp_.ProbeRegions().size(), 2u);  // shared and own
+    EXPECT_TRUE(this->memp_.Free(mine));
+  });
+  EXPECT_TRUE(this->memp_.Free(shared));
+  EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+  ExpectBalanced(this->memp_);
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+TYPED_TEST(PoolingMempTest, RemoteFreesAreQueuedAndAppliedByTheOwner) {
+  Region own;
+  Worker owner;
+  std::vector<void*> blocks;
+  owner.Run([&] {
+    this->BindHere(own);
+    for (int i = 0; i < 50; ++i) blocks.push_back(this->memp_.Allocate(64));
+  });
+  const size_t used = this->memp_.Probe().used_bytes;
+  for (void* p : blocks) {
+    EXPECT_TRUE(own.Holds(p));
+    EXPECT_GE(this->memp_.UsableSize(p), 64u);  // read from another thread
+    EXPECT_TRUE(this->memp_.Free(p));           // queued to the owner
+  }
+  // Not applied yet: the owner has not made a call since.
+  EXPECT_EQ(this->memp_.Probe().used_bytes, used);
+  owner.Run([&] {
+    void* p = this->memp_.Allocate(64);  // applies the queue first
+    EXPECT_TRUE(own.Holds(p));
+    this->memp_.Free(p);
+  });
+  EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+  owner.Run([&] { ExpectBalanced(this->memp_); });
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+TYPED_TEST(PoolingMempTest, ExhaustedPoolFallsBackOrFails) {
+  Region small_a(64 << 10), small_b(64 << 10);
+  Worker falls_back, fails;
+  falls_back.Run([&] {
+    this->BindHere(small_a);
+    void* big = this->memp_.Allocate(200 << 10);  // more than the pool
+    EXPECT_TRUE(this->shared_.Holds(big));
+    void* grown = this->memp_.Allocate(1000);
+    EXPECT_TRUE(small_a.Holds(grown));
+    Fill(grown, 1000, 9);
+    // Growing past the pool moves the block to the shared regions.
+    void* moved = this->memp_.Reallocate(grown, 100 << 10);
+    ASSERT_NE(moved, nullptr);
+    EXPECT_TRUE(this->shared_.Holds(moved));
+    EXPECT_TRUE(HasFill(moved, 1000, 9));
+    this->memp_.Free(moved);
+    this->memp_.Free(big);
+  });
+  std::vector<PoolStats> pools = this->memp_.ProbePools();
+  ASSERT_EQ(pools.size(), 1u);
+  EXPECT_EQ(pools[0].fallbacks, 2u);
+  EXPECT_EQ(pools[0].stats.failed_allocations, 0u);
+  EXPECT_EQ(this->memp_.Probe().failed_allocations, 0u);
+
+  struct Oom {
+    static bool Handle(void* context, size_t bytes, size_t) {
+      auto* self = static_cast<Oom*>(context);
+      self->asked_for = bytes;
+      if (self->release != nullptr) {
+        self->memp->Free(self->release);
+        self->release = nullptr;
+        return true;
+      }
+      return false;
+    }
+    PoolingMemp<TypeParam>* memp;
+    void* release = nullptr;
+    size_t asked_for = 0;
+  } oom{&this->memp_};
+  this->memp_.SetOutOfMemoryHandler(&Oom::Handle, &oom);
+  fails.Run([&] {
+    this->BindHere(small_b, PoolExhaustion::kFail);
+    EXPECT_EQ(this->memp_.Allocate(200 << 10), nullptr);
+    EXPECT_EQ(oom.asked_for, size_t{200} << 10);
+    // The handler makes room in the pool: the retry succeeds.
+    oom.release = this->memp_.Allocate(40 << 10);
+    ASSERT_TRUE(small_b.Holds(oom.release));
+    void* second = this->memp_.Allocate(40 << 10);
+    EXPECT_TRUE(small_b.Holds(second));
+    this->memp_.Free(second);
+  });
+  EXPECT_EQ(this->memp_.Probe().failed_allocations, 1u);
+  this->memp_.SetOutOfMemoryHandler(nullptr, nullptr);
+  falls_back.Run([&] { ExpectBalanced(this->memp_); });
+  fails.Run([&] { ExpectBalanced(this->memp_); });
+  EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+}
+
+TYPED_TEST(PoolingMempTest, ThreadExitReturnsItsRegionsWithLiveBlocks) {
+  Region own;
+  std::vector<void*> blocks;
+  {
+    Worker worker;
+    worker.Run([&] {
+      this->BindHere(own);
+      for (int i = 0; i < 20; ++i) {
+        void* p = this->memp_.Allocate(200);
+        Fill(p, 200, static_cast<uint8_t>(i));
+        blocks.push_back(p);
+      }
+    });
+  }  // the worker exits with its blocks alive
+  EXPECT_TRUE(this->memp_.ProbePools().empty());
+  EXPECT_EQ(this->memp_.ProbeRegions().size(), 2u);  // both shared now
+  EXPECT_EQ(this->memp_.Probe().live_blocks, blocks.size());
+  ExpectBalanced(this->memp_);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    EXPECT_TRUE(HasFill(blocks[i], 200, static_cast<uint8_t>(i)));
+    EXPECT_TRUE(this->memp_.Free(blocks[i]));
+  }
+  EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+  EXPECT_TRUE(this->memp_.RemoveRegion(own.begin()).ok());
+  ExpectBalanced(this->memp_);
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+TYPED_TEST(PoolingMempTest, QueuedFreesSurviveTheOwnersExit) {
+  Region own;
+  std::vector<void*> blocks;
+  {
+    Worker worker;
+    worker.Run([&] {
+      this->BindHere(own);
+      for (int i = 0; i < 20; ++i) blocks.push_back(this->memp_.Allocate(48));
+    });
+    for (void* p : blocks) this->memp_.Free(p);  // queued; owner idle
+  }
+  EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+  EXPECT_TRUE(this->memp_.RemoveRegion(own.begin()).ok());
+  ExpectBalanced(this->memp_);
+}
+
+TYPED_TEST(PoolingMempTest, UnbindMovesRegionsBack) {
+  Region own;
+  Worker worker;
+  void* p = nullptr;
+  worker.Run([&] {
+    this->BindHere(own);
+    p = this->memp_.Allocate(300);
+    Fill(p, 300, 3);
+    EXPECT_TRUE(this->memp_.UnbindThisThread().ok());
+    EXPECT_FALSE(this->memp_.ThisThreadHasPool());
+    EXPECT_TRUE(this->memp_.UnbindThisThread().ok());  // nothing to do
+  });
+  EXPECT_TRUE(this->memp_.ProbePools().empty());
+  // The region is shared again: removable once empty, by anyone.
+  EXPECT_EQ(this->memp_.RemoveRegion(own.begin()).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(HasFill(p, 300, 3));
+  this->memp_.Free(p);
+  EXPECT_TRUE(this->memp_.RemoveRegion(own.begin()).ok());
+  ExpectBalanced(this->memp_);
+}
+
+TYPED_TEST(PoolingMempTest, BadBindsAndRemovalsChangeNothing) {
+  Region own, other, unknown;
+  Worker a, b;
+  a.Run([&] { this->BindHere(own); });
+  ASSERT_TRUE(this->memp_.AddRegion(other.begin(), other.bytes).ok());
+  const MempStats before = this->memp_.Probe();
+  b.Run([&] {
+    EXPECT_EQ(this->memp_.BindThisThread(unknown.begin()).code(),
+              absl::StatusCode::kNotFound);
+    EXPECT_EQ(this->memp_.BindThisThread(own.begin()).code(),
+              absl::StatusCode::kFailedPrecondition);
+    // Removing another thread's region is refused, empty or not.
+    EXPECT_EQ(this->memp_.RemoveRegion(own.begin()).code(),
+              absl::StatusCode::kFailedPrecondition);
+  });
+  a.Run([&] {
+    // Binding the same region again is fine.
+    EXPECT_TRUE(this->memp_.BindThisThread(own.begin()).ok());
+  });
+  // Overlap with a bound region is refused.
+  EXPECT_EQ(
+      this->memp_.AddRegion(own.begin() + 4096, own.begin() + 8192).code(),
+      absl::StatusCode::kAlreadyExists);
+  const MempStats after = this->memp_.Probe();
+  EXPECT_EQ(after.capacity_bytes, before.capacity_bytes);
+  EXPECT_EQ(after.region_count, before.region_count);
+  a.Run([&] {
+    void* p = this->memp_.Allocate(10);
+    EXPECT_EQ(this->memp_.RemoveRegion(own.begin()).code(),
+              absl::StatusCode::kFailedPrecondition);  // live block
+    this->memp_.Free(p);
+    EXPECT_TRUE(this->memp_.RemoveRegion(own.begin()).ok());
+    EXPECT_FALSE(this->memp_.ThisThreadHasPool());
+  });
+  EXPECT_EQ(this->memp_.Probe().region_count, 2u);
+  ExpectBalanced(this->memp_);
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+TYPED_TEST(PoolingMempTest, MisuseIsReportedAndChangesNothing) {
+  Region own;
+  Worker owner;
+  void* p = nullptr;
+  void* keep = nullptr;
+  owner.Run([&] {
+    this->BindHere(own);
+    p = this->memp_.Allocate(64);
+    keep = this->memp_.Allocate(64);
+    Fill(keep, 64, 4);
+    this->memp_.Free(p);
+    EXPECT_FALSE(this->memp_.Free(p));  // double free in the own pool
+  });
+  EXPECT_EQ(this->misuse_.count(), 1u);
+  EXPECT_EQ(this->misuse_.last(), MempError::kDoubleFree);
+  // From another thread: queued, reported when the owner applies it.
+  EXPECT_TRUE(this->memp_.Free(p));
+  EXPECT_TRUE(this->memp_.Free(static_cast<char*>(keep) + 8));  // interior
+  owner.Run([&] { this->memp_.Check().IgnoreError(); });
+  EXPECT_EQ(this->misuse_.count(), 3u);
+  int local = 0;
+  EXPECT_FALSE(this->memp_.Free(&local));  // foreign
+  EXPECT_EQ(this->misuse_.last(), MempError::kForeignPointer);
+  EXPECT_EQ(this->memp_.Reallocate(static_cast<char*>(keep) + 8, 10), nullptr);
+  EXPECT_EQ(this->misuse_.count(), 5u);
+  EXPECT_EQ(this->memp_.Probe().invalid_frees, 5u);
+  owner.Run([&] {
+    EXPECT_TRUE(HasFill(keep, 64, 4));
+    ExpectBalanced(this->memp_);
+    this->memp_.Free(keep);
+  });
+  EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+}
+
+TYPED_TEST(PoolingMempTest, ReallocateAcrossPools) {
+  Region a_region, b_region;
+  Worker a, b;
+  void* p = nullptr;
+  a.Run([&] {
+    this->BindHere(a_region);
+    p = this->memp_.Reallocate(nullptr, 100);
+    Fill(p, 100, 5);
+    p = this->memp_.Reallocate(p, 2000);  // in its own pool
+    EXPECT_TRUE(a_region.Holds(p));
+    EXPECT_TRUE(HasFill(p, 100, 5));
+  });
+  b.Run([&] {
+    this->BindHere(b_region);
+    // Another thread's block moves into the caller's pool.
+    p = this->memp_.Reallocate(p, 3000);
+    EXPECT_TRUE(b_region.Holds(p));
+    EXPECT_TRUE(HasFill(p, 100, 5));
+  });
+  // A shared-region block grows in the shared regions.
+  void* s = this->memp_.Reallocate(nullptr, 10);
+  Fill(s, 10, 6);
+  s = this->memp_.Reallocate(s, 5000);
+  EXPECT_TRUE(this->shared_.Holds(s));
+  EXPECT_TRUE(HasFill(s, 10, 6));
+  EXPECT_EQ(this->memp_.Reallocate(s, 0), nullptr);  // frees
+  // And a pooled block freed by Reallocate(p, 0) from a third thread.
+  EXPECT_EQ(this->memp_.Reallocate(p, 0), nullptr);
+  a.Run([&] { ExpectBalanced(this->memp_); });
+  b.Run([&] { ExpectBalanced(this->memp_); });
+  EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+TYPED_TEST(PoolingMempTest, TaggedBlocksAreListedByTheirOwner) {
+  Region own;
+  Worker owner;
+  owner.Run([&] {
+    this->BindHere(own);
+    BlockTag tag;
+    tag.file = "pool_user.cc";
+    tag.line = 42;
+    void* p = this->memp_.AllocateTagged(64, 100, tag);
+    ASSERT_NE(p, nullptr);
+    EXPECT_TRUE(own.Holds(p));
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
+    std::string listing;
+    this->memp_.List([&](absl::string_view line) {
+      listing.append(line.data(), line.size()).append("\n");
+    });
+    EXPECT_NE(listing.find("pool_user.cc:42"), std::string::npos) << listing;
+    EXPECT_NE(listing.find("integrity check: OK"), std::string::npos);
+    this->memp_.Free(p);
+  });
+}
+
+TYPED_TEST(PoolingMempTest, ClearForgetsPools) {
+  Region own;
+  Worker owner;
+  owner.Run([&] {
+    this->BindHere(own);
+    EXPECT_NE(this->memp_.Allocate(100), nullptr);
+  });
+  this->memp_.Clear();
+  EXPECT_EQ(this->memp_.Probe().capacity_bytes, 0u);
+  EXPECT_TRUE(this->memp_.ProbePools().empty());
+  owner.Run([&] {
+    EXPECT_FALSE(this->memp_.ThisThreadHasPool());
+    EXPECT_EQ(this->memp_.Allocate(100), nullptr);  // no region at all
+    // The region can be added and bound afresh.
+    this->BindHere(own);
+    EXPECT_TRUE(own.Holds(this->memp_.Allocate(100)));
+  });
+  EXPECT_EQ(this->memp_.Probe().live_blocks, 1u);
+}
+
+TYPED_TEST(PoolingMempTest, ResetPeakReachesPools) {
+  Region own;
+  Worker owner;
+  owner.Run([&] {
+    this->BindHere(own);
+    this->memp_.Free(this->memp_.Allocate(10000));
+  });
+  EXPECT_GE(this->memp_.ProbePools()[0].stats.peak_used_bytes, 10000u);
+  this->memp_.ResetPeak();
+  owner.Run([&] { this->memp_.Free(this->memp_.Allocate(16)); });
+  EXPECT_LT(this->memp_.ProbePools()[0].stats.peak_used_bytes, 100u);
+}
+
+// Every worker has a pool; each allocates, hands half its blocks to the
+// next worker to free, and frees the blocks it is handed. Under TSan this
+// checks the queue, the owner's lock-free path and the published counters.
+TYPED_TEST(PoolingMempTest, ConcurrentOwnAndRemoteFrees) {
+  constexpr int kThreads = 4;
+  constexpr int kRounds = 300;
+  std::vector<Region> regions(kThreads);
+  struct Mailbox {
+    absl::Mutex mu;
+    std::vector<std::pair<void*, uint8_t>> blocks ABSL_GUARDED_BY(mu);
+  };
+  std::vector<Mailbox> mailboxes(kThreads);
+  std::atomic<int> bound{0};
+  std::atomic<bool> done{false};
+  std::thread prober([&] {
+    while (!done.load()) {
+      const MempStats s = this->memp_.Probe();
+      EXPECT_EQ(s.used_bytes + s.free_bytes, s.capacity_bytes);
+      EXPECT_TRUE(this->memp_.Check().ok());
+      this->memp_.ProbePools();
+    }
+  });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      this->BindHere(regions[t]);
+      bound.fetch_add(1);
+      while (bound.load() < kThreads) std::this_thread::yield();
+      std::vector<std::pair<void*, uint8_t>> mine;
+      for (int round = 0; round < kRounds; ++round) {
+        const size_t n = 16 + (round * 13 + t * 7) % 2000;
+        void* p = this->memp_.Allocate(n);
+        ASSERT_NE(p, nullptr);
+        const auto seed = static_cast<uint8_t>(round + t);
+        Fill(p, 16, seed);
+        if (round % 2 == 0) {
+          Mailbox& next = mailboxes[(t + 1) % kThreads];
+          absl::MutexLock hold(&next.mu);
+          next.blocks.push_back({p, seed});
+        } else {
+          mine.push_back({p, seed});
+        }
+        std::vector<std::pair<void*, uint8_t>> handed;
+        {
+          absl::MutexLock hold(&mailboxes[t].mu);
+          handed.swap(mailboxes[t].blocks);
+        }
+        for (auto [block, s] : handed) {
+          EXPECT_TRUE(HasFill(block, 16, s));
+          this->memp_.Free(block);
+        }
+      }
+      for (auto [block, s] : mine) {
+        EXPECT_TRUE(HasFill(block, 16, s));
+        this->memp_.Free(block);
+      }
+      EXPECT_TRUE(this->memp_.Check().ok());
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  done.store(true);
+  prober.join();
+  for (Mailbox& m : mailboxes) {
+    absl::MutexLock hold(&m.mu);
+    for (auto [block, s] : m.blocks) {
+      EXPECT_TRUE(HasFill(block, 16, s));
+      this->memp_.Free(block);
+    }
+  }
+  // Every worker has exited: its regions and queued frees are back.
+  EXPECT_TRUE(this->memp_.ProbePools().empty());
+  EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+  EXPECT_EQ(this->memp_.Probe().region_count, kThreads + 1u);
+  ExpectBalanced(this->memp_);
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+}  // namespace
+}  // namespace fmemp
