@@ -1,0 +1,946 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// tests/stress/stress_harness.h
+//
+// StressHarness<Backend>: many threads using one fmemp front-end at once,
+// every block's bytes checked, for a bounded time. Written once over the
+// interface of backends.h; stress_test.cc runs it for every thread-safe
+// policy. docs/STRESS.md says how to run it long and how to read its
+// output.
+//
+// Threads
+// * Workers, `threads` at a time, in waves: each wave's threads run for a
+//   slice of the time (or of the operation budget) and exit. A worker owns
+//   a slot, which outlives it: its live blocks stay in the slot for the
+//   next wave's thread, so blocks routinely outlive the thread that
+//   allocated them. An exiting worker also hands a quarter of its blocks to
+//   the collector.
+// * Each operation is drawn at random (a fixed seed per thread, derived
+//   from the run's seed, the wave and the slot, and named in every failure
+//   message): malloc of random sizes (mostly 1..1024, some up to 64 KiB,
+//   some 0), calloc (zeroes checked), aligned malloc (16..4096), realloc
+//   (grow and shrink, from NULL, to 0), free, handing a block to another
+//   slot's inbox (that slot's thread verifies it and frees it or adopts it:
+//   later reallocs and frees happen on a thread that did not allocate it),
+//   UsableSize, and for per-thread pools unbind and rebind.
+// * The collector: lives through every wave, verifies the blocks sent to it,
+//   holds up to kCollectorHold of them for a while and frees them.
+// * The region manager: removes and re-adds kManagedRegions regions of its
+//   own while everyone allocates. RemoveRegion may say busy; that is fine.
+// * The prober: Probe, ProbeRegions and Check, over and over. Check must
+//   always pass; used <= capacity and used + cached + free == capacity.
+//
+// Every block carries block_pattern.h's pattern over every byte; it is
+// checked before every free, before every realloc (and the preserved prefix
+// after it), when a block changes hands, and at the end.
+//
+// No block handed out while a region was removed may lie in it. As in
+// fmemp/thread_churn_test.cc's RemovalRace, per region: `epoch` is made
+// even only after RemoveRegion has returned and odd before AddRegion is
+// called. An allocating call reads every epoch before (e1) and, if its
+// block lies in a managed region, that region's again after (e2). If
+// e1 == e2 and even, the region was absent during the whole call (the
+// removal's critical section happened before the call; a re-add's critical
+// section would have made e2 differ), so the block is a violation. While a
+// region is removed the manager fills it with a canary and checks it before
+// re-adding it: nothing may write a removed region. Blocks that land in a
+// managed region are kept only a few operations, so that the regions empty
+// and removals succeed. Ordinary requests rarely land there: the base
+// regions are smaller, and the region index prefers the smallest region
+// that fits. "Big" requests fit only there.
+//
+// At the end every block is freed, the caches are drained, used is back to
+// its starting value (0) with no live blocks, Check passes, every region but
+// the first can be removed, and no misuse was reported.
+
+#ifndef FMEMP_TESTS_STRESS_STRESS_HARNESS_H_
+#define FMEMP_TESTS_STRESS_STRESS_HARNESS_H_
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "tests/stress/backends.h"
+#include "tests/stress/block_pattern.h"
+
+namespace fmemp {
+namespace stress {
+
+// How long and how hard to run; see StressConfig::FromEnvironment.
+struct StressConfig {
+  double seconds = 5;       // per policy
+  int threads = 4;          // workers per wave
+  uint64_t max_ops = 0;     // allocator calls per policy; 0: no limit
+  uint64_t seed = 0x5eed;   // the run's seed
+  double wave_seconds = 0;  // 0: seconds / 20, clamped to [0.1, 1]
+
+  // The defaults, overridden by FMEMP_STRESS_SECONDS, FMEMP_STRESS_THREADS,
+  // FMEMP_STRESS_MAX_OPS, FMEMP_STRESS_SEED and FMEMP_STRESS_WAVE_SECONDS.
+  // Without FMEMP_STRESS_SECONDS, a run also stops at kDefaultMaxOps (so
+  // unsanitised builds finish early); with it, only the time limit applies
+  // unless FMEMP_STRESS_MAX_OPS is set too.
+  static constexpr double kDefaultSeconds = 5;
+  static constexpr uint64_t kDefaultMaxOps = 400000;
+  static StressConfig FromEnvironment() {
+    StressConfig c;
+    c.max_ops = kDefaultMaxOps;
+    if (const char* s = std::getenv("FMEMP_STRESS_SECONDS")) {
+      c.seconds = std::max(0.1, std::atof(s));
+      c.max_ops = 0;
+    }
+    if (const char* s = std::getenv("FMEMP_STRESS_THREADS")) {
+      c.threads = std::max(1, std::min(64, std::atoi(s)));
+    }
+    if (const char* s = std::getenv("FMEMP_STRESS_MAX_OPS")) {
+      c.max_ops = std::strtoull(s, nullptr, 0);
+    }
+    if (const char* s = std::getenv("FMEMP_STRESS_SEED")) {
+      c.seed = std::strtoull(s, nullptr, 0);
+    }
+    if (const char* s = std::getenv("FMEMP_STRESS_WAVE_SECONDS")) {
+      c.wave_seconds = std::max(0.01, std::atof(s));
+    }
+    if (c.wave_seconds == 0) {
+      c.wave_seconds = std::max(0.1, std::min(1.0, c.seconds / 20));
+    }
+    return c;
+  }
+  std::string ToString() const {
+    return absl::StrFormat(
+        "seconds=%.1f threads=%d max_ops=%u seed=%#x wave_seconds=%.2f",
+        seconds, threads, max_ops, seed, wave_seconds);
+  }
+};
+
+// What went wrong. Every thread adds; the test thread reports.
+class Failures {
+ public:
+  static constexpr int kKept = 20;
+
+  void Add(const std::string& message) {
+    const int n = count_.fetch_add(1, std::memory_order_relaxed);
+    if (n >= kKept) return;
+    std::fprintf(stderr, "STRESS FAILURE: %s\n", message.c_str());
+    absl::MutexLock hold(&mu_);
+    messages_.push_back(message);
+  }
+  int count() const { return count_.load(std::memory_order_relaxed); }
+  std::string Summary() const {
+    absl::MutexLock hold(&mu_);
+    return absl::StrJoin(messages_, "\n");
+  }
+
+ private:
+  std::atomic<int> count_{0};
+  mutable absl::Mutex mu_;
+  std::vector<std::string> messages_ ABSL_GUARDED_BY(mu_);
+};
+
+// Blocks on their way between threads.
+class BlockQueue {
+ public:
+  void Push(const Block& b) {
+    absl::MutexLock hold(&mu_);
+    blocks_.push_back(b);
+  }
+  // Up to `n` blocks, oldest first.
+  std::vector<Block> Take(size_t n) {
+    absl::MutexLock hold(&mu_);
+    const size_t k = std::min(n, blocks_.size());
+    std::vector<Block> taken(blocks_.begin(), blocks_.begin() + k);
+    blocks_.erase(blocks_.begin(), blocks_.begin() + k);
+    return taken;
+  }
+  // Everything, waiting up to `timeout` for something to arrive.
+  std::vector<Block> TakeAll(absl::Duration timeout = absl::ZeroDuration()) {
+    mu_.LockWhenWithTimeout(absl::Condition(this, &BlockQueue::NonEmpty),
+                            timeout);
+    std::vector<Block> taken(blocks_.begin(), blocks_.end());
+    blocks_.clear();
+    mu_.Unlock();
+    return taken;
+  }
+
+ private:
+  bool NonEmpty() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !blocks_.empty();
+  }
+
+  absl::Mutex mu_;
+  std::deque<Block> blocks_ ABSL_GUARDED_BY(mu_);
+};
+
+// Memory the test owns and lends to the front-end as a region.
+class Arena {
+ public:
+  explicit Arena(size_t bytes) : bytes_(bytes), data_(new uint8_t[bytes]) {}
+  uint8_t* begin() const { return data_.get(); }
+  uint8_t* end() const { return data_.get() + bytes_; }
+  size_t bytes() const { return bytes_; }
+  bool Contains(const void* p) const {
+    return p >= begin() && p < static_cast<const void*>(end());
+  }
+
+ private:
+  size_t bytes_;
+  std::unique_ptr<uint8_t[]> data_;
+};
+
+template <typename Backend>
+class StressHarness {
+ public:
+  // Sizes. Base regions are smaller than managed ones, so ordinary requests
+  // prefer them (the region index takes the smallest region that fits);
+  // big requests fit only in a managed region.
+  static constexpr int kBaseRegions = 8;
+  static constexpr size_t kBaseBytes = size_t{512} << 10;
+  static constexpr int kManagedRegions = 3;
+  static constexpr size_t kManagedBytes = size_t{1} << 20;
+  static constexpr size_t kPoolBytes = size_t{256} << 10;
+  static constexpr size_t kBigMin = size_t{600} << 10;
+  static constexpr size_t kBigMax = size_t{900} << 10;
+  static constexpr size_t kMaxSmall = 1024;
+  static constexpr size_t kMaxLarge = size_t{64} << 10;
+  static constexpr size_t kMaxLivePerWorker = 48;
+  static constexpr size_t kCollectorHold = 128;
+  static constexpr int kMinWaves = 2;
+
+  explicit StressHarness(const StressConfig& config)
+      : config_(config), inboxes_(config.threads), slots_(config.threads) {
+    for (int i = 0; i < kBaseRegions; ++i) {
+      base_.push_back(std::make_unique<Arena>(kBaseBytes));
+    }
+    for (int i = 0; i < kManagedRegions; ++i) {
+      managed_.push_back(std::make_unique<Managed>(kManagedBytes));
+    }
+    if (Backend::kHasPools) {
+      for (int i = 0; i < config.threads; ++i) {
+        pools_.push_back(IsPoolSlot(i) ? std::make_unique<Arena>(kPoolBytes)
+                                       : nullptr);
+      }
+    }
+  }
+
+  void Run() {
+    const std::string name = Backend::Name();
+    std::printf("[%s] %s\n", name.c_str(), config_.ToString().c_str());
+    ASSERT_TRUE(backend_.Init(base_[0]->begin(), base_[0]->end()).ok());
+    for (int i = 1; i < kBaseRegions; ++i) {
+      ASSERT_TRUE(backend_.AddRegion(base_[i]->begin(), base_[i]->end()).ok());
+    }
+    for (auto& m : managed_) {
+      ASSERT_TRUE(backend_.AddRegion(m->arena.begin(), m->arena.end()).ok());
+    }
+    const Usage start = backend_.Probe();
+    EXPECT_EQ(start.used, 0u);
+
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto deadline =
+        t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                 std::chrono::duration<double>(config_.seconds));
+    const auto wave_length =
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+            std::chrono::duration<double>(config_.wave_seconds));
+    std::thread collector([this] { Collect(); });
+    std::thread manager([this] { ManageRegions(); });
+    std::thread prober([this] { ProbeLoop(); });
+
+    int wave = 0;
+    for (;; ++wave) {
+      const auto now = std::chrono::steady_clock::now();
+      const uint64_t calls = calls_.load(std::memory_order_relaxed);
+      const bool over =
+          now >= deadline || (config_.max_ops != 0 && calls >= config_.max_ops);
+      if (wave >= kMinWaves && over) break;
+      // Read by the wave's threads, which start after these stores.
+      wave_end_ = std::max(std::min(now + wave_length, deadline),
+                           now + wave_length / 4);
+      wave_call_limit_ =
+          config_.max_ops == 0
+              ? UINT64_MAX
+              : calls + std::max<uint64_t>(config_.max_ops / 16, 1000);
+      std::vector<std::thread> workers;
+      workers.reserve(config_.threads);
+      for (int slot = 0; slot < config_.threads; ++slot) {
+        workers.emplace_back([this, slot, wave] { Work(slot, wave); });
+      }
+      for (std::thread& t : workers) t.join();
+    }
+    const int waves = wave;
+
+    stop_manager_.store(true, std::memory_order_release);
+    manager.join();
+    // Everything the slots and inboxes still hold, freed by this thread
+    // (whose allocating threads have all exited).
+    ThreadContext self = Context("final", -1, wave, 0);
+    for (Slot& s : slots_) {
+      for (const Block& b : s.live) Release(self, b);
+      s.live.clear();
+    }
+    for (BlockQueue& q : inboxes_) {
+      for (const Block& b : q.TakeAll()) Release(self, b);
+    }
+    stop_collector_.store(true, std::memory_order_release);
+    collector.join();
+    stop_prober_.store(true, std::memory_order_release);
+    prober.join();
+    Publish(self);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+            .count();
+
+    // The end state.
+    const absl::Status drained = backend_.DrainCaches();
+    EXPECT_TRUE(drained.ok()) << drained;
+    const Usage end = backend_.Probe();
+    EXPECT_EQ(end.used, start.used) << "blocks were lost";
+    EXPECT_EQ(end.live, 0u);
+    EXPECT_EQ(end.cached, 0u) << "caches not drained";
+    EXPECT_EQ(end.used + end.cached + end.free, end.capacity);
+    EXPECT_EQ(end.invalid_frees, 0u);
+    EXPECT_EQ(backend_.Check(), "");
+    for (int i = 1; i < kBaseRegions; ++i) {
+      EXPECT_EQ(backend_.RemoveRegion(base_[i]->begin()), Removal::kRemoved)
+          << "base region " << i;
+    }
+    for (int i = 0; i < kManagedRegions; ++i) {
+      EXPECT_EQ(backend_.RemoveRegion(managed_[i]->arena.begin()),
+                Removal::kRemoved)
+          << "managed region " << i;
+    }
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (slots_[i].pool_added) {
+        EXPECT_EQ(backend_.RemoveRegion(pools_[i]->begin()), Removal::kRemoved)
+            << "pool region of slot " << i;
+      }
+    }
+    const Usage last = backend_.Probe();
+    EXPECT_EQ(last.regions, 1u);
+    EXPECT_EQ(last.used, 0u);
+    EXPECT_EQ(backend_.Check(), "");
+    EXPECT_EQ(backend_.misuse().count(), 0)
+        << "misuse reported, first at " << backend_.misuse().first();
+
+    // What ran, and proof that each check had something to check.
+    const std::string summary = absl::StrFormat(
+        "[%s] %u allocator calls in %.1f s (%.0f/s), %d waves of %d "
+        "threads, seed %#x; cross-thread frees %u, collector frees %u, "
+        "adopted %u, big blocks %u, blocks in managed regions %u, calls "
+        "while a region was removed %u, removals %u (busy %u), probes %u, "
+        "checks %u, NULL from ordinary requests %u, pool binds %u, unbinds "
+        "%u; failures %d",
+        name, calls_.load(), seconds, calls_.load() / seconds, waves,
+        config_.threads, config_.seed, cross_thread_frees_.load(),
+        collector_frees_.load(), adopted_.load(), big_blocks_.load(),
+        in_managed_.load(), calls_while_removed_.load(), removals_.load(),
+        busy_removals_.load(), probes_.load(), checks_.load(),
+        failed_allocations_.load(), binds_.load(), unbinds_.load(),
+        failures_.count());
+    std::printf("%s\n", summary.c_str());
+    std::fflush(stdout);
+    testing::Test::RecordProperty("allocator_calls",
+                                  absl::StrCat(calls_.load()));
+    testing::Test::RecordProperty("removals", absl::StrCat(removals_.load()));
+
+    EXPECT_EQ(failures_.count(), 0)
+        << failures_.Summary() << "\n(run seed " << config_.seed
+        << ": FMEMP_STRESS_SEED picks it; each thread's own seed is in its "
+           "messages)";
+    EXPECT_GE(waves, kMinWaves);
+    EXPECT_GT(cross_thread_frees_.load(), 0u);
+    EXPECT_GT(collector_frees_.load(), 0u);
+    EXPECT_GT(removals_.load(), 0u) << "no region was ever removed";
+    EXPECT_GT(in_managed_.load(), 0u) << "no block in a managed region";
+    EXPECT_GT(calls_while_removed_.load(), 0u)
+        << "no allocation ran while a region was removed";
+    EXPECT_GT(checks_.load(), 0u);
+    if (Backend::kHasPools) {
+      EXPECT_GT(binds_.load(), 0u);
+    }
+  }
+
+ private:
+  // A managed region: memory, and the epoch of its presence (odd: may be
+  // in the front-end; even: removed).
+  struct Managed {
+    explicit Managed(size_t bytes) : arena(bytes) {}
+    Arena arena;
+    std::atomic<uint64_t> epoch{1};
+  };
+
+  // One worker position, outliving the threads that fill it. Touched by one
+  // thread at a time: a wave's thread, then (after joining it) the next
+  // wave's or the test thread.
+  struct Slot {
+    std::vector<Block> live;
+    bool pool_added = false;  // its pool region was added to the front-end
+  };
+
+  // Per-thread state of every thread of the harness.
+  struct ThreadContext {
+    const char* role;
+    int slot;
+    int wave;
+    uint64_t seed;
+    uint64_t uid;  // unique per thread; the high half of generations
+    std::mt19937_64 rng;
+    uint64_t next_generation = 0;
+    uint64_t calls = 0;      // allocator calls made
+    uint64_t published = 0;  // calls already added to calls_
+    uint64_t op = 0;         // operations drawn (workers)
+
+    uint64_t Generation() { return (uid << 32) | ++next_generation; }
+    std::string Where() const {
+      return absl::StrFormat("%s slot %d wave %d thread seed %#x op %u", role,
+                             slot, wave, seed, op);
+    }
+  };
+
+  ThreadContext Context(const char* role, int slot, int wave, uint64_t salt) {
+    const uint64_t seed =
+        Mix64(config_.seed ^
+              Mix64((uint64_t(wave) << 32) ^ uint64_t(slot) ^ (salt << 48)));
+    return ThreadContext{role,
+                         slot,
+                         wave,
+                         seed,
+                         next_uid_.fetch_add(1, std::memory_order_relaxed),
+                         std::mt19937_64(seed)};
+  }
+
+  void Fail(const ThreadContext& t, const std::string& what) {
+    failures_.Add(absl::StrCat(Backend::Name(), ": ", t.Where(), ": ", what));
+  }
+
+  void Publish(ThreadContext& t) {
+    calls_.fetch_add(t.calls - t.published, std::memory_order_relaxed);
+    t.published = t.calls;
+  }
+
+  bool IsPoolSlot(int slot) const {
+    return Backend::kHasPools && slot % 2 == 0;
+  }
+
+  // The managed region holding p, or -1.
+  int ManagedIndex(const void* p) const {
+    for (int r = 0; r < kManagedRegions; ++r) {
+      if (managed_[r]->arena.Contains(p)) return r;
+    }
+    return -1;
+  }
+  // The arena holding p (any kind), or nullptr.
+  const Arena* ArenaOf(const void* p) const {
+    for (const auto& a : base_) {
+      if (a->Contains(p)) return a.get();
+    }
+    for (const auto& m : managed_) {
+      if (m->arena.Contains(p)) return &m->arena;
+    }
+    for (const auto& a : pools_) {
+      if (a != nullptr && a->Contains(p)) return a.get();
+    }
+    return nullptr;
+  }
+
+  // --- Checks on blocks ---
+
+  bool Verify(ThreadContext& t, const Block& b, const char* when) {
+    const ptrdiff_t bad = FirstBadByte(b);
+    if (bad < 0) return true;
+    Fail(t, absl::StrCat("pattern broken ", when, ": ",
+                         DescribeDamage(b, b.ptr, bad)));
+    return false;
+  }
+
+  void Release(ThreadContext& t, const Block& b) {
+    Verify(t, b, "before free");
+    ++t.calls;
+    if (!backend_.Free(b.ptr)) Fail(t, "free refused: " + Describe(b));
+  }
+
+  // Runs an allocating call and checks where its block landed (see the
+  // epoch argument at the top of this file).
+  template <typename Call>
+  void* Allocation(ThreadContext& t, size_t size, Call call) {
+    uint64_t before[kManagedRegions];
+    bool any_removed = false;
+    for (int r = 0; r < kManagedRegions; ++r) {
+      before[r] = managed_[r]->epoch.load(std::memory_order_acquire);
+      any_removed |= before[r] % 2 == 0;
+    }
+    void* p = call();
+    ++t.calls;
+    if (any_removed)
+      calls_while_removed_.fetch_add(1, std::memory_order_relaxed);
+    if (p == nullptr) return nullptr;
+    const Arena* arena = ArenaOf(p);
+    if (arena == nullptr) {
+      Fail(t,
+           absl::StrFormat("block %p (size %u) outside every region", p, size));
+      return p;
+    }
+    if (static_cast<uint8_t*>(p) + size > arena->end()) {
+      Fail(t, absl::StrFormat("block %p (size %u) runs past its region's end "
+                              "%p",
+                              p, size, arena->end()));
+    }
+    const int r = ManagedIndex(p);
+    if (r >= 0) {
+      in_managed_.fetch_add(1, std::memory_order_relaxed);
+      const uint64_t after = managed_[r]->epoch.load(std::memory_order_acquire);
+      if (after == before[r] && after % 2 == 0) {
+        Fail(t, absl::StrFormat("block %p (size %u) handed out in managed "
+                                "region %d while it was removed (epoch %u)",
+                                p, size, r, after));
+      }
+    }
+    return p;
+  }
+
+  // --- Workers ---
+
+  size_t RandomSize(ThreadContext& t) {
+    const uint64_t r = t.rng() % 1000;
+    if (r < 10) return 0;
+    if (r < 920) return 1 + t.rng() % kMaxSmall;
+    return kMaxSmall + 1 + t.rng() % (kMaxLarge - kMaxSmall);
+  }
+
+  // Blocks in managed regions are kept only briefly, so that the regions
+  // empty.
+  void Keep(std::vector<Block>& mine, std::deque<Block>& transient,
+            const Block& b) {
+    if (ManagedIndex(b.ptr) >= 0) {
+      transient.push_back(b);
+    } else {
+      mine.push_back(b);
+    }
+  }
+
+  BlockQueue& OtherInbox(ThreadContext& t) {
+    if (config_.threads == 1) return inboxes_[0];
+    const int k = 1 + static_cast<int>(t.rng() % (config_.threads - 1));
+    return inboxes_[(t.slot + k) % config_.threads];
+  }
+
+  Block TakeRandom(ThreadContext& t, std::vector<Block>& mine) {
+    const size_t i = t.rng() % mine.size();
+    const Block b = mine[i];
+    mine[i] = mine.back();
+    mine.pop_back();
+    return b;
+  }
+
+  enum class Kind { kMalloc, kCalloc, kAligned, kReallocNull, kBig };
+
+  void AllocateOne(ThreadContext& t, std::vector<Block>& mine,
+                   std::deque<Block>& transient, Kind kind) {
+    if (mine.size() >= kMaxLivePerWorker) Release(t, TakeRandom(t, mine));
+    size_t size = RandomSize(t);
+    void* p = nullptr;
+    switch (kind) {
+      case Kind::kMalloc:
+        p = Allocation(t, size, [&] { return backend_.Malloc(size); });
+        break;
+      case Kind::kCalloc: {
+        const size_t count = 1 + t.rng() % 4;
+        const size_t each = size / count;
+        size = count * each;
+        p = Allocation(t, size, [&] { return backend_.Calloc(count, each); });
+        const ptrdiff_t bad =
+            p == nullptr ? -1
+                         : FirstNonZeroByte(static_cast<uint8_t*>(p), size);
+        if (bad >= 0) {
+          Fail(t, absl::StrFormat("calloc(%u, %u) = %p: byte %d not zero",
+                                  count, each, p, bad));
+        }
+        break;
+      }
+      case Kind::kAligned: {
+        const size_t alignment = size_t{16} << (t.rng() % 9);
+        p = Allocation(t, size,
+                       [&] { return backend_.MallocAligned(size, alignment); });
+        if (reinterpret_cast<uintptr_t>(p) % alignment != 0) {
+          Fail(t, absl::StrFormat("aligned malloc(%u, %u) = %p misaligned",
+                                  size, alignment, p));
+        }
+        break;
+      }
+      case Kind::kReallocNull:
+        p = Allocation(t, size,
+                       [&] { return backend_.Realloc(nullptr, size); });
+        break;
+      case Kind::kBig:
+        // Only a managed region can hold it: NULL when each is removed or
+        // holds another big block.
+        size = kBigMin + t.rng() % (kBigMax - kBigMin);
+        p = Allocation(t, size, [&] { return backend_.Malloc(size); });
+        if (p == nullptr) return;
+        big_blocks_.fetch_add(1, std::memory_order_relaxed);
+        if (ManagedIndex(p) < 0) {
+          Fail(t, absl::StrFormat("big block %p (size %u) outside the "
+                                  "managed regions",
+                                  p, size));
+        }
+        break;
+    }
+    if (p == nullptr) {
+      failed_allocations_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    Keep(mine, transient, MakeBlock(p, size, t.Generation()));
+  }
+
+  void ReallocOne(ThreadContext& t, std::vector<Block>& mine,
+                  std::deque<Block>& transient) {
+    const Block old = TakeRandom(t, mine);
+    Verify(t, old, "before realloc");
+    if (t.rng() % 64 == 0) {
+      // realloc(p, 0) frees p.
+      ++t.calls;
+      void* p = backend_.Realloc(old.ptr, 0);
+      if (p != nullptr) {
+        Fail(t, "realloc(p, 0) returned a block: " + Describe(old));
+        Keep(mine, transient, MakeBlock(p, 0, t.Generation()));
+      }
+      return;
+    }
+    const size_t size = std::max<size_t>(1, RandomSize(t));
+    void* p =
+        Allocation(t, size, [&] { return backend_.Realloc(old.ptr, size); });
+    if (p == nullptr) {
+      // The block must be as it was.
+      failed_allocations_.fetch_add(1, std::memory_order_relaxed);
+      Verify(t, old, "after a failed realloc");
+      mine.push_back(old);
+      return;
+    }
+    const ptrdiff_t bad =
+        FirstBadByte(old, static_cast<uint8_t*>(p), std::min(size, old.size));
+    if (bad >= 0) {
+      Fail(t,
+           absl::StrFormat("realloc to %u (%p) lost the prefix: %s", size, p,
+                           DescribeDamage(old, static_cast<uint8_t*>(p), bad)));
+    }
+    Keep(mine, transient, MakeBlock(p, size, t.Generation()));
+  }
+
+  // Blocks other threads sent to this slot: verified, then freed here or
+  // adopted (reallocated and freed later by this thread).
+  void ServeInbox(ThreadContext& t, std::vector<Block>& mine) {
+    for (const Block& b : inboxes_[t.slot].Take(8)) {
+      if (ManagedIndex(b.ptr) < 0 && mine.size() < kMaxLivePerWorker &&
+          t.rng() % 4 == 0) {
+        Verify(t, b, "on adoption");
+        mine.push_back(b);
+        adopted_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        Release(t, b);
+        cross_thread_frees_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  }
+
+  void TogglePool(ThreadContext& t, bool& bound) {
+    if (bound) {
+      const absl::Status s = backend_.UnbindThisThread();
+      if (!s.ok()) Fail(t, absl::StrCat("UnbindThisThread: ", s.ToString()));
+      bound = false;
+      unbinds_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      const absl::Status s = backend_.BindThisThread(pools_[t.slot]->begin());
+      if (!s.ok()) {
+        Fail(t, absl::StrCat("BindThisThread: ", s.ToString()));
+        return;
+      }
+      bound = true;
+      binds_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  void Work(int slot, int wave) {
+    ThreadContext t = Context("worker", slot, wave, 1);
+    Slot& s = slots_[slot];
+    std::vector<Block>& mine = s.live;
+    std::deque<Block> transient;
+    bool bound = false;
+    if (IsPoolSlot(slot)) {
+      // This slot's region: added by the slot's first thread, bound by every
+      // thread of the slot, live blocks and all.
+      if (!s.pool_added) {
+        const absl::Status added =
+            backend_.AddRegion(pools_[slot]->begin(), pools_[slot]->end());
+        if (!added.ok()) Fail(t, "AddRegion (pool): " + added.ToString());
+        s.pool_added = added.ok();
+      }
+      if (s.pool_added) TogglePool(t, bound);
+    }
+    for (;; ++t.op) {
+      if (t.op % 16 == 0) {
+        Publish(t);
+        if (std::chrono::steady_clock::now() >= wave_end_ ||
+            calls_.load(std::memory_order_relaxed) >= wave_call_limit_) {
+          break;
+        }
+      }
+      if (t.op % 4 == 0) ServeInbox(t, mine);
+      if (!transient.empty() && t.rng() % 2 == 0) {
+        const Block b = transient.front();
+        transient.pop_front();
+        if (t.rng() % 3 == 0) {
+          OtherInbox(t).Push(b);
+        } else {
+          Release(t, b);
+        }
+      }
+      const uint64_t pick = t.rng() % 1000;
+      if (pick < 280) {
+        AllocateOne(t, mine, transient, Kind::kMalloc);
+      } else if (pick < 360) {
+        AllocateOne(t, mine, transient, Kind::kCalloc);
+      } else if (pick < 440) {
+        AllocateOne(t, mine, transient, Kind::kAligned);
+      } else if (pick < 460) {
+        AllocateOne(t, mine, transient, Kind::kReallocNull);
+      } else if (pick < 463) {
+        AllocateOne(t, mine, transient, Kind::kBig);
+      } else if (mine.empty()) {
+        AllocateOne(t, mine, transient, Kind::kMalloc);
+      } else if (pick < 600) {
+        ReallocOne(t, mine, transient);
+      } else if (pick < 800) {
+        Release(t, TakeRandom(t, mine));
+      } else if (pick < 900) {
+        const Block b = TakeRandom(t, mine);
+        if (t.rng() % 5 == 0) {
+          collector_inbox_.Push(b);
+        } else {
+          OtherInbox(t).Push(b);
+        }
+      } else if (pick < 950) {
+        const Block& b = mine[t.rng() % mine.size()];
+        if (Backend::kHasUsableSize) {
+          ++t.calls;
+          const size_t usable = backend_.UsableSize(b.ptr);
+          if (usable < b.size) {
+            Fail(t, absl::StrFormat("UsableSize %u < %s", usable, Describe(b)));
+          }
+        }
+      } else if (pick < 953 && IsPoolSlot(slot) && s.pool_added) {
+        TogglePool(t, bound);
+      } else if (pick < 954 && bound) {
+        // Check covers this thread's own pool only here.
+        ++t.calls;
+        const std::string problem = backend_.Check();
+        if (!problem.empty()) Fail(t, "Check (bound thread): " + problem);
+      } else {
+        Verify(t, mine[t.rng() % mine.size()], "while held");
+      }
+    }
+    // Exit: managed blocks freed, a quarter of the rest to the collector,
+    // the others stay in the slot for the next wave. A pool thread mostly
+    // exits bound.
+    for (const Block& b : transient) Release(t, b);
+    for (size_t n = mine.size() / 4; n > 0; --n) {
+      collector_inbox_.Push(TakeRandom(t, mine));
+    }
+    if (bound && t.rng() % 4 == 0) TogglePool(t, bound);
+    Publish(t);
+  }
+
+  // --- The collector ---
+
+  void Collect() {
+    ThreadContext t = Context("collector", -1, 0, 2);
+    std::deque<Block> held;
+    for (;;) {
+      const bool done = stop_collector_.load(std::memory_order_acquire);
+      for (const Block& b : collector_inbox_.TakeAll(absl::Milliseconds(2))) {
+        if (ManagedIndex(b.ptr) >= 0) {
+          Release(t, b);
+          collector_frees_.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          Verify(t, b, "on arrival at the collector");
+          held.push_back(b);
+        }
+      }
+      while (held.size() > kCollectorHold) {
+        Release(t, held.front());
+        held.pop_front();
+        collector_frees_.fetch_add(1, std::memory_order_relaxed);
+      }
+      Publish(t);
+      if (done) break;  // everything sent before `done` has been taken
+    }
+    for (const Block& b : held) {
+      Release(t, b);
+      collector_frees_.fetch_add(1, std::memory_order_relaxed);
+    }
+    Publish(t);
+  }
+
+  // --- The region manager ---
+
+  static uint64_t CanaryWord(size_t i) {
+    return 0xa5c3e1f00f1e3c5aull ^ (i * 0x9e3779b97f4a7c15ull);
+  }
+  void WriteCanary(Managed& m) {
+    for (size_t i = 0; i < kManagedBytes / 8; ++i) {
+      const uint64_t word = CanaryWord(i);
+      std::memcpy(m.arena.begin() + 8 * i, &word, 8);
+    }
+  }
+  ptrdiff_t FirstCanaryDamage(const Managed& m) const {
+    for (size_t i = 0; i < kManagedBytes / 8; ++i) {
+      uint64_t word;
+      std::memcpy(&word, m.arena.begin() + 8 * i, 8);
+      if (word != CanaryWord(i)) return static_cast<ptrdiff_t>(8 * i);
+    }
+    return -1;
+  }
+
+  void ManageRegions() {
+    ThreadContext t = Context("manager", -1, 0, 3);
+    bool present[kManagedRegions];
+    std::fill(present, present + kManagedRegions, true);
+    auto add = [&](int r) {
+      Managed& m = *managed_[r];
+      const ptrdiff_t damage = FirstCanaryDamage(m);
+      if (damage >= 0) {
+        Fail(t, absl::StrFormat("managed region %d was written at offset %d "
+                                "while removed",
+                                r, damage));
+      }
+      m.epoch.fetch_add(1, std::memory_order_acq_rel);  // odd: may be there
+      ++t.calls;
+      const absl::Status s = backend_.AddRegion(m.arena.begin(), m.arena.end());
+      if (!s.ok()) Fail(t, "AddRegion: " + s.ToString());
+      present[r] = true;
+    };
+    while (!stop_manager_.load(std::memory_order_acquire)) {
+      ++t.op;
+      const int r = static_cast<int>(t.rng() % kManagedRegions);
+      Managed& m = *managed_[r];
+      if (!present[r]) {
+        add(r);
+      } else {
+        ++t.calls;
+        switch (backend_.RemoveRegion(m.arena.begin())) {
+          case Removal::kRemoved:
+            present[r] = false;
+            m.epoch.fetch_add(1, std::memory_order_acq_rel);  // even: absent
+            removals_.fetch_add(1, std::memory_order_relaxed);
+            WriteCanary(m);
+            break;
+          case Removal::kBusy:
+            busy_removals_.fetch_add(1, std::memory_order_relaxed);
+            break;
+          case Removal::kError:
+            Fail(t, absl::StrFormat("RemoveRegion(managed %d) failed", r));
+            break;
+        }
+      }
+      Publish(t);
+      // Stay in each state a little while so that workers run in it.
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+    for (int r = 0; r < kManagedRegions; ++r) {
+      if (!present[r]) add(r);
+    }
+    Publish(t);
+  }
+
+  // --- The prober ---
+
+  void ProbeLoop() {
+    ThreadContext t = Context("prober", -1, 0, 4);
+    const uint64_t max_regions =
+        kBaseRegions + kManagedRegions + static_cast<uint64_t>(pools_.size());
+    while (!stop_prober_.load(std::memory_order_acquire)) {
+      ++t.op;
+      const Usage u = backend_.Probe();
+      if (u.used > u.capacity || u.used + u.cached + u.free != u.capacity ||
+          u.regions == 0 || u.regions > max_regions || u.invalid_frees != 0) {
+        Fail(t, absl::StrFormat(
+                    "Probe: capacity %u used %u cached %u free %u regions %u "
+                    "invalid frees %u",
+                    u.capacity, u.used, u.cached, u.free, u.regions,
+                    u.invalid_frees));
+      }
+      for (const RegionUsage& r : backend_.ProbeRegions()) {
+        if (r.used > r.capacity || r.used + r.free != r.capacity ||
+            ArenaOf(r.begin) == nullptr) {
+          Fail(t, absl::StrFormat(
+                      "ProbeRegions: region %p..%p capacity %u used %u free %u",
+                      r.begin, r.end, r.capacity, r.used, r.free));
+        }
+      }
+      probes_.fetch_add(1, std::memory_order_relaxed);
+      const std::string problem = backend_.Check();
+      if (!problem.empty()) Fail(t, "Check: " + problem);
+      checks_.fetch_add(1, std::memory_order_relaxed);
+      t.calls += 3;
+      Publish(t);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+  const StressConfig config_;
+  Backend backend_;
+  std::vector<std::unique_ptr<Arena>> base_;
+  std::vector<std::unique_ptr<Managed>> managed_;
+  std::vector<std::unique_ptr<Arena>> pools_;  // per slot; null if unpooled
+  std::vector<BlockQueue> inboxes_;            // per slot
+  std::vector<Slot> slots_;
+  BlockQueue collector_inbox_;
+  Failures failures_;
+
+  // Set by the test thread before each wave's threads start.
+  std::chrono::steady_clock::time_point wave_end_;
+  uint64_t wave_call_limit_ = 0;
+
+  std::atomic<bool> stop_collector_{false};
+  std::atomic<bool> stop_manager_{false};
+  std::atomic<bool> stop_prober_{false};
+  std::atomic<uint64_t> next_uid_{1};
+
+  // Counters for the summary.
+  std::atomic<uint64_t> calls_{0};
+  std::atomic<uint64_t> cross_thread_frees_{0};
+  std::atomic<uint64_t> collector_frees_{0};
+  std::atomic<uint64_t> adopted_{0};
+  std::atomic<uint64_t> big_blocks_{0};
+  std::atomic<uint64_t> in_managed_{0};
+  std::atomic<uint64_t> calls_while_removed_{0};
+  std::atomic<uint64_t> removals_{0};
+  std::atomic<uint64_t> busy_removals_{0};
+  std::atomic<uint64_t> probes_{0};
+  std::atomic<uint64_t> checks_{0};
+  std::atomic<uint64_t> failed_allocations_{0};
+  std::atomic<uint64_t> binds_{0};
+  std::atomic<uint64_t> unbinds_{0};
+};
+
+}  // namespace stress
+}  // namespace fmemp
+
+#endif  // FMEMP_TESTS_STRESS_STRESS_HARNESS_H_

@@ -1,0 +1,86 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// tests/stress/stress_test.cc
+//
+// The stress harness (stress_harness.h) under every thread-safe policy:
+// Memp<SpinLock>, Memp<Mutex>, CachingMemp<SpinLock>, CachingMemp<Mutex>,
+// and the C API with FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK and
+// FMEMP_POLICY_THREAD_CACHE. Each policy runs for a bounded time (5 s, or
+// 400000 allocator calls, by default); docs/STRESS.md gives the long-soak
+// settings. Run under --config=tsan and --config=asan too.
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "fmemp/fmemp.h"
+#include "fmemp/memp.h"
+#include "fmemp/thread_cache.h"
+#include "gtest/gtest.h"
+#include "sync/mutex.h"
+#include "sync/spin_lock.h"
+#include "tests/stress/backends.h"
+#include "tests/stress/block_pattern.h"
+#include "tests/stress/stress_harness.h"
+
+namespace fmemp {
+namespace stress {
+namespace {
+
+// --- The pattern itself catches what it is meant to catch ---
+
+TEST(BlockPatternTest, DetectsFlippedShiftedAndStaleBytes) {
+  alignas(16) uint8_t buffer[256];
+  for (size_t size : {0, 1, 7, 8, 9, 15, 16, 17, 100, 255}) {
+    const Block b = MakeBlock(buffer, size, 7);
+    EXPECT_EQ(FirstBadByte(b), -1) << size;
+    for (size_t i = 0; i < size; ++i) {
+      buffer[i] ^= 0x10;
+      EXPECT_EQ(FirstBadByte(b), static_cast<ptrdiff_t>(i)) << size;
+      buffer[i] ^= 0x10;
+    }
+  }
+  // Another generation at the same address: a stale copy.
+  const Block now = MakeBlock(buffer, 100, 8);
+  Block stale = now;
+  stale.generation = 7;
+  stale.seed = SeedFor(buffer, 7);
+  EXPECT_NE(FirstBadByte(stale), -1);
+  // The same block copied one word further on.
+  alignas(16) uint8_t moved[256];
+  std::memcpy(moved + 8, buffer, 100);
+  EXPECT_NE(FirstBadByte(now, moved, 100), -1);
+  std::memcpy(moved, buffer, 100);
+  EXPECT_EQ(FirstBadByte(now, moved, 100), -1);
+  EXPECT_EQ(FirstBadByte(now, moved, 50), -1);  // a prefix
+  EXPECT_EQ(FirstNonZeroByte(moved + 200, 0), -1);
+}
+
+// --- The harness, once per policy ---
+
+template <typename Backend>
+class StressTest : public testing::Test {};
+
+struct BackendNames {
+  template <typename Backend>
+  static std::string GetName(int) {
+    return Backend::Name();
+  }
+};
+
+using Backends = testing::Types<
+    CppBackend<Memp<sync::SpinLock>>, CppBackend<Memp<sync::Mutex>>,
+    CppBackend<CachingMemp<sync::SpinLock>>,
+    CppBackend<CachingMemp<sync::Mutex>>, CApiBackend<FMEMP_POLICY_MUTEX>,
+    CApiBackend<FMEMP_POLICY_SPINLOCK>, CApiBackend<FMEMP_POLICY_THREAD_CACHE>>;
+TYPED_TEST_SUITE(StressTest, Backends, BackendNames);
+
+TYPED_TEST(StressTest, ManyThreadsRegionsAndProbes) {
+  StressHarness<TypeParam> harness(StressConfig::FromEnvironment());
+  harness.Run();
+}
+
+}  // namespace
+}  // namespace stress
+}  // namespace fmemp
