@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "fmemp/memp.h"
 #include "fmemp/thread_cache.h"
+#include "fmemp/thread_pool.h"
 #include "fmemp/thread_registry.h"
 #include "sync/mutex.h"
 #include "sync/no_lock.h"
@@ -130,8 +131,10 @@ class CApiPool {
     if (spin_) spin_->LockForFork();
     if (single_) single_->LockForFork();
     if (cache_) cache_->LockForFork();
+    if (pools_) pools_->LockForFork();
   }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (pools_) pools_->UnlockAfterFork();
     if (cache_) cache_->UnlockAfterFork();
     if (single_) single_->UnlockAfterFork();
     if (spin_) spin_->UnlockAfterFork();
@@ -139,6 +142,7 @@ class CApiPool {
     admin_.Unlock();
   }
   void ResetLocksInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (pools_) pools_->ResetLockInForkChild();
     if (cache_) cache_->ResetLockInForkChild();
     if (single_) single_->ResetLockInForkChild();
     if (spin_) spin_->ResetLockInForkChild();
@@ -248,6 +252,11 @@ class CApiPool {
           cache_.reset(new (std::nothrow) CachingMemp<sync::SpinLock>);
         }
         return cache_ != nullptr;
+      case FMEMP_POLICY_THREAD_POOLS:
+        if (!pools_) {
+          pools_.reset(new (std::nothrow) PoolingMemp<sync::SpinLock>);
+        }
+        return pools_ != nullptr;
     }
     return false;
   }
@@ -266,6 +275,8 @@ class CApiPool {
         return fn(*single_);
       case FMEMP_POLICY_THREAD_CACHE:
         return fn(*cache_);
+      case FMEMP_POLICY_THREAD_POOLS:
+        return fn(*pools_);
       default:
         return otherwise;
     }
@@ -288,6 +299,7 @@ class CApiPool {
   std::unique_ptr<Memp<sync::SpinLock>> spin_;
   std::unique_ptr<Memp<sync::NoLock>> single_;
   std::unique_ptr<CachingMemp<sync::SpinLock>> cache_;
+  std::unique_ptr<PoolingMemp<sync::SpinLock>> pools_;
   FMempPoolList node_ = {};
   std::vector<std::unique_ptr<Callbacks>> callback_sets_
       ABSL_GUARDED_BY(admin_);
@@ -409,7 +421,8 @@ FError FMempInitWithPolicy(FMemp* memp, void* begin_addr, void* end_addr,
   if (memp == nullptr) return FMEMP_ERR_INVALID_ARG;
   if (policy != FMEMP_POLICY_MUTEX && policy != FMEMP_POLICY_SPINLOCK &&
       policy != FMEMP_POLICY_SINGLE_THREAD &&
-      policy != FMEMP_POLICY_THREAD_CACHE) {
+      policy != FMEMP_POLICY_THREAD_CACHE &&
+      policy != FMEMP_POLICY_THREAD_POOLS) {
     return FMEMP_ERR_INVALID_ARG;
   }
   fmemp::CApiPool* pool = fmemp::CreatePoolOf(memp);
@@ -523,8 +536,10 @@ FError FMempProbe64(FMemp* memp, FMempUsage* usage) {
 }
 
 u32 FMempRegionCount(FMemp* memp) {
+  // As many as FMempProbeRegion can show (for per-thread pools, the shared
+  // regions and the calling thread's own).
   return fmemp::WithMemp<u32>(memp, 0u, [](auto& m) {
-    return static_cast<u32>(m.Probe().region_count);
+    return static_cast<u32>(m.ProbeRegions().size());
   });
 }
 
@@ -636,6 +651,79 @@ FError FMempDrainThreadCaches(FMemp* memp) {
     if constexpr (HasThreadCaches<std::decay_t<decltype(m)>>::value) {
       m.DrainAllCaches();
     }
+    return FMEMP_SUCCESS;
+  });
+}
+
+namespace {
+// Whether a front-end has per-thread pools (PoolingMemp).
+template <typename FrontEnd, typename = void>
+struct HasThreadPools : std::false_type {};
+template <typename FrontEnd>
+struct HasThreadPools<
+    FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().ProbePools())>>
+    : std::true_type {};
+
+// Runs fn(front-end) if memp's front-end has per-thread pools.
+template <typename Fn>
+FError WithThreadPools(FMemp* memp, Fn fn) {
+  return fmemp::WithMemp<FError>(
+      memp, FMEMP_ERR_NOT_INIT, [&fn](auto& m) -> FError {
+        using FrontEnd = std::decay_t<decltype(m)>;
+        if constexpr (HasThreadPools<FrontEnd>::value) {
+          return fn(m);
+        } else {
+          return FMEMP_ERR_NOT_SUPPORTED;
+        }
+      });
+}
+}  // namespace
+
+FError FMempBindThreadWithFlags(FMemp* memp, void* region_begin, u32 flags) {
+  if ((flags & ~FMEMP_BIND_NO_FALLBACK) != 0) return FMEMP_ERR_INVALID_ARG;
+  const fmemp::PoolExhaustion on_exhaustion =
+      (flags & FMEMP_BIND_NO_FALLBACK) != 0
+          ? fmemp::PoolExhaustion::kFail
+          : fmemp::PoolExhaustion::kFallBackToShared;
+  return WithThreadPools(memp, [&](auto& m) {
+    return fmemp::ToFError(m.BindThisThread(region_begin, on_exhaustion));
+  });
+}
+
+FError FMempBindThread(FMemp* memp, void* region_begin) {
+  return FMempBindThreadWithFlags(memp, region_begin, 0);
+}
+
+FError FMempUnbindThread(FMemp* memp) {
+  return WithThreadPools(
+      memp, [](auto& m) { return fmemp::ToFError(m.UnbindThisThread()); });
+}
+
+u32 FMempThreadPoolCount(FMemp* memp) {
+  u32 count = 0;
+  WithThreadPools(memp, [&count](auto& m) {
+    count = static_cast<u32>(m.ProbePools().size());
+    return FMEMP_SUCCESS;
+  });
+  return count;
+}
+
+FError FMempProbeThreadPool(FMemp* memp, u32 index, FMempPoolUsage* usage) {
+  if (usage == nullptr) return FMEMP_ERR_INVALID_ARG;
+  return WithThreadPools(memp, [index, usage](auto& m) -> FError {
+    const std::vector<fmemp::PoolStats> pools = m.ProbePools();
+    if (index >= pools.size()) return FMEMP_ERR_INVALID_ARG;
+    const fmemp::PoolStats& p = pools[index];
+    usage->thread_id = p.thread_id;
+    usage->total = p.stats.capacity_bytes;
+    usage->used = p.stats.used_bytes;
+    usage->free_bytes = p.stats.free_bytes;
+    usage->max_used = p.stats.peak_used_bytes;
+    usage->live_blocks = p.stats.live_blocks;
+    usage->regions = p.stats.region_count;
+    usage->failed_allocations = p.stats.failed_allocations;
+    usage->invalid_frees = p.stats.invalid_frees;
+    usage->fallbacks = p.fallbacks;
     return FMEMP_SUCCESS;
   });
 }

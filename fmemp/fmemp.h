@@ -98,6 +98,7 @@ typedef struct _FSListNode {
 #define FMEMP_ERR_REGION_OVERLAP 0x0010007U   /* overlaps an existing region */
 #define FMEMP_ERR_CORRUPT 0x0010008U          /* integrity check failed */
 #define FMEMP_ERR_INVALID_ARG 0x0010009U      /* e.g. NULL output pointer */
+#define FMEMP_ERR_NOT_SUPPORTED 0x001000AU    /* the FMemp's policy lacks it */
 
 /* --- The pool ---
  */
@@ -124,10 +125,17 @@ typedef enum {
   FMEMP_POLICY_MUTEX = 0,         /* absl::Mutex: the default */
   FMEMP_POLICY_SPINLOCK = 1,      /* short critical sections, few threads */
   FMEMP_POLICY_SINGLE_THREAD = 2, /* no locking; one thread at a time */
-  FMEMP_POLICY_THREAD_CACHE = 3   /* per-thread caches of small blocks over
+  FMEMP_POLICY_THREAD_CACHE = 3,  /* per-thread caches of small blocks over
                                      spin-locked regions (fmemp/thread_cache.h):
                                      the fastest with several threads */
+  FMEMP_POLICY_THREAD_POOLS = 4   /* threads may bind regions of their own
+                                     (FMempBindThread) and allocate from them
+                                     without a lock; the other regions are
+                                     spin-locked (fmemp/thread_pool.h) */
 } FMempPolicy;
+
+/* Defined since per-thread pools (FMempBindThread) exist. */
+#define FMEMP_POLICY_THREAD_POOLS_AVAILABLE 1
 
 /* --- The SDK's API --- */
 
@@ -227,6 +235,56 @@ FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage);
  * cache is also returned when the thread exits. FMEMP_ERR_NOT_INIT. */
 FError FMempFlushThreadCache(FMemp* memp);
 FError FMempDrainThreadCaches(FMemp* memp);
+
+/* Per-thread pools (FMEMP_POLICY_THREAD_POOLS; other policies return
+ * FMEMP_ERR_NOT_SUPPORTED).
+ *
+ * FMempBindThread moves the region that FMempAddRegion (or FMempInit) was
+ * given `region_begin` for, with any blocks living in it, into the calling
+ * thread's own pool: that thread's malloc, calloc, aligned malloc, realloc
+ * and free then use its pool first, with no lock. Blocks of the pool freed
+ * by other threads are queued to the owner and applied on its next call.
+ * When the pool cannot serve a request it falls back to the shared regions,
+ * or, with FMEMP_BIND_NO_FALLBACK, returns NULL (after the OOM handler). A
+ * thread may bind several regions. Binding a region already bound to the
+ * calling thread only updates the flags.
+ *   FMEMP_ERR_REGION_NOT_FOUND  no shared region begins there;
+ *   FMEMP_ERR_REGION_BUSY       it is bound to another thread;
+ *   FMEMP_ERR_INVALID_ARG       unknown flags.
+ * FMempUnbindThread moves the calling thread's regions back to the shared
+ * ones, live blocks and all; so does the thread's exit. FMempRemoveRegion
+ * removes a region bound to the calling thread (FMEMP_ERR_REGION_BUSY while
+ * blocks live in it) and refuses one bound to another thread
+ * (FMEMP_ERR_REGION_BUSY).
+ *
+ * FMempProbe64 covers every pool (each as of its thread's last call);
+ * FMempRegionCount, FMempProbeRegion, FMempCheck and FMemListAll cover the
+ * shared regions and the calling thread's own pool. FMempThreadPoolCount and
+ * FMempProbeThreadPool give each bound thread's pool. */
+#define FMEMP_BIND_NO_FALLBACK 0x1U
+FError FMempBindThread(FMemp* memp, void* region_begin);
+FError FMempBindThreadWithFlags(FMemp* memp, void* region_begin, u32 flags);
+FError FMempUnbindThread(FMemp* memp);
+
+typedef struct {
+  u64 thread_id; /* the bound thread (gettid) */
+  u64 total;
+  u64 used;
+  u64 free_bytes;
+  u64 max_used;
+  u64 live_blocks;
+  u64 regions;
+  u64 failed_allocations;
+  u64 invalid_frees;
+  u64 fallbacks; /* requests passed on to the shared regions */
+} FMempPoolUsage;
+
+/* Number of threads with a pool (0 for other policies or when not ready). */
+u32 FMempThreadPoolCount(FMemp* memp);
+/* Usage of pool `index` (in binding order). FMEMP_ERR_INVALID_ARG when index
+ * is out of range or usage is NULL; FMEMP_ERR_NOT_SUPPORTED for other
+ * policies. */
+FError FMempProbeThreadPool(FMemp* memp, u32 index, FMempPoolUsage* usage);
 
 /* Full integrity check: FMEMP_SUCCESS or FMEMP_ERR_CORRUPT (described on
  * stderr). */

@@ -1182,9 +1182,12 @@ INSTANTIATE_TEST_SUITE_P(Policies, FMempPolicyTest,
                          testing::Values(FMEMP_POLICY_MUTEX,
                                          FMEMP_POLICY_SPINLOCK,
                                          FMEMP_POLICY_SINGLE_THREAD,
-                                         FMEMP_POLICY_THREAD_CACHE),
+                                         FMEMP_POLICY_THREAD_CACHE,
+                                         FMEMP_POLICY_THREAD_POOLS),
                          [](const testing::TestParamInfo<FMempPolicy>& info) {
                            switch (info.param) {
+                             case FMEMP_POLICY_THREAD_POOLS:
+                               return std::string("ThreadPools");
                              case FMEMP_POLICY_THREAD_CACHE:
                                return std::string("ThreadCache");
                              case FMEMP_POLICY_MUTEX:
@@ -1200,9 +1203,9 @@ INSTANTIATE_TEST_SUITE_P(Policies, FMempPolicyTest,
 TEST(FMempPolicyErrorTest, InvalidPolicyIsInvalidArg) {
   Buffer buffer(kBufferBytes);
   Pool pool;
-  // C++ cannot hold an FMempPolicy outside 0..3; C callers can pass any
+  // C++ cannot hold an FMempPolicy outside 0..4; C callers can pass any
   // int (raw_policy_init.c does).
-  EXPECT_EQ(InitWithRawPolicy(pool.get(), buffer.begin(), buffer.end(), 4),
+  EXPECT_EQ(InitWithRawPolicy(pool.get(), buffer.begin(), buffer.end(), 5),
             FMEMP_ERR_INVALID_ARG);
   EXPECT_EQ(InitWithRawPolicy(pool.get(), buffer.begin(), buffer.end(), -1),
             FMEMP_ERR_INVALID_ARG);

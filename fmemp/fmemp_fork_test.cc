@@ -82,6 +82,7 @@ TEST_P(FMempForkTest, ChildKeepsAllocatingWhileParentThreadsHoldLocks) {
 INSTANTIATE_TEST_SUITE_P(Policies, FMempForkTest,
                          testing::Values(FMEMP_POLICY_MUTEX,
                                          FMEMP_POLICY_SPINLOCK,
-                                         FMEMP_POLICY_THREAD_CACHE));
+                                         FMEMP_POLICY_THREAD_CACHE,
+                                         FMEMP_POLICY_THREAD_POOLS));
 
 }  // namespace

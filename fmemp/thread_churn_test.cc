@@ -40,6 +40,7 @@
 #include "fmemp/fmemp.h"
 #include "fmemp/memp.h"
 #include "fmemp/thread_cache.h"
+#include "fmemp/thread_pool.h"
 #include "gtest/gtest.h"
 #include "sync/mutex.h"
 #include "sync/spin_lock.h"
@@ -64,6 +65,9 @@ class MempBackend {
   static std::string Name() {
     if (std::is_same<FrontEnd, CachingMemp<sync::SpinLock>>::value) {
       return "CachingMemp";
+    }
+    if (std::is_same<FrontEnd, PoolingMemp<sync::SpinLock>>::value) {
+      return "PoolingMemp";
     }
     return std::is_same<FrontEnd, Memp<sync::Mutex>>::value ? "MempMutex"
                                                             : "MempSpinLock";
@@ -113,6 +117,8 @@ class CApiBackend {
         return "CApiMutex";
       case FMEMP_POLICY_SPINLOCK:
         return "CApiSpinLock";
+      case FMEMP_POLICY_THREAD_POOLS:
+        return "CApiThreadPools";
       default:
         return "CApiThreadCache";
     }
@@ -331,7 +337,9 @@ struct BackendNames {
 using Backends = testing::Types<
     MempBackend<Memp<sync::SpinLock>>, MempBackend<Memp<sync::Mutex>>,
     MempBackend<CachingMemp<sync::SpinLock>>, CApiBackend<FMEMP_POLICY_MUTEX>,
-    CApiBackend<FMEMP_POLICY_SPINLOCK>, CApiBackend<FMEMP_POLICY_THREAD_CACHE>>;
+    MempBackend<PoolingMemp<sync::SpinLock>>,
+    CApiBackend<FMEMP_POLICY_SPINLOCK>, CApiBackend<FMEMP_POLICY_THREAD_CACHE>,
+    CApiBackend<FMEMP_POLICY_THREAD_POOLS>>;
 TYPED_TEST_SUITE(ThreadChurnTest, Backends, BackendNames);
 
 // --- Waves of short-lived threads ---

@@ -1,0 +1,253 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// The C API's per-thread pools (FMEMP_POLICY_THREAD_POOLS): binding,
+// unbinding, the errors of each call, probes, and threads that exit bound.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "fmemp/fmemp.h"
+#include "fmemp/test_util.h"
+#include "gtest/gtest.h"
+
+namespace {
+
+using fmemp::test_util::Fill;
+using fmemp::test_util::HasFill;
+using fmemp::test_util::ScopedFMemp;
+
+constexpr size_t kBytes = size_t{1} << 20;
+
+struct Buffer {
+  explicit Buffer(size_t bytes = kBytes)
+      : bytes(bytes), data(new uint64_t[bytes / 8]) {}
+  char* begin() { return reinterpret_cast<char*>(data.get()); }
+  char* end() { return begin() + bytes; }
+  bool Holds(const void* p) { return p >= begin() && p < end(); }
+  size_t bytes;
+  std::unique_ptr<uint64_t[]> data;
+};
+
+FMempUsage Usage(FMemp* memp) {
+  FMempUsage usage = {};
+  EXPECT_EQ(FMempProbe64(memp, &usage), FMEMP_SUCCESS);
+  return usage;
+}
+
+std::atomic<int> misuse_reports{0};
+void CountMisuse(void*, int, const void*) { misuse_reports.fetch_add(1); }
+
+TEST(FMempThreadPoolTest, WorkerBindsAllocatesAndExits) {
+  ScopedFMemp pool;
+  FMemp* memp = pool.get();
+  Buffer shared, own;
+  ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
+                                FMEMP_POLICY_THREAD_POOLS),
+            FMEMP_SUCCESS);
+  misuse_reports.store(0);
+  ASSERT_EQ(FMempSetErrorHandler(memp, &CountMisuse, nullptr), FMEMP_SUCCESS);
+  std::vector<void*> blocks;
+  std::thread worker([&] {
+    ASSERT_EQ(FMempAddRegion(memp, own.begin(), own.end()), FMEMP_SUCCESS);
+    ASSERT_EQ(FMempBindThread(memp, own.begin()), FMEMP_SUCCESS);
+    EXPECT_EQ(FMempBindThread(memp, own.begin()), FMEMP_SUCCESS);  // again
+    for (int i = 0; i < 10; ++i) {
+      void* p = i % 2 == 0 ? FMempMalloc(memp, 100 + i)
+                           : FMempMallocAlign(memp, 100, 256);
+      ASSERT_TRUE(own.Holds(p));
+      Fill(p, 100, static_cast<uint8_t>(i));
+      blocks.push_back(p);
+    }
+    void* zeroed = FMempCalloc(memp, 10, 10);
+    EXPECT_TRUE(own.Holds(zeroed));
+    FMempFree(memp, zeroed);
+    EXPECT_EQ(FMempThreadPoolCount(memp), 1u);
+    FMempPoolUsage usage = {};
+    ASSERT_EQ(FMempProbeThreadPool(memp, 0, &usage), FMEMP_SUCCESS);
+    EXPECT_EQ(usage.live_blocks, 10u);
+    EXPECT_EQ(usage.regions, 1u);
+    EXPECT_EQ(usage.used + usage.free_bytes, usage.total);
+    EXPECT_NE(usage.thread_id, 0u);
+    EXPECT_EQ(FMempRegionCount(memp), 2u);  // shared and its own
+    EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
+  });
+  worker.join();  // exits bound, with its blocks alive
+  EXPECT_EQ(FMempThreadPoolCount(memp), 0u);
+  EXPECT_EQ(FMempRegionCount(memp), 2u);  // both shared now
+  EXPECT_EQ(Usage(memp).live_blocks, 10u);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    EXPECT_TRUE(HasFill(blocks[i], 100, static_cast<uint8_t>(i)));
+    FMempFree(memp, blocks[i]);
+  }
+  EXPECT_EQ(Usage(memp).used, 0u);
+  EXPECT_EQ(FMempRemoveRegion(memp, own.begin()), FMEMP_SUCCESS);
+  EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
+  EXPECT_EQ(misuse_reports.load(), 0);
+}
+
+TEST(FMempThreadPoolTest, ErrorsChangeNothing) {
+  ScopedFMemp pool;
+  FMemp* memp = pool.get();
+  Buffer shared, own, unknown;
+  // Not initialised, and other policies.
+  EXPECT_EQ(FMempBindThread(memp, own.begin()), FMEMP_ERR_NOT_INIT);
+  EXPECT_EQ(FMempUnbindThread(memp), FMEMP_ERR_NOT_INIT);
+  EXPECT_EQ(FMempBindThread(nullptr, own.begin()), FMEMP_ERR_NOT_INIT);
+  EXPECT_EQ(FMempThreadPoolCount(nullptr), 0u);
+  ASSERT_EQ(FMempInit(memp, shared.begin(), shared.end()), FMEMP_SUCCESS);
+  EXPECT_EQ(FMempBindThread(memp, shared.begin()), FMEMP_ERR_NOT_SUPPORTED);
+  EXPECT_EQ(FMempUnbindThread(memp), FMEMP_ERR_NOT_SUPPORTED);
+  FMempPoolUsage usage;
+  EXPECT_EQ(FMempProbeThreadPool(memp, 0, &usage), FMEMP_ERR_NOT_SUPPORTED);
+  EXPECT_EQ(FMempThreadPoolCount(memp), 0u);
+  FMempRemove(memp);
+
+  ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
+                                FMEMP_POLICY_THREAD_POOLS),
+            FMEMP_SUCCESS);
+  ASSERT_EQ(FMempAddRegion(memp, own.begin(), own.end()), FMEMP_SUCCESS);
+  const FMempUsage before = Usage(memp);
+  EXPECT_EQ(FMempBindThread(memp, unknown.begin()), FMEMP_ERR_REGION_NOT_FOUND);
+  EXPECT_EQ(FMempBindThread(memp, own.begin() + 16),
+            FMEMP_ERR_REGION_NOT_FOUND);
+  EXPECT_EQ(FMempBindThreadWithFlags(memp, own.begin(), 0x80),
+            FMEMP_ERR_INVALID_ARG);
+  EXPECT_EQ(FMempProbeThreadPool(memp, 0, nullptr), FMEMP_ERR_INVALID_ARG);
+  EXPECT_EQ(FMempProbeThreadPool(memp, 0, &usage), FMEMP_ERR_INVALID_ARG);
+  EXPECT_EQ(FMempUnbindThread(memp), FMEMP_SUCCESS);  // nothing bound
+
+  std::atomic<bool> bound{false}, release{false};
+  std::thread owner([&] {
+    ASSERT_EQ(FMempBindThread(memp, own.begin()), FMEMP_SUCCESS);
+    bound.store(true);
+    while (!release.load()) std::this_thread::yield();
+  });
+  while (!bound.load()) std::this_thread::yield();
+  // Bound to another thread: neither bindable nor removable here.
+  EXPECT_EQ(FMempBindThread(memp, own.begin()), FMEMP_ERR_REGION_BUSY);
+  EXPECT_EQ(FMempRemoveRegion(memp, own.begin()), FMEMP_ERR_REGION_BUSY);
+  // Nor may a new region overlap it.
+  EXPECT_EQ(FMempAddRegion(memp, own.begin() + 4096, own.end() + 4096),
+            FMEMP_ERR_REGION_OVERLAP);
+  release.store(true);
+  owner.join();
+  const FMempUsage after = Usage(memp);
+  EXPECT_EQ(after.total, before.total);
+  EXPECT_EQ(after.regions, before.regions);
+  EXPECT_EQ(FMempRemoveRegion(memp, own.begin()), FMEMP_SUCCESS);
+  EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
+}
+
+TEST(FMempThreadPoolTest, NoFallbackReturnsNullWhenThePoolIsFull) {
+  ScopedFMemp pool;
+  FMemp* memp = pool.get();
+  Buffer shared, own(64 << 10);
+  ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
+                                FMEMP_POLICY_THREAD_POOLS),
+            FMEMP_SUCCESS);
+  ASSERT_EQ(FMempAddRegion(memp, own.begin(), own.end()), FMEMP_SUCCESS);
+  ASSERT_EQ(FMempBindThreadWithFlags(memp, own.begin(), FMEMP_BIND_NO_FALLBACK),
+            FMEMP_SUCCESS);
+  EXPECT_EQ(FMempMalloc(memp, 100 << 10), nullptr);
+  void* p = FMempMalloc(memp, 1000);
+  EXPECT_TRUE(own.Holds(p));
+  Fill(p, 1000, 2);
+  EXPECT_EQ(FMempRealloc(memp, p, 100 << 10), nullptr);  // p unchanged
+  EXPECT_TRUE(HasFill(p, 1000, 2));
+  EXPECT_EQ(Usage(memp).failed_allocations, 2u);
+  // With fallback, the same requests go to the shared region.
+  ASSERT_EQ(FMempBindThread(memp, own.begin()), FMEMP_SUCCESS);
+  void* big = FMempMalloc(memp, 100 << 10);
+  EXPECT_TRUE(shared.Holds(big));
+  p = FMempRealloc(memp, p, 100 << 10);
+  EXPECT_TRUE(shared.Holds(p));
+  EXPECT_TRUE(HasFill(p, 1000, 2));
+  FMempPoolUsage usage;
+  ASSERT_EQ(FMempProbeThreadPool(memp, 0, &usage), FMEMP_SUCCESS);
+  EXPECT_EQ(usage.fallbacks, 2u);
+  FMempFree(memp, p);
+  FMempFree(memp, big);
+  EXPECT_EQ(FMempUnbindThread(memp), FMEMP_SUCCESS);
+  EXPECT_EQ(FMempThreadPoolCount(memp), 0u);
+  EXPECT_EQ(Usage(memp).used, 0u);
+  EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
+}
+
+// Workers with pools of their own free each other's blocks; a prober reads
+// the aggregated and per-pool figures throughout.
+TEST(FMempThreadPoolTest, CrossThreadFreesUnderLoad) {
+  constexpr int kWorkers = 3;
+  constexpr int kRounds = 2000;
+  ScopedFMemp pool;
+  FMemp* memp = pool.get();
+  Buffer shared;
+  std::vector<std::unique_ptr<Buffer>> own;
+  for (int i = 0; i < kWorkers; ++i) own.push_back(std::make_unique<Buffer>());
+  ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
+                                FMEMP_POLICY_THREAD_POOLS),
+            FMEMP_SUCCESS);
+  misuse_reports.store(0);
+  ASSERT_EQ(FMempSetErrorHandler(memp, &CountMisuse, nullptr), FMEMP_SUCCESS);
+  // One slot per worker pair: worker t puts, worker t+1 takes and frees.
+  std::vector<std::atomic<void*>> slots(kWorkers);
+  for (auto& s : slots) s.store(nullptr);
+  std::atomic<bool> done{false};
+  std::atomic<int> bad{0};
+  std::thread prober([&] {
+    while (!done.load()) {
+      const FMempUsage u = Usage(memp);
+      if (u.used + u.free_bytes != u.total) bad.fetch_add(1);
+      const u32 n = FMempThreadPoolCount(memp);
+      FMempPoolUsage p;
+      for (u32 i = 0; i < n; ++i) {
+        if (FMempProbeThreadPool(memp, i, &p) == FMEMP_SUCCESS &&
+            p.used + p.free_bytes != p.total) {
+          bad.fetch_add(1);
+        }
+      }
+    }
+  });
+  std::vector<std::thread> workers;
+  for (int t = 0; t < kWorkers; ++t) {
+    workers.emplace_back([&, t] {
+      if (FMempAddRegion(memp, own[t]->begin(), own[t]->end()) !=
+              FMEMP_SUCCESS ||
+          FMempBindThread(memp, own[t]->begin()) != FMEMP_SUCCESS) {
+        bad.fetch_add(1);
+        return;
+      }
+      for (int i = 0; i < kRounds; ++i) {
+        auto* p = static_cast<uint8_t*>(FMempMalloc(memp, 24 + i % 500));
+        if (p == nullptr || !own[t]->Holds(p)) bad.fetch_add(1);
+        if (p == nullptr) continue;
+        p[0] = static_cast<uint8_t>(t);
+        void* old = slots[t].exchange(p);
+        if (old != nullptr) FMempFree(memp, old);  // own block
+        void* theirs = slots[(t + 1) % kWorkers].exchange(nullptr);
+        if (theirs != nullptr) {
+          if (*static_cast<uint8_t*>(theirs) != (t + 1) % kWorkers) {
+            bad.fetch_add(1);
+          }
+          FMempFree(memp, theirs);  // queued to its owner
+        }
+      }
+      if (FMempCheck(memp) != FMEMP_SUCCESS) bad.fetch_add(1);
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  done.store(true);
+  prober.join();
+  for (auto& s : slots) FMempFree(memp, s.exchange(nullptr));
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(misuse_reports.load(), 0);
+  const FMempUsage u = Usage(memp);
+  EXPECT_EQ(u.used, 0u);
+  EXPECT_EQ(u.regions, kWorkers + 1u);
+  EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
+}
+
+}  // namespace
