@@ -6,7 +6,8 @@
 // One small interface over every thread-safe way to use fmemp, so that the
 // stress harness (stress_harness.h) is written once:
 //
-// * CppBackend<FrontEnd>: fmemp::Memp<Lock> and fmemp::CachingMemp<Lock>.
+// * CppBackend<FrontEnd>: fmemp::Memp<Lock>, fmemp::CachingMemp<Lock> and
+//   fmemp::PoolingMemp<Lock>.
 // * CApiBackend<kPolicy>: the SDK C API (fmemp/fmemp.h) with one policy.
 //
 // Each backend counts misuse reports with its own error handler (there
@@ -27,6 +28,7 @@
 #include "fmemp/fmemp.h"
 #include "fmemp/memp.h"
 #include "fmemp/thread_cache.h"
+#include "fmemp/thread_pool.h"
 #include "sync/mutex.h"
 #include "sync/spin_lock.h"
 
@@ -74,7 +76,9 @@ class MisuseCounter {
 template <typename FrontEnd>
 class CppBackend {
  public:
-  static constexpr bool kHasPools = false;
+  static constexpr bool kHasPools =
+      std::is_same<FrontEnd, PoolingMemp<sync::SpinLock>>::value ||
+      std::is_same<FrontEnd, PoolingMemp<sync::Mutex>>::value;
   static constexpr bool kHasUsableSize = true;
 
   static std::string Name() {
@@ -87,6 +91,12 @@ class CppBackend {
     }
     if (std::is_same<FrontEnd, CachingMemp<sync::Mutex>>::value) {
       return "CachingMempMutex";
+    }
+    if (std::is_same<FrontEnd, PoolingMemp<sync::SpinLock>>::value) {
+      return "PoolingMempSpinLock";
+    }
+    if (std::is_same<FrontEnd, PoolingMemp<sync::Mutex>>::value) {
+      return "PoolingMempMutex";
     }
     return "Unknown";
   }
@@ -120,11 +130,20 @@ class CppBackend {
   bool Free(void* p) { return memp_.Free(p); }
   size_t UsableSize(const void* p) { return memp_.UsableSize(p); }
 
-  // Per-thread pools: none here.
-  absl::Status BindThisThread(void*) {
+  // Per-thread pools (kHasPools). Without `fall_back`, an exhausted pool
+  // fails the request instead of passing it to the shared regions.
+  absl::Status BindThisThread(void* begin, bool fall_back) {
+    if constexpr (kHasPools) {
+      return memp_.BindThisThread(begin, fall_back
+                                             ? PoolExhaustion::kFallBackToShared
+                                             : PoolExhaustion::kFail);
+    }
+    (void)begin;
+    (void)fall_back;
     return absl::UnimplementedError("no per-thread pools");
   }
   absl::Status UnbindThisThread() {
+    if constexpr (kHasPools) return memp_.UnbindThisThread();
     return absl::UnimplementedError("no per-thread pools");
   }
 
@@ -230,7 +249,7 @@ class CApiBackend {
   }
   size_t UsableSize(const void*) { return 0; }
 
-  absl::Status BindThisThread(void*) {
+  absl::Status BindThisThread(void*, bool) {
     return absl::UnimplementedError("no per-thread pools");
   }
   absl::Status UnbindThisThread() {

@@ -23,7 +23,16 @@
 //   (grow and shrink, from NULL, to 0), free, handing a block to another
 //   slot's inbox (that slot's thread verifies it and frees it or adopts it:
 //   later reallocs and frees happen on a thread that did not allocate it),
-//   UsableSize, and for per-thread pools unbind and rebind.
+//   UsableSize.
+// * Per-thread pools (backends with kHasPools): even slots have a region of
+//   their own (kPoolBytes), added by the slot's first thread and bound by
+//   every thread of the slot, live blocks and all. Slots 0, 4, ... fall back
+//   to the shared regions when the pool is full, slots 2, 6, ... fail the
+//   request. A bound worker unbinds now and then and rebinds soon after,
+//   checks its own pool with Check, and mostly exits bound: its pool goes
+//   back to the shared regions with the blocks the slot still holds. Odd
+//   slots bind nothing. Blocks of pools travel like any other, so other
+//   threads free (queued to the owner) and reallocate them.
 // * The collector: lives through every wave, verifies the blocks sent to it,
 //   holds up to kCollectorHold of them for a while and frees them.
 // * The region manager: removes and re-adds kManagedRegions regions of its
@@ -347,14 +356,14 @@ class StressHarness {
         "adopted %u, big blocks %u, blocks in managed regions %u, calls "
         "while a region was removed %u, removals %u (busy %u), probes %u, "
         "checks %u, NULL from ordinary requests %u, pool binds %u, unbinds "
-        "%u; failures %d",
+        "%u, NULL from full pools %u; failures %d",
         name, calls_.load(), seconds, calls_.load() / seconds, waves,
         config_.threads, config_.seed, cross_thread_frees_.load(),
         collector_frees_.load(), adopted_.load(), big_blocks_.load(),
         in_managed_.load(), calls_while_removed_.load(), removals_.load(),
         busy_removals_.load(), probes_.load(), checks_.load(),
         failed_allocations_.load(), binds_.load(), unbinds_.load(),
-        failures_.count());
+        pool_full_.load(), failures_.count());
     std::printf("%s\n", summary.c_str());
     std::fflush(stdout);
     testing::Test::RecordProperty("allocator_calls",
@@ -407,6 +416,8 @@ class StressHarness {
     uint64_t calls = 0;      // allocator calls made
     uint64_t published = 0;  // calls already added to calls_
     uint64_t op = 0;         // operations drawn (workers)
+    bool bound = false;      // has a per-thread pool bound
+    bool may_fail = false;   // bound to a pool that fails when full
 
     uint64_t Generation() { return (uid << 32) | ++next_generation; }
     std::string Where() const {
@@ -550,6 +561,13 @@ class StressHarness {
     return b;
   }
 
+  // A NULL from an ordinary request: expected only from a pool that fails
+  // when full; else the pool is short of memory (reported, not an error).
+  void CountFailure(const ThreadContext& t) {
+    (t.may_fail ? pool_full_ : failed_allocations_)
+        .fetch_add(1, std::memory_order_relaxed);
+  }
+
   enum class Kind { kMalloc, kCalloc, kAligned, kReallocNull, kBig };
 
   void AllocateOne(ThreadContext& t, std::vector<Block>& mine,
@@ -604,7 +622,7 @@ class StressHarness {
         break;
     }
     if (p == nullptr) {
-      failed_allocations_.fetch_add(1, std::memory_order_relaxed);
+      CountFailure(t);
       return;
     }
     Keep(mine, transient, MakeBlock(p, size, t.Generation()));
@@ -629,7 +647,7 @@ class StressHarness {
         Allocation(t, size, [&] { return backend_.Realloc(old.ptr, size); });
     if (p == nullptr) {
       // The block must be as it was.
-      failed_allocations_.fetch_add(1, std::memory_order_relaxed);
+      CountFailure(t);
       Verify(t, old, "after a failed realloc");
       mine.push_back(old);
       return;
@@ -660,21 +678,26 @@ class StressHarness {
     }
   }
 
-  void TogglePool(ThreadContext& t, bool& bound) {
-    if (bound) {
-      const absl::Status s = backend_.UnbindThisThread();
-      if (!s.ok()) Fail(t, absl::StrCat("UnbindThisThread: ", s.ToString()));
-      bound = false;
-      unbinds_.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      const absl::Status s = backend_.BindThisThread(pools_[t.slot]->begin());
-      if (!s.ok()) {
-        Fail(t, absl::StrCat("BindThisThread: ", s.ToString()));
-        return;
-      }
-      bound = true;
-      binds_.fetch_add(1, std::memory_order_relaxed);
+  // Pool slots: even ones. Slots 0, 4, ... fall back to the shared regions
+  // when their pool is full; slots 2, 6, ... fail instead.
+  bool IsFallBackSlot(int slot) const { return slot % 4 == 0; }
+
+  void Bind(ThreadContext& t) {
+    const absl::Status s = backend_.BindThisThread(pools_[t.slot]->begin(),
+                                                   IsFallBackSlot(t.slot));
+    if (!s.ok()) {
+      Fail(t, absl::StrCat("BindThisThread: ", s.ToString()));
+      return;
     }
+    t.bound = true;
+    t.may_fail = !IsFallBackSlot(t.slot);
+    binds_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void Unbind(ThreadContext& t) {
+    const absl::Status s = backend_.UnbindThisThread();
+    if (!s.ok()) Fail(t, absl::StrCat("UnbindThisThread: ", s.ToString()));
+    t.bound = t.may_fail = false;
+    unbinds_.fetch_add(1, std::memory_order_relaxed);
   }
 
   void Work(int slot, int wave) {
@@ -682,7 +705,6 @@ class StressHarness {
     Slot& s = slots_[slot];
     std::vector<Block>& mine = s.live;
     std::deque<Block> transient;
-    bool bound = false;
     if (IsPoolSlot(slot)) {
       // This slot's region: added by the slot's first thread, bound by every
       // thread of the slot, live blocks and all.
@@ -692,7 +714,7 @@ class StressHarness {
         if (!added.ok()) Fail(t, "AddRegion (pool): " + added.ToString());
         s.pool_added = added.ok();
       }
-      if (s.pool_added) TogglePool(t, bound);
+      if (s.pool_added) Bind(t);
     }
     for (;; ++t.op) {
       if (t.op % 16 == 0) {
@@ -710,6 +732,14 @@ class StressHarness {
           OtherInbox(t).Push(b);
         } else {
           Release(t, b);
+        }
+      }
+      if (IsPoolSlot(slot) && s.pool_added) {
+        // Mostly bound: unbound now and then, for a short while.
+        if (t.bound && t.rng() % 1024 == 0) {
+          Unbind(t);
+        } else if (!t.bound && t.rng() % 64 == 0) {
+          Bind(t);
         }
       }
       const uint64_t pick = t.rng() % 1000;
@@ -745,9 +775,7 @@ class StressHarness {
             Fail(t, absl::StrFormat("UsableSize %u < %s", usable, Describe(b)));
           }
         }
-      } else if (pick < 953 && IsPoolSlot(slot) && s.pool_added) {
-        TogglePool(t, bound);
-      } else if (pick < 954 && bound) {
+      } else if (pick < 952 && t.bound) {
         // Check covers this thread's own pool only here.
         ++t.calls;
         const std::string problem = backend_.Check();
@@ -763,7 +791,7 @@ class StressHarness {
     for (size_t n = mine.size() / 4; n > 0; --n) {
       collector_inbox_.Push(TakeRandom(t, mine));
     }
-    if (bound && t.rng() % 4 == 0) TogglePool(t, bound);
+    if (t.bound && t.rng() % 4 == 0) Unbind(t);
     Publish(t);
   }
 
@@ -936,6 +964,7 @@ class StressHarness {
   std::atomic<uint64_t> probes_{0};
   std::atomic<uint64_t> checks_{0};
   std::atomic<uint64_t> failed_allocations_{0};
+  std::atomic<uint64_t> pool_full_{0};
   std::atomic<uint64_t> binds_{0};
   std::atomic<uint64_t> unbinds_{0};
 };

@@ -5,10 +5,11 @@
 //
 // The stress harness (stress_harness.h) under every thread-safe policy:
 // Memp<SpinLock>, Memp<Mutex>, CachingMemp<SpinLock>, CachingMemp<Mutex>,
-// and the C API with FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK and
-// FMEMP_POLICY_THREAD_CACHE. Each policy runs for a bounded time (5 s, or
-// 400000 allocator calls, by default); docs/STRESS.md gives the long-soak
-// settings. Run under --config=tsan and --config=asan too.
+// PoolingMemp<SpinLock>, PoolingMemp<Mutex>, and the C API with
+// FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK and FMEMP_POLICY_THREAD_CACHE. Each
+// policy runs for a bounded time (5 s, or 400000 allocator calls, by default);
+// docs/STRESS.md gives the long-soak settings. Run under --config=tsan and
+// --config=asan too.
 
 #include <cstdint>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include "fmemp/fmemp.h"
 #include "fmemp/memp.h"
 #include "fmemp/thread_cache.h"
+#include "fmemp/thread_pool.h"
 #include "gtest/gtest.h"
 #include "sync/mutex.h"
 #include "sync/spin_lock.h"
@@ -72,7 +74,9 @@ struct BackendNames {
 using Backends = testing::Types<
     CppBackend<Memp<sync::SpinLock>>, CppBackend<Memp<sync::Mutex>>,
     CppBackend<CachingMemp<sync::SpinLock>>,
-    CppBackend<CachingMemp<sync::Mutex>>, CApiBackend<FMEMP_POLICY_MUTEX>,
+    CppBackend<CachingMemp<sync::Mutex>>,
+    CppBackend<PoolingMemp<sync::SpinLock>>,
+    CppBackend<PoolingMemp<sync::Mutex>>, CApiBackend<FMEMP_POLICY_MUTEX>,
     CApiBackend<FMEMP_POLICY_SPINLOCK>, CApiBackend<FMEMP_POLICY_THREAD_CACHE>>;
 TYPED_TEST_SUITE(StressTest, Backends, BackendNames);
 
