@@ -55,6 +55,15 @@ struct RegionUsage {
   uint64_t live = 0;
 };
 
+// One per-thread pool's figures, as of its thread's last call.
+struct PoolUsage {
+  uint64_t thread_id = 0;
+  uint64_t capacity = 0;
+  uint64_t used = 0;
+  uint64_t free = 0;
+  uint64_t live = 0;
+};
+
 enum class Removal { kRemoved, kBusy, kError };
 
 // Misuse reports and the first pointer reported.
@@ -167,6 +176,18 @@ class CppBackend {
     }
     return out;
   }
+  // Each bound thread's pool (none without pools).
+  std::vector<PoolUsage> ProbePools() {
+    std::vector<PoolUsage> out;
+    if constexpr (kHasPools) {
+      for (const PoolStats& p : memp_.ProbePools()) {
+        out.push_back(PoolUsage{p.thread_id, p.stats.capacity_bytes,
+                                p.stats.used_bytes, p.stats.free_bytes,
+                                p.stats.live_blocks});
+      }
+    }
+    return out;
+  }
   // Empty when the integrity check passes, else what it said.
   std::string Check() {
     const absl::Status s = memp_.Check();
@@ -191,7 +212,7 @@ class CppBackend {
 template <FMempPolicy kPolicy>
 class CApiBackend {
  public:
-  static constexpr bool kHasPools = false;
+  static constexpr bool kHasPools = kPolicy == FMEMP_POLICY_THREAD_POOLS;
   static constexpr bool kHasUsableSize = false;  // the C API has none
 
   static std::string Name() {
@@ -202,6 +223,8 @@ class CApiBackend {
         return "CApiSpinLock";
       case FMEMP_POLICY_THREAD_CACHE:
         return "CApiThreadCache";
+      case FMEMP_POLICY_THREAD_POOLS:
+        return "CApiThreadPools";
       default:
         return "CApiUnknown";
     }
@@ -249,11 +272,20 @@ class CApiBackend {
   }
   size_t UsableSize(const void*) { return 0; }
 
-  absl::Status BindThisThread(void*, bool) {
-    return absl::UnimplementedError("no per-thread pools");
+  // FMEMP_ERR_NOT_SUPPORTED without FMEMP_POLICY_THREAD_POOLS.
+  absl::Status BindThisThread(void* begin, bool fall_back) {
+    const FError e = fall_back ? FMempBindThread(&memp_, begin)
+                               : FMempBindThreadWithFlags(
+                                     &memp_, begin, FMEMP_BIND_NO_FALLBACK);
+    return e == FMEMP_SUCCESS
+               ? absl::OkStatus()
+               : absl::InternalError("FMempBindThread: " + std::to_string(e));
   }
   absl::Status UnbindThisThread() {
-    return absl::UnimplementedError("no per-thread pools");
+    const FError e = FMempUnbindThread(&memp_);
+    return e == FMEMP_SUCCESS
+               ? absl::OkStatus()
+               : absl::InternalError("FMempUnbindThread: " + std::to_string(e));
   }
 
   // Every policy accepts it (a no-op without caches).
@@ -279,6 +311,18 @@ class CApiBackend {
       if (FMempProbeRegion(&memp_, i, &r) != FMEMP_SUCCESS) break;
       out.push_back(RegionUsage{r.begin, r.end, r.total, r.used, r.free_bytes,
                                 r.live_blocks});
+    }
+    return out;
+  }
+  // Each bound thread's pool; pools unbound meanwhile end the list early.
+  std::vector<PoolUsage> ProbePools() {
+    std::vector<PoolUsage> out;
+    const u32 count = FMempThreadPoolCount(&memp_);
+    for (u32 i = 0; i < count; ++i) {
+      FMempPoolUsage p = {};
+      if (FMempProbeThreadPool(&memp_, i, &p) != FMEMP_SUCCESS) break;
+      out.push_back(
+          PoolUsage{p.thread_id, p.total, p.used, p.free_bytes, p.live_blocks});
     }
     return out;
   }

@@ -37,8 +37,9 @@
 //   holds up to kCollectorHold of them for a while and frees them.
 // * The region manager: removes and re-adds kManagedRegions regions of its
 //   own while everyone allocates. RemoveRegion may say busy; that is fine.
-// * The prober: Probe, ProbeRegions and Check, over and over. Check must
-//   always pass; used <= capacity and used + cached + free == capacity.
+// * The prober: Probe, ProbeRegions, ProbePools and Check, over and over.
+//   Check must always pass; used <= capacity and used + cached + free ==
+//   capacity, in the whole and per region and per pool.
 //
 // Every block carries block_pattern.h's pattern over every byte; it is
 // checked before every free, before every realloc (and the preserved prefix
@@ -920,6 +921,15 @@ class StressHarness {
           Fail(t, absl::StrFormat(
                       "ProbeRegions: region %p..%p capacity %u used %u free %u",
                       r.begin, r.end, r.capacity, r.used, r.free));
+        }
+      }
+      for (const PoolUsage& p : backend_.ProbePools()) {
+        if (p.used > p.capacity || p.used + p.free != p.capacity ||
+            p.capacity > kPoolBytes) {
+          Fail(t, absl::StrFormat(
+                      "ProbePools: pool of thread %d capacity %u used %u free "
+                      "%u live %u",
+                      p.thread_id, p.capacity, p.used, p.free, p.live));
         }
       }
       probes_.fetch_add(1, std::memory_order_relaxed);

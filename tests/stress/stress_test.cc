@@ -6,10 +6,10 @@
 // The stress harness (stress_harness.h) under every thread-safe policy:
 // Memp<SpinLock>, Memp<Mutex>, CachingMemp<SpinLock>, CachingMemp<Mutex>,
 // PoolingMemp<SpinLock>, PoolingMemp<Mutex>, and the C API with
-// FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK and FMEMP_POLICY_THREAD_CACHE. Each
-// policy runs for a bounded time (5 s, or 400000 allocator calls, by default);
-// docs/STRESS.md gives the long-soak settings. Run under --config=tsan and
-// --config=asan too.
+// FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK, FMEMP_POLICY_THREAD_CACHE and
+// FMEMP_POLICY_THREAD_POOLS. Each policy runs for a bounded time (5 s, or
+// 400000 allocator calls, by default); docs/STRESS.md gives the long-soak
+// settings. Run under --config=tsan and --config=asan too.
 
 #include <cstdint>
 #include <cstring>
@@ -77,7 +77,8 @@ using Backends = testing::Types<
     CppBackend<CachingMemp<sync::Mutex>>,
     CppBackend<PoolingMemp<sync::SpinLock>>,
     CppBackend<PoolingMemp<sync::Mutex>>, CApiBackend<FMEMP_POLICY_MUTEX>,
-    CApiBackend<FMEMP_POLICY_SPINLOCK>, CApiBackend<FMEMP_POLICY_THREAD_CACHE>>;
+    CApiBackend<FMEMP_POLICY_SPINLOCK>, CApiBackend<FMEMP_POLICY_THREAD_CACHE>,
+    CApiBackend<FMEMP_POLICY_THREAD_POOLS>>;
 TYPED_TEST_SUITE(StressTest, Backends, BackendNames);
 
 TYPED_TEST(StressTest, ManyThreadsRegionsAndProbes) {
