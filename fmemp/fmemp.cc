@@ -680,12 +680,12 @@ FError WithThreadPools(FMemp* memp, Fn fn) {
 }  // namespace
 
 FError FMempBindThreadWithFlags(FMemp* memp, void* region_begin, u32 flags) {
-  if ((flags & ~FMEMP_BIND_NO_FALLBACK) != 0) return FMEMP_ERR_INVALID_ARG;
   const fmemp::PoolExhaustion on_exhaustion =
       (flags & FMEMP_BIND_NO_FALLBACK) != 0
           ? fmemp::PoolExhaustion::kFail
           : fmemp::PoolExhaustion::kFallBackToShared;
-  return WithThreadPools(memp, [&](auto& m) {
+  return WithThreadPools(memp, [&](auto& m) -> FError {
+    if ((flags & ~FMEMP_BIND_NO_FALLBACK) != 0) return FMEMP_ERR_INVALID_ARG;
     return fmemp::ToFError(m.BindThisThread(region_begin, on_exhaustion));
   });
 }

@@ -85,6 +85,7 @@ class Memp {
   void Clear() {
     sync::ScopedLock<LockPolicy> hold(lock_);
     regions_.Clear();
+    superseded_failures_ = 0;
   }
 
   // --- Hot path ---
@@ -175,7 +176,16 @@ class Memp {
 
   MempStats Probe() const noexcept {
     sync::ScopedLock<LockPolicy> hold(lock_);
-    return regions_.Probe();
+    return ProbeLocked();
+  }
+  // As Probe, then add(stats) under the same lock acquisition: a layer on
+  // this front-end folds in figures that move together with the regions
+  // (fmemp/thread_pool.h). `add` must not call into this Memp.
+  MempStats ProbeAnd(absl::FunctionRef<void(MempStats&)> add) const {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    MempStats stats = ProbeLocked();
+    add(stats);
+    return stats;
   }
   std::vector<RegionStats> ProbeRegions() const {
     sync::ScopedLock<LockPolicy> hold(lock_);
@@ -240,13 +250,15 @@ class Memp {
   void* WithRetry(size_t bytes, size_t alignment, Attempt attempt) noexcept {
     OutOfMemoryHandler handler = nullptr;
     void* context = nullptr;
+    uint64_t first_failures = 0;
     {
       sync::ScopedLock<LockPolicy> hold(lock_);
       const uint64_t failed_before = regions_.failed_allocations();
       if (void* p = attempt(regions_)) return p;
       // Misuse (a bad pointer to realloc) fails without counting a failed
       // allocation; only a counted failure is out of memory.
-      if (regions_.failed_allocations() == failed_before) return nullptr;
+      first_failures = regions_.failed_allocations() - failed_before;
+      if (first_failures == 0) return nullptr;
       handler = oom_handler_;
       context = oom_context_;
     }
@@ -258,13 +270,24 @@ class Memp {
       return nullptr;
     }
     sync::ScopedLock<LockPolicy> hold(lock_);
+    // The call's outcome is the retry's: failed_allocations counts calls
+    // that returned nullptr, so the first attempt's failure is superseded.
+    superseded_failures_ += first_failures;
     return attempt(regions_);
+  }
+
+  MempStats ProbeLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_) {
+    MempStats stats = regions_.Probe();
+    stats.failed_allocations -= superseded_failures_;
+    return stats;
   }
 
   mutable LockPolicy lock_;
   RegionSet regions_ ABSL_GUARDED_BY(lock_);
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(lock_) = nullptr;
   void* oom_context_ ABSL_GUARDED_BY(lock_) = nullptr;
+  // Failures of first attempts that an out-of-memory retry then decided.
+  uint64_t superseded_failures_ ABSL_GUARDED_BY(lock_) = 0;
 };
 
 }  // namespace fmemp

@@ -50,12 +50,12 @@
 //   must be thread-safe).
 // * Complexity: as Memp, plus O(1) on a hit. Probe and the drains are
 //   O(threads that used this front-end).
-// * Misuse: a double free of a block that is still in the calling thread's
-//   cache is detected (a marker word in the parked block, then a search of
-//   that one list) and reported as MempError::kDoubleFree. A double free
-//   across threads' caches is not detected (the same limit as glibc's
-//   tcache). Foreign and interior pointers take the locked path and are
-//   reported as by Memp.
+// * Misuse: a double free (or a realloc) of a block that is still in the
+//   calling thread's cache is detected (a marker word in the parked block,
+//   then a search of that one list) and reported as MempError::kDoubleFree;
+//   UsableSize of such a block is 0. A double free across threads' caches
+//   is not detected (the same limit as glibc's tcache). Foreign and interior
+//   pointers take the locked path and are reported as by Memp.
 // * Accounting: Probe().used_bytes excludes cached blocks and
 //   Probe().cached_bytes counts them: used + cached + free == capacity.
 //   peak_used_bytes and per-region figures count cached blocks as used.
@@ -225,6 +225,11 @@ class CachingMemp final : private ThreadStateOwner {
   }
   void* Reallocate(void* ptr, size_t bytes) noexcept {
     if (ptr == nullptr) return Allocate(bytes);
+    if (ParkedInThisThreadsCache(ptr)) {
+      // Freed already: the heaps still count it live, so say it here.
+      ReportDoubleFree(ptr);
+      return nullptr;
+    }
     if (bytes == 0) {
       // Reallocate(p, 0) frees p (and reports misuse) without the cache's
       // help, as Memp does.
@@ -238,21 +243,24 @@ class CachingMemp final : private ThreadStateOwner {
     if (Cache* c = CacheOfThisThread()) {
       const size_t span = CacheableSpan(ptr);
       if (span != 0) {
-        const int result = OwnerOp(c, [&] { return Put(c, ptr, span); });
+        // Once tagging is used no block is parked, but blocks parked before
+        // are still checked for a double free.
+        const bool park = !tagging_used_.load(std::memory_order_relaxed);
+        const int result = OwnerOp(c, [&] { return Put(c, ptr, span, park); });
         if (result == kParked) return true;
         if (result == kDoubleFree) {
-          shared_.WithRegions([ptr](RegionSet& r) {
-            r.ReportMisuse(MempError::kDoubleFree, ptr);
-            return 0;
-          });
+          ReportDoubleFree(ptr);
           return false;
         }
       }
     }
     return shared_.Free(ptr);
   }
+  // 0 for a block parked in the calling thread's cache (freed); a block
+  // parked in another thread's cache still reads as live (see Misuse above).
   size_t UsableSize(const void* ptr) const noexcept {
-    return shared_.UsableSize(ptr);
+    const size_t usable = shared_.UsableSize(ptr);
+    return usable != 0 && ParkedInThisThreadsCache(ptr) ? 0 : usable;
   }
   void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
     NoteTagging();
@@ -260,6 +268,10 @@ class CachingMemp final : private ThreadStateOwner {
   }
   void* ReallocateTagged(void* ptr, size_t bytes, const BlockTag& tag) {
     NoteTagging();
+    if (ptr != nullptr && ParkedInThisThreadsCache(ptr)) {
+      ReportDoubleFree(ptr);
+      return nullptr;
+    }
     return shared_.ReallocateTagged(ptr, bytes, tag);
   }
   // As Memp's. Before the handler runs, blocks parked in every thread's
@@ -319,7 +331,10 @@ class CachingMemp final : private ThreadStateOwner {
   }
   void ResetPeak() noexcept { shared_.ResetPeak(); }
   absl::Status Check() const { return shared_.Check(); }
-  void List(absl::FunctionRef<void(absl::string_view)> sink) const {
+  // Returns every cache's blocks to the shared regions first (as
+  // DrainAllCaches), so the listing shows only blocks in use.
+  void List(absl::FunctionRef<void(absl::string_view)> sink) {
+    DrainAllCaches();
     shared_.List(sink);
   }
   void SetErrorHandler(MempErrorHandler handler, void* context) {
@@ -431,17 +446,43 @@ class CachingMemp final : private ThreadStateOwner {
   }
   bool AnyCachedBytes() const { return CachedBytes() != 0; }
 
+  // Whether ptr is parked in the calling thread's cache: its marker word
+  // says so and its class's list holds it. Safe for any pointer: nothing
+  // outside a region is read.
+  bool ParkedInThisThreadsCache(const void* ptr) const noexcept {
+    const size_t span = CacheableSpan(ptr);
+    if (span == 0) return false;
+    ThreadState* state = ThreadStateFor(this);
+    if (state == nullptr) return false;
+    Cache* const c = static_cast<Cache*>(state);
+    const auto* block = static_cast<const ParkedBlock*>(ptr);
+    return OwnerOp(c, [&] {
+      if (block->marker != MarkerFor(block)) return false;
+      const FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
+      for (const ParkedBlock* b = list.head; b != nullptr; b = b->next) {
+        if (b == block) return true;
+      }
+      return false;
+    });
+  }
+
+  void ReportDoubleFree(const void* ptr) {
+    shared_.WithRegions([ptr](RegionSet& r) {
+      r.ReportMisuse(MempError::kDoubleFree, ptr);
+      return 0;
+    });
+  }
+
   uintptr_t MarkerFor(const void* block) const {
     return reinterpret_cast<uintptr_t>(block) ^ marker_key_;
   }
 
   void NoteTagging() { tagging_used_.store(true, std::memory_order_relaxed); }
 
-  // The span of `ptr` if it may be parked: a live block, in a region, of a
-  // cacheable span, while tagging is unused. 0 sends it the locked way. Safe
-  // for any pointer: nothing outside a region is read.
+  // The span of `ptr` if it may be parked: a live block (for the heaps), in
+  // a region, of a cacheable span. 0 sends it the locked way. Safe for any
+  // pointer: nothing outside a region is read.
   size_t CacheableSpan(const void* ptr) const noexcept {
-    if (tagging_used_.load(std::memory_order_relaxed)) return 0;
     RegionTable::Entry entry;
     const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
     if (!shared_.table().Find(address, &entry)) return 0;
@@ -507,7 +548,9 @@ class CachingMemp final : private ThreadStateOwner {
     return refilled;
   }
 
-  int Put(Cache* c, void* ptr, size_t span) {
+  // Parks the block unless it is parked here already (a double free) or
+  // `park` is false.
+  int Put(Cache* c, void* ptr, size_t span, bool park) {
     auto* block = static_cast<ParkedBlock*>(ptr);
     FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
     if (block->marker == MarkerFor(block)) {
@@ -516,7 +559,7 @@ class CachingMemp final : private ThreadStateOwner {
       }
     }
     const size_t budget = options_.max_bytes_per_thread;
-    if (span > budget) return kNotParked;
+    if (!park || span > budget) return kNotParked;
     if (c->cached_bytes + span > budget) ReleaseDownTo(c, budget / 2);
     block->next = list.head;
     block->marker = MarkerFor(block);

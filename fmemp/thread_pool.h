@@ -206,11 +206,13 @@ class PoolingMemp final : private ThreadStateOwner {
       absl::MutexLock hold(&bindings_mu_);
       const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
       const uintptr_t e = reinterpret_cast<uintptr_t>(end);
+      if (begin == nullptr || end == nullptr || e <= b) {
+        return shared.AddRegion(begin, end);  // InvalidArgument
+      }
       auto next = bound_ranges_.lower_bound(b);
-      const bool overlaps_next =
-          next != bound_ranges_.end() && e > b && next->first < e;
-      const bool overlaps_prev = next != bound_ranges_.begin() && e > b &&
-                                 std::prev(next)->second.end > b;
+      const bool overlaps_next = next != bound_ranges_.end() && next->first < e;
+      const bool overlaps_prev =
+          next != bound_ranges_.begin() && std::prev(next)->second.end > b;
       if (overlaps_next || overlaps_prev) {
         return absl::AlreadyExistsError(absl::StrFormat(
             "region [%p, %p) overlaps a region bound to a thread", begin, end));
@@ -246,7 +248,7 @@ class PoolingMemp final : private ThreadStateOwner {
       }
       ApplyRemoteFrees(mine);
       absl::Status removed = mine->regions.RemoveRegion(begin);
-      if (removed.ok()) Unbound(mine, reinterpret_cast<uintptr_t>(begin));
+      if (removed.ok()) Unbound(reinterpret_cast<uintptr_t>(begin));
       mine->Publish();
       return removed;
     });
@@ -261,6 +263,7 @@ class PoolingMemp final : private ThreadStateOwner {
       bound_.Clear();
       bound_ranges_.clear();
       pools_.clear();
+      retired_failed_ = retired_invalid_ = 0;
       clear_generation_.fetch_add(1, std::memory_order_relaxed);
       epoch_.fetch_add(1, std::memory_order_release);
       shared.Clear();
@@ -425,12 +428,13 @@ class PoolingMemp final : private ThreadStateOwner {
   // --- Observation ---
 
   MempStats Probe() const {
-    return shared_.WithRegions([this](const RegionSet& shared) {
-      MempStats total = shared.Probe();
+    return shared_.ProbeAnd([this](MempStats& total) {
       total.failed_allocations -=
           std::min(total.failed_allocations,
                    shared_uncounted_failures_.load(std::memory_order_relaxed));
       absl::MutexLock hold(&bindings_mu_);
+      total.failed_allocations += retired_failed_;
+      total.invalid_frees += retired_invalid_;
       for (const Pool* pool : pools_) {
         const MempStats s = pool->Published().stats;
         total.capacity_bytes += s.capacity_bytes;
@@ -442,7 +446,6 @@ class PoolingMemp final : private ThreadStateOwner {
         total.failed_allocations += s.failed_allocations;
         total.invalid_frees += s.invalid_frees;
       }
-      return total;
     });
   }
   // Every pool with at least one region, in binding order.
@@ -450,7 +453,10 @@ class PoolingMemp final : private ThreadStateOwner {
     return shared_.WithRegions([this](const RegionSet&) {
       std::vector<PoolStats> out;
       absl::MutexLock hold(&bindings_mu_);
-      for (const Pool* pool : pools_) out.push_back(pool->Published());
+      for (const Pool* pool : pools_) {
+        PoolStats stats = pool->Published();
+        if (stats.stats.region_count != 0) out.push_back(stats);
+      }
       return out;
     });
   }
@@ -468,10 +474,12 @@ class PoolingMemp final : private ThreadStateOwner {
     }
     return out;
   }
-  // The shared regions' peak and, at each pool's next call, its peak.
+  // The shared regions' peak and the calling thread's pool's now; every
+  // other pool's at its thread's next call.
   void ResetPeak() noexcept {
-    shared_.ResetPeak();
     epoch_.fetch_add(1, std::memory_order_release);
+    shared_.ResetPeak();
+    SyncedPool();  // catches up with the new epoch
   }
   // The shared regions and the calling thread's own pool.
   absl::Status Check() {
@@ -764,24 +772,18 @@ class PoolingMemp final : private ThreadStateOwner {
       if (!region.ok()) continue;
       // Regions of one front-end are disjoint, so this cannot fail.
       shared.Attach(*region).IgnoreError();
-      Unbound(pool, reinterpret_cast<uintptr_t>(r.begin));
+      Unbound(reinterpret_cast<uintptr_t>(r.begin));
     }
     pool->Publish();
   }
 
-  // Forgets the binding of the region at `begin`. REQUIRES: shared lock.
-  void Unbound(Pool* pool, uintptr_t begin) {
+  // Forgets the binding of the region at `begin`. The pool stays listed
+  // (its failure and misuse counts still count) until its thread exits.
+  // REQUIRES: shared lock.
+  void Unbound(uintptr_t begin) {
     bound_.Erase(begin);
     absl::MutexLock hold(&bindings_mu_);
     bound_ranges_.erase(begin);
-    bool still_bound = false;
-    for (const auto& [b, range] : bound_ranges_) {
-      still_bound |= range.pool == pool;
-    }
-    if (!still_bound) {
-      pools_.erase(std::remove(pools_.begin(), pools_.end(), pool),
-                   pools_.end());
-    }
   }
 
   void OnThreadExit(ThreadState* state) override {
@@ -791,6 +793,13 @@ class PoolingMemp final : private ThreadStateOwner {
     }
     shared_.WithRegions([&](RegionSet& shared) {
       ReturnRegions(shared, pool);
+      // Its counts of failures and misuse outlive it.
+      const PoolStats last = pool->Published();
+      absl::MutexLock hold(&bindings_mu_);
+      retired_failed_ += last.stats.failed_allocations;
+      retired_invalid_ += last.stats.invalid_frees;
+      pools_.erase(std::remove(pools_.begin(), pools_.end(), pool),
+                   pools_.end());
       return 0;
     });
   }
@@ -843,7 +852,11 @@ class PoolingMemp final : private ThreadStateOwner {
   mutable absl::Mutex bindings_mu_;
   absl::btree_map<uintptr_t, BoundRange> bound_ranges_
       ABSL_GUARDED_BY(bindings_mu_);
+  // Every pool that has been bound since Clear and whose thread lives.
   std::vector<Pool*> pools_ ABSL_GUARDED_BY(bindings_mu_);
+  // Counts of pools whose threads exited.
+  uint64_t retired_failed_ ABSL_GUARDED_BY(bindings_mu_) = 0;
+  uint64_t retired_invalid_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   absl::Mutex handlers_mu_;
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(handlers_mu_) = nullptr;
   void* oom_context_ ABSL_GUARDED_BY(handlers_mu_) = nullptr;

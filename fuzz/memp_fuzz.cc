@@ -4,11 +4,13 @@
 // fuzz/memp_fuzz.cc
 //
 // libFuzzer target for the fmemp front-end over several regions: the C++
-// fmemp::Memp<fmemp::sync::NoLock> and the SDK's C API (fmemp/fmemp.h) with
-// each of its lock policies.
+// front-ends fmemp::Memp<fmemp::sync::NoLock>, fmemp::CachingMemp (per-thread
+// caches) and fmemp::PoolingMemp (per-thread pools), and the SDK's C API
+// (fmemp/fmemp.h) with each of its policies.
 //
-// The input is a program. Its first byte picks the front-end (C++, or the C
-// API with the mutex, spin-lock or single-thread policy); the second picks
+// The input is a program. Its first byte picks the front-end (one of the
+// three C++ ones, or the C API with the mutex, spin-lock, single-thread,
+// thread-cache or thread-pools policy); the second picks
 // which of four buffers (264 B to 24 KiB, some with odd sizes) start as
 // whole regions (with the C API, the first through FMempInit). Then each
 // operation is an opcode byte and its arguments, read with ByteReader, until
@@ -29,6 +31,11 @@
 //   lifecycle      C API: FMempRemove, re-init (with another policy), init
 //                  of a ready pool, a bad policy, calls on a NULL FMemp; C++:
 //                  Clear()
+//   caches         flush this thread's cache, drain every cache (a no-op for
+//                  front-ends without caches)
+//   pools          bind a region (a region's begin, an address next to it,
+//                  a foreign one; with or without fallback; bad flags) to
+//                  this thread, unbind it; refused where there are no pools
 //
 // After every operation the target checks: the integrity check (Memp::Check
 // / FMempCheck) passes, or reports "not initialised" exactly when the pool
@@ -54,13 +61,17 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "fmemp/fmemp.h"
 #include "fmemp/memp.h"
 #include "fmemp/region_set.h"
+#include "fmemp/thread_cache.h"
+#include "fmemp/thread_pool.h"
 #include "fuzz/byte_reader.h"
 #include "fuzz/live_blocks.h"
 #include "sync/no_lock.h"
+#include "sync/spin_lock.h"
 #include "tlsf/heap.h"
 #include "tlsf/size_class.h"
 
@@ -115,6 +126,7 @@ enum class Code {
   kNotInit,        // FMEMP_ERR_NOT_INIT
   kAlreadyInit,    // FMEMP_ERR_ALREADY_INIT
   kInvalidArg,     // FMEMP_ERR_INVALID_ARG
+  kNotSupported,   // FMEMP_ERR_NOT_SUPPORTED
   kOther,
 };
 
@@ -153,6 +165,8 @@ Code FromFError(FError error) {
       return Code::kAlreadyInit;
     case FMEMP_ERR_INVALID_ARG:
       return Code::kInvalidArg;
+    case FMEMP_ERR_NOT_SUPPORTED:
+      return Code::kNotSupported;
     default:
       return Code::kOther;
   }
@@ -210,6 +224,7 @@ struct Usage {
   uint64_t regions = 0;
   uint64_t failed = 0;
   uint64_t invalid = 0;
+  uint64_t cached = 0;  // in per-thread caches: neither used nor free
 };
 
 struct RegionUsage {
@@ -223,7 +238,22 @@ struct RegionUsage {
   uint64_t live_blocks = 0;
 };
 
-void DiscardLine(void* user, const char*) { ++*static_cast<size_t*>(user); }
+// Counts the lines of a listing, less the lines a per-thread pool's own
+// section adds (its heading, totals and check), so every front-end's count
+// is regions + blocks + 2.
+struct LineCounter {
+  size_t lines = 0;
+  size_t pool_extra = 0;
+  void Add(absl::string_view line) {
+    ++lines;
+    if (absl::StartsWith(line, "pool of thread")) pool_extra += 3;
+  }
+  size_t count() const { return lines - pool_extra; }
+};
+
+void CountLine(void* user, const char* line) {
+  static_cast<LineCounter*>(user)->Add(line);
+}
 
 const BlockTag& FuzzTag() {
   static const BlockTag tag = {__FILE__, __LINE__, "fuzz", 1};
@@ -232,9 +262,28 @@ const BlockTag& FuzzTag() {
 
 // --- The two front-ends behind one interface ---
 
+// How a C++ front-end's extras are reached; the plain Memp has none.
+template <typename Front>
+struct Extras {
+  static constexpr bool kCaches = false;
+  static constexpr bool kPools = false;
+};
+template <>
+struct Extras<CachingMemp<sync::SpinLock>> {
+  static constexpr bool kCaches = true;
+  static constexpr bool kPools = false;
+};
+template <>
+struct Extras<PoolingMemp<sync::SpinLock>> {
+  static constexpr bool kCaches = false;
+  static constexpr bool kPools = true;
+};
+
+template <typename Front>
 class CppFrontEnd {
  public:
   static constexpr bool kIsCApi = false;
+  static constexpr bool kHasPools = Extras<Front>::kPools;
 
   explicit CppFrontEnd(Reports* reports) {
     memp_.SetErrorHandler(&Reports::CppHandler, reports);
@@ -264,9 +313,32 @@ class CppFrontEnd {
   // 1: freed (or nullptr), 0: refused; -1 where the API does not say.
   int Free(void* p) { return memp_.Free(p) ? 1 : 0; }
   // Usable bytes of a live block; 0 where the API cannot tell.
-  size_t Usable(const void* p) const { return memp_.UsableSize(p); }
+  size_t Usable(const void* p) { return memp_.UsableSize(p); }
 
-  Usage Probe() const {
+  // Returns this thread's cached blocks (all threads' with `all`).
+  void FlushCaches(bool all) {
+    if constexpr (Extras<Front>::kCaches) {
+      all ? memp_.DrainAllCaches() : memp_.FlushThisThread();
+    }
+  }
+  // flags: FMEMP_BIND_NO_FALLBACK or 0 (the C++ API takes no other).
+  Code Bind(void* begin, u32 flags) {
+    if constexpr (Extras<Front>::kPools) {
+      return FromStatus(
+          memp_.BindThisThread(begin, (flags & FMEMP_BIND_NO_FALLBACK) != 0
+                                          ? PoolExhaustion::kFail
+                                          : PoolExhaustion::kFallBackToShared));
+    }
+    return Code::kNotSupported;
+  }
+  Code Unbind() {
+    if constexpr (Extras<Front>::kPools) {
+      return FromStatus(memp_.UnbindThisThread());
+    }
+    return Code::kNotSupported;
+  }
+
+  Usage Probe() {
     const MempStats s = memp_.Probe();
     Usage u;
     u.total = s.capacity_bytes;
@@ -277,9 +349,10 @@ class CppFrontEnd {
     u.regions = s.region_count;
     u.failed = s.failed_allocations;
     u.invalid = s.invalid_frees;
+    u.cached = s.cached_bytes;
     return u;
   }
-  std::vector<RegionUsage> Regions() const {
+  std::vector<RegionUsage> Regions() {
     std::vector<RegionUsage> out;
     for (const RegionStats& r : memp_.ProbeRegions()) {
       RegionUsage u;
@@ -295,13 +368,15 @@ class CppFrontEnd {
     }
     return out;
   }
-  Code Check(std::string* why) const {
+  Code Check(std::string* why) {
     const absl::Status status = memp_.Check();
     *why = status.ToString();
     return status.ok() ? Code::kOk : Code::kOther;
   }
-  Code List(size_t* lines) const {
-    memp_.List([lines](absl::string_view) { ++*lines; });
+  Code List(size_t* lines) {
+    LineCounter counter;
+    memp_.List([&counter](absl::string_view line) { counter.Add(line); });
+    *lines = counter.count();
     return Code::kOk;
   }
   bool ResetPeak() {
@@ -311,12 +386,13 @@ class CppFrontEnd {
   void Clear() { memp_.Clear(); }
 
  private:
-  Memp<sync::NoLock> memp_;
+  Front memp_;
 };
 
 class CFrontEnd {
  public:
   static constexpr bool kIsCApi = true;
+  static constexpr bool kHasPools = true;  // when the policy has them
 
   explicit CFrontEnd(Reports* reports) : reports_(reports) {}
   CFrontEnd(const CFrontEnd&) = delete;
@@ -371,6 +447,17 @@ class CFrontEnd {
   }
   size_t Usable(const void*) const { return 0; }
 
+  void FlushCaches(bool all) {
+    const FError error =
+        all ? FMempDrainThreadCaches(&memp_) : FMempFlushThreadCache(&memp_);
+    FUZZ_CHECK(error == (ready() ? FMEMP_SUCCESS : FMEMP_ERR_NOT_INIT),
+               "flushing caches returned %#x", error);
+  }
+  Code Bind(void* begin, u32 flags) {
+    return FromFError(FMempBindThreadWithFlags(&memp_, begin, flags));
+  }
+  Code Unbind() { return FromFError(FMempUnbindThread(&memp_)); }
+
   Usage Probe() {
     FMempUsage u64 = {};
     const FError error = FMempProbe64(&memp_, &u64);
@@ -401,6 +488,7 @@ class CFrontEnd {
     u.regions = u64.regions;
     u.failed = u64.failed_allocations;
     u.invalid = u64.invalid_frees;
+    u.cached = u64.cached_bytes;
     return u;
   }
   std::vector<RegionUsage> Regions() {
@@ -436,7 +524,10 @@ class CFrontEnd {
     return FromFError(error);
   }
   Code List(size_t* lines) {
-    return FromFError(FMemListAllTo(&memp_, &DiscardLine, lines));
+    LineCounter counter;
+    const FError error = FMemListAllTo(&memp_, &CountLine, &counter);
+    *lines = counter.count();
+    return FromFError(error);
   }
   bool ResetPeak() { return false; }  // not in the C API
 
@@ -469,6 +560,8 @@ enum class Op {
   kList,
   kProbe,
   kLifecycle,
+  kCaches,
+  kPools,
 };
 
 constexpr Op kOps[] = {
@@ -476,7 +569,8 @@ constexpr Op kOps[] = {
     Op::kMemalign,  Op::kMemalign,     Op::kRealloc,   Op::kRealloc,
     Op::kRealloc,   Op::kFree,         Op::kFree,      Op::kFree,
     Op::kAddRegion, Op::kRemoveRegion, Op::kBadFree,   Op::kBadRealloc,
-    Op::kList,      Op::kProbe,        Op::kLifecycle,
+    Op::kList,      Op::kProbe,        Op::kLifecycle, Op::kCaches,
+    Op::kPools,
 };
 constexpr size_t kOpCount = sizeof(kOps) / sizeof(kOps[0]);
 
@@ -576,6 +670,12 @@ class MempFuzzer {
       case Op::kLifecycle:
         Lifecycle();
         return "lifecycle";
+      case Op::kCaches:
+        front_.FlushCaches(in_.Bool());
+        return "flush caches";
+      case Op::kPools:
+        Pools();
+        return "pools";
     }
     return "?";
   }
@@ -632,7 +732,7 @@ class MempFuzzer {
   // what every init attempt starts from.
   void Init(void* begin, void* end, int policy) {
     const bool valid_policy =
-        policy >= FMEMP_POLICY_MUTEX && policy <= FMEMP_POLICY_SINGLE_THREAD;
+        policy >= FMEMP_POLICY_MUTEX && policy <= FMEMP_POLICY_THREAD_POOLS;
     const bool was_ready = front_.ready();
     Code want = Code::kAlreadyInit;
     if (!valid_policy) {
@@ -650,6 +750,7 @@ class MempFuzzer {
                  end, policy, static_cast<int>(got), static_cast<int>(want));
       if (!was_ready && got == Code::kOk) {
         regions_.push_back({Addr(begin), Addr(end)});
+        policy_ = policy;
       }
       FUZZ_CHECK(front_.ready() == (was_ready || got == Code::kOk),
                  "FMempInit returned %d, but is_ready is %d",
@@ -883,9 +984,11 @@ class MempFuzzer {
   void Probe() {
     if (in_.Bool() && front_.ResetPeak()) {
       const Usage u = front_.Probe();
-      FUZZ_CHECK(u.max_used == u.used, "ResetPeak left max_used %llu > %llu",
+      // Blocks parked in caches count towards the peak.
+      FUZZ_CHECK(u.max_used == u.used + u.cached,
+                 "ResetPeak left max_used %llu > %llu",
                  static_cast<unsigned long long>(u.max_used),
-                 static_cast<unsigned long long>(u.used));
+                 static_cast<unsigned long long>(u.used + u.cached));
       peak_floor_ = u.used;
     }
     // Regions() is checked with every operation; UsableSize of foreign
@@ -893,6 +996,48 @@ class MempFuzzer {
     if (!FrontEnd::kIsCApi) {
       FUZZ_CHECK(front_.Usable(g_foreign + 32) == 0, "UsableSize of foreign");
     }
+  }
+
+  // Binds a region (or a bad address) to this thread, or unbinds it. With
+  // one thread a pool changes where blocks come from, never what a call
+  // returns, so the rest of the model is unaffected.
+  void Pools() {
+    const uint8_t how = in_.Byte() % 8;
+    bool pools = FrontEnd::kHasPools;
+    if constexpr (FrontEnd::kIsCApi)
+      pools = policy_ == FMEMP_POLICY_THREAD_POOLS;
+    if (how == 0) {
+      const Code got = front_.Unbind();
+      const Code want = !front_.ready() ? Code::kNotInit
+                        : pools         ? Code::kOk
+                                        : Code::kNotSupported;
+      FUZZ_CHECK(got == want, "unbind returned %d, expected %d",
+                 static_cast<int>(got), static_cast<int>(want));
+      return;
+    }
+    void* target = g_foreign + 64;
+    bool is_region = false;
+    if (how >= 3 && !regions_.empty()) {
+      const RegionModel& r = regions_[in_.Below(regions_.size())];
+      target = reinterpret_cast<void*>(r.begin + (how == 3 ? 16 : 0));
+      is_region = how != 3;
+    }
+    u32 flags = in_.Bool() ? FMEMP_BIND_NO_FALLBACK : 0;
+    const bool bad_flags = FrontEnd::kIsCApi && how == 1;
+    if (bad_flags) flags |= 0x40;
+    Code want = Code::kNotInit;
+    if (front_.ready()) {
+      if (!pools) {
+        want = Code::kNotSupported;
+      } else if (bad_flags) {
+        want = Code::kInvalidArg;
+      } else {
+        want = is_region ? Code::kOk : Code::kNotFound;
+      }
+    }
+    const Code got = front_.Bind(target, flags);
+    FUZZ_CHECK(got == want, "bind(%p, %u) returned %d, expected %d", target,
+               flags, static_cast<int>(got), static_cast<int>(want));
   }
 
   void ResetModel() {
@@ -921,8 +1066,8 @@ class MempFuzzer {
           void* begin = nullptr;
           void* end = nullptr;
           PickRange(&begin, &end);
-          const int policy = what == 4 ? in_.Byte() % 4 : policy_;
-          Init(begin, end, policy == 3 ? 0x7f : policy);
+          const int policy = what == 4 ? in_.Byte() % 6 : policy_;
+          Init(begin, end, policy == 5 ? 0x7f : policy);
           break;
         }
         case 5:
@@ -998,9 +1143,13 @@ class MempFuzzer {
       used += r.used;
       live += r.live_blocks;
     }
-    FUZZ_CHECK(u.total == total && u.used == used && u.live_blocks == live,
-               "after %s: totals disagree with the regions", op);
-    FUZZ_CHECK(u.used <= u.total && u.used + u.free_bytes == u.total,
+    // Per-region figures count blocks parked in caches as used; the
+    // aggregate separates them (cached).
+    FUZZ_CHECK(
+        u.total == total && u.used + u.cached == used &&
+            (u.cached == 0 ? u.live_blocks == live : u.live_blocks < live),
+        "after %s: totals disagree with the regions", op);
+    FUZZ_CHECK(u.used <= u.total && u.used + u.cached + u.free_bytes == u.total,
                "after %s: used %llu, free %llu, total %llu", op,
                static_cast<unsigned long long>(u.used),
                static_cast<unsigned long long>(u.free_bytes),
@@ -1062,20 +1211,41 @@ class MempFuzzer {
 }  // namespace fmemp::fuzz
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using fmemp::CachingMemp;
+  using fmemp::Memp;
+  using fmemp::PoolingMemp;
   using fmemp::fuzz::CFrontEnd;
   using fmemp::fuzz::CppFrontEnd;
   using fmemp::fuzz::MempFuzzer;
+  using fmemp::sync::NoLock;
+  using fmemp::sync::SpinLock;
   static const bool stale_probes = fmemp::fuzz::StaticMemoryLooksSafe();
   fmemp::fuzz::ByteReader in(data, size);
-  const uint8_t mode = in.Byte() % 4;
-  if (mode == 0) {
-    MempFuzzer<CppFrontEnd> fuzzer(&in, stale_probes);
-    fuzzer.Run(FMEMP_POLICY_SINGLE_THREAD);
-  } else {
-    static constexpr int kPolicies[] = {
-        FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK, FMEMP_POLICY_SINGLE_THREAD};
-    MempFuzzer<CFrontEnd> fuzzer(&in, stale_probes);
-    fuzzer.Run(kPolicies[mode - 1]);
+  const uint8_t mode = in.Byte() % 8;
+  switch (mode) {
+    case 0: {
+      MempFuzzer<CppFrontEnd<Memp<NoLock>>> fuzzer(&in, stale_probes);
+      fuzzer.Run(FMEMP_POLICY_SINGLE_THREAD);
+      break;
+    }
+    case 1: {
+      MempFuzzer<CppFrontEnd<CachingMemp<SpinLock>>> fuzzer(&in, stale_probes);
+      fuzzer.Run(FMEMP_POLICY_THREAD_CACHE);
+      break;
+    }
+    case 2: {
+      MempFuzzer<CppFrontEnd<PoolingMemp<SpinLock>>> fuzzer(&in, stale_probes);
+      fuzzer.Run(FMEMP_POLICY_THREAD_POOLS);
+      break;
+    }
+    default: {
+      static constexpr int kPolicies[] = {
+          FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK, FMEMP_POLICY_SINGLE_THREAD,
+          FMEMP_POLICY_THREAD_CACHE, FMEMP_POLICY_THREAD_POOLS};
+      MempFuzzer<CFrontEnd> fuzzer(&in, stale_probes);
+      fuzzer.Run(kPolicies[mode - 3]);
+      break;
+    }
   }
   return 0;
 }
