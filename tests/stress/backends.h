@@ -161,6 +161,11 @@ class CppBackend {
     if constexpr (HasCaches()) memp_.DrainAllCaches();
     return absl::OkStatus();
   }
+  // The calling thread's cache only.
+  absl::Status FlushThisThread() {
+    if constexpr (HasCaches()) memp_.FlushThisThread();
+    return absl::OkStatus();
+  }
 
   Usage Probe() {
     const MempStats s = memp_.Probe();
@@ -288,11 +293,17 @@ class CApiBackend {
                : absl::InternalError("FMempUnbindThread: " + std::to_string(e));
   }
 
-  // Every policy accepts it (a no-op without caches).
+  // Every policy accepts these (no-ops without caches).
   absl::Status DrainCaches() {
     const FError e = FMempDrainThreadCaches(&memp_);
     return e == FMEMP_SUCCESS ? absl::OkStatus()
                               : absl::InternalError("FMempDrainThreadCaches: " +
+                                                    std::to_string(e));
+  }
+  absl::Status FlushThisThread() {
+    const FError e = FMempFlushThreadCache(&memp_);
+    return e == FMEMP_SUCCESS ? absl::OkStatus()
+                              : absl::InternalError("FMempFlushThreadCache: " +
                                                     std::to_string(e));
   }
 

@@ -23,7 +23,7 @@
 //   (grow and shrink, from NULL, to 0), free, handing a block to another
 //   slot's inbox (that slot's thread verifies it and frees it or adopts it:
 //   later reallocs and frees happen on a thread that did not allocate it),
-//   UsableSize.
+//   UsableSize, and a flush of the thread's own cache.
 // * Per-thread pools (backends with kHasPools): even slots have a region of
 //   their own (kPoolBytes), added by the slot's first thread and bound by
 //   every thread of the slot, live blocks and all. Slots 0, 4, ... fall back
@@ -37,9 +37,10 @@
 //   holds up to kCollectorHold of them for a while and frees them.
 // * The region manager: removes and re-adds kManagedRegions regions of its
 //   own while everyone allocates. RemoveRegion may say busy; that is fine.
-// * The prober: Probe, ProbeRegions, ProbePools and Check, over and over.
-//   Check must always pass; used <= capacity and used + cached + free ==
-//   capacity, in the whole and per region and per pool.
+// * The prober: Probe, ProbeRegions, ProbePools and Check, over and over,
+//   and every eighth round a drain of every thread's cache. Check must
+//   always pass; used <= capacity and used + cached + free == capacity, in
+//   the whole and per region and per pool.
 //
 // Every block carries block_pattern.h's pattern over every byte; it is
 // checked before every free, before every realloc (and the preserved prefix
@@ -776,6 +777,11 @@ class StressHarness {
             Fail(t, absl::StrFormat("UsableSize %u < %s", usable, Describe(b)));
           }
         }
+      } else if (pick < 951) {
+        // Per-thread caches: this thread's back to the shared regions.
+        ++t.calls;
+        const absl::Status flushed = backend_.FlushThisThread();
+        if (!flushed.ok()) Fail(t, "FlushThisThread: " + flushed.ToString());
       } else if (pick < 952 && t.bound) {
         // Check covers this thread's own pool only here.
         ++t.calls;
@@ -937,6 +943,12 @@ class StressHarness {
       if (!problem.empty()) Fail(t, "Check: " + problem);
       checks_.fetch_add(1, std::memory_order_relaxed);
       t.calls += 3;
+      if (t.op % 8 == 0) {
+        // Every thread's cache, busy or idle, back to the shared regions.
+        ++t.calls;
+        const absl::Status drained = backend_.DrainCaches();
+        if (!drained.ok()) Fail(t, "DrainCaches: " + drained.ToString());
+      }
       Publish(t);
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
