@@ -26,10 +26,24 @@
 //     void* AllocateAligned(size_t alignment, size_t bytes) noexcept;
 //     /* any result */ Free(void* ptr) noexcept;
 //
-// (fmemp::Memp<LockPolicy> today). The SDK's C API pool works too: with
-// `Pool` = FMemp (from fmemp/fmemp.h) the calls go to FMempMalloc,
-// FMempMallocAlign and FMempFree. Another pool type can be adapted by
-// specialising fmemp::PoolTraits.
+// fmemp::Memp<LockPolicy> (fmemp/memp.h), fmemp::CachingMemp<LockPolicy>
+// (fmemp/thread_cache.h) and fmemp::PoolingMemp<LockPolicy>
+// (fmemp/thread_pool.h) all have them, so they need no adapter. The SDK's
+// C API pool works too: with `Pool` = FMemp (from fmemp/fmemp.h) the calls
+// go to FMempMalloc, FMempMallocAlign and FMempFree. Another pool type can
+// be adapted by specialising fmemp::PoolTraits.
+//
+// Per-thread pools (PoolingMemp, or an FMemp under
+// FMEMP_POLICY_THREAD_POOLS): one resource serves every thread. Each
+// allocation comes from the calling thread's own pool when it has bound
+// one (BindThisThread / FMempBindThread), otherwise from the shared
+// regions, so a container's blocks may lie in several threads' pools. A
+// container may be destroyed, or shrunk, on any thread: a block of another
+// thread's pool is queued to that thread and given back on its next call
+// into the pool (or when it unbinds or exits), so until then Probe() still
+// counts it as used. Memory outlives the thread that allocated it: when a
+// thread unbinds or exits, its regions and the blocks in them go back to
+// the shared regions.
 //
 // Both types hold a pointer to the pool and never own it: the pool must
 // outlive every resource, allocator and container that refers to it, and
@@ -42,9 +56,11 @@
 //   everything else is O(1) and allocation-free.
 // * Thread safety: a resource or allocator is immutable after construction;
 //   concurrent calls on it (or on copies of it) are as safe as concurrent
-//   calls on the pool: fine with Memp<Mutex>, Memp<SpinLock> and an FMemp,
-//   one thread at a time with Memp<NoLock>. A container is, as always, not
-//   safe for concurrent modification.
+//   calls on the pool: fine with Memp<Mutex>, Memp<SpinLock>, CachingMemp,
+//   PoolingMemp and an FMemp, one thread at a time with Memp<NoLock>. A
+//   container is, as always, not safe for concurrent modification; handing
+//   one to another thread needs the usual happens-before (a mutex, a
+//   queue, a join).
 // * Failure: allocation throws std::bad_alloc when the pool returns nullptr
 //   (exhausted, or an alignment it cannot honour); the pool is left intact
 //   and the container's strong or basic guarantee applies. Deallocation never

@@ -7,11 +7,18 @@
 // and returns to where it started when they are gone, exhaustion throws
 // std::bad_alloc and leaves the pool intact, alignment is honoured, and
 // threads sharing one pool (run under --config=tsan too) keep it consistent.
+// Over per-thread pools (PoolingMemp, and the C API's
+// FMEMP_POLICY_THREAD_POOLS): containers live in the pool of the thread
+// that filled them, may be destroyed on another thread (the frees are
+// queued to the owner) or outlive their thread, and the pools' usage still
+// returns to zero.
 
 #include "fmemp/pmr.h"
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <deque>
 #include <functional>
 #include <list>
 #include <map>
@@ -25,8 +32,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "fmemp/fmemp.h"
 #include "fmemp/memp.h"
+#include "fmemp/thread_pool.h"
 #include "gtest/gtest.h"
 #include "sync/mutex.h"
 #include "sync/no_lock.h"
@@ -84,6 +96,38 @@ class TestPool<FMemp> {
   FMemp pool_ = {};
 };
 
+// A PoolingMemp in which the thread that made it (the test's) has a pool
+// of its own: the buffer's second half is bound to it and the first half
+// is shared, so what the pool cannot serve falls back to the first half.
+template <typename Lock>
+class TestPool<PoolingMemp<Lock>> {
+ public:
+  explicit TestPool(size_t bytes) : bytes_(bytes), buffer_(new char[bytes]) {
+    char* const half = buffer_.get() + bytes / 2;
+    EXPECT_TRUE(pool_.AddRegion(buffer_.get(), half).ok());
+    EXPECT_TRUE(pool_.AddRegion(half, buffer_.get() + bytes).ok());
+    EXPECT_TRUE(pool_.BindThisThread(half).ok());
+  }
+  ~TestPool() { EXPECT_TRUE(pool_.UnbindThisThread().ok()); }
+  PoolingMemp<Lock>* pool() { return &pool_; }
+  // As this thread sees it: frees that other threads queued to its pool are
+  // applied first (ThisThreadHasPool is a call into the pool).
+  size_t Used() {
+    EXPECT_TRUE(pool_.ThisThreadHasPool());
+    return pool_.Probe().used_bytes;
+  }
+  bool Intact() { return pool_.Check().ok(); }
+  bool Contains(const void* p) const {
+    const char* c = static_cast<const char*>(p);
+    return c >= buffer_.get() && c < buffer_.get() + bytes_;
+  }
+
+ private:
+  size_t bytes_;
+  std::unique_ptr<char[]> buffer_;
+  PoolingMemp<Lock> pool_;
+};
+
 // While alive, any use of the default memory resource throws, so a
 // container that forgot its resource fails the test.
 class NoDefaultResource {
@@ -119,8 +163,10 @@ class PmrTest : public ::testing::Test {
   size_t start_used_ = 0;
 };
 
-using Pools = ::testing::Types<Memp<sync::NoLock>, Memp<sync::SpinLock>,
-                               Memp<sync::Mutex>, FMemp>;
+using Pools =
+    ::testing::Types<Memp<sync::NoLock>, Memp<sync::SpinLock>,
+                     Memp<sync::Mutex>, FMemp, PoolingMemp<sync::SpinLock>,
+                     PoolingMemp<sync::Mutex>>;
 TYPED_TEST_SUITE(PmrTest, Pools);
 
 TYPED_TEST(PmrTest, VectorGrowsInsideThePool) {
@@ -498,7 +544,8 @@ template <typename Pool>
 class PmrThreadTest : public PmrTest<Pool> {};
 
 using ThreadSafePools =
-    ::testing::Types<Memp<sync::SpinLock>, Memp<sync::Mutex>, FMemp>;
+    ::testing::Types<Memp<sync::SpinLock>, Memp<sync::Mutex>, FMemp,
+                     PoolingMemp<sync::SpinLock>, PoolingMemp<sync::Mutex>>;
 TYPED_TEST_SUITE(PmrThreadTest, ThreadSafePools);
 
 // Each thread churns its own containers over one shared pool, then hands a
@@ -554,6 +601,386 @@ TYPED_TEST(PmrThreadTest, ThreadsWithTheirOwnContainers) {
   }
   EXPECT_GT(this->test_pool_.Used(), this->start_used_);
   handed.clear();
+}
+
+// --- Per-thread pools: every thread binds a region of its own ---
+
+// A region's memory, for a worker to add and bind.
+class OwnRegion {
+ public:
+  explicit OwnRegion(size_t bytes) : bytes_(bytes), memory_(new char[bytes]) {}
+  char* begin() const { return memory_.get(); }
+  char* end() const { return memory_.get() + bytes_; }
+  bool Holds(const void* p) const {
+    const char* c = static_cast<const char*>(p);
+    return c >= begin() && c < end();
+  }
+
+ private:
+  size_t bytes_;
+  std::unique_ptr<char[]> memory_;
+};
+
+// What one thread builds for another: a map and a list of strings, every
+// byte of which lies in the builder's pool.
+struct Parcel {
+  static constexpr size_t kKeys = 40;
+  static constexpr size_t kLines = 20;
+
+  Parcel(std::pmr::memory_resource* resource, int sender, int sent_in)
+      : from(sender), round(sent_in), map(resource), lines(resource) {}
+
+  // The value Fill stores under `key`: long enough that every string
+  // allocates.
+  std::string Value(int key) const {
+    return "from " + std::to_string(from) + " round " + std::to_string(round) +
+           " key " + std::to_string(key) + std::string(kLongString, '.');
+  }
+  void Fill() {
+    for (size_t i = 0; i < kKeys; ++i) {
+      const int key = static_cast<int>(i);
+      map.emplace(key, Value(key));
+    }
+    lines.reserve(kLines);
+    for (size_t i = 0; i < kLines; ++i) {
+      lines.emplace_back(Value(static_cast<int>(kKeys + i)));
+    }
+  }
+  // Whether the contents are what Fill wrote.
+  bool Intact() const {
+    if (map.size() != kKeys || lines.size() != kLines) return false;
+    for (const auto& [key, value] : map) {
+      if (std::string_view(value) != Value(key)) return false;
+    }
+    for (size_t i = 0; i < kLines; ++i) {
+      if (std::string_view(lines[i]) != Value(static_cast<int>(kKeys + i))) {
+        return false;
+      }
+    }
+    return true;
+  }
+  // Whether every block of the parcel lies in `region`.
+  bool LiesIn(const OwnRegion& region) const {
+    for (const auto& entry : map) {
+      if (!region.Holds(&entry) || !region.Holds(entry.second.data())) {
+        return false;
+      }
+    }
+    for (const auto& line : lines) {
+      if (!region.Holds(line.data())) return false;
+    }
+    return region.Holds(lines.data());
+  }
+
+  const int from;
+  const int round;
+  std::pmr::unordered_map<int, std::pmr::string> map;
+  std::pmr::vector<std::pmr::string> lines;
+};
+
+// Holds each of `count` threads until all have arrived (a BlockingCounter
+// allows one waiter only).
+class Rendezvous {
+ public:
+  explicit Rendezvous(int count) : missing_(count) {}
+  void ArriveAndWait() {
+    absl::MutexLock hold(&mu_);
+    --missing_;
+    mu_.Await(absl::Condition(this, &Rendezvous::AllArrived));
+  }
+
+ private:
+  bool AllArrived() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return missing_ == 0;
+  }
+
+  absl::Mutex mu_;
+  int missing_ ABSL_GUARDED_BY(mu_);
+};
+
+template <typename Lock>
+class PmrPoolingTest : public ::testing::Test {
+ protected:
+  static constexpr int kThreads = 4;
+  // Room for every parcel a slow receiver may leave waiting.
+  static constexpr size_t kOwnBytes = size_t{2} << 20;
+
+  PmrPoolingTest() : shared_(4 * kOwnBytes), resource_(&memp_) {
+    EXPECT_TRUE(memp_.AddRegion(shared_.begin(), shared_.end()).ok());
+    own_.reserve(kThreads);
+    for (int t = 0; t < kThreads; ++t) own_.emplace_back(kOwnBytes);
+  }
+  // Every test ends with the memory back: nothing used, every pool given
+  // back to the shared regions (the workers have exited), each worker's
+  // region removable.
+  void TearDown() override {
+    const int added = added_.load();
+    const MempStats stats = memp_.Probe();
+    EXPECT_EQ(stats.used_bytes, 0u);
+    EXPECT_EQ(stats.live_blocks, 0u);
+    EXPECT_EQ(stats.region_count, 1u + added);
+    EXPECT_TRUE(memp_.ProbePools().empty());
+    EXPECT_TRUE(memp_.Check().ok());
+    for (int t = 0; t < added; ++t) {
+      EXPECT_TRUE(memp_.RemoveRegion(own_[t].begin()).ok()) << "region " << t;
+    }
+  }
+
+  // Run by worker t first: own_[t] becomes its pool.
+  void AddAndBind(int t) {
+    EXPECT_TRUE(memp_.AddRegion(own_[t].begin(), own_[t].end()).ok());
+    EXPECT_TRUE(memp_.BindThisThread(own_[t].begin()).ok());
+    EXPECT_TRUE(memp_.ThisThreadHasPool());
+    added_.fetch_add(1);
+  }
+
+  PoolingMemp<Lock> memp_;
+  OwnRegion shared_;
+  std::vector<OwnRegion> own_;
+  std::atomic<int> added_{0};  // own_[0, added_) were added
+  MemoryResource<PoolingMemp<Lock>> resource_;
+};
+
+using PoolingLocks = ::testing::Types<sync::SpinLock, sync::Mutex>;
+TYPED_TEST_SUITE(PmrPoolingTest, PoolingLocks);
+
+// Each thread fills containers in its own pool and hands some to the main
+// thread, which destroys them while the builders still run: those frees
+// wait in the builders' queues (usage unchanged) until each builder's next
+// call applies them.
+TYPED_TEST(PmrPoolingTest, ContainersFreedByAnotherThreadWhileTheOwnerRuns) {
+  constexpr int kThreads = TestFixture::kThreads;
+  std::vector<std::unique_ptr<Parcel>> handed(kThreads);
+  std::vector<int> errors(kThreads, 0);
+  absl::BlockingCounter built(kThreads);
+  absl::Notification freed;
+  absl::BlockingCounter applied(kThreads);
+  absl::Notification may_exit;
+  std::vector<std::thread> threads;
+  threads.reserve(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t, &handed, &errors, &built, &freed, &applied,
+                          &may_exit] {
+      this->AddAndBind(t);
+      const OwnRegion& own = this->own_[t];
+      {
+        // Churn: vectors, strings and maps, all in this thread's pool.
+        std::pmr::vector<int> v(&this->resource_);
+        std::pmr::string s(&this->resource_);
+        std::pmr::unordered_map<int, std::pmr::string> map(&this->resource_);
+        for (int i = 0; i < 2000; ++i) {
+          v.push_back(i);
+          s += static_cast<char>('a' + t);
+          map.emplace(i, std::pmr::string(kLongString, 'm', &this->resource_));
+          if (i % 3 == 0) map.erase(i / 2);
+        }
+        errors[t] += !own.Holds(v.data()) + !own.Holds(s.data());
+        for (const auto& entry : map) errors[t] += !own.Holds(&entry);
+        errors[t] += !this->memp_.Check().ok();  // covers this thread's pool
+      }
+      auto parcel = std::make_unique<Parcel>(&this->resource_, t, 0);
+      parcel->Fill();
+      errors[t] += !parcel->LiesIn(own);
+      handed[t] = std::move(parcel);
+      built.DecrementCount();
+      freed.WaitForNotification();
+      // This call applies the frees queued to the pool.
+      errors[t] += !this->memp_.ThisThreadHasPool();
+      applied.DecrementCount();
+      may_exit.WaitForNotification();
+      // Half of the threads unbind; the others just exit (which unbinds).
+      if (t % 2 == 0) errors[t] += !this->memp_.UnbindThisThread().ok();
+    });
+  }
+  built.Wait();
+  const MempStats before = this->memp_.Probe();
+  EXPECT_GT(before.used_bytes, 0u);
+  const std::vector<PoolStats> pools = this->memp_.ProbePools();
+  ASSERT_EQ(pools.size(), static_cast<size_t>(kThreads));
+  for (const PoolStats& pool : pools) {
+    EXPECT_GT(pool.stats.used_bytes, 0u);
+    EXPECT_EQ(pool.fallbacks, 0u);
+  }
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_TRUE(handed[t]->Intact()) << "thread " << t;
+    EXPECT_TRUE(handed[t]->LiesIn(this->own_[t])) << "thread " << t;
+    handed[t].reset();  // queued to thread t
+  }
+  // The owners have made no call since: the frees still wait.
+  EXPECT_EQ(this->memp_.Probe().used_bytes, before.used_bytes);
+  freed.Notify();
+  applied.Wait();
+  EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+  for (const PoolStats& pool : this->memp_.ProbePools()) {
+    EXPECT_EQ(pool.stats.used_bytes, 0u);
+    EXPECT_EQ(pool.stats.live_blocks, 0u);
+    EXPECT_GT(pool.stats.peak_used_bytes, 0u);
+  }
+  may_exit.Notify();
+  for (auto& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(errors[t], 0) << "thread " << t;
+}
+
+// Containers outlive the threads that filled them: at exit each pool's
+// region goes back to the shared regions with the containers' blocks, which
+// stay valid and are freed there.
+TYPED_TEST(PmrPoolingTest, ContainersOutliveTheirThread) {
+  constexpr int kThreads = TestFixture::kThreads;
+  std::vector<std::unique_ptr<Parcel>> handed(kThreads);
+  std::vector<std::thread> threads;
+  threads.reserve(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t, &handed] {
+      this->AddAndBind(t);
+      auto parcel = std::make_unique<Parcel>(&this->resource_, t, 0);
+      parcel->Fill();
+      handed[t] = std::move(parcel);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_TRUE(this->memp_.ProbePools().empty());
+  EXPECT_GT(this->memp_.Probe().used_bytes, 0u);
+  EXPECT_TRUE(this->memp_.Check().ok());  // every region is shared again
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_TRUE(handed[t]->Intact()) << "thread " << t;
+    EXPECT_TRUE(handed[t]->LiesIn(this->own_[t])) << "thread " << t;
+    // Still usable: it grows (in the shared regions now) and shrinks.
+    handed[t]->lines.emplace_back(kLongString, 'z');
+    handed[t]->map.clear();
+    handed[t].reset();
+  }
+}
+
+// Every thread, bound to its own pool, builds parcels and posts them to the
+// next thread, which checks and destroys them while their builder keeps
+// allocating: frees queued to a running owner, all the time, from every
+// side.
+TYPED_TEST(PmrPoolingTest, ThreadsPassContainersRound) {
+  constexpr int kThreads = TestFixture::kThreads;
+  constexpr int kRounds = 60;
+  struct Mailbox {
+    absl::Mutex mu;
+    std::deque<std::unique_ptr<Parcel>> parcels ABSL_GUARDED_BY(mu);
+  };
+  std::vector<Mailbox> mailboxes(kThreads);
+  std::vector<int> errors(kThreads, 0);
+  std::vector<int> received(kThreads, 0);
+  Rendezvous all_posted(kThreads);
+  std::vector<std::thread> threads;
+  threads.reserve(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back(
+        [this, t, &mailboxes, &errors, &received, &all_posted] {
+          this->AddAndBind(t);
+          const int from = (t + kThreads - 1) % kThreads;
+          Mailbox& inbox = mailboxes[t];
+          Mailbox& outbox = mailboxes[(t + 1) % kThreads];
+          // Checks and destroys every parcel waiting in the inbox.
+          auto drain = [&] {
+            std::deque<std::unique_ptr<Parcel>> taken;
+            {
+              absl::MutexLock hold(&inbox.mu);
+              taken.swap(inbox.parcels);
+            }
+            for (const auto& parcel : taken) {
+              errors[t] += parcel->from != from || !parcel->Intact() ||
+                           !parcel->LiesIn(this->own_[from]);
+              ++received[t];
+            }
+          };  // `taken` goes here: frees queued to thread `from`
+          for (int round = 0; round < kRounds; ++round) {
+            auto parcel = std::make_unique<Parcel>(&this->resource_, t, round);
+            parcel->Fill();
+            {
+              absl::MutexLock hold(&outbox.mu);
+              outbox.parcels.push_back(std::move(parcel));
+            }
+            drain();
+          }
+          all_posted.ArriveAndWait();
+          drain();
+        });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) {
+    EXPECT_EQ(errors[t], 0) << "thread " << t;
+    EXPECT_EQ(received[t], kRounds) << "thread " << t;
+  }
+}
+
+// A pool that cannot serve a container falls back to the shared regions by
+// default; bound with PoolExhaustion::kFail it makes the container throw
+// std::bad_alloc instead, with the shared regions untouched.
+TYPED_TEST(PmrPoolingTest, ExhaustedPoolFallsBackOrThrows) {
+  std::thread([this] {
+    this->AddAndBind(0);
+    {
+      std::pmr::vector<char> v(&this->resource_);
+      v.resize(TestFixture::kOwnBytes / 2);
+      EXPECT_TRUE(this->own_[0].Holds(v.data()));
+      v.resize(TestFixture::kOwnBytes + 1000);  // more than the pool has
+      EXPECT_TRUE(this->shared_.Holds(v.data()));
+      const std::vector<PoolStats> pools = this->memp_.ProbePools();
+      ASSERT_EQ(pools.size(), 1u);
+      EXPECT_GE(pools[0].fallbacks, 1u);
+    }
+    ASSERT_TRUE(
+        this->memp_.BindThisThread(this->own_[0].begin(), PoolExhaustion::kFail)
+            .ok());
+    const size_t shared_used = this->memp_.Probe().used_bytes;
+    std::pmr::vector<char> v(&this->resource_);
+    EXPECT_THROW(v.resize(TestFixture::kOwnBytes + 1000), std::bad_alloc);
+    EXPECT_TRUE(v.empty());
+    EXPECT_EQ(this->memp_.Probe().used_bytes, shared_used);
+    v.resize(1000);  // the pool serves again
+    EXPECT_TRUE(this->own_[0].Holds(v.data()));
+  }).join();
+}
+
+// The C API's per-thread pools through MemoryResource<FMemp>: threads bind
+// regions with FMempBindThread, fill containers, and hand them to the main
+// thread, which frees them after the threads exited.
+TEST(PmrCApiPoolsTest, ContainersInBoundRegions) {
+  constexpr int kThreads = 3;
+  constexpr size_t kBytes = size_t{1} << 20;
+  OwnRegion shared(kBytes);
+  std::vector<OwnRegion> own;
+  own.reserve(kThreads);
+  for (int t = 0; t < kThreads; ++t) own.emplace_back(kBytes);
+  FMemp memp = {};
+  ASSERT_EQ(FMempInitWithPolicy(&memp, shared.begin(), shared.end(),
+                                FMEMP_POLICY_THREAD_POOLS),
+            FMEMP_SUCCESS);
+  {
+    MemoryResource<FMemp> resource(&memp);
+    std::vector<std::unique_ptr<Parcel>> handed(kThreads);
+    std::vector<std::thread> threads;
+    threads.reserve(kThreads);
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        EXPECT_EQ(FMempAddRegion(&memp, own[t].begin(), own[t].end()),
+                  FMEMP_SUCCESS);
+        EXPECT_EQ(FMempBindThread(&memp, own[t].begin()), FMEMP_SUCCESS);
+        auto parcel = std::make_unique<Parcel>(&resource, t, 0);
+        parcel->Fill();
+        EXPECT_TRUE(parcel->LiesIn(own[t]));
+        handed[t] = std::move(parcel);
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    EXPECT_EQ(FMempThreadPoolCount(&memp), 0u);
+    for (int t = 0; t < kThreads; ++t) {
+      EXPECT_TRUE(handed[t]->Intact());
+      handed[t].reset();
+    }
+  }
+  FMempUsage usage = {};
+  ASSERT_EQ(FMempProbe64(&memp, &usage), FMEMP_SUCCESS);
+  EXPECT_EQ(usage.used, 0u);
+  EXPECT_EQ(usage.regions, 1u + kThreads);
+  EXPECT_EQ(FMempCheck(&memp), FMEMP_SUCCESS);
+  FMempRemove(&memp);
+  FMempRelease(&memp);
 }
 
 }  // namespace
