@@ -734,10 +734,11 @@ class PmrPoolingTest : public ::testing::Test {
     added_.fetch_add(1);
   }
 
-  PoolingMemp<Lock> memp_;
+  // The regions' memory outlives the pool.
   OwnRegion shared_;
   std::vector<OwnRegion> own_;
   std::atomic<int> added_{0};  // own_[0, added_) were added
+  PoolingMemp<Lock> memp_;
   MemoryResource<PoolingMemp<Lock>> resource_;
 };
 
