@@ -263,6 +263,7 @@ class PoolingMemp final : private ThreadStateOwner {
       bound_.Clear();
       bound_ranges_.clear();
       pools_.clear();
+      retired_peak_ = 0;
       retired_failed_ = retired_invalid_ = 0;
       clear_generation_.fetch_add(1, std::memory_order_relaxed);
       epoch_.fetch_add(1, std::memory_order_release);
@@ -433,6 +434,7 @@ class PoolingMemp final : private ThreadStateOwner {
           std::min(total.failed_allocations,
                    shared_uncounted_failures_.load(std::memory_order_relaxed));
       absl::MutexLock hold(&bindings_mu_);
+      total.peak_used_bytes += retired_peak_;
       total.failed_allocations += retired_failed_;
       total.invalid_frees += retired_invalid_;
       for (const Pool* pool : pools_) {
@@ -478,6 +480,10 @@ class PoolingMemp final : private ThreadStateOwner {
   // other pool's at its thread's next call.
   void ResetPeak() noexcept {
     epoch_.fetch_add(1, std::memory_order_release);
+    {
+      absl::MutexLock hold(&bindings_mu_);
+      retired_peak_ = 0;
+    }
     shared_.ResetPeak();
     SyncedPool();  // catches up with the new epoch
   }
@@ -793,9 +799,10 @@ class PoolingMemp final : private ThreadStateOwner {
     }
     shared_.WithRegions([&](RegionSet& shared) {
       ReturnRegions(shared, pool);
-      // Its counts of failures and misuse outlive it.
+      // Its peak and its counts of failures and misuse outlive it.
       const PoolStats last = pool->Published();
       absl::MutexLock hold(&bindings_mu_);
+      retired_peak_ += last.stats.peak_used_bytes;
       retired_failed_ += last.stats.failed_allocations;
       retired_invalid_ += last.stats.invalid_frees;
       pools_.erase(std::remove(pools_.begin(), pools_.end(), pool),
@@ -854,7 +861,8 @@ class PoolingMemp final : private ThreadStateOwner {
       ABSL_GUARDED_BY(bindings_mu_);
   // Every pool that has been bound since Clear and whose thread lives.
   std::vector<Pool*> pools_ ABSL_GUARDED_BY(bindings_mu_);
-  // Counts of pools whose threads exited.
+  // Figures of pools whose threads exited.
+  size_t retired_peak_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   uint64_t retired_failed_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   uint64_t retired_invalid_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   absl::Mutex handlers_mu_;

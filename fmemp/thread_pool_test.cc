@@ -258,6 +258,7 @@ TYPED_TEST(PoolingMempTest, ThreadExitReturnsItsRegionsWithLiveBlocks) {
     Worker worker;
     worker.Run([&] {
       this->BindHere(own);
+      this->memp_.Free(this->memp_.Allocate(100000));  // the pool's peak
       for (int i = 0; i < 20; ++i) {
         void* p = this->memp_.Allocate(200);
         Fill(p, 200, static_cast<uint8_t>(i));
@@ -267,6 +268,8 @@ TYPED_TEST(PoolingMempTest, ThreadExitReturnsItsRegionsWithLiveBlocks) {
   }  // the worker exits with its blocks alive
   EXPECT_TRUE(this->memp_.ProbePools().empty());
   EXPECT_EQ(this->memp_.ProbeRegions().size(), 2u);  // both shared now
+  // The pool's peak outlives its thread.
+  EXPECT_GE(this->memp_.Probe().peak_used_bytes, 100000u);
   EXPECT_EQ(this->memp_.Probe().live_blocks, blocks.size());
   ExpectBalanced(this->memp_);
   for (size_t i = 0; i < blocks.size(); ++i) {
