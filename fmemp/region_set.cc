@@ -20,8 +20,10 @@ using tlsf::HeapStats;
 // One region: the caller's memory, a TLSF heap over it (its control
 // structure lives here, not in the region), and its index entry.
 struct RegionSet::Region {
-  uintptr_t begin;  // as passed to AddRegion
-  uintptr_t end;
+  explicit Region(const DebugOptions& options) : heap(options) {}
+
+  uintptr_t begin = 0;  // as passed to AddRegion
+  uintptr_t end = 0;
   Heap heap;
   tlsf::Pool* pool = nullptr;
   // The lowest address a block's payload can have: a pointer below it (the
@@ -52,13 +54,53 @@ constexpr int kRegionFallback = 4;
 
 uintptr_t Addr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
-void DefaultErrorHandler(void*, MempError error, const void* ptr) {
-  std::fprintf(stderr, "fmemp: %s: %p\n", MempErrorName(error), ptr);
+void DefaultReportHandler(void*, const MempReport& report) {
+  if (report.size == 0 && report.damage == nullptr &&
+      report.tag.file == nullptr) {
+    std::fprintf(stderr, "fmemp: %s: %p\n", MempErrorName(report.error),
+                 report.ptr);
+  } else {
+    std::fprintf(stderr, "%s\n", FormatMempReport(report).c_str());
+  }
+}
+
+// A report without the "fmemp: " prefix (for Check's messages).
+std::string DescribeMempReport(const MempReport& report) {
+  std::string line =
+      absl::StrFormat("%s: %p", MempErrorName(report.error), report.ptr);
+  if (report.size != 0) {
+    absl::StrAppendFormat(&line, " (%d bytes)", report.size);
+  }
+  if (report.damage != nullptr) {
+    absl::StrAppendFormat(&line, ", first damaged byte at %p (offset %d)",
+                          report.damage,
+                          static_cast<int64_t>(Addr(report.damage)) -
+                              static_cast<int64_t>(Addr(report.ptr)));
+  }
+  if (report.tag.file != nullptr) {
+    absl::StrAppendFormat(&line, ", allocated at %s:%d", report.tag.file,
+                          report.tag.line);
+    if (report.tag.message != nullptr) {
+      absl::StrAppendFormat(&line, " (%s)", report.tag.message);
+    }
+  }
+  return line;
 }
 
 }  // namespace
 
+std::string FormatMempReport(const MempReport& report) {
+  return absl::StrCat("fmemp: ", DescribeMempReport(report));
+}
+
 const char* MempErrorName(MempError error) {
+  if (error == MempDebugError::kUseAfterFreeWrite) {
+    return "write to freed memory (use after free)";
+  }
+  if (error == MempDebugError::kCanaryDamaged) {
+    return "canary damaged (overflow past the block's end or underflow "
+           "before its start)";
+  }
   switch (error) {
     case MempError::kForeignPointer:
       return "pointer outside every region of this pool";
@@ -78,20 +120,61 @@ RegionSet::~RegionSet() = default;
 void RegionSet::SetErrorHandler(MempErrorHandler handler,
                                 void* context) noexcept {
   error_handler_ = handler;
+  report_handler_ = nullptr;
+  error_context_ = context;
+}
+
+void RegionSet::SetReportHandler(MempReportHandler handler,
+                                 void* context) noexcept {
+  report_handler_ = handler;
+  error_handler_ = nullptr;
   error_context_ = context;
 }
 
 void RegionSet::Report(MempError error, const void* ptr) noexcept {
-  ++invalid_frees_;
-  (error_handler_ != nullptr ? error_handler_ : DefaultErrorHandler)(
-      error_context_, error, ptr);
+  MempReport report;
+  report.error = error;
+  report.ptr = ptr;
+  Report(report);
 }
 
-void RegionSet::OnHeapError(void* context, HeapError error, const void* ptr) {
-  MempError mapped = MempError::kInvalidFree;
-  if (error == HeapError::kDoubleFree) mapped = MempError::kDoubleFree;
-  if (error == HeapError::kCorruptHeap) mapped = MempError::kCorruptHeap;
-  static_cast<RegionSet*>(context)->Report(mapped, ptr);
+void RegionSet::Report(const MempReport& report) noexcept {
+  ++invalid_frees_;
+  if (report_handler_ != nullptr) {
+    report_handler_(error_context_, report);
+  } else if (error_handler_ != nullptr) {
+    error_handler_(error_context_, report.error, report.ptr);
+  } else {
+    DefaultReportHandler(nullptr, report);
+  }
+}
+
+MempReport RegionSet::FromHeapReport(const tlsf::HeapReport& report) const {
+  MempReport out;
+  out.error = MempError::kInvalidFree;
+  if (report.error == HeapError::kDoubleFree) {
+    out.error = MempError::kDoubleFree;
+  } else if (report.error == HeapError::kCorruptHeap) {
+    out.error = MempError::kCorruptHeap;
+  } else if (report.error == tlsf::HeapDebugError::kUseAfterFreeWrite) {
+    out.error = MempDebugError::kUseAfterFreeWrite;
+  } else if (report.error == tlsf::HeapDebugError::kCanaryDamaged) {
+    out.error = MempDebugError::kCanaryDamaged;
+  }
+  out.ptr = report.ptr;
+  out.size = report.size;
+  out.damage = report.damage;
+  if (!tags_.empty()) {
+    if (auto it = tags_.find(report.ptr); it != tags_.end()) {
+      out.tag = it->second;
+    }
+  }
+  return out;
+}
+
+void RegionSet::OnHeapReport(void* context, const tlsf::HeapReport& report) {
+  RegionSet* const self = static_cast<RegionSet*>(context);
+  self->Report(self->FromHeapReport(report));
 }
 
 // --- Regions ---
@@ -110,11 +193,11 @@ absl::Status RegionSet::AddRegion(void* begin, void* end) {
                         reinterpret_cast<void*>(other->begin),
                         reinterpret_cast<void*>(other->end)));
   }
-  auto region = std::make_unique<Region>();
+  auto region = std::make_unique<Region>(options_);
   region->begin = Addr(begin);
   region->end = Addr(end);
   region->entry.owner = region.get();
-  region->heap.SetErrorHandler(&RegionSet::OnHeapError, this);
+  region->heap.SetReportHandler(&RegionSet::OnHeapReport, this);
   absl::StatusOr<tlsf::Pool*> pool =
       region->heap.AddPool(begin, Addr(end) - Addr(begin));
   if (!pool.ok()) {
@@ -176,6 +259,17 @@ void RegionSet::Clear() {
   failed_allocations_ = invalid_frees_ = 0;
 }
 
+absl::Status RegionSet::SetDebugOptions(const DebugOptions& options) {
+  if (!regions_.empty()) {
+    return absl::FailedPreconditionError(
+        "debug options can change only while the set has no region");
+  }
+  options_ = options;
+  canary_extra_ = options.canaries ? Heap::kCanaryExtraBytes : 0;
+  max_request_ = tlsf::kMaxRequest - canary_extra_;
+  return absl::OkStatus();
+}
+
 RegionSet::DetachedRegion::DetachedRegion() = default;
 RegionSet::DetachedRegion::DetachedRegion(DetachedRegion&&) noexcept = default;
 RegionSet::DetachedRegion& RegionSet::DetachedRegion::operator=(
@@ -231,7 +325,14 @@ absl::Status RegionSet::Attach(DetachedRegion& detached) {
         reinterpret_cast<void*>(other->begin),
         reinterpret_cast<void*>(other->end)));
   }
-  r.heap.SetErrorHandler(&RegionSet::OnHeapError, this);
+  if (r.heap.options() != options_) {
+    // Its blocks are laid out for other debug modes than this set
+    // allocates for.
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "region [%p, %p) has other debug options than this set",
+        reinterpret_cast<void*>(r.begin), reinterpret_cast<void*>(r.end)));
+  }
+  r.heap.SetReportHandler(&RegionSet::OnHeapReport, this);
   const HeapStats& s = r.heap.Stats();
   capacity_bytes_ += s.capacity_bytes;
   used_bytes_ += s.used_bytes;
@@ -323,8 +424,18 @@ void* RegionSet::AllocateSpan(size_t search_span, size_t alignment,
   return nullptr;
 }
 
+size_t RegionSet::RequestSpan(size_t bytes) const noexcept {
+  // tlsf::SpanForRequest(bytes + canary_extra_), as the heap lays the block
+  // out, without a branch on the debug modes and without wrapping. (Under
+  // canaries the heap takes max(bytes, 1), which has the same span.)
+  if (bytes > max_request_) return 0;
+  const size_t span = tlsf::AlignUp(
+      bytes + canary_extra_ + tlsf::kBlockOverhead, tlsf::kAlignment);
+  return span < tlsf::kMinFreeSpan ? tlsf::kMinFreeSpan : span;
+}
+
 void* RegionSet::Allocate(size_t bytes) noexcept {
-  return AllocateSpan(tlsf::SpanForRequest(bytes), tlsf::kAlignment, bytes);
+  return AllocateSpan(RequestSpan(bytes), tlsf::kAlignment, bytes);
 }
 
 void* RegionSet::AllocateAligned(size_t alignment, size_t bytes) noexcept {
@@ -333,7 +444,7 @@ void* RegionSet::AllocateAligned(size_t alignment, size_t bytes) noexcept {
     return nullptr;
   }
   if (alignment <= tlsf::kAlignment) return Allocate(bytes);
-  const size_t span = tlsf::SpanForRequest(bytes);
+  const size_t span = RequestSpan(bytes);
   return AllocateSpan(span == 0 ? 0 : span + alignment - tlsf::kAlignment,
                       alignment, bytes);
 }
@@ -459,19 +570,55 @@ std::vector<RegionStats> RegionSet::ProbeRegions() const {
   return out;
 }
 
+absl::Status RegionSet::CheckRegion(const Region& r, bool with_tags) const {
+  if (absl::Status s = r.heap.Check(); !s.ok()) {
+    // A debug finding is named with the block's tag, when it has one.
+    bool found = false;
+    MempReport first;
+    r.heap.FindDamage(r.pool, [&](const tlsf::HeapReport& report) {
+      if (!found) first = FromHeapReport(report);
+      found = true;
+    });
+    return absl::DataLossError(absl::StrFormat(
+        "region [%p, %p): %s%s%s", reinterpret_cast<void*>(r.begin),
+        reinterpret_cast<void*>(r.end),
+        found ? DescribeMempReport(first) : std::string(),
+        found ? "; heap check: " : "", s.message()));
+  }
+  if (r.entry.bin != r.IndexBin()) {
+    return absl::DataLossError(absl::StrFormat(
+        "region [%p, %p) is indexed under bin %d, its heap says %d",
+        reinterpret_cast<void*>(r.begin), reinterpret_cast<void*>(r.end),
+        r.entry.bin, r.IndexBin()));
+  }
+  if (!with_tags) return absl::OkStatus();
+  for (const auto& [ptr, tag] : tags_) {
+    const uintptr_t at = Addr(ptr);
+    if (at >= r.begin && at < r.end && r.heap.UsableSize(ptr) == 0) {
+      return absl::DataLossError(absl::StrFormat(
+          "region [%p, %p): tag for %p, which is not a live block",
+          reinterpret_cast<void*>(r.begin), reinterpret_cast<void*>(r.end),
+          ptr));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RegionSet::CheckRegionOf(const void* ptr) const {
+  const Region* const r = FindRegion(ptr);
+  if (r == nullptr) {
+    return absl::NotFoundError(
+        absl::StrFormat("%p is in no region of this set", ptr));
+  }
+  return CheckRegion(*r, /*with_tags=*/true);
+}
+
 absl::Status RegionSet::Check() const {
   size_t capacity = 0, used = 0, live = 0;
   for (const auto& [key, r] : regions_) {
-    if (absl::Status s = r->heap.Check(); !s.ok()) {
-      return absl::DataLossError(absl::StrFormat(
-          "region [%p, %p): %s", reinterpret_cast<void*>(r->begin),
-          reinterpret_cast<void*>(r->end), s.message()));
-    }
-    if (r->entry.bin != r->IndexBin()) {
-      return absl::DataLossError(absl::StrFormat(
-          "region [%p, %p) is indexed under bin %d, its heap says %d",
-          reinterpret_cast<void*>(r->begin), reinterpret_cast<void*>(r->end),
-          r->entry.bin, r->IndexBin()));
+    // The tags are checked once for all regions, below.
+    if (absl::Status s = CheckRegion(*r, /*with_tags=*/false); !s.ok()) {
+      return s;
     }
     const HeapStats s = r->heap.Stats();
     capacity += s.capacity_bytes;

@@ -12,6 +12,26 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define FMEMP_HEAP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FMEMP_HEAP_ASAN 1
+#endif
+#endif
+
+#if defined(FMEMP_HEAP_ASAN)
+#include <sanitizer/asan_interface.h>
+// The heap's own reads and writes of its bookkeeping (headers, back
+// pointers, list links, canary heads) go through functions with this
+// attribute, so that HeapOptions::asan can poison those words without ASan
+// reporting the heap itself. The attribute also keeps ASan's shadow out of
+// the lock-free UsableSize read (fmemp/thread_cache.h).
+#define FMEMP_HEAP_NO_ASAN __attribute__((no_sanitize_address))
+#else
+#define FMEMP_HEAP_NO_ASAN
+#endif
+
 namespace fmemp::tlsf {
 
 // Memory layout of a block. A Block* points kAlignment bytes before the
@@ -42,6 +62,15 @@ namespace fmemp::tlsf {
 // allocation whose padding is too small for a listed free block. They hold no
 // links, are never listed, and merge with their neighbours when those are
 // freed, exactly like listed free blocks.
+//
+// Debug modes (HeapOptions) keep this layout. Under canaries the payload P
+// of a live block of span S holds, in order: the requested size n (one
+// word), the head canary (HeadCanary(P), one word), the n bytes handed
+// out (at P + kCanaryHeadBytes, aligned as asked), and kCanaryByte up to the
+// payload's end, at least kCanaryTailBytes of it. Under poisoning a free
+// block's bytes after its two links, up to its last word (the next block's
+// back pointer), hold kFreePattern, except that the header word of a block
+// merged away keeps its marker (MarkAbsorbed).
 struct Heap::Block {
   Block* prev_physical;
   uint64_t word;
@@ -83,12 +112,103 @@ static_assert(kTagShift < 64 && 64 - kTagShift >= 16, "tag needs its bits");
 // back-pointer slot and the end sentinel's header word.
 constexpr size_t kPoolFixedOverhead = sizeof(Pool) + 2 * kBlockOverhead;
 
+// Offsets in a block (from its Block*) of the free-list links, and the
+// first byte a free block's poison covers.
+constexpr size_t kNextFreeOffset = 2 * kBlockOverhead;
+constexpr size_t kPrevFreeOffset = 3 * kBlockOverhead;
+constexpr size_t kPoisonOffset = kMinFreeSpan;
+
+// Debug patterns as words. Bit 45 (the tag's lowest bit) is clear in each.
+constexpr uint64_t kFreeWord = 0x0101010101010101ull * Heap::kFreePattern;
+constexpr uint64_t kCanaryWord = 0x0101010101010101ull * Heap::kCanaryByte;
+constexpr uint64_t kTagLowBit = uint64_t{1} << kTagShift;
+static_assert((kFreeWord & kTagLowBit) == 0, "poison must never be a header");
+static_assert((kCanaryWord & kTagLowBit) == 0, "canary must never be a header");
+static_assert(((0x0101010101010101ull * Heap::kAllocPattern) & kTagLowBit) == 0,
+              "fresh fill must never be a header");
+static_assert(Heap::kCanaryHeadBytes == 2 * kBlockOverhead &&
+                  Heap::kCanaryHeadBytes % kAlignment == 0,
+              "the head is the size word and the canary word");
+
 uintptr_t Addr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
 std::atomic<uint64_t> heap_serial{0};
 
-void DefaultErrorHandler(void*, HeapError error, const void* ptr) {
-  std::fprintf(stderr, "fmemp tlsf: %s: %p\n", HeapErrorName(error), ptr);
+// For the XImpl<kDebug> templates: each is inlined into its two non-template
+// versions (see heap.h).
+#define FMEMP_HEAP_IMPL inline __attribute__((always_inline))
+
+// A word of memory the user may also have written as anything else.
+typedef uint64_t __attribute__((may_alias)) AliasedWord;
+
+FMEMP_HEAP_NO_ASAN uint64_t LoadRaw(const void* p) {
+  return *static_cast<const AliasedWord*>(p);
+}
+FMEMP_HEAP_NO_ASAN void StoreRaw(void* p, uint64_t value) {
+  *static_cast<AliasedWord*>(p) = value;
+}
+
+// ASan's manual poisoning; no-ops without ASan (where HeapOptions::asan is
+// never in effect anyway).
+void AsanPoison(const void* p, size_t bytes) {
+#if defined(FMEMP_HEAP_ASAN)
+  ASAN_POISON_MEMORY_REGION(p, bytes);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+void AsanUnpoison(const void* p, size_t bytes) {
+#if defined(FMEMP_HEAP_ASAN)
+  ASAN_UNPOISON_MEMORY_REGION(p, bytes);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
+// Makes [from, to) addressable for the heap's own fill or scan while it
+// lives, and poisons it again afterwards, under HeapOptions::asan.
+class AsanWindow {
+ public:
+  AsanWindow(bool on, const void* from, const void* to)
+      : on_(on && to > from),
+        from_(from),
+        bytes_(on_ ? Addr(to) - Addr(from) : 0) {
+    if (on_) AsanUnpoison(from_, bytes_);
+  }
+  AsanWindow(const AsanWindow&) = delete;
+  AsanWindow& operator=(const AsanWindow&) = delete;
+  ~AsanWindow() {
+    if (on_) AsanPoison(from_, bytes_);
+  }
+
+ private:
+  const bool on_;
+  const void* const from_;
+  const size_t bytes_;
+};
+
+// The first byte of [from, to) that differs from `byte`, or nullptr.
+const char* FirstNotEqual(const char* from, const char* to,
+                          unsigned char byte) {
+  const char* p = from;
+  const uint64_t word = 0x0101010101010101ull * byte;
+  while (p < to && Addr(p) % sizeof(uint64_t) != 0) {
+    if (static_cast<unsigned char>(*p) != byte) return p;
+    ++p;
+  }
+  for (; p + sizeof(uint64_t) <= to; p += sizeof(uint64_t)) {
+    if (*reinterpret_cast<const AliasedWord*>(p) != word) break;
+  }
+  for (; p < to; ++p) {
+    if (static_cast<unsigned char>(*p) != byte) return p;
+  }
+  return nullptr;
+}
+
+void DefaultReportHandler(void*, const HeapReport& report) {
+  std::fprintf(stderr, "%s\n", FormatHeapReport(report).c_str());
 }
 
 // Collects the first integrity problem and counts the rest.
@@ -117,6 +237,13 @@ const size_t Heap::kMinPoolBytes = kPoolFixedOverhead + kMinFreeSpan;
 const size_t Heap::kFirstPayloadOffset = sizeof(Pool) + kAlignment;
 
 const char* HeapErrorName(HeapError error) {
+  if (error == HeapDebugError::kUseAfterFreeWrite) {
+    return "write to freed memory (use after free)";
+  }
+  if (error == HeapDebugError::kCanaryDamaged) {
+    return "canary damaged (overflow past the block's end or underflow "
+           "before its start)";
+  }
   switch (error) {
     case HeapError::kInvalidFree:
       return "free of a pointer that is not a live block of this heap";
@@ -130,6 +257,30 @@ const char* HeapErrorName(HeapError error) {
   return "unknown heap error";
 }
 
+namespace {
+
+// A report without the "fmemp tlsf: " prefix (for Check's messages).
+std::string DescribeHeapReport(const HeapReport& report) {
+  std::string line =
+      absl::StrFormat("%s: %p", HeapErrorName(report.error), report.ptr);
+  if (report.size != 0) {
+    absl::StrAppendFormat(&line, " (%d bytes)", report.size);
+  }
+  if (report.damage != nullptr) {
+    absl::StrAppendFormat(&line, ", first damaged byte at %p (offset %d)",
+                          report.damage,
+                          static_cast<int64_t>(Addr(report.damage)) -
+                              static_cast<int64_t>(Addr(report.ptr)));
+  }
+  return line;
+}
+
+}  // namespace
+
+std::string FormatHeapReport(const HeapReport& report) {
+  return absl::StrCat("fmemp tlsf: ", DescribeHeapReport(report));
+}
+
 // --- Block accessors, generic over the (private) block type ---
 
 namespace {
@@ -140,12 +291,38 @@ namespace {
 // Heap::UsableSize) while the heap, under the lock, flips the kPrevFree
 // bit of that same word as the block's neighbour is freed or allocated.
 template <typename B>
-uint64_t LoadWord(const B* b) {
+FMEMP_HEAP_NO_ASAN uint64_t LoadWord(const B* b) {
   return __atomic_load_n(&b->word, __ATOMIC_RELAXED);
 }
 template <typename B>
-void StoreWord(B* b, uint64_t word) {
+FMEMP_HEAP_NO_ASAN void StoreWord(B* b, uint64_t word) {
   __atomic_store_n(&b->word, word, __ATOMIC_RELAXED);
+}
+
+// The other bookkeeping words of a block.
+template <typename B>
+FMEMP_HEAP_NO_ASAN B* PrevPhysical(const B* b) {
+  return b->prev_physical;
+}
+template <typename B>
+FMEMP_HEAP_NO_ASAN void SetPrevPhysical(B* b, B* prev) {
+  b->prev_physical = prev;
+}
+template <typename B>
+FMEMP_HEAP_NO_ASAN B* NextFree(const B* b) {
+  return b->next_free;
+}
+template <typename B>
+FMEMP_HEAP_NO_ASAN void SetNextFree(B* b, B* next) {
+  b->next_free = next;
+}
+template <typename B>
+FMEMP_HEAP_NO_ASAN B* PrevFree(const B* b) {
+  return b->prev_free;
+}
+template <typename B>
+FMEMP_HEAP_NO_ASAN void SetPrevFree(B* b, B* prev) {
+  b->prev_free = prev;
 }
 
 template <typename B>
@@ -176,6 +353,10 @@ template <typename B>
 void* PayloadOf(B* b) {
   return reinterpret_cast<char*>(b) + kAlignment;
 }
+template <typename B>
+char* At(B* b, size_t offset) {
+  return const_cast<char*>(reinterpret_cast<const char*>(b)) + offset;
+}
 
 }  // namespace
 
@@ -183,6 +364,34 @@ Heap::Heap() noexcept {
   const uint64_t serial = heap_serial.fetch_add(1, std::memory_order_relaxed);
   tag_key_ = (Addr(this) * 0xd6e8feb86659fd93ull) ^
              (serial * 0x9e3779b97f4a7c15ull) ^ 0x5bd1e9955bd1e995ull;
+}
+
+Heap::Heap(const HeapOptions& options) noexcept : Heap() {
+  ApplyOptions(options);
+}
+
+Heap::~Heap() {
+  if ((debug_ & kDebugAsan) == 0) return;
+  for (const Pool* p = first_pool_; p != nullptr; p = p->next) {
+    AsanUnpoison(p, Addr(p->end) - Addr(p));
+  }
+}
+
+absl::Status Heap::SetOptions(const HeapOptions& options) {
+  if (first_pool_ != nullptr) {
+    return absl::FailedPreconditionError(
+        "debug options can change only while the heap has no pool");
+  }
+  ApplyOptions(options);
+  return absl::OkStatus();
+}
+
+void Heap::ApplyOptions(const HeapOptions& options) noexcept {
+  options_ = options;
+  debug_ =
+      static_cast<uint8_t>((options.poison ? kDebugPoison : 0) |
+                           (options.canaries ? kDebugCanaries : 0) |
+                           (options.asan && kHeapAsanBuild ? kDebugAsan : 0));
 }
 
 uint64_t Heap::TagFor(const void* block) const noexcept {
@@ -222,9 +431,9 @@ Heap::Block* Heap::FirstBlockOf(const Pool* pool) {
 void Heap::InsertFree(Block* block) noexcept {
   const Bin bin = BinForSpan(SpanOf(block));
   Block*& head = free_lists_[bin.first][bin.second];
-  block->next_free = head;
-  block->prev_free = nullptr;
-  if (head != nullptr) head->prev_free = block;
+  SetNextFree(block, head);
+  SetPrevFree(block, static_cast<Block*>(nullptr));
+  if (head != nullptr) SetPrevFree(head, block);
   head = block;
   first_level_bitmap_ |= 1u << bin.first;
   second_level_bitmap_[bin.first] |= 1u << bin.second;
@@ -233,11 +442,11 @@ void Heap::InsertFree(Block* block) noexcept {
 void Heap::RemoveFree(Block* block) noexcept {
   if (SpanOf(block) < kMinFreeSpan) return;  // fragments are never listed
   const Bin bin = BinForSpan(SpanOf(block));
-  Block* const next = block->next_free;
-  Block* const prev = block->prev_free;
-  if (next != nullptr) next->prev_free = prev;
+  Block* const next = NextFree(block);
+  Block* const prev = PrevFree(block);
+  if (next != nullptr) SetPrevFree(next, prev);
   if (prev != nullptr) {
-    prev->next_free = next;
+    SetNextFree(prev, next);
     return;
   }
   free_lists_[bin.first][bin.second] = next;
@@ -249,7 +458,8 @@ void Heap::RemoveFree(Block* block) noexcept {
   }
 }
 
-Heap::Block* Heap::TakeFreeBlock(size_t span) noexcept {
+template <bool kDebug>
+FMEMP_HEAP_IMPL Heap::Block* Heap::TakeFreeBlockImpl(size_t span) noexcept {
   const size_t search = RoundUpToBinStart(span);
   if (search < kMaxSpan) {
     const Bin bin = BinForSpan(search);
@@ -263,7 +473,12 @@ Heap::Block* Heap::TakeFreeBlock(size_t span) noexcept {
       }
     }
     if (second_map != 0) {
-      Block* const block = free_lists_[first][__builtin_ctz(second_map)];
+      const int second = __builtin_ctz(second_map);
+      Block* block = free_lists_[first][second];
+      if constexpr (kDebug) {
+        // A rebuild keeps the block listed in the same bin.
+        if (EnsureLinks(block)) block = free_lists_[first][second];
+      }
       RemoveFree(block);
       return block;
     }
@@ -273,13 +488,28 @@ Heap::Block* Heap::TakeFreeBlock(size_t span) noexcept {
   const Bin own = BinForSpan(span);
   Block* block = free_lists_[own.first][own.second];
   for (int i = 0; block != nullptr && i < kFallbackScan; ++i) {
+    if constexpr (kDebug) {
+      // Follow only links that check out; after a rebuild they all do.
+      if (EnsureLinks(block)) {
+        block = free_lists_[own.first][own.second];
+        i = -1;
+        continue;
+      }
+    }
     if (SpanOf(block) >= span) {
       RemoveFree(block);
       return block;
     }
-    block = block->next_free;
+    block = NextFree(block);
   }
   return nullptr;
+}
+
+Heap::Block* Heap::TakeFreeBlock(size_t span) noexcept {
+  return TakeFreeBlockImpl<false>(span);
+}
+Heap::Block* Heap::DebugTakeFreeBlock(size_t span) noexcept {
+  return TakeFreeBlockImpl<true>(span);
 }
 
 // --- Accounting ---
@@ -300,28 +530,58 @@ void Heap::SubUsed(size_t span) noexcept {
 }
 
 void Heap::Report(HeapError error, const void* ptr) noexcept {
+  HeapReport report;
+  report.error = error;
+  report.ptr = ptr;
+  Report(report);
+}
+
+void Heap::Report(const HeapReport& report) noexcept {
   ++stats_.invalid_frees;
-  if (error_handler_ != nullptr) {
-    error_handler_(error_context_, error, ptr);
+  if (report_handler_ != nullptr) {
+    report_handler_(error_context_, report);
+  } else if (error_handler_ != nullptr) {
+    error_handler_(error_context_, report.error, report.ptr);
   } else {
-    DefaultErrorHandler(nullptr, error, ptr);
+    DefaultReportHandler(nullptr, report);
   }
 }
 
 void Heap::SetErrorHandler(HeapErrorHandler handler, void* context) noexcept {
   error_handler_ = handler;
+  report_handler_ = nullptr;
+  error_context_ = context;
+}
+
+void Heap::SetReportHandler(HeapReportHandler handler, void* context) noexcept {
+  report_handler_ = handler;
+  error_handler_ = nullptr;
   error_context_ = context;
 }
 
 // --- Block transitions ---
 
-void* Heap::UseBlock(Block* block, size_t span, int alignment_log2) noexcept {
+template <bool kDebug>
+FMEMP_HEAP_IMPL void* Heap::UseBlockImpl(Block* block, size_t span,
+                                         int alignment_log2,
+                                         const char* verify_from) noexcept {
   size_t have = SpanOf(block);
+  if constexpr (kDebug) {
+    // What is handed out, and the head of a split-off rest, which the rest's
+    // header and links overwrite.
+    if ((debug_ & kDebugPoison) != 0) {
+      const size_t end =
+          have - span >= kMinFreeSpan ? span + kPoisonOffset : have;
+      VerifyFree(block, verify_from, At(block, end));
+    }
+  } else {
+    (void)verify_from;
+  }
   Block* const next = NextOf(block);
   if (have - span >= kMinFreeSpan) {
     Block* const rest = Offset(block, span);
     StoreWord(rest, MakeWord(rest, have - span, kFree));
-    next->prev_physical = rest;  // next keeps kPrevFree
+    SetPrevPhysical(next, rest);  // next keeps kPrevFree
     InsertFree(rest);
     have = span;
   } else {
@@ -334,14 +594,33 @@ void* Heap::UseBlock(Block* block, size_t span, int alignment_log2) noexcept {
   return PayloadOf(block);
 }
 
-void Heap::ReleaseFree(Block* block) noexcept {
+void* Heap::UseBlock(Block* block, size_t span, int alignment_log2) noexcept {
+  return UseBlockImpl<false>(block, span, alignment_log2, nullptr);
+}
+void* Heap::DebugUseBlock(Block* block, size_t span, int alignment_log2,
+                          const char* verify_from) noexcept {
+  return UseBlockImpl<true>(block, span, alignment_log2, verify_from);
+}
+
+template <bool kDebug>
+FMEMP_HEAP_IMPL void Heap::ReleaseFreeImpl(Block* block) noexcept {
+  const bool poison = kDebug && (debug_ & kDebugPoison) != 0;
+  if (poison) FillFree(At(block, kAlignment), At(block, SpanOf(block)));
   if (IsPrevFree(block)) {
-    Block* const prev = block->prev_physical;
+    Block* const prev = PrevPhysical(block);
     const bool linked = prev != nullptr && Addr(prev) < Addr(block) &&
                         IsTagged(prev) && IsFree(prev) && NextOf(prev) == block;
     if (linked) {
+      if (poison) {
+        VerifyFree(
+            prev, At(prev, kPoisonOffset),
+            At(prev, std::max(kPoisonOffset,
+                              std::min(SpanOf(prev),
+                                       kPoisonOffset + kMergeCheckBytes))));
+      }
       RemoveFree(prev);
       SetSpan(prev, SpanOf(prev) + SpanOf(block));
+      if (poison) FillFree(At(block, 0), At(block, kBlockOverhead));
       MarkAbsorbed(block);
       block = prev;
     } else {
@@ -350,17 +629,36 @@ void Heap::ReleaseFree(Block* block) noexcept {
   }
   Block* next = NextOf(block);
   if (IsFree(next)) {
+    const size_t next_span = SpanOf(next);
+    if (poison) {
+      VerifyFree(next, At(next, kPoisonOffset),
+                 At(next, std::max(kPoisonOffset,
+                                   std::min(next_span, kPoisonOffset +
+                                                           kMergeCheckBytes))));
+    }
     RemoveFree(next);
-    SetSpan(block, SpanOf(block) + SpanOf(next));
+    SetSpan(block, SpanOf(block) + next_span);
+    if (poison) {
+      FillFree(At(next, 0), At(next, kBlockOverhead));
+      if (next_span >= kMinFreeSpan) {
+        FillFree(At(next, kNextFreeOffset), At(next, kPoisonOffset));
+      }
+    }
     MarkAbsorbed(next);
     next = NextOf(block);
   }
-  next->prev_physical = block;
+  SetPrevPhysical(next, block);
   StoreWord(next, LoadWord(next) | kPrevFree);
   if (SpanOf(block) >= kMinFreeSpan) InsertFree(block);
 }
 
-void Heap::ShrinkLive(Block* block, size_t span) noexcept {
+void Heap::ReleaseFree(Block* block) noexcept { ReleaseFreeImpl<false>(block); }
+void Heap::DebugReleaseFree(Block* block) noexcept {
+  ReleaseFreeImpl<true>(block);
+}
+
+template <bool kDebug>
+FMEMP_HEAP_IMPL void Heap::ShrinkLiveImpl(Block* block, size_t span) noexcept {
   const size_t have = SpanOf(block);
   if (have - span < kMinFreeSpan) return;
   Block* const tail = Offset(block, span);
@@ -368,16 +666,56 @@ void Heap::ShrinkLive(Block* block, size_t span) noexcept {
             MakeWord(tail, have - span, kFree));  // previous (block) is live
   SetSpan(block, span);
   SubUsed(have - span);
-  ReleaseFree(tail);
+  if constexpr (kDebug) {
+    DebugReleaseFree(tail);
+  } else {
+    ReleaseFree(tail);
+  }
 }
 
-Heap::Block* Heap::LiveBlockOrReport(const void* ptr) noexcept {
+void Heap::ShrinkLive(Block* block, size_t span) noexcept {
+  ShrinkLiveImpl<false>(block, span);
+}
+void Heap::DebugShrinkLive(Block* block, size_t span) noexcept {
+  ShrinkLiveImpl<true>(block, span);
+}
+
+template <bool kDebug>
+FMEMP_HEAP_IMPL void Heap::FreeBlockImpl(Block* block) noexcept {
+  const size_t span = SpanOf(block);
+  if constexpr (kDebug) {
+    if ((debug_ & kDebugPoison) != 0) EnsureNeighbourLinks(block);
+    if ((debug_ & kDebugAsan) != 0)
+      AsanPoison(PayloadOf(block), UsableBytes(span));
+  }
+  SubUsed(span);
+  --stats_.live_blocks;
+  StoreWord(block,
+            MakeWord(block, span, kFree | (LoadWord(block) & kPrevFree)));
+  if constexpr (kDebug) {
+    DebugReleaseFree(block);
+  } else {
+    ReleaseFree(block);
+  }
+}
+
+template <bool kDebug>
+FMEMP_HEAP_IMPL Heap::Block* Heap::LiveBlockOrReportImpl(
+    const void* ptr) noexcept {
   if (Addr(ptr) % kAlignment != 0) {
     Report(HeapError::kInvalidFree, ptr);
     return nullptr;
   }
+  const size_t head = kDebug ? HeadBytes() : 0;
   Block* const block = reinterpret_cast<Block*>(
-      const_cast<char*>(static_cast<const char*>(ptr)) - kAlignment);
+      const_cast<char*>(static_cast<const char*>(ptr)) - kAlignment - head);
+  if constexpr (kDebug) {
+    // Never read outside this heap's pools.
+    if (FindPool(block) == nullptr) {
+      Report(HeapError::kInvalidFree, ptr);
+      return nullptr;
+    }
+  }
   if (!IsTagged(block)) {
     Report(HeapError::kInvalidFree, ptr);
     return nullptr;
@@ -390,6 +728,28 @@ Heap::Block* Heap::LiveBlockOrReport(const void* ptr) noexcept {
     Report(HeapError::kInvalidFree, ptr);
     return nullptr;
   }
+  if constexpr (kDebug) {
+    // The canaries first: an overflow that reached the next header went
+    // through the tail canary, and this report says more. The span must
+    // stay inside the pool before the canary scan reads by it.
+    const Pool* const pool = FindPool(block);
+    const size_t span = SpanOf(block);
+    if (span < kMinFreeSpan ||
+        span > Addr(pool->end) - Addr(block) - kAlignment) {
+      Report(HeapError::kCorruptHeap, ptr);
+      return nullptr;
+    }
+    if ((debug_ & kDebugCanaries) != 0) {
+      HeapReport report;
+      report.damage = CanaryDamage(block, &report.size);
+      if (report.damage != nullptr) {
+        report.error = HeapDebugError::kCanaryDamaged;
+        report.ptr = ptr;
+        Report(report);
+        return nullptr;
+      }
+    }
+  }
   const Block* const next = NextOf(block);
   if (SpanOf(block) < kMinFreeSpan || !IsTagged(next) || IsPrevFree(next)) {
     Report(HeapError::kCorruptHeap, ptr);
@@ -398,9 +758,22 @@ Heap::Block* Heap::LiveBlockOrReport(const void* ptr) noexcept {
   return block;
 }
 
+Heap::Block* Heap::LiveBlockOrReport(const void* ptr) noexcept {
+  return LiveBlockOrReportImpl<false>(ptr);
+}
+Heap::Block* Heap::DebugLiveBlockOrReport(const void* ptr) noexcept {
+  return LiveBlockOrReportImpl<true>(ptr);
+}
+
 // --- Hot path ---
+//
+// Each entry point tests debug_ once; with every mode off that is the only
+// difference from a heap without debug modes.
 
 void* Heap::Allocate(size_t bytes) noexcept {
+  if (__builtin_expect(debug_ != 0, 0)) {
+    return DebugAllocate(kAlignment, bytes);
+  }
   const size_t span = SpanForRequest(bytes);
   Block* const block = span != 0 ? TakeFreeBlock(span) : nullptr;
   if (block == nullptr) {
@@ -410,53 +783,74 @@ void* Heap::Allocate(size_t bytes) noexcept {
   return UseBlock(block, span, 0);
 }
 
-void* Heap::AllocateAligned(size_t alignment, size_t bytes) noexcept {
-  if (!IsPowerOfTwo(alignment) || alignment > kMaxAlignment) {
-    NoteFailure();
-    return nullptr;
-  }
-  if (alignment <= kAlignment) return Allocate(bytes);
-  const size_t span = SpanForRequest(bytes);
+template <bool kDebug>
+FMEMP_HEAP_IMPL void* Heap::PlaceAlignedImpl(size_t span, size_t alignment,
+                                             size_t head) noexcept {
+  if constexpr (!kDebug) head = 0;
   // The payload of any block is kAlignment-aligned, so at most
   // alignment - kAlignment bytes of padding are needed in front.
   const size_t search = span + alignment - kAlignment;
-  Block* block =
-      (span != 0 && search < kMaxSpan) ? TakeFreeBlock(search) : nullptr;
+  Block* block = nullptr;
+  if (span != 0 && search < kMaxSpan) {
+    block = kDebug ? DebugTakeFreeBlock(search) : TakeFreeBlock(search);
+  }
   if (block == nullptr) {
     NoteFailure();
     return nullptr;
   }
-  const uintptr_t payload = Addr(PayloadOf(block));
+  const uintptr_t payload = Addr(PayloadOf(block)) + head;
   const size_t gap = AlignUp(payload, alignment) - payload;
+  const char* verify_from = At(block, kPoisonOffset);
   if (gap != 0) {
     // Split the padding off as a free block of its own; the rest keeps the
     // aligned payload.
     Block* const lead = block;
     const size_t total = SpanOf(lead);
     block = Offset(lead, gap);
+    if constexpr (kDebug) {
+      // The new header and back pointer overwrite poison unless the lead
+      // is a fragment (they then overwrite the lead's links); the new
+      // block's links were poison.
+      if ((debug_ & kDebugPoison) != 0 && gap >= kMinFreeSpan) {
+        VerifyFree(lead, At(block, 0), At(block, kAlignment));
+      }
+      verify_from = At(block, kAlignment);
+    }
     StoreWord(lead, MakeWord(lead, gap, kFree | (LoadWord(lead) & kPrevFree)));
-    block->prev_physical = lead;
+    SetPrevPhysical(block, lead);
     StoreWord(block, MakeWord(block, total - gap, kFree | kPrevFree));
-    NextOf(block)->prev_physical = block;
+    SetPrevPhysical(NextOf(block), block);
     if (gap >= kMinFreeSpan) InsertFree(lead);
   }
-  return UseBlock(block, span, FloorLog2(alignment));
+  if constexpr (kDebug) {
+    return DebugUseBlock(block, span, FloorLog2(alignment), verify_from);
+  } else {
+    (void)verify_from;
+    return UseBlock(block, span, FloorLog2(alignment));
+  }
+}
+
+void* Heap::AllocateAligned(size_t alignment, size_t bytes) noexcept {
+  if (__builtin_expect(debug_ != 0, 0)) return DebugAllocate(alignment, bytes);
+  if (!IsPowerOfTwo(alignment) || alignment > kMaxAlignment) {
+    NoteFailure();
+    return nullptr;
+  }
+  if (alignment <= kAlignment) return Allocate(bytes);
+  return PlaceAlignedImpl<false>(SpanForRequest(bytes), alignment, 0);
 }
 
 bool Heap::Free(void* ptr) noexcept {
+  if (__builtin_expect(debug_ != 0, 0)) return DebugFree(ptr);
   if (ptr == nullptr) return true;
   Block* const block = LiveBlockOrReport(ptr);
   if (block == nullptr) return false;
-  const size_t span = SpanOf(block);
-  SubUsed(span);
-  --stats_.live_blocks;
-  StoreWord(block,
-            MakeWord(block, span, kFree | (LoadWord(block) & kPrevFree)));
-  ReleaseFree(block);
+  FreeBlockImpl<false>(block);
   return true;
 }
 
 void* Heap::Reallocate(void* ptr, size_t bytes) noexcept {
+  if (__builtin_expect(debug_ != 0, 0)) return DebugReallocate(ptr, bytes);
   if (ptr == nullptr) return Allocate(bytes);
   Block* const block = LiveBlockOrReport(ptr);
   if (block == nullptr) return nullptr;
@@ -501,6 +895,9 @@ void* Heap::Reallocate(void* ptr, size_t bytes) noexcept {
 }
 
 size_t Heap::UsableSize(const void* ptr) const noexcept {
+  if (__builtin_expect((debug_ & kDebugCanaries) != 0, 0)) {
+    return DebugUsableSize(ptr);
+  }
   if (ptr == nullptr || Addr(ptr) % kAlignment != 0) return 0;
   const Block* const block = reinterpret_cast<const Block*>(
       static_cast<const char*>(ptr) - kAlignment);
@@ -515,10 +912,16 @@ size_t Heap::UsableSize(const void* ptr) const noexcept {
   return UsableBytes(span);
 }
 
+size_t Heap::BlockSpan(const void* ptr) const noexcept {
+  if (UsableSize(ptr) == 0) return 0;
+  return SpanOf(reinterpret_cast<const Block*>(static_cast<const char*>(ptr) -
+                                               kAlignment - HeadBytes()));
+}
+
 size_t Heap::BlockAlignment(const void* ptr) const noexcept {
   if (UsableSize(ptr) == 0) return 0;
   const Block* const block = reinterpret_cast<const Block*>(
-      static_cast<const char*>(ptr) - kAlignment);
+      static_cast<const char*>(ptr) - kAlignment - HeadBytes());
   const int log2 =
       static_cast<int>((LoadWord(block) & kAlignMask) >> kAlignShift);
   return log2 == 0 ? kAlignment : size_t{1} << log2;
@@ -528,6 +931,328 @@ int Heap::LargestFreeBin() const noexcept {
   if (first_level_bitmap_ == 0) return -1;
   const int first = FloorLog2(first_level_bitmap_);
   return first * kSecondLevelCount + FloorLog2(second_level_bitmap_[first]);
+}
+
+// --- Debug modes ---
+
+namespace {
+
+// Under canaries, whether `bytes` (the requested size in a block's head) is
+// the size the block's span was laid out for: a block keeps a tail only if
+// it is too small to split off.
+bool CanarySizeFits(uint64_t bytes, size_t span) {
+  if (bytes == 0 || bytes > kMaxRequest - Heap::kCanaryExtraBytes) {
+    return false;
+  }
+  const size_t want = SpanForRequest(bytes + Heap::kCanaryExtraBytes);
+  return want <= span && span - want < kMinFreeSpan;
+}
+
+}  // namespace
+
+uint64_t Heap::HeadCanary(const void* payload) const noexcept {
+  uint64_t h = (Addr(payload) ^ tag_key_ ^ 0x2545f4914f6cdd1dull) *
+               0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 29;
+  return h & ~kTagLowBit;  // never a header
+}
+
+void Heap::WriteCanaries(Block* block, size_t bytes) noexcept {
+  char* const payload = At(block, kAlignment);
+  StoreRaw(payload, bytes);
+  StoreRaw(payload + kBlockOverhead, HeadCanary(payload));
+  char* const tail = payload + kCanaryHeadBytes + bytes;
+  char* const end = payload + UsableBytes(SpanOf(block));
+  AsanWindow window((debug_ & kDebugAsan) != 0, tail, end);
+  std::memset(tail, kCanaryByte, end - tail);
+}
+
+const char* Heap::CanaryDamage(const Block* block,
+                               size_t* size) const noexcept {
+  const char* const payload = At(block, kAlignment);
+  const size_t span = SpanOf(block);
+  const uint64_t bytes = LoadRaw(payload);
+  *size = 0;
+  if (!CanarySizeFits(bytes, span)) return payload;
+  const uint64_t expected = HeadCanary(payload);
+  const uint64_t found = LoadRaw(payload + kBlockOverhead);
+  *size = bytes;
+  if (found != expected) {
+    // x86-64 is little-endian: the lowest differing byte is the first.
+    return payload + kBlockOverhead + __builtin_ctzll(found ^ expected) / 8;
+  }
+  const char* const tail = payload + kCanaryHeadBytes + bytes;
+  const char* const end = payload + UsableBytes(span);
+  AsanWindow window((debug_ & kDebugAsan) != 0, tail, end);
+  return FirstNotEqual(tail, end, kCanaryByte);
+}
+
+const char* Heap::PoisonDamage(const char* from,
+                               const char* to) const noexcept {
+  if (from >= to) return nullptr;
+  AsanWindow window((debug_ & kDebugAsan) != 0, from, to);
+  for (const char* p = from; p < to; p += sizeof(uint64_t)) {
+    const uint64_t word = *reinterpret_cast<const AliasedWord*>(p);
+    if (word == kFreeWord) continue;
+    if (Addr(p) % kAlignment == kBlockOverhead &&
+        word == (TagFor(p - kBlockOverhead) | kFree)) {
+      continue;  // the header of a block merged away (MarkAbsorbed)
+    }
+    return p + __builtin_ctzll(word ^ kFreeWord) / 8;
+  }
+  return nullptr;
+}
+
+void Heap::FillFree(char* from, char* to) const noexcept {
+  if (from >= to) return;
+  AsanWindow window((debug_ & kDebugAsan) != 0, from, to);
+  std::memset(from, kFreePattern, to - from);
+}
+
+void Heap::VerifyFree(const Block* owner, const char* from,
+                      const char* to) noexcept {
+  if ((debug_ & kDebugPoison) == 0) return;
+  const char* const damage = PoisonDamage(from, to);
+  if (damage == nullptr) return;
+  HeapReport report;
+  report.error = HeapDebugError::kUseAfterFreeWrite;
+  report.ptr = At(owner, kAlignment);
+  report.size = UsableBytes(SpanOf(owner));
+  report.damage = damage;
+  Report(report);
+  // Reported once: the bytes are handed out, overwritten or repaired now.
+  FillFree(const_cast<char*>(from), const_cast<char*>(to));
+}
+
+bool Heap::IsListedIn(const Block* block, Bin bin) const noexcept {
+  if (block == nullptr || Addr(block) % kAlignment != 0) return false;
+  const Pool* const pool = FindPool(block);
+  if (pool == nullptr || Addr(block) < Addr(FirstBlockOf(pool)) ||
+      Addr(block) + kMinFreeSpan > Addr(pool->end)) {
+    return false;
+  }
+  if (!IsTagged(block) || !IsFree(block)) return false;
+  const size_t span = SpanOf(block);
+  return span >= kMinFreeSpan && BinForSpan(span) == bin;
+}
+
+const char* Heap::LinkDamage(const Block* block) const noexcept {
+  const Bin bin = BinForSpan(SpanOf(block));
+  const Block* const next = NextFree(block);
+  if (next != nullptr && !(IsListedIn(next, bin) && PrevFree(next) == block)) {
+    return At(block, kNextFreeOffset);
+  }
+  const Block* const prev = PrevFree(block);
+  const bool prev_ok = prev == nullptr
+                           ? free_lists_[bin.first][bin.second] == block
+                           : IsListedIn(prev, bin) && NextFree(prev) == block;
+  return prev_ok ? nullptr : At(block, kPrevFreeOffset);
+}
+
+bool Heap::EnsureLinks(Block* block) noexcept {
+  if ((debug_ & kDebugPoison) == 0 || SpanOf(block) < kMinFreeSpan) {
+    return false;
+  }
+  const char* const damage = LinkDamage(block);
+  if (damage == nullptr) return false;
+  HeapReport report;
+  report.error = HeapDebugError::kUseAfterFreeWrite;
+  report.ptr = PayloadOf(block);
+  report.size = UsableBytes(SpanOf(block));
+  report.damage = damage;
+  Report(report);
+  RebuildFreeLists();
+  return true;
+}
+
+void Heap::EnsureNeighbourLinks(Block* block) noexcept {
+  const Pool* const pool = FindPool(block);
+  if (pool != nullptr && IsPrevFree(block)) {
+    Block* prev = PrevPhysical(block);
+    const bool linked = prev != nullptr && Addr(prev) % kAlignment == 0 &&
+                        Addr(prev) >= Addr(FirstBlockOf(pool)) &&
+                        Addr(prev) < Addr(block) && IsTagged(prev) &&
+                        IsFree(prev) && NextOf(prev) == block;
+    if (!linked) {
+      // The back pointer is the last word of the free block before: find
+      // that block by walking the pool, and repair the pointer.
+      Block* walk = FirstBlockOf(pool);
+      Block* found = nullptr;
+      while (Addr(walk) < Addr(block) && IsTagged(walk) && SpanOf(walk) != 0) {
+        if (NextOf(walk) == block) {
+          found = walk;
+          break;
+        }
+        walk = NextOf(walk);
+      }
+      if (found != nullptr && IsFree(found)) {
+        HeapReport report;
+        report.error = HeapDebugError::kUseAfterFreeWrite;
+        report.ptr = PayloadOf(found);
+        report.size = UsableBytes(SpanOf(found));
+        report.damage = block;
+        Report(report);
+        SetPrevPhysical(block, found);
+        prev = found;
+      } else {
+        prev = nullptr;  // ReleaseFree reports the damaged header
+      }
+    }
+    if (prev != nullptr) EnsureLinks(prev);
+  }
+  Block* const next = NextOf(block);
+  if (IsFree(next)) EnsureLinks(next);
+}
+
+void Heap::RebuildFreeLists() noexcept {
+  first_level_bitmap_ = 0;
+  for (int first = 0; first < kFirstLevelCount; ++first) {
+    second_level_bitmap_[first] = 0;
+    for (int second = 0; second < kSecondLevelCount; ++second) {
+      free_lists_[first][second] = nullptr;
+    }
+  }
+  for (Pool* p = first_pool_; p != nullptr; p = p->next) {
+    const uintptr_t end = Addr(p->end);
+    Block* block = FirstBlockOf(p);
+    while (Addr(block) + kAlignment <= end && IsTagged(block) &&
+           SpanOf(block) != 0) {
+      const size_t span = SpanOf(block);
+      if (span > end - Addr(block) - kAlignment) break;
+      if (IsFree(block) && span >= kMinFreeSpan) InsertFree(block);
+      block = Offset(block, span);
+    }
+  }
+}
+
+void* Heap::FinishBlock(void* payload, size_t bytes,
+                        size_t fresh_from) noexcept {
+  Block* const block =
+      reinterpret_cast<Block*>(static_cast<char*>(payload) - kAlignment);
+  const size_t usable = UsableBytes(SpanOf(block));
+  const bool canaries = (debug_ & kDebugCanaries) != 0;
+  char* const user = static_cast<char*>(payload) + HeadBytes();
+  const size_t size = canaries ? bytes : usable;
+  if ((debug_ & kDebugAsan) != 0) {
+    AsanPoison(payload, usable);
+    AsanUnpoison(user, size);
+  }
+  if ((debug_ & kDebugPoison) != 0 && fresh_from < size) {
+    std::memset(user + fresh_from, kAllocPattern, size - fresh_from);
+  }
+  if (canaries) WriteCanaries(block, bytes);
+  return user;
+}
+
+void* Heap::DebugAllocate(size_t alignment, size_t bytes) noexcept {
+  if (!IsPowerOfTwo(alignment) || alignment > kMaxAlignment) {
+    NoteFailure();
+    return nullptr;
+  }
+  size_t span;
+  if ((debug_ & kDebugCanaries) != 0) {
+    bytes = std::max<size_t>(bytes, 1);  // UsableSize 0 means "not a block"
+    span = bytes <= kMaxRequest - kCanaryExtraBytes
+               ? SpanForRequest(bytes + kCanaryExtraBytes)
+               : 0;
+  } else {
+    span = SpanForRequest(bytes);
+  }
+  void* payload;
+  if (alignment <= kAlignment) {
+    Block* const block = span != 0 ? DebugTakeFreeBlock(span) : nullptr;
+    if (block == nullptr) {
+      NoteFailure();
+      return nullptr;
+    }
+    payload = DebugUseBlock(block, span, 0, At(block, kPoisonOffset));
+  } else {
+    payload = PlaceAlignedImpl<true>(span, alignment, HeadBytes());
+    if (payload == nullptr) return nullptr;  // counted
+  }
+  return FinishBlock(payload, bytes, 0);
+}
+
+bool Heap::DebugFree(void* ptr) noexcept {
+  if (ptr == nullptr) return true;
+  Block* const block = DebugLiveBlockOrReport(ptr);
+  if (block == nullptr) return false;
+  FreeBlockImpl<true>(block);
+  return true;
+}
+
+void* Heap::DebugReallocate(void* ptr, size_t bytes) noexcept {
+  if (ptr == nullptr) return DebugAllocate(kAlignment, bytes);
+  Block* const block = DebugLiveBlockOrReport(ptr);
+  if (block == nullptr) return nullptr;
+  if (bytes == 0) {
+    FreeBlockImpl<true>(block);
+    return nullptr;
+  }
+  const bool canaries = (debug_ & kDebugCanaries) != 0;
+  const bool asan = (debug_ & kDebugAsan) != 0;
+  const size_t extra = canaries ? kCanaryExtraBytes : 0;
+  const size_t want =
+      bytes <= kMaxRequest - extra ? SpanForRequest(bytes + extra) : 0;
+  if (want == 0) {
+    NoteFailure();
+    return nullptr;
+  }
+  void* const payload = PayloadOf(block);
+  const size_t have = SpanOf(block);
+  const size_t old_size = canaries ? LoadRaw(payload) : UsableBytes(have);
+  Block* const next = NextOf(block);
+  if (IsFree(next)) EnsureLinks(next);  // before anything changes
+  if (want <= have) {
+    if (asan) AsanPoison(payload, UsableBytes(have));
+    DebugShrinkLive(block, want);  // the tail is filled and merged
+    return FinishBlock(payload, bytes, old_size);
+  }
+  if (IsFree(next) && have + SpanOf(next) >= want) {
+    const size_t gained = SpanOf(next);
+    // Of `next`, what becomes payload and the head of the tail split off
+    // again (its header and links); the rest of the tail stays poisoned.
+    VerifyFree(
+        next, At(next, kPoisonOffset),
+        At(next, std::max(kPoisonOffset,
+                          std::min(gained, want - have + kPoisonOffset))));
+    if (asan) AsanPoison(payload, UsableBytes(have));
+    RemoveFree(next);
+    MarkAbsorbed(next);
+    SetSpan(block, have + gained);
+    StoreWord(NextOf(block), LoadWord(NextOf(block)) & ~kPrevFree);
+    stats_.used_bytes += gained;
+    stats_.free_bytes -= gained;
+    // The tail's neighbours are live (block) and not free (what followed a
+    // free block), so it merges with nothing and keeps its poison: the
+    // plain split does.
+    ShrinkLive(block, want);
+    UpdatePeak();
+    return FinishBlock(payload, bytes, old_size);
+  }
+  const int alignment_log2 =
+      static_cast<int>((LoadWord(block) & kAlignMask) >> kAlignShift);
+  void* const moved = DebugAllocate(
+      alignment_log2 != 0 ? size_t{1} << alignment_log2 : kAlignment, bytes);
+  if (moved == nullptr) return nullptr;
+  std::memcpy(moved, ptr, std::min<size_t>(old_size, bytes));
+  FreeBlockImpl<true>(block);
+  return moved;
+}
+
+size_t Heap::DebugUsableSize(const void* ptr) const noexcept {
+  if (ptr == nullptr || Addr(ptr) % kAlignment != 0) return 0;
+  const char* const payload = static_cast<const char*>(ptr) - kCanaryHeadBytes;
+  const Block* const block =
+      reinterpret_cast<const Block*>(payload - kAlignment);
+  const uint64_t word = LoadWord(block);
+  const size_t span = word & kSpanMask;
+  if ((word & kTagMask) != TagFor(block) || (word & kFree) != 0 ||
+      span < kMinFreeSpan) {
+    return 0;
+  }
+  const uint64_t bytes = LoadRaw(payload);
+  return CanarySizeFits(bytes, span) ? bytes : 0;
 }
 
 // --- Pools ---
@@ -571,11 +1296,18 @@ absl::StatusOr<Pool*> Heap::AddPool(void* mem, size_t bytes) {
   last_pool_ = pool;
 
   Block* const block = FirstBlockOf(pool);
-  block->prev_physical = nullptr;
+  SetPrevPhysical(block, static_cast<Block*>(nullptr));
   StoreWord(block, MakeWord(block, span, kFree));
   Block* const sentinel = NextOf(block);
-  sentinel->prev_physical = block;
+  SetPrevPhysical(sentinel, block);
   StoreWord(sentinel, MakeWord(sentinel, 0, kPrevFree));
+  if ((debug_ & kDebugPoison) != 0) {
+    FillFree(At(block, kAlignment), At(block, span));
+  }
+  if ((debug_ & kDebugAsan) != 0) {
+    // Everything after the pool record: headers, free space, sentinel.
+    AsanPoison(block, end - Addr(block));
+  }
   InsertFree(block);
 
   stats_.capacity_bytes += span;
@@ -612,9 +1344,12 @@ absl::Status Heap::RemovePool(Pool* pool) {
         absl::StrFormat("pool at %p still holds %d live bytes in %d blocks",
                         static_cast<void*>(pool), live_bytes, live_blocks));
   }
+  EnsureLinks(block);
   RemoveFree(block);
   StoreWord(block, 0);
   StoreWord(Offset(block, pool->capacity), 0);  // the end sentinel
+  if ((debug_ & kDebugAsan) != 0)
+    AsanUnpoison(pool, Addr(pool->end) - Addr(pool));
   (pool->prev != nullptr ? pool->prev->next : first_pool_) = pool->next;
   (pool->next != nullptr ? pool->next->prev : last_pool_) = pool->prev;
   pool->magic = 0;
@@ -661,9 +1396,19 @@ size_t Heap::LargestAllocatable() const noexcept {
       const Block* block = free_lists_[first][second];
       for (int i = 0; block != nullptr && i < kFallbackScan; ++i) {
         best = std::max(best, SpanOf(block));
-        block = block->next_free;
+        // Under poisoning, links are followed only once they check out
+        // (a damaged one is reported and repaired when it is unlinked).
+        if ((debug_ & kDebugPoison) != 0 && LinkDamage(block) != nullptr) {
+          break;
+        }
+        block = NextFree(block);
       }
     }
+  }
+  if ((debug_ & kDebugCanaries) != 0) {
+    // Allocate(n) takes SpanForRequest(max(n, 1) + kCanaryExtraBytes).
+    const size_t least = SpanForRequest(1 + kCanaryExtraBytes);
+    return best < least ? 0 : UsableBytes(best) - kCanaryExtraBytes;
   }
   return best == 0 ? 0 : UsableBytes(best);
 }
@@ -677,7 +1422,12 @@ bool Heap::WalkPool(const Pool* pool,
          SpanOf(block) != 0) {
     const size_t span = SpanOf(block);
     if (span > end - Addr(block)) break;
-    const BlockInfo info{PayloadOf(block), UsableBytes(span), !IsFree(block)};
+    BlockInfo info{PayloadOf(block), UsableBytes(span), !IsFree(block), span};
+    if (info.used && (debug_ & kDebugCanaries) != 0) {
+      const uint64_t bytes = LoadRaw(info.ptr);
+      info.ptr = static_cast<char*>(info.ptr) + kCanaryHeadBytes;
+      info.size = CanarySizeFits(bytes, span) ? bytes : 0;
+    }
     if (!fn(info)) return false;
     block = Offset(block, span);
   }
@@ -714,7 +1464,7 @@ absl::Status Heap::CheckPool(const Pool* pool) const {
       findings.Add("block %p: prev-free flag disagrees with the walk",
                    static_cast<const void*>(block));
     }
-    if (prev_free && block->prev_physical != prev) {
+    if (prev_free && PrevPhysical(block) != prev) {
       findings.Add("block %p: back pointer does not name its predecessor",
                    static_cast<const void*>(block));
     }
@@ -772,7 +1522,7 @@ absl::Status Heap::CheckLists(size_t* listed_blocks) const {
       }
       const Block* prev = nullptr;
       size_t steps = 0;
-      for (; block != nullptr; prev = block, block = block->next_free) {
+      for (; block != nullptr; prev = block, block = NextFree(block)) {
         if (++steps > max_nodes) {
           findings.Add("bin (%d, %d): list has a cycle", first, second);
           break;
@@ -794,7 +1544,7 @@ absl::Status Heap::CheckLists(size_t* listed_blocks) const {
           findings.Add("bin (%d, %d): node %p of span %d is in the wrong bin",
                        first, second, static_cast<const void*>(block), span);
         }
-        if (block->prev_free != prev) {
+        if (PrevFree(block) != prev) {
           findings.Add("bin (%d, %d): node %p has a wrong prev link", first,
                        second, static_cast<const void*>(block));
         }
@@ -826,7 +1576,7 @@ absl::Status Heap::Check() const {
     }
     capacity += p->capacity;
     WalkPool(p, [&](const BlockInfo& info) {
-      const size_t span = info.size + kBlockOverhead;
+      const size_t span = info.span;
       if (info.used) {
         used += span;
         ++live;
@@ -859,7 +1609,67 @@ absl::Status Heap::Check() const {
                    stats_.used_bytes);
     }
   }
+  if (findings.empty()) {
+    for (const Pool* p = first_pool_; p != nullptr; p = p->next) {
+      FindDamage(p, [&](const HeapReport& report) {
+        findings.Add("%s", DescribeHeapReport(report));
+      });
+    }
+  }
   return findings.ToStatus();
+}
+
+size_t Heap::FindDamage(const Pool* pool,
+                        absl::FunctionRef<void(const HeapReport&)> fn) const {
+  const bool poison = (debug_ & kDebugPoison) != 0;
+  const bool canaries = (debug_ & kDebugCanaries) != 0;
+  if ((!poison && !canaries) || pool == nullptr || !OwnsPool(pool)) return 0;
+  size_t found = 0;
+  auto report = [&](HeapError error, const void* ptr, size_t size,
+                    const void* damage) {
+    HeapReport r;
+    r.error = error;
+    r.ptr = ptr;
+    r.size = size;
+    r.damage = damage;
+    fn(r);
+    ++found;
+  };
+  const uintptr_t end = Addr(pool->end);
+  const Block* block = FirstBlockOf(pool);
+  const Block* prev = nullptr;
+  bool prev_free = false;
+  while (Addr(block) + kAlignment <= end && IsTagged(block)) {
+    if (poison && prev_free && PrevPhysical(block) != prev) {
+      // The back pointer is the free predecessor's last word.
+      report(HeapDebugError::kUseAfterFreeWrite, At(prev, kAlignment),
+             UsableBytes(SpanOf(prev)), block);
+    }
+    const size_t span = SpanOf(block);
+    if (span == 0 || span > end - Addr(block) - kAlignment) break;
+    const bool free = IsFree(block);
+    if (free && poison && span >= kMinFreeSpan) {
+      const char* damage = LinkDamage(block);
+      if (damage == nullptr) {
+        damage = PoisonDamage(At(block, kPoisonOffset), At(block, span));
+      }
+      if (damage != nullptr) {
+        report(HeapDebugError::kUseAfterFreeWrite, At(block, kAlignment),
+               UsableBytes(span), damage);
+      }
+    } else if (!free && canaries) {
+      size_t size = 0;
+      const char* const damage = CanaryDamage(block, &size);
+      if (damage != nullptr) {
+        report(HeapDebugError::kCanaryDamaged,
+               At(block, kAlignment + kCanaryHeadBytes), size, damage);
+      }
+    }
+    prev = block;
+    prev_free = free;
+    block = Offset(block, span);
+  }
+  return found;
 }
 
 }  // namespace fmemp::tlsf

@@ -28,6 +28,10 @@
 //   error handler, counted, and otherwise ignored.
 // * A pool is removed only when it holds no live block; memory of a removed
 //   pool is never handed out again.
+// * Debug modes (HeapOptions: poisoning, canaries, ASan poisoning) are off
+//   by default and cost one predictable branch per hot-path call while off.
+//   With them on, writes to freed memory and overflows or underflows of a
+//   block are reported (HeapDebugError) with the block's address and size.
 //
 // Accounting: a block's *span* is its usable bytes plus its one-word header.
 // used_bytes and free_bytes add up spans, so used_bytes + free_bytes ==
@@ -39,6 +43,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -57,6 +62,24 @@ enum class HeapError {
   kPoolNotRemoved,  // RemovePool refused (via the C API, which returns void)
 };
 
+// What the debug modes (HeapOptions) report, through the same handlers as
+// HeapError. Only a heap with a debug mode on reports them.
+//
+// They are HeapError values outside the enumerator list, so that the
+// switches over HeapError in other files (tlsf/tlsf.cc) still compile under
+// -Werror=switch; once those handle them, they become enumerators and these
+// names stay as aliases.
+struct HeapDebugError {
+  // Free memory no longer holds the poison pattern (HeapOptions::poison), or
+  // a free block's list links are damaged: something wrote to memory after
+  // freeing it. `ptr` is the free block's payload address.
+  static constexpr HeapError kUseAfterFreeWrite = static_cast<HeapError>(4);
+  // A live block's head or tail canary is damaged (HeapOptions::canaries):
+  // an underflow before the block or an overflow past its requested size.
+  // `ptr` is the block's address as handed out.
+  static constexpr HeapError kCanaryDamaged = static_cast<HeapError>(5);
+};
+
 // Returns a static, human-readable name for `error`.
 const char* HeapErrorName(HeapError error);
 
@@ -65,6 +88,77 @@ const char* HeapErrorName(HeapError error);
 // back into the same heap.
 using HeapErrorHandler = void (*)(void* context, HeapError error,
                                   const void* ptr);
+
+// One report with what the heap knows about the block (SetReportHandler).
+struct HeapReport {
+  HeapError error = HeapError::kInvalidFree;
+  // The pointer the call was given, or for a debug finding the damaged
+  // block's address (as handed out for live blocks; the payload for free
+  // ones).
+  const void* ptr = nullptr;
+  // The block's size: requested bytes under canaries, otherwise its usable
+  // bytes (for a free block, what a live block of its span could hold). 0
+  // when unknown (misuse, or a damaged head canary).
+  size_t size = 0;
+  // The first damaged byte of a debug finding; nullptr otherwise.
+  const void* damage = nullptr;
+};
+
+// As HeapErrorHandler, with the report's details.
+using HeapReportHandler = void (*)(void* context, const HeapReport& report);
+
+// One line describing `report`, as the default handler prints it.
+std::string FormatHeapReport(const HeapReport& report);
+
+// Debug modes, all off by default (see docs/HARDENING.md). With every mode
+// off the heap's hot path pays one predictable branch per call; each mode on
+// makes allocation and free O(block size) instead of O(1).
+struct HeapOptions {
+  // Poisoning. Free memory holds kFreePattern and every fresh allocation
+  // (and every byte a realloc adds) starts as kAllocPattern. Free bytes are
+  // verified when they are handed out again, the first
+  // kMergeCheckBytes of a free block when it is merged, its list links
+  // whenever it is unlinked, and all of them by Check(); damage is reported
+  // as HeapDebugError::kUseAfterFreeWrite (once: the bytes are then
+  // overwritten or repaired) and the call goes on.
+  bool poison = false;
+  // Canaries. Each block carries kCanaryHeadBytes before the pointer handed
+  // out (its requested size and a canary word keyed by its address) and at
+  // least kCanaryTailBytes of kCanaryByte after the requested bytes.
+  // UsableSize() is then the requested size. Free, Reallocate and Check()
+  // verify both; damage is reported as HeapDebugError::kCanaryDamaged, and
+  // Free/Reallocate refuse the block (it stays allocated, as for
+  // kCorruptHeap). Costs kCanaryExtraBytes per block (plus rounding).
+  bool canaries = false;
+  // AddressSanitizer, in a build with it (ignored otherwise): every byte of a
+  // pool that is not part of a live block as handed out is poisoned
+  // (headers, free blocks and their links, canaries, and, under canaries,
+  // the bytes past the requested size), so that ASan itself reports a use
+  // after free or an overflow at the faulting access. The heap's own
+  // accesses to its bookkeeping are exempt. REQUIRES: the pools' memory is
+  // still valid when the heap is destroyed (it is unpoisoned then).
+  bool asan = false;
+
+  friend bool operator==(const HeapOptions& a, const HeapOptions& b) {
+    return a.poison == b.poison && a.canaries == b.canaries && a.asan == b.asan;
+  }
+  friend bool operator!=(const HeapOptions& a, const HeapOptions& b) {
+    return !(a == b);
+  }
+};
+
+// Whether this build has AddressSanitizer (HeapOptions::asan takes effect).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kHeapAsanBuild = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kHeapAsanBuild = true;
+#else
+inline constexpr bool kHeapAsanBuild = false;
+#endif
+#else
+inline constexpr bool kHeapAsanBuild = false;
+#endif
 
 // Counters kept on every operation; reading them is O(1).
 struct HeapStats {
@@ -80,9 +174,10 @@ struct HeapStats {
 
 // One block, as seen by WalkPool.
 struct BlockInfo {
-  void* ptr;    // payload address
-  size_t size;  // usable bytes
+  void* ptr;    // payload address (under canaries, live blocks: as handed out)
+  size_t size;  // usable bytes (under canaries, live blocks: as requested)
   bool used;
+  size_t span = 0;  // bytes of the pool the block takes, header included
 };
 
 // A pool: a contiguous range handed to AddPool. Opaque; its record lives at
@@ -104,12 +199,38 @@ class Heap {
   // pool).
   static const size_t kFirstPayloadOffset;
 
-  // An empty heap with no pools. Heap's storage may itself live in
-  // caller-provided memory (placement new), as the C API's tlsf_create does.
+  // Fill bytes of the debug modes (HeapOptions): free memory, fresh
+  // allocations, tail canaries. Each has bit 5 clear, so that a word of them
+  // never passes for a block header (whose tag has bit 45 set).
+  static constexpr unsigned char kFreePattern = 0xdd;
+  static constexpr unsigned char kAllocPattern = 0xcd;
+  static constexpr unsigned char kCanaryByte = 0xca;
+  // Canaries: bytes before the pointer handed out (requested size, canary
+  // word), the least tail after the requested bytes, and the two together.
+  static constexpr size_t kCanaryHeadBytes = 16;
+  static constexpr size_t kCanaryTailBytes = 16;
+  static constexpr size_t kCanaryExtraBytes =
+      kCanaryHeadBytes + kCanaryTailBytes;
+  // Poisoning: bytes of a free block verified when it is merged (the rest
+  // is verified when it is handed out again, or by Check).
+  static constexpr size_t kMergeCheckBytes = 256;
+
+  // An empty heap with no pools and every debug mode off. Heap's storage may
+  // itself live in caller-provided memory (placement new), as the C API's
+  // tlsf_create does.
   Heap() noexcept;
+  // An empty heap with the debug modes of `options`.
+  explicit Heap(const HeapOptions& options) noexcept;
   Heap(const Heap&) = delete;
   Heap& operator=(const Heap&) = delete;
-  ~Heap() = default;
+  // Under HeapOptions::asan, unpoisons the memory of every pool still added.
+  ~Heap();
+
+  // Sets the debug modes. O(1). FailedPrecondition, changing nothing, while
+  // the heap has a pool: blocks laid out under one set of modes cannot be
+  // read under another.
+  absl::Status SetOptions(const HeapOptions& options);
+  const HeapOptions& options() const noexcept { return options_; }
 
   // --- Pools (O(pools); not on the hot path) ---
 
@@ -170,7 +291,9 @@ class Heap {
   // counted in invalid_frees, and ignored: returns false.
   bool Free(void* ptr) noexcept;
 
-  // Usable bytes of the live block at `ptr`; 0 if ptr is not one.
+  // Usable bytes of the live block at `ptr`; 0 if ptr is not one. Under
+  // canaries, the requested size (at least 1, so that 0 still means "not a
+  // live block"): the bytes that can be written without touching a canary.
   // Unlike every other member, this one may run without the caller's
   // exclusion when the caller owns the live block at `ptr` (no other thread
   // frees or reallocates it) and `ptr` lies in a pool of this heap: it reads
@@ -181,6 +304,11 @@ class Heap {
   // The alignment the live block at `ptr` was allocated with (kAlignment for
   // plain allocations); 0 if ptr is not a live block. O(1).
   size_t BlockAlignment(const void* ptr) const noexcept;
+
+  // Bytes of its pool the live block at `ptr` takes: its span, header and
+  // canaries included (the unit of HeapStats::used_bytes); 0 if ptr is not a
+  // live block. O(1).
+  size_t BlockSpan(const void* ptr) const noexcept;
 
   // Flat index (first * kSecondLevelCount + second) of the highest non-empty
   // free-list bin, or -1 when no listed free block exists. Every request
@@ -210,14 +338,29 @@ class Heap {
   // tagged, in the right bin and doubly linked; a physical walk of every pool
   // reaches its end sentinel exactly; no two free blocks are adjacent; back
   // pointers and prev-free flags agree; the counters equal the walk's totals.
-  // Returns OK or DataLoss describing the first problem and the count.
+  // With debug modes on, also what FindDamage finds in every pool (so
+  // O(pool bytes) under poisoning). Returns OK or DataLoss describing the
+  // first problem and the count. Reports nothing to the handler.
   absl::Status Check() const;
   // The physical-walk part of Check() for one pool.
   absl::Status CheckPool(const Pool* pool) const;
 
+  // The debug modes' part of Check() for one pool: calls `fn` for each
+  // damaged block in address order (HeapDebugError::kUseAfterFreeWrite for a
+  // free block whose poison or links are damaged, kCanaryDamaged for a live
+  // block) and returns how many; the handler is not called and nothing is
+  // repaired. The walk stops at a damaged header (CheckPool reports those).
+  // O(blocks) plus O(free bytes) under poisoning. 0 when no mode is on or
+  // `pool` is not a pool of this heap.
+  size_t FindDamage(const Pool* pool,
+                    absl::FunctionRef<void(const HeapReport&)> fn) const;
+
   // Installs the handler for detected misuse; nullptr restores the default,
-  // which prints one line to stderr.
+  // which prints one line to stderr. Replaces a report handler.
   void SetErrorHandler(HeapErrorHandler handler, void* context) noexcept;
+  // As SetErrorHandler, for a handler that wants each report's details;
+  // replaces an error handler.
+  void SetReportHandler(HeapReportHandler handler, void* context) noexcept;
 
   // Search depth in a request's own bin when the good-fit search fails.
   static constexpr int kFallbackScan = 8;
@@ -226,6 +369,11 @@ class Heap {
   struct Block;
   friend class Pool;
 
+  // Bits of debug_.
+  static constexpr uint8_t kDebugPoison = 1;
+  static constexpr uint8_t kDebugCanaries = 2;
+  static constexpr uint8_t kDebugAsan = 4;
+
   static Block* FirstBlockOf(const Pool* pool);
   uint64_t TagFor(const void* block) const noexcept;
   bool IsTagged(const Block* block) const noexcept;
@@ -233,22 +381,98 @@ class Heap {
   void SetSpan(Block* block, size_t span) const;
   void MarkAbsorbed(Block* block) const;
 
+  // The hot path's internals exist twice, as plain members (X, the heap
+  // without debug modes) and as DebugX (the modes on), both made from one
+  // XImpl<kDebug> template inlined into each. The plain ones are ordinary
+  // functions, so the compiler treats them as it did before the debug modes
+  // existed (a template instance would have vague linkage, which costs
+  // interprocedural register allocation at every call).
+
   // Free lists.
   void InsertFree(Block* block) noexcept;
   void RemoveFree(Block* block) noexcept;
   Block* TakeFreeBlock(size_t span) noexcept;
+  Block* DebugTakeFreeBlock(size_t span) noexcept;
+  template <bool kDebug>
+  Block* TakeFreeBlockImpl(size_t span) noexcept;
 
   // Turns the free, unlisted `block` into a live block of `span` bytes,
-  // returning any tail of at least kMinFreeSpan to the free lists.
+  // returning any tail of at least kMinFreeSpan to the free lists. Under
+  // poisoning, first verifies the free bytes from `verify_from` that it
+  // hands out or overwrites.
   void* UseBlock(Block* block, size_t span, int alignment_log2) noexcept;
+  void* DebugUseBlock(Block* block, size_t span, int alignment_log2,
+                      const char* verify_from) noexcept;
+  template <bool kDebug>
+  void* UseBlockImpl(Block* block, size_t span, int alignment_log2,
+                     const char* verify_from) noexcept;
+  // AllocateAligned's search and split for a block of `span`; the payload
+  // plus `head` bytes is aligned. Returns the payload or nullptr (counted).
+  template <bool kDebug>
+  void* PlaceAlignedImpl(size_t span, size_t alignment, size_t head) noexcept;
   // Splits a free tail off the live `block` so it keeps `span` bytes.
   void ShrinkLive(Block* block, size_t span) noexcept;
+  void DebugShrinkLive(Block* block, size_t span) noexcept;
+  template <bool kDebug>
+  void ShrinkLiveImpl(Block* block, size_t span) noexcept;
   // Merges a free `block` with free neighbours and lists the result.
   void ReleaseFree(Block* block) noexcept;
+  void DebugReleaseFree(Block* block) noexcept;
+  template <bool kDebug>
+  void ReleaseFreeImpl(Block* block) noexcept;
+  // Frees the live `block`.
+  template <bool kDebug>
+  void FreeBlockImpl(Block* block) noexcept;
 
   // Returns the live block behind `ptr`, or reports and returns nullptr.
   Block* LiveBlockOrReport(const void* ptr) noexcept;
+  Block* DebugLiveBlockOrReport(const void* ptr) noexcept;
+  template <bool kDebug>
+  Block* LiveBlockOrReportImpl(const void* ptr) noexcept;
   void Report(HeapError error, const void* ptr) noexcept;
+  void Report(const HeapReport& report) noexcept;
+
+  // --- Debug modes (heap.cc, "Debug modes") ---
+  void ApplyOptions(const HeapOptions& options) noexcept;
+  size_t HeadBytes() const noexcept {
+    return (debug_ & kDebugCanaries) != 0 ? kCanaryHeadBytes : 0;
+  }
+  void* DebugAllocate(size_t alignment, size_t bytes) noexcept;
+  void* DebugReallocate(void* ptr, size_t bytes) noexcept;
+  bool DebugFree(void* ptr) noexcept;
+  size_t DebugUsableSize(const void* ptr) const noexcept;
+  // Lays out a live block after allocation or reallocation: ASan shadow,
+  // kAllocPattern from `fresh_from` bytes on, canaries. Returns the pointer
+  // to hand out.
+  void* FinishBlock(void* payload, size_t bytes, size_t fresh_from) noexcept;
+  void WriteCanaries(Block* block, size_t bytes) noexcept;
+  // The canary word of the block whose payload is at `payload`.
+  uint64_t HeadCanary(const void* payload) const noexcept;
+  // The first damaged canary byte of the live `block`, or nullptr; *size is
+  // the requested size, or 0 when the head is damaged.
+  const char* CanaryDamage(const Block* block, size_t* size) const noexcept;
+  // The first byte of [from, to) that holds neither kFreePattern nor (at a
+  // header position) the marker of a header merged away; nullptr if none.
+  const char* PoisonDamage(const char* from, const char* to) const noexcept;
+  // Reports kUseAfterFreeWrite for the free `owner` if [from, to) is
+  // damaged.
+  void VerifyFree(const Block* owner, const char* from,
+                  const char* to) noexcept;
+  // Fills [from, to) with kFreePattern (and poisons it under asan).
+  void FillFree(char* from, char* to) const noexcept;
+  // The address of a damaged list link of the listed free `block`, or
+  // nullptr when both links name list neighbours that name it back.
+  const char* LinkDamage(const Block* block) const noexcept;
+  bool IsListedIn(const Block* block, Bin bin) const noexcept;
+  // If the listed free `block` has a damaged link: reports it, relists
+  // every free block from a walk of the pools, and returns true. REQUIRES:
+  // every block's header is consistent (no operation half done).
+  bool EnsureLinks(Block* block) noexcept;
+  // EnsureLinks for the free physical neighbours of the live `block`; a
+  // damaged back pointer to a free predecessor (its last word) is reported
+  // and repaired from a walk of the pool.
+  void EnsureNeighbourLinks(Block* block) noexcept;
+  void RebuildFreeLists() noexcept;
   void NoteFailure() noexcept { ++stats_.failed_allocations; }
   void AddUsed(size_t span) noexcept;
   void SubUsed(size_t span) noexcept;
@@ -258,6 +482,7 @@ class Heap {
   absl::Status CheckLists(size_t* listed_blocks) const;
 
   uint32_t first_level_bitmap_ = 0;
+  uint8_t debug_ = 0;  // kDebug* bits; 0 keeps the hot path plain
   uint32_t second_level_bitmap_[kFirstLevelCount] = {};
   Block* free_lists_[kFirstLevelCount][kSecondLevelCount] = {};
   Pool* first_pool_ = nullptr;
@@ -265,7 +490,9 @@ class Heap {
   HeapStats stats_;
   uint64_t tag_key_;
   HeapErrorHandler error_handler_ = nullptr;
+  HeapReportHandler report_handler_ = nullptr;
   void* error_context_ = nullptr;
+  HeapOptions options_;
 };
 
 }  // namespace fmemp::tlsf

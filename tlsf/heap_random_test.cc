@@ -36,10 +36,14 @@
 //   operation in CheckedAfterEveryOperation, every kLongCheckInterval
 //   operations in Long.
 //
-// Each test runs once per seed. FMEMP_RANDOM_OPS sets the number of
-// operations of each Long run; the default is smaller under ASan and TSan. A
-// failure names the seed and the operation; rerun the one test with
-// --gtest_filter to reproduce it.
+// Each test runs once per seed. HeapRandomDebugTest runs the same model
+// with the heap's debug modes on (HeapOptions: poisoning, canaries, both,
+// and under ASan the ASan poisoning too): the predictions then account for
+// the canaries' bytes, UsableSize() is the requested size, and any report of
+// a debug mode fails the run. FMEMP_RANDOM_OPS sets the number of
+// operations of each Long run; the default is smaller under ASan and TSan,
+// and a debug run does a quarter of it. A failure names the seed and the
+// operation; rerun the one test with --gtest_filter to reproduce it.
 
 #include <algorithm>
 #include <cstddef>
@@ -51,7 +55,9 @@
 #include <map>
 #include <memory>
 #include <new>
+#include <ostream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -318,6 +324,7 @@ struct Slot {
 struct LiveBlock {
   size_t requested;
   size_t usable;
+  size_t span;  // Heap::BlockSpan: usable + kBlockOverhead without canaries
   size_t alignment;  // as requested; 1 for Allocate
   uint64_t id;
   uint64_t generation;
@@ -331,13 +338,16 @@ struct LiveBlock {
 // for a span S if and only if S <= the largest span among the first
 // kFallbackScan blocks of each bin, which is what LargestAllocatable reports.
 // REQUIRES: alignment is valid.
-bool MustFit(size_t largest, size_t bytes, size_t alignment) {
+//
+// With canaries on, a request of `bytes` takes the span of max(bytes, 1) +
+// Heap::kCanaryExtraBytes (RequestSpan), and LargestAllocatable() reports
+// the largest such request, so `extra` (kCanaryExtraBytes) is added back.
+bool MustFit(size_t largest, size_t span, size_t alignment, size_t extra) {
   if (largest == 0) return false;
-  const size_t span = SpanForRequest(bytes);
   if (span == 0) return false;
   const size_t search =
       alignment <= kAlignment ? span : span + alignment - kAlignment;
-  return search <= largest + kBlockOverhead;
+  return search <= largest + kBlockOverhead + extra;
 }
 
 bool ValidAlignment(size_t alignment) {
@@ -370,10 +380,15 @@ class HeapModel {
  public:
   // `check_interval`: operations between Check() + full comparisons;
   // `verify_interval`: between verifications of every live block's contents.
-  HeapModel(uint64_t seed, size_t check_interval, size_t verify_interval)
+  // `options`: the heap's debug modes.
+  HeapModel(uint64_t seed, size_t check_interval, size_t verify_interval,
+            const HeapOptions& options = HeapOptions())
       : rng_(seed),
         check_interval_(check_interval),
-        verify_interval_(verify_interval) {
+        verify_interval_(verify_interval),
+        head_(options.canaries ? Heap::kCanaryHeadBytes : 0),
+        extra_(options.canaries ? Heap::kCanaryExtraBytes : 0),
+        heap_(options) {
     heap_.SetErrorHandler(&ErrorLog::Record, &errors_);
     for (int i = 0; i < kPoolSlots; ++i) {
       Slot& slot = slots_[i];
@@ -422,6 +437,20 @@ class HeapModel {
   }
 
  private:
+  // The span the heap takes for a request of `bytes`; 0 if it cannot.
+  size_t RequestSpan(size_t bytes) const {
+    if (extra_ == 0) return SpanForRequest(bytes);
+    bytes = std::max<size_t>(bytes, 1);
+    return bytes <= kMaxRequest - extra_ ? SpanForRequest(bytes + extra_) : 0;
+  }
+  bool MustFit(size_t largest, size_t bytes, size_t alignment) const {
+    return tlsf::MustFit(largest, RequestSpan(bytes), alignment, extra_);
+  }
+  // Where the block handed out at `p` starts: its header word.
+  uintptr_t HeaderOf(const void* p) const {
+    return Addr(p) - kBlockOverhead - head_;
+  }
+
   // printf's %llu wants exactly unsigned long long.
   static unsigned long long ToUll(uint64_t v) {  // NOLINT(google-runtime-int)
     return v;
@@ -736,8 +765,7 @@ class HeapModel {
       ASSERT_TRUE(MustFit(largest, bytes, old.alignment))
           << "Reallocate moved although no block fitted";
       ASSERT_EQ(heap_.UsableSize(p), 0u) << "the old block is still live";
-      peak_ =
-          std::max(peak_, used_before + heap_.UsableSize(q) + kBlockOverhead);
+      peak_ = std::max(peak_, used_before + heap_.BlockSpan(q));
       ++coverage_.realloc_moved;
       if (old.alignment > kAlignment) ++coverage_.realloc_moved_aligned;
     } else {
@@ -811,7 +839,8 @@ class HeapModel {
         if (live_list_.empty()) return;
         char* const p = RandomLive();
         const size_t usable = live_.at(p).usable;
-        bad = p + kAlignment * rng_.Between(1, usable / kAlignment);
+        bad = p + kAlignment *
+                      rng_.Between(1, std::max<size_t>(1, usable / kAlignment));
         break;
       }
       case 2:  // interior, misaligned
@@ -819,7 +848,9 @@ class HeapModel {
         bad = RandomLive() + rng_.Between(1, kAlignment - 1);
         break;
       case 3:  // never a pool
-        bad = foreign_memory + kAlignment * rng_.Between(1, 255);
+        // Under canaries a header is read 16 bytes further down.
+        bad = foreign_memory +
+              kAlignment * rng_.Between(1 + head_ / kAlignment, 255);
         break;
       default: {  // a removed pool
         std::vector<int> removed;
@@ -831,7 +862,8 @@ class HeapModel {
         bad = reinterpret_cast<void*>(
             slot.begin +
             kAlignment *
-                rng_.Between(1, (slot.end - slot.begin) / kAlignment - 1));
+                rng_.Between(1 + head_ / kAlignment,
+                             (slot.end - slot.begin) / kAlignment - 1));
         break;
       }
     }
@@ -916,7 +948,8 @@ class HeapModel {
       std::vector<char*> victims;
       for (auto it = intervals_.lower_bound(slot.begin);
            it != intervals_.end() && it->first < slot.end; ++it) {
-        victims.push_back(reinterpret_cast<char*>(it->first + kBlockOverhead));
+        victims.push_back(
+            reinterpret_cast<char*>(it->first + kBlockOverhead + head_));
       }
       ASSERT_EQ(victims.size(), slot.live);
       for (char* p : victims) {
@@ -936,14 +969,21 @@ class HeapModel {
   void Track(char* p, size_t requested, size_t alignment, uint64_t id,
              uint64_t generation) {
     const size_t usable = heap_.UsableSize(p);
+    const size_t span = heap_.BlockSpan(p);
     ASSERT_GE(usable, requested) << static_cast<void*>(p);
-    ASSERT_LT(usable + kBlockOverhead, SpanForRequest(requested) + kMinFreeSpan)
+    if (extra_ == 0) {
+      ASSERT_EQ(span, usable + kBlockOverhead) << static_cast<void*>(p);
+    } else {
+      ASSERT_EQ(usable, std::max<size_t>(requested, 1))
+          << "under canaries UsableSize is the request";
+    }
+    ASSERT_LT(span, RequestSpan(requested) + kMinFreeSpan)
         << "block " << static_cast<void*>(p) << " for " << requested
         << " bytes kept a tail it should have split off";
     ASSERT_EQ(Addr(p) % std::max(alignment, kAlignment), 0u)
         << static_cast<void*>(p) << " for alignment " << alignment;
-    const uintptr_t lo = Addr(p) - kBlockOverhead;
-    const uintptr_t hi = Addr(p) + usable;
+    const uintptr_t lo = HeaderOf(p);
+    const uintptr_t hi = lo + span;
     int slot = -1;
     for (int i = 0; i < kPoolSlots; ++i) {
       if (slots_[i].pool != nullptr && lo >= slots_[i].begin &&
@@ -960,19 +1000,20 @@ class HeapModel {
       ASSERT_GE(next->first, hi)
           << "block " << static_cast<void*>(p) << " of " << usable
           << " bytes overlaps the block at "
-          << reinterpret_cast<void*>(next->first + kBlockOverhead);
+          << reinterpret_cast<void*>(next->first + kBlockOverhead + head_);
     }
     if (next != intervals_.begin()) {
       ASSERT_LE(std::prev(next)->second, lo)
           << "block " << static_cast<void*>(p) << " overlaps the block at "
-          << reinterpret_cast<void*>(std::prev(next)->first + kBlockOverhead);
+          << reinterpret_cast<void*>(std::prev(next)->first + kBlockOverhead +
+                                     head_);
     }
     intervals_.emplace_hint(next, lo, hi);
-    live_.emplace(p, LiveBlock{requested, usable, alignment, id, generation,
-                               slot, live_list_.size()});
+    live_.emplace(p, LiveBlock{requested, usable, span, alignment, id,
+                               generation, slot, live_list_.size()});
     live_list_.push_back(p);
     ++slots_[slot].live;
-    used_ += usable + kBlockOverhead;
+    used_ += span;
     peak_ = std::max(peak_, used_);
     FillPattern(p, usable, PatternBase(id, generation));
   }
@@ -982,13 +1023,13 @@ class HeapModel {
     const auto it = live_.find(p);
     ASSERT_NE(it, live_.end());
     const LiveBlock& block = it->second;
-    intervals_.erase(Addr(p) - kBlockOverhead);
+    intervals_.erase(HeaderOf(p));
     char* const moved = live_list_.back();
     live_list_[block.index] = moved;
     live_.at(moved).index = block.index;
     live_list_.pop_back();
     --slots_[block.slot].live;
-    used_ -= block.usable + kBlockOverhead;
+    used_ -= block.span;
     live_.erase(it);
   }
 
@@ -1103,6 +1144,8 @@ class HeapModel {
   Coverage coverage_;
   const size_t check_interval_;
   const size_t verify_interval_;
+  const size_t head_;   // Heap::kCanaryHeadBytes under canaries, else 0
+  const size_t extra_;  // Heap::kCanaryExtraBytes under canaries, else 0
   Slot slots_[kPoolSlots];
   Heap heap_;
   ErrorLog errors_;
@@ -1150,6 +1193,59 @@ INSTANTIATE_TEST_SUITE_P(Seeds, HeapRandomTest,
                          ::testing::Values(uint64_t{1}, uint64_t{42},
                                            uint64_t{20260317},
                                            uint64_t{0x5eed5eed5eed5eed}));
+
+// --- The same runs with debug modes on ---
+
+struct DebugMode {
+  const char* name;
+  HeapOptions options;
+};
+
+// For gtest's messages about a parameter.
+void PrintTo(const DebugMode& mode, std::ostream* os) { *os << mode.name; }
+
+std::vector<DebugMode> DebugModes() {
+  std::vector<DebugMode> modes = {
+      {"Poison", {/*poison=*/true, /*canaries=*/false, /*asan=*/false}},
+      {"Canaries", {/*poison=*/false, /*canaries=*/true, /*asan=*/false}},
+      {"PoisonAndCanaries", {/*poison=*/true, /*canaries=*/true, false}},
+  };
+  if (kHeapAsanBuild) {
+    modes.push_back({"Asan", {/*poison=*/false, /*canaries=*/false, true}});
+    modes.push_back({"All", {/*poison=*/true, /*canaries=*/true, true}});
+  }
+  return modes;
+}
+
+class HeapRandomDebugTest
+    : public ::testing::TestWithParam<std::tuple<DebugMode, uint64_t>> {
+ protected:
+  const HeapOptions& options() const { return std::get<0>(GetParam()).options; }
+  uint64_t seed() const { return std::get<1>(GetParam()); }
+};
+
+TEST_P(HeapRandomDebugTest, CheckedAfterEveryOperation) {
+  SCOPED_TRACE(::testing::Message() << "seed " << seed());
+  HeapModel model(seed(), /*check_interval=*/1,
+                  /*verify_interval=*/kCheckedVerifyInterval, options());
+  model.Run(kCheckedOps);
+}
+
+TEST_P(HeapRandomDebugTest, Long) {
+  SCOPED_TRACE(::testing::Message() << "seed " << seed());
+  HeapModel model(Mix64(seed()), kLongCheckInterval, kLongCheckInterval,
+                  options());
+  model.Run(LongOps() / 4);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Modes, HeapRandomDebugTest,
+    ::testing::Combine(::testing::ValuesIn(DebugModes()),
+                       ::testing::Values(uint64_t{7}, uint64_t{20260317})),
+    [](const ::testing::TestParamInfo<HeapRandomDebugTest::ParamType>& info) {
+      return std::string(std::get<0>(info.param).name) + "_" +
+             std::to_string(std::get<1>(info.param));
+    });
 
 // --- Misuse ---
 
