@@ -146,6 +146,10 @@ int KindOf(MempError error) {
       return FMEMP_MISUSE_DOUBLE_FREE;
     case MempError::kCorruptHeap:
       return FMEMP_MISUSE_CORRUPT_HEAP;
+    case MempError::kUseAfterFreeWrite:
+      return FMEMP_MISUSE_USE_AFTER_FREE_WRITE;
+    case MempError::kCanaryDamaged:
+      return FMEMP_MISUSE_CANARY_DAMAGED;
   }
   return 0;
 }

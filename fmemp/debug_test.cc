@@ -123,7 +123,7 @@ TEST_F(RegionSetDebugTest, CanaryReportCarriesAddressSizeAndFileLine) {
   EXPECT_FALSE(set_.Free(p));
   ASSERT_EQ(reports_.seen.size(), 1u);
   const MempReport& r = reports_.seen[0];
-  EXPECT_EQ(r.error, MempDebugError::kCanaryDamaged);
+  EXPECT_EQ(r.error, MempError::kCanaryDamaged);
   EXPECT_EQ(r.ptr, p);
   EXPECT_EQ(r.size, 40u);
   EXPECT_EQ(r.damage, p + 40);
@@ -138,7 +138,7 @@ TEST_F(RegionSetDebugTest, CanaryReportCarriesAddressSizeAndFileLine) {
   // A realloc is refused the same way, and the block stays where it is.
   EXPECT_EQ(set_.Reallocate(p, 10000), nullptr);
   ASSERT_EQ(reports_.seen.size(), 2u);
-  EXPECT_EQ(reports_.seen[1].error, MempDebugError::kCanaryDamaged);
+  EXPECT_EQ(reports_.seen[1].error, MempError::kCanaryDamaged);
   EXPECT_EQ(set_.UsableSize(p), 40u);
 
   p[40] = static_cast<char>(tlsf::Heap::kCanaryByte);  // repaired
@@ -157,7 +157,7 @@ TEST_F(RegionSetDebugTest, UnderflowOfATaggedBlock) {
   p[-3] = 0;
   EXPECT_FALSE(set_.Free(p));
   ASSERT_EQ(reports_.seen.size(), 1u);
-  EXPECT_EQ(reports_.seen[0].error, MempDebugError::kCanaryDamaged);
+  EXPECT_EQ(reports_.seen[0].error, MempError::kCanaryDamaged);
   EXPECT_EQ(reports_.seen[0].ptr, p);
   EXPECT_EQ(reports_.seen[0].size, 100u);
   EXPECT_EQ(reports_.seen[0].damage, p - 3);
@@ -177,7 +177,7 @@ TEST_F(RegionSetDebugTest, UseAfterFreeWriteThroughTheErrorHandler) {
   EXPECT_THAT(std::string(check.message()), HasSubstr("use after free"));
   EXPECT_EQ(set_.Allocate(300), p);
   ASSERT_EQ(errors.seen.size(), 1u);
-  EXPECT_EQ(errors.seen[0].first, MempDebugError::kUseAfterFreeWrite);
+  EXPECT_EQ(errors.seen[0].first, MempError::kUseAfterFreeWrite);
   EXPECT_EQ(errors.seen[0].second, p - tlsf::Heap::kCanaryHeadBytes)
       << "a free block is named by its payload";
   EXPECT_STREQ(MempErrorName(errors.seen[0].first),
@@ -365,7 +365,7 @@ TEST(MempDebugTest, ModesThroughWithRegions) {
   p[10] = 1;
   EXPECT_FALSE(memp.Free(p));
   ASSERT_EQ(errors.seen.size(), 1u);
-  EXPECT_EQ(errors.seen[0].first, MempDebugError::kCanaryDamaged);
+  EXPECT_EQ(errors.seen[0].first, MempError::kCanaryDamaged);
   EXPECT_FALSE(memp.Check().ok());
   const absl::Status scoped =
       memp.WithRegions([p](const RegionSet& r) { return r.CheckRegionOf(p); });

@@ -64,6 +64,10 @@ int ToMisuseKind(MempError error) {
       return FMEMP_MISUSE_DOUBLE_FREE;
     case MempError::kCorruptHeap:
       return FMEMP_MISUSE_CORRUPT_HEAP;
+    case MempError::kUseAfterFreeWrite:
+      return FMEMP_MISUSE_USE_AFTER_FREE_WRITE;
+    case MempError::kCanaryDamaged:
+      return FMEMP_MISUSE_CANARY_DAMAGED;
   }
   return 0;
 }
@@ -156,7 +160,8 @@ class CApiPool {
     return OnFrontEnd(active_.load(std::memory_order_acquire), otherwise, fn);
   }
 
-  FError Init(FMemp* memp, void* begin, void* end, FMempPolicy policy) {
+  FError Init(FMemp* memp, void* begin, void* end, FMempPolicy policy,
+              const DebugOptions& debug) {
     absl::MutexLock hold(&admin_);
     if (active_.load(std::memory_order_relaxed) != kNotReady) {
       return FMEMP_ERR_ALREADY_INIT;
@@ -166,6 +171,11 @@ class CApiPool {
     const Callbacks* const callbacks = callbacks_;
     WithFrontEnd(policy, [&](auto& front_end) {
       front_end.Clear();
+      // Every init sets the modes (a previous init's stay otherwise).
+      if (!front_end.SetDebugOptions(debug).ok()) {
+        error = FMEMP_ERR_INIT_TLFS;
+        return;
+      }
       error = ToFError(front_end.AddRegion(begin, end));
       Callbacks::Install(callbacks, front_end);
     });
@@ -416,9 +426,17 @@ using fmemp::RegionStats;
 
 extern "C" {
 
-FError FMempInitWithPolicy(FMemp* memp, void* begin_addr, void* end_addr,
-                           FMempPolicy policy) {
+FError FMempInitDebug(FMemp* memp, void* begin_addr, void* end_addr,
+                      FMempPolicy policy, u32 debug_flags) {
   if (memp == nullptr) return FMEMP_ERR_INVALID_ARG;
+  if ((debug_flags &
+       ~(FMEMP_DEBUG_POISON | FMEMP_DEBUG_CANARIES | FMEMP_DEBUG_ASAN)) != 0) {
+    return FMEMP_ERR_INVALID_ARG;
+  }
+  fmemp::DebugOptions debug;
+  debug.poison = (debug_flags & FMEMP_DEBUG_POISON) != 0;
+  debug.canaries = (debug_flags & FMEMP_DEBUG_CANARIES) != 0;
+  debug.asan = (debug_flags & FMEMP_DEBUG_ASAN) != 0;
   if (policy != FMEMP_POLICY_MUTEX && policy != FMEMP_POLICY_SPINLOCK &&
       policy != FMEMP_POLICY_SINGLE_THREAD &&
       policy != FMEMP_POLICY_THREAD_CACHE &&
@@ -427,7 +445,12 @@ FError FMempInitWithPolicy(FMemp* memp, void* begin_addr, void* end_addr,
   }
   fmemp::CApiPool* pool = fmemp::CreatePoolOf(memp);
   if (pool == nullptr) return FMEMP_ERR_BAD_MALLOC;
-  return pool->Init(memp, begin_addr, end_addr, policy);
+  return pool->Init(memp, begin_addr, end_addr, policy, debug);
+}
+
+FError FMempInitWithPolicy(FMemp* memp, void* begin_addr, void* end_addr,
+                           FMempPolicy policy) {
+  return FMempInitDebug(memp, begin_addr, end_addr, policy, 0);
 }
 
 FError FMempInit(FMemp* memp, void* begin_addr, void* end_addr) {
@@ -560,6 +583,18 @@ FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage) {
         usage->live_blocks = r.live_blocks;
         usage->failed_allocations = r.failed_allocations;
         return FMEMP_SUCCESS;
+      });
+}
+
+FError FMempCheckRegionOf(FMemp* memp, const void* ptr) {
+  return fmemp::WithMemp<FError>(
+      memp, FMEMP_ERR_NOT_INIT, [ptr](auto& m) -> FError {
+        const absl::Status status = m.CheckRegionOf(ptr);
+        if (absl::IsDataLoss(status)) {
+          std::fprintf(stderr, "fmemp: integrity check failed: %s\n",
+                       status.ToString().c_str());
+        }
+        return fmemp::ToFError(status);
       });
 }
 

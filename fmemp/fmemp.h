@@ -286,6 +286,29 @@ u32 FMempThreadPoolCount(FMemp* memp);
  * policies. */
 FError FMempProbeThreadPool(FMemp* memp, u32 index, FMempPoolUsage* usage);
 
+/* Debug modes, chosen at init (off with FMempInit / FMempInitWithPolicy;
+ * docs/HARDENING.md): FMEMP_DEBUG_POISON fills freed memory and new blocks
+ * with known bytes and checks freed memory on reuse and in FMempCheck, so a
+ * write after free is reported (FMEMP_MISUSE_USE_AFTER_FREE_WRITE);
+ * FMEMP_DEBUG_CANARIES puts guard bytes before and after each block,
+ * checked on free, realloc and FMempCheck (FMEMP_MISUSE_CANARY_DAMAGED,
+ * with the block's size and, for tagged blocks, file and line on stderr);
+ * FMEMP_DEBUG_ASAN, in a build with AddressSanitizer, poisons every byte
+ * that is not part of a live block so ASan reports the bad access itself.
+ * With a mode on, FMEMP_POLICY_THREAD_CACHE bypasses its caches. Returns
+ * as FMempInitWithPolicy; FMEMP_ERR_INVALID_ARG for unknown flags. */
+#define FMEMP_DEBUG_POISON 0x1U
+#define FMEMP_DEBUG_CANARIES 0x2U
+#define FMEMP_DEBUG_ASAN 0x4U
+FError FMempInitDebug(FMemp* memp, void* begin_addr, void* end_addr,
+                      FMempPolicy policy, u32 debug_flags);
+/* The integrity check of the one region holding ptr (with the debug modes'
+ * checks of its blocks): FMEMP_SUCCESS, FMEMP_ERR_CORRUPT (described on
+ * stderr), FMEMP_ERR_REGION_NOT_FOUND when ptr lies in no region,
+ * FMEMP_ERR_REGION_BUSY when it lies in a region bound to another thread
+ * (FMEMP_POLICY_THREAD_POOLS), FMEMP_ERR_NOT_INIT. */
+FError FMempCheckRegionOf(FMemp* memp, const void* ptr);
+
 /* Full integrity check: FMEMP_SUCCESS or FMEMP_ERR_CORRUPT (described on
  * stderr). */
 FError FMempCheck(FMemp* memp);
@@ -297,6 +320,8 @@ FError FMempCheck(FMemp* memp);
 #define FMEMP_MISUSE_INVALID_FREE 2
 #define FMEMP_MISUSE_DOUBLE_FREE 3
 #define FMEMP_MISUSE_CORRUPT_HEAP 4
+#define FMEMP_MISUSE_USE_AFTER_FREE_WRITE 5 /* debug: freed memory written */
+#define FMEMP_MISUSE_CANARY_DAMAGED 6       /* debug: overflow or underflow */
 typedef void (*FMempErrorHandler)(void* user, int kind, const void* ptr);
 FError FMempSetErrorHandler(FMemp* memp, FMempErrorHandler handler, void* user);
 

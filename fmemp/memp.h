@@ -220,6 +220,31 @@ class Memp {
     sync::ScopedLock<LockPolicy> hold(lock_);
     regions_.SetErrorHandler(handler, context);
   }
+  // Reports with the block's size, first damaged byte and tag; replaces the
+  // error handler (see RegionSet::SetReportHandler).
+  void SetReportHandler(MempReportHandler handler, void* context) {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    regions_.SetReportHandler(handler, context);
+  }
+
+  // --- Debug modes (RegionSet::SetDebugOptions) ---
+
+  // Poisoning, canaries and ASan poisoning for every region; only while
+  // there is no region (FailedPrecondition otherwise, nothing changed).
+  absl::Status SetDebugOptions(const DebugOptions& options) {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.SetDebugOptions(options);
+  }
+  DebugOptions debug_options() const {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.debug_options();
+  }
+  // The integrity check of the one region holding ptr (NotFound if none):
+  // O(blocks in it), so it can run often in a debug build.
+  absl::Status CheckRegionOf(const void* ptr) const {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.CheckRegionOf(ptr);
+  }
 
   // --- For layers built on this front-end (fmemp/thread_cache.h) ---
 

@@ -55,13 +55,7 @@ constexpr int kRegionFallback = 4;
 uintptr_t Addr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
 void DefaultReportHandler(void*, const MempReport& report) {
-  if (report.size == 0 && report.damage == nullptr &&
-      report.tag.file == nullptr) {
-    std::fprintf(stderr, "fmemp: %s: %p\n", MempErrorName(report.error),
-                 report.ptr);
-  } else {
-    std::fprintf(stderr, "%s\n", FormatMempReport(report).c_str());
-  }
+  WriteMempReportToStderr(report);
 }
 
 // A report without the "fmemp: " prefix (for Check's messages).
@@ -93,15 +87,23 @@ std::string FormatMempReport(const MempReport& report) {
   return absl::StrCat("fmemp: ", DescribeMempReport(report));
 }
 
+void WriteMempReportToStderr(const MempReport& report) {
+  if (report.size == 0 && report.damage == nullptr &&
+      report.tag.file == nullptr) {
+    std::fprintf(stderr, "fmemp: %s: %p\n", MempErrorName(report.error),
+                 report.ptr);
+  } else {
+    std::fprintf(stderr, "%s\n", FormatMempReport(report).c_str());
+  }
+}
+
 const char* MempErrorName(MempError error) {
-  if (error == MempDebugError::kUseAfterFreeWrite) {
-    return "write to freed memory (use after free)";
-  }
-  if (error == MempDebugError::kCanaryDamaged) {
-    return "canary damaged (overflow past the block's end or underflow "
-           "before its start)";
-  }
   switch (error) {
+    case MempError::kUseAfterFreeWrite:
+      return "write to freed memory (use after free)";
+    case MempError::kCanaryDamaged:
+      return "canary damaged (overflow past the block's end or underflow "
+             "before its start)";
     case MempError::kForeignPointer:
       return "pointer outside every region of this pool";
     case MempError::kInvalidFree:
@@ -156,10 +158,10 @@ MempReport RegionSet::FromHeapReport(const tlsf::HeapReport& report) const {
     out.error = MempError::kDoubleFree;
   } else if (report.error == HeapError::kCorruptHeap) {
     out.error = MempError::kCorruptHeap;
-  } else if (report.error == tlsf::HeapDebugError::kUseAfterFreeWrite) {
-    out.error = MempDebugError::kUseAfterFreeWrite;
-  } else if (report.error == tlsf::HeapDebugError::kCanaryDamaged) {
-    out.error = MempDebugError::kCanaryDamaged;
+  } else if (report.error == tlsf::HeapError::kUseAfterFreeWrite) {
+    out.error = MempError::kUseAfterFreeWrite;
+  } else if (report.error == tlsf::HeapError::kCanaryDamaged) {
+    out.error = MempError::kCanaryDamaged;
   }
   out.ptr = report.ptr;
   out.size = report.size;

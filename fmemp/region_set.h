@@ -59,23 +59,13 @@ enum class MempError {
   kInvalidFree,     // inside a region, but not a live block
   kDoubleFree,      // a block that is already free
   kCorruptHeap,     // a header next to the block is damaged
-};
-
-// What the debug modes (SetDebugOptions) report, through the same handlers
-// as MempError. They are MempError values outside the enumerator list, so
-// that the switches over MempError in other files (fmemp/fmemp.cc) still
-// compile under -Werror=switch; once those handle them, they become
-// enumerators and these names stay as aliases.
-struct MempDebugError {
-  // Freed memory was written (tlsf::HeapDebugError::kUseAfterFreeWrite):
-  // found when the memory is handed out again, merged, or by Check. The
-  // pointer is the free block's address.
-  static constexpr MempError kUseAfterFreeWrite = static_cast<MempError>(4);
-  // A block's canary is damaged (tlsf::HeapDebugError::kCanaryDamaged): an
-  // overflow past its requested size or an underflow before it, found on
-  // free, realloc or by Check. The call refuses the block, which stays
-  // allocated. The pointer is the block's.
-  static constexpr MempError kCanaryDamaged = static_cast<MempError>(5);
+  // Reported only with a debug mode on (SetDebugOptions):
+  kUseAfterFreeWrite,  // freed memory was written: found when it is handed
+                       // out again, merged, or by Check; the pointer is the
+                       // free block's (tlsf::HeapError::kUseAfterFreeWrite)
+  kCanaryDamaged,      // a block's canary is damaged (an overflow past its
+                       // requested size or an underflow): found on free,
+                       // realloc or by Check, which refuse the block
 };
 
 const char* MempErrorName(MempError error);
@@ -118,6 +108,9 @@ struct MempReport {
 // damaged byte at <address> (offset <n>), allocated at <file>:<line>"), as
 // the default handler prints it for debug findings.
 std::string FormatMempReport(const MempReport& report);
+// What a RegionSet with no handler does with a report: one line on stderr
+// (FormatMempReport's, or "fmemp: <what>: <ptr>" when there is no detail).
+void WriteMempReportToStderr(const MempReport& report);
 
 // As MempErrorHandler, with the report's details. Same rules.
 using MempReportHandler = void (*)(void* context, const MempReport& report);

@@ -340,6 +340,21 @@ class CachingMemp final : private ThreadStateOwner {
   void SetErrorHandler(MempErrorHandler handler, void* context) {
     shared_.SetErrorHandler(handler, context);
   }
+  void SetReportHandler(MempReportHandler handler, void* context) {
+    shared_.SetReportHandler(handler, context);
+  }
+  // As Memp's. With a mode on, the caches are bypassed (and emptied).
+  absl::Status SetDebugOptions(const DebugOptions& options) {
+    absl::Status s = shared_.SetDebugOptions(options);
+    if (!s.ok()) return s;
+    const bool on = options.poison || options.canaries || options.asan;
+    if (on) DrainAllCaches();
+    debug_.store(on, std::memory_order_relaxed);
+    return s;
+  }
+  absl::Status CheckRegionOf(const void* ptr) const {
+    return shared_.CheckRegionOf(ptr);
+  }
 
   // Fork support, as Memp's. The caller also holds the process-wide
   // registry across fork() (LockRegistryForFork, before these; the C API's
@@ -372,7 +387,12 @@ class CachingMemp final : private ThreadStateOwner {
   }
 
   Cache* CacheOfThisThread() {
-    if (options_.max_bytes_per_thread == 0) return nullptr;
+    // With a debug mode on, every block takes the checked path: a parked
+    // block would skip the checks and could serve a request of another size.
+    if (options_.max_bytes_per_thread == 0 ||
+        debug_.load(std::memory_order_relaxed)) {
+      return nullptr;
+    }
     if (ThreadState* s = ThreadStateFor(this)) return static_cast<Cache*>(s);
     return static_cast<Cache*>(RegisterThreadState(this, new Cache));
   }
@@ -617,6 +637,7 @@ class CachingMemp final : private ThreadStateOwner {
   const CacheOptions options_;
   const uintptr_t marker_key_;
   std::atomic<bool> tagging_used_{false};
+  std::atomic<bool> debug_{false};
   absl::Mutex oom_mu_;
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(oom_mu_) = nullptr;
   void* oom_context_ ABSL_GUARDED_BY(oom_mu_) = nullptr;

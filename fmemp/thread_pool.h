@@ -194,7 +194,7 @@ class PoolingMemp final : private ThreadStateOwner {
     // The registry's function-local static is set up now, not on some
     // thread's first call (a fork() inside its guard would hang the child).
     RegistryMutex();
-    shared_.SetErrorHandler(&PoolingMemp::ForwardMisuse, this);
+    shared_.SetReportHandler(&PoolingMemp::ForwardReport, this);
   }
   ~PoolingMemp() { DetachThreadStates(this); }
 
@@ -302,6 +302,11 @@ class PoolingMemp final : private ThreadStateOwner {
         }
         pool->on_exhaustion = on_exhaustion;
         return absl::OkStatus();
+      }
+      if (!pool->has_regions) {
+        // A pool takes the debug modes of the regions it will hold.
+        absl::Status s = pool->regions.SetDebugOptions(shared.debug_options());
+        if (!s.ok()) return s;
       }
       absl::StatusOr<RegionSet::DetachedRegion> region = shared.Detach(begin);
       if (!region.ok()) return region.status();
@@ -420,10 +425,51 @@ class PoolingMemp final : private ThreadStateOwner {
     }
     shared_.SetOutOfMemoryHandler(handler, context);
   }
+  // As Memp's; one of the two handlers is in force at a time.
   void SetErrorHandler(MempErrorHandler handler, void* context) {
     absl::MutexLock hold(&handlers_mu_);
     error_handler_ = handler;
+    report_handler_ = nullptr;
     error_context_ = context;
+  }
+  void SetReportHandler(MempReportHandler handler, void* context) {
+    absl::MutexLock hold(&handlers_mu_);
+    report_handler_ = handler;
+    error_handler_ = nullptr;
+    error_context_ = context;
+  }
+
+  // --- Debug modes (Memp's) ---
+
+  // Only while no region exists, shared or bound (FailedPrecondition).
+  // Pools take the modes when they bind their first region.
+  absl::Status SetDebugOptions(const DebugOptions& options) {
+    return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
+      absl::MutexLock hold(&bindings_mu_);
+      if (!bound_ranges_.empty()) {
+        return absl::FailedPreconditionError(
+            "debug modes can only change while there is no region");
+      }
+      return shared.SetDebugOptions(options);
+    });
+  }
+  // The region holding ptr, in the shared regions or the calling thread's
+  // pool (a region bound to another thread cannot be checked from here:
+  // FailedPrecondition).
+  absl::Status CheckRegionOf(const void* ptr) {
+    if (Pool* const pool = BoundPool(); pool && pool->regions.Contains(ptr)) {
+      return pool->regions.CheckRegionOf(ptr);
+    }
+    return shared_.WithRegions([&](const RegionSet& shared) -> absl::Status {
+      RegionTable::Entry bound;
+      if (!shared.Contains(ptr) &&
+          bound_.Find(reinterpret_cast<uintptr_t>(ptr), &bound)) {
+        return absl::FailedPreconditionError(
+            absl::StrFormat("%p lies in a region bound to thread %d", ptr,
+                            PoolOf(bound)->thread_id));
+      }
+      return shared.CheckRegionOf(ptr);
+    });
   }
 
   // --- Observation ---
@@ -534,7 +580,7 @@ class PoolingMemp final : private ThreadStateOwner {
 
   Pool* NewPool() {
     Pool* pool = new Pool;
-    pool->regions.SetErrorHandler(&PoolingMemp::ForwardMisuse, this);
+    pool->regions.SetReportHandler(&PoolingMemp::ForwardReport, this);
     pool->generation = clear_generation_.load(std::memory_order_relaxed);
     pool->seen_epoch = epoch_.load(std::memory_order_acquire);
     return pool;
@@ -826,21 +872,26 @@ class PoolingMemp final : private ThreadStateOwner {
            handler(context, bytes, alignment);
   }
 
-  // Every RegionSet of this front-end reports misuse here; it goes to the
-  // handler set with SetErrorHandler (or the default one, on stderr).
-  static void ForwardMisuse(void* context, MempError error, const void* ptr) {
+  // Every RegionSet of this front-end reports misuse and debug findings
+  // here; they go to the handler in force (or to stderr, as RegionSet's
+  // default does).
+  static void ForwardReport(void* context, const MempReport& report) {
     auto* self = static_cast<PoolingMemp*>(context);
-    MempErrorHandler handler;
+    MempErrorHandler error_handler;
+    MempReportHandler report_handler;
     void* handler_context;
     {
       absl::MutexLock hold(&self->handlers_mu_);
-      handler = self->error_handler_;
+      error_handler = self->error_handler_;
+      report_handler = self->report_handler_;
       handler_context = self->error_context_;
     }
-    if (handler != nullptr) {
-      handler(handler_context, error, ptr);
+    if (report_handler != nullptr) {
+      report_handler(handler_context, report);
+    } else if (error_handler != nullptr) {
+      error_handler(handler_context, report.error, report.ptr);
     } else {
-      std::fprintf(stderr, "fmemp: %s: %p\n", MempErrorName(error), ptr);
+      WriteMempReportToStderr(report);
     }
   }
 
@@ -869,6 +920,7 @@ class PoolingMemp final : private ThreadStateOwner {
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(handlers_mu_) = nullptr;
   void* oom_context_ ABSL_GUARDED_BY(handlers_mu_) = nullptr;
   MempErrorHandler error_handler_ ABSL_GUARDED_BY(handlers_mu_) = nullptr;
+  MempReportHandler report_handler_ ABSL_GUARDED_BY(handlers_mu_) = nullptr;
   void* error_context_ ABSL_GUARDED_BY(handlers_mu_) = nullptr;
 };
 

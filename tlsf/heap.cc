@@ -237,14 +237,12 @@ const size_t Heap::kMinPoolBytes = kPoolFixedOverhead + kMinFreeSpan;
 const size_t Heap::kFirstPayloadOffset = sizeof(Pool) + kAlignment;
 
 const char* HeapErrorName(HeapError error) {
-  if (error == HeapDebugError::kUseAfterFreeWrite) {
-    return "write to freed memory (use after free)";
-  }
-  if (error == HeapDebugError::kCanaryDamaged) {
-    return "canary damaged (overflow past the block's end or underflow "
-           "before its start)";
-  }
   switch (error) {
+    case HeapError::kUseAfterFreeWrite:
+      return "write to freed memory (use after free)";
+    case HeapError::kCanaryDamaged:
+      return "canary damaged (overflow past the block's end or underflow "
+             "before its start)";
     case HeapError::kInvalidFree:
       return "free of a pointer that is not a live block of this heap";
     case HeapError::kDoubleFree:
@@ -743,7 +741,7 @@ FMEMP_HEAP_IMPL Heap::Block* Heap::LiveBlockOrReportImpl(
       HeapReport report;
       report.damage = CanaryDamage(block, &report.size);
       if (report.damage != nullptr) {
-        report.error = HeapDebugError::kCanaryDamaged;
+        report.error = HeapError::kCanaryDamaged;
         report.ptr = ptr;
         Report(report);
         return nullptr;
@@ -1015,7 +1013,7 @@ void Heap::VerifyFree(const Block* owner, const char* from,
   const char* const damage = PoisonDamage(from, to);
   if (damage == nullptr) return;
   HeapReport report;
-  report.error = HeapDebugError::kUseAfterFreeWrite;
+  report.error = HeapError::kUseAfterFreeWrite;
   report.ptr = At(owner, kAlignment);
   report.size = UsableBytes(SpanOf(owner));
   report.damage = damage;
@@ -1056,7 +1054,7 @@ bool Heap::EnsureLinks(Block* block) noexcept {
   const char* const damage = LinkDamage(block);
   if (damage == nullptr) return false;
   HeapReport report;
-  report.error = HeapDebugError::kUseAfterFreeWrite;
+  report.error = HeapError::kUseAfterFreeWrite;
   report.ptr = PayloadOf(block);
   report.size = UsableBytes(SpanOf(block));
   report.damage = damage;
@@ -1087,7 +1085,7 @@ void Heap::EnsureNeighbourLinks(Block* block) noexcept {
       }
       if (found != nullptr && IsFree(found)) {
         HeapReport report;
-        report.error = HeapDebugError::kUseAfterFreeWrite;
+        report.error = HeapError::kUseAfterFreeWrite;
         report.ptr = PayloadOf(found);
         report.size = UsableBytes(SpanOf(found));
         report.damage = block;
@@ -1642,7 +1640,7 @@ size_t Heap::FindDamage(const Pool* pool,
   while (Addr(block) + kAlignment <= end && IsTagged(block)) {
     if (poison && prev_free && PrevPhysical(block) != prev) {
       // The back pointer is the free predecessor's last word.
-      report(HeapDebugError::kUseAfterFreeWrite, At(prev, kAlignment),
+      report(HeapError::kUseAfterFreeWrite, At(prev, kAlignment),
              UsableBytes(SpanOf(prev)), block);
     }
     const size_t span = SpanOf(block);
@@ -1654,14 +1652,14 @@ size_t Heap::FindDamage(const Pool* pool,
         damage = PoisonDamage(At(block, kPoisonOffset), At(block, span));
       }
       if (damage != nullptr) {
-        report(HeapDebugError::kUseAfterFreeWrite, At(block, kAlignment),
+        report(HeapError::kUseAfterFreeWrite, At(block, kAlignment),
                UsableBytes(span), damage);
       }
     } else if (!free && canaries) {
       size_t size = 0;
       const char* const damage = CanaryDamage(block, &size);
       if (damage != nullptr) {
-        report(HeapDebugError::kCanaryDamaged,
+        report(HeapError::kCanaryDamaged,
                At(block, kAlignment + kCanaryHeadBytes), size, damage);
       }
     }

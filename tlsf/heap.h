@@ -31,7 +31,8 @@
 // * Debug modes (HeapOptions: poisoning, canaries, ASan poisoning) are off
 //   by default and cost one predictable branch per hot-path call while off.
 //   With them on, writes to freed memory and overflows or underflows of a
-//   block are reported (HeapDebugError) with the block's address and size.
+//   block are reported (HeapError::kUseAfterFreeWrite, kCanaryDamaged) with
+//   the block's address and size.
 //
 // Accounting: a block's *span* is its usable bytes plus its one-word header.
 // used_bytes and free_bytes add up spans, so used_bytes + free_bytes ==
@@ -60,24 +61,13 @@ enum class HeapError {
                     // it reads as kInvalidFree: its header became a link)
   kCorruptHeap,     // a header next to the block is damaged (e.g. overflow)
   kPoolNotRemoved,  // RemovePool refused (via the C API, which returns void)
-};
-
-// What the debug modes (HeapOptions) report, through the same handlers as
-// HeapError. Only a heap with a debug mode on reports them.
-//
-// They are HeapError values outside the enumerator list, so that the
-// switches over HeapError in other files (tlsf/tlsf.cc) still compile under
-// -Werror=switch; once those handle them, they become enumerators and these
-// names stay as aliases.
-struct HeapDebugError {
-  // Free memory no longer holds the poison pattern (HeapOptions::poison), or
-  // a free block's list links are damaged: something wrote to memory after
-  // freeing it. `ptr` is the free block's payload address.
-  static constexpr HeapError kUseAfterFreeWrite = static_cast<HeapError>(4);
-  // A live block's head or tail canary is damaged (HeapOptions::canaries):
-  // an underflow before the block or an overflow past its requested size.
-  // `ptr` is the block's address as handed out.
-  static constexpr HeapError kCanaryDamaged = static_cast<HeapError>(5);
+  // Reported only by a heap with a debug mode on (HeapOptions):
+  kUseAfterFreeWrite,  // free memory lost its poison or its list links are
+                       // damaged: written after it was freed; `ptr` is the
+                       // free block's payload address (HeapOptions::poison)
+  kCanaryDamaged,      // a live block's head or tail canary is damaged: an
+                       // underflow or an overflow past its requested size;
+                       // `ptr` is the block (HeapOptions::canaries)
 };
 
 // Returns a static, human-readable name for `error`.
@@ -119,14 +109,14 @@ struct HeapOptions {
   // verified when they are handed out again, the first
   // kMergeCheckBytes of a free block when it is merged, its list links
   // whenever it is unlinked, and all of them by Check(); damage is reported
-  // as HeapDebugError::kUseAfterFreeWrite (once: the bytes are then
+  // as HeapError::kUseAfterFreeWrite (once: the bytes are then
   // overwritten or repaired) and the call goes on.
   bool poison = false;
   // Canaries. Each block carries kCanaryHeadBytes before the pointer handed
   // out (its requested size and a canary word keyed by its address) and at
   // least kCanaryTailBytes of kCanaryByte after the requested bytes.
   // UsableSize() is then the requested size. Free, Reallocate and Check()
-  // verify both; damage is reported as HeapDebugError::kCanaryDamaged, and
+  // verify both; damage is reported as HeapError::kCanaryDamaged, and
   // Free/Reallocate refuse the block (it stays allocated, as for
   // kCorruptHeap). Costs kCanaryExtraBytes per block (plus rounding).
   bool canaries = false;
@@ -346,7 +336,7 @@ class Heap {
   absl::Status CheckPool(const Pool* pool) const;
 
   // The debug modes' part of Check() for one pool: calls `fn` for each
-  // damaged block in address order (HeapDebugError::kUseAfterFreeWrite for a
+  // damaged block in address order (HeapError::kUseAfterFreeWrite for a
   // free block whose poison or links are damaged, kCanaryDamaged for a live
   // block) and returns how many; the handler is not called and nothing is
   // repaired. The walk stops at a damaged header (CheckPool reports those).

@@ -166,7 +166,7 @@ TEST(HeapPoisonTest, WriteAfterFreeIsFoundByCheckAndReportedOnReuse) {
   char* again = static_cast<char*>(h.heap().Allocate(256));
   ASSERT_EQ(again, p);
   ASSERT_EQ(h.seen().size(), 1u);
-  EXPECT_EQ(h.seen()[0].error, HeapDebugError::kUseAfterFreeWrite);
+  EXPECT_EQ(h.seen()[0].error, HeapError::kUseAfterFreeWrite);
   EXPECT_EQ(h.seen()[0].ptr, p);
   EXPECT_EQ(h.seen()[0].damage, p + 100);
   EXPECT_GE(h.seen()[0].size, 256u);
@@ -187,7 +187,7 @@ TEST(HeapPoisonTest, WriteAfterFreeIsReportedWhenTheBlockIsMerged) {
   a[40] = 0x42;
   ASSERT_TRUE(h.heap().Free(b));  // merges into a
   ASSERT_EQ(h.seen().size(), 1u);
-  EXPECT_EQ(h.seen()[0].error, HeapDebugError::kUseAfterFreeWrite);
+  EXPECT_EQ(h.seen()[0].error, HeapError::kUseAfterFreeWrite);
   EXPECT_EQ(h.seen()[0].ptr, a);
   EXPECT_EQ(h.seen()[0].damage, a + 40);
   // Reported once: the merged block is whole again.
@@ -219,7 +219,7 @@ TEST(HeapPoisonTest, DamagedListLinksAreReportedAndRepaired) {
     ASSERT_NE(got.back(), nullptr);
   }
   ASSERT_EQ(h.seen().size(), 1u);
-  EXPECT_EQ(h.seen()[0].error, HeapDebugError::kUseAfterFreeWrite);
+  EXPECT_EQ(h.seen()[0].error, HeapError::kUseAfterFreeWrite);
   EXPECT_EQ(h.seen()[0].ptr, victim);
   EXPECT_EQ(h.seen()[0].damage, victim);
   EXPECT_THAT(got,
@@ -243,7 +243,7 @@ TEST(HeapPoisonTest, DamagedBackPointerIsReportedAndRepaired) {
   EXPECT_FALSE(h.heap().Check().ok());
   ASSERT_TRUE(h.heap().Free(b));  // merges into a through that pointer
   ASSERT_EQ(h.seen().size(), 1u);
-  EXPECT_EQ(h.seen()[0].error, HeapDebugError::kUseAfterFreeWrite);
+  EXPECT_EQ(h.seen()[0].error, HeapError::kUseAfterFreeWrite);
   EXPECT_EQ(h.seen()[0].ptr, a);
   EXPECT_EQ(h.seen()[0].damage, a + usable - 8);
   EXPECT_TRUE(h.heap().Check().ok());
@@ -359,7 +359,7 @@ TEST(HeapCanaryTest, OverflowIsReportedOnFreeAndTheBlockKept) {
 
   EXPECT_FALSE(h.heap().Free(p));
   ASSERT_EQ(h.seen().size(), 1u);
-  EXPECT_EQ(h.seen()[0].error, HeapDebugError::kCanaryDamaged);
+  EXPECT_EQ(h.seen()[0].error, HeapError::kCanaryDamaged);
   EXPECT_EQ(h.seen()[0].ptr, p);
   EXPECT_EQ(h.seen()[0].size, 40u);
   EXPECT_EQ(h.seen()[0].damage, p + 40);
@@ -384,7 +384,7 @@ TEST(HeapCanaryTest, UnderflowIsReportedOnFreeAndRealloc) {
   EXPECT_FALSE(h.heap().Free(p));
   ASSERT_EQ(h.seen().size(), 2u);
   for (const HeapReport& r : h.seen()) {
-    EXPECT_EQ(r.error, HeapDebugError::kCanaryDamaged);
+    EXPECT_EQ(r.error, HeapError::kCanaryDamaged);
     EXPECT_EQ(r.ptr, p);
     EXPECT_EQ(r.size, 40u);
     EXPECT_EQ(r.damage, p - 1);
@@ -401,7 +401,7 @@ TEST(HeapCanaryTest, OverflowIntoTheNextBlockIsACanaryReport) {
   std::memset(p + 40, 0x77, next - p - 40 + 4);
   EXPECT_FALSE(h.heap().Free(p));
   ASSERT_EQ(h.seen().size(), 1u);
-  EXPECT_EQ(h.seen()[0].error, HeapDebugError::kCanaryDamaged);
+  EXPECT_EQ(h.seen()[0].error, HeapError::kCanaryDamaged);
   EXPECT_EQ(h.seen()[0].ptr, p);
   EXPECT_EQ(h.seen()[0].size, 40u);
   EXPECT_EQ(h.seen()[0].damage, p + 40);
@@ -436,8 +436,8 @@ TEST(HeapDebugTest, BothModesTogether) {
   EXPECT_FALSE(h.heap().Free(q));
   EXPECT_EQ(h.heap().Allocate(100), p);
   ASSERT_EQ(h.seen().size(), 2u);
-  EXPECT_EQ(h.seen()[0].error, HeapDebugError::kCanaryDamaged);
-  EXPECT_EQ(h.seen()[1].error, HeapDebugError::kUseAfterFreeWrite);
+  EXPECT_EQ(h.seen()[0].error, HeapError::kCanaryDamaged);
+  EXPECT_EQ(h.seen()[1].error, HeapError::kUseAfterFreeWrite);
 }
 
 TEST(HeapDebugTest, DefaultHandlerPrintsTheDetails) {

@@ -37,6 +37,9 @@ int ToCKind(HeapError error) {
       return TLSF_ERROR_CORRUPT_HEAP;
     case HeapError::kPoolNotRemoved:
       return TLSF_ERROR_POOL_NOT_REMOVED;
+    case HeapError::kUseAfterFreeWrite:
+    case HeapError::kCanaryDamaged:
+      return TLSF_ERROR_CORRUPT_HEAP;  // debug modes are off in this API
   }
   return 0;
 }
