@@ -88,7 +88,11 @@ namespace fmemp {
 
 struct CacheOptions {
   // Most bytes (block spans) one thread's cache holds. 0 disables caching.
-  size_t max_bytes_per_thread = size_t{256} << 10;
+  // The default holds one refill of each of the 64 classes (512 KiB) with
+  // room to spare: with 256 KiB, random sizes made refills and trims chase
+  // each other (bench/compare, single thread, 16 B-1 KiB, 1 K live: 2.5 M
+  // steps/s at 256 KiB, 29.8 M at 1 MiB, in one run).
+  size_t max_bytes_per_thread = size_t{1} << 20;
   // Bytes allocated per refill of one class (at least one block).
   size_t refill_bytes = size_t{8} << 10;
 };
