@@ -50,11 +50,21 @@ targets=()
 for malloc in glibc jemalloc tcmalloc mimalloc; do
   targets+=("//bench/compare:compare_${malloc}")
 done
+readonly CACHE_DIR="${HOME}/.cache/fmemp"
+BAZEL_FLAGS=(-c opt "--disk_cache=${CACHE_DIR}/bazel-disk"
+             "--repository_cache=${CACHE_DIR}/bazel-repo")
 if [[ ${report_only} -eq 0 ]]; then
   log "building (-c opt)"
-  bazel build -c opt "${targets[@]}"
+  bazel build "${BAZEL_FLAGS[@]}" "${targets[@]}"
+  # Run copies: another build in this checkout during the run (minutes)
+  # must not replace a binary between two contenders.
+  bin_dir=$(mktemp -d)
+  trap 'rm -rf "${bin_dir}"' EXIT
+  built="$(bazel info -c opt bazel-bin 2>/dev/null)/bench/compare"
+  for malloc in glibc jemalloc tcmalloc mimalloc; do
+    cp "${built}/compare_${malloc}" "${bin_dir}/"
+  done
 fi
-bin_dir="$(bazel info -c opt bazel-bin 2>/dev/null)/bench/compare"
 
 # Chart links in results.md are relative to it.
 if [[ "${scale}" == full ]]; then

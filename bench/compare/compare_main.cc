@@ -10,8 +10,8 @@
 //   compare_<malloc> --expect=<malloc> --workload=<name> [--scale=full]
 //                    [--contenders=a,b] [--threads=1,2]
 //   compare_<malloc> --list
-//   compare_<malloc> --callgrind_probe=<bytes>:<regions>:<live>:<ops>
-//                    --contenders=<one name>
+//   compare_<malloc> --callgrind_probe=<bytes>:<regions>:<live>:<ops>[:<max>]
+//                    --contenders=<one name> [--callgrind_aggregate]
 //
 // Workloads: single, server, prodcons, latency, memory, regions. Results go
 // to stdout as tab-separated lines (see Reporter); progress to stderr.
@@ -39,6 +39,7 @@ struct Flags {
   std::string threads = "1,2";
   std::string probe;
   bool list = false;
+  bool aggregate = false;  // --callgrind_aggregate: no per-call dumps
 };
 
 std::vector<std::string> Split(const std::string& text) {
@@ -66,6 +67,10 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
     const char* arg = argv[i];
     if (std::strcmp(arg, "--list") == 0) {
       flags->list = true;
+      continue;
+    }
+    if (std::strcmp(arg, "--callgrind_aggregate") == 0) {
+      flags->aggregate = true;
       continue;
     }
     bool matched = false;
@@ -147,10 +152,11 @@ int Main(int argc, char** argv) {
   }
   if (!flags.probe.empty()) {
     ProbeSpec spec;
+    spec.dump_each_call = !flags.aggregate;
     if (!ParseProbeSpec(flags.probe, &spec) || chosen.size() != 1) {
       std::fprintf(stderr,
-                   "--callgrind_probe=<bytes>:<regions>:<live>:<ops> needs "
-                   "exactly one contender\n");
+                   "--callgrind_probe=<bytes>:<regions>:<live>:<ops>[:<max>] "
+                   "needs exactly one contender\n");
       return 2;
     }
     return RunCallgrindProbe(*chosen.front(), spec);

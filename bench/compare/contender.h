@@ -25,11 +25,14 @@
 namespace fmemp::bench::compare {
 
 // The memory a bounded (fmemp) contender manages: `total_bytes` split into
-// `regions` equal regions that do not touch each other. Malloc contenders
-// ignore it.
+// `regions` equal regions that do not touch each other. With `prefault`,
+// every page of the regions is written once before the allocator gets them
+// (what a latency-sensitive user of fixed regions does), so that no
+// allocation pays a page fault. Malloc contenders ignore it.
 struct HeapSpec {
   size_t total_bytes = 0;
   int regions = 1;
+  bool prefault = false;
 };
 
 enum class Family {

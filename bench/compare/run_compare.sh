@@ -44,22 +44,50 @@ done
   exit 2
 }
 
-# Workload 7's probes: contenders, and heap:regions:live per configuration.
-# ops is the number of measured free + malloc pairs (one callgrind dump each).
+# Workload 7's probes, one "contender|case name|heap bytes|regions|live|max
+# bytes" line each: per call, sizes uniform in 16 B..max bytes, after filling
+# `live` blocks and 4 * cg_ops unmeasured steps. Three groups:
+#   heap   the front-ends at a small and a 4 GiB heap, 1 and 64 regions,
+#          16 B..4 KiB (the O(1) claim);
+#   tlsf   the bare TLSF heap (issue 5's target: average and worst case on
+#          16 B..1 KiB and 16 B..64 KiB, small and 4 GiB heaps);
+#   step   workload 1's first case (16 B..1 KiB, 1 K live, its heap size)
+#          on every contender of every binary: instructions per free +
+#          malloc step.
+# cg_ops is the number of measured free + malloc pairs (one dump each).
+readonly STEP_CASE="step: 16B-1KiB, live 1K"
+readonly STEP_HEAP=69156864  # workloads.cc HeapBytesFor(1000, 1 KiB)
+heap_cases=("small heap, 1 region(s), 256 live|4194304|1|256|4096"
+            "small heap, 64 region(s), 256 live|4194304|64|256|4096"
+            "4GiB heap, 1 region(s), 65536 live|4294967296|1|65536|4096"
+            "4GiB heap, 64 region(s), 65536 live|4294967296|64|65536|4096")
+tlsf_cases=("tlsf: small heap (4MiB), 16B-1KiB, 256 live|4194304|1|256|1024"
+            "tlsf: small heap (64MiB), 16B-64KiB, 256 live|67108864|1|256|65536"
+            "tlsf: 4GiB heap, 16B-1KiB, 65536 live|4294967296|1|65536|1024"
+            "tlsf: 4GiB heap, 16B-64KiB, 65536 live|4294967296|1|65536|65536")
+cg_probes=()
+add_probes() {  # add_probes "contender ..." case...
+  local who=$1 c
+  shift
+  for c in ${who}; do
+    for config in "$@"; do cg_probes+=("${c}|${config}"); done
+  done
+}
 case "${scale}" in
   smoke)
-    cg_contenders=(memp-nolock)
-    cg_configs=("small:4194304:1:256" "small:4194304:64:256")
+    add_probes "memp-nolock" "${heap_cases[0]}" "${heap_cases[1]}"
+    add_probes "memp-thread-pool" "${STEP_CASE}|${STEP_HEAP}|1|1000|1024"
     cg_ops=50 ;;
   quick)
-    cg_contenders=(glibc tlsf-heap+mutex memp-nolock)
-    cg_configs=("small:4194304:1:256" "small:4194304:64:256"
-                "4GiB:4294967296:1:65536" "4GiB:4294967296:64:65536")
+    add_probes "glibc tlsf-heap memp-nolock" "${heap_cases[@]}"
+    add_probes "tlsf-heap" "${tlsf_cases[@]}"
+    add_probes "@all" "${STEP_CASE}|${STEP_HEAP}|1|1000|1024"
     cg_ops=300 ;;
   *)
-    cg_contenders=(glibc tlsf-heap+mutex memp-nolock memp-mutex fmemp-c-api)
-    cg_configs=("small:4194304:1:256" "small:4194304:64:256"
-                "4GiB:4294967296:1:65536" "4GiB:4294967296:64:65536")
+    add_probes "glibc tlsf-heap memp-nolock memp-mutex memp-thread-cache memp-thread-pool fmemp-c-api" \
+        "${heap_cases[@]}"
+    add_probes "tlsf-heap" "${tlsf_cases[@]}"
+    add_probes "@all" "${STEP_CASE}|${STEP_HEAP}|1|1000|1024"
     cg_ops=1000 ;;
 esac
 
@@ -77,6 +105,14 @@ machine scale "${scale}"
 machine threads "${threads}"
 machine repeat "${repeat}"
 machine date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+machine load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+# The source tree the binaries were built from (the smoke test runs outside
+# any git checkout: "unknown").
+tree=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ "${tree}" != unknown ]] && ! git diff --quiet HEAD -- . ':!docs' ':!bench/compare/results' 2>/dev/null; then
+  tree+=" + uncommitted changes"
+fi
+machine tree "${tree}"
 
 # Contender names per binary, in list order.
 declare -A contenders
@@ -104,19 +140,35 @@ run_one() {
   fi
 }
 
+# The binary (malloc name) whose list holds contender $1.
+binary_of() {
+  local malloc
+  for malloc in "${MALLOCS[@]}"; do
+    if [[ " ${contenders[${malloc}]} " == *" $1 "* ]]; then
+      echo "${malloc}"
+      return
+    fi
+  done
+  return 1
+}
+
 # One callgrind probe run; writes callgrind's per-call dumps to a temporary
 # directory and appends average and worst instructions per malloc and free,
 # less the calibration ("empty": toggling collection around nothing).
 run_probe() {
-  local contender="$1" config="$2" label heap regions live tmp
-  IFS=: read -r label heap regions live <<<"${config}"
-  local case_name="${label} heap, ${regions} region(s), ${live} live"
+  local contender case_name heap regions live max malloc tmp
+  IFS='|' read -r contender case_name heap regions live max <<<"$1"
+  malloc=$(binary_of "${contender}") || {
+    echo "  callgrind: no binary has contender ${contender}" >&2
+    failures=$((failures + 1))
+    return
+  }
   tmp=$(mktemp -d)
   echo "== callgrind ${contender}: ${case_name}" >&2
   if ! valgrind --tool=callgrind --collect-atstart=no \
       --callgrind-out-file="${tmp}/cg.out" \
-      "${bin_dir}/compare_glibc" --expect=glibc --contenders="${contender}" \
-      --callgrind_probe="${heap}:${regions}:${live}:${cg_ops}" \
+      "${bin_dir}/compare_${malloc}" --expect="${malloc}" --contenders="${contender}" \
+      --callgrind_probe="${heap}:${regions}:${live}:${cg_ops}:${max}" \
       >/dev/null 2>"${tmp}/valgrind.log"; then
     echo "  callgrind probe failed:" >&2
     tail -n 5 "${tmp}/valgrind.log" >&2
@@ -124,6 +176,7 @@ run_probe() {
     failures=$((failures + 1))
   else
     # Each dump file names its trigger and has one "summary: <Ir>" line.
+    # shellcheck disable=SC2016  # an awk program: its $ are awk's
     find "${tmp}" -name 'cg.out.*' -print0 | xargs -0 awk '
       /^desc: Trigger: Client Request: / { kind = $NF }
       /^summary: / { n[kind]++; sum[kind] += $2;
@@ -149,8 +202,17 @@ for workload in "${chosen[@]}"; do
       failures=$((failures + 1))
       continue
     fi
-    for contender in "${cg_contenders[@]}"; do
-      for config in "${cg_configs[@]}"; do run_probe "${contender}" "${config}"; done
+    for probe in "${cg_probes[@]}"; do
+      if [[ "${probe}" == @all\|* ]]; then
+        # Every contender of every binary, in list order.
+        for malloc in "${MALLOCS[@]}"; do
+          for contender in ${contenders[${malloc}]}; do
+            run_probe "${contender}|${probe#@all|}"
+          done
+        done
+      else
+        run_probe "${probe}"
+      fi
     done
     continue
   fi
@@ -165,6 +227,8 @@ for workload in "${chosen[@]}"; do
     done
   done
 done
+
+machine load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [[ ${failures} -ne 0 ]]; then
   echo "run_compare.sh: ${failures} run(s) failed; see the F lines in ${out}" >&2

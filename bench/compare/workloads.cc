@@ -129,9 +129,11 @@ constexpr unsigned kHandoffPercent = 10;
 
 class ServerRun {
  public:
-  ServerRun(const Instance& a, int threads, size_t live, size_t steps)
+  ServerRun(const Instance& a, int threads, size_t live, size_t steps,
+            unsigned handoff_percent)
       : a_(a),
         threads_(threads),
+        handoff_percent_(handoff_percent),
         live_(live),
         steps_(steps),
         inboxes_(threads) {}
@@ -195,7 +197,7 @@ class ServerRun {
     for (size_t i = 0; i < steps_ && ok; ++i) {
       const size_t k = i & kSequenceMask;
       void*& slot = blocks[slots[k]];
-      if (percent[k] < kHandoffPercent) {
+      if (percent[k] < handoff_percent_) {
         outgoing.push_back(slot);
         if (outgoing.size() == kHandoffBatch) Send(next, outgoing);
       } else {
@@ -218,6 +220,7 @@ class ServerRun {
 
   const Instance& a_;
   const int threads_;
+  const unsigned handoff_percent_;
   const size_t live_;
   const size_t steps_;
   std::vector<Inbox> inboxes_;
@@ -234,9 +237,13 @@ class ServerRun {
 class Ring {
  public:
   explicit Ring(size_t capacity) : slots_(capacity) {}
-  bool TryPush(void* block) {
+  // On success *popped is how many blocks the consumer had taken out when
+  // the push was decided (possibly a few less by now).
+  bool TryPush(void* block, size_t* popped) {
     const size_t tail = tail_.load(std::memory_order_relaxed);
-    if (tail - head_.load(std::memory_order_acquire) == slots_.size()) {
+    const size_t head = head_.load(std::memory_order_acquire);
+    *popped = head;
+    if (tail - head == slots_.size()) {
       return false;
     }
     slots_[tail % slots_.size()] = block;
@@ -255,6 +262,24 @@ class Ring {
   std::vector<void*> slots_;
   alignas(64) std::atomic<size_t> head_{0};
   alignas(64) std::atomic<size_t> tail_{0};
+};
+
+// Bytes requested by the first n blocks of the cyclic sequence `sizes`
+// (kSequenceLength entries), in O(1) after O(kSequenceLength) setup.
+class PrefixBytes {
+ public:
+  explicit PrefixBytes(const std::vector<size_t>& sizes)
+      : prefix_(sizes.size() + 1, 0) {
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      prefix_[i + 1] = prefix_[i] + sizes[i];
+    }
+  }
+  size_t operator()(size_t n) const {
+    return (n / kSequenceLength) * prefix_.back() + prefix_[n & kSequenceMask];
+  }
+
+ private:
+  std::vector<size_t> prefix_;
 };
 
 // --- 4: latency -----------------------------------------------------------
@@ -430,22 +455,28 @@ bool RunServer(const Contender& c, const Scale& s,
   if (!c.thread_safe) return true;
   bool ok = true;
   for (int threads : thread_counts) {
-    const std::string name = std::to_string(threads) + " threads";
-    Progress("  %s %s\n", "server", name);
-    std::shared_ptr<void> self =
-        c.setup(HeapSpec{HeapBytesFor(s.server_live * threads, kKiB), 1});
-    double rate = -1;
-    if (self != nullptr) {
-      const Instance a(c, self);
-      ServerRun run(a, threads, s.server_live, s.server_steps);
-      rate = run.Run();
+    // With several threads, also the same steps with no handoff: each
+    // thread runs workload 1's first case on its own live set.
+    for (unsigned handoff : {kHandoffPercent, 0u}) {
+      if (handoff == 0 && threads == 1) continue;
+      const std::string name = std::to_string(threads) + " threads" +
+                               (handoff == 0 ? ", no handoff" : "");
+      Progress("  %s %s\n", "server", name);
+      std::shared_ptr<void> self =
+          c.setup(HeapSpec{HeapBytesFor(s.server_live * threads, kKiB), 1});
+      double rate = -1;
+      if (self != nullptr) {
+        const Instance a(c, self);
+        ServerRun run(a, threads, s.server_live, s.server_steps, handoff);
+        rate = run.Run();
+      }
+      if (rate < 0) {
+        r.Fail("server", name, "setup or allocation failed");
+        ok = false;
+        continue;
+      }
+      r.Add("server", name, "msteps_per_s", rate);
     }
-    if (rate < 0) {
-      r.Fail("server", name, "setup or allocation failed");
-      ok = false;
-      continue;
-    }
-    r.Add("server", name, "msteps_per_s", rate);
   }
   return ok;
 }
@@ -463,8 +494,10 @@ bool RunProducerConsumer(const Contender& c, const Scale& s,
   const Instance a(c, self);
   const std::vector<size_t> sizes =
       RandomSizes(kSequenceLength, 4 * kKiB, kSeed + 20);
+  const PrefixBytes bytes_of(sizes);
   Ring ring(4096);
   std::atomic<size_t> failed{0};
+  size_t peak_live = 0;  // written by the producer, read after join
   const size_t n = s.prodcons_blocks;
 
   const bool peak_reset = ResetPeakRss();
@@ -479,7 +512,11 @@ bool RunProducerConsumer(const Contender& c, const Scale& s,
       } else {
         Touch(block, i);
       }
-      while (!ring.TryPush(block)) std::this_thread::yield();
+      size_t popped = 0;
+      while (!ring.TryPush(block, &popped)) std::this_thread::yield();
+      // Live requested bytes: blocks 0..i allocated, minus those the
+      // consumer had popped (it frees each right after popping it).
+      peak_live = std::max(peak_live, bytes_of(i + 1) - bytes_of(popped));
     }
     a.ThreadEnd();
   });
@@ -507,6 +544,7 @@ bool RunProducerConsumer(const Contender& c, const Scale& s,
     r.Add("prodcons", name, "peak_rss_growth",
           static_cast<double>(peak > rss_before ? peak - rss_before : 0));
   }
+  r.Add("prodcons", name, "peak_live_bytes", static_cast<double>(peak_live));
   if (c.family == Family::kFmemp) {
     r.Add("prodcons", name, "allocator_peak", a.PeakBytes());
   }
@@ -514,25 +552,32 @@ bool RunProducerConsumer(const Contender& c, const Scale& s,
 }
 
 bool RunLatency(const Contender& c, const Scale& s, const Reporter& r) {
-  const std::string name =
-      "16B-64KiB, " + SizeLabel(s.latency_heap) + " heap 70-90% full";
-  Progress("  %s %s\n", "latency", name);
-  std::shared_ptr<void> self = c.setup(HeapSpec{s.latency_heap, 1});
-  if (self == nullptr) {
-    r.Fail("latency", name, "setup failed");
-    return false;
+  bool ok = true;
+  // Malloc contenders have no region to fault in ahead of time.
+  for (bool prefault : {false, true}) {
+    if (prefault && c.family != Family::kFmemp) continue;
+    const std::string name = "16B-64KiB, " + SizeLabel(s.latency_heap) +
+                             " heap 70-90% full" +
+                             (prefault ? ", pre-faulted region" : "");
+    Progress("  %s %s\n", "latency", name);
+    std::shared_ptr<void> self = c.setup(HeapSpec{s.latency_heap, 1, prefault});
+    if (self == nullptr) {
+      r.Fail("latency", name, "setup failed");
+      ok = false;
+      continue;
+    }
+    const Instance a(c, self);
+    a.ThreadStart();
+    LatencyRun run(a, s.latency_heap);
+    LatencySamples samples = run.Run(s.latency_ops);
+    a.ThreadEnd();
+    ReportQuantiles(r, name, "malloc", samples.malloc_ns);
+    ReportQuantiles(r, name, "free", samples.free_ns);
+    r.Add("latency", name, "failed_allocations",
+          static_cast<double>(samples.failed));
+    r.Add("latency", name, "timer_ns", TimerCostNanos());
   }
-  const Instance a(c, self);
-  a.ThreadStart();
-  LatencyRun run(a, s.latency_heap);
-  LatencySamples samples = run.Run(s.latency_ops);
-  a.ThreadEnd();
-  ReportQuantiles(r, name, "malloc", samples.malloc_ns);
-  ReportQuantiles(r, name, "free", samples.free_ns);
-  r.Add("latency", name, "failed_allocations",
-        static_cast<double>(samples.failed));
-  r.Add("latency", name, "timer_ns", TimerCostNanos());
-  return true;
+  return ok;
 }
 
 bool RunMemoryEfficiency(const Contender& c, const Scale& s,

@@ -60,17 +60,22 @@ bool RunSingleThread(const Contender& c, const Scale& s, const Reporter& r);
 
 // 2. Larson-like server: each of T threads replaces random slots of its own
 //    live set; 10 % of freed blocks go, in batches of 64, to the next
-//    thread's inbox and are freed there. Metric: msteps_per_s (all threads).
+//    thread's inbox and are freed there ("T threads"). For T > 1 also with
+//    no handoff ("T threads, no handoff": workload 1's first case on every
+//    thread at once). Metric: msteps_per_s (all threads).
 bool RunServer(const Contender& c, const Scale& s,
                const std::vector<int>& thread_counts, const Reporter& r);
 
 // 3. One thread allocates (16 B..4 KiB), another frees, through a 4096-slot
 //    ring. Metrics: mblocks_per_s, peak_rss_growth (VmHWM over the run minus
-//    RSS before it), allocator_peak (the contender's own peak; fmemp only).
+//    RSS before it), peak_live_bytes (requested bytes allocated and not yet
+//    popped by the consumer, largest over the producer's pushes),
+//    allocator_peak (the contender's own peak; fmemp only).
 bool RunProducerConsumer(const Contender& c, const Scale& s, const Reporter& r);
 
 // 4. Per-operation latency (steady_clock around each call), sizes 16 B..
-//    64 KiB, live requested bytes kept within 70..90 % of latency_heap.
+//    64 KiB, live requested bytes kept within 70..90 % of latency_heap; for
+//    fmemp contenders also over a pre-faulted region (HeapSpec::prefault).
 //    Metrics: {malloc,free}_{p50,p99,p999,p9999,max}_ns, failed_allocations,
 //    timer_ns (median cost of the two clock reads, not subtracted).
 bool RunLatency(const Contender& c, const Scale& s, const Reporter& r);
