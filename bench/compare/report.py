@@ -116,9 +116,11 @@ def table(header, rows, left=1):
     return "\n".join(lines)
 
 
-# Distinct bar colours, one per contender (gnuplot's default repeats after 8).
+# Distinct bar colours, one per contender (gnuplot's default repeats after
+# 8); 18 of them, more than the suite has contenders.
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
-           "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#17becf", "#000000"]
+           "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#17becf", "#000000",
+           "#1f3a93", "#8cd17d", "#d4a6c8", "#7f0000", "#bcbd22", "#6b6b6b"]
 
 
 class Chart:
