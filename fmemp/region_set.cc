@@ -60,17 +60,8 @@ void DefaultReportHandler(void*, const MempReport& report) {
 
 // A report without the "fmemp: " prefix (for Check's messages).
 std::string DescribeMempReport(const MempReport& report) {
-  std::string line =
-      absl::StrFormat("%s: %p", MempErrorName(report.error), report.ptr);
-  if (report.size != 0) {
-    absl::StrAppendFormat(&line, " (%d bytes)", report.size);
-  }
-  if (report.damage != nullptr) {
-    absl::StrAppendFormat(&line, ", first damaged byte at %p (offset %d)",
-                          report.damage,
-                          static_cast<int64_t>(Addr(report.damage)) -
-                              static_cast<int64_t>(Addr(report.ptr)));
-  }
+  std::string line = tlsf::DescribeBlockFinding(
+      MempErrorName(report.error), report.ptr, report.size, report.damage);
   if (report.tag.file != nullptr) {
     absl::StrAppendFormat(&line, ", allocated at %s:%d", report.tag.file,
                           report.tag.line);

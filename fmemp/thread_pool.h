@@ -701,7 +701,8 @@ class PoolingMemp final : private ThreadStateOwner {
       ++pool->fallbacks;
       pool->Publish();
       return MoveBlock(ptr, bytes, tag, pool->regions.UsableSize(ptr),
-                       OwnBlockAlignment(pool, ptr), /*shared_only=*/true);
+                       BlockAlignmentIn(pool->regions.table(), ptr),
+                       /*shared_only=*/true);
     }
     // A block of the shared regions is resized in place there when it can
     // be; a block of another thread's pool is moved.
@@ -724,7 +725,7 @@ class PoolingMemp final : private ThreadStateOwner {
         shared_uncounted_failures_.fetch_add(
             shared.failed_allocations() - failed_before,
             std::memory_order_relaxed);
-        alignment = SharedBlockAlignment(shared, ptr);
+        alignment = BlockAlignmentIn(shared.table(), ptr);
         return kMove;
       }
       const tlsf::Heap* heap = BoundHeapOf(ptr);
@@ -765,16 +766,11 @@ class PoolingMemp final : private ThreadStateOwner {
     return moved;
   }
 
-  static size_t OwnBlockAlignment(Pool* pool, const void* ptr) {
+  // The alignment the live block at ptr was allocated with, found through
+  // `table` (a RegionSet's); kAlignment if ptr lies in none of its regions.
+  static size_t BlockAlignmentIn(const RegionTable& table, const void* ptr) {
     RegionTable::Entry entry;
-    if (!pool->regions.table().Find(reinterpret_cast<uintptr_t>(ptr), &entry)) {
-      return tlsf::kAlignment;
-    }
-    return static_cast<const tlsf::Heap*>(entry.heap)->BlockAlignment(ptr);
-  }
-  static size_t SharedBlockAlignment(const RegionSet& shared, const void* ptr) {
-    RegionTable::Entry entry;
-    if (!shared.table().Find(reinterpret_cast<uintptr_t>(ptr), &entry)) {
+    if (!table.Find(reinterpret_cast<uintptr_t>(ptr), &entry)) {
       return tlsf::kAlignment;
     }
     return static_cast<const tlsf::Heap*>(entry.heap)->BlockAlignment(ptr);

@@ -259,21 +259,23 @@ namespace {
 
 // A report without the "fmemp tlsf: " prefix (for Check's messages).
 std::string DescribeHeapReport(const HeapReport& report) {
-  std::string line =
-      absl::StrFormat("%s: %p", HeapErrorName(report.error), report.ptr);
-  if (report.size != 0) {
-    absl::StrAppendFormat(&line, " (%d bytes)", report.size);
-  }
-  if (report.damage != nullptr) {
-    absl::StrAppendFormat(&line, ", first damaged byte at %p (offset %d)",
-                          report.damage,
-                          static_cast<int64_t>(Addr(report.damage)) -
-                              static_cast<int64_t>(Addr(report.ptr)));
-  }
-  return line;
+  return DescribeBlockFinding(HeapErrorName(report.error), report.ptr,
+                              report.size, report.damage);
 }
 
 }  // namespace
+
+std::string DescribeBlockFinding(const char* what, const void* ptr, size_t size,
+                                 const void* damage) {
+  std::string line = absl::StrFormat("%s: %p", what, ptr);
+  if (size != 0) absl::StrAppendFormat(&line, " (%d bytes)", size);
+  if (damage != nullptr) {
+    absl::StrAppendFormat(
+        &line, ", first damaged byte at %p (offset %d)", damage,
+        static_cast<int64_t>(Addr(damage)) - static_cast<int64_t>(Addr(ptr)));
+  }
+  return line;
+}
 
 std::string FormatHeapReport(const HeapReport& report) {
   return absl::StrCat("fmemp tlsf: ", DescribeHeapReport(report));

@@ -100,6 +100,13 @@ using HeapReportHandler = void (*)(void* context, const HeapReport& report);
 // One line describing `report`, as the default handler prints it.
 std::string FormatHeapReport(const HeapReport& report);
 
+// "<what>: <ptr> (<size> bytes), first damaged byte at <damage> (offset
+// <n>)", leaving out the size when 0 and the damage when nullptr: the
+// description of a block finding that the heap's and the front-end's
+// reports share.
+std::string DescribeBlockFinding(const char* what, const void* ptr, size_t size,
+                                 const void* damage);
+
 // Debug modes, all off by default (see docs/HARDENING.md). With every mode
 // off the heap's hot path pays one predictable branch per call; each mode on
 // makes allocation and free O(block size) instead of O(1).
