@@ -427,34 +427,47 @@ Heap::Block* Heap::FirstBlockOf(const Pool* pool) {
 }
 
 // --- Free lists ---
+//
+// The hot path's helpers below are FMEMP_HEAP_IMPL (always inlined): each
+// allocation or free then runs as one straight-line function with the
+// header words it needs loaded once.
 
-void Heap::InsertFree(Block* block) noexcept {
-  const Bin bin = BinForSpan(SpanOf(block));
-  Block*& head = free_lists_[bin.first][bin.second];
-  SetNextFree(block, head);
-  SetPrevFree(block, static_cast<Block*>(nullptr));
-  if (head != nullptr) SetPrevFree(head, block);
-  head = block;
-  first_level_bitmap_ |= 1u << bin.first;
-  second_level_bitmap_[bin.first] |= 1u << bin.second;
+FMEMP_HEAP_IMPL Heap::Block*& Heap::ListHead(Bin bin) noexcept {
+  // Unsigned indices: a bin is never negative, and the compiler then needs
+  // no sign extension.
+  return free_lists_[static_cast<unsigned>(bin.first)]
+                    [static_cast<unsigned>(bin.second)];
 }
 
-void Heap::RemoveFree(Block* block) noexcept {
-  if (SpanOf(block) < kMinFreeSpan) return;  // fragments are never listed
-  const Bin bin = BinForSpan(SpanOf(block));
+FMEMP_HEAP_IMPL void Heap::InsertFree(Block* block, size_t span) noexcept {
+  const Bin bin = BinForSpan(span);
+  Block*& head = ListHead(bin);
+  Block* const old_head = head;
+  SetNextFree(block, old_head);
+  SetPrevFree(block, static_cast<Block*>(nullptr));
+  if (old_head != nullptr) SetPrevFree(old_head, block);
+  head = block;
+  first_level_bitmap_ |= 1u << bin.first;
+  second_level_bitmap_[static_cast<unsigned>(bin.first)] |= 1u << bin.second;
+}
+
+FMEMP_HEAP_IMPL void Heap::UnlinkHead(Block* next, Bin bin) noexcept {
+  ListHead(bin) = next;
+  if (next != nullptr) return;
+  uint32_t& second_map = second_level_bitmap_[static_cast<unsigned>(bin.first)];
+  second_map &= ~(1u << bin.second);
+  if (second_map == 0) first_level_bitmap_ &= ~(1u << bin.first);
+}
+
+FMEMP_HEAP_IMPL void Heap::RemoveFree(Block* block, size_t span) noexcept {
+  if (span < kMinFreeSpan) return;  // fragments are never listed
   Block* const next = NextFree(block);
   Block* const prev = PrevFree(block);
   if (next != nullptr) SetPrevFree(next, prev);
   if (prev != nullptr) {
     SetNextFree(prev, next);
-    return;
-  }
-  free_lists_[bin.first][bin.second] = next;
-  if (next == nullptr) {
-    second_level_bitmap_[bin.first] &= ~(1u << bin.second);
-    if (second_level_bitmap_[bin.first] == 0) {
-      first_level_bitmap_ &= ~(1u << bin.first);
-    }
+  } else {
+    UnlinkHead(next, BinForSpan(span));  // the bin only for a list's head
   }
 }
 
@@ -464,40 +477,48 @@ FMEMP_HEAP_IMPL Heap::Block* Heap::TakeFreeBlockImpl(size_t span) noexcept {
   if (search < kMaxSpan) {
     const Bin bin = BinForSpan(search);
     int first = bin.first;
-    uint32_t second_map = second_level_bitmap_[first] & (~0u << bin.second);
-    if (second_map == 0 && first + 1 < kFirstLevelCount) {
-      const uint32_t first_map = first_level_bitmap_ & (~0u << (first + 1));
+    uint32_t second_map = second_level_bitmap_[static_cast<unsigned>(first)] &
+                          (~0u << bin.second);
+    if (second_map == 0) {
+      // The shift is by at most 32: kFirstLevelCount <= 32 and first + 1
+      // <= kFirstLevelCount, done in 64 bits so that 32 clears every bit.
+      const uint32_t first_map = static_cast<uint32_t>(
+          first_level_bitmap_ & (~uint64_t{0} << (first + 1)));
       if (first_map != 0) {
         first = __builtin_ctz(first_map);
-        second_map = second_level_bitmap_[first];
+        second_map = second_level_bitmap_[static_cast<unsigned>(first)];
       }
     }
     if (second_map != 0) {
-      const int second = __builtin_ctz(second_map);
-      Block* block = free_lists_[first][second];
+      const Bin found{first, __builtin_ctz(second_map)};
+      Block* block = ListHead(found);
       if constexpr (kDebug) {
         // A rebuild keeps the block listed in the same bin.
-        if (EnsureLinks(block)) block = free_lists_[first][second];
+        if (EnsureLinks(block)) block = ListHead(found);
       }
-      RemoveFree(block);
+      Block* const next = NextFree(block);
+      if (next != nullptr) SetPrevFree(next, static_cast<Block*>(nullptr));
+      UnlinkHead(next, found);
       return block;
     }
   }
   if (search == span) return nullptr;
+  return TakeFromOwnBin(span, kDebug);
+}
+
+Heap::Block* Heap::TakeFromOwnBin(size_t span, bool debug) noexcept {
   // Good fit failed; blocks in the request's own bin may still be big enough.
   const Bin own = BinForSpan(span);
   Block* block = free_lists_[own.first][own.second];
   for (int i = 0; block != nullptr && i < kFallbackScan; ++i) {
-    if constexpr (kDebug) {
-      // Follow only links that check out; after a rebuild they all do.
-      if (EnsureLinks(block)) {
-        block = free_lists_[own.first][own.second];
-        i = -1;
-        continue;
-      }
+    // Follow only links that check out; after a rebuild they all do.
+    if (debug && EnsureLinks(block)) {
+      block = free_lists_[own.first][own.second];
+      i = -1;
+      continue;
     }
     if (SpanOf(block) >= span) {
-      RemoveFree(block);
+      RemoveFree(block, SpanOf(block));
       return block;
     }
     block = NextFree(block);
@@ -505,18 +526,10 @@ FMEMP_HEAP_IMPL Heap::Block* Heap::TakeFreeBlockImpl(size_t span) noexcept {
   return nullptr;
 }
 
-Heap::Block* Heap::TakeFreeBlock(size_t span) noexcept {
-  return TakeFreeBlockImpl<false>(span);
-}
-Heap::Block* Heap::DebugTakeFreeBlock(size_t span) noexcept {
-  return TakeFreeBlockImpl<true>(span);
-}
-
 // --- Accounting ---
 
 void Heap::AddUsed(size_t span) noexcept {
   stats_.used_bytes += span;
-  stats_.free_bytes -= span;
   UpdatePeak();
 }
 
@@ -524,10 +537,7 @@ void Heap::UpdatePeak() noexcept {
   stats_.peak_used_bytes = std::max(stats_.peak_used_bytes, stats_.used_bytes);
 }
 
-void Heap::SubUsed(size_t span) noexcept {
-  stats_.used_bytes -= span;
-  stats_.free_bytes += span;
-}
+void Heap::SubUsed(size_t span) noexcept { stats_.used_bytes -= span; }
 
 void Heap::Report(HeapError error, const void* ptr) noexcept {
   HeapReport report;
@@ -560,12 +570,18 @@ void Heap::SetReportHandler(HeapReportHandler handler, void* context) noexcept {
 }
 
 // --- Block transitions ---
+//
+// Each transition reads a header word once and derives the word it stores
+// from it: a header keeps its tag for as long as the block exists, so only a
+// header written at a new address (the tail split off a block) needs
+// TagFor.
 
 template <bool kDebug>
 FMEMP_HEAP_IMPL void* Heap::UseBlockImpl(Block* block, size_t span,
                                          int alignment_log2,
                                          const char* verify_from) noexcept {
-  size_t have = SpanOf(block);
+  uint64_t word = LoadWord(block);
+  size_t have = word & kSpanMask;
   if constexpr (kDebug) {
     // What is handed out, and the head of a split-off rest, which the rest's
     // header and links overwrite.
@@ -574,103 +590,103 @@ FMEMP_HEAP_IMPL void* Heap::UseBlockImpl(Block* block, size_t span,
           have - span >= kMinFreeSpan ? span + kPoisonOffset : have;
       VerifyFree(block, verify_from, At(block, end));
     }
+    // A free header damaged by a stray write gets its tag back.
+    word = (word & ~kTagMask) | TagFor(block);
   } else {
     (void)verify_from;
   }
-  Block* const next = NextOf(block);
+  Block* const next = Offset(block, have);
   if (have - span >= kMinFreeSpan) {
     Block* const rest = Offset(block, span);
     StoreWord(rest, MakeWord(rest, have - span, kFree));
     SetPrevPhysical(next, rest);  // next keeps kPrevFree
-    InsertFree(rest);
+    InsertFree(rest, have - span);
     have = span;
   } else {
     StoreWord(next, LoadWord(next) & ~kPrevFree);
   }
-  StoreWord(block, MakeWord(block, have, LoadWord(block) & kPrevFree) |
+  StoreWord(block, (word & (kTagMask | kPrevFree)) | have |
                        (static_cast<uint64_t>(alignment_log2) << kAlignShift));
   AddUsed(have);
   ++stats_.live_blocks;
   return PayloadOf(block);
 }
 
-void* Heap::UseBlock(Block* block, size_t span, int alignment_log2) noexcept {
-  return UseBlockImpl<false>(block, span, alignment_log2, nullptr);
-}
-void* Heap::DebugUseBlock(Block* block, size_t span, int alignment_log2,
-                          const char* verify_from) noexcept {
-  return UseBlockImpl<true>(block, span, alignment_log2, verify_from);
-}
-
 template <bool kDebug>
-FMEMP_HEAP_IMPL void Heap::ReleaseFreeImpl(Block* block) noexcept {
+FMEMP_HEAP_IMPL void Heap::ReleaseFreeImpl(Block* block,
+                                           uint64_t word) noexcept {
+  size_t span = word & kSpanMask;
   const bool poison = kDebug && (debug_ & kDebugPoison) != 0;
-  if (poison) FillFree(At(block, kAlignment), At(block, SpanOf(block)));
-  if (IsPrevFree(block)) {
+  if (poison) FillFree(At(block, kAlignment), At(block, span));
+  if ((word & kPrevFree) != 0) {
     Block* const prev = PrevPhysical(block);
-    const bool linked = prev != nullptr && Addr(prev) < Addr(block) &&
-                        IsTagged(prev) && IsFree(prev) && NextOf(prev) == block;
-    if (linked) {
+    // The back pointer is the last word of a free block, which a stray
+    // write may have hit: follow it only to a free header that leads back
+    // here.
+    const uint64_t prev_word =
+        prev != nullptr && Addr(prev) < Addr(block) ? LoadWord(prev) : 0;
+    const size_t prev_span = prev_word & kSpanMask;
+    if ((prev_word & (kTagMask | kFree)) == (TagFor(prev) | kFree) &&
+        Offset(prev, prev_span) == block) {
       if (poison) {
         VerifyFree(
             prev, At(prev, kPoisonOffset),
             At(prev, std::max(kPoisonOffset,
-                              std::min(SpanOf(prev),
+                              std::min(prev_span,
                                        kPoisonOffset + kMergeCheckBytes))));
       }
-      RemoveFree(prev);
-      SetSpan(prev, SpanOf(prev) + SpanOf(block));
+      RemoveFree(prev, prev_span);
       if (poison) FillFree(At(block, 0), At(block, kBlockOverhead));
-      MarkAbsorbed(block);
+      // A header merged into a neighbour keeps a tagged, free, zero-span
+      // word, so a late free of its old pointer reads as a double free.
+      StoreWord(block, (word & kTagMask) | kFree);
       block = prev;
+      word = prev_word;
+      span += prev_span;
     } else {
-      Report(HeapError::kCorruptHeap, PayloadOf(block));
+      ReportCorrupt(PayloadOf(block));
     }
   }
-  Block* next = NextOf(block);
-  if (IsFree(next)) {
-    const size_t next_span = SpanOf(next);
+  Block* next = Offset(block, span);
+  uint64_t next_word = LoadWord(next);
+  if ((next_word & kFree) != 0) {
+    const size_t next_span = next_word & kSpanMask;
     if (poison) {
       VerifyFree(next, At(next, kPoisonOffset),
                  At(next, std::max(kPoisonOffset,
                                    std::min(next_span, kPoisonOffset +
                                                            kMergeCheckBytes))));
     }
-    RemoveFree(next);
-    SetSpan(block, SpanOf(block) + next_span);
+    RemoveFree(next, next_span);
     if (poison) {
       FillFree(At(next, 0), At(next, kBlockOverhead));
       if (next_span >= kMinFreeSpan) {
         FillFree(At(next, kNextFreeOffset), At(next, kPoisonOffset));
       }
     }
-    MarkAbsorbed(next);
-    next = NextOf(block);
+    StoreWord(next, (next_word & kTagMask) | kFree);  // merged away
+    span += next_span;
+    next = Offset(block, span);
+    next_word = LoadWord(next);
   }
   SetPrevPhysical(next, block);
-  StoreWord(next, LoadWord(next) | kPrevFree);
-  if (SpanOf(block) >= kMinFreeSpan) InsertFree(block);
-}
-
-void Heap::ReleaseFree(Block* block) noexcept { ReleaseFreeImpl<false>(block); }
-void Heap::DebugReleaseFree(Block* block) noexcept {
-  ReleaseFreeImpl<true>(block);
+  StoreWord(next, next_word | kPrevFree);
+  StoreWord(block, (word & ~kSpanMask) | span);
+  if (span >= kMinFreeSpan) InsertFree(block, span);
 }
 
 template <bool kDebug>
 FMEMP_HEAP_IMPL void Heap::ShrinkLiveImpl(Block* block, size_t span) noexcept {
-  const size_t have = SpanOf(block);
+  const uint64_t word = LoadWord(block);
+  const size_t have = word & kSpanMask;
   if (have - span < kMinFreeSpan) return;
   Block* const tail = Offset(block, span);
-  StoreWord(tail,
-            MakeWord(tail, have - span, kFree));  // previous (block) is live
-  SetSpan(block, span);
+  const uint64_t tail_word =
+      MakeWord(tail, have - span, kFree);  // previous (block) is live
+  StoreWord(tail, tail_word);
+  StoreWord(block, (word & ~kSpanMask) | span);
   SubUsed(have - span);
-  if constexpr (kDebug) {
-    DebugReleaseFree(tail);
-  } else {
-    ReleaseFree(tail);
-  }
+  ReleaseFreeImpl<kDebug>(tail, tail_word);
 }
 
 void Heap::ShrinkLive(Block* block, size_t span) noexcept {
@@ -681,8 +697,8 @@ void Heap::DebugShrinkLive(Block* block, size_t span) noexcept {
 }
 
 template <bool kDebug>
-FMEMP_HEAP_IMPL void Heap::FreeBlockImpl(Block* block) noexcept {
-  const size_t span = SpanOf(block);
+FMEMP_HEAP_IMPL void Heap::FreeBlockImpl(Block* block, uint64_t word) noexcept {
+  const size_t span = word & kSpanMask;
   if constexpr (kDebug) {
     if ((debug_ & kDebugPoison) != 0) EnsureNeighbourLinks(block);
     if ((debug_ & kDebugAsan) != 0)
@@ -690,53 +706,66 @@ FMEMP_HEAP_IMPL void Heap::FreeBlockImpl(Block* block) noexcept {
   }
   SubUsed(span);
   --stats_.live_blocks;
-  StoreWord(block,
-            MakeWord(block, span, kFree | (LoadWord(block) & kPrevFree)));
-  if constexpr (kDebug) {
-    DebugReleaseFree(block);
-  } else {
-    ReleaseFree(block);
-  }
+  const uint64_t free_word = (word & ~kAlignMask) | kFree;
+  StoreWord(block, free_word);
+  ReleaseFreeImpl<kDebug>(block, free_word);
+}
+
+void Heap::ReportInvalidFree(const void* ptr) noexcept {
+  Report(HeapError::kInvalidFree, ptr);
+}
+void Heap::ReportDoubleFree(const void* ptr) noexcept {
+  Report(HeapError::kDoubleFree, ptr);
+}
+void Heap::ReportCorrupt(const void* ptr) noexcept {
+  Report(HeapError::kCorruptHeap, ptr);
 }
 
 template <bool kDebug>
 FMEMP_HEAP_IMPL Heap::Block* Heap::LiveBlockOrReportImpl(
-    const void* ptr) noexcept {
+    const void* ptr, uint64_t* word_out) noexcept {
   if (Addr(ptr) % kAlignment != 0) {
-    Report(HeapError::kInvalidFree, ptr);
+    ReportInvalidFree(ptr);
     return nullptr;
   }
   const size_t head = kDebug ? HeadBytes() : 0;
   Block* const block = reinterpret_cast<Block*>(
       const_cast<char*>(static_cast<const char*>(ptr)) - kAlignment - head);
+  const Pool* pool = nullptr;
   if constexpr (kDebug) {
     // Never read outside this heap's pools.
-    if (FindPool(block) == nullptr) {
-      Report(HeapError::kInvalidFree, ptr);
+    pool = FindPool(block);
+    if (pool == nullptr) {
+      ReportInvalidFree(ptr);
       return nullptr;
     }
   }
-  if (!IsTagged(block)) {
-    Report(HeapError::kInvalidFree, ptr);
+  const uint64_t word = LoadWord(block);
+  if ((word & kTagMask) != TagFor(block)) {
+    ReportInvalidFree(ptr);
     return nullptr;
   }
-  if (IsFree(block)) {
-    Report(HeapError::kDoubleFree, ptr);
+  if ((word & kFree) != 0) {
+    ReportDoubleFree(ptr);
     return nullptr;
   }
-  if (SpanOf(block) == 0) {  // a pool's end sentinel
-    Report(HeapError::kInvalidFree, ptr);
+  const size_t span = word & kSpanMask;
+  if (span < kMinFreeSpan) {
+    // 0 is a pool's end sentinel; any other span below the minimum is a
+    // damaged header.
+    if (span == 0) {
+      ReportInvalidFree(ptr);
+    } else {
+      ReportCorrupt(ptr);
+    }
     return nullptr;
   }
   if constexpr (kDebug) {
     // The canaries first: an overflow that reached the next header went
     // through the tail canary, and this report says more. The span must
     // stay inside the pool before the canary scan reads by it.
-    const Pool* const pool = FindPool(block);
-    const size_t span = SpanOf(block);
-    if (span < kMinFreeSpan ||
-        span > Addr(pool->end) - Addr(block) - kAlignment) {
-      Report(HeapError::kCorruptHeap, ptr);
+    if (span > Addr(pool->end) - Addr(block) - kAlignment) {
+      ReportCorrupt(ptr);
       return nullptr;
     }
     if ((debug_ & kDebugCanaries) != 0) {
@@ -750,19 +779,18 @@ FMEMP_HEAP_IMPL Heap::Block* Heap::LiveBlockOrReportImpl(
       }
     }
   }
-  const Block* const next = NextOf(block);
-  if (SpanOf(block) < kMinFreeSpan || !IsTagged(next) || IsPrevFree(next)) {
-    Report(HeapError::kCorruptHeap, ptr);
+  const Block* const next = Offset(block, span);
+  if ((LoadWord(next) & (kTagMask | kPrevFree)) != TagFor(next)) {
+    ReportCorrupt(ptr);
     return nullptr;
   }
+  *word_out = word;
   return block;
 }
 
-Heap::Block* Heap::LiveBlockOrReport(const void* ptr) noexcept {
-  return LiveBlockOrReportImpl<false>(ptr);
-}
-Heap::Block* Heap::DebugLiveBlockOrReport(const void* ptr) noexcept {
-  return LiveBlockOrReportImpl<true>(ptr);
+Heap::Block* Heap::DebugLiveBlockOrReport(const void* ptr,
+                                          uint64_t* word) noexcept {
+  return LiveBlockOrReportImpl<true>(ptr, word);
 }
 
 // --- Hot path ---
@@ -775,12 +803,12 @@ void* Heap::Allocate(size_t bytes) noexcept {
     return DebugAllocate(kAlignment, bytes);
   }
   const size_t span = SpanForRequest(bytes);
-  Block* const block = span != 0 ? TakeFreeBlock(span) : nullptr;
-  if (block == nullptr) {
+  Block* const block = span != 0 ? TakeFreeBlockImpl<false>(span) : nullptr;
+  if (__builtin_expect(block == nullptr, 0)) {
     NoteFailure();
     return nullptr;
   }
-  return UseBlock(block, span, 0);
+  return UseBlockImpl<false>(block, span, 0, nullptr);
 }
 
 template <bool kDebug>
@@ -792,7 +820,7 @@ FMEMP_HEAP_IMPL void* Heap::PlaceAlignedImpl(size_t span, size_t alignment,
   const size_t search = span + alignment - kAlignment;
   Block* block = nullptr;
   if (span != 0 && search < kMaxSpan) {
-    block = kDebug ? DebugTakeFreeBlock(search) : TakeFreeBlock(search);
+    block = TakeFreeBlockImpl<kDebug>(search);
   }
   if (block == nullptr) {
     NoteFailure();
@@ -805,7 +833,8 @@ FMEMP_HEAP_IMPL void* Heap::PlaceAlignedImpl(size_t span, size_t alignment,
     // Split the padding off as a free block of its own; the rest keeps the
     // aligned payload.
     Block* const lead = block;
-    const size_t total = SpanOf(lead);
+    const uint64_t lead_word = LoadWord(lead);
+    const size_t total = lead_word & kSpanMask;
     block = Offset(lead, gap);
     if constexpr (kDebug) {
       // The new header and back pointer overwrite poison unless the lead
@@ -816,18 +845,13 @@ FMEMP_HEAP_IMPL void* Heap::PlaceAlignedImpl(size_t span, size_t alignment,
       }
       verify_from = At(block, kAlignment);
     }
-    StoreWord(lead, MakeWord(lead, gap, kFree | (LoadWord(lead) & kPrevFree)));
+    StoreWord(lead, MakeWord(lead, gap, kFree | (lead_word & kPrevFree)));
     SetPrevPhysical(block, lead);
     StoreWord(block, MakeWord(block, total - gap, kFree | kPrevFree));
     SetPrevPhysical(NextOf(block), block);
-    if (gap >= kMinFreeSpan) InsertFree(lead);
+    if (gap >= kMinFreeSpan) InsertFree(lead, gap);
   }
-  if constexpr (kDebug) {
-    return DebugUseBlock(block, span, FloorLog2(alignment), verify_from);
-  } else {
-    (void)verify_from;
-    return UseBlock(block, span, FloorLog2(alignment));
-  }
+  return UseBlockImpl<kDebug>(block, span, FloorLog2(alignment), verify_from);
 }
 
 void* Heap::AllocateAligned(size_t alignment, size_t bytes) noexcept {
@@ -843,16 +867,18 @@ void* Heap::AllocateAligned(size_t alignment, size_t bytes) noexcept {
 bool Heap::Free(void* ptr) noexcept {
   if (__builtin_expect(debug_ != 0, 0)) return DebugFree(ptr);
   if (ptr == nullptr) return true;
-  Block* const block = LiveBlockOrReport(ptr);
-  if (block == nullptr) return false;
-  FreeBlockImpl<false>(block);
+  uint64_t word;
+  Block* const block = LiveBlockOrReportImpl<false>(ptr, &word);
+  if (__builtin_expect(block == nullptr, 0)) return false;
+  FreeBlockImpl<false>(block, word);
   return true;
 }
 
 void* Heap::Reallocate(void* ptr, size_t bytes) noexcept {
   if (__builtin_expect(debug_ != 0, 0)) return DebugReallocate(ptr, bytes);
   if (ptr == nullptr) return Allocate(bytes);
-  Block* const block = LiveBlockOrReport(ptr);
+  uint64_t word;
+  Block* const block = LiveBlockOrReportImpl<false>(ptr, &word);
   if (block == nullptr) return nullptr;
   if (bytes == 0) {
     Free(ptr);
@@ -871,14 +897,13 @@ void* Heap::Reallocate(void* ptr, size_t bytes) noexcept {
   Block* const next = NextOf(block);
   if (IsFree(next) && have + SpanOf(next) >= want) {
     const size_t gained = SpanOf(next);
-    RemoveFree(next);
+    RemoveFree(next, gained);
     MarkAbsorbed(next);
     SetSpan(block, have + gained);
     StoreWord(NextOf(block), LoadWord(NextOf(block)) & ~kPrevFree);
     // Count the absorbed block as used, then give back the tail, and only
     // then update the peak, which must not see the transient total.
     stats_.used_bytes += gained;
-    stats_.free_bytes -= gained;
     ShrinkLive(block, want);
     UpdatePeak();
     return ptr;
@@ -1119,7 +1144,7 @@ void Heap::RebuildFreeLists() noexcept {
            SpanOf(block) != 0) {
       const size_t span = SpanOf(block);
       if (span > end - Addr(block) - kAlignment) break;
-      if (IsFree(block) && span >= kMinFreeSpan) InsertFree(block);
+      if (IsFree(block) && span >= kMinFreeSpan) InsertFree(block, span);
       block = Offset(block, span);
     }
   }
@@ -1160,12 +1185,12 @@ void* Heap::DebugAllocate(size_t alignment, size_t bytes) noexcept {
   }
   void* payload;
   if (alignment <= kAlignment) {
-    Block* const block = span != 0 ? DebugTakeFreeBlock(span) : nullptr;
+    Block* const block = span != 0 ? TakeFreeBlockImpl<true>(span) : nullptr;
     if (block == nullptr) {
       NoteFailure();
       return nullptr;
     }
-    payload = DebugUseBlock(block, span, 0, At(block, kPoisonOffset));
+    payload = UseBlockImpl<true>(block, span, 0, At(block, kPoisonOffset));
   } else {
     payload = PlaceAlignedImpl<true>(span, alignment, HeadBytes());
     if (payload == nullptr) return nullptr;  // counted
@@ -1175,18 +1200,20 @@ void* Heap::DebugAllocate(size_t alignment, size_t bytes) noexcept {
 
 bool Heap::DebugFree(void* ptr) noexcept {
   if (ptr == nullptr) return true;
-  Block* const block = DebugLiveBlockOrReport(ptr);
+  uint64_t word;
+  Block* const block = DebugLiveBlockOrReport(ptr, &word);
   if (block == nullptr) return false;
-  FreeBlockImpl<true>(block);
+  FreeBlockImpl<true>(block, word);
   return true;
 }
 
 void* Heap::DebugReallocate(void* ptr, size_t bytes) noexcept {
   if (ptr == nullptr) return DebugAllocate(kAlignment, bytes);
-  Block* const block = DebugLiveBlockOrReport(ptr);
+  uint64_t word;
+  Block* const block = DebugLiveBlockOrReport(ptr, &word);
   if (block == nullptr) return nullptr;
   if (bytes == 0) {
-    FreeBlockImpl<true>(block);
+    FreeBlockImpl<true>(block, word);
     return nullptr;
   }
   const bool canaries = (debug_ & kDebugCanaries) != 0;
@@ -1217,12 +1244,11 @@ void* Heap::DebugReallocate(void* ptr, size_t bytes) noexcept {
         At(next, std::max(kPoisonOffset,
                           std::min(gained, want - have + kPoisonOffset))));
     if (asan) AsanPoison(payload, UsableBytes(have));
-    RemoveFree(next);
+    RemoveFree(next, gained);
     MarkAbsorbed(next);
     SetSpan(block, have + gained);
     StoreWord(NextOf(block), LoadWord(NextOf(block)) & ~kPrevFree);
     stats_.used_bytes += gained;
-    stats_.free_bytes -= gained;
     // The tail's neighbours are live (block) and not free (what followed a
     // free block), so it merges with nothing and keeps its poison: the
     // plain split does.
@@ -1236,7 +1262,8 @@ void* Heap::DebugReallocate(void* ptr, size_t bytes) noexcept {
       alignment_log2 != 0 ? size_t{1} << alignment_log2 : kAlignment, bytes);
   if (moved == nullptr) return nullptr;
   std::memcpy(moved, ptr, std::min<size_t>(old_size, bytes));
-  FreeBlockImpl<true>(block);
+  // The allocation may have changed the block's kPrevFree bit.
+  FreeBlockImpl<true>(block, LoadWord(block));
   return moved;
 }
 
@@ -1308,10 +1335,9 @@ absl::StatusOr<Pool*> Heap::AddPool(void* mem, size_t bytes) {
     // Everything after the pool record: headers, free space, sentinel.
     AsanPoison(block, end - Addr(block));
   }
-  InsertFree(block);
+  InsertFree(block, span);
 
   stats_.capacity_bytes += span;
-  stats_.free_bytes += span;
   ++stats_.pool_count;
   return pool;
 }
@@ -1345,7 +1371,7 @@ absl::Status Heap::RemovePool(Pool* pool) {
                         static_cast<void*>(pool), live_bytes, live_blocks));
   }
   EnsureLinks(block);
-  RemoveFree(block);
+  RemoveFree(block, SpanOf(block));
   StoreWord(block, 0);
   StoreWord(Offset(block, pool->capacity), 0);  // the end sentinel
   if ((debug_ & kDebugAsan) != 0)
@@ -1354,7 +1380,6 @@ absl::Status Heap::RemovePool(Pool* pool) {
   (pool->next != nullptr ? pool->next->prev : last_pool_) = pool->prev;
   pool->magic = 0;
   stats_.capacity_bytes -= pool->capacity;
-  stats_.free_bytes -= pool->capacity;
   --stats_.pool_count;
   return absl::OkStatus();
 }
@@ -1506,7 +1531,7 @@ absl::Status Heap::CheckPool(const Pool* pool) const {
 absl::Status Heap::CheckLists(size_t* listed_blocks) const {
   Findings findings;
   // Any list longer than this bound has a cycle or foreign nodes.
-  const size_t max_nodes = stats_.free_bytes / kMinFreeSpan + 1;
+  const size_t max_nodes = Stats().free_bytes / kMinFreeSpan + 1;
   size_t listed = 0;
   for (int first = 0; first < kFirstLevelCount; ++first) {
     const bool first_bit = (first_level_bitmap_ >> first) & 1u;
@@ -1593,12 +1618,12 @@ absl::Status Heap::Check() const {
                    pools);
     }
     if (capacity != stats_.capacity_bytes || used != stats_.used_bytes ||
-        free_bytes != stats_.free_bytes || live != stats_.live_blocks) {
+        free_bytes != Stats().free_bytes || live != stats_.live_blocks) {
       findings.Add(
           "counters disagree with the walk: capacity %d/%d used %d/%d "
           "free %d/%d live %d/%d",
           stats_.capacity_bytes, capacity, stats_.used_bytes, used,
-          stats_.free_bytes, free_bytes, stats_.live_blocks, live);
+          Stats().free_bytes, free_bytes, stats_.live_blocks, live);
     }
     if (listable != listed) {
       findings.Add("%d free blocks in the pools but %d in the free lists",

@@ -314,7 +314,13 @@ class Heap {
 
   // --- Observation ---
 
-  const HeapStats& Stats() const noexcept { return stats_; }
+  // The counters. The reference stays valid and its counters current as
+  // the heap changes, except free_bytes, which is derived (capacity_bytes -
+  // used_bytes) when Stats() is called: one counter fewer on the hot path.
+  const HeapStats& Stats() const noexcept {
+    stats_.free_bytes = stats_.capacity_bytes - stats_.used_bytes;
+    return stats_;
+  }
   // Sets peak_used_bytes to the current used_bytes.
   void ResetPeak() noexcept { stats_.peak_used_bytes = stats_.used_bytes; }
 
@@ -378,28 +384,31 @@ class Heap {
   void SetSpan(Block* block, size_t span) const;
   void MarkAbsorbed(Block* block) const;
 
-  // The hot path's internals exist twice, as plain members (X, the heap
-  // without debug modes) and as DebugX (the modes on), both made from one
-  // XImpl<kDebug> template inlined into each. The plain ones are ordinary
-  // functions, so the compiler treats them as it did before the debug modes
-  // existed (a template instance would have vague linkage, which costs
-  // interprocedural register allocation at every call).
+  // The hot path's internals are XImpl<kDebug> templates, always inlined:
+  // Allocate and Free each compile to one function with the modes off
+  // (kDebug = false), and the Debug* entry points instantiate them with the
+  // modes' checks (kDebug = true).
 
-  // Free lists.
-  void InsertFree(Block* block) noexcept;
-  void RemoveFree(Block* block) noexcept;
-  Block* TakeFreeBlock(size_t span) noexcept;
-  Block* DebugTakeFreeBlock(size_t span) noexcept;
+  // Free lists. InsertFree and RemoveFree take the block's span (the caller
+  // has its header word loaded already); RemoveFree ignores fragments.
+  void InsertFree(Block* block, size_t span) noexcept;
+  void RemoveFree(Block* block, size_t span) noexcept;
+  Block*& ListHead(Bin bin) noexcept;
+  // Makes `next` the head of `bin` in place of its old head, clearing the
+  // bitmap bits when the list empties.
+  void UnlinkHead(Block* next, Bin bin) noexcept;
+  // Unlists and returns a free block of at least `span` bytes, or nullptr:
+  // a good-fit search over the bitmaps, then TakeFromOwnBin.
   template <bool kDebug>
   Block* TakeFreeBlockImpl(size_t span) noexcept;
+  // The first kFallbackScan blocks of span's own bin (with `debug`, each
+  // one's links checked first). Out of line: the common case never runs it.
+  Block* TakeFromOwnBin(size_t span, bool debug) noexcept;
 
   // Turns the free, unlisted `block` into a live block of `span` bytes,
   // returning any tail of at least kMinFreeSpan to the free lists. Under
   // poisoning, first verifies the free bytes from `verify_from` that it
   // hands out or overwrites.
-  void* UseBlock(Block* block, size_t span, int alignment_log2) noexcept;
-  void* DebugUseBlock(Block* block, size_t span, int alignment_log2,
-                      const char* verify_from) noexcept;
   template <bool kDebug>
   void* UseBlockImpl(Block* block, size_t span, int alignment_log2,
                      const char* verify_from) noexcept;
@@ -412,20 +421,25 @@ class Heap {
   void DebugShrinkLive(Block* block, size_t span) noexcept;
   template <bool kDebug>
   void ShrinkLiveImpl(Block* block, size_t span) noexcept;
-  // Merges a free `block` with free neighbours and lists the result.
-  void ReleaseFree(Block* block) noexcept;
-  void DebugReleaseFree(Block* block) noexcept;
+  // Merges the free `block`, whose header holds `word`, with free
+  // neighbours and lists the result.
   template <bool kDebug>
-  void ReleaseFreeImpl(Block* block) noexcept;
-  // Frees the live `block`.
+  void ReleaseFreeImpl(Block* block, uint64_t word) noexcept;
+  // Frees the live `block`, whose header holds `word`.
   template <bool kDebug>
-  void FreeBlockImpl(Block* block) noexcept;
+  void FreeBlockImpl(Block* block, uint64_t word) noexcept;
 
-  // Returns the live block behind `ptr`, or reports and returns nullptr.
-  Block* LiveBlockOrReport(const void* ptr) noexcept;
-  Block* DebugLiveBlockOrReport(const void* ptr) noexcept;
+  // Returns the live block behind `ptr` and sets *word to its header, or
+  // reports and returns nullptr.
+  Block* DebugLiveBlockOrReport(const void* ptr, uint64_t* word) noexcept;
   template <bool kDebug>
-  Block* LiveBlockOrReportImpl(const void* ptr) noexcept;
+  Block* LiveBlockOrReportImpl(const void* ptr, uint64_t* word) noexcept;
+  // Misuse reports, out of line and cold so that the hot path only jumps.
+  __attribute__((noinline, cold)) void ReportInvalidFree(
+      const void* ptr) noexcept;
+  __attribute__((noinline, cold)) void ReportDoubleFree(
+      const void* ptr) noexcept;
+  __attribute__((noinline, cold)) void ReportCorrupt(const void* ptr) noexcept;
   void Report(HeapError error, const void* ptr) noexcept;
   void Report(const HeapReport& report) noexcept;
 
@@ -484,7 +498,7 @@ class Heap {
   Block* free_lists_[kFirstLevelCount][kSecondLevelCount] = {};
   Pool* first_pool_ = nullptr;
   Pool* last_pool_ = nullptr;
-  HeapStats stats_;
+  mutable HeapStats stats_;  // free_bytes: see Stats()
   uint64_t tag_key_;
   HeapErrorHandler error_handler_ = nullptr;
   HeapReportHandler report_handler_ = nullptr;
