@@ -20,8 +20,10 @@
 // * Hit (the fast path): a pop from or a push onto the thread's list for
 //   the class. No lock and no atomic read-modify-write: two relaxed stores
 //   and one load of the thread's own flags, and for a free a lock-free
-//   lookup of the block's region (RegionTable) and one atomic load of its
-//   header to learn its span.
+//   lookup of the block's region (RegionTable, answered from the thread's
+//   last lookup while no region changed) and one atomic load of its header
+//   to learn its span. The rare branches (refill, trim, misuse, first use
+//   by a thread) are out of line.
 // * Miss: a refill takes the shared lock once and allocates a batch of about
 //   CacheOptions::refill_bytes; an overfull cache gives back half its bytes
 //   under one lock. The shared lock is taken once per batch, not per call.
@@ -76,10 +78,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/asymmetric_barrier.h"
 #include "fmemp/memp.h"
+#include "fmemp/region_table.h"
 #include "fmemp/thread_registry.h"
 #include "tlsf/heap.h"
 #include "tlsf/size_class.h"
@@ -111,7 +116,6 @@ struct ParkedBlock {
 
 struct FreeList {
   ParkedBlock* head = nullptr;
-  size_t count = 0;
 };
 
 // One thread's cache for one CachingMemp.
@@ -124,16 +128,25 @@ class Cache final : public ThreadState {
 
   // Owned by the thread (or by a drainer that stopped it).
   FreeList lists[kClassCount];
-  size_t cached_bytes = 0;
-  size_t cached_blocks = 0;
   size_t next_victim = 1;  // where a trim starts looking
-  // cached_bytes and cached_blocks as last published for Probe().
-  std::atomic<size_t> published_bytes{0};
-  std::atomic<size_t> published_blocks{0};
+  // Bytes (spans) and blocks parked. Written by the owner (or a drainer that
+  // stopped it) with a plain load and store, read by Probe() from any
+  // thread: atomics, but no read-modify-write.
+  std::atomic<size_t> cached_bytes{0};
+  std::atomic<size_t> cached_blocks{0};
+  // The owner's last region lookup (RegionTable::Hint); only the owner
+  // thread touches it, drainers never do.
+  RegionTable::Hint region_hint;
 
-  void Publish() {
-    published_bytes.store(cached_bytes, std::memory_order_relaxed);
-    published_blocks.store(cached_blocks, std::memory_order_relaxed);
+  size_t bytes() const { return cached_bytes.load(std::memory_order_relaxed); }
+  size_t blocks() const {
+    return cached_blocks.load(std::memory_order_relaxed);
+  }
+  // Adds `bytes_delta` and `blocks_delta` (either may be a wrapped
+  // negative).
+  void Count(size_t bytes_delta, size_t blocks_delta) {
+    cached_bytes.store(bytes() + bytes_delta, std::memory_order_relaxed);
+    cached_blocks.store(blocks() + blocks_delta, std::memory_order_relaxed);
   }
 };
 
@@ -152,15 +165,18 @@ class CachingMemp final : private ThreadStateOwner {
   static constexpr bool kThreadSafe = true;
   static constexpr size_t kMaxCachedSpan =
       thread_cache_internal::kMaxCachedSpan;
+  // The largest request (usable bytes) a cached block serves.
+  static constexpr size_t kMaxCachedRequest = tlsf::UsableBytes(kMaxCachedSpan);
 
   explicit CachingMemp(CacheOptions options = {})
       : options_(options),
-        marker_key_(0x9e3779b97f4a7c15ull * (owner_id() | 1)) {
+        marker_key_(0x9e3779b97f4a7c15ull * (owner_id() | 1)),
+        mode_(options.max_bytes_per_thread == 0 ? kNoCacheBudget : 0) {
     shared_.SetOutOfMemoryHandler(&CachingMemp::OnOutOfMemory, this);
     // Initialise the barrier's and the registry's function-local statics
     // now, not on some thread's first call: a fork() while another thread
     // holds such an initialisation guard would hang the child.
-    LightBarrier();
+    HeavyBarrierIsMembarrier();
     RegistryMutex();
   }
   ~CachingMemp() { DetachThreadStates(this); }
@@ -199,16 +215,18 @@ class CachingMemp final : private ThreadStateOwner {
   // --- Hot path (Memp's semantics) ---
 
   void* Allocate(size_t bytes) noexcept {
-    const size_t span = tlsf::SpanForRequest(bytes);
-    if (span != 0 && span <= kMaxCachedSpan) {
-      if (Cache* c = CacheOfThisThread()) {
-        void* p = OwnerOp(c, [&] { return Take(c, span); });
-        if (p != nullptr) return p;
-        // The shared regions could not refill the class; the locked path
-        // below drains every cache before it gives up (OnOutOfMemory).
+    // The hit, inline and without a call; anything else (a thread's first
+    // call, an empty list, a drainer at work) takes AllocateSlow.
+    if (bytes <= kMaxCachedRequest &&
+        (mode_.load(std::memory_order_relaxed) & kNoCache) == 0) {
+      if (Cache* c = static_cast<Cache*>(LastUsedThreadStateFor(this))) {
+        const size_t span = tlsf::SpanForRequest(bytes);
+        void* p = OwnerOpUnlessDiverted(c, static_cast<void*>(nullptr),
+                                        [c, span] { return Pop(c, span); });
+        if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
       }
     }
-    return shared_.Allocate(bytes);
+    return AllocateSlow(bytes);
   }
   void* AllocateAligned(size_t alignment, size_t bytes) noexcept {
     if (alignment <= tlsf::kAlignment && tlsf::IsPowerOfTwo(alignment)) {
@@ -243,15 +261,62 @@ class CachingMemp final : private ThreadStateOwner {
     return shared_.Reallocate(ptr, bytes);
   }
   bool Free(void* ptr) noexcept {
+    // The hit, inline with one call (the block's size, from its heap): a
+    // block of a cacheable span in the region of the thread's last lookup,
+    // not parked already (by its marker word), room in the budget.
+    // Anything else takes FreeSlow, which decides from scratch.
+    if (mode_.load(std::memory_order_relaxed) == 0) {
+      if (Cache* c = static_cast<Cache*>(LastUsedThreadStateFor(this))) {
+        const RegionTable::Entry* region = shared_.table().FindInHint(
+            reinterpret_cast<uintptr_t>(ptr), c->region_hint);
+        if (region != nullptr) {
+          const size_t usable =
+              static_cast<const tlsf::Heap*>(region->heap)->UsableSize(ptr);
+          if (!IsCacheableUsable(usable)) return FreeShared(ptr);
+          const size_t span = usable + tlsf::kBlockOverhead;
+          auto* block = static_cast<ParkedBlock*>(ptr);
+          const uintptr_t marker = MarkerFor(block);
+          const size_t budget = options_.max_bytes_per_thread;
+          if (OwnerOpUnlessDiverted(c, false, [=] {
+                return TryPush(c, block, span, marker, budget);
+              })) {
+            return true;
+          }
+        }
+      }
+    }
+    return FreeSlow(ptr);
+  }
+
+ private:
+  ABSL_ATTRIBUTE_NOINLINE void* AllocateSlow(size_t bytes) noexcept {
+    if (bytes <= kMaxCachedRequest &&
+        (mode_.load(std::memory_order_relaxed) & kNoCache) == 0) {
+      Cache* const c = CacheOfThisThread();
+      const size_t span = tlsf::SpanForRequest(bytes);
+      void* p = OwnerOp(c, [this, c, span] { return Take(c, span); });
+      if (p != nullptr) return p;
+      // The shared regions could not refill the class; the locked path
+      // below drains every cache before it gives up (OnOutOfMemory).
+    }
+    return shared_.Allocate(bytes);
+  }
+  ABSL_ATTRIBUTE_NOINLINE bool FreeShared(void* ptr) noexcept {
+    return shared_.Free(ptr);
+  }
+  ABSL_ATTRIBUTE_NOINLINE bool FreeSlow(void* ptr) noexcept {
     if (ptr == nullptr) return true;
-    if (Cache* c = CacheOfThisThread()) {
-      const size_t span = CacheableSpan(ptr);
+    const uint8_t mode = mode_.load(std::memory_order_relaxed);
+    if ((mode & kNoCache) == 0) {
+      Cache* const c = CacheOfThisThread();
+      const size_t span = CacheableSpan(c, ptr);
       if (span != 0) {
         // Once tagging is used no block is parked, but blocks parked before
         // are still checked for a double free.
-        const bool park = !tagging_used_.load(std::memory_order_relaxed);
-        const int result = OwnerOp(c, [&] { return Put(c, ptr, span, park); });
-        if (result == kParked) return true;
+        const bool park = (mode & kTagging) == 0;
+        const int result = OwnerOp(
+            c, [this, c, ptr, span, park] { return Put(c, ptr, span, park); });
+        if (ABSL_PREDICT_TRUE(result == kParked)) return true;
         if (result == kDoubleFree) {
           ReportDoubleFree(ptr);
           return false;
@@ -260,6 +325,8 @@ class CachingMemp final : private ThreadStateOwner {
     }
     return shared_.Free(ptr);
   }
+
+ public:
   // 0 for a block parked in the calling thread's cache (freed); a block
   // parked in another thread's cache still reads as live (see Misuse above).
   size_t UsableSize(const void* ptr) const noexcept {
@@ -352,8 +419,12 @@ class CachingMemp final : private ThreadStateOwner {
     absl::Status s = shared_.SetDebugOptions(options);
     if (!s.ok()) return s;
     const bool on = options.poison || options.canaries || options.asan;
-    if (on) DrainAllCaches();
-    debug_.store(on, std::memory_order_relaxed);
+    if (on) {
+      DrainAllCaches();
+      mode_.fetch_or(kDebug, std::memory_order_relaxed);
+    } else {
+      mode_.fetch_and(static_cast<uint8_t>(~kDebug), std::memory_order_relaxed);
+    }
     return s;
   }
   absl::Status CheckRegionOf(const void* ptr) const {
@@ -374,6 +445,14 @@ class CachingMemp final : private ThreadStateOwner {
  private:
   enum PutResult { kParked, kNotParked, kDoubleFree };
 
+  // Bits of mode_: every condition the hot paths test, in one load.
+  static constexpr uint8_t kNoCacheBudget = 1;  // max_bytes_per_thread == 0
+  // A debug mode is on: every block takes the checked path (a parked block
+  // would skip the checks and could serve a request of another size).
+  static constexpr uint8_t kDebug = 2;
+  static constexpr uint8_t kTagging = 4;  // tagging was used: park nothing
+  static constexpr uint8_t kNoCache = kNoCacheBudget | kDebug;
+
   static bool OnOutOfMemory(void* context, size_t bytes, size_t alignment) {
     auto* self = static_cast<CachingMemp*>(context);
     const bool drained = self->AnyCachedBytes();
@@ -390,34 +469,61 @@ class CachingMemp final : private ThreadStateOwner {
     return drained || handled;
   }
 
+  // The calling thread's cache, created on its first use. REQUIRES: mode_
+  // has no kNoCache bit (checked by the caller, on its one load of mode_).
   Cache* CacheOfThisThread() {
-    // With a debug mode on, every block takes the checked path: a parked
-    // block would skip the checks and could serve a request of another size.
-    if (options_.max_bytes_per_thread == 0 ||
-        debug_.load(std::memory_order_relaxed)) {
-      return nullptr;
-    }
     if (ThreadState* s = ThreadStateFor(this)) return static_cast<Cache*>(s);
+    return NewCacheOfThisThread();
+  }
+  ABSL_ATTRIBUTE_NOINLINE Cache* NewCacheOfThisThread() {
     return static_cast<Cache*>(RegisterThreadState(this, new Cache));
   }
 
   // Runs op() as the cache's owner: either on the fast path, marked in use,
   // or, when a drainer has asked for the cache, under its mutex once the
-  // drainer is done.
+  // drainer is done. op() is inlined once, for both branches; the diverted
+  // branch's work is out of line.
   template <typename Op>
   static auto OwnerOp(Cache* c, Op op) {
-    c->in_use.store(1, kFastSideOrder);
-    LightBarrier();
-    if (c->drain_requested.load(kAsymmetricBarrierEnabled
-                                    ? std::memory_order_acquire
-                                    : std::memory_order_seq_cst)) {
-      c->in_use.store(0, std::memory_order_release);
-      absl::MutexLock hold(&c->mu);
-      return op();
-    }
+    const bool diverted = !EnterOwnerOp(c);
+    if (ABSL_PREDICT_FALSE(diverted)) WaitForDrainer(c);
     auto result = op();
+    if (ABSL_PREDICT_FALSE(diverted)) {
+      ResumeAfterDrainer(c);
+    } else {
+      c->in_use.store(0, std::memory_order_release);
+    }
+    return result;
+  }
+  // OwnerOp for the inline hit paths: runs op() on the fast path, or returns
+  // `otherwise` without running it when a drainer has asked for the cache
+  // (the caller then takes its slow path, which uses OwnerOp).
+  template <typename R, typename Op>
+  static R OwnerOpUnlessDiverted(Cache* c, R otherwise, Op op) {
+    R result = otherwise;
+    if (ABSL_PREDICT_TRUE(EnterOwnerOp(c))) result = op();
     c->in_use.store(0, std::memory_order_release);
     return result;
+  }
+  // Marks `c` in use; false if a drainer has asked for it (the caller must
+  // then clear in_use and not touch the cache outside c->mu).
+  static bool EnterOwnerOp(Cache* c) {
+    c->in_use.store(1, kFastSideOrder);
+    LightBarrier();
+    return !c->drain_requested.load(kAsymmetricBarrierEnabled
+                                        ? std::memory_order_acquire
+                                        : std::memory_order_seq_cst);
+  }
+  // OwnerOp's diverted branch: leaves the fast path and takes the cache's
+  // mutex, which the drainer holds until it is done; then gives it back.
+  ABSL_ATTRIBUTE_NOINLINE static void WaitForDrainer(Cache* c)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    c->in_use.store(0, std::memory_order_release);
+    c->mu.Lock();
+  }
+  ABSL_ATTRIBUTE_NOINLINE static void ResumeAfterDrainer(Cache* c)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    c->mu.Unlock();
   }
 
   // Stops `c` (its owner is outside OwnerOp or waits on c->mu) and runs
@@ -449,8 +555,7 @@ class CachingMemp final : private ThreadStateOwner {
   void DropAllCaches() {
     ForEachCache([](Cache* c) {
       for (FreeList& list : c->lists) list = FreeList();
-      c->cached_bytes = c->cached_blocks = 0;
-      c->Publish();
+      c->Count(-c->bytes(), -c->blocks());
     });
   }
 
@@ -463,8 +568,8 @@ class CachingMemp final : private ThreadStateOwner {
     size_t bytes = 0, blocks = 0;
     ForEachThreadState(const_cast<CachingMemp*>(this), [&](ThreadState* s) {
       const Cache* c = static_cast<const Cache*>(s);
-      bytes += c->published_bytes.load(std::memory_order_relaxed);
-      blocks += c->published_blocks.load(std::memory_order_relaxed);
+      bytes += c->bytes();
+      blocks += c->blocks();
     });
     return {bytes, blocks};
   }
@@ -474,20 +579,26 @@ class CachingMemp final : private ThreadStateOwner {
   // says so and its class's list holds it. Safe for any pointer: nothing
   // outside a region is read.
   bool ParkedInThisThreadsCache(const void* ptr) const noexcept {
-    const size_t span = CacheableSpan(ptr);
-    if (span == 0) return false;
     ThreadState* state = ThreadStateFor(this);
     if (state == nullptr) return false;
     Cache* const c = static_cast<Cache*>(state);
+    const size_t span = CacheableSpan(c, ptr);
+    if (span == 0) return false;
     const auto* block = static_cast<const ParkedBlock*>(ptr);
     return OwnerOp(c, [&] {
-      if (block->marker != MarkerFor(block)) return false;
-      const FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
-      for (const ParkedBlock* b = list.head; b != nullptr; b = b->next) {
-        if (b == block) return true;
-      }
-      return false;
+      return block->marker == MarkerFor(block) &&
+             IsListed(c->lists[thread_cache_internal::ClassOf(span)], block);
     });
+  }
+
+  // Whether `block` is on `list` (a search: only for a block whose marker
+  // says it may be).
+  ABSL_ATTRIBUTE_NOINLINE static bool IsListed(const FreeList& list,
+                                               const ParkedBlock* block) {
+    for (const ParkedBlock* b = list.head; b != nullptr; b = b->next) {
+      if (b == block) return true;
+    }
+    return false;
   }
 
   void ReportDoubleFree(const void* ptr) {
@@ -501,43 +612,53 @@ class CachingMemp final : private ThreadStateOwner {
     return reinterpret_cast<uintptr_t>(block) ^ marker_key_;
   }
 
-  void NoteTagging() { tagging_used_.store(true, std::memory_order_relaxed); }
+  void NoteTagging() {
+    if ((mode_.load(std::memory_order_relaxed) & kTagging) == 0) {
+      mode_.fetch_or(kTagging, std::memory_order_relaxed);
+    }
+  }
 
   // The span of `ptr` if it may be parked: a live block (for the heaps), in
   // a region, of a cacheable span. 0 sends it the locked way. Safe for any
-  // pointer: nothing outside a region is read.
-  size_t CacheableSpan(const void* ptr) const noexcept {
-    RegionTable::Entry entry;
-    const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
-    if (!shared_.table().Find(address, &entry)) return 0;
+  // pointer: nothing outside a region is read. `c` is the calling thread's
+  // cache (whose region hint it uses).
+  size_t CacheableSpan(Cache* c, const void* ptr) const noexcept {
+    const RegionTable::Entry* region =
+        shared_.table().Find(reinterpret_cast<uintptr_t>(ptr), &c->region_hint);
+    if (region == nullptr) return 0;
     const size_t usable =
-        static_cast<const tlsf::Heap*>(entry.heap)->UsableSize(ptr);
-    if (usable == 0) return 0;
-    const size_t span = usable + tlsf::kBlockOverhead;
-    return span <= kMaxCachedSpan ? span : 0;
+        static_cast<const tlsf::Heap*>(region->heap)->UsableSize(ptr);
+    return IsCacheableUsable(usable) ? usable + tlsf::kBlockOverhead : 0;
+  }
+  // Whether a block of `usable` bytes (UsableSize's answer) is live and
+  // small enough to park. 0 wraps: one comparison for both limits.
+  static bool IsCacheableUsable(size_t usable) {
+    return usable - 1 < kMaxCachedRequest;
   }
 
   // --- Owner operations (inside OwnerOp) ---
 
   void* Take(Cache* c, size_t span) {
+    if (void* p = Pop(c, span)) return p;
+    return Refill(c, span) ? Pop(c, span) : nullptr;
+  }
+  // A block of `span` from the list, or nullptr if it is empty.
+  static void* Pop(Cache* c, size_t span) {
     FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
-    if (list.head == nullptr && !Refill(c, span)) return nullptr;
     ParkedBlock* block = list.head;
+    if (block == nullptr) return nullptr;
     list.head = block->next;
-    --list.count;
     block->marker = 0;
-    c->cached_bytes -= span;
-    --c->cached_blocks;
-    c->Publish();
+    c->Count(-span, -1);
     return block;
   }
 
-  bool Refill(Cache* c, size_t span) {
+  ABSL_ATTRIBUTE_NOINLINE bool Refill(Cache* c, size_t span) {
     size_t want = std::max<size_t>(1, options_.refill_bytes / span);
     want = std::min(want, kMaxBatch);
     // Keep the budget: trim first if the batch would not fit.
     const size_t budget = options_.max_bytes_per_thread;
-    if (c->cached_bytes + want * span > budget) {
+    if (c->bytes() + want * span > budget) {
       ReleaseDownTo(c, budget > want * span ? budget - want * span : 0);
       want = std::max<size_t>(1, std::min(want, budget / span));
     }
@@ -553,6 +674,7 @@ class CachingMemp final : private ThreadStateOwner {
       return count;
     });
     bool refilled = false;
+    size_t bytes = 0, blocks = 0;
     for (size_t i = 0; i < n; ++i) {
       auto* block = static_cast<ParkedBlock*>(got[i]);
       if (spans[i] > kMaxCachedSpan) {
@@ -563,12 +685,11 @@ class CachingMemp final : private ThreadStateOwner {
       block->next = list.head;
       block->marker = MarkerFor(block);
       list.head = block;
-      ++list.count;
-      c->cached_bytes += spans[i];
-      ++c->cached_blocks;
+      bytes += spans[i];
+      ++blocks;
       refilled |= spans[i] == span;
     }
-    c->Publish();
+    c->Count(bytes, blocks);
     return refilled;
   }
 
@@ -577,31 +698,43 @@ class CachingMemp final : private ThreadStateOwner {
   int Put(Cache* c, void* ptr, size_t span, bool park) {
     auto* block = static_cast<ParkedBlock*>(ptr);
     FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
-    if (block->marker == MarkerFor(block)) {
-      for (ParkedBlock* b = list.head; b != nullptr; b = b->next) {
-        if (b == block) return kDoubleFree;
-      }
-    }
+    const uintptr_t marker = MarkerFor(block);
+    if (block->marker == marker && IsListed(list, block)) return kDoubleFree;
+    if (!park) return kNotParked;
     const size_t budget = options_.max_bytes_per_thread;
-    if (!park || span > budget) return kNotParked;
-    if (c->cached_bytes + span > budget) ReleaseDownTo(c, budget / 2);
-    block->next = list.head;
-    block->marker = MarkerFor(block);
-    list.head = block;
-    ++list.count;
-    c->cached_bytes += span;
-    ++c->cached_blocks;
-    c->Publish();
+    if (c->bytes() + span > budget) {
+      if (span > budget) return kNotParked;
+      ReleaseDownTo(c, budget / 2);
+    }
+    Push(c, block, span, marker);
     return kParked;
+  }
+  // Put for the inline hit path: parks the block and returns true when no
+  // check can fail (its marker is not set, it fits the budget); otherwise
+  // false, having done nothing (Put then decides).
+  static bool TryPush(Cache* c, ParkedBlock* block, size_t span,
+                      uintptr_t marker, size_t budget) {
+    if (block->marker == marker || c->bytes() + span > budget) return false;
+    Push(c, block, span, marker);
+    return true;
+  }
+  static void Push(Cache* c, ParkedBlock* block, size_t span,
+                   uintptr_t marker) {
+    FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
+    block->next = list.head;
+    block->marker = marker;
+    list.head = block;
+    c->Count(span, 1);
   }
 
   // Returns blocks to the shared regions, under one lock, until the cache
   // holds at most `target` bytes. Classes are emptied round-robin from
   // next_victim, so no class is favoured.
-  void ReleaseDownTo(Cache* c, size_t target) {
-    if (c->cached_bytes <= target) return;
+  ABSL_ATTRIBUTE_NOINLINE void ReleaseDownTo(Cache* c, size_t target) {
+    if (c->bytes() <= target) return;
     ParkedBlock* chain = nullptr;  // the blocks to return, linked
-    size_t bytes = c->cached_bytes;
+    const size_t bytes_before = c->bytes();
+    size_t bytes = bytes_before;
     size_t blocks = 0;
     const size_t first_class = c->next_victim;
     for (size_t step = 0;
@@ -613,7 +746,6 @@ class CachingMemp final : private ThreadStateOwner {
       while (list.head != nullptr && bytes > target) {
         ParkedBlock* b = list.head;
         list.head = b->next;
-        --list.count;
         bytes -= span;
         ++blocks;
         b->next = chain;
@@ -622,9 +754,7 @@ class CachingMemp final : private ThreadStateOwner {
       c->next_victim = cls + 1;
     }
     // Publish the drop before the heaps see the blocks free (see Probe).
-    c->cached_bytes = bytes;
-    c->cached_blocks -= blocks;
-    c->Publish();
+    c->Count(bytes - bytes_before, -blocks);
     shared_.WithRegions([chain](RegionSet& r) {
       for (ParkedBlock* b = chain; b != nullptr;) {
         ParkedBlock* next = b->next;
@@ -640,8 +770,7 @@ class CachingMemp final : private ThreadStateOwner {
 
   const CacheOptions options_;
   const uintptr_t marker_key_;
-  std::atomic<bool> tagging_used_{false};
-  std::atomic<bool> debug_{false};
+  std::atomic<uint8_t> mode_;  // kNoCacheBudget, kDebug, kTagging
   absl::Mutex oom_mu_;
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(oom_mu_) = nullptr;
   void* oom_context_ ABSL_GUARDED_BY(oom_mu_) = nullptr;
