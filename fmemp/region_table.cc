@@ -116,6 +116,7 @@ const RegionTable::Entry* RegionTable::FindAndRemember(
   uint64_t sequence;
   if (!Search(address, &found, &sequence)) return nullptr;
   hint->entry = found;
+  hint->size = found.end - found.begin;
   hint->sequence = sequence;
   return &hint->entry;
 }

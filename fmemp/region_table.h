@@ -70,6 +70,7 @@ class RegionTable {
   // empty.
   struct Hint {
     Entry entry;
+    uintptr_t size = 0;     // entry.end - entry.begin
     uint64_t sequence = 1;  // odd: matches no stable version
   };
   // As Find, but answers from *hint without a search when the table has
@@ -89,7 +90,7 @@ class RegionTable {
   // nullptr (which says nothing: ask Find). Inline, no call.
   const Entry* FindInHint(uintptr_t address, const Hint& hint) const noexcept {
     if (hint.sequence == sequence_.load(std::memory_order_acquire) &&
-        address - hint.entry.begin < hint.entry.end - hint.entry.begin) {
+        address - hint.entry.begin < hint.size) {
       return &hint.entry;
     }
     return nullptr;
