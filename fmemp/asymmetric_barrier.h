@@ -67,6 +67,15 @@ inline void LightBarrier() {
 #endif
 }
 
+// LightBarrier for a fast side that has seen HeavyBarrierIsMembarrier()
+// return true (the decision never changes, so a caller can check it once,
+// e.g. when it is constructed): the compiler barrier alone, no flag load.
+inline void LightBarrierGivenMembarrier() {
+#ifndef FMEMP_INTERNAL_TSAN
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#endif
+}
+
 // Slow side: between its flag store and its flag load.
 void HeavyBarrier();
 

@@ -171,12 +171,14 @@ class CachingMemp final : private ThreadStateOwner {
   explicit CachingMemp(CacheOptions options = {})
       : options_(options),
         marker_key_(0x9e3779b97f4a7c15ull * (owner_id() | 1)),
-        mode_(options.max_bytes_per_thread == 0 ? kNoCacheBudget : 0) {
+        mode_((options.max_bytes_per_thread == 0 ? kNoCacheBudget : 0) |
+              (kAsymmetricBarrierEnabled && !HeavyBarrierIsMembarrier()
+                   ? kFencedBarrier
+                   : 0)) {
     shared_.SetOutOfMemoryHandler(&CachingMemp::OnOutOfMemory, this);
-    // Initialise the barrier's and the registry's function-local statics
-    // now, not on some thread's first call: a fork() while another thread
-    // holds such an initialisation guard would hang the child.
-    HeavyBarrierIsMembarrier();
+    // Initialise the barrier's (above) and the registry's function-local
+    // statics now, not on some thread's first call: a fork() while another
+    // thread holds such an initialisation guard would hang the child.
     RegistryMutex();
   }
   ~CachingMemp() { DetachThreadStates(this); }
@@ -217,8 +219,8 @@ class CachingMemp final : private ThreadStateOwner {
   void* Allocate(size_t bytes) noexcept {
     // The hit, inline and without a call; anything else (a thread's first
     // call, an empty list, a drainer at work) takes AllocateSlow.
-    if (bytes <= kMaxCachedRequest &&
-        (mode_.load(std::memory_order_relaxed) & kNoCache) == 0) {
+    if (bytes <= kMaxCachedRequest && (mode_.load(std::memory_order_relaxed) &
+                                       (kNoCache | kFencedBarrier)) == 0) {
       if (Cache* c = static_cast<Cache*>(LastUsedThreadStateFor(this))) {
         const size_t span = tlsf::SpanForRequest(bytes);
         void* p = OwnerOpUnlessDiverted(c, static_cast<void*>(nullptr),
@@ -452,6 +454,9 @@ class CachingMemp final : private ThreadStateOwner {
   static constexpr uint8_t kDebug = 2;
   static constexpr uint8_t kTagging = 4;  // tagging was used: park nothing
   static constexpr uint8_t kNoCache = kNoCacheBudget | kDebug;
+  // The fast side's barrier must fence (no membarrier(2)): the inline hits,
+  // which use LightBarrierGivenMembarrier, are off; the slow paths work.
+  static constexpr uint8_t kFencedBarrier = 8;
 
   static bool OnOutOfMemory(void* context, size_t bytes, size_t alignment) {
     auto* self = static_cast<CachingMemp*>(context);
@@ -498,18 +503,25 @@ class CachingMemp final : private ThreadStateOwner {
   // OwnerOp for the inline hit paths: runs op() on the fast path, or returns
   // `otherwise` without running it when a drainer has asked for the cache
   // (the caller then takes its slow path, which uses OwnerOp).
+  // REQUIRES: mode_ without kFencedBarrier.
   template <typename R, typename Op>
   static R OwnerOpUnlessDiverted(Cache* c, R otherwise, Op op) {
     R result = otherwise;
-    if (ABSL_PREDICT_TRUE(EnterOwnerOp(c))) result = op();
+    if (ABSL_PREDICT_TRUE(EnterOwnerOp<true>(c))) result = op();
     c->in_use.store(0, std::memory_order_release);
     return result;
   }
   // Marks `c` in use; false if a drainer has asked for it (the caller must
   // then clear in_use and not touch the cache outside c->mu).
+  // kGivenMembarrier: the caller checked that mode_ has no kFencedBarrier.
+  template <bool kGivenMembarrier = false>
   static bool EnterOwnerOp(Cache* c) {
     c->in_use.store(1, kFastSideOrder);
-    LightBarrier();
+    if (kGivenMembarrier) {
+      LightBarrierGivenMembarrier();
+    } else {
+      LightBarrier();
+    }
     return !c->drain_requested.load(kAsymmetricBarrierEnabled
                                         ? std::memory_order_acquire
                                         : std::memory_order_seq_cst);
@@ -663,33 +675,23 @@ class CachingMemp final : private ThreadStateOwner {
       want = std::max<size_t>(1, std::min(want, budget / span));
     }
     void* got[kMaxBatch];
-    size_t spans[kMaxBatch];
     const size_t n = shared_.WithRegions([&](RegionSet& r) {
-      const size_t count = r.AllocateBatch(tlsf::UsableBytes(span), want, got);
-      // A block can be a little larger than asked (a tail too small to
-      // split stays with it): file it under its own span.
-      for (size_t i = 0; i < count; ++i) {
-        spans[i] = r.UsableSize(got[i]) + tlsf::kBlockOverhead;
-      }
-      return count;
+      return r.AllocateBatch(tlsf::UsableBytes(span), want, got);
     });
     bool refilled = false;
-    size_t bytes = 0, blocks = 0;
     for (size_t i = 0; i < n; ++i) {
       auto* block = static_cast<ParkedBlock*>(got[i]);
-      if (spans[i] > kMaxCachedSpan) {
+      // A block can be a little larger than asked (a tail too small to
+      // split stays with it): file it under its own span. Asked of its
+      // heap without the lock, as on a free: the block is ours.
+      const size_t block_span = CacheableSpan(c, block);
+      if (block_span == 0) {
         shared_.Free(block);
         continue;
       }
-      FreeList& list = c->lists[thread_cache_internal::ClassOf(spans[i])];
-      block->next = list.head;
-      block->marker = MarkerFor(block);
-      list.head = block;
-      bytes += spans[i];
-      ++blocks;
-      refilled |= spans[i] == span;
+      Push(c, block, block_span, MarkerFor(block), c->bytes() + block_span);
+      refilled |= block_span == span;
     }
-    c->Count(bytes, blocks);
     return refilled;
   }
 
@@ -706,7 +708,7 @@ class CachingMemp final : private ThreadStateOwner {
       if (span > budget) return kNotParked;
       ReleaseDownTo(c, budget / 2);
     }
-    Push(c, block, span, marker);
+    Push(c, block, span, marker, c->bytes() + span);
     return kParked;
   }
   // Put for the inline hit path: parks the block and returns true when no
@@ -714,17 +716,22 @@ class CachingMemp final : private ThreadStateOwner {
   // false, having done nothing (Put then decides).
   static bool TryPush(Cache* c, ParkedBlock* block, size_t span,
                       uintptr_t marker, size_t budget) {
-    if (block->marker == marker || c->bytes() + span > budget) return false;
-    Push(c, block, span, marker);
+    const size_t bytes_after = c->bytes() + span;
+    if (block->marker == marker || bytes_after > budget) return false;
+    Push(c, block, span, marker, bytes_after);
     return true;
   }
-  static void Push(Cache* c, ParkedBlock* block, size_t span,
-                   uintptr_t marker) {
+  // Files `block` on the list of `span`, marked; the cache then holds
+  // `bytes_after` bytes (passed in: the callers have just computed it).
+  static void Push(Cache* c, ParkedBlock* block, size_t span, uintptr_t marker,
+                   size_t bytes_after) {
+    const size_t blocks_after = c->blocks() + 1;
     FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
     block->next = list.head;
     block->marker = marker;
     list.head = block;
-    c->Count(span, 1);
+    c->cached_bytes.store(bytes_after, std::memory_order_relaxed);
+    c->cached_blocks.store(blocks_after, std::memory_order_relaxed);
   }
 
   // Returns blocks to the shared regions, under one lock, until the cache
