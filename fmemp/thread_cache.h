@@ -98,7 +98,10 @@ struct CacheOptions {
   // each other (bench/compare, single thread, 16 B-1 KiB, 1 K live: 2.5 M
   // steps/s at 256 KiB, 29.8 M at 1 MiB, in one run).
   size_t max_bytes_per_thread = size_t{1} << 20;
-  // Bytes allocated per refill of one class (at least one block).
+  // Bytes allocated per refill of one class (at least one block). At most
+  // max_bytes_per_thread / (2 x the 64 classes) is used, so that a refill of
+  // every class fits in half the budget: larger refills made refills and
+  // trims chase each other (the default budget gives exactly 8 KiB).
   size_t refill_bytes = size_t{8} << 10;
 };
 
@@ -110,6 +113,9 @@ namespace thread_cache_internal {
 inline constexpr size_t kMaxCachedSpan = tlsf::SpanForRequest(1024);
 inline constexpr size_t kClassCount = kMaxCachedSpan / tlsf::kAlignment + 1;
 inline constexpr size_t ClassOf(size_t span) { return span / tlsf::kAlignment; }
+// Classes that hold blocks: spans kMinFreeSpan..kMaxCachedSpan.
+inline constexpr size_t kUsedClassCount =
+    ClassOf(kMaxCachedSpan) - ClassOf(tlsf::kMinFreeSpan) + 1;
 
 // A parked block: its first payload words.
 struct ParkedBlock {
@@ -173,6 +179,10 @@ class CachingMemp final : private ThreadStateOwner {
 
   explicit CachingMemp(CacheOptions options = {})
       : options_(options),
+        refill_bytes_(
+            std::min(options.refill_bytes,
+                     options.max_bytes_per_thread /
+                         (2 * thread_cache_internal::kUsedClassCount))),
         marker_key_(0x9e3779b97f4a7c15ull * (owner_id() | 1)),
         mode_((options.max_bytes_per_thread == 0 ? kNoCacheBudget : 0) |
               (kAsymmetricBarrierEnabled && !HeavyBarrierIsMembarrier()
@@ -669,12 +679,14 @@ class CachingMemp final : private ThreadStateOwner {
   }
 
   ABSL_ATTRIBUTE_NOINLINE bool Refill(Cache* c, size_t span) {
-    size_t want = std::max<size_t>(1, options_.refill_bytes / span);
+    size_t want = std::max<size_t>(1, refill_bytes_ / span);
     want = std::min(want, kMaxBatch);
     // Keep the budget: trim first if the batch would not fit.
     const size_t budget = options_.max_bytes_per_thread;
     if (c->bytes() + want * span > budget) {
-      ReleaseDownTo(c, budget > want * span ? budget - want * span : 0);
+      // Trim to half of what leaves room, as Put trims to half the budget,
+      // so that the next refills fit without another trim.
+      ReleaseDownTo(c, budget > want * span ? (budget - want * span) / 2 : 0);
       want = std::max<size_t>(1, std::min(want, budget / span));
     }
     void* got[kMaxBatch];
@@ -738,30 +750,52 @@ class CachingMemp final : private ThreadStateOwner {
   }
 
   // Returns blocks to the shared regions, under one lock, until the cache
-  // holds at most `target` bytes. Classes are emptied round-robin from
-  // next_victim, so no class is favoured.
+  // holds at most `target` bytes. Short of a flush (target 0), a trim takes
+  // from every class and empties none while halving still frees bytes: each
+  // pass takes the older half (the tail) of every list, round-robin from
+  // next_victim. Emptying whole classes instead made them refill at once and
+  // go over budget again; with a budget under one refill per class that
+  // chase cost ~2,700 instructions per malloc+free (docs/BENCHMARKS.md,
+  // "Why the targets are missed", point 1).
   ABSL_ATTRIBUTE_NOINLINE void ReleaseDownTo(Cache* c, size_t target) {
-    if (c->bytes() <= target) return;
-    ParkedBlock* chain = nullptr;  // the blocks to return, linked
     const size_t bytes_before = c->bytes();
+    if (bytes_before <= target) return;
+    ParkedBlock* chain = nullptr;  // the blocks to return, linked
     size_t bytes = bytes_before;
     size_t blocks = 0;
-    const size_t first_class = c->next_victim;
-    for (size_t step = 0;
-         step < thread_cache_internal::kClassCount && bytes > target; ++step) {
-      const size_t cls =
-          (first_class + step) % thread_cache_internal::kClassCount;
-      FreeList& list = c->lists[cls];
-      const size_t span = cls * tlsf::kAlignment;
-      while (list.head != nullptr && bytes > target) {
-        ParkedBlock* b = list.head;
-        list.head = b->next;
-        bytes -= span;
-        ++blocks;
-        b->next = chain;
-        chain = b;
+    bool whole_lists = target == 0;
+    while (bytes > target) {
+      bool took = false;
+      const size_t first_class = c->next_victim;
+      for (size_t step = 0;
+           step < thread_cache_internal::kClassCount && bytes > target;
+           ++step) {
+        const size_t cls =
+            (first_class + step) % thread_cache_internal::kClassCount;
+        const size_t span = cls * tlsf::kAlignment;
+        // Cut the list after its first (newer) half, or at its head.
+        ParkedBlock** cut = &c->lists[cls].head;
+        if (!whole_lists) {
+          size_t length = 0;
+          for (const ParkedBlock* b = *cut; b != nullptr; b = b->next) ++length;
+          for (size_t keep = (length + 1) / 2; keep > 0; --keep) {
+            cut = &(*cut)->next;
+          }
+        }
+        for (ParkedBlock* b = *cut; b != nullptr;) {
+          ParkedBlock* next = b->next;
+          bytes -= span;
+          ++blocks;
+          b->next = chain;
+          chain = b;
+          b = next;
+          took = true;
+        }
+        *cut = nullptr;
+        c->next_victim = cls + 1;
       }
-      c->next_victim = cls + 1;
+      // Only lists of one block are left: take them whole.
+      if (!took) whole_lists = true;
     }
     // Publish the drop before the heaps see the blocks free (see Probe).
     c->Count(bytes - bytes_before, -blocks);
@@ -779,6 +813,7 @@ class CachingMemp final : private ThreadStateOwner {
   static constexpr size_t kMaxBatch = 64;
 
   const CacheOptions options_;
+  const size_t refill_bytes_;  // options_.refill_bytes, clamped (see there)
   const uintptr_t marker_key_;
   std::atomic<uint8_t> mode_;  // kNoCacheBudget, kDebug, kTagging
   absl::Mutex oom_mu_;
