@@ -24,9 +24,13 @@
 //   last lookup while no region changed) and one atomic load of its header
 //   to learn its span. The rare branches (refill, trim, misuse, first use
 //   by a thread) are out of line.
-// * Miss: a refill takes the shared lock once and allocates a batch of about
-//   CacheOptions::refill_bytes; an overfull cache gives back half its bytes
-//   under one lock. The shared lock is taken once per batch, not per call.
+// * Miss: a refill takes the shared lock once and allocates a batch: 4
+//   blocks on a class's first refill, twice as many on each next one, up to
+//   about CacheOptions::refill_bytes (slow start: a rarely used class holds
+//   a few blocks, not a full batch). An overfull cache gives back half its
+//   bytes under one lock, the older half of every class's list, so that no
+//   class is emptied and refilled at once. The shared lock is taken once per
+//   batch, not per call.
 // * A block freed by a thread other than the one that allocated it goes into
 //   the freeing thread's cache, as any free does, and back to the shared
 //   regions in batches once that cache is full. Why this and not a queue to
@@ -138,6 +142,8 @@ class Cache final : public ThreadState {
   // Owned by the thread (or by a drainer that stopped it).
   FreeList lists[kClassCount];
   size_t next_victim = 1;  // where a trim starts looking
+  // Blocks the next refill of each class takes (0: not refilled yet).
+  uint8_t refill_count[kClassCount] = {};
   // Bytes (spans) and blocks parked. Written by the owner (or a drainer that
   // stopped it) with a plain load and store, read by Probe() from any
   // thread: atomics, but no read-modify-write.
@@ -679,8 +685,14 @@ class CachingMemp final : private ThreadStateOwner {
   }
 
   ABSL_ATTRIBUTE_NOINLINE bool Refill(Cache* c, size_t span) {
-    size_t want = std::max<size_t>(1, refill_bytes_ / span);
-    want = std::min(want, kMaxBatch);
+    // Slow start: a class's first refill takes a few blocks, each next one
+    // twice as many, up to refill_bytes_ (and kMaxBatch).
+    const size_t most =
+        std::min(kMaxBatch, std::max<size_t>(1, refill_bytes_ / span));
+    uint8_t& next_count = c->refill_count[thread_cache_internal::ClassOf(span)];
+    size_t want = std::min<size_t>(
+        most, next_count == 0 ? kFirstRefillBlocks : next_count);
+    next_count = static_cast<uint8_t>(std::min(most, 2 * want));
     // Keep the budget: trim first if the batch would not fit.
     const size_t budget = options_.max_bytes_per_thread;
     if (c->bytes() + want * span > budget) {
@@ -811,6 +823,7 @@ class CachingMemp final : private ThreadStateOwner {
   }
 
   static constexpr size_t kMaxBatch = 64;
+  static constexpr size_t kFirstRefillBlocks = 4;
 
   const CacheOptions options_;
   const size_t refill_bytes_;  // options_.refill_bytes, clamped (see there)
