@@ -24,10 +24,27 @@ bool RegisterMembarrier() {
 
 }  // namespace
 
+namespace asymmetric_barrier_internal {
+std::atomic<bool> membarrier_registered{false};
+}  // namespace asymmetric_barrier_internal
+
 bool HeavyBarrierIsMembarrier() {
-  static const bool registered = RegisterMembarrier();
+  static const bool registered = [] {
+    const bool yes = RegisterMembarrier();
+    // Only after registration: a fast side that reads true skips its fence,
+    // and every slow side then uses membarrier (this function says so).
+    asymmetric_barrier_internal::membarrier_registered.store(
+        yes, std::memory_order_relaxed);
+    return yes;
+  }();
   return registered;
 }
+
+namespace {
+// Decide before main, so LightBarrier's fast form is on from the first call
+// and no thread has to take the decision's guard on a hot path.
+[[maybe_unused]] const bool decided_at_start = HeavyBarrierIsMembarrier();
+}  // namespace
 
 void HeavyBarrier() {
 #ifndef FMEMP_INTERNAL_TSAN

@@ -24,7 +24,8 @@
 
 namespace fmemp {
 
-// True when HeavyBarrier uses membarrier(2). Decided once per process.
+// True when HeavyBarrier uses membarrier(2). Decided once per process, the
+// first time this is called (static initialisation calls it).
 bool HeavyBarrierIsMembarrier();
 
 #if defined(__SANITIZE_THREAD__)
@@ -47,13 +48,31 @@ inline constexpr std::memory_order kFastSideOrder =
     kAsymmetricBarrierEnabled ? std::memory_order_relaxed
                               : std::memory_order_seq_cst;
 
+namespace asymmetric_barrier_internal {
+// True once HeavyBarrierIsMembarrier() has decided for membarrier(2) (at
+// the latest during static initialisation of the program): until then the
+// fast side fences for real, which is correct with either slow side.
+extern std::atomic<bool> membarrier_registered;
+}  // namespace asymmetric_barrier_internal
+
 // Fast side: between a flag store and a flag load.
 inline void LightBarrier() {
 #ifndef FMEMP_INTERNAL_TSAN
   std::atomic_signal_fence(std::memory_order_seq_cst);
   // Without membarrier the fast side must fence for real.
-  static const bool membarrier = HeavyBarrierIsMembarrier();
-  if (!membarrier) std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!asymmetric_barrier_internal::membarrier_registered.load(
+          std::memory_order_relaxed)) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+#endif
+}
+
+// LightBarrier for a fast side that has seen HeavyBarrierIsMembarrier()
+// return true (the decision never changes, so a caller can check it once,
+// e.g. when it is constructed): the compiler barrier alone, no flag load.
+inline void LightBarrierGivenMembarrier() {
+#ifndef FMEMP_INTERNAL_TSAN
+  std::atomic_signal_fence(std::memory_order_seq_cst);
 #endif
 }
 

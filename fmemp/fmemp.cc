@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -274,8 +275,19 @@ class CApiPool {
   // Runs fn on the front-end of `policy` (which must exist), or returns
   // `otherwise` for a value that names no policy: the one place a policy
   // number turns into a front-end type.
+  //
+  // The per-thread caches' hit is a few dozen instructions, so their
+  // front-end is tested first and fn is inlined here; every other policy
+  // takes a lock anyway and is reached through one out-of-line call. That
+  // keeps the caller free of the frame the other policies' code needs
+  // (bench/compare probe: C API dispatch ~30 instructions per call before).
   template <typename R, typename Fn>
   R OnFrontEnd(int policy, R otherwise, Fn fn) {
+    if (policy == FMEMP_POLICY_THREAD_CACHE) return fn(*cache_);
+    return OnOtherFrontEnd(policy, otherwise, fn);
+  }
+  template <typename R, typename Fn>
+  ABSL_ATTRIBUTE_NOINLINE R OnOtherFrontEnd(int policy, R otherwise, Fn fn) {
     switch (policy) {
       case FMEMP_POLICY_MUTEX:
         return fn(*mutex_);

@@ -106,6 +106,23 @@ void RegionTable::Clear() {
 }
 
 bool RegionTable::Find(uintptr_t address, Entry* out) const noexcept {
+  uint64_t sequence;
+  return Search(address, out, &sequence);
+}
+
+const RegionTable::Entry* RegionTable::FindAndRemember(
+    uintptr_t address, Hint* hint) const noexcept {
+  Entry found;
+  uint64_t sequence;
+  if (!Search(address, &found, &sequence)) return nullptr;
+  hint->entry = found;
+  hint->size = found.end - found.begin;
+  hint->sequence = sequence;
+  return &hint->entry;
+}
+
+bool RegionTable::Search(uintptr_t address, Entry* out,
+                         uint64_t* sequence) const noexcept {
   for (;;) {
     const uint64_t before = sequence_.load(std::memory_order_acquire);
     if (before % 2 != 0) continue;  // a writer is mid-update
@@ -130,7 +147,10 @@ bool RegionTable::Find(uintptr_t address, Entry* out) const noexcept {
       out->heap = s.heap.load(std::memory_order_acquire);
       found = out->begin <= address && address < out->end;
     }
-    if (sequence_.load(std::memory_order_relaxed) == before) return found;
+    if (sequence_.load(std::memory_order_relaxed) == before) {
+      *sequence = before;
+      return found;
+    }
   }
 }
 

@@ -18,6 +18,11 @@
 // * Find is O(log regions). All shared words are atomics, so the table is
 //   clean under ThreadSanitizer.
 //
+// The per-thread caches look up nearly every free; Find with a Hint makes
+// the common case (the block lies in the region of the thread's previous
+// lookup and no region changed since) a comparison of the sequence number
+// and of the address, without a search.
+//
 // What Find returns may be stale by the time the caller uses it: a region
 // can be removed right after. Callers use it only for a pointer to a block
 // they own (whose region cannot be removed while the block lives) and fall
@@ -60,6 +65,37 @@ class RegionTable {
   // or returns false. Safe from any thread at any time.
   bool Find(uintptr_t address, Entry* out) const noexcept;
 
+  // One remembered answer of Find, with the table's version it is valid
+  // for. Owned by one thread (a front-end keeps one per thread); starts
+  // empty.
+  struct Hint {
+    Entry entry;
+    uintptr_t size = 0;     // entry.end - entry.begin
+    uint64_t sequence = 1;  // odd: matches no stable version
+  };
+  // As Find, but answers from *hint without a search when the table has
+  // not changed since *hint was filled and `address` lies in its entry;
+  // otherwise searches and remembers what it finds in *hint. Returns the
+  // entry (inside *hint) or nullptr. The answer is always one that Find
+  // could have given at the time of the call: a hint is valid only while
+  // the sequence number it was read under is current, and any Insert,
+  // Erase or Clear changes that number. Safe from any thread at any time,
+  // with a hint that no other thread uses.
+  const Entry* Find(uintptr_t address, Hint* hint) const noexcept {
+    if (const Entry* entry = FindInHint(address, *hint)) return entry;
+    return FindAndRemember(address, hint);
+  }
+  // Find's answer from `hint` alone: its entry when the table has not
+  // changed since `hint` was filled and `address` lies in the entry, else
+  // nullptr (which says nothing: ask Find). Inline, no call.
+  const Entry* FindInHint(uintptr_t address, const Hint& hint) const noexcept {
+    if (hint.sequence == sequence_.load(std::memory_order_acquire) &&
+        address - hint.entry.begin < hint.size) {
+      return &hint.entry;
+    }
+    return nullptr;
+  }
+
   size_t size() const noexcept {
     return count_.load(std::memory_order_acquire);
   }
@@ -77,6 +113,10 @@ class RegionTable {
     size_t capacity;
     std::unique_ptr<Slot[]> slots;
   };
+
+  // Find's search: the answer as of the stable sequence number *sequence.
+  bool Search(uintptr_t address, Entry* out, uint64_t* sequence) const noexcept;
+  const Entry* FindAndRemember(uintptr_t address, Hint* hint) const noexcept;
 
   void BeginWrite();
   void EndWrite();

@@ -100,5 +100,78 @@ TEST(RegionTableTest, ReadersSeeStableEntriesWhileWritersChurn) {
   EXPECT_EQ(table.size(), 1u);
 }
 
+// A hint answers only while the table is unchanged: after any Insert,
+// Erase or Clear the next lookup searches again, so a region removed and
+// replaced at the same address is seen with its new heap.
+TEST(RegionTableTest, HintAnswersOnlyWhileTheTableIsUnchanged) {
+  RegionTable table;
+  RegionTable::Hint hint;
+  EXPECT_EQ(table.FindInHint(0x1000, hint), nullptr);  // empty hint
+  EXPECT_EQ(table.Find(0x1000, &hint), nullptr);
+  table.Insert({0x1000, 0x2000, HeapTag(1)});
+  const RegionTable::Entry* e = table.Find(0x1800, &hint);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->heap, HeapTag(1));
+  // Now from the hint alone, and only inside its entry.
+  ASSERT_NE(table.FindInHint(0x1000, hint), nullptr);
+  ASSERT_NE(table.FindInHint(0x1fff, hint), nullptr);
+  EXPECT_EQ(table.FindInHint(0x2000, hint), nullptr);
+  EXPECT_EQ(table.FindInHint(0xfff, hint), nullptr);
+  EXPECT_EQ(table.Find(0x2000, &hint), nullptr);
+  EXPECT_NE(table.FindInHint(0x1800, hint), nullptr);  // a miss keeps it
+
+  table.Insert({0x3000, 0x4000, HeapTag(3)});  // elsewhere: still a change
+  EXPECT_EQ(table.FindInHint(0x1800, hint), nullptr);
+  ASSERT_NE(table.Find(0x1800, &hint), nullptr);
+  table.Erase(0x1000);
+  EXPECT_EQ(table.FindInHint(0x1800, hint), nullptr);
+  EXPECT_EQ(table.Find(0x1800, &hint), nullptr);
+  table.Insert({0x1000, 0x2000, HeapTag(7)});
+  e = table.Find(0x1800, &hint);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->heap, HeapTag(7));
+  table.Clear();
+  EXPECT_EQ(table.FindInHint(0x1800, hint), nullptr);
+  EXPECT_EQ(table.Find(0x1800, &hint), nullptr);
+}
+
+// Readers with hints, as the per-thread caches use them, never get an
+// answer Find could not give while a writer churns other regions.
+TEST(RegionTableTest, HintedReadersSeeStableEntriesWhileWritersChurn) {
+  RegionTable table;
+  constexpr uintptr_t kStable = 0x500000;
+  table.Insert({kStable, kStable + 0x1000, HeapTag(500)});
+  std::atomic<bool> stop{false};
+  std::atomic<long> misses{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      RegionTable::Hint hint;
+      while (!stop.load(std::memory_order_relaxed)) {
+        const RegionTable::Entry* e = table.Find(kStable + 0x800, &hint);
+        if (e == nullptr || e->heap != HeapTag(500) || e->begin != kStable) {
+          misses.fetch_add(1);
+        }
+        // Churned regions: whatever is found must contain the address.
+        const uintptr_t a = 0x100000 + 0x2000 * (hint.sequence % 20) + 0x10;
+        e = table.Find(a, &hint);
+        if (e != nullptr && !(e->begin <= a && a < e->end)) {
+          misses.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (int round = 0; round < 200; ++round) {
+    for (int i = 0; i < 20; ++i) {
+      const uintptr_t b = 0x100000 + i * 0x2000;
+      table.Insert({b, b + 0x1000, HeapTag(i)});
+    }
+    for (int i = 0; i < 20; ++i) table.Erase(0x100000 + i * 0x2000);
+  }
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(misses.load(), 0);
+}
+
 }  // namespace
 }  // namespace fmemp

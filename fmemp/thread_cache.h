@@ -14,17 +14,23 @@
 //   memp.Free(p);                   // into the freeing thread's cache
 //
 // Design
-// * Blocks of spans up to kMaxCachedSpan (requests up to 1016 bytes) are
+// * Blocks of spans up to kMaxCachedSpan (requests up to 1 KiB) are
 //   cached, by span in 16-byte classes. A cached block stays a live block
 //   of its TLSF heap: the cache links it through its own payload.
 // * Hit (the fast path): a pop from or a push onto the thread's list for
 //   the class. No lock and no atomic read-modify-write: two relaxed stores
 //   and one load of the thread's own flags, and for a free a lock-free
-//   lookup of the block's region (RegionTable) and one atomic load of its
-//   header to learn its span.
-// * Miss: a refill takes the shared lock once and allocates a batch of about
-//   CacheOptions::refill_bytes; an overfull cache gives back half its bytes
-//   under one lock. The shared lock is taken once per batch, not per call.
+//   lookup of the block's region (RegionTable, answered from the thread's
+//   last lookup while no region changed) and one atomic load of its header
+//   to learn its span. The rare branches (refill, trim, misuse, first use
+//   by a thread) are out of line.
+// * Miss: a refill takes the shared lock once and allocates a batch: 4
+//   blocks on a class's first refill, twice as many on each next one, up to
+//   about CacheOptions::refill_bytes (slow start: a rarely used class holds
+//   a few blocks, not a full batch). An overfull cache gives back half its
+//   bytes under one lock, the older half of every class's list, so that no
+//   class is emptied and refilled at once. The shared lock is taken once per
+//   batch, not per call.
 // * A block freed by a thread other than the one that allocated it goes into
 //   the freeing thread's cache, as any free does, and back to the shared
 //   regions in batches once that cache is full. Why this and not a queue to
@@ -76,10 +82,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/asymmetric_barrier.h"
 #include "fmemp/memp.h"
+#include "fmemp/region_table.h"
 #include "fmemp/thread_registry.h"
 #include "tlsf/heap.h"
 #include "tlsf/size_class.h"
@@ -88,20 +97,29 @@ namespace fmemp {
 
 struct CacheOptions {
   // Most bytes (block spans) one thread's cache holds. 0 disables caching.
-  // The default holds one refill of each of the 64 classes (512 KiB) with
+  // The default holds one refill of each of the 64 classes (~520 KiB) with
   // room to spare: with 256 KiB, random sizes made refills and trims chase
   // each other (bench/compare, single thread, 16 B-1 KiB, 1 K live: 2.5 M
   // steps/s at 256 KiB, 29.8 M at 1 MiB, in one run).
   size_t max_bytes_per_thread = size_t{1} << 20;
-  // Bytes allocated per refill of one class (at least one block).
+  // Bytes allocated per refill of one class (at least one block). At most
+  // max_bytes_per_thread / (2 x the 64 classes) is used, so that a refill of
+  // every class fits in half the budget: larger refills made refills and
+  // trims chase each other (the default budget gives exactly 8 KiB).
   size_t refill_bytes = size_t{8} << 10;
 };
 
 namespace thread_cache_internal {
 
-inline constexpr size_t kMaxCachedSpan = 1024;
+// Requests up to 1 KiB (span 1040) are cached: a workload of sizes up to
+// 1 KiB then never takes the shared lock on a hit (with spans up to 1024,
+// its requests of 1017..1024 bytes did, ~3% of calls at ~450 instructions).
+inline constexpr size_t kMaxCachedSpan = tlsf::SpanForRequest(1024);
 inline constexpr size_t kClassCount = kMaxCachedSpan / tlsf::kAlignment + 1;
 inline constexpr size_t ClassOf(size_t span) { return span / tlsf::kAlignment; }
+// Classes that hold blocks: spans kMinFreeSpan..kMaxCachedSpan.
+inline constexpr size_t kUsedClassCount =
+    ClassOf(kMaxCachedSpan) - ClassOf(tlsf::kMinFreeSpan) + 1;
 
 // A parked block: its first payload words.
 struct ParkedBlock {
@@ -111,7 +129,6 @@ struct ParkedBlock {
 
 struct FreeList {
   ParkedBlock* head = nullptr;
-  size_t count = 0;
 };
 
 // One thread's cache for one CachingMemp.
@@ -124,16 +141,27 @@ class Cache final : public ThreadState {
 
   // Owned by the thread (or by a drainer that stopped it).
   FreeList lists[kClassCount];
-  size_t cached_bytes = 0;
-  size_t cached_blocks = 0;
   size_t next_victim = 1;  // where a trim starts looking
-  // cached_bytes and cached_blocks as last published for Probe().
-  std::atomic<size_t> published_bytes{0};
-  std::atomic<size_t> published_blocks{0};
+  // Blocks the next refill of each class takes (0: not refilled yet).
+  uint8_t refill_count[kClassCount] = {};
+  // Bytes (spans) and blocks parked. Written by the owner (or a drainer that
+  // stopped it) with a plain load and store, read by Probe() from any
+  // thread: atomics, but no read-modify-write.
+  std::atomic<size_t> cached_bytes{0};
+  std::atomic<size_t> cached_blocks{0};
+  // The owner's last region lookup (RegionTable::Hint); only the owner
+  // thread touches it, drainers never do.
+  RegionTable::Hint region_hint;
 
-  void Publish() {
-    published_bytes.store(cached_bytes, std::memory_order_relaxed);
-    published_blocks.store(cached_blocks, std::memory_order_relaxed);
+  size_t bytes() const { return cached_bytes.load(std::memory_order_relaxed); }
+  size_t blocks() const {
+    return cached_blocks.load(std::memory_order_relaxed);
+  }
+  // Adds `bytes_delta` and `blocks_delta` (either may be a wrapped
+  // negative).
+  void Count(size_t bytes_delta, size_t blocks_delta) {
+    cached_bytes.store(bytes() + bytes_delta, std::memory_order_relaxed);
+    cached_blocks.store(blocks() + blocks_delta, std::memory_order_relaxed);
   }
 };
 
@@ -152,15 +180,24 @@ class CachingMemp final : private ThreadStateOwner {
   static constexpr bool kThreadSafe = true;
   static constexpr size_t kMaxCachedSpan =
       thread_cache_internal::kMaxCachedSpan;
+  // The largest request (usable bytes) a cached block serves.
+  static constexpr size_t kMaxCachedRequest = tlsf::UsableBytes(kMaxCachedSpan);
 
   explicit CachingMemp(CacheOptions options = {})
       : options_(options),
-        marker_key_(0x9e3779b97f4a7c15ull * (owner_id() | 1)) {
+        refill_bytes_(
+            std::min(options.refill_bytes,
+                     options.max_bytes_per_thread /
+                         (2 * thread_cache_internal::kUsedClassCount))),
+        marker_key_(0x9e3779b97f4a7c15ull * (owner_id() | 1)),
+        mode_((options.max_bytes_per_thread == 0 ? kNoCacheBudget : 0) |
+              (kAsymmetricBarrierEnabled && !HeavyBarrierIsMembarrier()
+                   ? kFencedBarrier
+                   : 0)) {
     shared_.SetOutOfMemoryHandler(&CachingMemp::OnOutOfMemory, this);
-    // Initialise the barrier's and the registry's function-local statics
-    // now, not on some thread's first call: a fork() while another thread
-    // holds such an initialisation guard would hang the child.
-    LightBarrier();
+    // Initialise the barrier's (above) and the registry's function-local
+    // statics now, not on some thread's first call: a fork() while another
+    // thread holds such an initialisation guard would hang the child.
     RegistryMutex();
   }
   ~CachingMemp() { DetachThreadStates(this); }
@@ -199,16 +236,18 @@ class CachingMemp final : private ThreadStateOwner {
   // --- Hot path (Memp's semantics) ---
 
   void* Allocate(size_t bytes) noexcept {
-    const size_t span = tlsf::SpanForRequest(bytes);
-    if (span != 0 && span <= kMaxCachedSpan) {
-      if (Cache* c = CacheOfThisThread()) {
-        void* p = OwnerOp(c, [&] { return Take(c, span); });
-        if (p != nullptr) return p;
-        // The shared regions could not refill the class; the locked path
-        // below drains every cache before it gives up (OnOutOfMemory).
+    // The hit, inline and without a call; anything else (a thread's first
+    // call, an empty list, a drainer at work) takes AllocateSlow.
+    if (bytes <= kMaxCachedRequest && (mode_.load(std::memory_order_relaxed) &
+                                       (kNoCache | kFencedBarrier)) == 0) {
+      if (Cache* c = static_cast<Cache*>(LastUsedThreadStateFor(this))) {
+        const size_t span = tlsf::SpanForRequest(bytes);
+        void* p = OwnerOpUnlessDiverted(c, static_cast<void*>(nullptr),
+                                        [c, span] { return Pop(c, span); });
+        if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
       }
     }
-    return shared_.Allocate(bytes);
+    return AllocateSlow(bytes);
   }
   void* AllocateAligned(size_t alignment, size_t bytes) noexcept {
     if (alignment <= tlsf::kAlignment && tlsf::IsPowerOfTwo(alignment)) {
@@ -243,15 +282,62 @@ class CachingMemp final : private ThreadStateOwner {
     return shared_.Reallocate(ptr, bytes);
   }
   bool Free(void* ptr) noexcept {
+    // The hit, inline with one call (the block's size, from its heap): a
+    // block of a cacheable span in the region of the thread's last lookup,
+    // not parked already (by its marker word), room in the budget.
+    // Anything else takes FreeSlow, which decides from scratch.
+    if (mode_.load(std::memory_order_relaxed) == 0) {
+      if (Cache* c = static_cast<Cache*>(LastUsedThreadStateFor(this))) {
+        const RegionTable::Entry* region = shared_.table().FindInHint(
+            reinterpret_cast<uintptr_t>(ptr), c->region_hint);
+        if (region != nullptr) {
+          const size_t usable =
+              static_cast<const tlsf::Heap*>(region->heap)->UsableSize(ptr);
+          if (!IsCacheableUsable(usable)) return FreeShared(ptr);
+          const size_t span = usable + tlsf::kBlockOverhead;
+          auto* block = static_cast<ParkedBlock*>(ptr);
+          const uintptr_t marker = MarkerFor(block);
+          const size_t budget = options_.max_bytes_per_thread;
+          if (OwnerOpUnlessDiverted(c, false, [=] {
+                return TryPush(c, block, span, marker, budget);
+              })) {
+            return true;
+          }
+        }
+      }
+    }
+    return FreeSlow(ptr);
+  }
+
+ private:
+  ABSL_ATTRIBUTE_NOINLINE void* AllocateSlow(size_t bytes) noexcept {
+    if (bytes <= kMaxCachedRequest &&
+        (mode_.load(std::memory_order_relaxed) & kNoCache) == 0) {
+      Cache* const c = CacheOfThisThread();
+      const size_t span = tlsf::SpanForRequest(bytes);
+      void* p = OwnerOp(c, [this, c, span] { return Take(c, span); });
+      if (p != nullptr) return p;
+      // The shared regions could not refill the class; the locked path
+      // below drains every cache before it gives up (OnOutOfMemory).
+    }
+    return shared_.Allocate(bytes);
+  }
+  ABSL_ATTRIBUTE_NOINLINE bool FreeShared(void* ptr) noexcept {
+    return shared_.Free(ptr);
+  }
+  ABSL_ATTRIBUTE_NOINLINE bool FreeSlow(void* ptr) noexcept {
     if (ptr == nullptr) return true;
-    if (Cache* c = CacheOfThisThread()) {
-      const size_t span = CacheableSpan(ptr);
+    const uint8_t mode = mode_.load(std::memory_order_relaxed);
+    if ((mode & kNoCache) == 0) {
+      Cache* const c = CacheOfThisThread();
+      const size_t span = CacheableSpan(c, ptr);
       if (span != 0) {
         // Once tagging is used no block is parked, but blocks parked before
         // are still checked for a double free.
-        const bool park = !tagging_used_.load(std::memory_order_relaxed);
-        const int result = OwnerOp(c, [&] { return Put(c, ptr, span, park); });
-        if (result == kParked) return true;
+        const bool park = (mode & kTagging) == 0;
+        const int result = OwnerOp(
+            c, [this, c, ptr, span, park] { return Put(c, ptr, span, park); });
+        if (ABSL_PREDICT_TRUE(result == kParked)) return true;
         if (result == kDoubleFree) {
           ReportDoubleFree(ptr);
           return false;
@@ -260,6 +346,8 @@ class CachingMemp final : private ThreadStateOwner {
     }
     return shared_.Free(ptr);
   }
+
+ public:
   // 0 for a block parked in the calling thread's cache (freed); a block
   // parked in another thread's cache still reads as live (see Misuse above).
   size_t UsableSize(const void* ptr) const noexcept {
@@ -352,8 +440,12 @@ class CachingMemp final : private ThreadStateOwner {
     absl::Status s = shared_.SetDebugOptions(options);
     if (!s.ok()) return s;
     const bool on = options.poison || options.canaries || options.asan;
-    if (on) DrainAllCaches();
-    debug_.store(on, std::memory_order_relaxed);
+    if (on) {
+      DrainAllCaches();
+      mode_.fetch_or(kDebug, std::memory_order_relaxed);
+    } else {
+      mode_.fetch_and(static_cast<uint8_t>(~kDebug), std::memory_order_relaxed);
+    }
     return s;
   }
   absl::Status CheckRegionOf(const void* ptr) const {
@@ -374,6 +466,17 @@ class CachingMemp final : private ThreadStateOwner {
  private:
   enum PutResult { kParked, kNotParked, kDoubleFree };
 
+  // Bits of mode_: every condition the hot paths test, in one load.
+  static constexpr uint8_t kNoCacheBudget = 1;  // max_bytes_per_thread == 0
+  // A debug mode is on: every block takes the checked path (a parked block
+  // would skip the checks and could serve a request of another size).
+  static constexpr uint8_t kDebug = 2;
+  static constexpr uint8_t kTagging = 4;  // tagging was used: park nothing
+  static constexpr uint8_t kNoCache = kNoCacheBudget | kDebug;
+  // The fast side's barrier must fence (no membarrier(2)): the inline hits,
+  // which use LightBarrierGivenMembarrier, are off; the slow paths work.
+  static constexpr uint8_t kFencedBarrier = 8;
+
   static bool OnOutOfMemory(void* context, size_t bytes, size_t alignment) {
     auto* self = static_cast<CachingMemp*>(context);
     const bool drained = self->AnyCachedBytes();
@@ -390,34 +493,68 @@ class CachingMemp final : private ThreadStateOwner {
     return drained || handled;
   }
 
+  // The calling thread's cache, created on its first use. REQUIRES: mode_
+  // has no kNoCache bit (checked by the caller, on its one load of mode_).
   Cache* CacheOfThisThread() {
-    // With a debug mode on, every block takes the checked path: a parked
-    // block would skip the checks and could serve a request of another size.
-    if (options_.max_bytes_per_thread == 0 ||
-        debug_.load(std::memory_order_relaxed)) {
-      return nullptr;
-    }
     if (ThreadState* s = ThreadStateFor(this)) return static_cast<Cache*>(s);
+    return NewCacheOfThisThread();
+  }
+  ABSL_ATTRIBUTE_NOINLINE Cache* NewCacheOfThisThread() {
     return static_cast<Cache*>(RegisterThreadState(this, new Cache));
   }
 
   // Runs op() as the cache's owner: either on the fast path, marked in use,
   // or, when a drainer has asked for the cache, under its mutex once the
-  // drainer is done.
+  // drainer is done. op() is inlined once, for both branches; the diverted
+  // branch's work is out of line.
   template <typename Op>
   static auto OwnerOp(Cache* c, Op op) {
-    c->in_use.store(1, kFastSideOrder);
-    LightBarrier();
-    if (c->drain_requested.load(kAsymmetricBarrierEnabled
-                                    ? std::memory_order_acquire
-                                    : std::memory_order_seq_cst)) {
-      c->in_use.store(0, std::memory_order_release);
-      absl::MutexLock hold(&c->mu);
-      return op();
-    }
+    const bool diverted = !EnterOwnerOp(c);
+    if (ABSL_PREDICT_FALSE(diverted)) WaitForDrainer(c);
     auto result = op();
+    if (ABSL_PREDICT_FALSE(diverted)) {
+      ResumeAfterDrainer(c);
+    } else {
+      c->in_use.store(0, std::memory_order_release);
+    }
+    return result;
+  }
+  // OwnerOp for the inline hit paths: runs op() on the fast path, or returns
+  // `otherwise` without running it when a drainer has asked for the cache
+  // (the caller then takes its slow path, which uses OwnerOp).
+  // REQUIRES: mode_ without kFencedBarrier.
+  template <typename R, typename Op>
+  static R OwnerOpUnlessDiverted(Cache* c, R otherwise, Op op) {
+    R result = otherwise;
+    if (ABSL_PREDICT_TRUE(EnterOwnerOp<true>(c))) result = op();
     c->in_use.store(0, std::memory_order_release);
     return result;
+  }
+  // Marks `c` in use; false if a drainer has asked for it (the caller must
+  // then clear in_use and not touch the cache outside c->mu).
+  // kGivenMembarrier: the caller checked that mode_ has no kFencedBarrier.
+  template <bool kGivenMembarrier = false>
+  static bool EnterOwnerOp(Cache* c) {
+    c->in_use.store(1, kFastSideOrder);
+    if (kGivenMembarrier) {
+      LightBarrierGivenMembarrier();
+    } else {
+      LightBarrier();
+    }
+    return !c->drain_requested.load(kAsymmetricBarrierEnabled
+                                        ? std::memory_order_acquire
+                                        : std::memory_order_seq_cst);
+  }
+  // OwnerOp's diverted branch: leaves the fast path and takes the cache's
+  // mutex, which the drainer holds until it is done; then gives it back.
+  ABSL_ATTRIBUTE_NOINLINE static void WaitForDrainer(Cache* c)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    c->in_use.store(0, std::memory_order_release);
+    c->mu.Lock();
+  }
+  ABSL_ATTRIBUTE_NOINLINE static void ResumeAfterDrainer(Cache* c)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    c->mu.Unlock();
   }
 
   // Stops `c` (its owner is outside OwnerOp or waits on c->mu) and runs
@@ -449,8 +586,7 @@ class CachingMemp final : private ThreadStateOwner {
   void DropAllCaches() {
     ForEachCache([](Cache* c) {
       for (FreeList& list : c->lists) list = FreeList();
-      c->cached_bytes = c->cached_blocks = 0;
-      c->Publish();
+      c->Count(-c->bytes(), -c->blocks());
     });
   }
 
@@ -463,8 +599,8 @@ class CachingMemp final : private ThreadStateOwner {
     size_t bytes = 0, blocks = 0;
     ForEachThreadState(const_cast<CachingMemp*>(this), [&](ThreadState* s) {
       const Cache* c = static_cast<const Cache*>(s);
-      bytes += c->published_bytes.load(std::memory_order_relaxed);
-      blocks += c->published_blocks.load(std::memory_order_relaxed);
+      bytes += c->bytes();
+      blocks += c->blocks();
     });
     return {bytes, blocks};
   }
@@ -474,20 +610,26 @@ class CachingMemp final : private ThreadStateOwner {
   // says so and its class's list holds it. Safe for any pointer: nothing
   // outside a region is read.
   bool ParkedInThisThreadsCache(const void* ptr) const noexcept {
-    const size_t span = CacheableSpan(ptr);
-    if (span == 0) return false;
     ThreadState* state = ThreadStateFor(this);
     if (state == nullptr) return false;
     Cache* const c = static_cast<Cache*>(state);
+    const size_t span = CacheableSpan(c, ptr);
+    if (span == 0) return false;
     const auto* block = static_cast<const ParkedBlock*>(ptr);
     return OwnerOp(c, [&] {
-      if (block->marker != MarkerFor(block)) return false;
-      const FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
-      for (const ParkedBlock* b = list.head; b != nullptr; b = b->next) {
-        if (b == block) return true;
-      }
-      return false;
+      return block->marker == MarkerFor(block) &&
+             IsListed(c->lists[thread_cache_internal::ClassOf(span)], block);
     });
+  }
+
+  // Whether `block` is on `list` (a search: only for a block whose marker
+  // says it may be).
+  ABSL_ATTRIBUTE_NOINLINE static bool IsListed(const FreeList& list,
+                                               const ParkedBlock* block) {
+    for (const ParkedBlock* b = list.head; b != nullptr; b = b->next) {
+      if (b == block) return true;
+    }
+    return false;
   }
 
   void ReportDoubleFree(const void* ptr) {
@@ -501,74 +643,82 @@ class CachingMemp final : private ThreadStateOwner {
     return reinterpret_cast<uintptr_t>(block) ^ marker_key_;
   }
 
-  void NoteTagging() { tagging_used_.store(true, std::memory_order_relaxed); }
+  void NoteTagging() {
+    if ((mode_.load(std::memory_order_relaxed) & kTagging) == 0) {
+      mode_.fetch_or(kTagging, std::memory_order_relaxed);
+    }
+  }
 
   // The span of `ptr` if it may be parked: a live block (for the heaps), in
   // a region, of a cacheable span. 0 sends it the locked way. Safe for any
-  // pointer: nothing outside a region is read.
-  size_t CacheableSpan(const void* ptr) const noexcept {
-    RegionTable::Entry entry;
-    const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
-    if (!shared_.table().Find(address, &entry)) return 0;
+  // pointer: nothing outside a region is read. `c` is the calling thread's
+  // cache (whose region hint it uses).
+  size_t CacheableSpan(Cache* c, const void* ptr) const noexcept {
+    const RegionTable::Entry* region =
+        shared_.table().Find(reinterpret_cast<uintptr_t>(ptr), &c->region_hint);
+    if (region == nullptr) return 0;
     const size_t usable =
-        static_cast<const tlsf::Heap*>(entry.heap)->UsableSize(ptr);
-    if (usable == 0) return 0;
-    const size_t span = usable + tlsf::kBlockOverhead;
-    return span <= kMaxCachedSpan ? span : 0;
+        static_cast<const tlsf::Heap*>(region->heap)->UsableSize(ptr);
+    return IsCacheableUsable(usable) ? usable + tlsf::kBlockOverhead : 0;
+  }
+  // Whether a block of `usable` bytes (UsableSize's answer) is live and
+  // small enough to park. 0 wraps: one comparison for both limits.
+  static bool IsCacheableUsable(size_t usable) {
+    return usable - 1 < kMaxCachedRequest;
   }
 
   // --- Owner operations (inside OwnerOp) ---
 
   void* Take(Cache* c, size_t span) {
+    if (void* p = Pop(c, span)) return p;
+    return Refill(c, span) ? Pop(c, span) : nullptr;
+  }
+  // A block of `span` from the list, or nullptr if it is empty.
+  static void* Pop(Cache* c, size_t span) {
     FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
-    if (list.head == nullptr && !Refill(c, span)) return nullptr;
     ParkedBlock* block = list.head;
+    if (block == nullptr) return nullptr;
     list.head = block->next;
-    --list.count;
     block->marker = 0;
-    c->cached_bytes -= span;
-    --c->cached_blocks;
-    c->Publish();
+    c->Count(-span, -1);
     return block;
   }
 
-  bool Refill(Cache* c, size_t span) {
-    size_t want = std::max<size_t>(1, options_.refill_bytes / span);
-    want = std::min(want, kMaxBatch);
+  ABSL_ATTRIBUTE_NOINLINE bool Refill(Cache* c, size_t span) {
+    // Slow start: a class's first refill takes a few blocks, each next one
+    // twice as many, up to refill_bytes_ (and kMaxBatch).
+    const size_t most =
+        std::min(kMaxBatch, std::max<size_t>(1, refill_bytes_ / span));
+    uint8_t& next_count = c->refill_count[thread_cache_internal::ClassOf(span)];
+    size_t want = std::min<size_t>(
+        most, next_count == 0 ? kFirstRefillBlocks : next_count);
+    next_count = static_cast<uint8_t>(std::min(most, 2 * want));
     // Keep the budget: trim first if the batch would not fit.
     const size_t budget = options_.max_bytes_per_thread;
-    if (c->cached_bytes + want * span > budget) {
-      ReleaseDownTo(c, budget > want * span ? budget - want * span : 0);
+    if (c->bytes() + want * span > budget) {
+      // Trim to half of what leaves room, as Put trims to half the budget,
+      // so that the next refills fit without another trim.
+      ReleaseDownTo(c, budget > want * span ? (budget - want * span) / 2 : 0);
       want = std::max<size_t>(1, std::min(want, budget / span));
     }
     void* got[kMaxBatch];
-    size_t spans[kMaxBatch];
     const size_t n = shared_.WithRegions([&](RegionSet& r) {
-      const size_t count = r.AllocateBatch(tlsf::UsableBytes(span), want, got);
-      // A block can be a little larger than asked (a tail too small to
-      // split stays with it): file it under its own span.
-      for (size_t i = 0; i < count; ++i) {
-        spans[i] = r.UsableSize(got[i]) + tlsf::kBlockOverhead;
-      }
-      return count;
+      return r.AllocateBatch(tlsf::UsableBytes(span), want, got);
     });
     bool refilled = false;
     for (size_t i = 0; i < n; ++i) {
       auto* block = static_cast<ParkedBlock*>(got[i]);
-      if (spans[i] > kMaxCachedSpan) {
+      // A block can be a little larger than asked (a tail too small to
+      // split stays with it): file it under its own span. Asked of its
+      // heap without the lock, as on a free: the block is ours.
+      const size_t block_span = CacheableSpan(c, block);
+      if (block_span == 0) {
         shared_.Free(block);
         continue;
       }
-      FreeList& list = c->lists[thread_cache_internal::ClassOf(spans[i])];
-      block->next = list.head;
-      block->marker = MarkerFor(block);
-      list.head = block;
-      ++list.count;
-      c->cached_bytes += spans[i];
-      ++c->cached_blocks;
-      refilled |= spans[i] == span;
+      Push(c, block, block_span, MarkerFor(block), c->bytes() + block_span);
+      refilled |= block_span == span;
     }
-    c->Publish();
     return refilled;
   }
 
@@ -577,54 +727,90 @@ class CachingMemp final : private ThreadStateOwner {
   int Put(Cache* c, void* ptr, size_t span, bool park) {
     auto* block = static_cast<ParkedBlock*>(ptr);
     FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
-    if (block->marker == MarkerFor(block)) {
-      for (ParkedBlock* b = list.head; b != nullptr; b = b->next) {
-        if (b == block) return kDoubleFree;
-      }
-    }
+    const uintptr_t marker = MarkerFor(block);
+    if (block->marker == marker && IsListed(list, block)) return kDoubleFree;
+    if (!park) return kNotParked;
     const size_t budget = options_.max_bytes_per_thread;
-    if (!park || span > budget) return kNotParked;
-    if (c->cached_bytes + span > budget) ReleaseDownTo(c, budget / 2);
-    block->next = list.head;
-    block->marker = MarkerFor(block);
-    list.head = block;
-    ++list.count;
-    c->cached_bytes += span;
-    ++c->cached_blocks;
-    c->Publish();
+    if (c->bytes() + span > budget) {
+      if (span > budget) return kNotParked;
+      ReleaseDownTo(c, budget / 2);
+    }
+    Push(c, block, span, marker, c->bytes() + span);
     return kParked;
+  }
+  // Put for the inline hit path: parks the block and returns true when no
+  // check can fail (its marker is not set, it fits the budget); otherwise
+  // false, having done nothing (Put then decides).
+  static bool TryPush(Cache* c, ParkedBlock* block, size_t span,
+                      uintptr_t marker, size_t budget) {
+    const size_t bytes_after = c->bytes() + span;
+    if (block->marker == marker || bytes_after > budget) return false;
+    Push(c, block, span, marker, bytes_after);
+    return true;
+  }
+  // Files `block` on the list of `span`, marked; the cache then holds
+  // `bytes_after` bytes (passed in: the callers have just computed it).
+  static void Push(Cache* c, ParkedBlock* block, size_t span, uintptr_t marker,
+                   size_t bytes_after) {
+    const size_t blocks_after = c->blocks() + 1;
+    FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
+    block->next = list.head;
+    block->marker = marker;
+    list.head = block;
+    c->cached_bytes.store(bytes_after, std::memory_order_relaxed);
+    c->cached_blocks.store(blocks_after, std::memory_order_relaxed);
   }
 
   // Returns blocks to the shared regions, under one lock, until the cache
-  // holds at most `target` bytes. Classes are emptied round-robin from
-  // next_victim, so no class is favoured.
-  void ReleaseDownTo(Cache* c, size_t target) {
-    if (c->cached_bytes <= target) return;
+  // holds at most `target` bytes. Short of a flush (target 0), a trim takes
+  // from every class and empties none while halving still frees bytes: each
+  // pass takes the older half (the tail) of every list, round-robin from
+  // next_victim. Emptying whole classes instead made them refill at once and
+  // go over budget again; with a budget under one refill per class that
+  // chase cost ~2,700 instructions per malloc+free (docs/BENCHMARKS.md,
+  // "Why the targets are missed", point 1).
+  ABSL_ATTRIBUTE_NOINLINE void ReleaseDownTo(Cache* c, size_t target) {
+    const size_t bytes_before = c->bytes();
+    if (bytes_before <= target) return;
     ParkedBlock* chain = nullptr;  // the blocks to return, linked
-    size_t bytes = c->cached_bytes;
+    size_t bytes = bytes_before;
     size_t blocks = 0;
-    const size_t first_class = c->next_victim;
-    for (size_t step = 0;
-         step < thread_cache_internal::kClassCount && bytes > target; ++step) {
-      const size_t cls =
-          (first_class + step) % thread_cache_internal::kClassCount;
-      FreeList& list = c->lists[cls];
-      const size_t span = cls * tlsf::kAlignment;
-      while (list.head != nullptr && bytes > target) {
-        ParkedBlock* b = list.head;
-        list.head = b->next;
-        --list.count;
-        bytes -= span;
-        ++blocks;
-        b->next = chain;
-        chain = b;
+    bool whole_lists = target == 0;
+    while (bytes > target) {
+      bool took = false;
+      const size_t first_class = c->next_victim;
+      for (size_t step = 0;
+           step < thread_cache_internal::kClassCount && bytes > target;
+           ++step) {
+        const size_t cls =
+            (first_class + step) % thread_cache_internal::kClassCount;
+        const size_t span = cls * tlsf::kAlignment;
+        // Cut the list after its first (newer) half, or at its head.
+        ParkedBlock** cut = &c->lists[cls].head;
+        if (!whole_lists) {
+          size_t length = 0;
+          for (const ParkedBlock* b = *cut; b != nullptr; b = b->next) ++length;
+          for (size_t keep = (length + 1) / 2; keep > 0; --keep) {
+            cut = &(*cut)->next;
+          }
+        }
+        for (ParkedBlock* b = *cut; b != nullptr;) {
+          ParkedBlock* next = b->next;
+          bytes -= span;
+          ++blocks;
+          b->next = chain;
+          chain = b;
+          b = next;
+          took = true;
+        }
+        *cut = nullptr;
+        c->next_victim = cls + 1;
       }
-      c->next_victim = cls + 1;
+      // Only lists of one block are left: take them whole.
+      if (!took) whole_lists = true;
     }
     // Publish the drop before the heaps see the blocks free (see Probe).
-    c->cached_bytes = bytes;
-    c->cached_blocks -= blocks;
-    c->Publish();
+    c->Count(bytes - bytes_before, -blocks);
     shared_.WithRegions([chain](RegionSet& r) {
       for (ParkedBlock* b = chain; b != nullptr;) {
         ParkedBlock* next = b->next;
@@ -637,11 +823,12 @@ class CachingMemp final : private ThreadStateOwner {
   }
 
   static constexpr size_t kMaxBatch = 64;
+  static constexpr size_t kFirstRefillBlocks = 4;
 
   const CacheOptions options_;
+  const size_t refill_bytes_;  // options_.refill_bytes, clamped (see there)
   const uintptr_t marker_key_;
-  std::atomic<bool> tagging_used_{false};
-  std::atomic<bool> debug_{false};
+  std::atomic<uint8_t> mode_;  // kNoCacheBudget, kDebug, kTagging
   absl::Mutex oom_mu_;
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(oom_mu_) = nullptr;
   void* oom_context_ ABSL_GUARDED_BY(oom_mu_) = nullptr;

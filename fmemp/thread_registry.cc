@@ -12,11 +12,15 @@ namespace {
 
 std::atomic<uint64_t> next_owner_id{1};
 
-// The state used last: the hot path reads only this. Trivially
-// destructible, so reading it needs no thread-local guard.
-thread_local ThreadState* last_used = nullptr;
-
 }  // namespace
+
+namespace thread_registry_internal {
+// The state used last: the hot path (ThreadStateFor, inline) reads only
+// this.
+__thread ThreadState* last_used = nullptr;
+}  // namespace thread_registry_internal
+
+using thread_registry_internal::last_used;
 
 // Every state of the thread, and the destructor that hands them back. Only
 // constructed when a thread registers its first state.
@@ -62,10 +66,9 @@ ThreadStateOwner::ThreadStateOwner()
 
 ThreadStateOwner::~ThreadStateOwner() = default;
 
-ThreadState* ThreadStateFor(const ThreadStateOwner* owner) {
+ThreadState* ThreadStateForSlow(const ThreadStateOwner* owner) {
   ThreadState* s = last_used;
   const uint64_t id = owner->owner_id();
-  if (s != nullptr && s->owner_id_ == id) return s;
   if (s == nullptr) return nullptr;  // no state at all, or none used yet
   for (s = thread_states.head; s != nullptr; s = s->next_in_thread_) {
     if (s->owner_id_ == id) {

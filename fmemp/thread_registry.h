@@ -15,8 +15,9 @@
 //
 // Guarantees
 // * ThreadStateFor is O(1) when the thread last used the same owner (one
-//   thread-local load and compare), O(owners the thread used) otherwise. It
-//   takes no lock and no atomic read-modify-write.
+//   thread-local load and compare, inline), O(owners the thread used)
+//   otherwise (out of line). It takes no lock and no atomic
+//   read-modify-write.
 // * When a thread exits, OnThreadExit runs for each of its states whose
 //   owner still exists, under RegistryMutex(), and the state is deleted.
 // * An owner's destructor must call DetachThreadStates(this): states of
@@ -81,7 +82,8 @@ class ThreadState {
   uint64_t owner_id() const { return owner_id_; }
 
  private:
-  friend ThreadState* ThreadStateFor(const ThreadStateOwner*);
+  friend ThreadState* LastUsedThreadStateFor(const ThreadStateOwner*);
+  friend ThreadState* ThreadStateForSlow(const ThreadStateOwner*);
   friend ThreadState* RegisterThreadState(ThreadStateOwner*, ThreadState*);
   friend void DetachThreadStates(ThreadStateOwner*);
   friend void ForEachThreadState(ThreadStateOwner*,
@@ -97,8 +99,31 @@ class ThreadState {
   ThreadState* next_in_thread_ = nullptr;
 };
 
+namespace thread_registry_internal {
+// The state the calling thread used last, or nullptr; read and written only
+// by its thread. `__thread` rather than `thread_local`: a pointer needs no
+// initialisation guard, and an extern `thread_local` would be read through
+// a TLS wrapper call on every access.
+extern __thread ThreadState* last_used;
+}  // namespace thread_registry_internal
+
+// The calling thread's state for `owner` when it is not the one it used
+// last (see ThreadStateFor).
+ThreadState* ThreadStateForSlow(const ThreadStateOwner* owner);
+
+// The calling thread's state for `owner` if the thread used that state
+// last (the common case), else nullptr (then ask ThreadStateFor). Makes no
+// call, for hot paths that keep everything else out of line.
+inline ThreadState* LastUsedThreadStateFor(const ThreadStateOwner* owner) {
+  ThreadState* const s = thread_registry_internal::last_used;
+  return s != nullptr && s->owner_id_ == owner->owner_id() ? s : nullptr;
+}
+
 // The calling thread's state for `owner`, or nullptr.
-ThreadState* ThreadStateFor(const ThreadStateOwner* owner);
+inline ThreadState* ThreadStateFor(const ThreadStateOwner* owner) {
+  if (ThreadState* s = LastUsedThreadStateFor(owner)) return s;
+  return ThreadStateForSlow(owner);
+}
 
 // Makes `state` the calling thread's state for `owner` (which must have
 // none) and returns it. Takes RegistryMutex().
