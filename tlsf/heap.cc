@@ -42,19 +42,8 @@ namespace fmemp::tlsf {
 //                  the previous block, meaningful only while that block is
 //                  free (kPrevFree set below). While the previous block is
 //                  live, the word is part of its payload.
-//   word           this block's header, the one word of overhead:
-//                    bit  0      kFree: the block is free
-//                    bit  1      kPrevFree: the previous block is free
-//                    bits 2-3    zero
-//                    bits 4-39   span (a multiple of kAlignment, < kMaxSpan);
-//                                0 marks a pool's end sentinel
-//                    bits 40-44  log2 of the alignment the block was
-//                                allocated with (0: default), kept so that a
-//                                moving realloc keeps it
-//                    bits 45-63  tag: a hash of the block's address and the
-//                                owning heap's key, bits 45 and 63 always
-//                                set; a word whose tag does not match is not
-//                                a block header
+//   word           this block's header, the one word of overhead: flags,
+//                  span, alignment and tag (tlsf/block_header.h)
 //   next_free,     free-list links; the payload's first two words, used only
 //   prev_free      while the block is free and listed
 //
@@ -97,16 +86,15 @@ class Pool {
 
 namespace {
 
-constexpr uint64_t kFree = 1;
-constexpr uint64_t kPrevFree = 2;
-constexpr uint64_t kSpanMask = (kMaxSpan - 1) & ~uint64_t{kAlignment - 1};
-constexpr int kAlignShift = kMaxSpanLog2;
-constexpr uint64_t kAlignMask = uint64_t{0x1f} << kAlignShift;
-constexpr int kTagShift = kAlignShift + 5;
-constexpr uint64_t kTagMask = ~uint64_t{0} << kTagShift;
+using block_header::kAlignMask;
+using block_header::kAlignShift;
+using block_header::kFree;
+using block_header::kPrevFree;
+using block_header::kSpanMask;
+using block_header::kTagMask;
+using block_header::kTagShift;
 
 static_assert(sizeof(Pool) % kAlignment == 0, "blocks follow the pool record");
-static_assert(kTagShift < 64 && 64 - kTagShift >= 16, "tag needs its bits");
 
 // Bytes of a pool outside its blocks: the record, the first block's unused
 // back-pointer slot and the end sentinel's header word.
@@ -395,12 +383,7 @@ void Heap::ApplyOptions(const HeapOptions& options) noexcept {
 }
 
 uint64_t Heap::TagFor(const void* block) const noexcept {
-  const uint64_t h = (Addr(block) ^ tag_key_) * 0x9e3779b97f4a7c15ull;
-  // Bits 45 and 63 are always set: a zero word or a user-space pointer (bit
-  // 63 clear on every 64-bit platform fmemp supports), such as a free-list
-  // link that now covers an old header, never passes for a header.
-  return ((h >> kTagShift) | 1 | (uint64_t{1} << (63 - kTagShift)))
-         << kTagShift;
+  return block_header::TagFor(Addr(block), tag_key_);
 }
 
 bool Heap::IsTagged(const Block* block) const noexcept {
@@ -917,24 +900,6 @@ void* Heap::Reallocate(void* ptr, size_t bytes) noexcept {
   std::memcpy(moved, ptr, std::min(UsableBytes(have), bytes));
   Free(ptr);
   return moved;
-}
-
-size_t Heap::UsableSize(const void* ptr) const noexcept {
-  if (__builtin_expect((debug_ & kDebugCanaries) != 0, 0)) {
-    return DebugUsableSize(ptr);
-  }
-  if (ptr == nullptr || Addr(ptr) % kAlignment != 0) return 0;
-  const Block* const block = reinterpret_cast<const Block*>(
-      static_cast<const char*>(ptr) - kAlignment);
-  // One load of the header: a caller may ask about a block it owns without
-  // the heap's lock while a neighbour's kPrevFree bit changes under it.
-  const uint64_t word = LoadWord(block);
-  const size_t span = word & kSpanMask;
-  if ((word & kTagMask) != TagFor(block) || (word & kFree) != 0 ||
-      span < kMinFreeSpan) {
-    return 0;
-  }
-  return UsableBytes(span);
 }
 
 size_t Heap::BlockSpan(const void* ptr) const noexcept {

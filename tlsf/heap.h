@@ -46,9 +46,11 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/base/attributes.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "tlsf/block_header.h"
 #include "tlsf/size_class.h"
 
 namespace fmemp::tlsf {
@@ -296,7 +298,23 @@ class Heap {
   // frees or reallocates it) and `ptr` lies in a pool of this heap: it reads
   // the block's header word once, atomically, while the heap may change that
   // word's neighbour flag under another thread's lock.
-  size_t UsableSize(const void* ptr) const noexcept;
+  //
+  // Inline: the per-thread caches call it on every free.
+  ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
+  UsableSize(const void* ptr) const noexcept {
+    if (__builtin_expect((debug_ & kDebugCanaries) != 0, 0)) {
+      return DebugUsableSize(ptr);
+    }
+    const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
+    if (address == 0 || address % kAlignment != 0) return 0;
+    // The header is the word just before the payload. One atomic load: the
+    // heap may flip its kPrevFree bit under another thread's lock.
+    const uintptr_t block = address - kAlignment;
+    const uint64_t word = __atomic_load_n(
+        reinterpret_cast<const uint64_t*>(address - kBlockOverhead),
+        __ATOMIC_RELAXED);
+    return block_header::LiveUsableBytes(word, block, tag_key_);
+  }
 
   // The alignment the live block at `ptr` was allocated with (kAlignment for
   // plain allocations); 0 if ptr is not a live block. O(1).
