@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/memp.h"
+#include "fmemp/prefault.h"
 #include "fmemp/thread_cache.h"
 #include "fmemp/thread_pool.h"
 #include "fmemp/thread_registry.h"
@@ -429,6 +430,14 @@ BlockTag MakeTag(const char* file,
   return tag;
 }
 
+// Whether a front-end has per-thread caches (CachingMemp).
+template <typename FrontEnd, typename = void>
+struct HasThreadCaches : std::false_type {};
+template <typename FrontEnd>
+struct HasThreadCaches<
+    FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().DrainAllCaches())>>
+    : std::true_type {};
+
 }  // namespace
 }  // namespace fmemp
 
@@ -466,7 +475,10 @@ FError FMempInitWithPolicy(FMemp* memp, void* begin_addr, void* end_addr,
 }
 
 FError FMempInit(FMemp* memp, void* begin_addr, void* end_addr) {
-  return FMempInitWithPolicy(memp, begin_addr, end_addr, FMEMP_POLICY_MUTEX);
+  // The fastest thread-safe policy (docs/BENCHMARKS.md); fmemp.h lists how
+  // its probes differ from FMEMP_POLICY_MUTEX's.
+  return FMempInitWithPolicy(memp, begin_addr, end_addr,
+                             FMEMP_POLICY_THREAD_CACHE);
 }
 
 void FMempRemove(FMemp* memp) {
@@ -580,22 +592,28 @@ u32 FMempRegionCount(FMemp* memp) {
 
 FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage) {
   if (usage == nullptr) return FMEMP_ERR_INVALID_ARG;
-  return fmemp::WithMemp<FError>(
-      memp, FMEMP_ERR_NOT_INIT, [index, usage](auto& m) -> FError {
-        const std::vector<RegionStats> regions = m.ProbeRegions();
-        if (index >= regions.size()) return FMEMP_ERR_INVALID_ARG;
-        const RegionStats& r = regions[index];
-        usage->begin = r.begin;
-        usage->end = r.end;
-        usage->total = r.capacity_bytes;
-        usage->used = r.used_bytes;
-        usage->free_bytes = r.free_bytes;
-        usage->max_used = r.peak_used_bytes;
-        usage->largest_free = r.largest_allocatable;
-        usage->live_blocks = r.live_blocks;
-        usage->failed_allocations = r.failed_allocations;
-        return FMEMP_SUCCESS;
-      });
+  return fmemp::WithMemp<
+      FError>(memp, FMEMP_ERR_NOT_INIT, [index, usage](auto& m) -> FError {
+    // A region's figures are the heap's, which counts parked blocks as
+    // used: give them back first, so that used, free_bytes and
+    // largest_free mean what they mean under the other policies.
+    if constexpr (fmemp::HasThreadCaches<std::decay_t<decltype(m)>>::value) {
+      m.DrainAllCaches();
+    }
+    const std::vector<RegionStats> regions = m.ProbeRegions();
+    if (index >= regions.size()) return FMEMP_ERR_INVALID_ARG;
+    const RegionStats& r = regions[index];
+    usage->begin = r.begin;
+    usage->end = r.end;
+    usage->total = r.capacity_bytes;
+    usage->used = r.used_bytes;
+    usage->free_bytes = r.free_bytes;
+    usage->max_used = r.peak_used_bytes;
+    usage->largest_free = r.largest_allocatable;
+    usage->live_blocks = r.live_blocks;
+    usage->failed_allocations = r.failed_allocations;
+    return FMEMP_SUCCESS;
+  });
 }
 
 FError FMempCheckRegionOf(FMemp* memp, const void* ptr) {
@@ -674,19 +692,9 @@ void FMempFreeTag(FMemp* memp, void* ptr) { FMempFree(memp, ptr); }
 
 }  // extern "C"
 
-namespace {
-// Whether a front-end has per-thread caches (CachingMemp).
-template <typename FrontEnd, typename = void>
-struct HasThreadCaches : std::false_type {};
-template <typename FrontEnd>
-struct HasThreadCaches<
-    FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().DrainAllCaches())>>
-    : std::true_type {};
-}  // namespace
-
 FError FMempFlushThreadCache(FMemp* memp) {
   return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [](auto& m) {
-    if constexpr (HasThreadCaches<std::decay_t<decltype(m)>>::value) {
+    if constexpr (fmemp::HasThreadCaches<std::decay_t<decltype(m)>>::value) {
       m.FlushThisThread();
     }
     return FMEMP_SUCCESS;
@@ -695,7 +703,7 @@ FError FMempFlushThreadCache(FMemp* memp) {
 
 FError FMempDrainThreadCaches(FMemp* memp) {
   return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [](auto& m) {
-    if constexpr (HasThreadCaches<std::decay_t<decltype(m)>>::value) {
+    if constexpr (fmemp::HasThreadCaches<std::decay_t<decltype(m)>>::value) {
       m.DrainAllCaches();
     }
     return FMEMP_SUCCESS;
@@ -773,4 +781,14 @@ FError FMempProbeThreadPool(FMemp* memp, u32 index, FMempPoolUsage* usage) {
     usage->fallbacks = p.fallbacks;
     return FMEMP_SUCCESS;
   });
+}
+
+FError FMempPrefault(void* begin_addr, void* end_addr) {
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(begin_addr);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(end_addr);
+  if (begin_addr == nullptr || end < begin) return FMEMP_ERR_INVALID_BUF;
+  const absl::Status status = fmemp::PrefaultRange(begin_addr, end - begin);
+  if (status.ok()) return FMEMP_SUCCESS;
+  return absl::IsInvalidArgument(status) ? FMEMP_ERR_INVALID_BUF
+                                         : FMEMP_ERR_BAD_MALLOC;
 }

@@ -9,9 +9,23 @@
  * names for it ("fmemory_pool.h", "fmempory_pool.h").
  *
  * Thread safety: every function may be called concurrently on the same
- * FMemp from many threads. FMempInit uses the FMEMP_POLICY_MUTEX policy (an
- * absl::Mutex); FMempInitWithPolicy picks another. With
+ * FMemp from many threads. FMempInit uses FMEMP_POLICY_THREAD_CACHE, the
+ * fastest thread-safe policy (per-thread caches of small blocks over
+ * spin-locked regions); FMempInitWithPolicy picks another. With
  * FMEMP_POLICY_SINGLE_THREAD the caller guarantees one thread at a time.
+ *
+ * What the default policy changes, against FMEMP_POLICY_MUTEX (the default
+ * before 2026-11; choose it with FMempInitWithPolicy to keep these exact):
+ * - FMemProbe's max_used is the regions' high-water mark: the most bytes
+ *   ever taken from them at once, blocks parked in per-thread caches
+ *   included. It is at least the peak of used, and at most that plus what
+ *   the caches held (up to 1 MiB per thread). used and live counts exclude
+ *   parked blocks (FMempUsage.cached_bytes has them).
+ * - A thread's freed small blocks are reused by that thread first, so the
+ *   address a malloc returns after a free may differ.
+ * - A region's figures (FMempProbeRegion) and the listing (FMemListAll)
+ *   first give every cache back to the regions: O(threads).
+ * Misuse is detected and reported as under every policy, at the call.
  *
  * fork(): pthread_atfork handlers hold every FMemp's locks across fork(),
  * so in the child of a multi-threaded process the thread that called fork()
@@ -122,12 +136,13 @@ typedef struct {
 
 /* Lock policy of an FMemp (see fmemp/memp.h and sync/). */
 typedef enum {
-  FMEMP_POLICY_MUTEX = 0,         /* absl::Mutex: the default */
+  FMEMP_POLICY_MUTEX = 0,         /* absl::Mutex; exact max_used */
   FMEMP_POLICY_SPINLOCK = 1,      /* short critical sections, few threads */
   FMEMP_POLICY_SINGLE_THREAD = 2, /* no locking; one thread at a time */
-  FMEMP_POLICY_THREAD_CACHE = 3,  /* per-thread caches of small blocks over
-                                     spin-locked regions (fmemp/thread_cache.h):
-                                     the fastest with several threads */
+  FMEMP_POLICY_THREAD_CACHE = 3,  /* the default (FMempInit): per-thread
+                                     caches of small blocks over spin-locked
+                                     regions (fmemp/thread_cache.h); the
+                                     fastest with one thread or several */
   FMEMP_POLICY_THREAD_POOLS = 4   /* threads may bind regions of their own
                                      (FMempBindThread) and allocate from them
                                      without a lock; the other regions are
@@ -164,7 +179,8 @@ void* FMempRealloc(FMemp* memp, void* ptr, fsize_t nbytes);
 void FMempFree(FMemp* memp, void* ptr);
 
 /* total: bytes usable across all regions; used: bytes of live blocks
- * (headers included); max_used: true peak of used since init. Values above
+ * (headers included); max_used: true peak of used since init (under the
+ * default policy, the regions' high-water mark: see the top). Values above
  * 4 GiB saturate at 0xFFFFFFFF (see FMempProbe64). O(1), consistent. Any
  * output may be NULL. */
 void FMemProbe(FMemp* memp, u32* total, u32* used, u32* max_used);
@@ -199,7 +215,8 @@ typedef struct {
   u64 total; /* capacity of all regions */
   u64 used;  /* live blocks, headers included */
   u64 free_bytes;
-  u64 max_used; /* peak of used */
+  u64 max_used; /* peak of used (FMEMP_POLICY_THREAD_CACHE: of used +
+                   cached_bytes, see the top of this file) */
   u64 live_blocks;
   u64 regions;
   u64 failed_allocations;
@@ -308,6 +325,17 @@ FError FMempInitDebug(FMemp* memp, void* begin_addr, void* end_addr,
  * FMEMP_ERR_REGION_BUSY when it lies in a region bound to another thread
  * (FMEMP_POLICY_THREAD_POOLS), FMEMP_ERR_NOT_INIT. */
 FError FMempCheckRegionOf(FMemp* memp, const void* ptr);
+
+/* Makes every page of [begin_addr, end_addr) resident and writable now,
+ * contents unchanged (madvise(MADV_POPULATE_WRITE), or one atomic touch
+ * per page on older kernels), so that no allocation from a region there
+ * waits on a first-touch page fault: the latency tail (docs/BENCHMARKS.md).
+ * Call it before or after FMempInit / FMempAddRegion on that memory, from
+ * any thread. O(pages). An empty range succeeds. FMEMP_ERR_INVALID_BUF for
+ * a NULL or reversed range or memory the kernel will not populate for
+ * writing (read-only, device memory); FMEMP_ERR_BAD_MALLOC when it cannot
+ * (out of memory, part of the range not mapped). */
+FError FMempPrefault(void* begin_addr, void* end_addr);
 
 /* Full integrity check: FMEMP_SUCCESS or FMEMP_ERR_CORRUPT (described on
  * stderr). */

@@ -9,6 +9,7 @@
 // types and codes (including redeclaring the SDK's typedefs after fmemp.h).
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
@@ -20,6 +21,7 @@
 
 #include "absl/strings/str_format.h"
 #include "fmemp/fmemp.h"
+#include "fmemp/prefault.h"
 #include "fmemp/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -456,27 +458,75 @@ TEST_F(FMempTest, ProbeTotalIsCapacityAndUsedStartsAtZero) {
   EXPECT_EQ(usage.invalid_frees, 0u);
 }
 
-TEST_F(FMempTest, ProbeUsedGrowsWithAllocationsAndReturnsToZero) {
+// used grows by each block and returns to zero. Under FMEMP_POLICY_MUTEX
+// (and the other policies without caches) max_used is the exact peak of
+// used; under the default per-thread caches it is the regions' high-water
+// mark, at least that peak and at most used + what the cache held.
+void CheckProbeFollowsAllocations(FMemp* memp, bool exact_peak) {
   std::vector<void*> blocks;
   u32 total = 0, used = 0, max_used = 0;
-  u32 last_used = 0;
+  u32 last_used = 0, last_max = 0;
   for (size_t n : {1, 16, 100, 1000, 4000, 0}) {
-    void* p = FMempMalloc(memp(), n);
+    void* p = FMempMalloc(memp, n);
     ASSERT_NE(p, nullptr);
     blocks.push_back(p);
-    FMemProbe(memp(), &total, &used, &max_used);
+    FMemProbe(memp, &total, &used, &max_used);
     // A block costs at least its bytes plus its 8-byte header.
     EXPECT_GE(used, last_used + n + 8) << n;
     EXPECT_LE(used, last_used + n + 64) << n;
-    EXPECT_EQ(max_used, used);
-    EXPECT_EQ(Usage(memp()).used, used);
+    if (exact_peak) {
+      EXPECT_EQ(max_used, used);
+    } else {
+      EXPECT_GE(max_used, used);
+      EXPECT_GE(max_used, last_max) << "a peak never drops";
+      EXPECT_LE(max_used, used + Usage(memp).cached_bytes + last_max);
+    }
+    EXPECT_EQ(Usage(memp).used, used);
     last_used = used;
+    last_max = max_used;
   }
-  for (void* p : blocks) FMempFree(memp(), p);
-  FMemProbe(memp(), &total, &used, &max_used);
+  for (void* p : blocks) FMempFree(memp, p);
+  FMemProbe(memp, &total, &used, &max_used);
   EXPECT_EQ(used, 0u);
-  EXPECT_EQ(max_used, last_used);
-  EXPECT_EQ(Usage(memp()).live_blocks, 0u);
+  if (exact_peak) {
+    EXPECT_EQ(max_used, last_used);
+  } else {
+    EXPECT_EQ(max_used, last_max);
+  }
+  EXPECT_EQ(Usage(memp).live_blocks, 0u);
+}
+
+TEST_F(FMempTest, ProbeUsedGrowsWithAllocationsAndReturnsToZero) {
+  // FMempInit: the default policy, per-thread caches.
+  CheckProbeFollowsAllocations(memp(), /*exact_peak=*/false);
+}
+
+TEST(FMempPolicyProbeTest, MaxUsedIsTheExactPeakWithoutCaches) {
+  for (FMempPolicy policy :
+       {FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK, FMEMP_POLICY_SINGLE_THREAD,
+        FMEMP_POLICY_THREAD_POOLS}) {
+    SCOPED_TRACE(static_cast<int>(policy));
+    Buffer buffer(kBufferBytes);
+    Pool pool;
+    ASSERT_EQ(
+        FMempInitWithPolicy(pool.get(), buffer.begin(), buffer.end(), policy),
+        FMEMP_SUCCESS);
+    CheckProbeFollowsAllocations(pool.get(), /*exact_peak=*/true);
+  }
+}
+
+TEST(FMempPolicyProbeTest, FMempInitUsesThreadCaches) {
+  Buffer buffer(kBufferBytes);
+  Pool pool;
+  ASSERT_EQ(FMempInit(pool.get(), buffer.begin(), buffer.end()), FMEMP_SUCCESS);
+  // A small block freed by this thread is parked, not returned: only the
+  // thread-cache policy does that.
+  void* p = FMempMalloc(pool.get(), 64);
+  ASSERT_NE(p, nullptr);
+  FMempFree(pool.get(), p);
+  EXPECT_GT(Usage(pool.get()).cached_bytes, 0u);
+  EXPECT_EQ(FMempDrainThreadCaches(pool.get()), FMEMP_SUCCESS);
+  EXPECT_EQ(Usage(pool.get()).cached_bytes, 0u);
 }
 
 TEST_F(FMempTest, ProbeMaxUsedIsTheTruePeak) {
@@ -1090,6 +1140,41 @@ TEST(FMempRegionTest, ProbeRegionFieldsAreConsistent) {
     if (i % 3 != 0) FMempFree(memp, blocks[i]);
   }
   EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
+}
+
+TEST(FMempPrefaultTest, PopulatesWithoutChangingAnything) {
+  Buffer buffer(256 * 1024);
+  EXPECT_EQ(FMempPrefault(buffer.begin(), buffer.end()), FMEMP_SUCCESS)
+      << "before init";
+  Pool pool;
+  ASSERT_EQ(FMempInit(pool.get(), buffer.begin(), buffer.end()), FMEMP_SUCCESS);
+  auto* block = static_cast<uint8_t*>(FMempMalloc(pool.get(), 5000));
+  ASSERT_NE(block, nullptr);
+  std::memset(block, 0x6b, 5000);
+  const FMempUsage before = Usage(pool.get());
+  // On a pool in use: the blocks, the headers and the free lists survive.
+  EXPECT_EQ(FMempPrefault(buffer.begin(), buffer.end()), FMEMP_SUCCESS);
+  EXPECT_EQ(FMempCheck(pool.get()), FMEMP_SUCCESS);
+  for (int i = 0; i < 5000; ++i) ASSERT_EQ(block[i], 0x6b) << i;
+  EXPECT_EQ(Usage(pool.get()).used, before.used);
+  FMempFree(pool.get(), block);
+  EXPECT_EQ(FMempPrefault(buffer.begin(), buffer.begin()), FMEMP_SUCCESS)
+      << "an empty range";
+}
+
+TEST(FMempPrefaultTest, RefusesBadRanges) {
+  Buffer buffer(8192);
+  EXPECT_EQ(FMempPrefault(nullptr, buffer.end()), FMEMP_ERR_INVALID_BUF);
+  EXPECT_EQ(FMempPrefault(buffer.end(), buffer.begin()), FMEMP_ERR_INVALID_BUF);
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* read_only =
+      mmap(nullptr, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(read_only, MAP_FAILED);
+  if (fmemp::PrefaultUsesMadvise()) {
+    EXPECT_EQ(FMempPrefault(read_only, static_cast<char*>(read_only) + page),
+              FMEMP_ERR_INVALID_BUF);
+  }
+  munmap(read_only, page);
 }
 
 TEST_F(FMempTest, LargestFreeIsExactInASingleRegion) {

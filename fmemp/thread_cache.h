@@ -282,17 +282,19 @@ class CachingMemp final : private ThreadStateOwner {
     return shared_.Reallocate(ptr, bytes);
   }
   bool Free(void* ptr) noexcept {
-    // The hit, inline with one call (the block's size, from its heap): a
-    // block of a cacheable span in the region of the thread's last lookup,
-    // not parked already (by its marker word), room in the budget.
+    // The hit, inline: a block of a cacheable span in the region of the
+    // thread's last lookup, not parked already (by its marker word), room
+    // in the budget. Its heap gives the size only if it would free the
+    // block too (UsableSizeIfFreeable: the header after it intact), so an
+    // overflow is refused and reported at this call, as under a lock.
     // Anything else takes FreeSlow, which decides from scratch.
     if (mode_.load(std::memory_order_relaxed) == 0) {
       if (Cache* c = static_cast<Cache*>(LastUsedThreadStateFor(this))) {
         const RegionTable::Entry* region = shared_.table().FindInHint(
             reinterpret_cast<uintptr_t>(ptr), c->region_hint);
         if (region != nullptr) {
-          const size_t usable =
-              static_cast<const tlsf::Heap*>(region->heap)->UsableSize(ptr);
+          const size_t usable = static_cast<const tlsf::Heap*>(region->heap)
+                                    ->UsableSizeIfFreeable(ptr);
           if (!IsCacheableUsable(usable)) return FreeShared(ptr);
           const size_t span = usable + tlsf::kBlockOverhead;
           auto* block = static_cast<ParkedBlock*>(ptr);
@@ -658,7 +660,7 @@ class CachingMemp final : private ThreadStateOwner {
         shared_.table().Find(reinterpret_cast<uintptr_t>(ptr), &c->region_hint);
     if (region == nullptr) return 0;
     const size_t usable =
-        static_cast<const tlsf::Heap*>(region->heap)->UsableSize(ptr);
+        static_cast<const tlsf::Heap*>(region->heap)->UsableSizeIfFreeable(ptr);
     return IsCacheableUsable(usable) ? usable + tlsf::kBlockOverhead : 0;
   }
   // Whether a block of `usable` bytes (UsableSize's answer) is live and

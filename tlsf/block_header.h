@@ -61,6 +61,15 @@ constexpr size_t LiveUsableBytes(uint64_t word, uintptr_t block_address,
   return live ? UsableBytes(span) : 0;
 }
 
+// Whether `word`, read at `block_address`, is the header a live block's
+// physical successor must have: tagged (a live or free block, or a pool's
+// end sentinel) and without kPrevFree. An overflow past the live block
+// that reached the header fails this (with the tag's odds).
+constexpr bool IsIntactSuccessor(uint64_t word, uintptr_t block_address,
+                                 uint64_t key) {
+  return (word & (kTagMask | kPrevFree)) == TagFor(block_address, key);
+}
+
 }  // namespace fmemp::tlsf::block_header
 
 #endif  // FMEMP_TLSF_BLOCK_HEADER_H_

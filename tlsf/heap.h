@@ -316,6 +316,33 @@ class Heap {
     return block_header::LiveUsableBytes(word, block, tag_key_);
   }
 
+  // As UsableSize, and also 0 when Free(ptr) would refuse the block because
+  // the header after it is damaged (an overflow: HeapError::kCorruptHeap).
+  // For a front-end that parks freed blocks without the heap's lock (the
+  // per-thread caches): it must not park what the heap would refuse. The
+  // same conditions as UsableSize; with a debug mode on, the same answer.
+  // Reading the successor's header without the lock is sound: while the
+  // block lives, its successor's header stays where it is, and the heap
+  // writes header words whole.
+  ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
+  UsableSizeIfFreeable(const void* ptr) const noexcept {
+    if (__builtin_expect(debug_ != 0, 0)) return UsableSize(ptr);
+    const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
+    if (address == 0 || address % kAlignment != 0) return 0;
+    const uintptr_t block = address - kAlignment;
+    const uint64_t word = __atomic_load_n(
+        reinterpret_cast<const uint64_t*>(address - kBlockOverhead),
+        __ATOMIC_RELAXED);
+    const size_t usable = block_header::LiveUsableBytes(word, block, tag_key_);
+    if (usable == 0) return 0;
+    const uintptr_t next = block + (word & block_header::kSpanMask);
+    const uint64_t next_word = __atomic_load_n(
+        reinterpret_cast<const uint64_t*>(next + kBlockOverhead),
+        __ATOMIC_RELAXED);
+    return block_header::IsIntactSuccessor(next_word, next, tag_key_) ? usable
+                                                                      : 0;
+  }
+
   // The alignment the live block at `ptr` was allocated with (kAlignment for
   // plain allocations); 0 if ptr is not a live block. O(1).
   size_t BlockAlignment(const void* ptr) const noexcept;

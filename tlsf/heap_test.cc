@@ -262,6 +262,35 @@ TEST_F(HeapTest, OverflowIntoNextHeaderIsDetected) {
   EXPECT_EQ(reports_.seen[1].first, HeapError::kInvalidFree);
 }
 
+TEST_F(HeapTest, UsableSizeIfFreeableRefusesWhatFreeWouldRefuse) {
+  void* a = heap_.Allocate(64);
+  void* b = heap_.Allocate(64);
+  void* c = heap_.Allocate(64);
+  const size_t usable = heap_.UsableSize(a);
+  EXPECT_EQ(heap_.UsableSizeIfFreeable(a), usable);
+  EXPECT_EQ(heap_.UsableSizeIfFreeable(b), heap_.UsableSize(b));
+  EXPECT_EQ(heap_.UsableSizeIfFreeable(nullptr), 0u);
+  EXPECT_EQ(heap_.UsableSizeIfFreeable(static_cast<char*>(a) + 16), 0u);
+  // The last block before the free rest: its successor is free, which is
+  // fine.
+  EXPECT_EQ(heap_.UsableSizeIfFreeable(c), heap_.UsableSize(c));
+  heap_.Free(c);
+  EXPECT_EQ(heap_.UsableSizeIfFreeable(c), 0u) << "freed";
+  // An overflow into b's header: UsableSize still answers (a's own header
+  // is intact), UsableSizeIfFreeable does not, as Free would refuse it.
+  char saved[8];
+  std::memcpy(saved, static_cast<char*>(a) + usable, sizeof(saved));
+  std::memset(static_cast<char*>(a) + usable, 0xee, sizeof(saved));
+  EXPECT_EQ(heap_.UsableSize(a), usable);
+  EXPECT_EQ(heap_.UsableSizeIfFreeable(a), 0u);
+  std::memcpy(static_cast<char*>(a) + usable, saved, sizeof(saved));
+  EXPECT_EQ(heap_.UsableSizeIfFreeable(a), usable) << "repaired";
+  EXPECT_TRUE(reports_.seen.empty()) << "asking reports nothing";
+  EXPECT_TRUE(heap_.Free(a));
+  EXPECT_TRUE(heap_.Free(b));
+  EXPECT_TRUE(heap_.Check().ok());
+}
+
 TEST_F(HeapTest, CheckTerminatesOnCyclicFreeList) {
   void* a = heap_.Allocate(100);
   void* b = heap_.Allocate(100);
