@@ -11,8 +11,9 @@
 // Guarantees
 // * Allocate, AllocateAligned and Free are O(1) in the number of regions for
 //   the choice of region (RegionIndex) and O(log regions) to find the region
-//   that owns a pointer (a B-tree keyed by region address); the TLSF work in
-//   the region is O(1).
+//   that owns a pointer (a bisection of an array in address order); the TLSF
+//   work in the region is O(1). Adding, removing, detaching and attaching a
+//   region are O(regions).
 // * Bookkeeping never lives in the caller's regions: each region's TLSF
 //   control structure, the region table and the tag table are allocated from
 //   the process heap.
@@ -41,7 +42,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -198,7 +198,7 @@ class RegionSet {
 
   // Takes the region that begins at `begin` out of this set, live blocks
   // and all: the set's counters drop by its figures (the peak stays), and
-  // its blocks are no longer this set's to free. O(log regions + tags).
+  // its blocks are no longer this set's to free. O(regions + tags).
   // NotFound if no region begins there.
   absl::StatusOr<DetachedRegion> Detach(void* begin);
 
@@ -304,7 +304,23 @@ class RegionSet {
   MempReport FromHeapReport(const tlsf::HeapReport& report) const;
   static void OnHeapReport(void* context, const tlsf::HeapReport& report);
 
-  absl::btree_map<uintptr_t, std::unique_ptr<Region>> regions_;
+  // A region and its address, the key of regions_.
+  struct Slot {
+    uintptr_t begin;
+    std::unique_ptr<Region> region;
+
+    // The order of regions_, for std::lower_bound.
+    static bool Before(const Slot& slot, uintptr_t begin) {
+      return slot.begin < begin;
+    }
+  };
+  // The slot of the region that begins at `begin`, or regions_.end().
+  std::vector<Slot>::iterator SlotOf(uintptr_t begin) noexcept;
+  // Inserts `region` in address order. O(regions).
+  void InsertSlot(std::unique_ptr<Region> region);
+
+  // Every region, in address order (FindRegion bisects it).
+  std::vector<Slot> regions_;
   RegionIndex index_;
   RegionTable table_;
   absl::flat_hash_map<const void*, BlockTag> tags_;
