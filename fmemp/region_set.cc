@@ -42,6 +42,10 @@ struct RegionSet::Region {
   }
 };
 
+int RegionSet::IndexedBin(const Region& r) const noexcept {
+  return &r == solo_ ? RegionIndex::kNoBin : r.IndexBin();
+}
+
 namespace {
 
 constexpr int FlatBin(tlsf::Bin bin) {
@@ -200,10 +204,11 @@ absl::Status RegionSet::AddRegion(void* begin, void* end) {
   region->pool = *pool;
   region->first_payload =
       Addr(Heap::PoolBegin(region->pool)) + Heap::kFirstPayloadOffset;
+  Unsolo();
   capacity_bytes_ += region->heap.Stats().capacity_bytes;
-  index_.Update(&region->entry, region->heap.LargestFreeBin());
   table_.Insert({region->first_payload, region->end, &region->heap});
   InsertSlot(std::move(region));
+  Refile();
   return absl::OkStatus();
 }
 
@@ -249,10 +254,12 @@ absl::Status RegionSet::RemoveRegion(void* begin) {
         absl::StrFormat("region [%p, %p) not removed: %s", begin,
                         reinterpret_cast<void*>(region.end), s.message()));
   }
+  Unsolo();
   index_.Update(&region.entry, RegionIndex::kNoBin);
   table_.Erase(region.first_payload);
   capacity_bytes_ -= capacity;
   regions_.erase(it);
+  Refile();
   return absl::OkStatus();
 }
 
@@ -261,6 +268,7 @@ void RegionSet::Clear() {
     index_.Update(&r->entry, RegionIndex::kNoBin);
   }
   regions_.clear();
+  solo_ = nullptr;
   table_.Clear();
   tags_.clear();
   capacity_bytes_ = used_bytes_ = peak_used_bytes_ = live_blocks_ = 0;
@@ -297,11 +305,13 @@ absl::StatusOr<RegionSet::DetachedRegion> RegionSet::Detach(void* begin) {
     return absl::NotFoundError(
         absl::StrFormat("no region begins at %p", begin));
   }
+  Unsolo();
   DetachedRegion out;
   out.region_ = std::move(it->region);
   regions_.erase(it);
   Region& r = *out.region_;
   index_.Update(&r.entry, RegionIndex::kNoBin);
+  Refile();
   table_.Erase(r.first_payload);
   const HeapStats& s = r.heap.Stats();
   capacity_bytes_ -= s.capacity_bytes;
@@ -341,16 +351,17 @@ absl::Status RegionSet::Attach(DetachedRegion& detached) {
         reinterpret_cast<void*>(r.begin), reinterpret_cast<void*>(r.end)));
   }
   r.heap.SetReportHandler(&RegionSet::OnHeapReport, this);
+  Unsolo();
   const HeapStats& s = r.heap.Stats();
   capacity_bytes_ += s.capacity_bytes;
   used_bytes_ += s.used_bytes;
   live_blocks_ += s.live_blocks;
   peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_);
-  index_.Update(&r.entry, r.IndexBin());
   table_.Insert({r.first_payload, r.end, &r.heap});
   for (auto& [ptr, tag] : detached.tags_) tags_.emplace(ptr, tag);
   detached.tags_.clear();
   InsertSlot(std::move(detached.region_));
+  Refile();
   return absl::OkStatus();
 }
 
@@ -362,11 +373,44 @@ absl::Status RegionSet::SetAllocatable(void* begin, bool allocatable) {
   }
   Region& region = *it->region;
   region.allocatable = allocatable;
-  index_.Update(&region.entry, region.IndexBin());
+  Refile();
   return absl::OkStatus();
 }
 
-RegionSet::Region* RegionSet::FindRegion(const void* ptr) const noexcept {
+void RegionSet::Unsolo() noexcept {
+  if (solo_ == nullptr) return;
+  const HeapStats& s = solo_->heap.Stats();
+  used_bytes_ += s.used_bytes;
+  live_blocks_ += s.live_blocks;
+  Region* const r = solo_;
+  solo_ = nullptr;
+  index_.Update(&r->entry, r->IndexBin());
+}
+
+void RegionSet::Refile() noexcept {
+  Unsolo();
+  Region* only = nullptr;
+  size_t allocatable = 0;
+  for (auto& [begin, r] : regions_) {
+    if (r->allocatable) {
+      only = r.get();
+      ++allocatable;
+    }
+  }
+  solo_ = allocatable == 1 ? only : nullptr;
+  if (solo_ != nullptr) {
+    const HeapStats& s = solo_->heap.Stats();
+    used_bytes_ -= s.used_bytes;
+    live_blocks_ -= s.live_blocks;
+  }
+  for (auto& [begin, r] : regions_) {
+    index_.Update(&r->entry, IndexedBin(*r));
+  }
+}
+
+// Inline: it is most of the lookup on every free.
+inline RegionSet::Region* RegionSet::FindRegion(
+    const void* ptr) const noexcept {
   const uintptr_t at = Addr(ptr);
   size_t n = regions_.size();
   if (n == 0) return nullptr;
@@ -382,6 +426,10 @@ RegionSet::Region* RegionSet::FindRegion(const void* ptr) const noexcept {
   return at >= slot->begin && at < r->end ? r : nullptr;
 }
 
+bool RegionSet::Contains(const void* ptr) const noexcept {
+  return FindRegion(ptr) != nullptr;
+}
+
 RegionSet::Region* RegionSet::RegionFor(size_t search_span) const noexcept {
   const size_t good_fit = tlsf::RoundUpToBinStart(search_span);
   if (good_fit >= tlsf::kMaxSpan) return nullptr;
@@ -390,69 +438,137 @@ RegionSet::Region* RegionSet::RegionFor(size_t search_span) const noexcept {
   return entry != nullptr ? static_cast<Region*>(entry->owner) : nullptr;
 }
 
-template <typename Op>
-auto RegionSet::InRegion(Region* r, Op op) noexcept {
-  // Only the three counters the aggregates need are copied.
+namespace {
+
+// The highest used_bytes of a heap during a call that found its peak at
+// `peak_before`: a moving realloc holds both blocks for a moment, which the
+// heap's own peak saw, and so must the aggregate.
+size_t HighWater(const HeapStats& after, size_t peak_before) {
+  return after.peak_used_bytes > peak_before ? after.peak_used_bytes
+                                             : after.used_bytes;
+}
+
+}  // namespace
+
+template <bool kMayRaisePeak, typename Op>
+inline auto RegionSet::InRegion(Region* r, Op op) noexcept {
   const HeapStats& stats = r->heap.Stats();
+  const size_t peak_before = stats.peak_used_bytes;
+  if (r == solo_) {
+    // Its counters are read through (see solo_): only the peak needs the
+    // call's outcome, and its index entry is not kept.
+    auto result = op(r->heap);
+    if (kMayRaisePeak) {
+      peak_used_bytes_ = std::max(peak_used_bytes_,
+                                  used_bytes_ + HighWater(stats, peak_before));
+    }
+    return result;
+  }
   const size_t used_before = stats.used_bytes;
   const size_t live_before = stats.live_blocks;
-  const size_t peak_before = stats.peak_used_bytes;
   auto result = op(r->heap);
   const size_t elsewhere = used_bytes_ - used_before;
   used_bytes_ = elsewhere + stats.used_bytes;
   live_blocks_ = live_blocks_ - live_before + stats.live_blocks;
-  // A moving realloc holds both blocks for a moment; the heap's own peak
-  // saw that, and so must the aggregate.
-  size_t high = stats.used_bytes;
-  if (stats.peak_used_bytes > peak_before) {
-    high = std::max(high, stats.peak_used_bytes);
+  if (kMayRaisePeak) {
+    peak_used_bytes_ =
+        std::max(peak_used_bytes_,
+                 elsewhere + SoloUsedBytes() + HighWater(stats, peak_before));
   }
-  peak_used_bytes_ = std::max(peak_used_bytes_, elsewhere + high);
   index_.Update(&r->entry, r->IndexBin());
   return result;
 }
 
+inline bool RegionSet::FreeIn(Region* r, void* ptr) noexcept {
+  // A free only lowers used_bytes.
+  return InRegion</*kMayRaisePeak=*/false>(
+      r, [ptr](Heap& heap) { return heap.Free(ptr); });
+}
+
+size_t RegionSet::SoloUsedBytes() const noexcept {
+  return solo_ != nullptr ? solo_->heap.Stats().used_bytes : 0;
+}
+
+size_t RegionSet::UsedBytes() const noexcept {
+  return used_bytes_ + SoloUsedBytes();
+}
+
+size_t RegionSet::LiveBlocks() const noexcept {
+  return live_blocks_ +
+         (solo_ != nullptr ? solo_->heap.Stats().live_blocks : 0);
+}
+
 // --- Allocation ---
 
-void* RegionSet::AllocateSpan(size_t search_span, size_t alignment,
-                              size_t bytes) noexcept {
-  auto allocate = [alignment, bytes](Heap& heap) {
+namespace {
+
+// The heap call of an allocation with `alignment` (kAlignment: plain).
+struct HeapAllocation {
+  size_t alignment;
+  size_t bytes;
+
+  void* operator()(Heap& heap) const noexcept {
     return alignment <= tlsf::kAlignment
                ? heap.Allocate(bytes)
                : heap.AllocateAligned(alignment, bytes);
-  };
-  if (search_span != 0 && search_span < tlsf::kMaxSpan) {
-    if (Region* r = RegionFor(search_span)) {
-      if (void* p = InRegion(r, allocate)) return p;
-    }
-    // No region has a bin above the request's; regions filed exactly under
-    // its own bin may still hold a block that fits.
-    const int own = FlatBin(tlsf::BinForSpan(search_span));
-    RegionIndex::Entry* entry = index_.First(own);
-    for (int i = 0; entry != nullptr && i < kRegionFallback; ++i) {
-      RegionIndex::Entry* next = entry->next;  // InRegion may refile entry
-      if (void* p = InRegion(static_cast<Region*>(entry->owner), allocate)) {
-        return p;
-      }
-      entry = next;
-    }
   }
-  ++failed_allocations_;
+};
+
+}  // namespace
+
+void* RegionSet::AllocateIndexed(size_t search_span, size_t alignment,
+                                 size_t bytes) noexcept {
+  const HeapAllocation allocate{alignment, bytes};
+  if (Region* r = RegionFor(search_span)) {
+    if (void* p = InRegion(r, allocate)) return p;
+  }
+  // No region has a bin above the request's; regions filed exactly under its
+  // own bin may still hold a block that fits.
+  const int own = FlatBin(tlsf::BinForSpan(search_span));
+  RegionIndex::Entry* entry = index_.First(own);
+  for (int i = 0; entry != nullptr && i < kRegionFallback; ++i) {
+    RegionIndex::Entry* next = entry->next;  // InRegion may refile entry
+    if (void* p = InRegion(static_cast<Region*>(entry->owner), allocate)) {
+      return p;
+    }
+    entry = next;
+  }
   return nullptr;
 }
 
-size_t RegionSet::RequestSpan(size_t bytes) const noexcept {
+inline size_t RegionSet::RequestSpan(size_t bytes) const noexcept {
   // tlsf::SpanForRequest(bytes + canary_extra_), as the heap lays the block
-  // out, without a branch on the debug modes and without wrapping. (Under
-  // canaries the heap takes max(bytes, 1), which has the same span.)
-  if (bytes > max_request_) return 0;
+  // out, without a branch on the debug modes. (Under canaries the heap takes
+  // max(bytes, 1), which has the same span.) bytes <= max_request_ keeps it
+  // below kMaxSpan.
   const size_t span = tlsf::AlignUp(
       bytes + canary_extra_ + tlsf::kBlockOverhead, tlsf::kAlignment);
   return span < tlsf::kMinFreeSpan ? tlsf::kMinFreeSpan : span;
 }
 
+// Inline: with Allocate's constant alignment it folds into one heap call.
+inline void* RegionSet::AllocateWith(size_t alignment, size_t bytes) noexcept {
+  void* p = nullptr;
+  if (bytes <= max_request_) {
+    if (solo_ != nullptr) {
+      // With one region to choose from, its heap's own search (a good fit,
+      // then its own bin) decides, as the index would.
+      p = InRegion(solo_, HeapAllocation{alignment, bytes});
+    } else {
+      // Room for the block wherever the alignment puts it.
+      const size_t search_span =
+          RequestSpan(bytes) + alignment - tlsf::kAlignment;
+      if (search_span < tlsf::kMaxSpan) {
+        p = AllocateIndexed(search_span, alignment, bytes);
+      }
+    }
+  }
+  if (p == nullptr) ++failed_allocations_;
+  return p;
+}
+
 void* RegionSet::Allocate(size_t bytes) noexcept {
-  return AllocateSpan(RequestSpan(bytes), tlsf::kAlignment, bytes);
+  return AllocateWith(tlsf::kAlignment, bytes);
 }
 
 void* RegionSet::AllocateAligned(size_t alignment, size_t bytes) noexcept {
@@ -461,9 +577,7 @@ void* RegionSet::AllocateAligned(size_t alignment, size_t bytes) noexcept {
     return nullptr;
   }
   if (alignment <= tlsf::kAlignment) return Allocate(bytes);
-  const size_t span = RequestSpan(bytes);
-  return AllocateSpan(span == 0 ? 0 : span + alignment - tlsf::kAlignment,
-                      alignment, bytes);
+  return AllocateWith(alignment, bytes);
 }
 
 size_t RegionSet::AllocateBatch(size_t bytes, size_t count,
@@ -490,7 +604,7 @@ bool RegionSet::Free(void* ptr) noexcept {
     Report(MempError::kInvalidFree, ptr);
     return false;
   }
-  const bool freed = InRegion(r, [ptr](Heap& heap) { return heap.Free(ptr); });
+  const bool freed = FreeIn(r, ptr);
   if (freed && !tags_.empty()) tags_.erase(ptr);
   return freed;
 }
@@ -514,7 +628,7 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes) noexcept {
   if (old_usable == 0) {
     // Not a live block. Heap::Free only reports such a pointer (as invalid
     // or double free) and changes nothing.
-    InRegion(r, [ptr](Heap& heap) { return heap.Free(ptr); });
+    FreeIn(r, ptr);
     return nullptr;
   }
   const uint64_t misuse_before = r->heap.Stats().invalid_frees;
@@ -529,7 +643,7 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes) noexcept {
     moved = AllocateAligned(r->heap.BlockAlignment(ptr), bytes);
     if (moved == nullptr) return nullptr;  // counted; ptr is unchanged
     std::memcpy(moved, ptr, std::min(old_usable, bytes));
-    InRegion(r, [ptr](Heap& heap) { return heap.Free(ptr); });
+    FreeIn(r, ptr);
   }
   if (moved != ptr && !tags_.empty()) {
     auto tag = tags_.extract(ptr);
@@ -552,10 +666,10 @@ void RegionSet::SetTag(const void* ptr, const BlockTag& tag) {
 MempStats RegionSet::Probe() const noexcept {
   MempStats stats;
   stats.capacity_bytes = capacity_bytes_;
-  stats.used_bytes = used_bytes_;
-  stats.free_bytes = capacity_bytes_ - used_bytes_;
+  stats.used_bytes = UsedBytes();
+  stats.free_bytes = capacity_bytes_ - stats.used_bytes;
   stats.peak_used_bytes = peak_used_bytes_;
-  stats.live_blocks = live_blocks_;
+  stats.live_blocks = LiveBlocks();
   stats.region_count = regions_.size();
   stats.failed_allocations = failed_allocations_;
   stats.invalid_frees = invalid_frees_;
@@ -563,7 +677,7 @@ MempStats RegionSet::Probe() const noexcept {
 }
 
 void RegionSet::ResetPeak() noexcept {
-  peak_used_bytes_ = used_bytes_;
+  peak_used_bytes_ = UsedBytes();
   for (auto& [key, r] : regions_) r->heap.ResetPeak();
 }
 
@@ -602,11 +716,11 @@ absl::Status RegionSet::CheckRegion(const Region& r, bool with_tags) const {
         found ? DescribeMempReport(first) : std::string(),
         found ? "; heap check: " : "", s.message()));
   }
-  if (r.entry.bin != r.IndexBin()) {
+  if (r.entry.bin != IndexedBin(r)) {
     return absl::DataLossError(absl::StrFormat(
         "region [%p, %p) is indexed under bin %d, its heap says %d",
         reinterpret_cast<void*>(r.begin), reinterpret_cast<void*>(r.end),
-        r.entry.bin, r.IndexBin()));
+        r.entry.bin, IndexedBin(r)));
   }
   if (!with_tags) return absl::OkStatus();
   for (const auto& [ptr, tag] : tags_) {
@@ -642,12 +756,12 @@ absl::Status RegionSet::Check() const {
     used += s.used_bytes;
     live += s.live_blocks;
   }
-  if (capacity != capacity_bytes_ || used != used_bytes_ ||
-      live != live_blocks_ || peak_used_bytes_ < used_bytes_) {
+  if (capacity != capacity_bytes_ || used != UsedBytes() ||
+      live != LiveBlocks() || peak_used_bytes_ < used) {
     return absl::DataLossError(absl::StrFormat(
         "aggregate counters disagree with the regions: capacity %d/%d used "
         "%d/%d live %d/%d peak %d",
-        capacity_bytes_, capacity, used_bytes_, used, live_blocks_, live,
+        capacity_bytes_, capacity, UsedBytes(), used, LiveBlocks(), live,
         peak_used_bytes_));
   }
   for (const auto& [ptr, tag] : tags_) {

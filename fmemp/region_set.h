@@ -211,9 +211,7 @@ class RegionSet {
   absl::Status Attach(DetachedRegion& region);
 
   // Whether ptr lies inside one of this set's regions (O(log regions)).
-  bool Contains(const void* ptr) const noexcept {
-    return FindRegion(ptr) != nullptr;
-  }
+  bool Contains(const void* ptr) const noexcept;
 
   // Takes the region that begins at `begin` out of (false) or back into
   // (true) service: while out, no new block is placed in it, so blocks that
@@ -289,13 +287,38 @@ class RegionSet {
   Region* FindRegion(const void* ptr) const noexcept;
   // A region sure to serve a request of `search_span` bytes, or nullptr.
   Region* RegionFor(size_t search_span) const noexcept;
+  // Files every region in the index under IndexedBin and recomputes solo_:
+  // after any change to the regions or to which are allocatable.
+  // O(regions).
+  void Refile() noexcept;
+  // Leaves solo mode: folds solo_'s counters into the aggregates and files
+  // it in the index. Before any change to the regions. O(1).
+  void Unsolo() noexcept;
+  // The aggregates, solo_'s counters included.
+  size_t SoloUsedBytes() const noexcept;
+  size_t UsedBytes() const noexcept;
+  size_t LiveBlocks() const noexcept;
+  // The bin `r` must be filed under: its heap's largest free bin while
+  // allocatable, kNoBin when not, or when it is solo_ (whose entry is not
+  // kept up to date on each call: there is no other region to choose).
+  int IndexedBin(const Region& r) const noexcept;
   // Runs `op` on region `r` and folds the change of its heap's counters into
   // the aggregates and the index.
-  template <typename Op>
+  // kMayRaisePeak false: `op` never raises used_bytes (a free), so the peak
+  // is left alone.
+  template <bool kMayRaisePeak = true, typename Op>
   auto InRegion(Region* r, Op op) noexcept;
-  void* AllocateSpan(size_t span, size_t alignment, size_t bytes) noexcept;
-  // The span a request of `bytes` takes in a region's heap (0: none can
-  // serve it), debug modes included.
+  // InRegion for a free of ptr.
+  bool FreeIn(Region* r, void* ptr) noexcept;
+  // Allocates from solo_, or through the index (AllocateIndexed); counts a
+  // failure. REQUIRES: alignment >= kAlignment, a power of two.
+  void* AllocateWith(size_t alignment, size_t bytes) noexcept;
+  // The index's choice of region for a request (and the fallback regions
+  // filed under its own bin); nullptr if none serves it. Counts nothing.
+  void* AllocateIndexed(size_t search_span, size_t alignment,
+                        size_t bytes) noexcept;
+  // The span a request of `bytes` takes in a region's heap, debug modes
+  // included. REQUIRES: bytes <= max_request_.
   size_t RequestSpan(size_t bytes) const noexcept;
   // CheckRegionOf's checks; `with_tags`: also the tags in the region.
   absl::Status CheckRegion(const Region& region, bool with_tags) const;
@@ -322,9 +345,16 @@ class RegionSet {
   // Every region, in address order (FindRegion bisects it).
   std::vector<Slot> regions_;
   RegionIndex index_;
+  // The only allocatable region, when exactly one is (nullptr otherwise).
+  // Allocation then goes straight to its heap and neither reads nor refiles
+  // the index, and its heap's used and live counts are read through rather
+  // than folded into used_bytes_ and live_blocks_ on every call: the common
+  // single-region case pays no index or aggregate work but the peak's.
+  Region* solo_ = nullptr;
   RegionTable table_;
   absl::flat_hash_map<const void*, BlockTag> tags_;
   size_t capacity_bytes_ = 0;
+  // Of every region but solo_ (UsedBytes, LiveBlocks: of all).
   size_t used_bytes_ = 0;
   size_t peak_used_bytes_ = 0;
   size_t live_blocks_ = 0;
