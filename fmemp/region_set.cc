@@ -269,6 +269,7 @@ void RegionSet::Clear() {
   }
   regions_.clear();
   solo_ = nullptr;
+  solo_stats_ = nullptr;
   table_.Clear();
   tags_.clear();
   capacity_bytes_ = used_bytes_ = peak_used_bytes_ = live_blocks_ = 0;
@@ -384,6 +385,7 @@ void RegionSet::Unsolo() noexcept {
   live_blocks_ += s.live_blocks;
   Region* const r = solo_;
   solo_ = nullptr;
+  solo_stats_ = nullptr;
   index_.Update(&r->entry, r->IndexBin());
 }
 
@@ -400,6 +402,7 @@ void RegionSet::Refile() noexcept {
   solo_ = allocatable == 1 ? only : nullptr;
   if (solo_ != nullptr) {
     const HeapStats& s = solo_->heap.Stats();
+    solo_stats_ = &s;
     used_bytes_ -= s.used_bytes;
     live_blocks_ -= s.live_blocks;
   }
@@ -472,8 +475,8 @@ inline auto RegionSet::InRegion(Region* r, Op op) noexcept {
   live_blocks_ = live_blocks_ - live_before + stats.live_blocks;
   if (kMayRaisePeak) {
     peak_used_bytes_ =
-        std::max(peak_used_bytes_,
-                 elsewhere + SoloUsedBytes() + HighWater(stats, peak_before));
+        std::max(peak_used_bytes_, UsedBytes() - stats.used_bytes +
+                                       HighWater(stats, peak_before));
   }
   index_.Update(&r->entry, r->IndexBin());
   return result;
@@ -483,19 +486,6 @@ inline bool RegionSet::FreeIn(Region* r, void* ptr) noexcept {
   // A free only lowers used_bytes.
   return InRegion</*kMayRaisePeak=*/false>(
       r, [ptr](Heap& heap) { return heap.Free(ptr); });
-}
-
-size_t RegionSet::SoloUsedBytes() const noexcept {
-  return solo_ != nullptr ? solo_->heap.Stats().used_bytes : 0;
-}
-
-size_t RegionSet::UsedBytes() const noexcept {
-  return used_bytes_ + SoloUsedBytes();
-}
-
-size_t RegionSet::LiveBlocks() const noexcept {
-  return live_blocks_ +
-         (solo_ != nullptr ? solo_->heap.Stats().live_blocks : 0);
 }
 
 // --- Allocation ---
@@ -593,13 +583,7 @@ size_t RegionSet::AllocateBatch(size_t bytes, size_t count,
   return got;
 }
 
-bool RegionSet::Free(void* ptr) noexcept {
-  if (ptr == nullptr) return true;
-  Region* const r = FindRegion(ptr);
-  if (r == nullptr) {
-    Report(MempError::kForeignPointer, ptr);
-    return false;
-  }
+inline bool RegionSet::FreeFound(Region* r, void* ptr) noexcept {
   if (!r->MayHoldPayload(ptr)) {
     Report(MempError::kInvalidFree, ptr);
     return false;
@@ -607,6 +591,22 @@ bool RegionSet::Free(void* ptr) noexcept {
   const bool freed = FreeIn(r, ptr);
   if (freed && !tags_.empty()) tags_.erase(ptr);
   return freed;
+}
+
+bool RegionSet::Free(void* ptr) noexcept {
+  if (ptr == nullptr) return true;
+  Region* const r = FindRegion(ptr);
+  if (r == nullptr) {
+    Report(MempError::kForeignPointer, ptr);
+    return false;
+  }
+  return FreeFound(r, ptr);
+}
+
+RegionSet::FreeOutcome RegionSet::TryFree(void* ptr) noexcept {
+  Region* const r = FindRegion(ptr);
+  if (r == nullptr) return FreeOutcome::kOutside;
+  return FreeFound(r, ptr) ? FreeOutcome::kFreed : FreeOutcome::kRefused;
 }
 
 void* RegionSet::Reallocate(void* ptr, size_t bytes) noexcept {
@@ -662,19 +662,6 @@ void RegionSet::SetTag(const void* ptr, const BlockTag& tag) {
 }
 
 // --- Observation ---
-
-MempStats RegionSet::Probe() const noexcept {
-  MempStats stats;
-  stats.capacity_bytes = capacity_bytes_;
-  stats.used_bytes = UsedBytes();
-  stats.free_bytes = capacity_bytes_ - stats.used_bytes;
-  stats.peak_used_bytes = peak_used_bytes_;
-  stats.live_blocks = LiveBlocks();
-  stats.region_count = regions_.size();
-  stats.failed_allocations = failed_allocations_;
-  stats.invalid_frees = invalid_frees_;
-  return stats;
-}
 
 void RegionSet::ResetPeak() noexcept {
   peak_used_bytes_ = UsedBytes();

@@ -228,6 +228,11 @@ class RegionSet {
   // Frees a live block; nullptr is a no-op. Misuse is reported and ignored
   // (returns false).
   bool Free(void* ptr) noexcept;
+  // Free for a pointer that may lie outside this set, with one region
+  // lookup: kOutside (nothing done, nothing reported) when ptr is in none of
+  // its regions, otherwise Free's outcome. REQUIRES: ptr != nullptr.
+  enum class FreeOutcome { kOutside, kFreed, kRefused };
+  FreeOutcome TryFree(void* ptr) noexcept;
   size_t UsableSize(const void* ptr) const noexcept;
 
   // Allocates up to `count` blocks of `bytes` into out[] and returns how
@@ -244,7 +249,19 @@ class RegionSet {
   // Records `tag` for the live block at ptr; dropped when it is freed.
   void SetTag(const void* ptr, const BlockTag& tag);
 
-  MempStats Probe() const noexcept;
+  // O(1), inline: a layer may publish it after every call.
+  MempStats Probe() const noexcept {
+    MempStats stats;
+    stats.capacity_bytes = capacity_bytes_;
+    stats.used_bytes = UsedBytes();
+    stats.free_bytes = capacity_bytes_ - stats.used_bytes;
+    stats.peak_used_bytes = peak_used_bytes_;
+    stats.live_blocks = LiveBlocks();
+    stats.region_count = regions_.size();
+    stats.failed_allocations = failed_allocations_;
+    stats.invalid_frees = invalid_frees_;
+    return stats;
+  }
   std::vector<RegionStats> ProbeRegions() const;
   void ResetPeak() noexcept;
 
@@ -295,9 +312,15 @@ class RegionSet {
   // it in the index. Before any change to the regions. O(1).
   void Unsolo() noexcept;
   // The aggregates, solo_'s counters included.
-  size_t SoloUsedBytes() const noexcept;
-  size_t UsedBytes() const noexcept;
-  size_t LiveBlocks() const noexcept;
+  size_t UsedBytes() const noexcept {
+    return used_bytes_ + (solo_stats_ != nullptr ? solo_stats_->used_bytes : 0);
+  }
+  size_t LiveBlocks() const noexcept {
+    return live_blocks_ +
+           (solo_stats_ != nullptr ? solo_stats_->live_blocks : 0);
+  }
+  // Free after FindRegion found r.
+  bool FreeFound(Region* r, void* ptr) noexcept;
   // The bin `r` must be filed under: its heap's largest free bin while
   // allocatable, kNoBin when not, or when it is solo_ (whose entry is not
   // kept up to date on each call: there is no other region to choose).
@@ -351,6 +374,7 @@ class RegionSet {
   // than folded into used_bytes_ and live_blocks_ on every call: the common
   // single-region case pays no index or aggregate work but the peak's.
   Region* solo_ = nullptr;
+  const tlsf::HeapStats* solo_stats_ = nullptr;  // solo_'s heap's, for Probe
   RegionTable table_;
   absl::flat_hash_map<const void*, BlockTag> tags_;
   size_t capacity_bytes_ = 0;
