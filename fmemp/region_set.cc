@@ -268,6 +268,7 @@ void RegionSet::Clear() {
     index_.Update(&r->entry, RegionIndex::kNoBin);
   }
   regions_.clear();
+  last_ = nullptr;
   solo_ = nullptr;
   solo_stats_ = nullptr;
   table_.Clear();
@@ -391,6 +392,7 @@ void RegionSet::Unsolo() noexcept {
 
 void RegionSet::Refile() noexcept {
   Unsolo();
+  last_ = nullptr;  // it may have been removed
   Region* only = nullptr;
   size_t allocatable = 0;
   for (auto& [begin, r] : regions_) {
@@ -415,6 +417,8 @@ void RegionSet::Refile() noexcept {
 inline RegionSet::Region* RegionSet::FindRegion(
     const void* ptr) const noexcept {
   const uintptr_t at = Addr(ptr);
+  // Blocks are often freed into the region last used.
+  if (last_ != nullptr && at >= last_->begin && at < last_->end) return last_;
   size_t n = regions_.size();
   if (n == 0) return nullptr;
   // The last slot that begins at or below `at`, by a bisection without
@@ -455,6 +459,7 @@ size_t HighWater(const HeapStats& after, size_t peak_before) {
 
 template <bool kMayRaisePeak, typename Op>
 inline auto RegionSet::InRegion(Region* r, Op op) noexcept {
+  last_ = r;
   const HeapStats& stats = r->heap.Stats();
   const size_t peak_before = stats.peak_used_bytes;
   if (r == solo_) {

@@ -375,6 +375,9 @@ class RegionSet {
   // single-region case pays no index or aggregate work but the peak's.
   Region* solo_ = nullptr;
   const tlsf::HeapStats* solo_stats_ = nullptr;  // solo_'s heap's, for Probe
+  // The region of the last allocation or free, which FindRegion tries
+  // before its bisection; nullptr after any change to the regions.
+  Region* last_ = nullptr;
   RegionTable table_;
   absl::flat_hash_map<const void*, BlockTag> tags_;
   size_t capacity_bytes_ = 0;
