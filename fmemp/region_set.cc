@@ -445,30 +445,25 @@ RegionSet::Region* RegionSet::RegionFor(size_t search_span) const noexcept {
   return entry != nullptr ? static_cast<Region*>(entry->owner) : nullptr;
 }
 
-namespace {
-
-// The highest used_bytes of a heap during a call that found its peak at
-// `peak_before`: a moving realloc holds both blocks for a moment, which the
-// heap's own peak saw, and so must the aggregate.
-size_t HighWater(const HeapStats& after, size_t peak_before) {
-  return after.peak_used_bytes > peak_before ? after.peak_used_bytes
-                                             : after.used_bytes;
-}
-
-}  // namespace
-
-template <bool kMayRaisePeak, typename Op>
+template <RegionSet::PeakEffect kPeak, typename Op>
 inline auto RegionSet::InRegion(Region* r, Op op) noexcept {
+  constexpr bool kMayRaisePeak = kPeak != PeakEffect::kNone;
   last_ = r;
   const HeapStats& stats = r->heap.Stats();
-  const size_t peak_before = stats.peak_used_bytes;
+  const size_t peak_before =
+      kPeak == PeakEffect::kTransient ? stats.peak_used_bytes : 0;
+  // The highest used_bytes of the heap during the call.
+  auto high_water = [&] {
+    if (kPeak != PeakEffect::kTransient) return stats.used_bytes;
+    return stats.peak_used_bytes > peak_before ? stats.peak_used_bytes
+                                               : stats.used_bytes;
+  };
   if (r == solo_) {
     // Its counters are read through (see solo_): only the peak needs the
     // call's outcome, and its index entry is not kept.
     auto result = op(r->heap);
     if (kMayRaisePeak) {
-      peak_used_bytes_ = std::max(peak_used_bytes_,
-                                  used_bytes_ + HighWater(stats, peak_before));
+      peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_ + high_water());
     }
     return result;
   }
@@ -479,17 +474,15 @@ inline auto RegionSet::InRegion(Region* r, Op op) noexcept {
   used_bytes_ = elsewhere + stats.used_bytes;
   live_blocks_ = live_blocks_ - live_before + stats.live_blocks;
   if (kMayRaisePeak) {
-    peak_used_bytes_ =
-        std::max(peak_used_bytes_, UsedBytes() - stats.used_bytes +
-                                       HighWater(stats, peak_before));
+    peak_used_bytes_ = std::max(peak_used_bytes_,
+                                UsedBytes() - stats.used_bytes + high_water());
   }
   index_.Update(&r->entry, r->IndexBin());
   return result;
 }
 
 inline bool RegionSet::FreeIn(Region* r, void* ptr) noexcept {
-  // A free only lowers used_bytes.
-  return InRegion</*kMayRaisePeak=*/false>(
+  return InRegion<PeakEffect::kNone>(
       r, [ptr](Heap& heap) { return heap.Free(ptr); });
 }
 
@@ -515,7 +508,7 @@ void* RegionSet::AllocateIndexed(size_t search_span, size_t alignment,
                                  size_t bytes) noexcept {
   const HeapAllocation allocate{alignment, bytes};
   if (Region* r = RegionFor(search_span)) {
-    if (void* p = InRegion(r, allocate)) return p;
+    if (void* p = InRegion<PeakEffect::kAtEnd>(r, allocate)) return p;
   }
   // No region has a bin above the request's; regions filed exactly under its
   // own bin may still hold a block that fits.
@@ -523,7 +516,8 @@ void* RegionSet::AllocateIndexed(size_t search_span, size_t alignment,
   RegionIndex::Entry* entry = index_.First(own);
   for (int i = 0; entry != nullptr && i < kRegionFallback; ++i) {
     RegionIndex::Entry* next = entry->next;  // InRegion may refile entry
-    if (void* p = InRegion(static_cast<Region*>(entry->owner), allocate)) {
+    if (void* p = InRegion<PeakEffect::kAtEnd>(
+            static_cast<Region*>(entry->owner), allocate)) {
       return p;
     }
     entry = next;
@@ -548,7 +542,7 @@ inline void* RegionSet::AllocateWith(size_t alignment, size_t bytes) noexcept {
     if (solo_ != nullptr) {
       // With one region to choose from, its heap's own search (a good fit,
       // then its own bin) decides, as the index would.
-      p = InRegion(solo_, HeapAllocation{alignment, bytes});
+      p = InRegion<PeakEffect::kAtEnd>(solo_, HeapAllocation{alignment, bytes});
     } else {
       // Room for the block wherever the alignment puts it.
       const size_t search_span =
@@ -637,7 +631,7 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes) noexcept {
     return nullptr;
   }
   const uint64_t misuse_before = r->heap.Stats().invalid_frees;
-  void* moved = InRegion(
+  void* moved = InRegion<PeakEffect::kTransient>(
       r, [ptr, bytes](Heap& heap) { return heap.Reallocate(ptr, bytes); });
   if (moved == nullptr && r->heap.Stats().invalid_frees != misuse_before) {
     return nullptr;  // the heap found the block damaged and reported it

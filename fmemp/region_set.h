@@ -325,11 +325,13 @@ class RegionSet {
   // allocatable, kNoBin when not, or when it is solo_ (whose entry is not
   // kept up to date on each call: there is no other region to choose).
   int IndexedBin(const Region& r) const noexcept;
+  // How a heap call can move used_bytes, for the aggregate peak: not up (a
+  // free), up to where it ends (an allocation), or through a high point
+  // the heap's own peak records (a moving realloc holds both blocks).
+  enum class PeakEffect { kNone, kAtEnd, kTransient };
   // Runs `op` on region `r` and folds the change of its heap's counters into
   // the aggregates and the index.
-  // kMayRaisePeak false: `op` never raises used_bytes (a free), so the peak
-  // is left alone.
-  template <bool kMayRaisePeak = true, typename Op>
+  template <PeakEffect kPeak, typename Op>
   auto InRegion(Region* r, Op op) noexcept;
   // InRegion for a free of ptr.
   bool FreeIn(Region* r, void* ptr) noexcept;
