@@ -592,7 +592,22 @@ inline bool RegionSet::FreeFound(Region* r, void* ptr) noexcept {
   return freed;
 }
 
+inline RegionSet::Region* RegionSet::SoloHolding(
+    const void* ptr) const noexcept {
+  Region* const r = solo_;
+  const uintptr_t at = Addr(ptr);
+  return r != nullptr && at >= r->first_payload && at < r->end && tags_.empty()
+             ? r
+             : nullptr;
+}
+
 bool RegionSet::Free(void* ptr) noexcept {
+  // The heap's free is all there is to do (a tail call, no registers saved).
+  if (Region* const r = SoloHolding(ptr)) return r->heap.Free(ptr);
+  return FreeSlow(ptr);
+}
+
+bool RegionSet::FreeSlow(void* ptr) noexcept {
   if (ptr == nullptr) return true;
   Region* const r = FindRegion(ptr);
   if (r == nullptr) {
@@ -603,6 +618,9 @@ bool RegionSet::Free(void* ptr) noexcept {
 }
 
 RegionSet::FreeOutcome RegionSet::TryFree(void* ptr) noexcept {
+  if (Region* const r = SoloHolding(ptr)) {
+    return r->heap.Free(ptr) ? FreeOutcome::kFreed : FreeOutcome::kRefused;
+  }
   Region* const r = FindRegion(ptr);
   if (r == nullptr) return FreeOutcome::kOutside;
   return FreeFound(r, ptr) ? FreeOutcome::kFreed : FreeOutcome::kRefused;

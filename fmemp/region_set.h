@@ -42,6 +42,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -321,6 +322,13 @@ class RegionSet {
   }
   // Free after FindRegion found r.
   bool FreeFound(Region* r, void* ptr) noexcept;
+  // solo_, if ptr may be a block of it and no tag can need dropping: a free
+  // there is the heap's free alone (solo_'s counters are read through, a
+  // free never raises the peak).
+  Region* SoloHolding(const void* ptr) const noexcept;
+  // Free for every other case, out of line so that Free's common case saves
+  // no registers.
+  ABSL_ATTRIBUTE_NOINLINE bool FreeSlow(void* ptr) noexcept;
   // The bin `r` must be filed under: its heap's largest free bin while
   // allocatable, kNoBin when not, or when it is solo_ (whose entry is not
   // kept up to date on each call: there is no other region to choose).
