@@ -621,6 +621,10 @@ RegionSet::FreeOutcome RegionSet::TryFree(void* ptr) noexcept {
   if (Region* const r = SoloHolding(ptr)) {
     return r->heap.Free(ptr) ? FreeOutcome::kFreed : FreeOutcome::kRefused;
   }
+  return TryFreeSlow(ptr);
+}
+
+RegionSet::FreeOutcome RegionSet::TryFreeSlow(void* ptr) noexcept {
   Region* const r = FindRegion(ptr);
   if (r == nullptr) return FreeOutcome::kOutside;
   return FreeFound(r, ptr) ? FreeOutcome::kFreed : FreeOutcome::kRefused;

@@ -326,9 +326,10 @@ class RegionSet {
   // there is the heap's free alone (solo_'s counters are read through, a
   // free never raises the peak).
   Region* SoloHolding(const void* ptr) const noexcept;
-  // Free for every other case, out of line so that Free's common case saves
-  // no registers.
+  // Free and TryFree for every other case, out of line so that their
+  // common case saves no registers.
   ABSL_ATTRIBUTE_NOINLINE bool FreeSlow(void* ptr) noexcept;
+  ABSL_ATTRIBUTE_NOINLINE FreeOutcome TryFreeSlow(void* ptr) noexcept;
   // The bin `r` must be filed under: its heap's largest free bin while
   // allocatable, kNoBin when not, or when it is solo_ (whose entry is not
   // kept up to date on each call: there is no other region to choose).
