@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -268,7 +269,7 @@ void RegionSet::Clear() {
     index_.Update(&r->entry, RegionIndex::kNoBin);
   }
   regions_.clear();
-  last_ = nullptr;
+  ResetLookup();
   solo_ = nullptr;
   solo_stats_ = nullptr;
   table_.Clear();
@@ -392,7 +393,7 @@ void RegionSet::Unsolo() noexcept {
 
 void RegionSet::Refile() noexcept {
   Unsolo();
-  last_ = nullptr;  // it may have been removed
+  ResetLookup();  // a region may have been removed
   Region* only = nullptr;
   size_t allocatable = 0;
   for (auto& [begin, r] : regions_) {
@@ -417,8 +418,8 @@ void RegionSet::Refile() noexcept {
 inline RegionSet::Region* RegionSet::FindRegion(
     const void* ptr) const noexcept {
   const uintptr_t at = Addr(ptr);
-  // Blocks are often freed into the region last used.
-  if (last_ != nullptr && at >= last_->begin && at < last_->end) return last_;
+  Region*& found = lookup_[(at >> lookup_shift_) % kLookupSlots];
+  if (found != nullptr && at >= found->begin && at < found->end) return found;
   size_t n = regions_.size();
   if (n == 0) return nullptr;
   // The last slot that begins at or below `at`, by a bisection without
@@ -430,7 +431,20 @@ inline RegionSet::Region* RegionSet::FindRegion(
     n -= half;
   }
   Region* const r = slot->region.get();
-  return at >= slot->begin && at < r->end ? r : nullptr;
+  if (at < slot->begin || at >= r->end) return nullptr;
+  found = r;
+  return r;
+}
+
+void RegionSet::ResetLookup() noexcept {
+  std::fill(std::begin(lookup_), std::end(lookup_), nullptr);
+  // Chunks no larger than the smallest region (a power of two at or below
+  // its size), so that one chunk meets at most two regions.
+  size_t smallest = SIZE_MAX;
+  for (const auto& [begin, r] : regions_) {
+    smallest = std::min<size_t>(smallest, r->end - r->begin);
+  }
+  lookup_shift_ = regions_.empty() ? 0 : tlsf::FloorLog2(smallest);
 }
 
 bool RegionSet::Contains(const void* ptr) const noexcept {
@@ -448,7 +462,6 @@ RegionSet::Region* RegionSet::RegionFor(size_t search_span) const noexcept {
 template <RegionSet::PeakEffect kPeak, typename Op>
 inline auto RegionSet::InRegion(Region* r, Op op) noexcept {
   constexpr bool kMayRaisePeak = kPeak != PeakEffect::kNone;
-  last_ = r;
   const HeapStats& stats = r->heap.Stats();
   const size_t peak_before =
       kPeak == PeakEffect::kTransient ? stats.peak_used_bytes : 0;

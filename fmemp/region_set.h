@@ -302,7 +302,9 @@ class RegionSet {
  private:
   // The region overlapping [begin, end), if any.
   const Region* Overlapping(uintptr_t begin, uintptr_t end) const noexcept;
+  // The region holding ptr (O(log regions)); fills lookup_.
   Region* FindRegion(const void* ptr) const noexcept;
+  void ResetLookup() noexcept;
   // A region sure to serve a request of `search_span` bytes, or nullptr.
   Region* RegionFor(size_t search_span) const noexcept;
   // Files every region in the index under IndexedBin and recomputes solo_:
@@ -386,9 +388,13 @@ class RegionSet {
   // single-region case pays no index or aggregate work but the peak's.
   Region* solo_ = nullptr;
   const tlsf::HeapStats* solo_stats_ = nullptr;  // solo_'s heap's, for Probe
-  // The region of the last allocation or free, which FindRegion tries
-  // before its bisection; nullptr after any change to the regions.
-  Region* last_ = nullptr;
+  // FindRegion's first try, before its bisection: the region it found last
+  // for each chunk of 2^lookup_shift_ bytes (chunk number modulo
+  // kLookupSlots), or nullptr. Emptied, and the chunk size set from the
+  // smallest region, on any change to the regions (ResetLookup).
+  static constexpr size_t kLookupSlots = 64;
+  mutable Region* lookup_[kLookupSlots] = {};
+  int lookup_shift_ = 0;
   RegionTable table_;
   absl::flat_hash_map<const void*, BlockTag> tags_;
   size_t capacity_bytes_ = 0;

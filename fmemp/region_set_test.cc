@@ -230,6 +230,11 @@ TEST_F(RegionSetMoveTest, CountersStayExactAsRegionsComeAndGo) {
   EXPECT_EQ(from_.Probe().live_blocks, 0u);
   ASSERT_TRUE(from_.RemoveRegion(a_).ok());
   expect_sound(from_);
+  // Nothing of the removed region is found any more (no stale lookup).
+  const int misuse_before = from_misuse_.count;
+  EXPECT_FALSE(from_.Free(a_ + kRegionBytes / 2));
+  EXPECT_EQ(from_misuse_.count, misuse_before + 1);
+  EXPECT_EQ(from_misuse_.last, MempError::kForeignPointer);
   fill(from_, 2);  // b alone
   expect_sound(from_);
   EXPECT_EQ(from_.Probe().region_count, 1u);
