@@ -15,10 +15,12 @@
 //
 // Guarantees
 // * Thread safety: every member takes the policy's lock exactly once (in
-//   this file, the only place the lock is applied), so Memp is safe from
-//   many threads when LockPolicy::kThreadSafe, and for one thread at a time
-//   with NoLock. Calls never re-enter the lock (calloc does not call malloc
-//   under it), so a non-recursive lock never deadlocks.
+//   this file, the only place the lock is applied; a request that fails
+//   for lack of space takes it again to read the out-of-memory handler and
+//   to retry), so Memp is safe from many threads when
+//   LockPolicy::kThreadSafe, and for one thread at a time with NoLock.
+//   Calls never re-enter the lock (calloc does not call malloc under it),
+//   so a non-recursive lock never deadlocks.
 // * Complexity: Allocate/AllocateAligned/Free/Reallocate are O(1) in block
 //   count and region count, except that finding the region owning a pointer
 //   is O(log regions). Probe is O(1). Region management, ProbeRegions, Check
@@ -42,6 +44,8 @@
 #include <new>
 #include <vector>
 
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -97,39 +101,46 @@ class Memp {
   // calloc overflow, sizes above tlsf::kMaxRequest) fail without calling it.
 
   void* Allocate(size_t bytes) noexcept {
-    return WithRetry(bytes, tlsf::kAlignment, [bytes](RegionSet& regions) {
-      return regions.Allocate(bytes);
-    });
+    return WithRetry</*kAllocation=*/true>(
+        bytes, tlsf::kAlignment,
+        [bytes](RegionSet& regions) { return regions.Allocate(bytes); });
   }
   void* AllocateAligned(size_t alignment, size_t bytes) noexcept {
-    return WithRetry(bytes, alignment, [alignment, bytes](RegionSet& regions) {
-      return regions.AllocateAligned(alignment, bytes);
-    });
+    return WithRetry</*kAllocation=*/true>(
+        bytes, alignment, [alignment, bytes](RegionSet& regions) {
+          return regions.AllocateAligned(alignment, bytes);
+        });
   }
   // Zeroed count * size bytes; nullptr (counted) on overflow or exhaustion.
   // With a tag, as AllocateTagged. The zeroing happens outside the lock.
   void* Calloc(size_t count, size_t size,
                const BlockTag* tag = nullptr) noexcept {
     size_t bytes = 0;
-    if (__builtin_mul_overflow(count, size, &bytes)) {
+    // Above kMaxRequest no region serves it and the out-of-memory handler
+    // is not asked: fail as Allocate would (this also tells the compiler
+    // that the memset below is bounded).
+    if (__builtin_mul_overflow(count, size, &bytes) ||
+        bytes > tlsf::kMaxRequest) {
       sync::ScopedLock<LockPolicy> hold(lock_);
       regions_.NoteFailure();
       return nullptr;
     }
-    void* p = WithRetry(bytes, tlsf::kAlignment, [bytes, tag](RegionSet& r) {
-      void* block = r.Allocate(bytes);
-      if (block != nullptr && tag != nullptr) r.SetTag(block, *tag);
-      return block;
-    });
+    void* p = WithRetry</*kAllocation=*/true>(
+        bytes, tlsf::kAlignment, [bytes, tag](RegionSet& r) {
+          void* block = r.Allocate(bytes);
+          if (block != nullptr && tag != nullptr) r.SetTag(block, *tag);
+          return block;
+        });
     if (p != nullptr) std::memset(p, 0, bytes);
     return p;
   }
   void* Reallocate(void* ptr, size_t bytes) noexcept {
     if (ptr == nullptr) return Allocate(bytes);
     const size_t alignment = bytes == 0 ? 0 : tlsf::kAlignment;
-    return WithRetry(bytes, alignment, [ptr, bytes](RegionSet& regions) {
-      return regions.Reallocate(ptr, bytes);
-    });
+    return WithRetry</*kAllocation=*/false>(
+        bytes, alignment, [ptr, bytes](RegionSet& regions) {
+          return regions.Reallocate(ptr, bytes);
+        });
   }
   bool Free(void* ptr) noexcept {
     sync::ScopedLock<LockPolicy> hold(lock_);
@@ -144,20 +155,21 @@ class Memp {
   // tag is listed by List() until the block is freed. The tag table lives in
   // the process heap.
   void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
-    return WithRetry(bytes, alignment,
-                     [alignment, bytes, &tag](RegionSet& regions) {
-                       void* p = regions.AllocateAligned(alignment, bytes);
-                       if (p != nullptr) regions.SetTag(p, tag);
-                       return p;
-                     });
+    return WithRetry</*kAllocation=*/true>(
+        bytes, alignment, [alignment, bytes, &tag](RegionSet& regions) {
+          void* p = regions.AllocateAligned(alignment, bytes);
+          if (p != nullptr) regions.SetTag(p, tag);
+          return p;
+        });
   }
   void* ReallocateTagged(void* ptr, size_t bytes, const BlockTag& tag) {
     const size_t alignment = bytes == 0 ? 0 : tlsf::kAlignment;
-    return WithRetry(bytes, alignment, [ptr, bytes, &tag](RegionSet& regions) {
-      void* p = regions.Reallocate(ptr, bytes);
-      if (p != nullptr) regions.SetTag(p, tag);
-      return p;
-    });
+    return WithRetry</*kAllocation=*/false>(
+        bytes, alignment, [ptr, bytes, &tag](RegionSet& regions) {
+          void* p = regions.Reallocate(ptr, bytes);
+          if (p != nullptr) regions.SetTag(p, tag);
+          return p;
+        });
   }
 
   // Called, outside the lock, when a well-formed request finds no room:
@@ -271,19 +283,39 @@ class Memp {
   // asks the out-of-memory handler (outside the lock) and, if it says so,
   // runs it once more. alignment 0 marks a request that is not an allocation
   // (realloc to 0 bytes), which never reaches the handler.
-  template <typename Attempt>
+  // kAllocation: the attempt is an allocation, whose nullptr is always one
+  // counted failure (RegionSet::failed_allocations); otherwise (a
+  // reallocation, which may fail for misuse without counting) the count is
+  // compared. Only the success path is inline.
+  template <bool kAllocation, typename Attempt>
   void* WithRetry(size_t bytes, size_t alignment, Attempt attempt) noexcept {
-    OutOfMemoryHandler handler = nullptr;
-    void* context = nullptr;
-    uint64_t first_failures = 0;
+    void* p = nullptr;
+    uint64_t first_failures = 1;
     {
       sync::ScopedLock<LockPolicy> hold(lock_);
-      const uint64_t failed_before = regions_.failed_allocations();
-      if (void* p = attempt(regions_)) return p;
-      // Misuse (a bad pointer to realloc) fails without counting a failed
-      // allocation; only a counted failure is out of memory.
-      first_failures = regions_.failed_allocations() - failed_before;
-      if (first_failures == 0) return nullptr;
+      const uint64_t failed_before =
+          kAllocation ? 0 : regions_.failed_allocations();
+      p = attempt(regions_);
+      if (!kAllocation && p == nullptr) {
+        // Misuse (a bad pointer to realloc) fails without counting a failed
+        // allocation; only a counted failure is out of memory.
+        first_failures = regions_.failed_allocations() - failed_before;
+      }
+    }
+    if (ABSL_PREDICT_TRUE(p != nullptr) || first_failures == 0) return p;
+    return RetryOutOfMemory(first_failures, bytes, alignment, attempt);
+  }
+
+  // WithRetry after a failure for lack of space that counted
+  // `first_failures`.
+  template <typename Attempt>
+  ABSL_ATTRIBUTE_NOINLINE void* RetryOutOfMemory(uint64_t first_failures,
+                                                 size_t bytes, size_t alignment,
+                                                 Attempt attempt) noexcept {
+    OutOfMemoryHandler handler = nullptr;
+    void* context = nullptr;
+    {
+      sync::ScopedLock<LockPolicy> hold(lock_);
       handler = oom_handler_;
       context = oom_context_;
     }

@@ -10,8 +10,8 @@ using tlsf::kSecondLevelCount;
 
 void RegionIndex::Unlink(Entry* entry) noexcept {
   if (entry->bin == kNoBin) return;
-  const int first = entry->bin / kSecondLevelCount;
-  const int second = entry->bin % kSecondLevelCount;
+  const unsigned first = static_cast<unsigned>(entry->bin) / kSecondLevelCount;
+  const unsigned second = static_cast<unsigned>(entry->bin) % kSecondLevelCount;
   if (entry->next != nullptr) entry->next->prev = entry->prev;
   if (entry->prev != nullptr) {
     entry->prev->next = entry->next;
@@ -26,12 +26,11 @@ void RegionIndex::Unlink(Entry* entry) noexcept {
   entry->bin = kNoBin;
 }
 
-void RegionIndex::Update(Entry* entry, int bin) noexcept {
-  if (entry->bin == bin) return;
+void RegionIndex::Move(Entry* entry, int bin) noexcept {
   Unlink(entry);
   if (bin == kNoBin) return;
-  const int first = bin / kSecondLevelCount;
-  const int second = bin % kSecondLevelCount;
+  const unsigned first = static_cast<unsigned>(bin) / kSecondLevelCount;
+  const unsigned second = static_cast<unsigned>(bin) % kSecondLevelCount;
   Entry*& head = lists_[first][second];
   entry->bin = bin;
   entry->prev = nullptr;
@@ -40,20 +39,6 @@ void RegionIndex::Update(Entry* entry, int bin) noexcept {
   head = entry;
   second_maps_[first] |= 1u << second;
   first_map_ |= 1u << first;
-}
-
-RegionIndex::Entry* RegionIndex::FindAtLeast(int bin) const noexcept {
-  int first = bin / kSecondLevelCount;
-  const int second = bin % kSecondLevelCount;
-  uint32_t second_map = second_maps_[first] & (~0u << second);
-  if (second_map == 0) {
-    if (first + 1 >= kFirstLevelCount) return nullptr;
-    const uint32_t first_map = first_map_ & (~0u << (first + 1));
-    if (first_map == 0) return nullptr;
-    first = __builtin_ctz(first_map);
-    second_map = second_maps_[first];
-  }
-  return lists_[first][__builtin_ctz(second_map)];
 }
 
 }  // namespace fmemp

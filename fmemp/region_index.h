@@ -40,22 +40,43 @@ class RegionIndex {
   RegionIndex(const RegionIndex&) = delete;
   RegionIndex& operator=(const RegionIndex&) = delete;
 
-  // Files `entry` under `bin` (kNoBin takes it out). O(1).
-  void Update(Entry* entry, int bin) noexcept;
+  // Files `entry` under `bin` (kNoBin takes it out). O(1); inline when the
+  // bin is unchanged, the common case on the front-end's hot path.
+  void Update(Entry* entry, int bin) noexcept {
+    if (entry->bin != bin) Move(entry, bin);
+  }
 
   // An entry whose bin is >= `bin`, preferring the lowest such bin (good
-  // fit), or nullptr. REQUIRES: 0 <= bin < kBinCount. O(1).
-  Entry* FindAtLeast(int bin) const noexcept;
+  // fit), or nullptr. REQUIRES: 0 <= bin < kBinCount. O(1), inline.
+  Entry* FindAtLeast(int bin) const noexcept {
+    unsigned first = static_cast<unsigned>(bin) / tlsf::kSecondLevelCount;
+    const unsigned second =
+        static_cast<unsigned>(bin) % tlsf::kSecondLevelCount;
+    uint32_t second_map = second_maps_[first] & (~0u << second);
+    if (second_map == 0) {
+      if (first + 1 >= static_cast<unsigned>(tlsf::kFirstLevelCount)) {
+        return nullptr;
+      }
+      const uint32_t first_map = first_map_ & (~0u << (first + 1));
+      if (first_map == 0) return nullptr;
+      first = __builtin_ctz(first_map);
+      second_map = second_maps_[first];
+    }
+    return lists_[first][__builtin_ctz(second_map)];
+  }
 
   // The first entry filed exactly under `bin`, or nullptr. Entries of one bin
-  // are reached through Entry::next. O(1).
+  // are reached through Entry::next. REQUIRES: 0 <= bin < kBinCount. O(1).
   Entry* First(int bin) const noexcept {
-    return lists_[bin / tlsf::kSecondLevelCount][bin % tlsf::kSecondLevelCount];
+    return lists_[static_cast<unsigned>(bin) / tlsf::kSecondLevelCount]
+                 [static_cast<unsigned>(bin) % tlsf::kSecondLevelCount];
   }
 
   bool empty() const noexcept { return first_map_ == 0; }
 
  private:
+  // Update for a changed bin.
+  void Move(Entry* entry, int bin) noexcept;
   void Unlink(Entry* entry) noexcept;
 
   uint32_t first_map_ = 0;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -41,6 +42,10 @@ struct RegionSet::Region {
     return reinterpret_cast<uintptr_t>(ptr) >= first_payload;
   }
 };
+
+int RegionSet::IndexedBin(const Region& r) const noexcept {
+  return &r == solo_ ? RegionIndex::kNoBin : r.IndexBin();
+}
 
 namespace {
 
@@ -200,44 +205,62 @@ absl::Status RegionSet::AddRegion(void* begin, void* end) {
   region->pool = *pool;
   region->first_payload =
       Addr(Heap::PoolBegin(region->pool)) + Heap::kFirstPayloadOffset;
+  Unsolo();
   capacity_bytes_ += region->heap.Stats().capacity_bytes;
-  index_.Update(&region->entry, region->heap.LargestFreeBin());
   table_.Insert({region->first_payload, region->end, &region->heap});
-  regions_.emplace(region->begin, std::move(region));
+  InsertSlot(std::move(region));
+  Refile();
   return absl::OkStatus();
+}
+
+std::vector<RegionSet::Slot>::iterator RegionSet::SlotOf(
+    uintptr_t begin) noexcept {
+  auto it =
+      std::lower_bound(regions_.begin(), regions_.end(), begin, &Slot::Before);
+  return it != regions_.end() && it->begin == begin ? it : regions_.end();
+}
+
+void RegionSet::InsertSlot(std::unique_ptr<Region> region) {
+  const uintptr_t begin = region->begin;
+  regions_.insert(
+      std::lower_bound(regions_.begin(), regions_.end(), begin, &Slot::Before),
+      Slot{begin, std::move(region)});
 }
 
 const RegionSet::Region* RegionSet::Overlapping(uintptr_t begin,
                                                 uintptr_t end) const noexcept {
   // The neighbours in address order are the only candidates.
-  auto next = regions_.lower_bound(begin);
-  if (next != regions_.end() && next->second->begin < end) {
-    return next->second.get();
+  auto next =
+      std::lower_bound(regions_.begin(), regions_.end(), begin, &Slot::Before);
+  if (next != regions_.end() && next->begin < end) {
+    return next->region.get();
   }
   if (next != regions_.begin()) {
-    const Region* prev = std::prev(next)->second.get();
+    const Region* prev = std::prev(next)->region.get();
     if (prev->end > begin) return prev;
   }
   return nullptr;
 }
 
 absl::Status RegionSet::RemoveRegion(void* begin) {
-  auto it = regions_.find(Addr(begin));
+  auto it = SlotOf(Addr(begin));
   if (it == regions_.end()) {
     return absl::NotFoundError(
         absl::StrFormat("no region begins at %p", begin));
   }
-  Region& region = *it->second;
+  Region& region = *it->region;
   const size_t capacity = region.heap.Stats().capacity_bytes;
   if (absl::Status s = region.heap.RemovePool(region.pool); !s.ok()) {
     return absl::FailedPreconditionError(
         absl::StrFormat("region [%p, %p) not removed: %s", begin,
                         reinterpret_cast<void*>(region.end), s.message()));
   }
+  Unsolo();
   index_.Update(&region.entry, RegionIndex::kNoBin);
   table_.Erase(region.first_payload);
   capacity_bytes_ -= capacity;
   regions_.erase(it);
+  Refile();
   return absl::OkStatus();
 }
 
@@ -246,6 +269,9 @@ void RegionSet::Clear() {
     index_.Update(&r->entry, RegionIndex::kNoBin);
   }
   regions_.clear();
+  ResetLookup();
+  solo_ = nullptr;
+  solo_stats_ = nullptr;
   table_.Clear();
   tags_.clear();
   capacity_bytes_ = used_bytes_ = peak_used_bytes_ = live_blocks_ = 0;
@@ -277,16 +303,18 @@ void* RegionSet::DetachedRegion::end() const {
 }
 
 absl::StatusOr<RegionSet::DetachedRegion> RegionSet::Detach(void* begin) {
-  auto it = regions_.find(Addr(begin));
+  auto it = SlotOf(Addr(begin));
   if (it == regions_.end()) {
     return absl::NotFoundError(
         absl::StrFormat("no region begins at %p", begin));
   }
+  Unsolo();
   DetachedRegion out;
-  out.region_ = std::move(it->second);
+  out.region_ = std::move(it->region);
   regions_.erase(it);
   Region& r = *out.region_;
   index_.Update(&r.entry, RegionIndex::kNoBin);
+  Refile();
   table_.Erase(r.first_payload);
   const HeapStats& s = r.heap.Stats();
   capacity_bytes_ -= s.capacity_bytes;
@@ -326,36 +354,101 @@ absl::Status RegionSet::Attach(DetachedRegion& detached) {
         reinterpret_cast<void*>(r.begin), reinterpret_cast<void*>(r.end)));
   }
   r.heap.SetReportHandler(&RegionSet::OnHeapReport, this);
+  Unsolo();
   const HeapStats& s = r.heap.Stats();
   capacity_bytes_ += s.capacity_bytes;
   used_bytes_ += s.used_bytes;
   live_blocks_ += s.live_blocks;
   peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_);
-  index_.Update(&r.entry, r.IndexBin());
   table_.Insert({r.first_payload, r.end, &r.heap});
   for (auto& [ptr, tag] : detached.tags_) tags_.emplace(ptr, tag);
   detached.tags_.clear();
-  regions_.emplace(r.begin, std::move(detached.region_));
+  InsertSlot(std::move(detached.region_));
+  Refile();
   return absl::OkStatus();
 }
 
 absl::Status RegionSet::SetAllocatable(void* begin, bool allocatable) {
-  auto it = regions_.find(Addr(begin));
+  auto it = SlotOf(Addr(begin));
   if (it == regions_.end()) {
     return absl::NotFoundError(
         absl::StrFormat("no region begins at %p", begin));
   }
-  Region& region = *it->second;
+  Region& region = *it->region;
   region.allocatable = allocatable;
-  index_.Update(&region.entry, region.IndexBin());
+  Refile();
   return absl::OkStatus();
 }
 
-RegionSet::Region* RegionSet::FindRegion(const void* ptr) const noexcept {
-  auto it = regions_.upper_bound(Addr(ptr));
-  if (it == regions_.begin()) return nullptr;
-  --it;
-  return Addr(ptr) < it->second->end ? it->second.get() : nullptr;
+void RegionSet::Unsolo() noexcept {
+  if (solo_ == nullptr) return;
+  const HeapStats& s = solo_->heap.Stats();
+  used_bytes_ += s.used_bytes;
+  live_blocks_ += s.live_blocks;
+  Region* const r = solo_;
+  solo_ = nullptr;
+  solo_stats_ = nullptr;
+  index_.Update(&r->entry, r->IndexBin());
+}
+
+void RegionSet::Refile() noexcept {
+  Unsolo();
+  ResetLookup();  // a region may have been removed
+  Region* only = nullptr;
+  size_t allocatable = 0;
+  for (auto& [begin, r] : regions_) {
+    if (r->allocatable) {
+      only = r.get();
+      ++allocatable;
+    }
+  }
+  solo_ = allocatable == 1 ? only : nullptr;
+  if (solo_ != nullptr) {
+    const HeapStats& s = solo_->heap.Stats();
+    solo_stats_ = &s;
+    used_bytes_ -= s.used_bytes;
+    live_blocks_ -= s.live_blocks;
+  }
+  for (auto& [begin, r] : regions_) {
+    index_.Update(&r->entry, IndexedBin(*r));
+  }
+}
+
+// Inline: it is most of the lookup on every free.
+inline RegionSet::Region* RegionSet::FindRegion(
+    const void* ptr) const noexcept {
+  const uintptr_t at = Addr(ptr);
+  Region*& found = lookup_[(at >> lookup_shift_) % kLookupSlots];
+  if (found != nullptr && at >= found->begin && at < found->end) return found;
+  size_t n = regions_.size();
+  if (n == 0) return nullptr;
+  // The last slot that begins at or below `at`, by a bisection without
+  // branches on the data (a conditional move per step).
+  const Slot* slot = regions_.data();
+  while (n > 1) {
+    const size_t half = n / 2;
+    slot = slot[half].begin <= at ? slot + half : slot;
+    n -= half;
+  }
+  Region* const r = slot->region.get();
+  if (at < slot->begin || at >= r->end) return nullptr;
+  found = r;
+  return r;
+}
+
+void RegionSet::ResetLookup() noexcept {
+  std::fill(std::begin(lookup_), std::end(lookup_), nullptr);
+  // Chunks no larger than the smallest region (a power of two at or below
+  // its size), so that one chunk meets at most two regions.
+  size_t smallest = SIZE_MAX;
+  for (const auto& [begin, r] : regions_) {
+    smallest = std::min<size_t>(smallest, r->end - r->begin);
+  }
+  lookup_shift_ = regions_.empty() ? 0 : tlsf::FloorLog2(smallest);
+}
+
+bool RegionSet::Contains(const void* ptr) const noexcept {
+  return FindRegion(ptr) != nullptr;
 }
 
 RegionSet::Region* RegionSet::RegionFor(size_t search_span) const noexcept {
@@ -366,69 +459,118 @@ RegionSet::Region* RegionSet::RegionFor(size_t search_span) const noexcept {
   return entry != nullptr ? static_cast<Region*>(entry->owner) : nullptr;
 }
 
-template <typename Op>
-auto RegionSet::InRegion(Region* r, Op op) noexcept {
-  // Only the three counters the aggregates need are copied.
+template <RegionSet::PeakEffect kPeak, typename Op>
+inline auto RegionSet::InRegion(Region* r, Op op) noexcept {
+  constexpr bool kMayRaisePeak = kPeak != PeakEffect::kNone;
   const HeapStats& stats = r->heap.Stats();
+  const size_t peak_before =
+      kPeak == PeakEffect::kTransient ? stats.peak_used_bytes : 0;
+  // The highest used_bytes of the heap during the call.
+  auto high_water = [&] {
+    if (kPeak != PeakEffect::kTransient) return stats.used_bytes;
+    return stats.peak_used_bytes > peak_before ? stats.peak_used_bytes
+                                               : stats.used_bytes;
+  };
+  if (r == solo_) {
+    // Its counters are read through (see solo_): only the peak needs the
+    // call's outcome, and its index entry is not kept.
+    auto result = op(r->heap);
+    if (kMayRaisePeak) {
+      peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_ + high_water());
+    }
+    return result;
+  }
   const size_t used_before = stats.used_bytes;
   const size_t live_before = stats.live_blocks;
-  const size_t peak_before = stats.peak_used_bytes;
   auto result = op(r->heap);
   const size_t elsewhere = used_bytes_ - used_before;
   used_bytes_ = elsewhere + stats.used_bytes;
   live_blocks_ = live_blocks_ - live_before + stats.live_blocks;
-  // A moving realloc holds both blocks for a moment; the heap's own peak
-  // saw that, and so must the aggregate.
-  size_t high = stats.used_bytes;
-  if (stats.peak_used_bytes > peak_before) {
-    high = std::max(high, stats.peak_used_bytes);
+  if (kMayRaisePeak) {
+    peak_used_bytes_ = std::max(peak_used_bytes_,
+                                UsedBytes() - stats.used_bytes + high_water());
   }
-  peak_used_bytes_ = std::max(peak_used_bytes_, elsewhere + high);
   index_.Update(&r->entry, r->IndexBin());
   return result;
 }
 
+inline bool RegionSet::FreeIn(Region* r, void* ptr) noexcept {
+  return InRegion<PeakEffect::kNone>(
+      r, [ptr](Heap& heap) { return heap.Free(ptr); });
+}
+
 // --- Allocation ---
 
-void* RegionSet::AllocateSpan(size_t search_span, size_t alignment,
-                              size_t bytes) noexcept {
-  auto allocate = [alignment, bytes](Heap& heap) {
+namespace {
+
+// The heap call of an allocation with `alignment` (kAlignment: plain).
+struct HeapAllocation {
+  size_t alignment;
+  size_t bytes;
+
+  void* operator()(Heap& heap) const noexcept {
     return alignment <= tlsf::kAlignment
                ? heap.Allocate(bytes)
                : heap.AllocateAligned(alignment, bytes);
-  };
-  if (search_span != 0 && search_span < tlsf::kMaxSpan) {
-    if (Region* r = RegionFor(search_span)) {
-      if (void* p = InRegion(r, allocate)) return p;
-    }
-    // No region has a bin above the request's; regions filed exactly under
-    // its own bin may still hold a block that fits.
-    const int own = FlatBin(tlsf::BinForSpan(search_span));
-    RegionIndex::Entry* entry = index_.First(own);
-    for (int i = 0; entry != nullptr && i < kRegionFallback; ++i) {
-      RegionIndex::Entry* next = entry->next;  // InRegion may refile entry
-      if (void* p = InRegion(static_cast<Region*>(entry->owner), allocate)) {
-        return p;
-      }
-      entry = next;
-    }
   }
-  ++failed_allocations_;
+};
+
+}  // namespace
+
+void* RegionSet::AllocateIndexed(size_t search_span, size_t alignment,
+                                 size_t bytes) noexcept {
+  const HeapAllocation allocate{alignment, bytes};
+  if (Region* r = RegionFor(search_span)) {
+    if (void* p = InRegion<PeakEffect::kAtEnd>(r, allocate)) return p;
+  }
+  // No region has a bin above the request's; regions filed exactly under its
+  // own bin may still hold a block that fits.
+  const int own = FlatBin(tlsf::BinForSpan(search_span));
+  RegionIndex::Entry* entry = index_.First(own);
+  for (int i = 0; entry != nullptr && i < kRegionFallback; ++i) {
+    RegionIndex::Entry* next = entry->next;  // InRegion may refile entry
+    if (void* p = InRegion<PeakEffect::kAtEnd>(
+            static_cast<Region*>(entry->owner), allocate)) {
+      return p;
+    }
+    entry = next;
+  }
   return nullptr;
 }
 
-size_t RegionSet::RequestSpan(size_t bytes) const noexcept {
+inline size_t RegionSet::RequestSpan(size_t bytes) const noexcept {
   // tlsf::SpanForRequest(bytes + canary_extra_), as the heap lays the block
-  // out, without a branch on the debug modes and without wrapping. (Under
-  // canaries the heap takes max(bytes, 1), which has the same span.)
-  if (bytes > max_request_) return 0;
+  // out, without a branch on the debug modes. (Under canaries the heap takes
+  // max(bytes, 1), which has the same span.) bytes <= max_request_ keeps it
+  // below kMaxSpan.
   const size_t span = tlsf::AlignUp(
       bytes + canary_extra_ + tlsf::kBlockOverhead, tlsf::kAlignment);
   return span < tlsf::kMinFreeSpan ? tlsf::kMinFreeSpan : span;
 }
 
+// Inline: with Allocate's constant alignment it folds into one heap call.
+inline void* RegionSet::AllocateWith(size_t alignment, size_t bytes) noexcept {
+  void* p = nullptr;
+  if (bytes <= max_request_) {
+    if (solo_ != nullptr) {
+      // With one region to choose from, its heap's own search (a good fit,
+      // then its own bin) decides, as the index would.
+      p = InRegion<PeakEffect::kAtEnd>(solo_, HeapAllocation{alignment, bytes});
+    } else {
+      // Room for the block wherever the alignment puts it.
+      const size_t search_span =
+          RequestSpan(bytes) + alignment - tlsf::kAlignment;
+      if (search_span < tlsf::kMaxSpan) {
+        p = AllocateIndexed(search_span, alignment, bytes);
+      }
+    }
+  }
+  if (p == nullptr) ++failed_allocations_;
+  return p;
+}
+
 void* RegionSet::Allocate(size_t bytes) noexcept {
-  return AllocateSpan(RequestSpan(bytes), tlsf::kAlignment, bytes);
+  return AllocateWith(tlsf::kAlignment, bytes);
 }
 
 void* RegionSet::AllocateAligned(size_t alignment, size_t bytes) noexcept {
@@ -437,9 +579,7 @@ void* RegionSet::AllocateAligned(size_t alignment, size_t bytes) noexcept {
     return nullptr;
   }
   if (alignment <= tlsf::kAlignment) return Allocate(bytes);
-  const size_t span = RequestSpan(bytes);
-  return AllocateSpan(span == 0 ? 0 : span + alignment - tlsf::kAlignment,
-                      alignment, bytes);
+  return AllocateWith(alignment, bytes);
 }
 
 size_t RegionSet::AllocateBatch(size_t bytes, size_t count,
@@ -455,20 +595,52 @@ size_t RegionSet::AllocateBatch(size_t bytes, size_t count,
   return got;
 }
 
+inline bool RegionSet::FreeFound(Region* r, void* ptr) noexcept {
+  if (!r->MayHoldPayload(ptr)) {
+    Report(MempError::kInvalidFree, ptr);
+    return false;
+  }
+  const bool freed = FreeIn(r, ptr);
+  if (freed && !tags_.empty()) tags_.erase(ptr);
+  return freed;
+}
+
+inline RegionSet::Region* RegionSet::SoloHolding(
+    const void* ptr) const noexcept {
+  Region* const r = solo_;
+  const uintptr_t at = Addr(ptr);
+  return r != nullptr && at >= r->first_payload && at < r->end && tags_.empty()
+             ? r
+             : nullptr;
+}
+
 bool RegionSet::Free(void* ptr) noexcept {
+  // The heap's free is all there is to do (a tail call, no registers saved).
+  if (Region* const r = SoloHolding(ptr)) return r->heap.Free(ptr);
+  return FreeSlow(ptr);
+}
+
+bool RegionSet::FreeSlow(void* ptr) noexcept {
   if (ptr == nullptr) return true;
   Region* const r = FindRegion(ptr);
   if (r == nullptr) {
     Report(MempError::kForeignPointer, ptr);
     return false;
   }
-  if (!r->MayHoldPayload(ptr)) {
-    Report(MempError::kInvalidFree, ptr);
-    return false;
+  return FreeFound(r, ptr);
+}
+
+RegionSet::FreeOutcome RegionSet::TryFree(void* ptr) noexcept {
+  if (Region* const r = SoloHolding(ptr)) {
+    return r->heap.Free(ptr) ? FreeOutcome::kFreed : FreeOutcome::kRefused;
   }
-  const bool freed = InRegion(r, [ptr](Heap& heap) { return heap.Free(ptr); });
-  if (freed && !tags_.empty()) tags_.erase(ptr);
-  return freed;
+  return TryFreeSlow(ptr);
+}
+
+RegionSet::FreeOutcome RegionSet::TryFreeSlow(void* ptr) noexcept {
+  Region* const r = FindRegion(ptr);
+  if (r == nullptr) return FreeOutcome::kOutside;
+  return FreeFound(r, ptr) ? FreeOutcome::kFreed : FreeOutcome::kRefused;
 }
 
 void* RegionSet::Reallocate(void* ptr, size_t bytes) noexcept {
@@ -490,11 +662,11 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes) noexcept {
   if (old_usable == 0) {
     // Not a live block. Heap::Free only reports such a pointer (as invalid
     // or double free) and changes nothing.
-    InRegion(r, [ptr](Heap& heap) { return heap.Free(ptr); });
+    FreeIn(r, ptr);
     return nullptr;
   }
   const uint64_t misuse_before = r->heap.Stats().invalid_frees;
-  void* moved = InRegion(
+  void* moved = InRegion<PeakEffect::kTransient>(
       r, [ptr, bytes](Heap& heap) { return heap.Reallocate(ptr, bytes); });
   if (moved == nullptr && r->heap.Stats().invalid_frees != misuse_before) {
     return nullptr;  // the heap found the block damaged and reported it
@@ -505,7 +677,7 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes) noexcept {
     moved = AllocateAligned(r->heap.BlockAlignment(ptr), bytes);
     if (moved == nullptr) return nullptr;  // counted; ptr is unchanged
     std::memcpy(moved, ptr, std::min(old_usable, bytes));
-    InRegion(r, [ptr](Heap& heap) { return heap.Free(ptr); });
+    FreeIn(r, ptr);
   }
   if (moved != ptr && !tags_.empty()) {
     auto tag = tags_.extract(ptr);
@@ -525,21 +697,8 @@ void RegionSet::SetTag(const void* ptr, const BlockTag& tag) {
 
 // --- Observation ---
 
-MempStats RegionSet::Probe() const noexcept {
-  MempStats stats;
-  stats.capacity_bytes = capacity_bytes_;
-  stats.used_bytes = used_bytes_;
-  stats.free_bytes = capacity_bytes_ - used_bytes_;
-  stats.peak_used_bytes = peak_used_bytes_;
-  stats.live_blocks = live_blocks_;
-  stats.region_count = regions_.size();
-  stats.failed_allocations = failed_allocations_;
-  stats.invalid_frees = invalid_frees_;
-  return stats;
-}
-
 void RegionSet::ResetPeak() noexcept {
-  peak_used_bytes_ = used_bytes_;
+  peak_used_bytes_ = UsedBytes();
   for (auto& [key, r] : regions_) r->heap.ResetPeak();
 }
 
@@ -578,11 +737,11 @@ absl::Status RegionSet::CheckRegion(const Region& r, bool with_tags) const {
         found ? DescribeMempReport(first) : std::string(),
         found ? "; heap check: " : "", s.message()));
   }
-  if (r.entry.bin != r.IndexBin()) {
+  if (r.entry.bin != IndexedBin(r)) {
     return absl::DataLossError(absl::StrFormat(
         "region [%p, %p) is indexed under bin %d, its heap says %d",
         reinterpret_cast<void*>(r.begin), reinterpret_cast<void*>(r.end),
-        r.entry.bin, r.IndexBin()));
+        r.entry.bin, IndexedBin(r)));
   }
   if (!with_tags) return absl::OkStatus();
   for (const auto& [ptr, tag] : tags_) {
@@ -618,12 +777,12 @@ absl::Status RegionSet::Check() const {
     used += s.used_bytes;
     live += s.live_blocks;
   }
-  if (capacity != capacity_bytes_ || used != used_bytes_ ||
-      live != live_blocks_ || peak_used_bytes_ < used_bytes_) {
+  if (capacity != capacity_bytes_ || used != UsedBytes() ||
+      live != LiveBlocks() || peak_used_bytes_ < used) {
     return absl::DataLossError(absl::StrFormat(
         "aggregate counters disagree with the regions: capacity %d/%d used "
         "%d/%d live %d/%d peak %d",
-        capacity_bytes_, capacity, used_bytes_, used, live_blocks_, live,
+        capacity_bytes_, capacity, UsedBytes(), used, LiveBlocks(), live,
         peak_used_bytes_));
   }
   for (const auto& [ptr, tag] : tags_) {

@@ -11,8 +11,9 @@
 // Guarantees
 // * Allocate, AllocateAligned and Free are O(1) in the number of regions for
 //   the choice of region (RegionIndex) and O(log regions) to find the region
-//   that owns a pointer (a B-tree keyed by region address); the TLSF work in
-//   the region is O(1).
+//   that owns a pointer (a bisection of an array in address order); the TLSF
+//   work in the region is O(1). Adding, removing, detaching and attaching a
+//   region are O(regions).
 // * Bookkeeping never lives in the caller's regions: each region's TLSF
 //   control structure, the region table and the tag table are allocated from
 //   the process heap.
@@ -41,7 +42,7 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/btree_map.h"
+#include "absl/base/attributes.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -198,7 +199,7 @@ class RegionSet {
 
   // Takes the region that begins at `begin` out of this set, live blocks
   // and all: the set's counters drop by its figures (the peak stays), and
-  // its blocks are no longer this set's to free. O(log regions + tags).
+  // its blocks are no longer this set's to free. O(regions + tags).
   // NotFound if no region begins there.
   absl::StatusOr<DetachedRegion> Detach(void* begin);
 
@@ -211,9 +212,7 @@ class RegionSet {
   absl::Status Attach(DetachedRegion& region);
 
   // Whether ptr lies inside one of this set's regions (O(log regions)).
-  bool Contains(const void* ptr) const noexcept {
-    return FindRegion(ptr) != nullptr;
-  }
+  bool Contains(const void* ptr) const noexcept;
 
   // Takes the region that begins at `begin` out of (false) or back into
   // (true) service: while out, no new block is placed in it, so blocks that
@@ -230,6 +229,11 @@ class RegionSet {
   // Frees a live block; nullptr is a no-op. Misuse is reported and ignored
   // (returns false).
   bool Free(void* ptr) noexcept;
+  // Free for a pointer that may lie outside this set, with one region
+  // lookup: kOutside (nothing done, nothing reported) when ptr is in none of
+  // its regions, otherwise Free's outcome. REQUIRES: ptr != nullptr.
+  enum class FreeOutcome { kOutside, kFreed, kRefused };
+  FreeOutcome TryFree(void* ptr) noexcept;
   size_t UsableSize(const void* ptr) const noexcept;
 
   // Allocates up to `count` blocks of `bytes` into out[] and returns how
@@ -246,7 +250,19 @@ class RegionSet {
   // Records `tag` for the live block at ptr; dropped when it is freed.
   void SetTag(const void* ptr, const BlockTag& tag);
 
-  MempStats Probe() const noexcept;
+  // O(1), inline: a layer may publish it after every call.
+  MempStats Probe() const noexcept {
+    MempStats stats;
+    stats.capacity_bytes = capacity_bytes_;
+    stats.used_bytes = UsedBytes();
+    stats.free_bytes = capacity_bytes_ - stats.used_bytes;
+    stats.peak_used_bytes = peak_used_bytes_;
+    stats.live_blocks = LiveBlocks();
+    stats.region_count = regions_.size();
+    stats.failed_allocations = failed_allocations_;
+    stats.invalid_frees = invalid_frees_;
+    return stats;
+  }
   std::vector<RegionStats> ProbeRegions() const;
   void ResetPeak() noexcept;
 
@@ -286,16 +302,59 @@ class RegionSet {
  private:
   // The region overlapping [begin, end), if any.
   const Region* Overlapping(uintptr_t begin, uintptr_t end) const noexcept;
+  // The region holding ptr (O(log regions)); fills lookup_.
   Region* FindRegion(const void* ptr) const noexcept;
+  void ResetLookup() noexcept;
   // A region sure to serve a request of `search_span` bytes, or nullptr.
   Region* RegionFor(size_t search_span) const noexcept;
+  // Files every region in the index under IndexedBin and recomputes solo_:
+  // after any change to the regions or to which are allocatable.
+  // O(regions).
+  void Refile() noexcept;
+  // Leaves solo mode: folds solo_'s counters into the aggregates and files
+  // it in the index. Before any change to the regions. O(1).
+  void Unsolo() noexcept;
+  // The aggregates, solo_'s counters included.
+  size_t UsedBytes() const noexcept {
+    return used_bytes_ + (solo_stats_ != nullptr ? solo_stats_->used_bytes : 0);
+  }
+  size_t LiveBlocks() const noexcept {
+    return live_blocks_ +
+           (solo_stats_ != nullptr ? solo_stats_->live_blocks : 0);
+  }
+  // Free after FindRegion found r.
+  bool FreeFound(Region* r, void* ptr) noexcept;
+  // solo_, if ptr may be a block of it and no tag can need dropping: a free
+  // there is the heap's free alone (solo_'s counters are read through, a
+  // free never raises the peak).
+  Region* SoloHolding(const void* ptr) const noexcept;
+  // Free and TryFree for every other case, out of line so that their
+  // common case saves no registers.
+  ABSL_ATTRIBUTE_NOINLINE bool FreeSlow(void* ptr) noexcept;
+  ABSL_ATTRIBUTE_NOINLINE FreeOutcome TryFreeSlow(void* ptr) noexcept;
+  // The bin `r` must be filed under: its heap's largest free bin while
+  // allocatable, kNoBin when not, or when it is solo_ (whose entry is not
+  // kept up to date on each call: there is no other region to choose).
+  int IndexedBin(const Region& r) const noexcept;
+  // How a heap call can move used_bytes, for the aggregate peak: not up (a
+  // free), up to where it ends (an allocation), or through a high point
+  // the heap's own peak records (a moving realloc holds both blocks).
+  enum class PeakEffect { kNone, kAtEnd, kTransient };
   // Runs `op` on region `r` and folds the change of its heap's counters into
   // the aggregates and the index.
-  template <typename Op>
+  template <PeakEffect kPeak, typename Op>
   auto InRegion(Region* r, Op op) noexcept;
-  void* AllocateSpan(size_t span, size_t alignment, size_t bytes) noexcept;
-  // The span a request of `bytes` takes in a region's heap (0: none can
-  // serve it), debug modes included.
+  // InRegion for a free of ptr.
+  bool FreeIn(Region* r, void* ptr) noexcept;
+  // Allocates from solo_, or through the index (AllocateIndexed); counts a
+  // failure. REQUIRES: alignment >= kAlignment, a power of two.
+  void* AllocateWith(size_t alignment, size_t bytes) noexcept;
+  // The index's choice of region for a request (and the fallback regions
+  // filed under its own bin); nullptr if none serves it. Counts nothing.
+  void* AllocateIndexed(size_t search_span, size_t alignment,
+                        size_t bytes) noexcept;
+  // The span a request of `bytes` takes in a region's heap, debug modes
+  // included. REQUIRES: bytes <= max_request_.
   size_t RequestSpan(size_t bytes) const noexcept;
   // CheckRegionOf's checks; `with_tags`: also the tags in the region.
   absl::Status CheckRegion(const Region& region, bool with_tags) const;
@@ -304,11 +363,42 @@ class RegionSet {
   MempReport FromHeapReport(const tlsf::HeapReport& report) const;
   static void OnHeapReport(void* context, const tlsf::HeapReport& report);
 
-  absl::btree_map<uintptr_t, std::unique_ptr<Region>> regions_;
+  // A region and its address, the key of regions_.
+  struct Slot {
+    uintptr_t begin;
+    std::unique_ptr<Region> region;
+
+    // The order of regions_, for std::lower_bound.
+    static bool Before(const Slot& slot, uintptr_t begin) {
+      return slot.begin < begin;
+    }
+  };
+  // The slot of the region that begins at `begin`, or regions_.end().
+  std::vector<Slot>::iterator SlotOf(uintptr_t begin) noexcept;
+  // Inserts `region` in address order. O(regions).
+  void InsertSlot(std::unique_ptr<Region> region);
+
+  // Every region, in address order (FindRegion bisects it).
+  std::vector<Slot> regions_;
   RegionIndex index_;
+  // The only allocatable region, when exactly one is (nullptr otherwise).
+  // Allocation then goes straight to its heap and neither reads nor refiles
+  // the index, and its heap's used and live counts are read through rather
+  // than folded into used_bytes_ and live_blocks_ on every call: the common
+  // single-region case pays no index or aggregate work but the peak's.
+  Region* solo_ = nullptr;
+  const tlsf::HeapStats* solo_stats_ = nullptr;  // solo_'s heap's, for Probe
+  // FindRegion's first try, before its bisection: the region it found last
+  // for each chunk of 2^lookup_shift_ bytes (chunk number modulo
+  // kLookupSlots), or nullptr. Emptied, and the chunk size set from the
+  // smallest region, on any change to the regions (ResetLookup).
+  static constexpr size_t kLookupSlots = 64;
+  mutable Region* lookup_[kLookupSlots] = {};
+  int lookup_shift_ = 0;
   RegionTable table_;
   absl::flat_hash_map<const void*, BlockTag> tags_;
   size_t capacity_bytes_ = 0;
+  // Of every region but solo_ (UsedBytes, LiveBlocks: of all).
   size_t used_bytes_ = 0;
   size_t peak_used_bytes_ = 0;
   size_t live_blocks_ = 0;

@@ -164,5 +164,81 @@ TEST_F(RegionSetMoveTest, BadMovesChangeNothing) {
   EXPECT_TRUE(to_.Check().ok());
 }
 
+// With one allocatable region the set serves it directly and reads that
+// region's counters through (RegionSet::solo_); every change of which regions
+// are allocatable must leave the aggregates, the peak and the index exact.
+TEST_F(RegionSetMoveTest, CountersStayExactAsRegionsComeAndGo) {
+  auto expect_sound = [](const RegionSet& set) {
+    ASSERT_TRUE(set.Check().ok()) << set.Check();
+    size_t used = 0, live = 0;
+    for (const RegionStats& r : set.ProbeRegions()) {
+      used += r.used_bytes;
+      live += r.live_blocks;
+    }
+    const MempStats s = set.Probe();
+    EXPECT_EQ(s.used_bytes, used);
+    EXPECT_EQ(s.live_blocks, live);
+    EXPECT_EQ(s.used_bytes + s.free_bytes, s.capacity_bytes);
+    EXPECT_GE(s.peak_used_bytes, s.used_bytes);
+  };
+  std::vector<void*> blocks;
+  auto fill = [&](RegionSet& set, int n) {
+    for (int i = 0; i < n; ++i) {
+      void* p = set.Allocate(200 + 16 * i);
+      ASSERT_NE(p, nullptr);
+      blocks.push_back(p);
+    }
+  };
+  fill(from_, 10);
+  expect_sound(from_);
+  // b out of service: a is the only region allocated from.
+  ASSERT_TRUE(from_.SetAllocatable(b_, false).ok());
+  fill(from_, 10);
+  for (size_t i = 0; i < blocks.size(); i += 3) {
+    ASSERT_TRUE(from_.Free(blocks[i]));
+    blocks[i] = nullptr;
+  }
+  expect_sound(from_);
+  const size_t peak = from_.Probe().peak_used_bytes;
+  fill(from_, 4);
+  EXPECT_GE(from_.Probe().peak_used_bytes, peak);
+  expect_sound(from_);
+  // Back in service, then a moves away with its blocks and back again.
+  ASSERT_TRUE(from_.SetAllocatable(b_, true).ok());
+  expect_sound(from_);
+  ASSERT_TRUE(from_.SetAllocatable(b_, false).ok());
+  auto moved = from_.Detach(a_);
+  ASSERT_TRUE(moved.ok());
+  expect_sound(from_);
+  ASSERT_TRUE(to_.Attach(*moved).ok());
+  expect_sound(to_);
+  fill(to_, 4);  // to_'s only region
+  expect_sound(to_);
+  auto back = to_.Detach(a_);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(to_.Probe().used_bytes, 0u);
+  ASSERT_TRUE(from_.Attach(*back).ok());
+  expect_sound(from_);
+  ASSERT_TRUE(from_.SetAllocatable(b_, true).ok());
+  for (void* p : blocks) {
+    if (p != nullptr) {
+      ASSERT_TRUE(from_.Free(p));
+    }
+  }
+  expect_sound(from_);
+  EXPECT_EQ(from_.Probe().used_bytes, 0u);
+  EXPECT_EQ(from_.Probe().live_blocks, 0u);
+  ASSERT_TRUE(from_.RemoveRegion(a_).ok());
+  expect_sound(from_);
+  // Nothing of the removed region is found any more (no stale lookup).
+  const int misuse_before = from_misuse_.count;
+  EXPECT_FALSE(from_.Free(a_ + kRegionBytes / 2));
+  EXPECT_EQ(from_misuse_.count, misuse_before + 1);
+  EXPECT_EQ(from_misuse_.last, MempError::kForeignPointer);
+  fill(from_, 2);  // b alone
+  expect_sound(from_);
+  EXPECT_EQ(from_.Probe().region_count, 1u);
+}
+
 }  // namespace
 }  // namespace fmemp

@@ -83,6 +83,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/container/btree_map.h"
 #include "absl/functional/function_ref.h"
@@ -150,13 +152,22 @@ class Pool final : public ThreadState {
     has_regions = s.region_count != 0;
     constexpr auto kRelaxed = std::memory_order_relaxed;
     published_capacity.store(s.capacity_bytes, kRelaxed);
+    published_regions.store(s.region_count, kRelaxed);
+    published_failed.store(s.failed_allocations - uncounted_failures, kRelaxed);
+    published_fallbacks.store(fallbacks, kRelaxed);
+    PublishUsage();
+  }
+  // The part of Publish that a successful own allocation, reallocation or
+  // free can change: usage, and the misuse a debug mode may find meanwhile.
+  // (Failures, fallbacks and regions change only on the paths that call
+  // Publish.)
+  void PublishUsage() {
+    const MempStats s = regions.Probe();
+    constexpr auto kRelaxed = std::memory_order_relaxed;
     published_used.store(s.used_bytes, kRelaxed);
     published_peak.store(s.peak_used_bytes, kRelaxed);
     published_live.store(s.live_blocks, kRelaxed);
-    published_regions.store(s.region_count, kRelaxed);
-    published_failed.store(s.failed_allocations - uncounted_failures, kRelaxed);
     published_invalid.store(s.invalid_frees, kRelaxed);
-    published_fallbacks.store(fallbacks, kRelaxed);
   }
 
   PoolStats Published() const {
@@ -381,10 +392,17 @@ class PoolingMemp final : private ThreadStateOwner {
   }
   bool Free(void* ptr) noexcept {
     if (ptr == nullptr) return true;
-    if (Pool* const pool = BoundPool(); pool && pool->regions.Contains(ptr)) {
-      const bool freed = pool->regions.Free(ptr);
-      pool->Publish();
-      return freed;
+    if (Pool* const pool = BoundPool()) {
+      switch (pool->regions.TryFree(ptr)) {
+        case RegionSet::FreeOutcome::kFreed:
+          pool->PublishUsage();
+          return true;
+        case RegionSet::FreeOutcome::kRefused:
+          pool->Publish();  // misuse, counted
+          return false;
+        case RegionSet::FreeOutcome::kOutside:
+          break;
+      }
     }
     return FreeElsewhere(ptr);
   }
@@ -605,7 +623,9 @@ class PoolingMemp final : private ThreadStateOwner {
     return pool != nullptr && pool->has_regions ? pool : nullptr;
   }
 
-  void CatchUp(Pool* pool, uint64_t epoch) {
+  // Out of line, as the other rare paths of an own call below: inlined,
+  // they cost every own call registers saved and restored.
+  ABSL_ATTRIBUTE_NOINLINE void CatchUp(Pool* pool, uint64_t epoch) {
     const uint64_t generation =
         clear_generation_.load(std::memory_order_relaxed);
     if (pool->generation != generation) {
@@ -625,7 +645,7 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   // Applies the frees other threads queued to `pool`. Owner only.
-  static void ApplyRemoteFrees(Pool* pool) {
+  ABSL_ATTRIBUTE_NOINLINE static void ApplyRemoteFrees(Pool* pool) {
     {
       absl::MutexLock hold(&pool->remote_mu);
       std::swap(pool->remote, pool->applying);
@@ -638,14 +658,33 @@ class PoolingMemp final : private ThreadStateOwner {
 
   // Runs attempt(pool->regions); on a failure for lack of space, asks the
   // out-of-memory handler when the pool may not fall back, and retries
-  // once if it says so.
-  template <typename Attempt>
+  // once if it says so. kAllocation: as Memp::WithRetry's (an allocation's
+  // nullptr is exactly one counted failure). Only the success path is
+  // inline.
+  template <bool kAllocation, typename Attempt>
   void* PoolAttempt(Pool* pool, size_t bytes, size_t alignment,
                     Attempt attempt) {
-    const uint64_t failed_before = pool->regions.failed_allocations();
+    const uint64_t failed_before =
+        kAllocation ? 0 : pool->regions.failed_allocations();
     void* p = attempt(pool->regions);
-    const bool no_room =
-        p == nullptr && pool->regions.failed_allocations() != failed_before;
+    if (ABSL_PREDICT_TRUE(p != nullptr)) {
+      pool->PublishUsage();
+      return p;
+    }
+    const uint64_t failures =
+        kAllocation ? 1 : pool->regions.failed_allocations() - failed_before;
+    return PoolAttemptFailed(pool, failures, bytes, alignment, attempt);
+  }
+
+  // PoolAttempt after its first attempt failed, counting `failures` (0:
+  // misuse, not lack of space).
+  template <typename Attempt>
+  ABSL_ATTRIBUTE_NOINLINE void* PoolAttemptFailed(Pool* pool, uint64_t failures,
+                                                  size_t bytes,
+                                                  size_t alignment,
+                                                  Attempt attempt) {
+    const bool no_room = failures != 0;
+    void* p = nullptr;
     if (no_room && pool->on_exhaustion == PoolExhaustion::kFail &&
         AskOutOfMemoryHandler(bytes, alignment)) {
       p = attempt(pool->regions);
@@ -654,8 +693,7 @@ class PoolingMemp final : private ThreadStateOwner {
     // the call's outcome.
     if (no_room && (p != nullptr ||
                     pool->on_exhaustion == PoolExhaustion::kFallBackToShared)) {
-      pool->uncounted_failures +=
-          pool->regions.failed_allocations() - failed_before;
+      pool->uncounted_failures += failures;
     }
     pool->Publish();
     return p;
@@ -668,13 +706,20 @@ class PoolingMemp final : private ThreadStateOwner {
   void* AllocateWith(size_t bytes, size_t alignment, PoolAttemptFn pool_attempt,
                      SharedAttemptFn shared_attempt) {
     if (Pool* const pool = BoundPool()) {
-      void* p = PoolAttempt(pool, bytes, alignment, pool_attempt);
+      void* p = PoolAttempt</*kAllocation=*/true>(pool, bytes, alignment,
+                                                  pool_attempt);
       if (p != nullptr || pool->on_exhaustion == PoolExhaustion::kFail) {
         return p;
       }
       ++pool->fallbacks;
       pool->Publish();
     }
+    return Shared(shared_attempt);
+  }
+
+  // Runs a request on the shared regions, out of line.
+  template <typename SharedAttemptFn>
+  ABSL_ATTRIBUTE_NOINLINE static void* Shared(SharedAttemptFn shared_attempt) {
     return shared_attempt();
   }
 
@@ -689,11 +734,12 @@ class PoolingMemp final : private ThreadStateOwner {
     }
     Pool* const pool = BoundPool();
     if (pool != nullptr && pool->regions.Contains(ptr)) {
-      void* p = PoolAttempt(pool, bytes, tlsf::kAlignment, [&](RegionSet& r) {
-        void* moved = r.Reallocate(ptr, bytes);
-        if (moved != nullptr && tag != nullptr) r.SetTag(moved, *tag);
-        return moved;
-      });
+      void* p = PoolAttempt</*kAllocation=*/false>(
+          pool, bytes, tlsf::kAlignment, [&](RegionSet& r) {
+            void* moved = r.Reallocate(ptr, bytes);
+            if (moved != nullptr && tag != nullptr) r.SetTag(moved, *tag);
+            return moved;
+          });
       if (p != nullptr || pool->on_exhaustion == PoolExhaustion::kFail ||
           pool->regions.UsableSize(ptr) == 0) {
         return p;  // done, refused, or misuse (reported)
@@ -794,7 +840,7 @@ class PoolingMemp final : private ThreadStateOwner {
 
   // A free of a block outside the calling thread's pool: into the shared
   // regions, or queued to the pool that owns it. One shared lock.
-  bool FreeElsewhere(void* ptr) {
+  ABSL_ATTRIBUTE_NOINLINE bool FreeElsewhere(void* ptr) {
     return shared_.WithRegions([&](RegionSet& shared) {
       if (shared.Contains(ptr)) return shared.Free(ptr);
       RegionTable::Entry bound;
