@@ -193,6 +193,29 @@ TYPED_TEST(PoolingMempTest, RemoteFreesAreQueuedAndAppliedByTheOwner) {
   EXPECT_EQ(this->misuse_.count(), 0u);
 }
 
+// An idle owner (kv_server's worker with no request) applies its queue with
+// a call that neither allocates nor frees: binding the region it already
+// holds, which changes nothing else.
+TYPED_TEST(PoolingMempTest, RebindingOwnRegionAppliesQueuedFrees) {
+  Region own;
+  Worker owner;
+  std::vector<void*> blocks;
+  owner.Run([&] {
+    this->BindHere(own);
+    for (int i = 0; i < 50; ++i) blocks.push_back(this->memp_.Allocate(64));
+  });
+  for (void* p : blocks) EXPECT_TRUE(this->memp_.Free(p));  // queued
+  EXPECT_EQ(this->memp_.Probe().live_blocks, blocks.size());
+  owner.Run([&] {
+    EXPECT_TRUE(this->memp_.BindThisThread(own.begin()).ok());
+    EXPECT_TRUE(this->memp_.ThisThreadHasPool());
+  });
+  EXPECT_EQ(this->memp_.Probe().live_blocks, 0u);
+  EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+  owner.Run([&] { ExpectBalanced(this->memp_); });
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
 TYPED_TEST(PoolingMempTest, ExhaustedPoolFallsBackOrFails) {
   Region small_a(64 << 10), small_b(64 << 10);
   Worker falls_back, fails;

@@ -45,6 +45,12 @@ class EntryMemory {
   // the thread allocates from the shared memory instead.
   virtual absl::Status AttachThread() { return absl::OkStatus(); }
   virtual void DetachThread() {}
+  // Called on a worker thread that has had no event for kIdleMs (server.cc)
+  // and on every further idle interval. fmemp's thread_pools policy applies
+  // here the frees that other workers queued to this worker's pool: they
+  // otherwise wait for its next allocation or free, which an idle worker
+  // may never make (INFO would report them as used forever).
+  virtual void OnIdle() {}
 
   // Gives back to the system what no live entry uses (fmemp: removes and
   // unmaps empty regions beyond the first). Cheap when there is nothing to

@@ -258,6 +258,14 @@ void FmempEntryMemory::DetachThread() {
   tls_binding = {};
 }
 
+void FmempEntryMemory::OnIdle() {
+  if (tls_binding.owner != this) return;
+  // Any call of the pool's owner applies the frees other threads queued to
+  // it; binding the region already bound to this thread changes nothing
+  // else (same flags).
+  BindThread(&memp_, tls_binding.region);
+}
+
 void FmempEntryMemory::Trim() {
   absl::MutexLock hold(&mu_);
   TrimLocked(/*drain_caches=*/true);

@@ -83,6 +83,7 @@ class FmempEntryMemory : public EntryMemory {
   void Free(void* block) noexcept override;
   absl::Status AttachThread() override;
   void DetachThread() override;
+  void OnIdle() override;
   void Trim() override ABSL_LOCKS_EXCLUDED(mu_);
   void AppendInfo(std::string* out) const override ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t UsedBytes() const override;

@@ -32,6 +32,11 @@ constexpr size_t kReadChunk = 16 << 10;
 constexpr int kReadsPerEvent = 8;
 constexpr int kAcceptsPerEvent = 64;
 constexpr int kEventsPerWait = 64;
+// A worker with no event for this long calls EntryMemory::OnIdle. Another
+// worker's connection may free this worker's entries (FLUSHALL, DEL) while
+// this one gets no request: with EPOLLEXCLUSIVE the listening socket wakes
+// idle workers in a fixed order, so a worker can stay idle indefinitely.
+constexpr int kIdleMs = 100;
 
 absl::Status ErrnoStatus(absl::string_view what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(errno)));
@@ -90,12 +95,13 @@ class Server::Worker {
     epoll_event events[kEventsPerWait];
     bool stopping = false;
     while (!stopping) {
-      const int n = epoll_wait(epoll_fd_, events, kEventsPerWait, -1);
+      const int n = epoll_wait(epoll_fd_, events, kEventsPerWait, kIdleMs);
       if (n < 0) {
         if (errno == EINTR) continue;
         std::perror("kv_server: epoll_wait");
         break;
       }
+      if (n == 0) server_->memory_->OnIdle();
       for (int i = 0; i < n; ++i) {
         const int fd = events[i].data.fd;
         if (fd == server_->stop_fd_) {
