@@ -326,16 +326,13 @@ class Heap {
   // writes header words whole.
   ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
   UsableSizeIfFreeable(const void* ptr) const noexcept {
-    if (__builtin_expect(debug_ != 0, 0)) return UsableSize(ptr);
-    const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
-    if (address == 0 || address % kAlignment != 0) return 0;
-    const uintptr_t block = address - kAlignment;
-    const uint64_t word = __atomic_load_n(
-        reinterpret_cast<const uint64_t*>(address - kBlockOverhead),
-        __ATOMIC_RELAXED);
-    const size_t usable = block_header::LiveUsableBytes(word, block, tag_key_);
-    if (usable == 0) return 0;
-    const uintptr_t next = block + (word & block_header::kSpanMask);
+    const size_t usable = UsableSize(ptr);
+    if (usable == 0 || __builtin_expect(debug_ != 0, 0)) return usable;
+    // A live block's span is its usable bytes and its header word, so its
+    // successor's block starts one word before the payload's end, and the
+    // successor's header word sits right at that end.
+    const uintptr_t next =
+        reinterpret_cast<uintptr_t>(ptr) - kAlignment + usable + kBlockOverhead;
     const uint64_t next_word = __atomic_load_n(
         reinterpret_cast<const uint64_t*>(next + kBlockOverhead),
         __ATOMIC_RELAXED);

@@ -383,9 +383,11 @@ std::vector<Contender> AllContenders(const std::string& malloc_name) {
           "memp-thread-cache-256k", Family::kFmemp),
       MakeContender<HeapAdapter<std::mutex>>("tlsf-heap+mutex", Family::kFmemp),
       // The C API: FMempInit's default policy (what users get without
-      // choosing), then each other thread-safe policy by name. The default
-      // is FMEMP_POLICY_MUTEX; when it changes, name the old default here.
+      // choosing; FMEMP_POLICY_THREAD_CACHE since 8f4442c), then each other
+      // thread-safe policy by name, the old default (mutex) included.
       MakeContender<CApiDefault>("fmemp-c-api", Family::kFmemp),
+      MakeContender<CApiAdapter<false, FMEMP_POLICY_MUTEX>>("c-api-mutex",
+                                                            Family::kFmemp),
       MakeContender<CApiAdapter<false, FMEMP_POLICY_SPINLOCK>>("c-api-spinlock",
                                                                Family::kFmemp),
       MakeContender<CApiAdapter<false, FMEMP_POLICY_THREAD_CACHE>>(

@@ -503,7 +503,7 @@ def targets_section(results):
                              fm <= 200)])
     # 4. Spinlock vs mutex.
     for spin, mutex in (("memp-spinlock", "memp-mutex"),
-                        ("c-api-spinlock", "fmemp-c-api")):
+                        ("c-api-spinlock", "c-api-mutex")):
         one = (get("single", SINGLE_CASE, spin), get("single", SINGLE_CASE,
                                                      mutex))
         two = [(get("server", c, spin), get("server", c, mutex))
