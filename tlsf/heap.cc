@@ -917,12 +917,6 @@ size_t Heap::BlockAlignment(const void* ptr) const noexcept {
   return log2 == 0 ? kAlignment : size_t{1} << log2;
 }
 
-int Heap::LargestFreeBin() const noexcept {
-  if (first_level_bitmap_ == 0) return -1;
-  const int first = FloorLog2(first_level_bitmap_);
-  return first * kSecondLevelCount + FloorLog2(second_level_bitmap_[first]);
-}
-
 // --- Debug modes ---
 
 namespace {

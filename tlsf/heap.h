@@ -352,7 +352,13 @@ class Heap {
   // Flat index (first * kSecondLevelCount + second) of the highest non-empty
   // free-list bin, or -1 when no listed free block exists. Every request
   // whose RoundUpToBinStart span maps to a bin at or below it succeeds. O(1).
-  int LargestFreeBin() const noexcept;
+  // Inline: a front-end over several regions asks after every call.
+  int LargestFreeBin() const noexcept {
+    if (first_level_bitmap_ == 0) return -1;
+    const int first = FloorLog2(first_level_bitmap_);
+    return first * kSecondLevelCount +
+           FloorLog2(second_level_bitmap_[static_cast<unsigned>(first)]);
+  }
 
   // --- Observation ---
 
