@@ -754,6 +754,13 @@ FError FMempUnbindThread(FMemp* memp) {
       memp, [](auto& m) { return fmemp::ToFError(m.UnbindThisThread()); });
 }
 
+FError FMempSyncThreadPool(FMemp* memp) {
+  return WithThreadPools(memp, [](auto& m) {
+    m.SyncThisThread();
+    return FMEMP_SUCCESS;
+  });
+}
+
 u32 FMempThreadPoolCount(FMemp* memp) {
   u32 count = 0;
   WithThreadPools(memp, [&count](auto& m) {

@@ -284,6 +284,11 @@ FError FMempDrainThreadCaches(FMemp* memp);
 FError FMempBindThread(FMemp* memp, void* region_begin);
 FError FMempBindThreadWithFlags(FMemp* memp, void* region_begin, u32 flags);
 FError FMempUnbindThread(FMemp* memp);
+/* Applies the frees other threads queued to the calling thread's pool, as
+ * its next malloc or free would: an idle worker calls it so that probes see
+ * those blocks free. FMEMP_SUCCESS (also for a thread without a pool),
+ * FMEMP_ERR_NOT_SUPPORTED for other policies, FMEMP_ERR_NOT_INIT. */
+FError FMempSyncThreadPool(FMemp* memp);
 
 typedef struct {
   u64 thread_id; /* the bound thread (gettid) */

@@ -89,6 +89,40 @@ TEST(FMempThreadPoolTest, WorkerBindsAllocatesAndExits) {
   EXPECT_EQ(misuse_reports.load(), 0);
 }
 
+// Frees of a pool's blocks by another thread wait for the owner's next call;
+// FMempSyncThreadPool is such a call that neither allocates nor frees.
+TEST(FMempThreadPoolTest, SyncAppliesFreesQueuedByOtherThreads) {
+  ScopedFMemp pool;
+  FMemp* memp = pool.get();
+  Buffer shared, own;
+  ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
+                                FMEMP_POLICY_THREAD_POOLS),
+            FMEMP_SUCCESS);
+  std::vector<void*> blocks;
+  std::atomic<int> stage{0};
+  std::thread owner([&] {
+    EXPECT_EQ(FMempAddRegion(memp, own.begin(), own.end()), FMEMP_SUCCESS);
+    EXPECT_EQ(FMempBindThread(memp, own.begin()), FMEMP_SUCCESS);
+    for (int i = 0; i < 20; ++i) blocks.push_back(FMempMalloc(memp, 200));
+    stage.store(1);
+    while (stage.load() != 2) std::this_thread::yield();  // idle owner
+    EXPECT_EQ(FMempSyncThreadPool(memp), FMEMP_SUCCESS);
+    stage.store(3);
+    while (stage.load() != 4) std::this_thread::yield();
+  });
+  while (stage.load() != 1) std::this_thread::yield();
+  for (void* p : blocks) FMempFree(memp, p);  // queued to the owner
+  EXPECT_EQ(Usage(memp).live_blocks, blocks.size());
+  stage.store(2);
+  while (stage.load() != 3) std::this_thread::yield();
+  EXPECT_EQ(Usage(memp).live_blocks, 0u);
+  EXPECT_EQ(Usage(memp).used, 0u);
+  EXPECT_EQ(FMempSyncThreadPool(memp), FMEMP_SUCCESS) << "no pool here";
+  stage.store(4);
+  owner.join();
+  EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
+}
+
 TEST(FMempThreadPoolTest, ErrorsChangeNothing) {
   ScopedFMemp pool;
   FMemp* memp = pool.get();
@@ -96,11 +130,13 @@ TEST(FMempThreadPoolTest, ErrorsChangeNothing) {
   // Not initialised, and other policies.
   EXPECT_EQ(FMempBindThread(memp, own.begin()), FMEMP_ERR_NOT_INIT);
   EXPECT_EQ(FMempUnbindThread(memp), FMEMP_ERR_NOT_INIT);
+  EXPECT_EQ(FMempSyncThreadPool(memp), FMEMP_ERR_NOT_INIT);
   EXPECT_EQ(FMempBindThread(nullptr, own.begin()), FMEMP_ERR_NOT_INIT);
   EXPECT_EQ(FMempThreadPoolCount(nullptr), 0u);
   ASSERT_EQ(FMempInit(memp, shared.begin(), shared.end()), FMEMP_SUCCESS);
   EXPECT_EQ(FMempBindThread(memp, shared.begin()), FMEMP_ERR_NOT_SUPPORTED);
   EXPECT_EQ(FMempUnbindThread(memp), FMEMP_ERR_NOT_SUPPORTED);
+  EXPECT_EQ(FMempSyncThreadPool(memp), FMEMP_ERR_NOT_SUPPORTED);
   FMempPoolUsage usage;
   EXPECT_EQ(FMempProbeThreadPool(memp, 0, &usage), FMEMP_ERR_NOT_SUPPORTED);
   EXPECT_EQ(FMempThreadPoolCount(memp), 0u);

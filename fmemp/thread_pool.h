@@ -358,6 +358,14 @@ class PoolingMemp final : private ThreadStateOwner {
   // Whether the calling thread has a pool with at least one region.
   bool ThisThreadHasPool() { return BoundPool() != nullptr; }
 
+  // Applies what other threads left for the calling thread's pool, as its
+  // next allocation or free would: the frees they queued to it, and a
+  // Clear or ResetPeak. For an owner that may stay idle (a worker waiting
+  // for requests), so that Probe counts those blocks free without waiting
+  // for its next call. Returns whether the thread has a pool. Takes no lock
+  // when nothing is pending; O(queued frees) otherwise.
+  bool SyncThisThread() { return SyncedPool() != nullptr; }
+
   // --- Hot path (Memp's semantics) ---
 
   void* Allocate(size_t bytes) noexcept {

@@ -194,9 +194,9 @@ TYPED_TEST(PoolingMempTest, RemoteFreesAreQueuedAndAppliedByTheOwner) {
 }
 
 // An idle owner (kv_server's worker with no request) applies its queue with
-// a call that neither allocates nor frees: binding the region it already
-// holds, which changes nothing else.
-TYPED_TEST(PoolingMempTest, RebindingOwnRegionAppliesQueuedFrees) {
+// a call that neither allocates nor frees: SyncThisThread, or binding the
+// region it already holds, which changes nothing else.
+TYPED_TEST(PoolingMempTest, SyncOrRebindAppliesQueuedFrees) {
   Region own;
   Worker owner;
   std::vector<void*> blocks;
@@ -204,14 +204,22 @@ TYPED_TEST(PoolingMempTest, RebindingOwnRegionAppliesQueuedFrees) {
     this->BindHere(own);
     for (int i = 0; i < 50; ++i) blocks.push_back(this->memp_.Allocate(64));
   });
-  for (void* p : blocks) EXPECT_TRUE(this->memp_.Free(p));  // queued
+  for (size_t i = 0; i < blocks.size() / 2; ++i) {
+    EXPECT_TRUE(this->memp_.Free(blocks[i]));  // queued
+  }
   EXPECT_EQ(this->memp_.Probe().live_blocks, blocks.size());
+  owner.Run([&] { EXPECT_TRUE(this->memp_.SyncThisThread()); });
+  EXPECT_EQ(this->memp_.Probe().live_blocks, blocks.size() - blocks.size() / 2);
+  for (size_t i = blocks.size() / 2; i < blocks.size(); ++i) {
+    EXPECT_TRUE(this->memp_.Free(blocks[i]));  // queued
+  }
   owner.Run([&] {
     EXPECT_TRUE(this->memp_.BindThisThread(own.begin()).ok());
     EXPECT_TRUE(this->memp_.ThisThreadHasPool());
   });
   EXPECT_EQ(this->memp_.Probe().live_blocks, 0u);
   EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+  EXPECT_FALSE(this->memp_.SyncThisThread()) << "this thread has no pool";
   owner.Run([&] { ExpectBalanced(this->memp_); });
   EXPECT_EQ(this->misuse_.count(), 0u);
 }

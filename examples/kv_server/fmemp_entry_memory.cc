@@ -31,11 +31,13 @@ FError BindThread(FMemp* memp, void* region) {
   return FMempBindThread(memp, region);
 }
 FError UnbindThread(FMemp* memp) { return FMempUnbindThread(memp); }
+FError SyncThreadPool(FMemp* memp) { return FMempSyncThreadPool(memp); }
 #else
 constexpr bool kThreadPoolsApi = false;
 constexpr FMempPolicy kThreadPoolsPolicy = FMEMP_POLICY_MUTEX;  // never used
 FError BindThread(FMemp*, void*) { return FMEMP_ERR_INVALID_ARG; }
 FError UnbindThread(FMemp*) { return FMEMP_ERR_INVALID_ARG; }
+FError SyncThreadPool(FMemp*) { return FMEMP_ERR_INVALID_ARG; }
 #endif
 
 FMempPolicy ToFmempPolicy(PoolPolicy policy) {
@@ -260,10 +262,9 @@ void FmempEntryMemory::DetachThread() {
 
 void FmempEntryMemory::OnIdle() {
   if (tls_binding.owner != this) return;
-  // Any call of the pool's owner applies the frees other threads queued to
-  // it; binding the region already bound to this thread changes nothing
-  // else (same flags).
-  BindThread(&memp_, tls_binding.region);
+  // Applies the frees other threads queued to this worker's pool, which
+  // otherwise wait for its next malloc or free.
+  SyncThreadPool(&memp_);
 }
 
 void FmempEntryMemory::Trim() {
