@@ -72,6 +72,17 @@ class RegionMemory {
   Mapping mapping_;
 };
 
+// Adds every region of `memory` to the C++ front-end `memp`; false if the
+// memory is missing or a region is refused.
+template <typename FrontEnd>
+bool AddEveryRegion(const RegionMemory& memory, FrontEnd& memp) {
+  if (!memory.ok()) return false;
+  for (int i = 0; i < memory.count(); ++i) {
+    if (!memp.AddRegion(memory.begin(i), memory.end(i)).ok()) return false;
+  }
+  return true;
+}
+
 // fmemp::Memp<Policy>, one region per RegionMemory region.
 template <typename Policy>
 class MempAdapter : public AdapterDefaults {
@@ -81,13 +92,7 @@ class MempAdapter : public AdapterDefaults {
   explicit MempAdapter(const HeapSpec& spec) : memory_(spec) {}
   static std::unique_ptr<MempAdapter> Create(const HeapSpec& spec) {
     auto adapter = std::make_unique<MempAdapter>(spec);
-    const RegionMemory& memory = adapter->memory_;
-    if (!memory.ok()) return nullptr;
-    for (int i = 0; i < memory.count(); ++i) {
-      if (!adapter->memp_.AddRegion(memory.begin(i), memory.end(i)).ok()) {
-        return nullptr;
-      }
-    }
+    if (!AddEveryRegion(adapter->memory_, adapter->memp_)) return nullptr;
     return adapter;
   }
   void* Allocate(size_t bytes) { return memp_.Allocate(bytes); }
@@ -159,13 +164,7 @@ class ThreadCacheAdapter : public AdapterDefaults {
       : memory_(spec), memp_(Options()) {}
   static std::unique_ptr<ThreadCacheAdapter> Create(const HeapSpec& spec) {
     auto adapter = std::make_unique<ThreadCacheAdapter>(spec);
-    const RegionMemory& memory = adapter->memory_;
-    if (!memory.ok()) return nullptr;
-    for (int i = 0; i < memory.count(); ++i) {
-      if (!adapter->memp_.AddRegion(memory.begin(i), memory.end(i)).ok()) {
-        return nullptr;
-      }
-    }
+    if (!AddEveryRegion(adapter->memory_, adapter->memp_)) return nullptr;
     return adapter;
   }
   void* Allocate(size_t bytes) { return memp_.Allocate(bytes); }
