@@ -16,12 +16,13 @@
 //               pool's end sentinel
 //   bits 40-44  log2 of the alignment the block was allocated with (0:
 //               default), kept so that a moving realloc keeps it
-//   bits 45-63  tag: a keyed hash of the block's address, the owning heap's
+//   bits 45-63  tag: a function of the block's address, the owning heap's
 //               key AND every other bit of the word (bits 0-44), with bits
-//               45 and 63 always set. A word whose tag does not match is not
-//               a block header: a write that changes any bit of a header
-//               (span, flags, alignment or tag) is caught, with odds of
-//               2^-17 of passing by chance.
+//               45 and 63 always set (TagFor). A word whose tag does not
+//               match is not a block header: a write that changes the bits
+//               of one byte of a header (span, flags, alignment or tag) is
+//               always caught, any other change with odds of 2^-17 of
+//               passing by chance.
 //
 // The heap writes header words whole and recomputes the tag on every write
 // (a neighbour's kPrevFree flip included), so a reader without the heap's
@@ -55,19 +56,32 @@ inline constexpr uint64_t kTagForcedBits =
     (uint64_t{1} << kTagShift) | (uint64_t{1} << 63);
 
 static_assert(kTagShift < 64 && 64 - kTagShift >= 16, "tag needs its bits");
+static_assert(kTagShift + 1 + 17 == 63 && kTagShift <= 3 * 17,
+              "17 tag bits between the forced ones; rest folds in 3 chunks");
 
 // The tag bits of a header at `block_address`, in the heap whose key is
-// `key`, whose other bits are `rest` (REQUIRES: rest & kTagMask == 0). Bits
+// `key`, whose other bits are `rest` (REQUIRES: rest & kTagMask == 0).
+//
+//   bit 45      always set
+//   bits 46-62  Fold(rest) XOR a keyed hash of the address
+//   bit 63      always set
+//
+// Fold XORs the 45 bits of `rest` in chunks of 17, so that bit i of rest
+// lands on tag bit i mod 17: any change confined to 17 consecutive bits of
+// the word (one byte, in particular) changes the tag and is always caught;
+// other changes pass with odds of 2^-17. The address hash makes a header
+// copied to another address, or into another heap, fail the same way. Bits
 // 45 and 63 are always set: a zero word or a user-space pointer (bit 63
 // clear on every 64-bit platform fmemp supports), such as a free-list link
-// that now covers an old header, never passes for a header. Two multiplies:
-// the address is mixed with the key first, so that a header copied to
-// another address, or with a changed bit, fails.
+// that now covers an old header, never passes for a header. An integrity
+// check against stray writes, not a secret: whoever can read a header can
+// compute a valid one for the same address.
 constexpr uint64_t TagFor(uintptr_t block_address, uint64_t key,
                           uint64_t rest) {
-  const uint64_t h = (((block_address ^ key) * 0x9e3779b97f4a7c15ull) ^ rest) *
-                     0xd6e8feb86659fd93ull;
-  return (h & kTagMask) | kTagForcedBits;
+  const uint64_t fold = (rest ^ (rest >> 17) ^ (rest >> 34)) & 0x1ffff;
+  const uint64_t address_hash =
+      ((block_address ^ key) * 0x9e3779b97f4a7c15ull) >> 47;
+  return ((fold ^ address_hash) << (kTagShift + 1)) | kTagForcedBits;
 }
 
 // The header word with bits 0-44 `rest` at `block_address`.
