@@ -533,19 +533,20 @@ FMEMP_HEAP_IMPL Heap::Block* Heap::TakeFreeBlockImpl(size_t span) noexcept {
   const size_t search = RoundUpToBinStart(span);
   if (search < kMaxSpan) {
     const Bin bin = BinForSpan(search);
-    for (;;) {
-      int first = bin.first;
-      uint32_t second_map = second_level_bitmap_[static_cast<unsigned>(first)] &
-                            (~0u << bin.second);
-      if (second_map == 0) {
-        // The shift is by at most 32: kFirstLevelCount <= 32 and first + 1
-        // <= kFirstLevelCount, done in 64 bits so that 32 clears every bit.
-        const uint32_t first_map = static_cast<uint32_t>(
-            first_level_bitmap_ & (~uint64_t{0} << (first + 1)));
-        if (first_map == 0) break;
+    int first = bin.first;
+    uint32_t second_map = second_level_bitmap_[static_cast<unsigned>(first)] &
+                          (~0u << bin.second);
+    if (second_map == 0) {
+      // The shift is by at most 32: kFirstLevelCount <= 32 and first + 1
+      // <= kFirstLevelCount, done in 64 bits so that 32 clears every bit.
+      const uint32_t first_map = static_cast<uint32_t>(
+          first_level_bitmap_ & (~uint64_t{0} << (first + 1)));
+      if (first_map != 0) {
         first = __builtin_ctz(first_map);
         second_map = second_level_bitmap_[static_cast<unsigned>(first)];
       }
+    }
+    if (second_map != 0) {
       const Bin found{first, __builtin_ctz(second_map)};
       Block* block = ListHead(found);
       if constexpr (kDebug) {
@@ -568,11 +569,19 @@ FMEMP_HEAP_IMPL Heap::Block* Heap::TakeFreeBlockImpl(size_t span) noexcept {
         UnlinkHead(next, found);
         return block;
       }
-      DropList(found);  // and search again: at most once per bin
+      return TakeAfterDrop(span, found, kDebug);
     }
   }
   if (search == span) return nullptr;
   return TakeFromOwnBin(span, kDebug);
+}
+
+Heap::Block* Heap::TakeAfterDrop(size_t span, Bin damaged,
+                                 bool debug) noexcept {
+  // Each call empties one bin, so the search ends after at most one call
+  // per bin.
+  DropList(damaged);
+  return debug ? TakeFreeBlockImpl<true>(span) : TakeFreeBlockImpl<false>(span);
 }
 
 Heap::Block* Heap::TakeFromOwnBin(size_t span, bool debug) noexcept {
@@ -786,9 +795,11 @@ FMEMP_HEAP_IMPL void Heap::ReleaseFreeImpl(Block* block,
       prev_free = 0;
     }
   }
+  // The successor's header was validated by the caller.
   Block* next = Offset(block, span);
   uint64_t next_word = LoadWord(next);
-  if ((next_word & (kFree | kLost)) == kFree && IsHeader(next, next_word)) {
+  bool next_valid = true;
+  if ((next_word & (kFree | kLost)) == kFree) {
     const size_t next_span = next_word & kSpanMask;
     const PoolRange* const r = RangeFor(Addr(next));
     if (next_span != 0 && r != nullptr && next_span <= r->last - Addr(next)) {
@@ -809,14 +820,16 @@ FMEMP_HEAP_IMPL void Heap::ReleaseFreeImpl(Block* block,
         MarkAbsorbed(next);
         span += next_span;
         next = Offset(block, span);
+        next_word = LoadWord(next);
+        next_valid = IsHeader(next, next_word);
       } else {
         Lose(next, next_word);
+        next_word = LoadWord(next);
       }
-      next_word = LoadWord(next);
     }
   }
   SetPrevPhysical(next, block);
-  if (IsHeader(next, next_word)) {
+  if (next_valid) {
     StoreWord(next, MakeWord(next, (next_word & ~kTagMask) | kPrevFree));
   }
   StoreWord(block, MakeWord(block, span | kFree | prev_free));
@@ -1078,6 +1091,11 @@ bool Heap::GrowInPlace(Block* block, uint64_t word, size_t want) noexcept {
       have + gained < want) {
     return false;
   }
+  // The block's new successor must be intact: the tail given back after
+  // the grow is merged with it without a second check.
+  Block* const after = Offset(block, have + gained);
+  const uint64_t after_word = LoadWord(after);
+  if (!IsHeader(after, after_word)) return false;
   if (!RemoveFree(next, gained)) {
     Lose(next, next_word);
     return false;
@@ -1085,11 +1103,7 @@ bool Heap::GrowInPlace(Block* block, uint64_t word, size_t want) noexcept {
   MarkAbsorbed(next);
   StoreWord(block, MakeWord(block, (word & ~(kTagMask | kSpanMask)) |
                                        (have + gained)));
-  Block* const after = Offset(block, have + gained);
-  const uint64_t after_word = LoadWord(after);
-  if (IsHeader(after, after_word)) {
-    StoreWord(after, MakeWord(after, after_word & ~(kTagMask | kPrevFree)));
-  }
+  StoreWord(after, MakeWord(after, after_word & ~(kTagMask | kPrevFree)));
   // Count the absorbed block as used; the caller gives back the tail, and
   // only then updates the peak, which must not see the transient total.
   stats_.used_bytes += gained;

@@ -546,6 +546,9 @@ class Heap {
   // head does not validate is dropped first (DropList).
   template <bool kDebug>
   Block* TakeFreeBlockImpl(size_t span) noexcept;
+  // Drops the list of `damaged` and searches again (TakeFreeBlockImpl).
+  __attribute__((noinline, cold)) Block* TakeAfterDrop(size_t span, Bin damaged,
+                                                       bool debug) noexcept;
   // The first kFallbackScan blocks of span's own bin (with `debug`, each
   // one's links checked first). Out of line: the common case never runs it.
   Block* TakeFromOwnBin(size_t span, bool debug) noexcept;
@@ -583,9 +586,9 @@ class Heap {
   void ShrinkLiveImpl(Block* block, size_t span) noexcept;
   // Merges the free `block`, whose header holds `word`, with free
   // neighbours and lists the result. REQUIRES: the span in `word` fits the
-  // pool, the successor's header was validated, and with kPrevFree the back
-  // pointer was (ValidPrev). A neighbour that does not unlist goes out of
-  // service instead of merging.
+  // pool, the successor's header was validated (it is rewritten without a
+  // second check), and with kPrevFree the back pointer was (ValidPrev). A
+  // neighbour that does not unlist goes out of service instead of merging.
   template <bool kDebug>
   void ReleaseFreeImpl(Block* block, uint64_t word) noexcept;
   // Frees the live `block`, whose header holds `word`.
