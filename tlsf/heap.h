@@ -292,7 +292,8 @@ class Heap {
   // or remove pools.
   void ForEachPool(absl::FunctionRef<void(Pool*)> fn) const;
 
-  // The pool whose memory contains `ptr`, or nullptr. O(log pools).
+  // The pool whose memory contains `ptr`, or nullptr. O(pools), at most
+  // kMaxPools.
   Pool* FindPool(const void* ptr) const;
 
   // First and one-past-last byte of the memory a pool manages (after
