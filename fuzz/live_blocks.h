@@ -11,7 +11,7 @@
 //
 // Fill patterns keep bit 5 of every byte clear, and so bit 45 of every 64-bit
 // word. Bit 45 is the lowest bit of the tag in every TLSF block header
-// (tlsf/heap.cc, Heap::TagFor), so a word of a payload is never taken for a
+// (tlsf/block_header.h, TagFor), so a word of a payload is never taken for a
 // header: a free of an interior pointer reads a payload word as its "header"
 // and is rejected deterministically, not with probability 1 - 2^-19. The
 // targets keep the same rule for all memory they point the allocator at (zero

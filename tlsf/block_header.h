@@ -10,14 +10,28 @@
 //
 //   bit  0      kFree: the block is free
 //   bit  1      kPrevFree: the previous block is free
-//   bits 2-3    zero
+//   bit  2      kLost: the block is out of service (see below)
+//   bit  3      zero
 //   bits 4-39   span (a multiple of kAlignment, < kMaxSpan); 0 marks a
 //               pool's end sentinel
 //   bits 40-44  log2 of the alignment the block was allocated with (0:
 //               default), kept so that a moving realloc keeps it
-//   bits 45-63  tag: a hash of the block's address and the owning heap's
-//               key, bits 45 and 63 always set; a word whose tag does not
-//               match is not a block header
+//   bits 45-63  tag: a function of the block's address, the owning heap's
+//               key AND every other bit of the word (bits 0-44), with bits
+//               45 and 63 always set (TagFor). A word whose tag does not
+//               match is not a block header: a write that changes the bits
+//               of one byte of a header (span, flags, alignment or tag) is
+//               always caught, any other change with odds of 2^-17 of
+//               passing by chance.
+//
+// The heap writes header words whole and recomputes the tag on every write
+// (a neighbour's kPrevFree flip included), so a reader without the heap's
+// lock that loads the word once sees either the old or the new valid word.
+//
+// kLost marks a block the heap found damaged in its free lists or next to a
+// freed block (a damaged list link, a block it could not unlist): it is
+// neither free nor live, is never handed out, merged or relisted, and its
+// span counts in HeapStats::lost_bytes.
 
 #ifndef FMEMP_TLSF_BLOCK_HEADER_H_
 #define FMEMP_TLSF_BLOCK_HEADER_H_
@@ -30,44 +44,77 @@ namespace fmemp::tlsf::block_header {
 
 inline constexpr uint64_t kFree = 1;
 inline constexpr uint64_t kPrevFree = 2;
+inline constexpr uint64_t kLost = 4;
 inline constexpr uint64_t kSpanMask =
     (kMaxSpan - 1) & ~uint64_t{kAlignment - 1};
 inline constexpr int kAlignShift = kMaxSpanLog2;
 inline constexpr uint64_t kAlignMask = uint64_t{0x1f} << kAlignShift;
 inline constexpr int kTagShift = kAlignShift + 5;
 inline constexpr uint64_t kTagMask = ~uint64_t{0} << kTagShift;
+// Tag bits that are always set.
+inline constexpr uint64_t kTagForcedBits =
+    (uint64_t{1} << kTagShift) | (uint64_t{1} << 63);
 
 static_assert(kTagShift < 64 && 64 - kTagShift >= 16, "tag needs its bits");
+static_assert(kTagShift + 1 + 17 == 63 && kTagShift <= 3 * 17,
+              "17 tag bits between the forced ones; rest folds in 3 chunks");
 
-// The tag bits of the header of the block at `block_address` in the heap
-// whose key is `key`. Bits 45 and 63 are always set: a zero word or a
-// user-space pointer (bit 63 clear on every 64-bit platform fmemp
-// supports), such as a free-list link that now covers an old header, never
-// passes for a header.
-constexpr uint64_t TagFor(uintptr_t block_address, uint64_t key) {
-  const uint64_t h = (block_address ^ key) * 0x9e3779b97f4a7c15ull;
-  return ((h >> kTagShift) | 1 | (uint64_t{1} << (63 - kTagShift)))
-         << kTagShift;
+// The tag bits of a header at `block_address`, in the heap whose key is
+// `key`, whose other bits are `rest` (REQUIRES: rest & kTagMask == 0).
+//
+//   bit 45      always set
+//   bits 46-62  Fold(rest) XOR a keyed hash of the address
+//   bit 63      always set
+//
+// Fold XORs the 45 bits of `rest` in chunks of 17, so that bit i of rest
+// lands on tag bit i mod 17: any change confined to 17 consecutive bits of
+// the word (one byte, in particular) changes the tag and is always caught;
+// other changes pass with odds of 2^-17. The address hash makes a header
+// copied to another address, or into another heap, fail the same way. Bits
+// 45 and 63 are always set: a zero word or a user-space pointer (bit 63
+// clear on every 64-bit platform fmemp supports), such as a free-list link
+// that now covers an old header, never passes for a header. An integrity
+// check against stray writes, not a secret: whoever can read a header can
+// compute a valid one for the same address.
+constexpr uint64_t TagFor(uintptr_t block_address, uint64_t key,
+                          uint64_t rest) {
+  const uint64_t fold = (rest ^ (rest >> 17) ^ (rest >> 34)) & 0x1ffff;
+  const uint64_t address_hash =
+      ((block_address ^ key) * 0x9e3779b97f4a7c15ull) >> 47;
+  return ((fold ^ address_hash) << (kTagShift + 1)) | kTagForcedBits;
+}
+
+// The header word with bits 0-44 `rest` at `block_address`.
+constexpr uint64_t WordFor(uintptr_t block_address, uint64_t key,
+                           uint64_t rest) {
+  return rest | TagFor(block_address, key, rest);
+}
+
+// Whether `word`, read at `block_address`, is a header the heap whose key
+// is `key` wrote there: its tag matches its other bits.
+constexpr bool IsHeader(uint64_t word, uintptr_t block_address, uint64_t key) {
+  return (word & kTagMask) == TagFor(block_address, key, word & ~kTagMask);
 }
 
 // The usable bytes of the live block whose header is `word` at
 // `block_address`, or 0 when the word is not the header of a live block
-// there (wrong tag, free, or a span below a live block's least).
+// there (not a header, free, out of service, or a span below a live
+// block's least).
 constexpr size_t LiveUsableBytes(uint64_t word, uintptr_t block_address,
                                  uint64_t key) {
   const size_t span = word & kSpanMask;
-  const bool live = (word & (kTagMask | kFree)) == TagFor(block_address, key) &&
-                    span >= kMinFreeSpan;
+  const bool live = IsHeader(word, block_address, key) &&
+                    (word & (kFree | kLost)) == 0 && span >= kMinFreeSpan;
   return live ? UsableBytes(span) : 0;
 }
 
 // Whether `word`, read at `block_address`, is the header a live block's
-// physical successor must have: tagged (a live or free block, or a pool's
-// end sentinel) and without kPrevFree. An overflow past the live block
-// that reached the header fails this (with the tag's odds).
+// physical successor must have: a header (a live, free or out-of-service
+// block, or a pool's end sentinel) without kPrevFree. An overflow past the
+// live block that reached the header fails this (with the tag's odds).
 constexpr bool IsIntactSuccessor(uint64_t word, uintptr_t block_address,
                                  uint64_t key) {
-  return (word & (kTagMask | kPrevFree)) == TagFor(block_address, key);
+  return (word & kPrevFree) == 0 && IsHeader(word, block_address, key);
 }
 
 }  // namespace fmemp::tlsf::block_header

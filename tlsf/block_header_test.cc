@@ -15,7 +15,7 @@ constexpr uint64_t kKey = 0x5bd1e9955bd1e995ull;
 
 TEST(BlockHeaderTest, TagsNeverMatchZeroOrAUserSpacePointer) {
   for (uintptr_t a = 0x10000; a < 0x10000 + 4096 * 16; a += 16) {
-    const uint64_t tag = TagFor(a, kKey);
+    const uint64_t tag = TagFor(a, kKey, 64 | kFree);
     EXPECT_EQ(tag & ~kTagMask, 0u) << "tag bits only";
     EXPECT_NE(tag & (uint64_t{1} << kTagShift), 0u);
     EXPECT_NE(tag & (uint64_t{1} << 63), 0u);
@@ -27,26 +27,72 @@ TEST(BlockHeaderTest, TagsNeverMatchZeroOrAUserSpacePointer) {
 TEST(BlockHeaderTest, TagsDependOnAddressAndKey) {
   std::set<uint64_t> tags;
   for (uintptr_t a = 0x10000; a < 0x10000 + 16 * 1000; a += 16) {
-    tags.insert(TagFor(a, kKey));
+    tags.insert(TagFor(a, kKey, 64));
   }
   // 17 free bits: 1000 addresses collide rarely.
   EXPECT_GT(tags.size(), 990u);
-  EXPECT_NE(TagFor(0x10000, kKey), TagFor(0x10000, kKey + 1));
+  EXPECT_NE(TagFor(0x10000, kKey, 64), TagFor(0x10000, kKey + 1, 64));
 }
 
 TEST(BlockHeaderTest, LiveUsableBytesAcceptsOnlyALiveHeaderAtItsAddress) {
   const uintptr_t block = 0x123450;
-  const uint64_t live = TagFor(block, kKey) | 64 | kPrevFree;
+  const uint64_t live = WordFor(block, kKey, 64 | kPrevFree);
   EXPECT_EQ(LiveUsableBytes(live, block, kKey), 64 - kBlockOverhead);
-  EXPECT_EQ(LiveUsableBytes(live | kFree, block, kKey), 0u) << "free";
+  EXPECT_EQ(LiveUsableBytes(WordFor(block, kKey, 64 | kPrevFree | kFree), block,
+                            kKey),
+            0u)
+      << "free";
   EXPECT_EQ(LiveUsableBytes(live, block + 16, kKey), 0u) << "elsewhere";
   EXPECT_EQ(LiveUsableBytes(live, block, kKey ^ 1), 0u) << "another heap";
-  EXPECT_EQ(LiveUsableBytes(TagFor(block, kKey) | 16, block, kKey), 0u)
+  EXPECT_EQ(LiveUsableBytes(WordFor(block, kKey, 16), block, kKey), 0u)
       << "a span no live block has";
   EXPECT_EQ(LiveUsableBytes(0, block, kKey), 0u);
-  const uint64_t aligned = live | (uint64_t{6} << kAlignShift);
+  const uint64_t aligned =
+      WordFor(block, kKey, 64 | kPrevFree | (uint64_t{6} << kAlignShift));
   EXPECT_EQ(LiveUsableBytes(aligned, block, kKey), 64 - kBlockOverhead)
       << "the alignment bits do not matter";
+}
+
+// The tag covers the whole word: changing any one byte of a header (span,
+// flags, alignment or tag) to any other value makes it fail, always.
+TEST(BlockHeaderTest, EveryByteChangeFailsTheCheck) {
+  for (uintptr_t a = 0x7f0000010000; a < 0x7f0000010000 + 16 * 64; a += 16) {
+    const uint64_t rests[] = {64 | kFree, 4096 | kPrevFree,
+                              32,         1008 | (uint64_t{7} << kAlignShift),
+                              kFree,      kLost | 512 | kPrevFree};
+    for (uint64_t rest : rests) {
+      const uint64_t word = WordFor(a, kKey, rest);
+      ASSERT_TRUE(IsHeader(word, a, kKey));
+      for (int byte = 0; byte < 8; ++byte) {
+        for (uint64_t change = 1; change < 256; ++change) {
+          ASSERT_FALSE(IsHeader(word ^ (change << (8 * byte)), a, kKey))
+              << "byte " << byte << " xor " << change;
+        }
+      }
+      EXPECT_FALSE(IsHeader(word, a + 16, kKey)) << "moved";
+    }
+  }
+}
+
+// Wider damage passes only with the tag's odds (2^-17 per word).
+TEST(BlockHeaderTest, RandomWordsRarelyPass) {
+  uint64_t x = 0x243f6a8885a308d3ull;
+  size_t passed = 0;
+  for (int i = 0; i < 1 << 20; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    if (IsHeader(x | block_header::kTagForcedBits, 0x123450, kKey)) ++passed;
+  }
+  EXPECT_LE(passed, 32u);  // 8 expected
+}
+
+TEST(BlockHeaderTest, LostAndFreeBlocksAreNotLive) {
+  const uintptr_t block = 0x123450;
+  EXPECT_EQ(LiveUsableBytes(WordFor(block, kKey, 64 | kLost), block, kKey), 0u);
+  EXPECT_TRUE(IsIntactSuccessor(WordFor(block, kKey, 64 | kLost), block, kKey));
+  EXPECT_FALSE(
+      IsIntactSuccessor(WordFor(block, kKey, 64 | kPrevFree), block, kKey));
 }
 
 }  // namespace

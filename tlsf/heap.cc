@@ -45,7 +45,14 @@ namespace fmemp::tlsf {
 //   word           this block's header, the one word of overhead: flags,
 //                  span, alignment and tag (tlsf/block_header.h)
 //   next_free,     free-list links; the payload's first two words, used only
-//   prev_free      while the block is free and listed
+//   prev_free      while the block is free and listed; stored encoded
+//                  (Heap::LoadLink), so that a stray write or a stale value
+//                  never decodes to a pointer the heap follows
+//
+// Nothing in a pool's memory is trusted: a header is used only once its tag
+// checks out, a span only once it fits the pool (Heap::pools_), a link only
+// once it decodes to a block that links back, a back pointer only once it
+// names a free block ending here (see "Heap damage" in heap.h).
 //
 // Free blocks of span kAlignment ("fragments") are left before an aligned
 // allocation whose padding is too small for a listed free block. They hold no
@@ -63,19 +70,19 @@ namespace fmemp::tlsf {
 struct Heap::Block {
   Block* prev_physical;
   uint64_t word;
-  Block* next_free;
-  Block* prev_free;
+  uint64_t next_free;  // encoded
+  uint64_t prev_free;  // encoded
 };
 
 // Record at the start of every pool's memory, followed by its first block.
+// Only PoolOwner reads it (validated by its magic); the heap keeps the
+// pool's bounds in its own object, so a damaged record (an underflow of the
+// first block) changes nothing but PoolOwner's answer.
 class Pool {
  public:
   uint64_t magic;  // kPoolMagic ^ address ^ heap; zero once removed
   Heap* heap;
-  Pool* next;
-  Pool* prev;
-  char* end;        // one past the last byte of the pool (aligned)
-  size_t capacity;  // span of the pool's single block when empty
+  uint64_t reserved[4];  // keeps the record's size (kPoolOverhead)
 
   uint64_t ExpectedMagic() const {
     return kPoolMagic ^ reinterpret_cast<uintptr_t>(this) ^
@@ -89,6 +96,7 @@ namespace {
 using block_header::kAlignMask;
 using block_header::kAlignShift;
 using block_header::kFree;
+using block_header::kLost;
 using block_header::kPrevFree;
 using block_header::kSpanMask;
 using block_header::kTagMask;
@@ -204,7 +212,12 @@ class Findings {
  public:
   template <typename... Args>
   void Add(const absl::FormatSpec<Args...>& format, const Args&... args) {
-    if (count_++ == 0) first_ = absl::StrFormat(format, args...);
+    if (count_ == 0) {
+      first_ = absl::StrFormat(format, args...);
+    } else if (count_ < static_cast<size_t>(Heap::kMaxFindings)) {
+      absl::StrAppend(&first_, "; ", absl::StrFormat(format, args...));
+    }
+    ++count_;
   }
   bool empty() const { return count_ == 0; }
   absl::Status ToStatus() const {
@@ -287,7 +300,7 @@ FMEMP_HEAP_NO_ASAN void StoreWord(B* b, uint64_t word) {
   __atomic_store_n(&b->word, word, __ATOMIC_RELAXED);
 }
 
-// The other bookkeeping words of a block.
+// The back pointer of a block (the previous block's last word).
 template <typename B>
 FMEMP_HEAP_NO_ASAN B* PrevPhysical(const B* b) {
   return b->prev_physical;
@@ -295,22 +308,6 @@ FMEMP_HEAP_NO_ASAN B* PrevPhysical(const B* b) {
 template <typename B>
 FMEMP_HEAP_NO_ASAN void SetPrevPhysical(B* b, B* prev) {
   b->prev_physical = prev;
-}
-template <typename B>
-FMEMP_HEAP_NO_ASAN B* NextFree(const B* b) {
-  return b->next_free;
-}
-template <typename B>
-FMEMP_HEAP_NO_ASAN void SetNextFree(B* b, B* next) {
-  b->next_free = next;
-}
-template <typename B>
-FMEMP_HEAP_NO_ASAN B* PrevFree(const B* b) {
-  return b->prev_free;
-}
-template <typename B>
-FMEMP_HEAP_NO_ASAN void SetPrevFree(B* b, B* prev) {
-  b->prev_free = prev;
 }
 
 template <typename B>
@@ -337,9 +334,10 @@ template <typename B>
 B* NextOf(B* b) {
   return Offset(b, SpanOf(b));
 }
+bool IsAligned(uintptr_t a) { return a % kAlignment == 0; }
 template <typename B>
 void* PayloadOf(B* b) {
-  return reinterpret_cast<char*>(b) + kAlignment;
+  return const_cast<char*>(reinterpret_cast<const char*>(b)) + kAlignment;
 }
 template <typename B>
 char* At(B* b, size_t offset) {
@@ -352,6 +350,10 @@ Heap::Heap() noexcept {
   const uint64_t serial = heap_serial.fetch_add(1, std::memory_order_relaxed);
   tag_key_ = (Addr(this) * 0xd6e8feb86659fd93ull) ^
              (serial * 0x9e3779b97f4a7c15ull) ^ 0x5bd1e9955bd1e995ull;
+  // A second secret for the links, not derivable from a header word.
+  uint64_t k = tag_key_ ^ (serial + 0x632be59bd9b4e019ull);
+  k = (k ^ (k >> 31)) * 0xbf58476d1ce4e5b9ull;
+  link_key_ = (k ^ (k >> 29)) & ~uint64_t{kAlignment - 1};
 }
 
 Heap::Heap(const HeapOptions& options) noexcept : Heap() {
@@ -360,13 +362,15 @@ Heap::Heap(const HeapOptions& options) noexcept : Heap() {
 
 Heap::~Heap() {
   if ((debug_ & kDebugAsan) == 0) return;
-  for (const Pool* p = first_pool_; p != nullptr; p = p->next) {
-    AsanUnpoison(p, Addr(p->end) - Addr(p));
+  for (size_t i = 0; i < stats_.pool_count; ++i) {
+    const PoolRange& r = pools_[i];
+    const uintptr_t begin = r.first - sizeof(Pool);
+    AsanUnpoison(reinterpret_cast<void*>(begin), r.last + kAlignment - begin);
   }
 }
 
 absl::Status Heap::SetOptions(const HeapOptions& options) {
-  if (first_pool_ != nullptr) {
+  if (stats_.pool_count != 0) {
     return absl::FailedPreconditionError(
         "debug options can change only while the heap has no pool");
   }
@@ -382,26 +386,87 @@ void Heap::ApplyOptions(const HeapOptions& options) noexcept {
                            (options.asan && kHeapAsanBuild ? kDebugAsan : 0));
 }
 
-uint64_t Heap::TagFor(const void* block) const noexcept {
-  return block_header::TagFor(Addr(block), tag_key_);
+FMEMP_HEAP_IMPL uint64_t Heap::MakeWord(const Block* block,
+                                        uint64_t rest) const noexcept {
+  return block_header::WordFor(Addr(block), tag_key_, rest);
+}
+
+FMEMP_HEAP_IMPL bool Heap::IsHeader(const Block* block,
+                                    uint64_t word) const noexcept {
+  return block_header::IsHeader(word, Addr(block), tag_key_);
 }
 
 bool Heap::IsTagged(const Block* block) const noexcept {
-  return (LoadWord(block) & kTagMask) == TagFor(block);
-}
-
-uint64_t Heap::MakeWord(const Block* block, size_t span, uint64_t flags) const {
-  return TagFor(block) | span | flags;
+  return IsHeader(block, LoadWord(block));
 }
 
 void Heap::MarkAbsorbed(Block* block) const {
   // A header merged into a neighbour keeps a tagged, free, zero-span word,
   // so a late free of its old pointer is reported as a double free.
-  StoreWord(block, TagFor(block) | kFree);
+  StoreWord(block, MakeWord(block, kFree));
 }
 
-void Heap::SetSpan(Block* block, size_t span) const {
-  StoreWord(block, (LoadWord(block) & ~kSpanMask) | span);
+// --- Validation of what pool memory holds ---
+
+const Heap::PoolRange* Heap::SearchRange(uintptr_t address) const noexcept {
+  size_t lo = 0;
+  size_t hi = stats_.pool_count;  // pools_[lo, hi) may hold it
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    if (address < pools_[mid].first) {
+      hi = mid;
+    } else if (address > pools_[mid].last) {
+      lo = mid + 1;
+    } else {
+      return &pools_[mid];
+    }
+  }
+  return nullptr;
+}
+
+const Heap::PoolRange* Heap::RangeOfPool(const Pool* pool) const noexcept {
+  const uintptr_t first = Addr(pool) + sizeof(Pool);
+  const PoolRange* const r = SearchRange(first);
+  return r != nullptr && r->first == first ? r : nullptr;
+}
+
+FMEMP_HEAP_IMPL Heap::Block* Heap::LoadLink(const Block* block,
+                                            size_t offset) const noexcept {
+  const char* const slot = reinterpret_cast<const char*>(block) + offset;
+  return reinterpret_cast<Block*>(LoadRaw(slot) ^ link_key_ ^
+                                  (Addr(slot) >> 3));
+}
+
+FMEMP_HEAP_IMPL void Heap::StoreLink(Block* block, size_t offset,
+                                     const Block* target) const noexcept {
+  char* const slot = reinterpret_cast<char*>(block) + offset;
+  StoreRaw(slot, Addr(target) ^ link_key_ ^ (Addr(slot) >> 3));
+}
+
+FMEMP_HEAP_IMPL bool Heap::LinkLeadsBack(const Block* target,
+                                         size_t back_offset,
+                                         const Block* from) const noexcept {
+  const uintptr_t a = Addr(target);
+  if (!IsAligned(a)) return false;
+  const PoolRange* const r = RangeFor(a);
+  // Room for a free block's header and links before the end sentinel.
+  return r != nullptr && r->last - a >= kMinFreeSpan &&
+         LoadLink(target, back_offset) == from;
+}
+
+FMEMP_HEAP_IMPL Heap::Block* Heap::ValidPrev(
+    const Block* block, const PoolRange& r,
+    uint64_t* prev_word) const noexcept {
+  Block* const prev = PrevPhysical(block);
+  const uintptr_t a = Addr(prev);
+  if (a - r.first >= Addr(block) - r.first || !IsAligned(a)) return nullptr;
+  const uint64_t word = LoadWord(prev);
+  if ((word & (kFree | kLost)) != kFree || !IsHeader(prev, word) ||
+      a + (word & kSpanMask) != Addr(block)) {
+    return nullptr;
+  }
+  *prev_word = word;
+  return prev;
 }
 
 Heap::Block* Heap::FirstBlockOf(const Pool* pool) {
@@ -426,9 +491,10 @@ FMEMP_HEAP_IMPL void Heap::InsertFree(Block* block, size_t span) noexcept {
   const Bin bin = BinForSpan(span);
   Block*& head = ListHead(bin);
   Block* const old_head = head;
-  SetNextFree(block, old_head);
-  SetPrevFree(block, static_cast<Block*>(nullptr));
-  if (old_head != nullptr) SetPrevFree(old_head, block);
+  StoreLink(block, kNextFreeOffset, old_head);
+  StoreLink(block, kPrevFreeOffset, nullptr);
+  // The old head is a block the heap listed itself: its slot is its own.
+  if (old_head != nullptr) StoreLink(old_head, kPrevFreeOffset, block);
   head = block;
   first_level_bitmap_ |= 1u << bin.first;
   second_level_bitmap_[static_cast<unsigned>(bin.first)] |= 1u << bin.second;
@@ -442,16 +508,24 @@ FMEMP_HEAP_IMPL void Heap::UnlinkHead(Block* next, Bin bin) noexcept {
   if (second_map == 0) first_level_bitmap_ &= ~(1u << bin.first);
 }
 
-FMEMP_HEAP_IMPL void Heap::RemoveFree(Block* block, size_t span) noexcept {
-  if (span < kMinFreeSpan) return;  // fragments are never listed
-  Block* const next = NextFree(block);
-  Block* const prev = PrevFree(block);
-  if (next != nullptr) SetPrevFree(next, prev);
-  if (prev != nullptr) {
-    SetNextFree(prev, next);
-  } else {
-    UnlinkHead(next, BinForSpan(span));  // the bin only for a list's head
+FMEMP_HEAP_IMPL bool Heap::RemoveFree(Block* block, size_t span) noexcept {
+  if (span < kMinFreeSpan) return true;  // fragments are never listed
+  Block* const next = LoadLink(block, kNextFreeOffset);
+  Block* const prev = LoadLink(block, kPrevFreeOffset);
+  // Write only into blocks that name this one back.
+  if (next != nullptr && !LinkLeadsBack(next, kPrevFreeOffset, block)) {
+    return false;
   }
+  if (prev != nullptr) {
+    if (!LinkLeadsBack(prev, kNextFreeOffset, block)) return false;
+    StoreLink(prev, kNextFreeOffset, next);
+  } else {
+    const Bin bin = BinForSpan(span);  // the bin only for a list's head
+    if (ListHead(bin) != block) return false;
+    UnlinkHead(next, bin);
+  }
+  if (next != nullptr) StoreLink(next, kPrevFreeOffset, prev);
+  return true;
 }
 
 template <bool kDebug>
@@ -479,14 +553,35 @@ FMEMP_HEAP_IMPL Heap::Block* Heap::TakeFreeBlockImpl(size_t span) noexcept {
         // A rebuild keeps the block listed in the same bin.
         if (EnsureLinks(block)) block = ListHead(found);
       }
-      Block* const next = NextFree(block);
-      if (next != nullptr) SetPrevFree(next, static_cast<Block*>(nullptr));
-      UnlinkHead(next, found);
-      return block;
+      // The head is a pointer the heap stored; its header and its link are
+      // pool memory, checked before use.
+      const uint64_t word = LoadWord(block);
+      const PoolRange* const r = RangeFor(Addr(block));
+      Block* const next = LoadLink(block, kNextFreeOffset);
+      if (__builtin_expect(r != nullptr && (word & (kFree | kLost)) == kFree &&
+                               IsHeader(block, word) &&
+                               (word & kSpanMask) >= search &&
+                               (word & kSpanMask) <= r->last - Addr(block) &&
+                               (next == nullptr ||
+                                LinkLeadsBack(next, kPrevFreeOffset, block)),
+                           1)) {
+        if (next != nullptr) StoreLink(next, kPrevFreeOffset, nullptr);
+        UnlinkHead(next, found);
+        return block;
+      }
+      return TakeAfterDrop(span, found, kDebug);
     }
   }
   if (search == span) return nullptr;
   return TakeFromOwnBin(span, kDebug);
+}
+
+Heap::Block* Heap::TakeAfterDrop(size_t span, Bin damaged,
+                                 bool debug) noexcept {
+  // Each call empties one bin, so the search ends after at most one call
+  // per bin.
+  DropList(damaged);
+  return debug ? TakeFreeBlockImpl<true>(span) : TakeFreeBlockImpl<false>(span);
 }
 
 Heap::Block* Heap::TakeFromOwnBin(size_t span, bool debug) noexcept {
@@ -500,13 +595,84 @@ Heap::Block* Heap::TakeFromOwnBin(size_t span, bool debug) noexcept {
       i = -1;
       continue;
     }
-    if (SpanOf(block) >= span) {
-      RemoveFree(block, SpanOf(block));
+    const uint64_t word = LoadWord(block);
+    const PoolRange* const r = RangeFor(Addr(block));
+    const size_t have = word & kSpanMask;
+    if (r == nullptr || (word & (kFree | kLost)) != kFree ||
+        !IsHeader(block, word) || have > r->last - Addr(block) ||
+        BinForSpan(have) != own) {
+      DropList(own);
+      return nullptr;
+    }
+    if (have >= span) {
+      if (!RemoveFree(block, have)) {
+        DropList(own);
+        return nullptr;
+      }
       return block;
     }
-    block = NextFree(block);
+    Block* const next = LoadLink(block, kNextFreeOffset);
+    if (next != nullptr && !LinkLeadsBack(next, kPrevFreeOffset, block)) {
+      DropList(own);
+      return nullptr;
+    }
+    block = next;
   }
   return nullptr;
+}
+
+void Heap::DropList(Bin bin) noexcept {
+  Block* block = ListHead(bin);
+  ListHead(bin) = nullptr;
+  UnlinkHead(nullptr, bin);
+  // Relist what checks out, up to the damage; any list longer than this has
+  // a cycle (which links that lead back cannot form, but the walk is
+  // bounded whatever the memory holds).
+  size_t steps = Stats().free_bytes / kMinFreeSpan + 1;
+  while (block != nullptr && steps-- != 0) {
+    const uint64_t word = LoadWord(block);
+    const PoolRange* const r = RangeFor(Addr(block));
+    const size_t span = word & kSpanMask;
+    const bool intact = r != nullptr && IsHeader(block, word) &&
+                        span >= kMinFreeSpan && span <= r->last - Addr(block);
+    if (intact && (word & kLost) != 0) {
+      // Taken out of service while listed (Lose): already counted and
+      // reported. Its links were left alone; walk on past it.
+      Block* const next = LoadLink(block, kNextFreeOffset);
+      if (next != nullptr && !LinkLeadsBack(next, kPrevFreeOffset, block)) {
+        return;
+      }
+      block = next;
+      continue;
+    }
+    if (!intact || (word & kFree) == 0 || BinForSpan(span) != bin) {
+      // A damaged header: its span is unknown, so it is not merged, listed
+      // or handed out again (nothing that checks headers accepts it).
+      ++stats_.lost_blocks;
+      ReportCorrupt(PayloadOf(block));
+      return;
+    }
+    Block* const next = LoadLink(block, kNextFreeOffset);
+    if (next != nullptr && !LinkLeadsBack(next, kPrevFreeOffset, block)) {
+      Lose(block, word);  // its link is damaged; what it leads to is unknown
+      return;
+    }
+    InsertFree(block, span);
+    block = next;
+  }
+}
+
+void Heap::Lose(Block* block, uint64_t word) noexcept {
+  const size_t span = word & kSpanMask;
+  StoreWord(block, MakeWord(block, (word & ~(kTagMask | kFree)) | kLost));
+  Block* const next = Offset(block, span);
+  const uint64_t next_word = LoadWord(next);
+  if ((next_word & kPrevFree) != 0 && IsHeader(next, next_word)) {
+    StoreWord(next, MakeWord(next, next_word & ~(kTagMask | kPrevFree)));
+  }
+  stats_.lost_bytes += span;
+  ++stats_.lost_blocks;
+  ReportCorrupt(PayloadOf(block));
 }
 
 // --- Accounting ---
@@ -555,15 +721,16 @@ void Heap::SetReportHandler(HeapReportHandler handler, void* context) noexcept {
 // --- Block transitions ---
 //
 // Each transition reads a header word once and derives the word it stores
-// from it: a header keeps its tag for as long as the block exists, so only a
-// header written at a new address (the tail split off a block) needs
-// TagFor.
+// from it. Every stored header word gets its tag recomputed (MakeWord): the
+// tag covers the whole word. A neighbour's header is rewritten only when it
+// validates, so that a damaged word is never given a valid tag back.
 
 template <bool kDebug>
 FMEMP_HEAP_IMPL void* Heap::UseBlockImpl(Block* block, size_t span,
                                          int alignment_log2,
                                          const char* verify_from) noexcept {
-  uint64_t word = LoadWord(block);
+  // The caller validated the header and its span against the pool.
+  const uint64_t word = LoadWord(block);
   size_t have = word & kSpanMask;
   if constexpr (kDebug) {
     // What is handed out, and the head of a split-off rest, which the rest's
@@ -573,23 +740,25 @@ FMEMP_HEAP_IMPL void* Heap::UseBlockImpl(Block* block, size_t span,
           have - span >= kMinFreeSpan ? span + kPoisonOffset : have;
       VerifyFree(block, verify_from, At(block, end));
     }
-    // A free header damaged by a stray write gets its tag back.
-    word = (word & ~kTagMask) | TagFor(block);
   } else {
     (void)verify_from;
   }
   Block* const next = Offset(block, have);
   if (have - span >= kMinFreeSpan) {
     Block* const rest = Offset(block, span);
-    StoreWord(rest, MakeWord(rest, have - span, kFree));
+    StoreWord(rest, MakeWord(rest, (have - span) | kFree));
     SetPrevPhysical(next, rest);  // next keeps kPrevFree
     InsertFree(rest, have - span);
     have = span;
   } else {
-    StoreWord(next, LoadWord(next) & ~kPrevFree);
+    const uint64_t next_word = LoadWord(next);
+    if (IsHeader(next, next_word)) {
+      StoreWord(next, MakeWord(next, next_word & ~(kTagMask | kPrevFree)));
+    }
   }
-  StoreWord(block, (word & (kTagMask | kPrevFree)) | have |
-                       (static_cast<uint64_t>(alignment_log2) << kAlignShift));
+  StoreWord(block, MakeWord(block, (word & kPrevFree) | have |
+                                       (static_cast<uint64_t>(alignment_log2)
+                                        << kAlignShift)));
   AddUsed(have);
   ++stats_.live_blocks;
   return PayloadOf(block);
@@ -599,77 +768,84 @@ template <bool kDebug>
 FMEMP_HEAP_IMPL void Heap::ReleaseFreeImpl(Block* block,
                                            uint64_t word) noexcept {
   size_t span = word & kSpanMask;
+  uint64_t prev_free = word & kPrevFree;
   const bool poison = kDebug && (debug_ & kDebugPoison) != 0;
   if (poison) FillFree(At(block, kAlignment), At(block, span));
-  if ((word & kPrevFree) != 0) {
+  if (prev_free != 0) {
+    // Validated by the caller (ValidPrev).
     Block* const prev = PrevPhysical(block);
-    // The back pointer is the last word of a free block, which a stray
-    // write may have hit: follow it only to a free header that leads back
-    // here.
-    const uint64_t prev_word =
-        prev != nullptr && Addr(prev) < Addr(block) ? LoadWord(prev) : 0;
+    const uint64_t prev_word = LoadWord(prev);
     const size_t prev_span = prev_word & kSpanMask;
-    if ((prev_word & (kTagMask | kFree)) == (TagFor(prev) | kFree) &&
-        Offset(prev, prev_span) == block) {
-      if (poison) {
-        VerifyFree(
-            prev, At(prev, kPoisonOffset),
-            At(prev, std::max(kPoisonOffset,
-                              std::min(prev_span,
-                                       kPoisonOffset + kMergeCheckBytes))));
-      }
-      RemoveFree(prev, prev_span);
+    if (poison) {
+      VerifyFree(prev, At(prev, kPoisonOffset),
+                 At(prev, std::max(kPoisonOffset,
+                                   std::min(prev_span, kPoisonOffset +
+                                                           kMergeCheckBytes))));
+    }
+    if (__builtin_expect(RemoveFree(prev, prev_span), 1)) {
       if (poison) FillFree(At(block, 0), At(block, kBlockOverhead));
       // A header merged into a neighbour keeps a tagged, free, zero-span
       // word, so a late free of its old pointer reads as a double free.
-      StoreWord(block, (word & kTagMask) | kFree);
+      MarkAbsorbed(block);
       block = prev;
-      word = prev_word;
       span += prev_span;
+      prev_free = prev_word & kPrevFree;
     } else {
-      ReportCorrupt(PayloadOf(block));
+      Lose(prev, prev_word);
+      prev_free = 0;
     }
   }
+  // The successor's header was validated by the caller.
   Block* next = Offset(block, span);
   uint64_t next_word = LoadWord(next);
-  if ((next_word & kFree) != 0) {
+  bool next_valid = true;
+  if ((next_word & (kFree | kLost)) == kFree) {
     const size_t next_span = next_word & kSpanMask;
-    if (poison) {
-      VerifyFree(next, At(next, kPoisonOffset),
-                 At(next, std::max(kPoisonOffset,
-                                   std::min(next_span, kPoisonOffset +
-                                                           kMergeCheckBytes))));
-    }
-    RemoveFree(next, next_span);
-    if (poison) {
-      FillFree(At(next, 0), At(next, kBlockOverhead));
-      if (next_span >= kMinFreeSpan) {
-        FillFree(At(next, kNextFreeOffset), At(next, kPoisonOffset));
+    const PoolRange* const r = RangeFor(Addr(next));
+    if (next_span != 0 && r != nullptr && next_span <= r->last - Addr(next)) {
+      if (poison) {
+        VerifyFree(
+            next, At(next, kPoisonOffset),
+            At(next, std::max(kPoisonOffset,
+                              std::min(next_span,
+                                       kPoisonOffset + kMergeCheckBytes))));
+      }
+      if (__builtin_expect(RemoveFree(next, next_span), 1)) {
+        if (poison) {
+          FillFree(At(next, 0), At(next, kBlockOverhead));
+          if (next_span >= kMinFreeSpan) {
+            FillFree(At(next, kNextFreeOffset), At(next, kPoisonOffset));
+          }
+        }
+        MarkAbsorbed(next);
+        span += next_span;
+        next = Offset(block, span);
+        next_word = LoadWord(next);
+        next_valid = IsHeader(next, next_word);
+      } else {
+        Lose(next, next_word);
+        next_word = LoadWord(next);
       }
     }
-    StoreWord(next, (next_word & kTagMask) | kFree);  // merged away
-    span += next_span;
-    next = Offset(block, span);
-    next_word = LoadWord(next);
   }
   SetPrevPhysical(next, block);
-  StoreWord(next, next_word | kPrevFree);
-  StoreWord(block, (word & ~kSpanMask) | span);
+  if (next_valid) {
+    StoreWord(next, MakeWord(next, (next_word & ~kTagMask) | kPrevFree));
+  }
+  StoreWord(block, MakeWord(block, span | kFree | prev_free));
   if (span >= kMinFreeSpan) InsertFree(block, span);
 }
 
 template <bool kDebug>
 FMEMP_HEAP_IMPL void Heap::ShrinkLiveImpl(Block* block, size_t span) noexcept {
+  // The caller validated the block and its successor.
   const uint64_t word = LoadWord(block);
   const size_t have = word & kSpanMask;
   if (have - span < kMinFreeSpan) return;
-  Block* const tail = Offset(block, span);
-  const uint64_t tail_word =
-      MakeWord(tail, have - span, kFree);  // previous (block) is live
-  StoreWord(tail, tail_word);
-  StoreWord(block, (word & ~kSpanMask) | span);
+  StoreWord(block, MakeWord(block, (word & ~(kTagMask | kSpanMask)) | span));
   SubUsed(have - span);
-  ReleaseFreeImpl<kDebug>(tail, tail_word);
+  // The tail's previous block (this one) is live.
+  ReleaseFreeImpl<kDebug>(Offset(block, span), (have - span) | kFree);
 }
 
 void Heap::ShrinkLive(Block* block, size_t span) noexcept {
@@ -683,15 +859,12 @@ template <bool kDebug>
 FMEMP_HEAP_IMPL void Heap::FreeBlockImpl(Block* block, uint64_t word) noexcept {
   const size_t span = word & kSpanMask;
   if constexpr (kDebug) {
-    if ((debug_ & kDebugPoison) != 0) EnsureNeighbourLinks(block);
     if ((debug_ & kDebugAsan) != 0)
       AsanPoison(PayloadOf(block), UsableBytes(span));
   }
   SubUsed(span);
   --stats_.live_blocks;
-  const uint64_t free_word = (word & ~kAlignMask) | kFree;
-  StoreWord(block, free_word);
-  ReleaseFreeImpl<kDebug>(block, free_word);
+  ReleaseFreeImpl<kDebug>(block, (word & (kSpanMask | kPrevFree)) | kFree);
 }
 
 void Heap::ReportInvalidFree(const void* ptr) noexcept {
@@ -704,53 +877,53 @@ void Heap::ReportCorrupt(const void* ptr) noexcept {
   Report(HeapError::kCorruptHeap, ptr);
 }
 
+void Heap::ReportBadHeader(const void* ptr, const Block* block,
+                           const PoolRange& range) noexcept {
+  // Is `block` where a block starts? Walk the pool's intact headers.
+  uintptr_t at = range.first;
+  while (at < Addr(block)) {
+    const Block* const b = reinterpret_cast<const Block*>(at);
+    const uint64_t word = LoadWord(b);
+    const size_t span = word & kSpanMask;
+    if (!IsHeader(b, word) || span == 0 || span > range.last - at) break;
+    at += span;
+  }
+  if (at == Addr(block)) {
+    ReportCorrupt(ptr);
+  } else {
+    ReportInvalidFree(ptr);
+  }
+}
+
 template <bool kDebug>
 FMEMP_HEAP_IMPL Heap::Block* Heap::LiveBlockOrReportImpl(
     const void* ptr, uint64_t* word_out) noexcept {
-  if (Addr(ptr) % kAlignment != 0) {
-    ReportInvalidFree(ptr);
-    return nullptr;
-  }
   const size_t head = kDebug ? HeadBytes() : 0;
-  Block* const block = reinterpret_cast<Block*>(
-      const_cast<char*>(static_cast<const char*>(ptr)) - kAlignment - head);
-  const Pool* pool = nullptr;
-  if constexpr (kDebug) {
-    // Never read outside this heap's pools.
-    pool = FindPool(block);
-    if (pool == nullptr) {
-      ReportInvalidFree(ptr);
-      return nullptr;
-    }
-  }
-  const uint64_t word = LoadWord(block);
-  if ((word & kTagMask) != TagFor(block)) {
+  const uintptr_t address = Addr(ptr) - kAlignment - head;
+  // Never read outside this heap's pools; the end sentinel is no block.
+  const PoolRange* const r = RangeFor(address);
+  if (!IsAligned(Addr(ptr)) || r == nullptr || address == r->last) {
     ReportInvalidFree(ptr);
     return nullptr;
   }
-  if ((word & kFree) != 0) {
+  Block* const block = reinterpret_cast<Block*>(address);
+  const uint64_t word = LoadWord(block);
+  if (!IsHeader(block, word)) {
+    ReportBadHeader(ptr, block, *r);
+    return nullptr;
+  }
+  if ((word & (kFree | kLost)) != 0) {
     ReportDoubleFree(ptr);
     return nullptr;
   }
   const size_t span = word & kSpanMask;
-  if (span < kMinFreeSpan) {
-    // 0 is a pool's end sentinel; any other span below the minimum is a
-    // damaged header.
-    if (span == 0) {
-      ReportInvalidFree(ptr);
-    } else {
-      ReportCorrupt(ptr);
-    }
+  if (span < kMinFreeSpan || span > r->last - address) {
+    ReportCorrupt(ptr);
     return nullptr;
   }
   if constexpr (kDebug) {
     // The canaries first: an overflow that reached the next header went
-    // through the tail canary, and this report says more. The span must
-    // stay inside the pool before the canary scan reads by it.
-    if (span > Addr(pool->end) - Addr(block) - kAlignment) {
-      ReportCorrupt(ptr);
-      return nullptr;
-    }
+    // through the tail canary, and this report says more.
     if ((debug_ & kDebugCanaries) != 0) {
       HeapReport report;
       report.damage = CanaryDamage(block, &report.size);
@@ -763,9 +936,21 @@ FMEMP_HEAP_IMPL Heap::Block* Heap::LiveBlockOrReportImpl(
     }
   }
   const Block* const next = Offset(block, span);
-  if ((LoadWord(next) & (kTagMask | kPrevFree)) != TagFor(next)) {
+  if (!block_header::IsIntactSuccessor(LoadWord(next), Addr(next), tag_key_)) {
     ReportCorrupt(ptr);
     return nullptr;
+  }
+  if constexpr (kDebug) {
+    // Repairs what poisoning can: a damaged back pointer or link of a free
+    // neighbour is reported as a write after free and mended first.
+    if ((debug_ & kDebugPoison) != 0) EnsureNeighbourLinks(block);
+  }
+  if ((word & kPrevFree) != 0) {
+    uint64_t prev_word;
+    if (ValidPrev(block, *r, &prev_word) == nullptr) {
+      ReportCorrupt(ptr);
+      return nullptr;
+    }
   }
   *word_out = word;
   return block;
@@ -828,10 +1013,10 @@ FMEMP_HEAP_IMPL void* Heap::PlaceAlignedImpl(size_t span, size_t alignment,
       }
       verify_from = At(block, kAlignment);
     }
-    StoreWord(lead, MakeWord(lead, gap, kFree | (lead_word & kPrevFree)));
+    StoreWord(lead, MakeWord(lead, gap | kFree | (lead_word & kPrevFree)));
     SetPrevPhysical(block, lead);
-    StoreWord(block, MakeWord(block, total - gap, kFree | kPrevFree));
-    SetPrevPhysical(NextOf(block), block);
+    StoreWord(block, MakeWord(block, (total - gap) | kFree | kPrevFree));
+    SetPrevPhysical(Offset(lead, total), block);
     if (gap >= kMinFreeSpan) InsertFree(lead, gap);
   }
   return UseBlockImpl<kDebug>(block, span, FloorLog2(alignment), verify_from);
@@ -864,7 +1049,7 @@ void* Heap::Reallocate(void* ptr, size_t bytes) noexcept {
   Block* const block = LiveBlockOrReportImpl<false>(ptr, &word);
   if (block == nullptr) return nullptr;
   if (bytes == 0) {
-    Free(ptr);
+    FreeBlockImpl<false>(block, word);
     return nullptr;
   }
   const size_t want = SpanForRequest(bytes);
@@ -872,34 +1057,57 @@ void* Heap::Reallocate(void* ptr, size_t bytes) noexcept {
     NoteFailure();
     return nullptr;
   }
-  const size_t have = SpanOf(block);
+  const size_t have = word & kSpanMask;
   if (want <= have) {
     ShrinkLive(block, want);
     return ptr;
   }
-  Block* const next = NextOf(block);
-  if (IsFree(next) && have + SpanOf(next) >= want) {
-    const size_t gained = SpanOf(next);
-    RemoveFree(next, gained);
-    MarkAbsorbed(next);
-    SetSpan(block, have + gained);
-    StoreWord(NextOf(block), LoadWord(NextOf(block)) & ~kPrevFree);
-    // Count the absorbed block as used, then give back the tail, and only
-    // then update the peak, which must not see the transient total.
-    stats_.used_bytes += gained;
+  if (GrowInPlace(block, word, want)) {
     ShrinkLive(block, want);
     UpdatePeak();
     return ptr;
   }
   const int alignment_log2 =
-      static_cast<int>((LoadWord(block) & kAlignMask) >> kAlignShift);
+      static_cast<int>((word & kAlignMask) >> kAlignShift);
   void* const moved = alignment_log2 != 0
                           ? AllocateAligned(size_t{1} << alignment_log2, bytes)
                           : Allocate(bytes);
   if (moved == nullptr) return nullptr;
   std::memcpy(moved, ptr, std::min(UsableBytes(have), bytes));
+  // The allocation may have changed the block's kPrevFree bit, and the
+  // checks are repeated: Free reports what changed since.
   Free(ptr);
   return moved;
+}
+
+bool Heap::GrowInPlace(Block* block, uint64_t word, size_t want) noexcept {
+  const size_t have = word & kSpanMask;
+  Block* const next = Offset(block, have);
+  const uint64_t next_word = LoadWord(next);  // validated: a header
+  if ((next_word & (kFree | kLost)) != kFree) return false;
+  const size_t gained = next_word & kSpanMask;
+  const PoolRange* const r = RangeFor(Addr(next));
+  if (r == nullptr || gained == 0 || gained > r->last - Addr(next) ||
+      have + gained < want) {
+    return false;
+  }
+  // The block's new successor must be intact: the tail given back after
+  // the grow is merged with it without a second check.
+  Block* const after = Offset(block, have + gained);
+  const uint64_t after_word = LoadWord(after);
+  if (!IsHeader(after, after_word)) return false;
+  if (!RemoveFree(next, gained)) {
+    Lose(next, next_word);
+    return false;
+  }
+  MarkAbsorbed(next);
+  StoreWord(block, MakeWord(block, (word & ~(kTagMask | kSpanMask)) |
+                                       (have + gained)));
+  StoreWord(after, MakeWord(after, after_word & ~(kTagMask | kPrevFree)));
+  // Count the absorbed block as used; the caller gives back the tail, and
+  // only then updates the peak, which must not see the transient total.
+  stats_.used_bytes += gained;
+  return true;
 }
 
 size_t Heap::BlockSpan(const void* ptr) const noexcept {
@@ -979,7 +1187,8 @@ const char* Heap::PoisonDamage(const char* from,
     const uint64_t word = *reinterpret_cast<const AliasedWord*>(p);
     if (word == kFreeWord) continue;
     if (Addr(p) % kAlignment == kBlockOverhead &&
-        word == (TagFor(p - kBlockOverhead) | kFree)) {
+        word == MakeWord(reinterpret_cast<const Block*>(p - kBlockOverhead),
+                         kFree)) {
       continue;  // the header of a block merged away (MarkAbsorbed)
     }
     return p + __builtin_ctzll(word ^ kFreeWord) / 8;
@@ -1009,33 +1218,37 @@ void Heap::VerifyFree(const Block* owner, const char* from,
 }
 
 bool Heap::IsListedIn(const Block* block, Bin bin) const noexcept {
-  if (block == nullptr || Addr(block) % kAlignment != 0) return false;
-  const Pool* const pool = FindPool(block);
-  if (pool == nullptr || Addr(block) < Addr(FirstBlockOf(pool)) ||
-      Addr(block) + kMinFreeSpan > Addr(pool->end)) {
+  if (block == nullptr || !IsAligned(Addr(block))) return false;
+  const PoolRange* const r = RangeFor(Addr(block));
+  if (r == nullptr || r->last - Addr(block) < kMinFreeSpan) return false;
+  const uint64_t word = LoadWord(block);
+  if (!IsHeader(block, word) || (word & (kFree | kLost)) != kFree) {
     return false;
   }
-  if (!IsTagged(block) || !IsFree(block)) return false;
-  const size_t span = SpanOf(block);
-  return span >= kMinFreeSpan && BinForSpan(span) == bin;
+  const size_t span = word & kSpanMask;
+  return span >= kMinFreeSpan && span <= r->last - Addr(block) &&
+         BinForSpan(span) == bin;
 }
 
 const char* Heap::LinkDamage(const Block* block) const noexcept {
   const Bin bin = BinForSpan(SpanOf(block));
-  const Block* const next = NextFree(block);
-  if (next != nullptr && !(IsListedIn(next, bin) && PrevFree(next) == block)) {
+  const Block* const next = LoadLink(block, kNextFreeOffset);
+  if (next != nullptr &&
+      !(IsListedIn(next, bin) && LoadLink(next, kPrevFreeOffset) == block)) {
     return At(block, kNextFreeOffset);
   }
-  const Block* const prev = PrevFree(block);
-  const bool prev_ok = prev == nullptr
-                           ? free_lists_[bin.first][bin.second] == block
-                           : IsListedIn(prev, bin) && NextFree(prev) == block;
+  const Block* const prev = LoadLink(block, kPrevFreeOffset);
+  const bool prev_ok =
+      prev == nullptr
+          ? free_lists_[bin.first][bin.second] == block
+          : IsListedIn(prev, bin) && LoadLink(prev, kNextFreeOffset) == block;
   return prev_ok ? nullptr : At(block, kPrevFreeOffset);
 }
 
 bool Heap::EnsureLinks(Block* block) noexcept {
-  if ((debug_ & kDebugPoison) == 0 || SpanOf(block) < kMinFreeSpan) {
-    return false;
+  if ((debug_ & kDebugPoison) == 0 || SpanOf(block) < kMinFreeSpan ||
+      !IsTagged(block)) {
+    return false;  // a damaged header is the hot path's to handle
   }
   const char* const damage = LinkDamage(block);
   if (damage == nullptr) return false;
@@ -1050,26 +1263,25 @@ bool Heap::EnsureLinks(Block* block) noexcept {
 }
 
 void Heap::EnsureNeighbourLinks(Block* block) noexcept {
-  const Pool* const pool = FindPool(block);
-  if (pool != nullptr && IsPrevFree(block)) {
-    Block* prev = PrevPhysical(block);
-    const bool linked = prev != nullptr && Addr(prev) % kAlignment == 0 &&
-                        Addr(prev) >= Addr(FirstBlockOf(pool)) &&
-                        Addr(prev) < Addr(block) && IsTagged(prev) &&
-                        IsFree(prev) && NextOf(prev) == block;
-    if (!linked) {
+  // REQUIRES: block's header and span validated (LiveBlockOrReport).
+  const PoolRange* const r = RangeFor(Addr(block));
+  if (r != nullptr && IsPrevFree(block)) {
+    uint64_t prev_word;
+    Block* prev = ValidPrev(block, *r, &prev_word);
+    if (prev == nullptr) {
       // The back pointer is the last word of the free block before: find
       // that block by walking the pool, and repair the pointer.
-      Block* walk = FirstBlockOf(pool);
+      Block* walk = reinterpret_cast<Block*>(r->first);
       Block* found = nullptr;
-      while (Addr(walk) < Addr(block) && IsTagged(walk) && SpanOf(walk) != 0) {
+      while (Addr(walk) < Addr(block) && IsTagged(walk) && SpanOf(walk) != 0 &&
+             SpanOf(walk) <= r->last - Addr(walk)) {
         if (NextOf(walk) == block) {
           found = walk;
           break;
         }
         walk = NextOf(walk);
       }
-      if (found != nullptr && IsFree(found)) {
+      if (found != nullptr && IsFree(found) && (LoadWord(found) & kLost) == 0) {
         HeapReport report;
         report.error = HeapError::kUseAfterFreeWrite;
         report.ptr = PayloadOf(found);
@@ -1085,7 +1297,7 @@ void Heap::EnsureNeighbourLinks(Block* block) noexcept {
     if (prev != nullptr) EnsureLinks(prev);
   }
   Block* const next = NextOf(block);
-  if (IsFree(next)) EnsureLinks(next);
+  if (IsTagged(next) && IsFree(next)) EnsureLinks(next);
 }
 
 void Heap::RebuildFreeLists() noexcept {
@@ -1096,14 +1308,16 @@ void Heap::RebuildFreeLists() noexcept {
       free_lists_[first][second] = nullptr;
     }
   }
-  for (Pool* p = first_pool_; p != nullptr; p = p->next) {
-    const uintptr_t end = Addr(p->end);
-    Block* block = FirstBlockOf(p);
-    while (Addr(block) + kAlignment <= end && IsTagged(block) &&
-           SpanOf(block) != 0) {
+  for (size_t i = 0; i < stats_.pool_count; ++i) {
+    const PoolRange& r = pools_[i];
+    Block* block = reinterpret_cast<Block*>(r.first);
+    while (Addr(block) < r.last && IsTagged(block) && SpanOf(block) != 0) {
       const size_t span = SpanOf(block);
-      if (span > end - Addr(block) - kAlignment) break;
-      if (IsFree(block) && span >= kMinFreeSpan) InsertFree(block, span);
+      if (span > r.last - Addr(block)) break;
+      if ((LoadWord(block) & (kFree | kLost)) == kFree &&
+          span >= kMinFreeSpan) {
+        InsertFree(block, span);
+      }
       block = Offset(block, span);
     }
   }
@@ -1185,16 +1399,17 @@ void* Heap::DebugReallocate(void* ptr, size_t bytes) noexcept {
     return nullptr;
   }
   void* const payload = PayloadOf(block);
-  const size_t have = SpanOf(block);
+  const size_t have = word & kSpanMask;
   const size_t old_size = canaries ? LoadRaw(payload) : UsableBytes(have);
   Block* const next = NextOf(block);
-  if (IsFree(next)) EnsureLinks(next);  // before anything changes
+  const bool next_free = (LoadWord(next) & (kFree | kLost)) == kFree;
+  if (next_free) EnsureLinks(next);  // before anything changes
   if (want <= have) {
     if (asan) AsanPoison(payload, UsableBytes(have));
     DebugShrinkLive(block, want);  // the tail is filled and merged
     return FinishBlock(payload, bytes, old_size);
   }
-  if (IsFree(next) && have + SpanOf(next) >= want) {
+  if (next_free && have + SpanOf(next) >= want) {
     const size_t gained = SpanOf(next);
     // Of `next`, what becomes payload and the head of the tail split off
     // again (its header and links); the rest of the tail stays poisoned.
@@ -1202,12 +1417,9 @@ void* Heap::DebugReallocate(void* ptr, size_t bytes) noexcept {
         next, At(next, kPoisonOffset),
         At(next, std::max(kPoisonOffset,
                           std::min(gained, want - have + kPoisonOffset))));
+  }
+  if (GrowInPlace(block, word, want)) {
     if (asan) AsanPoison(payload, UsableBytes(have));
-    RemoveFree(next, gained);
-    MarkAbsorbed(next);
-    SetSpan(block, have + gained);
-    StoreWord(NextOf(block), LoadWord(NextOf(block)) & ~kPrevFree);
-    stats_.used_bytes += gained;
     // The tail's neighbours are live (block) and not free (what followed a
     // free block), so it merges with nothing and keeps its poison: the
     // plain split does.
@@ -1216,13 +1428,14 @@ void* Heap::DebugReallocate(void* ptr, size_t bytes) noexcept {
     return FinishBlock(payload, bytes, old_size);
   }
   const int alignment_log2 =
-      static_cast<int>((LoadWord(block) & kAlignMask) >> kAlignShift);
+      static_cast<int>((word & kAlignMask) >> kAlignShift);
   void* const moved = DebugAllocate(
       alignment_log2 != 0 ? size_t{1} << alignment_log2 : kAlignment, bytes);
   if (moved == nullptr) return nullptr;
   std::memcpy(moved, ptr, std::min<size_t>(old_size, bytes));
-  // The allocation may have changed the block's kPrevFree bit.
-  FreeBlockImpl<true>(block, LoadWord(block));
+  // The allocation may have changed the block's kPrevFree bit, and the
+  // checks are repeated: DebugFree reports what changed since.
+  DebugFree(ptr);
   return moved;
 }
 
@@ -1233,7 +1446,7 @@ size_t Heap::DebugUsableSize(const void* ptr) const noexcept {
       reinterpret_cast<const Block*>(payload - kAlignment);
   const uint64_t word = LoadWord(block);
   const size_t span = word & kSpanMask;
-  if ((word & kTagMask) != TagFor(block) || (word & kFree) != 0 ||
+  if (!IsHeader(block, word) || (word & (kFree | kLost)) != 0 ||
       span < kMinFreeSpan) {
     return 0;
   }
@@ -1263,30 +1476,41 @@ absl::StatusOr<Pool*> Heap::AddPool(void* mem, size_t bytes) {
         "pool of ", bytes, " bytes exceeds the maximum block span of ",
         kMaxSpan - kAlignment, " bytes"));
   }
-  for (Pool* p = first_pool_; p != nullptr; p = p->next) {
-    if (begin < Addr(p->end) && Addr(p) < end) {
+  size_t at = 0;  // where the new pool goes in pools_
+  for (size_t i = 0; i < stats_.pool_count; ++i) {
+    const PoolRange& r = pools_[i];
+    const uintptr_t p_begin = r.first - sizeof(Pool);
+    const uintptr_t p_end = r.last + kAlignment;
+    if (begin < p_end && p_begin < end) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "pool [%p, %p) overlaps pool [%p, %p) of this heap",
           reinterpret_cast<void*>(begin), reinterpret_cast<void*>(end),
-          static_cast<void*>(p), static_cast<void*>(p->end)));
+          reinterpret_cast<void*>(p_begin), reinterpret_cast<void*>(p_end)));
     }
+    if (p_begin < begin) at = i + 1;
   }
+  if (stats_.pool_count == static_cast<size_t>(kMaxPools)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("a heap holds at most ", kMaxPools, " pools at a time"));
+  }
+  for (size_t i = stats_.pool_count; i > at; --i) pools_[i] = pools_[i - 1];
+  PoolRange& range = pools_[at];
+  range.first = begin + sizeof(Pool);
+  range.last = end - kAlignment;
+  range.capacity = span;
+  range.serial = pool_serial_++;
+
   Pool* const pool = new (reinterpret_cast<void*>(begin)) Pool;
   pool->heap = this;
   pool->magic = pool->ExpectedMagic();
-  pool->next = nullptr;
-  pool->prev = last_pool_;
-  pool->end = reinterpret_cast<char*>(end);
-  pool->capacity = span;
-  (last_pool_ != nullptr ? last_pool_->next : first_pool_) = pool;
-  last_pool_ = pool;
+  for (uint64_t& r : pool->reserved) r = 0;
 
   Block* const block = FirstBlockOf(pool);
   SetPrevPhysical(block, static_cast<Block*>(nullptr));
-  StoreWord(block, MakeWord(block, span, kFree));
+  StoreWord(block, MakeWord(block, span | kFree));
   Block* const sentinel = NextOf(block);
   SetPrevPhysical(sentinel, block);
-  StoreWord(sentinel, MakeWord(sentinel, 0, kPrevFree));
+  StoreWord(sentinel, MakeWord(sentinel, kPrevFree));
   if ((debug_ & kDebugPoison) != 0) {
     FillFree(At(block, kAlignment), At(block, span));
   }
@@ -1294,28 +1518,24 @@ absl::StatusOr<Pool*> Heap::AddPool(void* mem, size_t bytes) {
     // Everything after the pool record: headers, free space, sentinel.
     AsanPoison(block, end - Addr(block));
   }
-  InsertFree(block, span);
-
   stats_.capacity_bytes += span;
   ++stats_.pool_count;
+  InsertFree(block, span);
   return pool;
 }
 
 bool Heap::OwnsPool(const Pool* pool) const {
-  size_t seen = 0;
-  for (const Pool* p = first_pool_; p != nullptr && seen <= stats_.pool_count;
-       p = p->next, ++seen) {
-    if (p == pool) return true;
-  }
-  return false;
+  return pool != nullptr && RangeOfPool(pool) != nullptr;
 }
 
 absl::Status Heap::RemovePool(Pool* pool) {
-  if (pool == nullptr || !OwnsPool(pool)) {
-    return absl::NotFoundError("not a pool of this heap");
-  }
-  Block* const block = FirstBlockOf(pool);
-  if (!IsFree(block) || SpanOf(block) != pool->capacity) {
+  const PoolRange* const r = pool != nullptr ? RangeOfPool(pool) : nullptr;
+  if (r == nullptr) return absl::NotFoundError("not a pool of this heap");
+  const PoolRange range = *r;
+  Block* const block = reinterpret_cast<Block*>(range.first);
+  const uint64_t word = LoadWord(block);
+  if (!IsHeader(block, word) || (word & (kFree | kLost)) != kFree ||
+      (word & kSpanMask) != range.capacity) {
     size_t live_bytes = 0;
     size_t live_blocks = 0;
     WalkPool(pool, [&](const BlockInfo& info) {
@@ -1325,47 +1545,81 @@ absl::Status Heap::RemovePool(Pool* pool) {
       }
       return true;
     });
-    return absl::FailedPreconditionError(
-        absl::StrFormat("pool at %p still holds %d live bytes in %d blocks",
-                        static_cast<void*>(pool), live_bytes, live_blocks));
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "pool at %p still holds %d live bytes in %d blocks, or is damaged",
+        static_cast<void*>(pool), live_bytes, live_blocks));
   }
   EnsureLinks(block);
-  RemoveFree(block, SpanOf(block));
+  if (!RemoveFree(block, range.capacity)) {
+    // Its links are damaged: drop its bin's list (relisting the rest), so
+    // that nothing links to the pool's memory once it is gone.
+    DropList(BinForSpan(range.capacity));
+    if (!RemoveFree(block, range.capacity)) {
+      return absl::DataLossError(
+          absl::StrFormat("pool at %p: its free block cannot be unlisted",
+                          static_cast<void*>(pool)));
+    }
+  }
   StoreWord(block, 0);
-  StoreWord(Offset(block, pool->capacity), 0);  // the end sentinel
-  if ((debug_ & kDebugAsan) != 0)
-    AsanUnpoison(pool, Addr(pool->end) - Addr(pool));
-  (pool->prev != nullptr ? pool->prev->next : first_pool_) = pool->next;
-  (pool->next != nullptr ? pool->next->prev : last_pool_) = pool->prev;
+  StoreWord(Offset(block, range.capacity), 0);  // the end sentinel
+  const uintptr_t begin = range.first - sizeof(Pool);
+  if ((debug_ & kDebugAsan) != 0) {
+    AsanUnpoison(pool, range.last + kAlignment - begin);
+  }
   pool->magic = 0;
-  stats_.capacity_bytes -= pool->capacity;
+  const size_t at = static_cast<size_t>(r - pools_);
+  for (size_t i = at; i + 1 < stats_.pool_count; ++i) pools_[i] = pools_[i + 1];
+  pools_[stats_.pool_count - 1] = PoolRange{};
+  stats_.capacity_bytes -= range.capacity;
   --stats_.pool_count;
   return absl::OkStatus();
 }
 
 void Heap::ForEachPool(absl::FunctionRef<void(Pool*)> fn) const {
-  for (Pool* p = first_pool_; p != nullptr;) {
-    Pool* const next = p->next;
-    fn(p);
-    p = next;
+  // In the order they were added: sort a copy by serial (fn may not add or
+  // remove pools, but the copy keeps the walk sound even if it does).
+  PoolRange order[kMaxPools];
+  const size_t count = stats_.pool_count;
+  std::copy(pools_, pools_ + count, order);
+  std::sort(order, order + count, [](const PoolRange& a, const PoolRange& b) {
+    return a.serial < b.serial;
+  });
+  for (size_t i = 0; i < count; ++i) {
+    fn(reinterpret_cast<Pool*>(order[i].first - sizeof(Pool)));
   }
 }
 
 Pool* Heap::FindPool(const void* ptr) const {
   const uintptr_t a = Addr(ptr);
-  for (Pool* p = first_pool_; p != nullptr; p = p->next) {
-    if (a >= Addr(p) && a < Addr(p->end)) return p;
+  for (size_t i = 0; i < stats_.pool_count; ++i) {
+    const uintptr_t begin = pools_[i].first - sizeof(Pool);
+    if (a >= begin && a < pools_[i].last + kAlignment) {
+      return reinterpret_cast<Pool*>(begin);
+    }
+    if (a < begin) break;  // sorted by address
   }
   return nullptr;
 }
 
 void* Heap::PoolBegin(const Pool* pool) { return const_cast<Pool*>(pool); }
-void* Heap::PoolEnd(const Pool* pool) { return pool->end; }
-size_t Heap::PoolCapacity(const Pool* pool) { return pool->capacity; }
+
+void* Heap::PoolEnd(const Pool* pool) {
+  const Heap* const heap = PoolOwner(pool);
+  if (heap == nullptr) return nullptr;
+  return reinterpret_cast<void*>(heap->RangeOfPool(pool)->last + kAlignment);
+}
+
+size_t Heap::PoolCapacity(const Pool* pool) {
+  const Heap* const heap = PoolOwner(pool);
+  return heap == nullptr ? 0 : heap->RangeOfPool(pool)->capacity;
+}
 
 Heap* Heap::PoolOwner(const Pool* pool) {
   if (pool == nullptr || Addr(pool) % kAlignment != 0) return nullptr;
-  return pool->magic == pool->ExpectedMagic() ? pool->heap : nullptr;
+  if (pool->magic != pool->ExpectedMagic()) return nullptr;
+  // The record names the heap; the heap's own table must agree.
+  Heap* const heap = pool->heap;
+  return heap != nullptr && heap->RangeOfPool(pool) != nullptr ? heap : nullptr;
 }
 
 // --- Observation ---
@@ -1378,14 +1632,16 @@ size_t Heap::LargestAllocatable() const noexcept {
       const int second = __builtin_ctz(map);
       map &= map - 1;
       const Block* block = free_lists_[first][second];
+      // Only blocks that check out count, and links are followed only
+      // when they lead back (Allocate drops a list that does not).
       for (int i = 0; block != nullptr && i < kFallbackScan; ++i) {
+        if (!IsListedIn(block, Bin{first, second})) break;
         best = std::max(best, SpanOf(block));
-        // Under poisoning, links are followed only once they check out
-        // (a damaged one is reported and repaired when it is unlinked).
-        if ((debug_ & kDebugPoison) != 0 && LinkDamage(block) != nullptr) {
+        const Block* const next = LoadLink(block, kNextFreeOffset);
+        if (next != nullptr && !LinkLeadsBack(next, kPrevFreeOffset, block)) {
           break;
         }
-        block = NextFree(block);
+        block = next;
       }
     }
   }
@@ -1399,14 +1655,18 @@ size_t Heap::LargestAllocatable() const noexcept {
 
 bool Heap::WalkPool(const Pool* pool,
                     absl::FunctionRef<bool(const BlockInfo&)> fn) const {
-  if (pool == nullptr || !OwnsPool(pool)) return true;
-  const uintptr_t end = Addr(pool->end);
-  Block* block = FirstBlockOf(pool);
-  while (Addr(block) + kAlignment <= end && IsTagged(block) &&
-         SpanOf(block) != 0) {
-    const size_t span = SpanOf(block);
-    if (span > end - Addr(block)) break;
-    BlockInfo info{PayloadOf(block), UsableBytes(span), !IsFree(block), span};
+  const PoolRange* const r = pool != nullptr ? RangeOfPool(pool) : nullptr;
+  if (r == nullptr) return true;
+  Block* block = reinterpret_cast<Block*>(r->first);
+  while (Addr(block) < r->last) {
+    const uint64_t word = LoadWord(block);
+    const size_t span = word & kSpanMask;
+    if (!IsHeader(block, word) || span == 0 || span > r->last - Addr(block)) {
+      break;  // a damaged header: nothing past it can be found safely
+    }
+    const bool lost = (word & kLost) != 0;
+    const bool used = (word & (kFree | kLost)) == 0;
+    BlockInfo info{PayloadOf(block), UsableBytes(span), used, span, lost};
     if (info.used && (debug_ & kDebugCanaries) != 0) {
       const uint64_t bytes = LoadRaw(info.ptr);
       info.ptr = static_cast<char*>(info.ptr) + kCanaryHeadBytes;
@@ -1418,59 +1678,84 @@ bool Heap::WalkPool(const Pool* pool,
   return true;
 }
 
+namespace {
+
+// Past a damaged header at `from`: the next block position in (from,
+// last] whose word validates as a header with a span that fits, or 0.
+template <typename IsHeaderFn>
+uintptr_t Resync(uintptr_t from, uintptr_t last, IsHeaderFn is_header) {
+  for (uintptr_t at = from + kAlignment; at <= last; at += kAlignment) {
+    size_t span;
+    if (is_header(at, &span) && span != 0 && span <= last - at) return at;
+    if (at == last && is_header(at, &span)) return at;
+  }
+  return 0;
+}
+
+}  // namespace
+
 absl::Status Heap::CheckPool(const Pool* pool) const {
   Findings findings;
-  if (pool == nullptr || !OwnsPool(pool)) {
-    return absl::NotFoundError("not a pool of this heap");
+  const PoolRange* const r = pool != nullptr ? RangeOfPool(pool) : nullptr;
+  if (r == nullptr) return absl::NotFoundError("not a pool of this heap");
+  if (pool->magic != pool->ExpectedMagic() || pool->heap != this) {
+    findings.Add("pool %p: record damaged (an underflow of its first block?)",
+                 static_cast<const void*>(pool));
   }
-  if (pool->magic != pool->ExpectedMagic()) {
-    findings.Add("pool %p: record damaged", static_cast<const void*>(pool));
-    return findings.ToStatus();
-  }
-  const uintptr_t end = Addr(pool->end);
-  const Block* block = FirstBlockOf(pool);
+  const uintptr_t last = r->last;
+  const Block* block = reinterpret_cast<const Block*>(r->first);
   const Block* prev = nullptr;
   bool prev_free = false;
   for (;;) {
-    if (Addr(block) + kAlignment > end) {
-      findings.Add("pool %p: walk ran past the pool end at %p",
-                   static_cast<const void*>(pool),
-                   static_cast<const void*>(block));
-      break;
+    const uint64_t word = LoadWord(block);
+    if (!IsHeader(block, word)) {
+      findings.Add("block %p: header damaged (word %#x)",
+                   static_cast<const void*>(PayloadOf(block)), word);
+      const uintptr_t next =
+          Resync(Addr(block), last, [&](uintptr_t at, size_t* span) {
+            const Block* const b = reinterpret_cast<const Block*>(at);
+            const uint64_t w = LoadWord(b);
+            *span = w & kSpanMask;
+            return IsHeader(b, w) &&
+                   (at == last || (w & kFree) == 0 || *span != 0);
+          });
+      if (next == 0) break;
+      block = reinterpret_cast<const Block*>(next);
+      prev = nullptr;
+      prev_free = (LoadWord(block) & kPrevFree) != 0;  // unknown: trust it
+      continue;
     }
-    if (!IsTagged(block)) {
-      findings.Add("pool %p: block header at %p has a bad tag",
-                   static_cast<const void*>(pool),
-                   static_cast<const void*>(block));
-      break;
-    }
-    if (IsPrevFree(block) != prev_free) {
+    if (((word & kPrevFree) != 0) != prev_free) {
       findings.Add("block %p: prev-free flag disagrees with the walk",
                    static_cast<const void*>(block));
     }
-    if (prev_free && PrevPhysical(block) != prev) {
+    if (prev_free && prev != nullptr && PrevPhysical(block) != prev) {
       findings.Add("block %p: back pointer does not name its predecessor",
                    static_cast<const void*>(block));
     }
-    const size_t span = SpanOf(block);
+    const size_t span = word & kSpanMask;
     if (span == 0) {
-      if (Addr(block) + kAlignment != end) {
+      if (Addr(block) != last) {
         findings.Add("pool %p: end sentinel at %p is not at the pool end",
                      static_cast<const void*>(pool),
                      static_cast<const void*>(block));
       }
-      if (IsFree(block)) {
+      if ((word & kFree) != 0) {
         findings.Add("pool %p: end sentinel marked free",
                      static_cast<const void*>(pool));
       }
       break;
     }
-    if (span > end - Addr(block) - kAlignment) {
+    if (span > last - Addr(block)) {
       findings.Add("block %p: span %d runs past the pool end",
                    static_cast<const void*>(block), span);
       break;
     }
-    const bool free = IsFree(block);
+    const bool free = (word & kFree) != 0;
+    if ((word & kLost) != 0) {
+      findings.Add("block %p (%d bytes): out of service, damaged",
+                   static_cast<const void*>(PayloadOf(block)), span);
+    }
     if (free && prev_free) {
       findings.Add("blocks %p and %p: adjacent free blocks were not merged",
                    static_cast<const void*>(prev),
@@ -1490,7 +1775,7 @@ absl::Status Heap::CheckPool(const Pool* pool) const {
 absl::Status Heap::CheckLists(size_t* listed_blocks) const {
   Findings findings;
   // Any list longer than this bound has a cycle or foreign nodes.
-  const size_t max_nodes = Stats().free_bytes / kMinFreeSpan + 1;
+  const size_t max_nodes = stats_.capacity_bytes / kMinFreeSpan + 1;
   size_t listed = 0;
   for (int first = 0; first < kFirstLevelCount; ++first) {
     const bool first_bit = (first_level_bitmap_ >> first) & 1u;
@@ -1506,33 +1791,38 @@ absl::Status Heap::CheckLists(size_t* listed_blocks) const {
       }
       const Block* prev = nullptr;
       size_t steps = 0;
-      for (; block != nullptr; prev = block, block = NextFree(block)) {
+      while (block != nullptr) {
         if (++steps > max_nodes) {
           findings.Add("bin (%d, %d): list has a cycle", first, second);
           break;
         }
-        const Pool* pool = FindPool(block);
-        if (pool == nullptr || Addr(block) < Addr(FirstBlockOf(pool)) ||
-            Addr(block) + 4 * kBlockOverhead > Addr(pool->end)) {
+        const PoolRange* const r = RangeFor(Addr(block));
+        if (!IsAligned(Addr(block)) || r == nullptr ||
+            r->last - Addr(block) < kMinFreeSpan) {
           findings.Add("bin (%d, %d): node %p lies outside every pool", first,
                        second, static_cast<const void*>(block));
           break;
         }
-        if (!IsTagged(block) || !IsFree(block)) {
-          findings.Add("bin (%d, %d): node %p is not a free block", first,
-                       second, static_cast<const void*>(block));
+        const uint64_t word = LoadWord(block);
+        if (!IsHeader(block, word) || (word & (kFree | kLost)) != kFree) {
+          findings.Add("bin (%d, %d): node %p is not a free block%s", first,
+                       second, static_cast<const void*>(PayloadOf(block)),
+                       IsHeader(block, word) ? " (out of service)"
+                                             : " (header damaged)");
           break;
         }
-        const size_t span = SpanOf(block);
+        const size_t span = word & kSpanMask;
         if (span < kMinFreeSpan || !(BinForSpan(span) == Bin{first, second})) {
           findings.Add("bin (%d, %d): node %p of span %d is in the wrong bin",
                        first, second, static_cast<const void*>(block), span);
         }
-        if (PrevFree(block) != prev) {
+        if (LoadLink(block, kPrevFreeOffset) != prev) {
           findings.Add("bin (%d, %d): node %p has a wrong prev link", first,
                        second, static_cast<const void*>(block));
         }
         ++listed;
+        prev = block;
+        block = LoadLink(block, kNextFreeOffset);
       }
     }
   }
@@ -1546,22 +1836,23 @@ absl::Status Heap::Check() const {
   if (absl::Status s = CheckLists(&listed); !s.ok()) {
     findings.Add("%s", std::string(s.message()));
   }
-  size_t pools = 0;
   size_t capacity = 0, used = 0, free_bytes = 0, live = 0, listable = 0;
-  for (const Pool* p = first_pool_; p != nullptr; p = p->next) {
-    if (++pools > stats_.pool_count) {
-      findings.Add("pool list is longer than the pool count %d",
-                   stats_.pool_count);
-      break;
-    }
+  size_t lost = 0;
+  bool walked = true;
+  for (size_t i = 0; i < stats_.pool_count; ++i) {
+    const Pool* const p =
+        reinterpret_cast<const Pool*>(pools_[i].first - sizeof(Pool));
     if (absl::Status s = CheckPool(p); !s.ok()) {
       findings.Add("%s", std::string(s.message()));
+      walked = false;
       continue;
     }
-    capacity += p->capacity;
+    capacity += pools_[i].capacity;
     WalkPool(p, [&](const BlockInfo& info) {
       const size_t span = info.span;
-      if (info.used) {
+      if (info.lost) {
+        lost += span;
+      } else if (info.used) {
         used += span;
         ++live;
       } else {
@@ -1571,18 +1862,16 @@ absl::Status Heap::Check() const {
       return true;
     });
   }
-  if (findings.empty()) {
-    if (pools != stats_.pool_count) {
-      findings.Add("pool count %d, but %d pools are linked", stats_.pool_count,
-                   pools);
-    }
+  if (walked) {
     if (capacity != stats_.capacity_bytes || used != stats_.used_bytes ||
-        free_bytes != Stats().free_bytes || live != stats_.live_blocks) {
+        free_bytes != Stats().free_bytes || live != stats_.live_blocks ||
+        lost != stats_.lost_bytes) {
       findings.Add(
           "counters disagree with the walk: capacity %d/%d used %d/%d "
-          "free %d/%d live %d/%d",
+          "free %d/%d live %d/%d lost %d/%d",
           stats_.capacity_bytes, capacity, stats_.used_bytes, used,
-          Stats().free_bytes, free_bytes, stats_.live_blocks, live);
+          Stats().free_bytes, free_bytes, stats_.live_blocks, live,
+          stats_.lost_bytes, lost);
     }
     if (listable != listed) {
       findings.Add("%d free blocks in the pools but %d in the free lists",
@@ -1594,10 +1883,11 @@ absl::Status Heap::Check() const {
     }
   }
   if (findings.empty()) {
-    for (const Pool* p = first_pool_; p != nullptr; p = p->next) {
-      FindDamage(p, [&](const HeapReport& report) {
-        findings.Add("%s", DescribeHeapReport(report));
-      });
+    for (size_t i = 0; i < stats_.pool_count; ++i) {
+      FindDamage(reinterpret_cast<const Pool*>(pools_[i].first - sizeof(Pool)),
+                 [&](const HeapReport& report) {
+                   findings.Add("%s", DescribeHeapReport(report));
+                 });
     }
   }
   return findings.ToStatus();
@@ -1607,31 +1897,33 @@ size_t Heap::FindDamage(const Pool* pool,
                         absl::FunctionRef<void(const HeapReport&)> fn) const {
   const bool poison = (debug_ & kDebugPoison) != 0;
   const bool canaries = (debug_ & kDebugCanaries) != 0;
-  if ((!poison && !canaries) || pool == nullptr || !OwnsPool(pool)) return 0;
+  const PoolRange* const r = pool != nullptr ? RangeOfPool(pool) : nullptr;
+  if ((!poison && !canaries) || r == nullptr) return 0;
   size_t found = 0;
   auto report = [&](HeapError error, const void* ptr, size_t size,
                     const void* damage) {
-    HeapReport r;
-    r.error = error;
-    r.ptr = ptr;
-    r.size = size;
-    r.damage = damage;
-    fn(r);
+    HeapReport rep;
+    rep.error = error;
+    rep.ptr = ptr;
+    rep.size = size;
+    rep.damage = damage;
+    fn(rep);
     ++found;
   };
-  const uintptr_t end = Addr(pool->end);
-  const Block* block = FirstBlockOf(pool);
+  const uintptr_t last = r->last;
+  const Block* block = reinterpret_cast<const Block*>(r->first);
   const Block* prev = nullptr;
   bool prev_free = false;
-  while (Addr(block) + kAlignment <= end && IsTagged(block)) {
+  while (Addr(block) <= last && IsTagged(block)) {
     if (poison && prev_free && PrevPhysical(block) != prev) {
       // The back pointer is the free predecessor's last word.
       report(HeapError::kUseAfterFreeWrite, At(prev, kAlignment),
              UsableBytes(SpanOf(prev)), block);
     }
     const size_t span = SpanOf(block);
-    if (span == 0 || span > end - Addr(block) - kAlignment) break;
-    const bool free = IsFree(block);
+    if (span == 0 || span > last - Addr(block)) break;
+    const uint64_t word = LoadWord(block);
+    const bool free = (word & kFree) != 0;
     if (free && poison && span >= kMinFreeSpan) {
       const char* damage = LinkDamage(block);
       if (damage == nullptr) {
@@ -1641,7 +1933,7 @@ size_t Heap::FindDamage(const Pool* pool,
         report(HeapError::kUseAfterFreeWrite, At(block, kAlignment),
                UsableBytes(span), damage);
       }
-    } else if (!free && canaries) {
+    } else if (!free && (word & kLost) == 0 && canaries) {
       size_t size = 0;
       const char* const damage = CanaryDamage(block, &size);
       if (damage != nullptr) {

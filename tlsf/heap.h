@@ -23,9 +23,38 @@
 // * Hot-path calls are noexcept, never allocate, and report failure with
 //   nullptr or false. Management calls return absl::Status.
 // * Misuse is detected and leaves the heap intact: each block header carries a
-//   tag derived from its address and this heap, so freeing a pointer this heap
-//   did not hand out, an interior pointer, or a block twice is reported to the
-//   error handler, counted, and otherwise ignored.
+//   tag derived from its address, this heap and every other bit of the word,
+//   so freeing a pointer this heap did not hand out, an interior pointer, or
+//   a block twice is reported to the error handler, counted, and otherwise
+//   ignored.
+// * Heap damage is contained. Whatever the program writes into pool memory
+//   outside the payloads of its live blocks (block headers, a free block's
+//   list links and tail, alignment padding, the pool record, the ends of a
+//   pool), the heap never reads or writes outside its pools and its own
+//   object, never crashes, never loops, and never hands out a block that
+//   overlaps a live one. Nothing read from pool memory is used to compute an
+//   address before it is validated:
+//   - a header's tag covers the whole word (tlsf/block_header.h);
+//   - a span is bounds-checked against its pool, whose bounds the Heap
+//     object holds (never the pool's memory), before a neighbour's address
+//     is computed from it;
+//   - free-list links are stored encoded with their own address and a
+//     per-heap secret (as glibc's safe-linking) and are followed only when
+//     they decode to an aligned address inside a pool whose block links
+//     back; the back pointer to a free predecessor only when it names a
+//     free block whose span ends exactly here.
+//   Freeing a block whose own header, successor's header or back pointer is
+//   damaged is reported (HeapError::kCorruptHeap with the pointer; a
+//   damaged own header reads as kInvalidFree when the heap cannot tell it
+//   from a foreign pointer), counted in invalid_frees and not applied: the
+//   block stays live. A free block found damaged (a bad header or link on a
+//   free list, or links that do not unlist) goes out of service: reported
+//   once as kCorruptHeap, never handed out or merged again, and its span
+//   counted in HeapStats::lost_bytes when its header is intact; allocation
+//   goes on with other blocks or fails cleanly. Check() names the damage.
+//   Beyond the tag's odds (2^-17 per damaged word), one write is outside
+//   the guarantee: a header or link word the heap wrote earlier at the same
+//   address, written back there (a replay), cannot be told from the real one.
 // * A pool is removed only when it holds no live block; memory of a removed
 //   pool is never handed out again.
 // * Debug modes (HeapOptions: poisoning, canaries, ASan poisoning) are off
@@ -35,9 +64,9 @@
 //   the block's address and size.
 //
 // Accounting: a block's *span* is its usable bytes plus its one-word header.
-// used_bytes and free_bytes add up spans, so used_bytes + free_bytes ==
-// capacity_bytes at every moment. Pool overhead (kPoolOverhead) is excluded
-// from capacity.
+// used_bytes, free_bytes and lost_bytes add up spans, so used_bytes +
+// free_bytes + lost_bytes == capacity_bytes at every moment. Pool overhead
+// (kPoolOverhead) is excluded from capacity.
 
 #ifndef FMEMP_TLSF_HEAP_H_
 #define FMEMP_TLSF_HEAP_H_
@@ -61,7 +90,9 @@ enum class HeapError {
   kDoubleFree,      // free/realloc of a block that is already free (one
                     // that merged into a 16-byte alignment fragment before
                     // it reads as kInvalidFree: its header became a link)
-  kCorruptHeap,     // a header next to the block is damaged (e.g. overflow)
+  kCorruptHeap,     // a header next to the block is damaged (e.g. overflow),
+                    // or a free block's header or links are damaged (`ptr`
+                    // is then that block's payload; it goes out of service)
   kPoolNotRemoved,  // RemovePool refused (via the C API, which returns void)
   // Reported only by a heap with a debug mode on (HeapOptions):
   kUseAfterFreeWrite,  // free memory lost its poison or its list links are
@@ -163,12 +194,18 @@ inline constexpr bool kHeapAsanBuild = false;
 struct HeapStats {
   size_t capacity_bytes = 0;   // sum of pool capacities (used + free)
   size_t used_bytes = 0;       // spans of live blocks, headers included
-  size_t free_bytes = 0;       // spans of free blocks, headers included
+  size_t free_bytes = 0;       // capacity - used - lost: free blocks' spans
   size_t live_blocks = 0;      // blocks handed out and not yet freed
   size_t peak_used_bytes = 0;  // max of used_bytes since creation/ResetPeak
   size_t pool_count = 0;
   uint64_t failed_allocations = 0;  // allocation calls that returned nullptr
   uint64_t invalid_frees = 0;       // misuse reported to the error handler
+  // Free blocks taken out of service because the heap found them damaged
+  // (HeapError::kCorruptHeap): never handed out again. A block whose own
+  // header is damaged counts in lost_blocks but not in lost_bytes (its span
+  // is unknown; it stays in free_bytes).
+  size_t lost_bytes = 0;
+  size_t lost_blocks = 0;
 };
 
 // One block, as seen by WalkPool.
@@ -176,15 +213,19 @@ struct BlockInfo {
   void* ptr;    // payload address (under canaries, live blocks: as handed out)
   size_t size;  // usable bytes (under canaries, live blocks: as requested)
   bool used;
-  size_t span = 0;  // bytes of the pool the block takes, header included
+  size_t span = 0;    // bytes of the pool the block takes, header included
+  bool lost = false;  // out of service (HeapStats::lost_bytes); used is false
 };
 
-// A pool: a contiguous range handed to AddPool. Opaque; its record lives at
-// the start of the pool's own memory.
+// A pool: a contiguous range handed to AddPool. Opaque. A record at the start
+// of the pool's own memory names its heap (PoolOwner); the bounds and the
+// capacity the heap works with are kept in the Heap object.
 class Pool;
 
 class Heap {
  public:
+  // Most pools one heap holds at a time (AddPool: ResourceExhausted).
+  static constexpr int kMaxPools = 32;
   // Largest alignment AllocateAligned accepts.
   static constexpr size_t kMaxAlignment = size_t{1} << 31;
   // Bytes of each pool not available for blocks (record, first back pointer
@@ -237,7 +278,8 @@ class Heap {
   // kAlignment. Errors (the heap is unchanged):
   //   InvalidArgument     mem is null, the range wraps, is smaller than
   //                       kMinPoolBytes, or overlaps a pool of this heap;
-  //   OutOfRange          the pool's single block would reach kMaxSpan.
+  //   OutOfRange          the pool's single block would reach kMaxSpan;
+  //   ResourceExhausted   the heap already holds kMaxPools pools.
   absl::StatusOr<Pool*> AddPool(void* mem, size_t bytes);
 
   // Removes `pool`. Errors (the heap is unchanged):
@@ -250,15 +292,19 @@ class Heap {
   // or remove pools.
   void ForEachPool(absl::FunctionRef<void(Pool*)> fn) const;
 
-  // The pool whose memory contains `ptr`, or nullptr. O(pools).
+  // The pool whose memory contains `ptr`, or nullptr. O(pools), at most
+  // kMaxPools.
   Pool* FindPool(const void* ptr) const;
 
   // First and one-past-last byte of the memory a pool manages (after
-  // alignment), and its capacity in the units of HeapStats.
+  // alignment), and its capacity in the units of HeapStats. PoolEnd and
+  // PoolCapacity come from the owning heap's table (nullptr and 0 when
+  // PoolOwner is nullptr).
   static void* PoolBegin(const Pool* pool);
   static void* PoolEnd(const Pool* pool);
   static size_t PoolCapacity(const Pool* pool);
-  // The heap a pool belongs to, or nullptr if `pool` is not a live pool record.
+  // The heap a pool belongs to, or nullptr if `pool` is not a live pool record
+  // (removed, or its record damaged) or its heap no longer holds it.
   static Heap* PoolOwner(const Pool* pool);
 
   // --- Hot path: O(1), noexcept, never throws or allocates ---
@@ -364,9 +410,11 @@ class Heap {
 
   // The counters. The reference stays valid and its counters current as
   // the heap changes, except free_bytes, which is derived (capacity_bytes -
-  // used_bytes) when Stats() is called: one counter fewer on the hot path.
+  // used_bytes - lost_bytes) when Stats() is called: one counter fewer on
+  // the hot path.
   const HeapStats& Stats() const noexcept {
-    stats_.free_bytes = stats_.capacity_bytes - stats_.used_bytes;
+    stats_.free_bytes =
+        stats_.capacity_bytes - stats_.used_bytes - stats_.lost_bytes;
     return stats_;
   }
   // Sets peak_used_bytes to the current used_bytes.
@@ -378,21 +426,28 @@ class Heap {
   size_t LargestAllocatable() const noexcept;
 
   // Calls `fn` for every block of `pool` in address order until it returns
-  // false. Returns false if the walk was stopped, true if it completed.
+  // false. Returns false if the walk was stopped, true if it completed (or
+  // stopped at a damaged header, which it never reads past).
   // REQUIRES: pool belongs to this heap (checked; returns true doing nothing
   // otherwise).
   bool WalkPool(const Pool* pool,
                 absl::FunctionRef<bool(const BlockInfo&)> fn) const;
 
-  // Full integrity check; never aborts and never loops on corrupted lists.
-  // Verifies: bitmaps agree with the free lists; every listed block is free,
-  // tagged, in the right bin and doubly linked; a physical walk of every pool
-  // reaches its end sentinel exactly; no two free blocks are adjacent; back
-  // pointers and prev-free flags agree; the counters equal the walk's totals.
-  // With debug modes on, also what FindDamage finds in every pool (so
-  // O(pool bytes) under poisoning). Returns OK or DataLoss describing the
-  // first problem and the count. Reports nothing to the handler.
+  // Full integrity check; never aborts, never loops and never reads outside
+  // the pools, whatever their memory holds. Verifies: bitmaps agree with
+  // the free lists; every listed block is free, tagged, in the right bin
+  // and doubly linked (links decoded and bounds-checked before they are
+  // followed); a physical walk of every pool reaches its end sentinel
+  // exactly; no two free blocks are adjacent; back pointers and prev-free
+  // flags agree; the counters equal the walk's totals. Names every block
+  // out of service (HeapStats::lost_blocks) and every damaged header: past
+  // a damaged header the walk resumes at the next word that validates as a
+  // header (O(pool bytes) then). With debug modes on, also what FindDamage
+  // finds in every pool (so O(pool bytes) under poisoning). Returns OK or
+  // DataLoss naming the first kMaxFindings problems and the count. Reports
+  // nothing to the handler.
   absl::Status Check() const;
+  static constexpr int kMaxFindings = 16;
   // The physical-walk part of Check() for one pool.
   absl::Status CheckPool(const Pool* pool) const;
 
@@ -420,17 +475,56 @@ class Heap {
   struct Block;
   friend class Pool;
 
+  // One pool's bounds and capacity as this heap keeps them: the heap never
+  // reads them back from the pool's memory.
+  struct PoolRange {
+    uintptr_t first = 0;  // the pool's first block, just past its record
+    uintptr_t last = 0;   // its end sentinel block (end - kAlignment)
+    size_t capacity = 0;
+    uint64_t serial = 0;  // add order, for ForEachPool
+  };
+
   // Bits of debug_.
   static constexpr uint8_t kDebugPoison = 1;
   static constexpr uint8_t kDebugCanaries = 2;
   static constexpr uint8_t kDebugAsan = 4;
 
   static Block* FirstBlockOf(const Pool* pool);
-  uint64_t TagFor(const void* block) const noexcept;
+  // The header word with bits 0-44 `rest` for `block`, and whether `word`
+  // is a header this heap wrote at `block` (tlsf/block_header.h).
+  uint64_t MakeWord(const Block* block, uint64_t rest) const noexcept;
+  bool IsHeader(const Block* block, uint64_t word) const noexcept;
   bool IsTagged(const Block* block) const noexcept;
-  uint64_t MakeWord(const Block* block, size_t span, uint64_t flags) const;
-  void SetSpan(Block* block, size_t span) const;
   void MarkAbsorbed(Block* block) const;
+
+  // The pool whose blocks' range [first, last] holds `address`, or nullptr.
+  // O(1) with one pool; bisection over pools_ otherwise.
+  const PoolRange* RangeFor(uintptr_t address) const noexcept {
+    if (__builtin_expect(stats_.pool_count == 1, 1)) {
+      const PoolRange& r = pools_[0];
+      return address - r.first <= r.last - r.first ? &r : nullptr;
+    }
+    return SearchRange(address);
+  }
+  const PoolRange* SearchRange(uintptr_t address) const noexcept;
+  const PoolRange* RangeOfPool(const Pool* pool) const noexcept;
+
+  // Free-list links, stored encoded (safe-linking): the target's address
+  // XOR the slot's address >> 3 XOR link_key_.
+  Block* LoadLink(const Block* block, size_t offset) const noexcept;
+  void StoreLink(Block* block, size_t offset,
+                 const Block* target) const noexcept;
+  // Whether the decoded link `target` (not null) may be followed from
+  // `from`: aligned, inside a pool with room for a free block, and its link
+  // at `back_offset` leads back to `from`.
+  bool LinkLeadsBack(const Block* target, size_t back_offset,
+                     const Block* from) const noexcept;
+  // The free predecessor named by `block`'s back pointer, with its header
+  // in *prev_word, when the pointer is valid: inside [r.first, block),
+  // aligned, a free header whose span ends exactly at `block`. nullptr
+  // otherwise.
+  Block* ValidPrev(const Block* block, const PoolRange& r,
+                   uint64_t* prev_word) const noexcept;
 
   // The hot path's internals are XImpl<kDebug> templates, always inlined:
   // Allocate and Free each compile to one function with the modes off
@@ -438,20 +532,37 @@ class Heap {
   // modes' checks (kDebug = true).
 
   // Free lists. InsertFree and RemoveFree take the block's span (the caller
-  // has its header word loaded already); RemoveFree ignores fragments.
+  // has its header word loaded already); RemoveFree ignores fragments, and
+  // returns false, changing nothing, when the block's links do not check out
+  // (each neighbour must link back; with no previous node the block must
+  // head its bin).
   void InsertFree(Block* block, size_t span) noexcept;
-  void RemoveFree(Block* block, size_t span) noexcept;
+  bool RemoveFree(Block* block, size_t span) noexcept;
   Block*& ListHead(Bin bin) noexcept;
   // Makes `next` the head of `bin` in place of its old head, clearing the
   // bitmap bits when the list empties.
   void UnlinkHead(Block* next, Bin bin) noexcept;
   // Unlists and returns a free block of at least `span` bytes, or nullptr:
-  // a good-fit search over the bitmaps, then TakeFromOwnBin.
+  // a good-fit search over the bitmaps, then TakeFromOwnBin. A list whose
+  // head does not validate is dropped first (DropList).
   template <bool kDebug>
   Block* TakeFreeBlockImpl(size_t span) noexcept;
+  // Drops the list of `damaged` and searches again (TakeFreeBlockImpl).
+  __attribute__((noinline, cold)) Block* TakeAfterDrop(size_t span, Bin damaged,
+                                                       bool debug) noexcept;
   // The first kFallbackScan blocks of span's own bin (with `debug`, each
   // one's links checked first). Out of line: the common case never runs it.
   Block* TakeFromOwnBin(size_t span, bool debug) noexcept;
+  // Empties `bin`, whose list holds damage: relists the blocks before the
+  // damage, takes the damaged block out of service (Lose) and reports it.
+  // O(list length).
+  __attribute__((noinline, cold)) void DropList(Bin bin) noexcept;
+  // Takes the free block with the valid header `word` out of service: marks
+  // it kLost, clears its successor's kPrevFree, counts it, and reports it
+  // (kCorruptHeap). REQUIRES: its span checked against its pool; it is not
+  // listed or its list is being dropped.
+  __attribute__((noinline, cold)) void Lose(Block* block,
+                                            uint64_t word) noexcept;
 
   // Turns the free, unlisted `block` into a live block of `span` bytes,
   // returning any tail of at least kMinFreeSpan to the free lists. Under
@@ -464,13 +575,21 @@ class Heap {
   // plus `head` bytes is aligned. Returns the payload or nullptr (counted).
   template <bool kDebug>
   void* PlaceAlignedImpl(size_t span, size_t alignment, size_t head) noexcept;
+  // Grows the live `block`, whose validated header is `word`, into its free
+  // successor when that gives at least `want` bytes (the caller then
+  // shrinks it to `want` and updates the peak). A successor that does not
+  // unlist goes out of service and the call returns false.
+  bool GrowInPlace(Block* block, uint64_t word, size_t want) noexcept;
   // Splits a free tail off the live `block` so it keeps `span` bytes.
   void ShrinkLive(Block* block, size_t span) noexcept;
   void DebugShrinkLive(Block* block, size_t span) noexcept;
   template <bool kDebug>
   void ShrinkLiveImpl(Block* block, size_t span) noexcept;
   // Merges the free `block`, whose header holds `word`, with free
-  // neighbours and lists the result.
+  // neighbours and lists the result. REQUIRES: the span in `word` fits the
+  // pool, the successor's header was validated (it is rewritten without a
+  // second check), and with kPrevFree the back pointer was (ValidPrev). A
+  // neighbour that does not unlist goes out of service instead of merging.
   template <bool kDebug>
   void ReleaseFreeImpl(Block* block, uint64_t word) noexcept;
   // Frees the live `block`, whose header holds `word`.
@@ -478,7 +597,9 @@ class Heap {
   void FreeBlockImpl(Block* block, uint64_t word) noexcept;
 
   // Returns the live block behind `ptr` and sets *word to its header, or
-  // reports and returns nullptr.
+  // reports and returns nullptr. Validates, before anything is changed: the
+  // block lies in a pool, its header, its span against the pool, its
+  // successor's header, and with kPrevFree its back pointer.
   Block* DebugLiveBlockOrReport(const void* ptr, uint64_t* word) noexcept;
   template <bool kDebug>
   Block* LiveBlockOrReportImpl(const void* ptr, uint64_t* word) noexcept;
@@ -488,6 +609,11 @@ class Heap {
   __attribute__((noinline, cold)) void ReportDoubleFree(
       const void* ptr) noexcept;
   __attribute__((noinline, cold)) void ReportCorrupt(const void* ptr) noexcept;
+  // A pointer whose header word does not validate: kCorruptHeap when a walk
+  // of its pool finds a block starting there (its header is damaged),
+  // kInvalidFree otherwise. O(blocks of the pool): misuse only.
+  __attribute__((noinline, cold)) void ReportBadHeader(
+      const void* ptr, const Block* block, const PoolRange& range) noexcept;
   void Report(HeapError error, const void* ptr) noexcept;
   void Report(const HeapReport& report) noexcept;
 
@@ -544,10 +670,12 @@ class Heap {
   uint8_t debug_ = 0;  // kDebug* bits; 0 keeps the hot path plain
   uint32_t second_level_bitmap_[kFirstLevelCount] = {};
   Block* free_lists_[kFirstLevelCount][kSecondLevelCount] = {};
-  Pool* first_pool_ = nullptr;
-  Pool* last_pool_ = nullptr;
   mutable HeapStats stats_;  // free_bytes: see Stats()
   uint64_t tag_key_;
+  uint64_t link_key_;  // the free-list links' secret
+  // The pools, sorted by address; stats_.pool_count of them.
+  PoolRange pools_[kMaxPools] = {};
+  uint64_t pool_serial_ = 0;
   HeapErrorHandler error_handler_ = nullptr;
   HeapReportHandler report_handler_ = nullptr;
   void* error_context_ = nullptr;

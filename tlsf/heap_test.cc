@@ -259,7 +259,7 @@ TEST_F(HeapTest, OverflowIntoNextHeaderIsDetected) {
   EXPECT_FALSE(heap_.Free(b));
   ASSERT_EQ(reports_.seen.size(), 2u);
   EXPECT_EQ(reports_.seen[0].first, HeapError::kCorruptHeap);
-  EXPECT_EQ(reports_.seen[1].first, HeapError::kInvalidFree);
+  EXPECT_EQ(reports_.seen[1].first, HeapError::kCorruptHeap);
 }
 
 TEST_F(HeapTest, UsableSizeIfFreeableRefusesWhatFreeWouldRefuse) {
