@@ -88,8 +88,7 @@ TEST(ThreadLocalTeardownTest, OrphansDoNotAccumulate) {
   const size_t before = fmemp::ThreadStateCountOfThisThread();
   for (int cycle = 0; cycle < 1000; ++cycle) {
     FMemp memp = {};
-    ASSERT_EQ(FMempInit(&memp, buffer, buffer + sizeof(buffer)),
-              FMEMP_SUCCESS);
+    ASSERT_EQ(FMempInit(&memp, buffer, buffer + sizeof(buffer)), FMEMP_SUCCESS);
     FMempFree(&memp, FMempMalloc(&memp, 32));  // registers a cache
     FMempRemove(&memp);
     EXPECT_LE(fmemp::ThreadStateCountOfThisThread(), before + 1);
