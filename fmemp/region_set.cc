@@ -20,7 +20,9 @@ using tlsf::HeapStats;
 
 // One region: the caller's memory, a TLSF heap over it (its control
 // structure lives here, not in the region), and its index entry.
-struct RegionSet::Region {
+// In the metadata arena (ArenaAllocated): AddRegion never calls operator
+// new.
+struct RegionSet::Region : ArenaAllocated {
   explicit Region(const DebugOptions& options) : heap(options) {}
 
   uintptr_t begin = 0;  // as passed to AddRegion
@@ -213,8 +215,7 @@ absl::Status RegionSet::AddRegion(void* begin, void* end) {
   return absl::OkStatus();
 }
 
-std::vector<RegionSet::Slot>::iterator RegionSet::SlotOf(
-    uintptr_t begin) noexcept {
+RegionSet::SlotVector::iterator RegionSet::SlotOf(uintptr_t begin) noexcept {
   auto it =
       std::lower_bound(regions_.begin(), regions_.end(), begin, &Slot::Before);
   return it != regions_.end() && it->begin == begin ? it : regions_.end();

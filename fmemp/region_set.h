@@ -48,6 +48,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "fmemp/metadata_arena.h"
 #include "fmemp/region_index.h"
 #include "fmemp/region_table.h"
 #include "tlsf/heap.h"
@@ -166,8 +167,10 @@ class RegionSet {
 
    private:
     friend class RegionSet;
-    std::unique_ptr<Region> region_;
-    std::vector<std::pair<const void*, BlockTag>> tags_;
+    std::unique_ptr<Region> region_;  // in the arena (Region is)
+    std::vector<std::pair<const void*, BlockTag>,
+                ArenaAllocator<std::pair<const void*, BlockTag>>>
+        tags_;
   };
 
   RegionSet();
@@ -374,12 +377,15 @@ class RegionSet {
     }
   };
   // The slot of the region that begins at `begin`, or regions_.end().
-  std::vector<Slot>::iterator SlotOf(uintptr_t begin) noexcept;
+  using SlotVector = std::vector<Slot, ArenaAllocator<Slot>>;
+  SlotVector::iterator SlotOf(uintptr_t begin) noexcept;
   // Inserts `region` in address order. O(regions).
   void InsertSlot(std::unique_ptr<Region> region);
 
-  // Every region, in address order (FindRegion bisects it).
-  std::vector<Slot> regions_;
+  // Every region, in address order (FindRegion bisects it). The array and
+  // the Region records live in the metadata arena: adding or removing a
+  // region never calls operator new.
+  SlotVector regions_;
   RegionIndex index_;
   // The only allocatable region, when exactly one is (nullptr otherwise).
   // Allocation then goes straight to its heap and neither reads nor refiles
@@ -396,7 +402,10 @@ class RegionSet {
   mutable Region* lookup_[kLookupSlots] = {};
   int lookup_shift_ = 0;
   RegionTable table_;
-  absl::flat_hash_map<const void*, BlockTag> tags_;
+  absl::flat_hash_map<const void*, BlockTag, absl::Hash<const void*>,
+                      std::equal_to<const void*>,
+                      ArenaAllocator<std::pair<const void* const, BlockTag>>>
+      tags_;
   size_t capacity_bytes_ = 0;
   // Of every region but solo_ (UsedBytes, LiveBlocks: of all).
   size_t used_bytes_ = 0;

@@ -605,7 +605,7 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   Pool* NewPool() {
-    Pool* pool = new Pool;
+    Pool* pool = new Pool;  // in the metadata arena (a ThreadState)
     pool->regions.SetReportHandler(&PoolingMemp::ForwardReport, this);
     pool->generation = clear_generation_.load(std::memory_order_relaxed);
     pool->seen_epoch = epoch_.load(std::memory_order_acquire);
@@ -958,10 +958,13 @@ class PoolingMemp final : private ThreadStateOwner {
   std::atomic<uint64_t> shared_uncounted_failures_{0};
   // Lock order: the shared lock, bindings_mu_, a pool's remote_mu.
   mutable absl::Mutex bindings_mu_;
-  absl::btree_map<uintptr_t, BoundRange> bound_ranges_
-      ABSL_GUARDED_BY(bindings_mu_);
+  // (Both in the metadata arena: binding never calls operator new.)
+  absl::btree_map<uintptr_t, BoundRange, std::less<uintptr_t>,
+                  ArenaAllocator<std::pair<const uintptr_t, BoundRange>>>
+      bound_ranges_ ABSL_GUARDED_BY(bindings_mu_);
   // Every pool that has been bound since Clear and whose thread lives.
-  std::vector<Pool*> pools_ ABSL_GUARDED_BY(bindings_mu_);
+  std::vector<Pool*, ArenaAllocator<Pool*>> pools_
+      ABSL_GUARDED_BY(bindings_mu_);
   // Figures of pools whose threads exited.
   size_t retired_peak_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   uint64_t retired_failed_ ABSL_GUARDED_BY(bindings_mu_) = 0;
