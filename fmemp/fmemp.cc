@@ -613,7 +613,7 @@ FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage) {
     if constexpr (fmemp::HasThreadCaches<std::decay_t<decltype(m)>>::value) {
       m.DrainAllCaches();
     }
-    const std::vector<RegionStats> regions = m.ProbeRegions();
+    const fmemp::RegionStatsList regions = m.ProbeRegions();
     if (index >= regions.size()) return FMEMP_ERR_INVALID_ARG;
     const RegionStats& r = regions[index];
     usage->begin = r.begin;
@@ -786,7 +786,7 @@ u32 FMempThreadPoolCount(FMemp* memp) {
 FError FMempProbeThreadPool(FMemp* memp, u32 index, FMempPoolUsage* usage) {
   if (usage == nullptr) return FMEMP_ERR_INVALID_ARG;
   return WithThreadPools(memp, [index, usage](auto& m) -> FError {
-    const std::vector<fmemp::PoolStats> pools = m.ProbePools();
+    const fmemp::PoolStatsList pools = m.ProbePools();
     if (index >= pools.size()) return FMEMP_ERR_INVALID_ARG;
     const fmemp::PoolStats& p = pools[index];
     usage->thread_id = p.thread_id;

@@ -199,7 +199,7 @@ class Memp {
     add(stats);
     return stats;
   }
-  std::vector<RegionStats> ProbeRegions() const {
+  RegionStatsList ProbeRegions() const {
     sync::ScopedLock<LockPolicy> hold(lock_);
     return regions_.ProbeRegions();
   }

@@ -703,8 +703,8 @@ void RegionSet::ResetPeak() noexcept {
   for (auto& [key, r] : regions_) r->heap.ResetPeak();
 }
 
-std::vector<RegionStats> RegionSet::ProbeRegions() const {
-  std::vector<RegionStats> out;
+RegionStatsList RegionSet::ProbeRegions() const {
+  RegionStatsList out;
   out.reserve(regions_.size());
   for (const auto& [key, r] : regions_) {
     const HeapStats s = r->heap.Stats();

@@ -118,6 +118,12 @@ void WriteMempReportToStderr(const MempReport& report);
 using MempReportHandler = void (*)(void* context, const MempReport& report);
 
 // Usage of one region.
+struct RegionStats;
+// What ProbeRegions returns: a std::vector in the metadata arena, so that
+// a probe never calls operator new (under the front-end's lock, that would
+// deadlock a program whose operator new is this FMemp).
+using RegionStatsList = std::vector<RegionStats, ArenaAllocator<RegionStats>>;
+
 struct RegionStats {
   void* begin = nullptr;  // as passed to AddRegion
   void* end = nullptr;
@@ -266,7 +272,7 @@ class RegionSet {
     stats.invalid_frees = invalid_frees_;
     return stats;
   }
-  std::vector<RegionStats> ProbeRegions() const;
+  RegionStatsList ProbeRegions() const;
   void ResetPeak() noexcept;
 
   // Every region's heap check, the index and the aggregated counters. With

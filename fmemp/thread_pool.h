@@ -113,6 +113,9 @@ struct PoolStats {
   uint64_t fallbacks = 0;  // requests it passed to the shared regions
 };
 
+// What ProbePools returns (in the metadata arena, as RegionStatsList).
+using PoolStatsList = std::vector<PoolStats, ArenaAllocator<PoolStats>>;
+
 namespace thread_pool_internal {
 
 // The calling thread's id as the kernel knows it (gettid).
@@ -128,14 +131,14 @@ class Pool final : public ThreadState {
   uint64_t generation = 0;  // the PoolingMemp's Clear generation it is of
   uint64_t fallbacks = 0;
   uint64_t uncounted_failures = 0;  // failures that a fallback then served
-  std::vector<void*> applying;      // remote frees being applied
-  bool has_regions = false;         // as of the last Publish()
+  std::vector<void*, ArenaAllocator<void*>> applying;  // being applied
+  bool has_regions = false;  // as of the last Publish()
 
   // --- Shared ---
   const uint64_t thread_id = CurrentThreadId();
   std::atomic<bool> has_remote{false};
   absl::Mutex remote_mu;  // leaf lock
-  std::vector<void*> remote ABSL_GUARDED_BY(remote_mu);
+  std::vector<void*, ArenaAllocator<void*>> remote ABSL_GUARDED_BY(remote_mu);
 
   // The figures Probe() reads, stored by the owner after each call.
   std::atomic<size_t> published_capacity{0};
@@ -523,9 +526,9 @@ class PoolingMemp final : private ThreadStateOwner {
     });
   }
   // Every pool with at least one region, in binding order.
-  std::vector<PoolStats> ProbePools() const {
+  PoolStatsList ProbePools() const {
     return shared_.WithRegions([this](const RegionSet&) {
-      std::vector<PoolStats> out;
+      PoolStatsList out;
       absl::MutexLock hold(&bindings_mu_);
       for (const Pool* pool : pools_) {
         PoolStats stats = pool->Published();
@@ -535,8 +538,8 @@ class PoolingMemp final : private ThreadStateOwner {
     });
   }
   // The shared regions and the calling thread's own, in address order.
-  std::vector<RegionStats> ProbeRegions() {
-    std::vector<RegionStats> out = shared_.ProbeRegions();
+  RegionStatsList ProbeRegions() {
+    RegionStatsList out = shared_.ProbeRegions();
     if (Pool* const pool = BoundPool()) {
       for (const RegionStats& r : pool->regions.ProbeRegions()) {
         out.push_back(r);
