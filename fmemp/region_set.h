@@ -110,8 +110,15 @@ struct MempReport {
 // damaged byte at <address> (offset <n>), allocated at <file>:<line>"), as
 // the default handler prints it for debug findings.
 std::string FormatMempReport(const MempReport& report);
-// What a RegionSet with no handler does with a report: one line on stderr
-// (FormatMempReport's, or "fmemp: <what>: <ptr>" when there is no detail).
+// The longest line FormatMempReportTo writes (with its NUL); longer tags are
+// cut.
+inline constexpr size_t kMempReportBytes = 512;
+// FormatMempReport's line into buf[0..n) (NUL-terminated, cut at n - 1
+// bytes); its length. Allocates nothing.
+size_t FormatMempReportTo(const MempReport& report, char* buf, size_t n);
+// What a RegionSet with no handler does with a report: FormatMempReport's
+// line on stderr, through a stack buffer and write(2): the misuse path
+// allocates nothing (a program's operator new may be this pool).
 void WriteMempReportToStderr(const MempReport& report);
 
 // As MempErrorHandler, with the report's details. Same rules.

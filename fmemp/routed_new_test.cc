@@ -19,7 +19,8 @@
 //   bump buffer that serves allocations made before it exists took none,
 //   FMempInit included);
 // * the FMemp reports no misuse, FMempCheck passes, and its live blocks
-//   are exactly the program's outstanding news.
+//   are exactly the program's outstanding news;
+// * misuse reported on stderr (no handler) calls no operator new.
 //
 // A plain main, not GoogleTest: the test owns operator new. Run it under
 // --config=asan and --config=tsan too: the sanitizers' own operator new is
@@ -356,6 +357,23 @@ int RunPolicy(FMempPolicy policy) {
     return Fail("the FMemp's live blocks are not the program's");
   }
   if (g_news.load() < 10000) return Fail("too few allocations reached it");
+
+  // Misuse reported by the default handler (a line on stderr) allocates
+  // nothing either: inside the pool's lock, an operator new would deadlock.
+  if (FMempSetErrorHandler(&g_memp, nullptr, nullptr) != FMEMP_SUCCESS) {
+    return Fail("FMempSetErrorHandler(nullptr)");
+  }
+  const uint64_t news_before_misuse = g_news.load();
+  int on_stack = 0;
+  std::fprintf(stderr, "expected below: two misuse reports\n");
+  FMempFree(&g_memp, &on_stack);  // outside every region
+  void* twice = FMempMalloc(&g_memp, 64);
+  FMempFree(&g_memp, twice);
+  FMempFree(&g_memp, twice);  // double free
+  if (g_news.load() != news_before_misuse ||
+      g_bump_allocations.load() != bump_at_init) {
+    return Fail("a misuse report called operator new");
+  }
   std::printf("policy %d: %llu news, %llu deletes through the FMemp\n",
               static_cast<int>(policy),
               static_cast<unsigned long long>(g_news.load()),
