@@ -123,7 +123,7 @@ constexpr int kNotReady = -1;
 // zeroes its FMemp (often on the stack) before every FMempInit, so nothing
 // may outlive FMempRemove. It and its front-end live in the metadata arena
 // (fmemp/metadata_arena.h), never in operator new's heap.
-class CApiPool : public ArenaAllocated {
+class CApiPool {
  public:
   CApiPool();
   ~CApiPool();
@@ -407,14 +407,14 @@ CApiPool* PoolOf(FMemp* memp) {
 CApiPool* CreatePoolOf(FMemp* memp) {
   CApiPool* pool = PoolOf(memp);
   if (pool != nullptr) return pool;
-  CApiPool* fresh = new (std::nothrow) CApiPool;
+  CApiPool* fresh = ArenaNew<CApiPool>();
   if (fresh == nullptr) return nullptr;
   void* expected = nullptr;
   if (__atomic_compare_exchange_n(&memp->priv, &expected, fresh, false,
                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
     return fresh;
   }
-  delete fresh;  // another thread installed one first
+  ArenaDelete(fresh);  // another thread installed one first
   return static_cast<CApiPool*>(expected);
 }
 
@@ -496,7 +496,7 @@ void FMempRemove(FMemp* memp) {
   if (pool == nullptr) return;
   pool->Remove(memp);
   __atomic_store_n(&memp->priv, nullptr, __ATOMIC_RELEASE);
-  delete pool;
+  fmemp::ArenaDelete(pool);
 }
 
 void FMempDeinit(FMemp* memp) { FMempRemove(memp); }

@@ -117,21 +117,17 @@ class ArenaAllocator {
 
 // A base that gives a class arena-backed `new` and `delete`, so that
 // `new Cache` or `delete state` (through a virtual destructor: the dynamic
-// type's size reaches the sized delete) use the arena. The throwing form
-// ends the process on exhaustion (fmemp is built without exceptions in
-// mind); the nothrow form returns nullptr.
+// type's size reaches the sized delete) use the arena. `new` ends the
+// process on exhaustion (fmemp is built without exceptions in mind); for a
+// nullptr instead, use ArenaNew (and ArenaDelete or `delete`).
 class ArenaAllocated {
  public:
   static void* operator new(size_t bytes) {
     return MetadataArena::AllocateOrDie(bytes);
   }
-  static void* operator new(size_t bytes, const std::nothrow_t&) noexcept {
-    return MetadataArena::Allocate(bytes);
-  }
   static void operator delete(void* p, size_t bytes) noexcept {
     MetadataArena::Free(p, bytes);
   }
-  static void operator delete(void* p, const std::nothrow_t&) noexcept = delete;
   // Placement forms stay available to derived classes.
   static void* operator new(size_t, void* where) noexcept { return where; }
   static void operator delete(void*, void*) noexcept {}
