@@ -375,7 +375,8 @@ FError FMempSetOomHandler(FMemp* memp, FMempOomHandler handler, void* user);
 /* --- Tagging (the SDK's FMEMP_TAG_DEBUG) ---
  * Tagged allocations record file, line, message and thread; FMemListAll
  * lists them with each live block, which makes it a leak report. The tag
- * table lives in the process heap, and the FMemp layout does not change. */
+ * table lives in fmemp's own metadata arena (mmap, never malloc), and the
+ * FMemp layout does not change. */
 void* FMempMallocTag(FMemp* memp, fsize_t nbytes, const char* file,
                      unsigned long line, const char* msg);
 void* FMempMallocAlignTag(FMemp* memp, fsize_t size, fsize_t align,

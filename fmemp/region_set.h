@@ -15,8 +15,10 @@
 //   work in the region is O(1). Adding, removing, detaching and attaching a
 //   region are O(regions).
 // * Bookkeeping never lives in the caller's regions: each region's TLSF
-//   control structure, the region table and the tag table are allocated from
-//   the process heap.
+//   control structure, the region array, the region table and the tag table
+//   come from the metadata arena (fmemp/metadata_arena.h), never from malloc
+//   or operator new. Error texts of failed management calls (absl::Status
+//   messages), List and Check's messages still allocate.
 // * A region is removed only when no live block lies in it; its memory is
 //   never handed out again. Misuse (foreign, interior, freed pointers) is
 //   reported to the error handler, counted, and leaves every heap intact.
