@@ -1067,6 +1067,10 @@ Expected UseAfterFMempRemove(CApiWorld& w) {
   EXPECT_TRUE(reports.seen.empty());
 
   EXPECT_EQ(FMempInit(victim.get(), s, s + 32 * 1024), FMEMP_SUCCESS);
+  // FMempRemove released the handler with the rest (issue 14: it releases
+  // everything); set it again.
+  EXPECT_EQ(FMempSetErrorHandler(victim.get(), &Reports::RecordC, &reports),
+            FMEMP_SUCCESS);
   FMempFree(victim.get(), p);
   EXPECT_EQ(FMempRealloc(victim.get(), p, 100), nullptr);
   EXPECT_EQ(reports.Kinds(), std::vector<int>(2, FMEMP_MISUSE_INVALID_FREE));

@@ -11,11 +11,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <memory>
+#include <cstring>
 #include <new>
-#include <string>
 #include <vector>
 
 #include "absl/base/attributes.h"
@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/memp.h"
+#include "fmemp/metadata_arena.h"
 #include "fmemp/prefault.h"
 #include "fmemp/thread_cache.h"
 #include "fmemp/thread_pool.h"
@@ -117,9 +118,11 @@ struct Callbacks {
 
 constexpr int kNotReady = -1;
 
-// What FMemp::priv points to. The front-end of each policy is created the
-// first time that policy is chosen and lives until FMempRelease, so a call
-// that races FMempRemove finds an empty front-end, never freed memory.
+// What FMemp::priv points to, from FMempInit to FMempRemove (or
+// FMempRelease), which destroy it with everything it created: the SDK
+// zeroes its FMemp (often on the stack) before every FMempInit, so nothing
+// may outlive FMempRemove. It and its front-end live in the metadata arena
+// (fmemp/metadata_arena.h), never in operator new's heap.
 class CApiPool {
  public:
   CApiPool();
@@ -237,7 +240,9 @@ class CApiPool {
       if (*existing == wanted) chosen = existing.get();
     }
     if (chosen == nullptr) {
-      callback_sets_.push_back(std::make_unique<Callbacks>(wanted));
+      ArenaPtr<Callbacks> fresh(ArenaNew<Callbacks>(wanted));
+      if (fresh == nullptr) return FMEMP_ERR_BAD_MALLOC;
+      callback_sets_.push_back(std::move(fresh));
       chosen = callback_sets_.back().get();
     }
     callbacks_ = chosen;
@@ -251,23 +256,19 @@ class CApiPool {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_) {
     switch (policy) {
       case FMEMP_POLICY_MUTEX:
-        if (!mutex_) mutex_.reset(new (std::nothrow) Memp<sync::Mutex>);
+        if (!mutex_) mutex_.reset(ArenaNew<Memp<sync::Mutex>>());
         return mutex_ != nullptr;
       case FMEMP_POLICY_SPINLOCK:
-        if (!spin_) spin_.reset(new (std::nothrow) Memp<sync::SpinLock>);
+        if (!spin_) spin_.reset(ArenaNew<Memp<sync::SpinLock>>());
         return spin_ != nullptr;
       case FMEMP_POLICY_SINGLE_THREAD:
-        if (!single_) single_.reset(new (std::nothrow) Memp<sync::NoLock>);
+        if (!single_) single_.reset(ArenaNew<Memp<sync::NoLock>>());
         return single_ != nullptr;
       case FMEMP_POLICY_THREAD_CACHE:
-        if (!cache_) {
-          cache_.reset(new (std::nothrow) CachingMemp<sync::SpinLock>);
-        }
+        if (!cache_) cache_.reset(ArenaNew<CachingMemp<sync::SpinLock>>());
         return cache_ != nullptr;
       case FMEMP_POLICY_THREAD_POOLS:
-        if (!pools_) {
-          pools_.reset(new (std::nothrow) PoolingMemp<sync::SpinLock>);
-        }
+        if (!pools_) pools_.reset(ArenaNew<PoolingMemp<sync::SpinLock>>());
         return pools_ != nullptr;
     }
     return false;
@@ -318,26 +319,30 @@ class CApiPool {
   absl::Mutex admin_;  // serialises Init, Remove and handler changes
   // Written once under admin_ before active_ publishes them (release), read
   // after an acquire load of active_.
-  std::unique_ptr<Memp<sync::Mutex>> mutex_;
-  std::unique_ptr<Memp<sync::SpinLock>> spin_;
-  std::unique_ptr<Memp<sync::NoLock>> single_;
-  std::unique_ptr<CachingMemp<sync::SpinLock>> cache_;
-  std::unique_ptr<PoolingMemp<sync::SpinLock>> pools_;
+  ArenaPtr<Memp<sync::Mutex>> mutex_;
+  ArenaPtr<Memp<sync::SpinLock>> spin_;
+  ArenaPtr<Memp<sync::NoLock>> single_;
+  ArenaPtr<CachingMemp<sync::SpinLock>> cache_;
+  ArenaPtr<PoolingMemp<sync::SpinLock>> pools_;
   FMempPoolList node_ = {};
-  std::vector<std::unique_ptr<Callbacks>> callback_sets_
-      ABSL_GUARDED_BY(admin_);
+  std::vector<ArenaPtr<Callbacks>, ArenaAllocator<ArenaPtr<Callbacks>>>
+      callback_sets_ ABSL_GUARDED_BY(admin_);
   const Callbacks* callbacks_ ABSL_GUARDED_BY(admin_) = nullptr;
 };
 
-// Every live CApiPool, for the fork handlers. Leaked on purpose: pools may
-// be released during static destruction.
+// Every live CApiPool, for the fork handlers. In static storage and never
+// destroyed (pools may be removed during static destruction); the set's
+// table lives in the metadata arena.
 struct PoolRegistry {
   absl::Mutex mu;
-  absl::flat_hash_set<CApiPool*> pools ABSL_GUARDED_BY(mu);
+  absl::flat_hash_set<CApiPool*, absl::Hash<CApiPool*>,
+                      std::equal_to<CApiPool*>, ArenaAllocator<CApiPool*>>
+      pools ABSL_GUARDED_BY(mu);
 };
 
 PoolRegistry& Registry() {
-  static PoolRegistry* const registry = new PoolRegistry;
+  alignas(PoolRegistry) static unsigned char storage[sizeof(PoolRegistry)];
+  static PoolRegistry* const registry = ::new (storage) PoolRegistry;
   return *registry;
 }
 
@@ -402,14 +407,14 @@ CApiPool* PoolOf(FMemp* memp) {
 CApiPool* CreatePoolOf(FMemp* memp) {
   CApiPool* pool = PoolOf(memp);
   if (pool != nullptr) return pool;
-  CApiPool* fresh = new (std::nothrow) CApiPool;
+  CApiPool* fresh = ArenaNew<CApiPool>();
   if (fresh == nullptr) return nullptr;
   void* expected = nullptr;
   if (__atomic_compare_exchange_n(&memp->priv, &expected, fresh, false,
                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
     return fresh;
   }
-  delete fresh;  // another thread installed one first
+  ArenaDelete(fresh);  // another thread installed one first
   return static_cast<CApiPool*>(expected);
 }
 
@@ -482,18 +487,21 @@ FError FMempInit(FMemp* memp, void* begin_addr, void* end_addr) {
 }
 
 void FMempRemove(FMemp* memp) {
-  if (fmemp::CApiPool* pool = fmemp::PoolOf(memp)) pool->Remove(memp);
-}
-
-void FMempDeinit(FMemp* memp) { FMempRemove(memp); }
-
-void FMempRelease(FMemp* memp) {
+  // Everything FMempInit created goes: the SDK zeroes its FMemp before the
+  // next FMempInit, so whatever stayed behind would leak. Per-thread state
+  // that threads still hold for the front-end is orphaned by its destructor
+  // (DetachThreadStates) and deleted by those threads; a new front-end,
+  // even at the same address, has a new owner id and never sees it.
   fmemp::CApiPool* pool = fmemp::PoolOf(memp);
   if (pool == nullptr) return;
   pool->Remove(memp);
   __atomic_store_n(&memp->priv, nullptr, __ATOMIC_RELEASE);
-  delete pool;
+  fmemp::ArenaDelete(pool);
 }
+
+void FMempDeinit(FMemp* memp) { FMempRemove(memp); }
+
+void FMempRelease(FMemp* memp) { FMempRemove(memp); }
 
 void* FMempMalloc(FMemp* memp, fsize_t nbytes) {
   return fmemp::WithMemp<void*>(
@@ -542,14 +550,19 @@ void FMemListAll(FMemp* memp) {
 
 FError FMemListAllTo(FMemp* memp, FMempLineSink sink, void* user) {
   if (sink == nullptr) return FMEMP_ERR_INVALID_ARG;
-  return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT,
-                                 [sink, user](auto& m) {
-                                   m.List([sink, user](absl::string_view line) {
-                                     const std::string text(line);
-                                     sink(user, text.c_str());
-                                   });
-                                   return FMEMP_SUCCESS;
-                                 });
+  return fmemp::WithMemp<FError>(
+      memp, FMEMP_ERR_NOT_INIT, [sink, user](auto& m) {
+        m.List([sink, user](absl::string_view line) {
+          // A NUL-terminated copy on the stack,
+          // not a std::string (no allocation).
+          char text[1024];
+          const size_t n = std::min(line.size(), sizeof(text) - 1);
+          std::memcpy(text, line.data(), n);
+          text[n] = '\0';
+          sink(user, text);
+        });
+        return FMEMP_SUCCESS;
+      });
 }
 
 FError FMempAddRegion(FMemp* memp, void* begin, void* end) {
@@ -600,7 +613,7 @@ FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage) {
     if constexpr (fmemp::HasThreadCaches<std::decay_t<decltype(m)>>::value) {
       m.DrainAllCaches();
     }
-    const std::vector<RegionStats> regions = m.ProbeRegions();
+    const fmemp::RegionStatsList regions = m.ProbeRegions();
     if (index >= regions.size()) return FMEMP_ERR_INVALID_ARG;
     const RegionStats& r = regions[index];
     usage->begin = r.begin;
@@ -773,7 +786,7 @@ u32 FMempThreadPoolCount(FMemp* memp) {
 FError FMempProbeThreadPool(FMemp* memp, u32 index, FMempPoolUsage* usage) {
   if (usage == nullptr) return FMEMP_ERR_INVALID_ARG;
   return WithThreadPools(memp, [index, usage](auto& m) -> FError {
-    const std::vector<fmemp::PoolStats> pools = m.ProbePools();
+    const fmemp::PoolStatsList pools = m.ProbePools();
     if (index >= pools.size()) return FMEMP_ERR_INVALID_ARG;
     const fmemp::PoolStats& p = pools[index];
     usage->thread_id = p.thread_id;

@@ -132,8 +132,7 @@ typedef struct {
   tlsf_t tlsf_ptr; /* identifies that region's TLSF heap (opaque: use the
                       FMemp* functions on it, not tlsf_*) */
   u32 is_ready;    /* FT_COMPONENT_IS_READY once initialised */
-  void* priv;      /* fmemp's front-end; kept across FMempRemove and
-                      reused by the next FMempInit (FMempRelease frees it) */
+  void* priv;      /* fmemp's front-end, from FMempInit to FMempRemove */
 } FMemp;
 
 /* Lock policy of an FMemp (see fmemp/memp.h and sync/). */
@@ -161,8 +160,11 @@ typedef enum {
  * FMEMP_ERR_ALREADY_INIT: memp is ready; FMEMP_ERR_INVALID_ARG: memp NULL;
  * FMEMP_ERR_BAD_MALLOC: bookkeeping could not be allocated. */
 FError FMempInit(FMemp* memp, void* begin_addr, void* end_addr);
-/* Releases every region (blocks handed out become invalid) and makes memp
- * not ready; FMempInit may be called on it again. */
+/* Releases every region (blocks handed out become invalid) and everything
+ * FMempInit created (handlers set since included), and makes memp not
+ * ready, as if zeroed; FMempInit may be called on it again. Harmless on a
+ * zeroed or removed memp. Must not run concurrently with any other call on
+ * memp. */
 void FMempRemove(FMemp* memp);
 /* The SDK's code calls FMempRemove by this name. */
 void FMempDeinit(FMemp* memp);
@@ -192,7 +194,8 @@ void FMemListAll(FMemp* memp);
 
 /* --- Extensions --- */
 
-/* FMemListAll, line by line to sink (each line without its newline). The
+/* FMemListAll, line by line to sink (each line without its newline, cut
+ * at 1023 bytes). The
  * sink runs inside the pool's lock and must not call into the same FMemp.
  * FMEMP_ERR_NOT_INIT / FMEMP_ERR_INVALID_ARG (sink NULL). */
 typedef void (*FMempLineSink)(void* user, const char* line);
@@ -201,8 +204,8 @@ FError FMemListAllTo(FMemp* memp, FMempLineSink sink, void* user);
 /* FMempInit with a chosen lock policy. */
 FError FMempInitWithPolicy(FMemp* memp, void* begin_addr, void* end_addr,
                            FMempPolicy policy);
-/* Frees the front-end kept across FMempRemove. Must not run concurrently
- * with any other call on memp. */
+/* FMempRemove, under its older name (once the front-end outlived
+ * FMempRemove). Harmless after FMempRemove or twice. */
 void FMempRelease(FMemp* memp);
 
 /* Adds [begin, end) as another region. FMEMP_ERR_INVALID_BUF,
@@ -372,7 +375,8 @@ FError FMempSetOomHandler(FMemp* memp, FMempOomHandler handler, void* user);
 /* --- Tagging (the SDK's FMEMP_TAG_DEBUG) ---
  * Tagged allocations record file, line, message and thread; FMemListAll
  * lists them with each live block, which makes it a leak report. The tag
- * table lives in the process heap, and the FMemp layout does not change. */
+ * table lives in fmemp's own metadata arena (mmap, never malloc), and the
+ * FMemp layout does not change. */
 void* FMempMallocTag(FMemp* memp, fsize_t nbytes, const char* file,
                      unsigned long line, const char* msg);
 void* FMempMallocAlignTag(FMemp* memp, fsize_t size, fsize_t align,

@@ -30,7 +30,8 @@
 //   (foreign, interior, double frees) is reported to the error handler,
 //   counted in MempStats::invalid_frees, and leaves every heap intact.
 // * Memory: bookkeeping (TLSF control structures, region table, tags) comes
-//   from the process heap, never from the regions.
+//   from fmemp's metadata arena (fmemp/metadata_arena.h: mmap), never from
+//   the regions and never from malloc or operator new.
 //
 // Allocate(0) returns a unique minimum-size block. Reallocate(p, 0) frees p
 // and returns nullptr. Calloc checks count * size for overflow.
@@ -153,7 +154,7 @@ class Memp {
 
   // As Allocate / AllocateAligned, recording where the block came from; the
   // tag is listed by List() until the block is freed. The tag table lives in
-  // the process heap.
+  // the metadata arena.
   void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
     return WithRetry</*kAllocation=*/true>(
         bytes, alignment, [alignment, bytes, &tag](RegionSet& regions) {
@@ -199,7 +200,7 @@ class Memp {
     add(stats);
     return stats;
   }
-  std::vector<RegionStats> ProbeRegions() const {
+  RegionStatsList ProbeRegions() const {
     sync::ScopedLock<LockPolicy> hold(lock_);
     return regions_.ProbeRegions();
   }

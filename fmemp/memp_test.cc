@@ -136,7 +136,7 @@ TYPED_TEST(MempTest, PerRegionProbesAddUp) {
   void* p = memp.Allocate(30000);  // only fits in b
   ASSERT_NE(p, nullptr);
   EXPECT_TRUE(this->b_.Contains(p));
-  const std::vector<RegionStats> regions = memp.ProbeRegions();
+  const RegionStatsList regions = memp.ProbeRegions();
   ASSERT_EQ(regions.size(), 2u);
   size_t capacity = 0, used = 0, live = 0;
   for (const RegionStats& r : regions) {

@@ -796,7 +796,7 @@ TYPED_TEST(PmrPoolingTest, ContainersFreedByAnotherThreadWhileTheOwnerRuns) {
   built.Wait();
   const MempStats before = this->memp_.Probe();
   EXPECT_GT(before.used_bytes, 0u);
-  const std::vector<PoolStats> pools = this->memp_.ProbePools();
+  const PoolStatsList pools = this->memp_.ProbePools();
   ASSERT_EQ(pools.size(), static_cast<size_t>(kThreads));
   for (const PoolStats& pool : pools) {
     EXPECT_GT(pool.stats.used_bytes, 0u);
@@ -921,7 +921,7 @@ TYPED_TEST(PmrPoolingTest, ExhaustedPoolFallsBackOrThrows) {
       EXPECT_TRUE(this->own_[0].Holds(v.data()));
       v.resize(TestFixture::kOwnBytes + 1000);  // more than the pool has
       EXPECT_TRUE(this->shared_.Holds(v.data()));
-      const std::vector<PoolStats> pools = this->memp_.ProbePools();
+      const PoolStatsList pools = this->memp_.ProbePools();
       ASSERT_EQ(pools.size(), 1u);
       EXPECT_GE(pools[0].fallbacks, 1u);
     }

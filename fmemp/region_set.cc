@@ -3,6 +3,8 @@
 
 #include "fmemp/region_set.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -20,7 +22,9 @@ using tlsf::HeapStats;
 
 // One region: the caller's memory, a TLSF heap over it (its control
 // structure lives here, not in the region), and its index entry.
-struct RegionSet::Region {
+// In the metadata arena (ArenaAllocated): AddRegion never calls operator
+// new.
+struct RegionSet::Region : ArenaAllocated {
   explicit Region(const DebugOptions& options) : heap(options) {}
 
   uintptr_t begin = 0;  // as passed to AddRegion
@@ -63,33 +67,81 @@ void DefaultReportHandler(void*, const MempReport& report) {
   WriteMempReportToStderr(report);
 }
 
-// A report without the "fmemp: " prefix (for Check's messages).
-std::string DescribeMempReport(const MempReport& report) {
-  std::string line = tlsf::DescribeBlockFinding(
-      MempErrorName(report.error), report.ptr, report.size, report.damage);
+// Appends printf-style text to buf[*used..n), truncating at n - 1 bytes.
+// snprintf into a caller's buffer: no allocation.
+template <typename... Args>
+void Append(char* buf, size_t n, size_t* used, const char* format,
+            Args... args) {
+  if (*used + 1 >= n) return;
+  const int wrote = std::snprintf(buf + *used, n - *used, format, args...);
+  if (wrote > 0) *used = std::min(n - 1, *used + static_cast<size_t>(wrote));
+}
+
+// A report without the "fmemp: " prefix into buf (NUL-terminated); its
+// length. Allocates nothing: the misuse path may run inside a program's
+// operator new/delete routed into this pool.
+size_t DescribeMempReportTo(const MempReport& report, char* buf, size_t n) {
+  size_t used = 0;
+  if (n == 0) return 0;
+  buf[0] = '\0';
+  Append(buf, n, &used, "%s: %p", MempErrorName(report.error), report.ptr);
+  if (report.size != 0) {
+    Append(buf, n, &used, " (%zu bytes)", report.size);
+  }
+  if (report.damage != nullptr) {
+    Append(
+        buf, n, &used, ", first damaged byte at %p (offset %lld)",
+        report.damage,
+        static_cast<long long>(Addr(report.damage)) -   // NOLINT(runtime/int)
+            static_cast<long long>(Addr(report.ptr)));  // NOLINT(runtime/int)
+  }
   if (report.tag.file != nullptr) {
-    absl::StrAppendFormat(&line, ", allocated at %s:%d", report.tag.file,
-                          report.tag.line);
+    Append(buf, n, &used, ", allocated at %s:%lu", report.tag.file,
+           static_cast<unsigned long>(report.tag.line));  // NOLINT(runtime/int)
     if (report.tag.message != nullptr) {
-      absl::StrAppendFormat(&line, " (%s)", report.tag.message);
+      Append(buf, n, &used, " (%s)", report.tag.message);
     }
   }
-  return line;
+  return used;
+}
+
+// For Check's messages (a management call: a std::string is fine there).
+std::string DescribeMempReport(const MempReport& report) {
+  char buf[kMempReportBytes];
+  const size_t n = DescribeMempReportTo(report, buf, sizeof(buf));
+  return std::string(buf, n);
 }
 
 }  // namespace
 
+size_t FormatMempReportTo(const MempReport& report, char* buf, size_t n) {
+  static constexpr char kPrefix[] = "fmemp: ";
+  constexpr size_t kPrefixBytes = sizeof(kPrefix) - 1;
+  if (n <= kPrefixBytes) {
+    if (n != 0) buf[0] = '\0';
+    return 0;
+  }
+  std::memcpy(buf, kPrefix, kPrefixBytes);
+  return kPrefixBytes +
+         DescribeMempReportTo(report, buf + kPrefixBytes, n - kPrefixBytes);
+}
+
 std::string FormatMempReport(const MempReport& report) {
-  return absl::StrCat("fmemp: ", DescribeMempReport(report));
+  char buf[kMempReportBytes];
+  const size_t n = FormatMempReportTo(report, buf, sizeof(buf));
+  return std::string(buf, n);
 }
 
 void WriteMempReportToStderr(const MempReport& report) {
-  if (report.size == 0 && report.damage == nullptr &&
-      report.tag.file == nullptr) {
-    std::fprintf(stderr, "fmemp: %s: %p\n", MempErrorName(report.error),
-                 report.ptr);
-  } else {
-    std::fprintf(stderr, "%s\n", FormatMempReport(report).c_str());
+  char buf[kMempReportBytes + 1];
+  size_t n = FormatMempReportTo(report, buf, kMempReportBytes);
+  buf[n++] = '\n';
+  // write(2), not stdio: nothing on this path allocates.
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t w = write(STDERR_FILENO, buf + done, n - done);
+    if (w <= 0) break;
+    done += static_cast<size_t>(w);
   }
 }
 
@@ -213,8 +265,7 @@ absl::Status RegionSet::AddRegion(void* begin, void* end) {
   return absl::OkStatus();
 }
 
-std::vector<RegionSet::Slot>::iterator RegionSet::SlotOf(
-    uintptr_t begin) noexcept {
+RegionSet::SlotVector::iterator RegionSet::SlotOf(uintptr_t begin) noexcept {
   auto it =
       std::lower_bound(regions_.begin(), regions_.end(), begin, &Slot::Before);
   return it != regions_.end() && it->begin == begin ? it : regions_.end();
@@ -702,8 +753,8 @@ void RegionSet::ResetPeak() noexcept {
   for (auto& [key, r] : regions_) r->heap.ResetPeak();
 }
 
-std::vector<RegionStats> RegionSet::ProbeRegions() const {
-  std::vector<RegionStats> out;
+RegionStatsList RegionSet::ProbeRegions() const {
+  RegionStatsList out;
   out.reserve(regions_.size());
   for (const auto& [key, r] : regions_) {
     const HeapStats s = r->heap.Stats();

@@ -15,8 +15,10 @@
 //   work in the region is O(1). Adding, removing, detaching and attaching a
 //   region are O(regions).
 // * Bookkeeping never lives in the caller's regions: each region's TLSF
-//   control structure, the region table and the tag table are allocated from
-//   the process heap.
+//   control structure, the region array, the region table and the tag table
+//   come from the metadata arena (fmemp/metadata_arena.h), never from malloc
+//   or operator new. Error texts of failed management calls (absl::Status
+//   messages), List and Check's messages still allocate.
 // * A region is removed only when no live block lies in it; its memory is
 //   never handed out again. Misuse (foreign, interior, freed pointers) is
 //   reported to the error handler, counted, and leaves every heap intact.
@@ -48,6 +50,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "fmemp/metadata_arena.h"
 #include "fmemp/region_index.h"
 #include "fmemp/region_table.h"
 #include "tlsf/heap.h"
@@ -109,14 +112,27 @@ struct MempReport {
 // damaged byte at <address> (offset <n>), allocated at <file>:<line>"), as
 // the default handler prints it for debug findings.
 std::string FormatMempReport(const MempReport& report);
-// What a RegionSet with no handler does with a report: one line on stderr
-// (FormatMempReport's, or "fmemp: <what>: <ptr>" when there is no detail).
+// The longest line FormatMempReportTo writes (with its NUL); longer tags are
+// cut.
+inline constexpr size_t kMempReportBytes = 512;
+// FormatMempReport's line into buf[0..n) (NUL-terminated, cut at n - 1
+// bytes); its length. Allocates nothing.
+size_t FormatMempReportTo(const MempReport& report, char* buf, size_t n);
+// What a RegionSet with no handler does with a report: FormatMempReport's
+// line on stderr, through a stack buffer and write(2): the misuse path
+// allocates nothing (a program's operator new may be this pool).
 void WriteMempReportToStderr(const MempReport& report);
 
 // As MempErrorHandler, with the report's details. Same rules.
 using MempReportHandler = void (*)(void* context, const MempReport& report);
 
 // Usage of one region.
+struct RegionStats;
+// What ProbeRegions returns: a std::vector in the metadata arena, so that
+// a probe never calls operator new (under the front-end's lock, that would
+// deadlock a program whose operator new is this FMemp).
+using RegionStatsList = std::vector<RegionStats, ArenaAllocator<RegionStats>>;
+
 struct RegionStats {
   void* begin = nullptr;  // as passed to AddRegion
   void* end = nullptr;
@@ -166,8 +182,10 @@ class RegionSet {
 
    private:
     friend class RegionSet;
-    std::unique_ptr<Region> region_;
-    std::vector<std::pair<const void*, BlockTag>> tags_;
+    std::unique_ptr<Region> region_;  // in the arena (Region is)
+    std::vector<std::pair<const void*, BlockTag>,
+                ArenaAllocator<std::pair<const void*, BlockTag>>>
+        tags_;
   };
 
   RegionSet();
@@ -263,7 +281,7 @@ class RegionSet {
     stats.invalid_frees = invalid_frees_;
     return stats;
   }
-  std::vector<RegionStats> ProbeRegions() const;
+  RegionStatsList ProbeRegions() const;
   void ResetPeak() noexcept;
 
   // Every region's heap check, the index and the aggregated counters. With
@@ -374,12 +392,15 @@ class RegionSet {
     }
   };
   // The slot of the region that begins at `begin`, or regions_.end().
-  std::vector<Slot>::iterator SlotOf(uintptr_t begin) noexcept;
+  using SlotVector = std::vector<Slot, ArenaAllocator<Slot>>;
+  SlotVector::iterator SlotOf(uintptr_t begin) noexcept;
   // Inserts `region` in address order. O(regions).
   void InsertSlot(std::unique_ptr<Region> region);
 
-  // Every region, in address order (FindRegion bisects it).
-  std::vector<Slot> regions_;
+  // Every region, in address order (FindRegion bisects it). The array and
+  // the Region records live in the metadata arena: adding or removing a
+  // region never calls operator new.
+  SlotVector regions_;
   RegionIndex index_;
   // The only allocatable region, when exactly one is (nullptr otherwise).
   // Allocation then goes straight to its heap and neither reads nor refiles
@@ -396,7 +417,10 @@ class RegionSet {
   mutable Region* lookup_[kLookupSlots] = {};
   int lookup_shift_ = 0;
   RegionTable table_;
-  absl::flat_hash_map<const void*, BlockTag> tags_;
+  absl::flat_hash_map<const void*, BlockTag, absl::Hash<const void*>,
+                      std::equal_to<const void*>,
+                      ArenaAllocator<std::pair<const void* const, BlockTag>>>
+      tags_;
   size_t capacity_bytes_ = 0;
   // Of every region but solo_ (UsedBytes, LiveBlocks: of all).
   size_t used_bytes_ = 0;

@@ -43,7 +43,7 @@ void RegionTable::Insert(const Entry& entry) {
   Array* array = array_.load(std::memory_order_relaxed);
   const size_t count = count_.load(std::memory_order_relaxed);
   // Entries are kept sorted by begin; collect them with the new one.
-  std::vector<Entry> entries;
+  std::vector<Entry, ArenaAllocator<Entry>> entries;
   entries.reserve(count + 1);
   for (size_t i = 0; i < count; ++i) {
     const Slot& s = array->slots[i];

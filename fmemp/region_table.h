@@ -37,6 +37,8 @@
 #include <memory>
 #include <vector>
 
+#include "fmemp/metadata_arena.h"
+
 namespace fmemp {
 
 class RegionTable {
@@ -108,10 +110,23 @@ class RegionTable {
     std::atomic<uintptr_t> end{0};
     std::atomic<const void*> heap{nullptr};
   };
-  struct Array {
-    explicit Array(size_t n) : capacity(n), slots(new Slot[n]) {}
-    size_t capacity;
-    std::unique_ptr<Slot[]> slots;
+  // The slots live in the metadata arena (fmemp/metadata_arena.h), as does
+  // the Array: a table's growth never calls operator new.
+  struct Array : ArenaAllocated {
+    explicit Array(size_t n)
+        : capacity(n),
+          slots(static_cast<Slot*>(
+              MetadataArena::AllocateOrDie(n * sizeof(Slot)))) {
+      for (size_t i = 0; i < n; ++i) ::new (&slots[i]) Slot();
+    }
+    ~Array() {
+      for (size_t i = 0; i < capacity; ++i) slots[i].~Slot();
+      MetadataArena::Free(slots, capacity * sizeof(Slot));
+    }
+    Array(const Array&) = delete;
+    Array& operator=(const Array&) = delete;
+    const size_t capacity;
+    Slot* const slots;
   };
 
   // Find's search: the answer as of the stable sequence number *sequence.
@@ -127,7 +142,8 @@ class RegionTable {
   std::atomic<Array*> array_;
   std::atomic<size_t> count_{0};
   // Every array ever used; freed with the table.
-  std::vector<std::unique_ptr<Array>> arrays_;
+  std::vector<std::unique_ptr<Array>, ArenaAllocator<std::unique_ptr<Array>>>
+      arrays_;
 };
 
 }  // namespace fmemp

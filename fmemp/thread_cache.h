@@ -420,9 +420,7 @@ class CachingMemp final : private ThreadStateOwner {
     stats.cached_bytes = bytes;
     return stats;
   }
-  std::vector<RegionStats> ProbeRegions() const {
-    return shared_.ProbeRegions();
-  }
+  RegionStatsList ProbeRegions() const { return shared_.ProbeRegions(); }
   void ResetPeak() noexcept { shared_.ResetPeak(); }
   absl::Status Check() const { return shared_.Check(); }
   // Returns every cache's blocks to the shared regions first (as

@@ -113,6 +113,9 @@ struct PoolStats {
   uint64_t fallbacks = 0;  // requests it passed to the shared regions
 };
 
+// What ProbePools returns (in the metadata arena, as RegionStatsList).
+using PoolStatsList = std::vector<PoolStats, ArenaAllocator<PoolStats>>;
+
 namespace thread_pool_internal {
 
 // The calling thread's id as the kernel knows it (gettid).
@@ -128,14 +131,14 @@ class Pool final : public ThreadState {
   uint64_t generation = 0;  // the PoolingMemp's Clear generation it is of
   uint64_t fallbacks = 0;
   uint64_t uncounted_failures = 0;  // failures that a fallback then served
-  std::vector<void*> applying;      // remote frees being applied
-  bool has_regions = false;         // as of the last Publish()
+  std::vector<void*, ArenaAllocator<void*>> applying;  // being applied
+  bool has_regions = false;  // as of the last Publish()
 
   // --- Shared ---
   const uint64_t thread_id = CurrentThreadId();
   std::atomic<bool> has_remote{false};
   absl::Mutex remote_mu;  // leaf lock
-  std::vector<void*> remote ABSL_GUARDED_BY(remote_mu);
+  std::vector<void*, ArenaAllocator<void*>> remote ABSL_GUARDED_BY(remote_mu);
 
   // The figures Probe() reads, stored by the owner after each call.
   std::atomic<size_t> published_capacity{0};
@@ -523,9 +526,9 @@ class PoolingMemp final : private ThreadStateOwner {
     });
   }
   // Every pool with at least one region, in binding order.
-  std::vector<PoolStats> ProbePools() const {
+  PoolStatsList ProbePools() const {
     return shared_.WithRegions([this](const RegionSet&) {
-      std::vector<PoolStats> out;
+      PoolStatsList out;
       absl::MutexLock hold(&bindings_mu_);
       for (const Pool* pool : pools_) {
         PoolStats stats = pool->Published();
@@ -535,8 +538,8 @@ class PoolingMemp final : private ThreadStateOwner {
     });
   }
   // The shared regions and the calling thread's own, in address order.
-  std::vector<RegionStats> ProbeRegions() {
-    std::vector<RegionStats> out = shared_.ProbeRegions();
+  RegionStatsList ProbeRegions() {
+    RegionStatsList out = shared_.ProbeRegions();
     if (Pool* const pool = BoundPool()) {
       for (const RegionStats& r : pool->regions.ProbeRegions()) {
         out.push_back(r);
@@ -605,7 +608,7 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   Pool* NewPool() {
-    Pool* pool = new Pool;
+    Pool* pool = new Pool;  // in the metadata arena (a ThreadState)
     pool->regions.SetReportHandler(&PoolingMemp::ForwardReport, this);
     pool->generation = clear_generation_.load(std::memory_order_relaxed);
     pool->seen_epoch = epoch_.load(std::memory_order_acquire);
@@ -958,10 +961,13 @@ class PoolingMemp final : private ThreadStateOwner {
   std::atomic<uint64_t> shared_uncounted_failures_{0};
   // Lock order: the shared lock, bindings_mu_, a pool's remote_mu.
   mutable absl::Mutex bindings_mu_;
-  absl::btree_map<uintptr_t, BoundRange> bound_ranges_
-      ABSL_GUARDED_BY(bindings_mu_);
+  // (Both in the metadata arena: binding never calls operator new.)
+  absl::btree_map<uintptr_t, BoundRange, std::less<uintptr_t>,
+                  ArenaAllocator<std::pair<const uintptr_t, BoundRange>>>
+      bound_ranges_ ABSL_GUARDED_BY(bindings_mu_);
   // Every pool that has been bound since Clear and whose thread lives.
-  std::vector<Pool*> pools_ ABSL_GUARDED_BY(bindings_mu_);
+  std::vector<Pool*, ArenaAllocator<Pool*>> pools_
+      ABSL_GUARDED_BY(bindings_mu_);
   // Figures of pools whose threads exited.
   size_t retired_peak_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   uint64_t retired_failed_ ABSL_GUARDED_BY(bindings_mu_) = 0;

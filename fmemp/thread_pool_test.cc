@@ -145,7 +145,7 @@ TYPED_TEST(PoolingMempTest, BoundThreadAllocatesFromItsPool) {
   const MempStats total = this->memp_.Probe();
   EXPECT_EQ(total.region_count, 2u);
   EXPECT_EQ(total.live_blocks, 2u);
-  const std::vector<PoolStats> pools = this->memp_.ProbePools();
+  const PoolStatsList pools = this->memp_.ProbePools();
   ASSERT_EQ(pools.size(), 1u);
   EXPECT_EQ(pools[0].stats.live_blocks, 1u);
   EXPECT_EQ(pools[0].stats.region_count, 1u);
@@ -242,7 +242,7 @@ TYPED_TEST(PoolingMempTest, ExhaustedPoolFallsBackOrFails) {
     this->memp_.Free(moved);
     this->memp_.Free(big);
   });
-  std::vector<PoolStats> pools = this->memp_.ProbePools();
+  PoolStatsList pools = this->memp_.ProbePools();
   ASSERT_EQ(pools.size(), 1u);
   EXPECT_EQ(pools[0].fallbacks, 2u);
   EXPECT_EQ(pools[0].stats.failed_allocations, 0u);

@@ -3,7 +3,11 @@
 
 #include "fmemp/thread_registry.h"
 
+#include <pthread.h>
+
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <new>
 
 namespace fmemp {
@@ -22,55 +26,92 @@ __thread ThreadState* last_used = nullptr;
 
 using thread_registry_internal::last_used;
 
-// Every state of the thread, and the destructor that hands them back. Only
-// constructed when a thread registers its first state.
-class ThreadStateList {
- public:
-  ~ThreadStateList() {
-    absl::MutexLock hold(&RegistryMutex());
-    last_used = nullptr;
-    ThreadState* s = head;
-    while (s != nullptr) {
-      ThreadState* next = s->next_in_thread_;
-      if (ThreadStateOwner* owner = s->owner_) {
-        owner->OnThreadExit(s);
-        // Unlink from the owner's list.
-        if (s->prev_in_owner_ != nullptr) {
-          s->prev_in_owner_->next_in_owner_ = s->next_in_owner_;
-        } else {
-          owner->first_ = s->next_in_owner_;
-        }
-        if (s->next_in_owner_ != nullptr) {
-          s->next_in_owner_->prev_in_owner_ = s->prev_in_owner_;
-        }
-      }
-      delete s;
-      s = next;
-    }
-  }
-  ThreadState* head = nullptr;
-};
-
 namespace {
-thread_local ThreadStateList thread_states;
+
+// Every state of the calling thread (all owners), linked through
+// next_in_thread_; touched only by the thread. `__thread`, a plain pointer:
+// no C++ destructor runs for it (the pthread key below hands the states
+// back, after every thread_local destructor of the thread).
+__thread ThreadState* thread_head = nullptr;
+
+// The key whose destructor hands a thread's states back. Its value is a
+// non-null marker while the thread has states, so that the destructor runs.
+pthread_key_t ExitKey() {
+  static const pthread_key_t key = [] {
+    pthread_key_t k;
+    if (pthread_key_create(&k, &HandBackThreadStates) != 0) {
+      std::fputs("fmemp: pthread_key_create failed\n", stderr);
+      std::abort();
+    }
+    return k;
+  }();
+  return key;
+}
+
 }  // namespace
 
+struct RegistryInternals {
+  // Unlinks `s` from its owner's list. REQUIRES: RegistryMutex() held and
+  // s->owner_ == owner.
+  static void UnlinkFromOwner(ThreadState* s, ThreadStateOwner* owner)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(RegistryMutex()) {
+    if (s->prev_in_owner_ != nullptr) {
+      s->prev_in_owner_->next_in_owner_ = s->next_in_owner_;
+    } else {
+      owner->first_ = s->next_in_owner_;
+    }
+    if (s->next_in_owner_ != nullptr) {
+      s->next_in_owner_->prev_in_owner_ = s->prev_in_owner_;
+    }
+    s->owner_ = nullptr;
+    s->next_in_owner_ = s->prev_in_owner_ = nullptr;
+  }
+  static size_t CountOfThisThread() {
+    size_t n = 0;
+    for (ThreadState* s = thread_head; s != nullptr; s = s->next_in_thread_) {
+      ++n;
+    }
+    return n;
+  }
+};
+
+void HandBackThreadStates(void* /*unused*/) {
+  absl::MutexLock hold(&RegistryMutex());
+  // Empty the thread's list first: whatever the hooks below do, they find
+  // no state of this thread (a new one would be registered afresh).
+  ThreadState* s = thread_head;
+  thread_head = nullptr;
+  last_used = nullptr;
+  while (s != nullptr) {
+    ThreadState* const next = s->next_in_thread_;
+    if (ThreadStateOwner* owner = s->owner_) {
+      owner->OnThreadExit(s);
+      RegistryInternals::UnlinkFromOwner(s, owner);
+    }
+    delete s;
+    s = next;
+  }
+}
+
 absl::Mutex& RegistryMutex() {
-  // Never destroyed: threads may exit during static destruction.
-  static absl::Mutex* mutex = new absl::Mutex;
+  // In static storage and never destroyed: threads may exit during static
+  // destruction. Placement new, not operator new (which may be an FMemp).
+  alignas(absl::Mutex) static unsigned char storage[sizeof(absl::Mutex)];
+  static absl::Mutex* const mutex = ::new (storage) absl::Mutex;
   return *mutex;
 }
 
 ThreadStateOwner::ThreadStateOwner()
-    : owner_id_(next_owner_id.fetch_add(1, std::memory_order_relaxed)) {}
+    : owner_id_(next_owner_id.fetch_add(1, std::memory_order_relaxed)) {
+  // Create the key now, not inside some thread's first registration.
+  ExitKey();
+}
 
 ThreadStateOwner::~ThreadStateOwner() = default;
 
 ThreadState* ThreadStateForSlow(const ThreadStateOwner* owner) {
-  ThreadState* s = last_used;
   const uint64_t id = owner->owner_id();
-  if (s == nullptr) return nullptr;  // no state at all, or none used yet
-  for (s = thread_states.head; s != nullptr; s = s->next_in_thread_) {
+  for (ThreadState* s = thread_head; s != nullptr; s = s->next_in_thread_) {
     if (s->owner_id_ == id) {
       last_used = s;
       return s;
@@ -80,16 +121,18 @@ ThreadState* ThreadStateForSlow(const ThreadStateOwner* owner) {
 }
 
 ThreadState* RegisterThreadState(ThreadStateOwner* owner, ThreadState* state) {
-  ThreadStateList& list = thread_states;  // constructs it on first use
+  ThreadState* orphans = nullptr;
   {
     absl::MutexLock hold(&RegistryMutex());
-    // Drop states orphaned by owners destroyed since, so a long-lived thread
-    // that uses many short-lived owners does not accumulate them.
-    for (ThreadState** link = &list.head; *link != nullptr;) {
+    // Take out states orphaned by owners destroyed since, so a long-lived
+    // thread that uses many short-lived owners does not accumulate them.
+    for (ThreadState** link = &thread_head; *link != nullptr;) {
       ThreadState* s = *link;
       if (s->owner_ == nullptr) {
         *link = s->next_in_thread_;
-        delete s;
+        if (last_used == s) last_used = nullptr;
+        s->next_in_thread_ = orphans;
+        orphans = s;
       } else {
         link = &s->next_in_thread_;
       }
@@ -97,12 +140,22 @@ ThreadState* RegisterThreadState(ThreadStateOwner* owner, ThreadState* state) {
     state->owner_id_ = owner->owner_id();
     state->owner_ = owner;
     state->next_in_owner_ = owner->first_;
+    state->prev_in_owner_ = nullptr;
     if (owner->first_ != nullptr) owner->first_->prev_in_owner_ = state;
     owner->first_ = state;
   }
-  state->next_in_thread_ = list.head;
-  list.head = state;
+  while (orphans != nullptr) {
+    ThreadState* const next = orphans->next_in_thread_;
+    delete orphans;
+    orphans = next;
+  }
+  state->next_in_thread_ = thread_head;
+  thread_head = state;
   last_used = state;
+  // Arms (or re-arms, inside a key destructor round) the exit hook. Our key
+  // is among the first few a process creates, so its value lives in the
+  // thread's static key array and setting it does not allocate.
+  pthread_setspecific(ExitKey(), reinterpret_cast<void*>(uintptr_t{1}));
   return state;
 }
 
@@ -117,6 +170,10 @@ void DetachThreadStates(ThreadStateOwner* owner) {
   owner->first_ = nullptr;
 }
 
+size_t ThreadStateCountOfThisThread() {
+  return RegistryInternals::CountOfThisThread();
+}
+
 void ForEachThreadState(ThreadStateOwner* owner,
                         absl::FunctionRef<void(ThreadState*)> fn) {
   for (ThreadState* s = owner->first_; s != nullptr; s = s->next_in_owner_) {
@@ -127,7 +184,7 @@ void ForEachThreadState(ThreadStateOwner* owner,
 void LockRegistryForFork() { RegistryMutex().Lock(); }
 void UnlockRegistryAfterFork() { RegistryMutex().Unlock(); }
 void ResetRegistryInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  new (&RegistryMutex()) absl::Mutex();
+  ::new (&RegistryMutex()) absl::Mutex();
 }
 
 }  // namespace fmemp

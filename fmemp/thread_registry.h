@@ -5,7 +5,8 @@
 //
 // State that one thread keeps for one front-end (a per-thread cache, a
 // per-thread pool), found in O(1) on the hot path and handed back to its
-// front-end when the thread exits.
+// front-end when the thread exits. The one place per-thread state is
+// created, found and handed back.
 //
 //   class MyFrontEnd : public ThreadStateOwner {
 //     void OnThreadExit(ThreadState* state) override;  // give it back
@@ -13,31 +14,58 @@
 //   ThreadState* s = ThreadStateFor(this);  // nullptr: none yet
 //   if (s == nullptr) s = RegisterThreadState(this, new MyState);
 //
+// A ThreadState is ArenaAllocated: `new MyState` and the registry's
+// `delete` use fmemp's metadata arena (fmemp/metadata_arena.h), never
+// operator new, so a program whose global operator new is an FMemp can
+// create and drop per-thread state from inside that FMemp.
+//
 // Guarantees
 // * ThreadStateFor is O(1) when the thread last used the same owner (one
 //   thread-local load and compare, inline), O(owners the thread used)
 //   otherwise (out of line). It takes no lock and no atomic
 //   read-modify-write.
-// * When a thread exits, OnThreadExit runs for each of its states whose
-//   owner still exists, under RegistryMutex(), and the state is deleted.
+// * Thread exit. The thread's states are handed back by a pthread key
+//   destructor, not by a C++ thread_local: glibc runs every thread_local
+//   destructor of the thread before any key destructor, so a program's
+//   thread_local objects may free or allocate through fmemp in their
+//   destructors whether they were constructed before or after the thread's
+//   first fmemp call. A key destructor of another library that calls fmemp
+//   afterwards registers new state, and the key's next destructor round
+//   (POSIX gives at least four) hands that back too.
+// * For each state whose owner still exists, OnThreadExit runs on the
+//   exiting thread under RegistryMutex(), then the state is deleted. The
+//   thread's list is emptied before any of this, so nothing the hooks do
+//   can reach a deleted state.
 // * An owner's destructor must call DetachThreadStates(this): states of
-//   threads still running are orphaned (never passed to the owner again)
-//   and deleted when their threads exit.
+//   threads still running are orphaned (never passed to the owner again).
+//   An orphan is deleted at its thread's next RegisterThreadState or at its
+//   exit, whichever is first; a thread that never calls fmemp again keeps
+//   its orphans (one per owner it used, in the arena) until it exits.
 // * RegistryMutex() also guards ForEachThreadState, so an owner can visit
 //   every thread's state (e.g. to drain caches) while none exits.
+// * The main thread's states are not handed back at exit() (no key
+//   destructor runs for it); the process is ending.
+// * fork(): the child keeps the forking thread's states and a fresh lock
+//   (LockRegistryForFork / ResetRegistryInForkChild); other threads' states
+//   stay on their owners' lists, as they were at the fork.
+// * Nothing here calls malloc or operator new: the lock is constructed in
+//   static storage, thread lists are intrusive, states live in the arena.
 
 #ifndef FMEMP_FMEMP_THREAD_REGISTRY_H_
 #define FMEMP_FMEMP_THREAD_REGISTRY_H_
 
+#include <cstddef>
 #include <cstdint>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/synchronization/mutex.h"
+#include "fmemp/metadata_arena.h"
 
 namespace fmemp {
 
 class ThreadState;
+struct RegistryInternals;
 
 // The process-wide lock over every owner's list of thread states. Lock
 // order: this mutex before any front-end lock.
@@ -62,7 +90,8 @@ class ThreadStateOwner {
 
  private:
   friend class ThreadState;
-  friend class ThreadStateList;
+  friend void HandBackThreadStates(void*);
+  friend struct RegistryInternals;
   friend ThreadState* RegisterThreadState(ThreadStateOwner*, ThreadState*);
   friend void DetachThreadStates(ThreadStateOwner*);
   friend void ForEachThreadState(ThreadStateOwner*,
@@ -71,8 +100,8 @@ class ThreadStateOwner {
   ThreadState* first_ ABSL_GUARDED_BY(RegistryMutex()) = nullptr;
 };
 
-// Base of per-thread state. Owned by its thread.
-class ThreadState {
+// Base of per-thread state. Owned by its thread; allocated in the arena.
+class ThreadState : public ArenaAllocated {
  public:
   ThreadState() = default;
   ThreadState(const ThreadState&) = delete;
@@ -88,7 +117,8 @@ class ThreadState {
   friend void DetachThreadStates(ThreadStateOwner*);
   friend void ForEachThreadState(ThreadStateOwner*,
                                  absl::FunctionRef<void(ThreadState*)>);
-  friend class ThreadStateList;
+  friend void HandBackThreadStates(void*);
+  friend struct RegistryInternals;
 
   uint64_t owner_id_ = 0;
   ThreadStateOwner* owner_ ABSL_GUARDED_BY(RegistryMutex()) = nullptr;
@@ -133,6 +163,13 @@ ThreadState* RegisterThreadState(ThreadStateOwner* owner, ThreadState* state)
 // For the owner's destructor: orphans every thread's state for `owner`.
 void DetachThreadStates(ThreadStateOwner* owner)
     ABSL_LOCKS_EXCLUDED(RegistryMutex());
+
+// The key destructor (internal; declared for the friend lists above).
+void HandBackThreadStates(void* unused);
+
+// States the calling thread holds, orphans included: for tests that check
+// that nothing accumulates.
+size_t ThreadStateCountOfThisThread();
 
 // Calls `fn` for every live thread's state for `owner`.
 // REQUIRES: RegistryMutex() held.
