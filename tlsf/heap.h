@@ -225,7 +225,7 @@ class Pool;
 class Heap {
  public:
   // Most pools one heap holds at a time (AddPool: ResourceExhausted).
-  static constexpr int kMaxPools = 32;
+  static constexpr int kMaxPools = 64;
   // Largest alignment AllocateAligned accepts.
   static constexpr size_t kMaxAlignment = size_t{1} << 31;
   // Bytes of each pool not available for blocks (record, first back pointer

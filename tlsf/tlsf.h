@@ -53,7 +53,7 @@ void tlsf_destroy(tlsf_t tlsf);
 pool_t tlsf_get_pool(tlsf_t tlsf);
 
 /* Adds [mem, mem + bytes) as a pool; NULL if it is too small, too large,
- * overlaps a pool of this heap, the heap already has 32 pools
+ * overlaps a pool of this heap, the heap already has 64 pools
  * (fmemp::tlsf::Heap::kMaxPools: the heap keeps every pool's bounds in its
  * control structure, never in pool memory), or tlsf is NULL. */
 pool_t tlsf_add_pool(tlsf_t tlsf, void* mem, size_t bytes);
