@@ -56,32 +56,41 @@ inline constexpr uint64_t kTagForcedBits =
     (uint64_t{1} << kTagShift) | (uint64_t{1} << 63);
 
 static_assert(kTagShift < 64 && 64 - kTagShift >= 16, "tag needs its bits");
-static_assert(kTagShift + 1 + 17 == 63 && kTagShift <= 3 * 17,
-              "17 tag bits between the forced ones; rest folds in 3 chunks");
+static_assert(kTagShift + 1 + 17 == 63, "17 tag bits between the forced ones");
+
+// The multiplier of TagFor. Any odd constant makes the tag depend on every
+// bit of `rest`; this one also passes the one-byte condition below, which
+// block_header_test checks for every byte and every change.
+inline constexpr uint64_t kTagMultiplier = 0x9e3779b97f4a7c15ull;
 
 // The tag bits of a header at `block_address`, in the heap whose key is
 // `key`, whose other bits are `rest` (REQUIRES: rest & kTagMask == 0).
 //
 //   bit 45      always set
-//   bits 46-62  Fold(rest) XOR a keyed hash of the address
+//   bits 46-62  the top 17 bits of (rest XOR address XOR key) * kTagMultiplier
 //   bit 63      always set
 //
-// Fold XORs the 45 bits of `rest` in chunks of 17, so that bit i of rest
-// lands on tag bit i mod 17: any change confined to 17 consecutive bits of
-// the word (one byte, in particular) changes the tag and is always caught;
-// other changes pass with odds of 2^-17. The address hash makes a header
-// copied to another address, or into another heap, fail the same way. Bits
-// 45 and 63 are always set: a zero word or a user-space pointer (bit 63
-// clear on every 64-bit platform fmemp supports), such as a free-list link
-// that now covers an old header, never passes for a header. An integrity
-// check against stray writes, not a secret: whoever can read a header can
-// compute a valid one for the same address.
+// One multiply, so that the hot path can afford a tag on every header it
+// reads or writes. Why a one-byte change is always caught: changing bits of
+// `rest` within byte b changes x = rest ^ address ^ key by d * 2^(8b),
+// 0 < |d| < 256 (|d| < 32 for byte 5, whose top three bits are tag bits), so
+// the product changes by D = d * 2^(8b) * kTagMultiplier (mod 2^64), and its
+// top 17 bits change by floor(D / 2^47) or one more (mod 2^17). For this
+// multiplier that is never 0 (never within 4 of 0 for byte 5, whose tag
+// bits 46-47 the same write may change): the recomputed tag differs from
+// the stored one. A change confined to tag bits leaves the recomputed tag
+// as it was and differs from it. Any other change passes with odds of about
+// 2^-17. The key and address make a header copied to another address, or
+// into another heap, fail the same way. Bits 45 and 63 are always set: a
+// zero word or a user-space pointer (bit 63 clear on every 64-bit platform
+// fmemp supports), such as a free-list link that now covers an old header,
+// never passes for a header. An integrity check against stray writes, not a
+// secret: whoever can read a header can compute a valid one for the same
+// address.
 constexpr uint64_t TagFor(uintptr_t block_address, uint64_t key,
                           uint64_t rest) {
-  const uint64_t fold = (rest ^ (rest >> 17) ^ (rest >> 34)) & 0x1ffff;
-  const uint64_t address_hash =
-      ((block_address ^ key) * 0x9e3779b97f4a7c15ull) >> 47;
-  return ((fold ^ address_hash) << (kTagShift + 1)) | kTagForcedBits;
+  const uint64_t mixed = (rest ^ block_address ^ key) * kTagMultiplier;
+  return ((mixed >> 47) << (kTagShift + 1)) | kTagForcedBits;
 }
 
 // The header word with bits 0-44 `rest` at `block_address`.

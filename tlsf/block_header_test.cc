@@ -74,6 +74,28 @@ TEST(BlockHeaderTest, EveryByteChangeFailsTheCheck) {
   }
 }
 
+// The arithmetic behind EveryByteChangeFailsTheCheck, for every value of the
+// other operand rather than the sampled ones: a change of d * 2^(8b) in the
+// multiplied value (one byte of the 45 covered bits) moves the product's top
+// 17 bits by floor(D / 2^47) or one more, D = d * 2^(8b) * kTagMultiplier;
+// that move must never be 0 mod 2^17, nor within 4 of 0 for byte 5, where
+// the same write may change tag bits 46-47.
+TEST(BlockHeaderTest, MultiplierMovesTheTagForEveryByteChange) {
+  for (int byte = 0; byte <= 5; ++byte) {
+    const int64_t limit = byte < 5 ? 255 : 31;
+    const uint64_t margin = byte < 5 ? 1 : 4;
+    for (int64_t d = -limit; d <= limit; ++d) {
+      if (d == 0) continue;
+      const uint64_t delta =
+          (static_cast<uint64_t>(d) << (8 * byte)) * kTagMultiplier;
+      const uint64_t moved = delta >> 47;  // 0 .. 2^17 - 1
+      EXPECT_GE(moved, margin) << "byte " << byte << " d " << d;
+      EXPECT_LT(moved, (uint64_t{1} << 17) - margin)
+          << "byte " << byte << " d " << d;
+    }
+  }
+}
+
 // Wider damage passes only with the tag's odds (2^-17 per word).
 TEST(BlockHeaderTest, RandomWordsRarelyPass) {
   uint64_t x = 0x243f6a8885a308d3ull;
