@@ -157,7 +157,7 @@ struct MempStats {
   size_t live_blocks = 0;
   // Bytes (spans) of free blocks parked in per-thread caches
   // (fmemp/thread_cache.h); always 0 for other front-ends. They are neither
-  // in used_bytes nor in free_bytes: used + cached + free == capacity.
+  // in used_bytes nor in free_bytes (see lost_bytes for the sum).
   size_t cached_bytes = 0;
   size_t region_count = 0;
   uint64_t failed_allocations = 0;  // calls that returned nullptr
