@@ -591,6 +591,7 @@ FError FMempProbe64(FMemp* memp, FMempUsage* usage) {
     usage->failed_allocations = s.failed_allocations;
     usage->invalid_frees = s.invalid_frees;
     usage->cached_bytes = s.cached_bytes;
+    usage->lost_bytes = s.lost_bytes;
     return FMEMP_SUCCESS;
   });
 }
@@ -625,6 +626,7 @@ FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage) {
     usage->largest_free = r.largest_allocatable;
     usage->live_blocks = r.live_blocks;
     usage->failed_allocations = r.failed_allocations;
+    usage->lost_bytes = r.lost_bytes;
     return FMEMP_SUCCESS;
   });
 }

@@ -228,7 +228,12 @@ typedef struct {
   u64 invalid_frees;
   u64 cached_bytes; /* free blocks parked in per-thread caches (policy
                        FMEMP_POLICY_THREAD_CACHE; else 0); used excludes
-                       them: used + cached_bytes + free_bytes == total */
+                       them */
+  u64 lost_bytes;   /* damaged free blocks taken out of service (a write
+                       into freed memory or heap metadata): never handed
+                       out again; used + cached_bytes + free_bytes +
+                       lost_bytes == total. Shared regions only under
+                       FMEMP_POLICY_THREAD_POOLS. */
 } FMempUsage;
 
 typedef struct {
@@ -241,6 +246,7 @@ typedef struct {
   u64 largest_free; /* largest n for which malloc(n) succeeds in it */
   u64 live_blocks;
   u64 failed_allocations;
+  u64 lost_bytes; /* damaged free blocks out of service (FMempUsage) */
 } FMempRegionUsage;
 
 /* 64-bit probe. FMEMP_ERR_NOT_INIT / FMEMP_ERR_INVALID_ARG. */

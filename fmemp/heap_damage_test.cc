@@ -385,5 +385,58 @@ TEST(HeapDamageSweepTest, OverflowsPastEveryBlockAreContained) {
   RecordProperty("cases", cases);
 }
 
+// A write into a freed block's list links, then allocations until the
+// heap meets it: the block goes out of service, and the C API's probes
+// count it as lost, in neither used nor free, for the FMemp and its region.
+TEST(HeapDamageProbeTest, ABlockTakenOutOfServiceIsCountedAsLost) {
+  for (FMempPolicy policy :
+       {FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK, FMEMP_POLICY_SINGLE_THREAD,
+        FMEMP_POLICY_THREAD_CACHE}) {
+    SCOPED_TRACE(static_cast<int>(policy));
+    alignas(64) static unsigned char region[64 * 1024];
+    FMemp memp = {};
+    ASSERT_EQ(
+        FMempInitWithPolicy(&memp, region, region + sizeof(region), policy),
+        FMEMP_SUCCESS);
+    static int reports;
+    reports = 0;
+    ASSERT_EQ(FMempSetErrorHandler(
+                  &memp, [](void*, int, const void*) { ++reports; }, nullptr),
+              FMEMP_SUCCESS);
+    // Larger than any cached class, so the free reaches the heap.
+    constexpr size_t kSize = 5000;
+    unsigned char* victim =
+        static_cast<unsigned char*>(FMempMalloc(&memp, kSize));
+    void* guard = FMempMalloc(&memp, kSize);
+    ASSERT_NE(victim, nullptr);
+    ASSERT_NE(guard, nullptr);
+    FMempFree(&memp, victim);
+    std::memset(victim, 0x41, 16);  // its free-list links
+    std::vector<void*> taken;
+    for (int i = 0; i < 64; ++i) {
+      void* p = FMempMalloc(&memp, kSize);
+      if (p == nullptr) break;
+      EXPECT_NE(p, static_cast<void*>(victim)) << "a damaged block handed out";
+      taken.push_back(p);
+    }
+    FMempUsage usage = {};
+    ASSERT_EQ(FMempProbe64(&memp, &usage), FMEMP_SUCCESS);
+    EXPECT_GT(reports, 0);
+    EXPECT_GE(usage.lost_bytes, kSize);
+    EXPECT_EQ(
+        usage.used + usage.cached_bytes + usage.free_bytes + usage.lost_bytes,
+        usage.total);
+    FMempRegionUsage region_usage = {};
+    ASSERT_EQ(FMempProbeRegion(&memp, 0, &region_usage), FMEMP_SUCCESS);
+    EXPECT_EQ(region_usage.lost_bytes, usage.lost_bytes);
+    EXPECT_EQ(
+        region_usage.used + region_usage.free_bytes + region_usage.lost_bytes,
+        region_usage.total);
+    for (void* p : taken) FMempFree(&memp, p);
+    FMempFree(&memp, guard);
+    FMempRemove(&memp);
+  }
+}
+
 }  // namespace
 }  // namespace fmemp

@@ -224,7 +224,16 @@ MempReport RegionSet::FromHeapReport(const tlsf::HeapReport& report) const {
 
 void RegionSet::OnHeapReport(void* context, const tlsf::HeapReport& report) {
   RegionSet* const self = static_cast<RegionSet*>(context);
+  self->lost_stale_ = true;
   self->Report(self->FromHeapReport(report));
+}
+
+void RegionSet::RecountLost() const noexcept {
+  size_t lost = 0;
+  for (const Slot& slot : regions_)
+    lost += slot.region->heap.Stats().lost_bytes;
+  lost_bytes_ = lost;
+  lost_stale_ = false;
 }
 
 // --- Regions ---
@@ -310,6 +319,7 @@ absl::Status RegionSet::RemoveRegion(void* begin) {
   index_.Update(&region.entry, RegionIndex::kNoBin);
   table_.Erase(region.first_payload);
   capacity_bytes_ -= capacity;
+  lost_stale_ = true;
   regions_.erase(it);
   Refile();
   return absl::OkStatus();
@@ -327,6 +337,8 @@ void RegionSet::Clear() {
   tags_.clear();
   capacity_bytes_ = used_bytes_ = peak_used_bytes_ = live_blocks_ = 0;
   failed_allocations_ = invalid_frees_ = 0;
+  lost_bytes_ = 0;
+  lost_stale_ = false;
 }
 
 absl::Status RegionSet::SetDebugOptions(const DebugOptions& options) {
@@ -369,6 +381,7 @@ absl::StatusOr<RegionSet::DetachedRegion> RegionSet::Detach(void* begin) {
   table_.Erase(r.first_payload);
   const HeapStats& s = r.heap.Stats();
   capacity_bytes_ -= s.capacity_bytes;
+  lost_stale_ = true;
   used_bytes_ -= s.used_bytes;
   live_blocks_ -= s.live_blocks;
   if (!tags_.empty()) {
@@ -408,6 +421,7 @@ absl::Status RegionSet::Attach(DetachedRegion& detached) {
   Unsolo();
   const HeapStats& s = r.heap.Stats();
   capacity_bytes_ += s.capacity_bytes;
+  lost_stale_ = true;
   used_bytes_ += s.used_bytes;
   live_blocks_ += s.live_blocks;
   peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_);
@@ -764,6 +778,7 @@ RegionStatsList RegionSet::ProbeRegions() const {
     region.capacity_bytes = s.capacity_bytes;
     region.used_bytes = s.used_bytes;
     region.free_bytes = s.free_bytes;
+    region.lost_bytes = s.lost_bytes;
     region.peak_used_bytes = s.peak_used_bytes;
     region.largest_allocatable = r->heap.LargestAllocatable();
     region.live_blocks = s.live_blocks;

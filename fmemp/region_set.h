@@ -143,6 +143,9 @@ struct RegionStats {
   size_t largest_allocatable = 0;  // exact: Allocate(n) succeeds in it
   size_t live_blocks = 0;
   uint64_t failed_allocations = 0;  // requests this region could not serve
+  // Spans of damaged free blocks its heap took out of service
+  // (tlsf::HeapStats::lost_bytes): used + free + lost == capacity.
+  size_t lost_bytes = 0;
 };
 
 // Usage of all regions together.
@@ -154,11 +157,16 @@ struct MempStats {
   size_t live_blocks = 0;
   // Bytes (spans) of free blocks parked in per-thread caches
   // (fmemp/thread_cache.h); always 0 for other front-ends. They are neither
-  // in used_bytes nor in free_bytes: used + cached + free == capacity.
+  // in used_bytes nor in free_bytes (see lost_bytes for the sum).
   size_t cached_bytes = 0;
   size_t region_count = 0;
   uint64_t failed_allocations = 0;  // calls that returned nullptr
   uint64_t invalid_frees = 0;       // misuse reports
+  // Spans of damaged free blocks the heaps took out of service (a write
+  // into freed memory or heap metadata; tlsf/heap.h): never handed out
+  // again, in neither used_bytes nor free_bytes:
+  // used + cached + free + lost == capacity.
+  size_t lost_bytes = 0;
 };
 
 class RegionSet {
@@ -273,7 +281,9 @@ class RegionSet {
     MempStats stats;
     stats.capacity_bytes = capacity_bytes_;
     stats.used_bytes = UsedBytes();
-    stats.free_bytes = capacity_bytes_ - stats.used_bytes;
+    if (ABSL_PREDICT_FALSE(lost_stale_)) RecountLost();
+    stats.lost_bytes = lost_bytes_;
+    stats.free_bytes = capacity_bytes_ - stats.used_bytes - lost_bytes_;
     stats.peak_used_bytes = peak_used_bytes_;
     stats.live_blocks = LiveBlocks();
     stats.region_count = regions_.size();
@@ -340,6 +350,9 @@ class RegionSet {
     return live_blocks_ +
            (solo_stats_ != nullptr ? solo_stats_->live_blocks : 0);
   }
+  // Sums the heaps' lost_bytes into lost_bytes_. O(regions); only after
+  // a heap reported damage or a region moved.
+  ABSL_ATTRIBUTE_NOINLINE ABSL_ATTRIBUTE_COLD void RecountLost() const noexcept;
   // Free after FindRegion found r.
   bool FreeFound(Region* r, void* ptr) noexcept;
   // solo_, if ptr may be a block of it and no tag can need dropping: a free
@@ -428,6 +441,12 @@ class RegionSet {
   size_t live_blocks_ = 0;
   uint64_t failed_allocations_ = 0;
   uint64_t invalid_frees_ = 0;
+  // Sum of the heaps' lost_bytes. A heap loses bytes only on a call that
+  // also reports damage, so every heap report (and every Attach/Detach)
+  // marks the sum stale, and the next Probe recounts it: O(regions) after
+  // damage, nothing on the calls' paths.
+  mutable size_t lost_bytes_ = 0;
+  mutable bool lost_stale_ = false;
   MempErrorHandler error_handler_ = nullptr;
   MempReportHandler report_handler_ = nullptr;
   void* error_context_ = nullptr;

@@ -63,7 +63,8 @@
 //   is not detected (the same limit as glibc's tcache). Foreign and interior
 //   pointers take the locked path and are reported as by Memp.
 // * Accounting: Probe().used_bytes excludes cached blocks and
-//   Probe().cached_bytes counts them: used + cached + free == capacity.
+//   Probe().cached_bytes counts them: used + cached + free + lost ==
+//   capacity.
 //   peak_used_bytes and per-region figures count cached blocks as used.
 // * Tagged blocks (AllocateTagged) never enter a cache once tagging is used.
 // * fork(): the child keeps the forking thread's cache; other threads'
