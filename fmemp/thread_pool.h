@@ -24,21 +24,45 @@
 //   and the thread's exit, move its regions back. A region stays one TLSF
 //   heap throughout: nothing is copied.
 // * Own calls (the fast path): a thread-local lookup of the pool, two
-//   relaxed loads (a control epoch and the "remote frees waiting" flag),
+//   relaxed loads (a control epoch and the head of its remote-free list),
 //   the RegionSet operation, and relaxed stores of the pool's counters for
 //   Probe(). No lock and no atomic read-modify-write.
-// * A block of the pool freed by another thread is queued to the owner and
-//   applied on the owner's next call. Why a queue and not a lock on the
-//   pool: a lock would put an atomic read-modify-write on every one of the
-//   owner's own calls, which is what a pool is for avoiding; the queue costs
-//   the owner one relaxed load per call and one short lock per batch of
-//   remote frees. The freeing thread finds the owner under the shared lock
-//   (a RegionTable of bound regions), so a pool cannot be unbound under it,
-//   and pushes the pointer onto the owner's queue (a vector under the
-//   pool's own mutex: nothing is written into the freed block before its
-//   owner has checked it, so a bad pointer cannot damage the pool). A
-//   queued free is never lost: unbinding and thread exit apply the queue
-//   before the regions move.
+// * Cross-thread frees are lock-free, allocation-free and bounded. The
+//   freeing thread finds the bound region holding the block in bound_ (a
+//   RegionTable: lock-free reads), whose record (a BoundRegion) names the
+//   region's heap and the owner's RemoteQueue. It checks the block's header
+//   with Heap::UsableSizeIfFreeable, without a lock (as the per-thread
+//   caches do), claims the block's marker word with a compare-exchange (a
+//   block queued twice is a double free: the second claim fails and is
+//   reported at once, on the freeing thread) and pushes the block onto the
+//   owner's multi-producer list, the link stored in the block's first word
+//   (a Treiber push: one compare-exchange, retried only under contention).
+//   The owner takes the whole list with one exchange at its next call (or
+//   SyncThisThread) and frees the blocks into its own regions. No ABA: the
+//   owner never pops one block, it only exchanges the head for empty. No
+//   lock is shared by all threads, no mutex, no allocation on this path.
+// * Why a bad pointer cannot corrupt the owner: nothing is written into a
+//   block before the freeing thread has found it, through the table, inside
+//   a bound region's payload range, aligned, with a live header whose
+//   successor is intact (what the heap itself checks before a free); other
+//   pointers take the locked path, which reports them. The words written are
+//   then the first two of a live block's own payload, which belongs to the
+//   block being freed. The owner frees each queued block through its own
+//   RegionSet, which checks it again with the pool's exclusion; a block
+//   that is no longer in its regions (the region was unbound, or the
+//   record was reused by another binding while the freer looked) is routed
+//   again, as a free from another thread, never freed into the wrong heap.
+//   What remains unsupported, as everywhere in fmemp: a pointer that is not
+//   a live block freed while its region is being removed.
+// * A queued free is never lost nor applied twice: unbinding applies the
+//   list first; thread exit applies it, then closes the list (a sentinel
+//   head) under the shared lock, so a later push sees it closed and takes
+//   the locked path, which finds the region back in the shared set.
+// * BoundRegion records and RemoteQueues live in an mmap-backed arena of
+//   this front-end (never the allocator it serves), are reused after their
+//   binding or pool ends, and are unmapped with the front-end. A reused
+//   record may route one racing push to the wrong pool; that pool's owner
+//   routes it on (above).
 // * When a pool cannot serve a request it either falls back to the shared
 //   regions (PoolExhaustion::kFallBackToShared, the default) or fails
 //   (kFail, after asking the out-of-memory handler once).
@@ -48,7 +72,8 @@
 //   must be thread-safe). Bind and Unbind act on the calling thread.
 // * Complexity: as Memp (O(1) allocation, O(log regions) to find a block's
 //   region); a thread's own calls take no lock. A free from another thread
-//   takes the shared lock once. Probe is O(pools).
+//   into a pool is O(log bound regions) and lock-free; into the shared
+//   regions it takes the shared lock once. Probe is O(pools).
 // * Accounting: Probe() covers the shared regions and every pool (each
 //   pool's figures as of its thread's last call), with used + free ==
 //   capacity. peak_used_bytes is the sum of each part's peak, an upper
@@ -58,8 +83,10 @@
 //   pool only (another pool's heap is being changed, without a lock, by its
 //   owner).
 // * Misuse: in the owner's own pool and in the shared regions, as Memp. A
-//   bad pointer freed into another thread's pool is reported when the owner
-//   applies its queue, on the owner's thread; Free returns true for it.
+//   free from another thread of a block already queued to its owner is
+//   reported (kDoubleFree) on the freeing thread, and Free returns false; a
+//   block already freed for its heap, or a bad pointer, takes the locked
+//   path and is reported there.
 // * Regions: AddRegion refuses overlap with bound regions too. RemoveRegion
 //   of a region bound to the calling thread removes it from its pool
 //   (refused while blocks live in it); of a region bound to another thread
@@ -69,9 +96,13 @@
 // * fork(): the child keeps the forking thread's pool. Pools of other
 //   threads stay bound in the child, whose blocks freed there are queued
 //   and never reused.
+// * Clear() drops queued frees without touching the blocks (their memory is
+//   forgotten with the regions).
 
 #ifndef FMEMP_FMEMP_THREAD_POOL_H_
 #define FMEMP_FMEMP_THREAD_POOL_H_
+
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <atomic>
@@ -79,6 +110,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -95,6 +127,7 @@
 #include "fmemp/memp.h"
 #include "fmemp/region_set.h"
 #include "fmemp/region_table.h"
+#include "fmemp/thread_cache.h"
 #include "fmemp/thread_registry.h"
 #include "tlsf/heap.h"
 
@@ -118,6 +151,92 @@ namespace thread_pool_internal {
 // The calling thread's id as the kernel knows it (gettid).
 uint64_t CurrentThreadId();
 
+// A block queued to its owner: its first payload words.
+struct RemoteBlock {
+  uintptr_t next;    // the next queued block (0: none); written before the push
+  uintptr_t marker;  // the PoolingMemp's marker while queued; __atomic only
+};
+
+// An owner's list of blocks freed by other threads (see the top).
+struct RemoteQueue {
+  // The newest queued block (a RemoteBlock), 0 when empty, kClosed once
+  // the owner's thread has exited.
+  alignas(64) std::atomic<uintptr_t> head{0};
+  RemoteQueue* next_free = nullptr;  // in the arena's free list
+};
+inline constexpr uintptr_t kClosed = 1;
+
+class Pool;
+
+// What bound_ maps a bound region to. Written under the shared lock and
+// bindings_mu_, read without a lock by freeing threads (hence atomics).
+struct BoundRegion {
+  std::atomic<const tlsf::Heap*> heap{nullptr};
+  std::atomic<uintptr_t> payload_begin{0};  // lowest payload address
+  std::atomic<RemoteQueue*> queue{nullptr};
+  std::atomic<Pool*> pool{nullptr};
+  BoundRegion* next_free = nullptr;  // in the arena's free list
+};
+
+// Records of type T from mmap'd chunks, reused through a free list and
+// unmapped with the arena. Not thread-safe: the caller serialises (the
+// PoolingMemp's bindings_mu_). Never calls the allocator fmemp serves.
+template <typename T>
+class RecordArena {
+ public:
+  RecordArena() = default;
+  RecordArena(const RecordArena&) = delete;
+  RecordArena& operator=(const RecordArena&) = delete;
+  ~RecordArena() {
+    while (chunks_ != nullptr) {
+      Chunk* next = chunks_->next;
+      munmap(chunks_, kChunkBytes);
+      chunks_ = next;
+    }
+  }
+  // A record, or nullptr when mmap fails: a new one as constructed, or a
+  // reused one as it was left. O(1) amortised.
+  T* New() {
+    if (free_ != nullptr) {
+      // Not constructed again: a reader racing the reuse may still load
+      // its atomics. The caller stores every member it relies on.
+      T* t = free_;
+      free_ = t->next_free;
+      t->next_free = nullptr;
+      return t;
+    }
+    if (chunks_ == nullptr || used_ == kPerChunk) {
+      void* m = mmap(nullptr, kChunkBytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (m == MAP_FAILED) return nullptr;
+      Chunk* chunk = static_cast<Chunk*>(m);
+      chunk->next = chunks_;
+      chunks_ = chunk;
+      used_ = 0;
+    }
+    T* t = reinterpret_cast<T*>(chunks_->storage) + used_++;
+    return new (t) T();
+  }
+  // Returns `t` for reuse. Readers racing this still see a T (its memory
+  // stays mapped and typed until the arena goes).
+  void Delete(T* t) {
+    t->next_free = free_;
+    free_ = t;
+  }
+
+ private:
+  static constexpr size_t kChunkBytes = size_t{64} << 10;
+  struct Chunk {
+    Chunk* next;
+    alignas(64) unsigned char storage[1];
+  };
+  static constexpr size_t kPerChunk =
+      (kChunkBytes - offsetof(Chunk, storage)) / sizeof(T);
+  Chunk* chunks_ = nullptr;
+  size_t used_ = 0;  // records carved from chunks_ (the newest chunk)
+  T* free_ = nullptr;
+};
+
 // One thread's pool in one PoolingMemp.
 class Pool final : public ThreadState {
  public:
@@ -128,14 +247,13 @@ class Pool final : public ThreadState {
   uint64_t generation = 0;  // the PoolingMemp's Clear generation it is of
   uint64_t fallbacks = 0;
   uint64_t uncounted_failures = 0;  // failures that a fallback then served
-  std::vector<void*> applying;      // remote frees being applied
   bool has_regions = false;         // as of the last Publish()
 
   // --- Shared ---
   const uint64_t thread_id = CurrentThreadId();
-  std::atomic<bool> has_remote{false};
-  absl::Mutex remote_mu;  // leaf lock
-  std::vector<void*> remote ABSL_GUARDED_BY(remote_mu);
+  // Frees from other threads (in the PoolingMemp's arena: it outlives the
+  // pool, for pushes racing the thread's exit).
+  RemoteQueue* queue = nullptr;
 
   // The figures Probe() reads, stored by the owner after each call.
   std::atomic<size_t> published_capacity{0};
@@ -201,7 +319,8 @@ class PoolingMemp final : private ThreadStateOwner {
   static constexpr bool kThreadSafe = true;
   using OutOfMemoryHandler = typename Memp<LockPolicy>::OutOfMemoryHandler;
 
-  PoolingMemp() {
+  PoolingMemp()
+      : marker_key_(thread_cache_internal::NewMarkerKey(this, owner_id())) {
     // The registry's function-local static is set up now, not on some
     // thread's first call (a fork() inside its guard would hang the child).
     RegistryMutex();
@@ -257,7 +376,7 @@ class PoolingMemp final : private ThreadStateOwner {
             "first",
             begin, owner->thread_id));
       }
-      ApplyRemoteFrees(mine);
+      ApplyRemoteFrees(mine, &shared);
       absl::Status removed = mine->regions.RemoveRegion(begin);
       if (removed.ok()) Unbound(reinterpret_cast<uintptr_t>(begin));
       mine->Publish();
@@ -272,6 +391,7 @@ class PoolingMemp final : private ThreadStateOwner {
     shared_.WithRegions([this](RegionSet& shared) {
       absl::MutexLock hold(&bindings_mu_);
       bound_.Clear();
+      for (auto& [begin, range] : bound_ranges_) records_.Delete(range.record);
       bound_ranges_.clear();
       pools_.clear();
       retired_peak_ = 0;
@@ -300,7 +420,11 @@ class PoolingMemp final : private ThreadStateOwner {
       PoolExhaustion on_exhaustion = PoolExhaustion::kFallBackToShared) {
     Pool* pool = SyncedPool();
     if (pool == nullptr) {
-      pool = static_cast<Pool*>(RegisterThreadState(this, NewPool()));
+      pool = NewPool();
+      if (pool == nullptr) {
+        return absl::ResourceExhaustedError("no memory for a pool's queue");
+      }
+      pool = static_cast<Pool*>(RegisterThreadState(this, pool));
     }
     return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
       const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
@@ -328,10 +452,28 @@ class PoolingMemp final : private ThreadStateOwner {
         return s;
       }
       pool->on_exhaustion = on_exhaustion;
-      bound_.Insert({b, e, pool});
       {
         absl::MutexLock hold(&bindings_mu_);
-        bound_ranges_[b] = BoundRange{e, pool};
+        BoundRegion* record = records_.New();
+        RegionTable::Entry payload;
+        if (record == nullptr || !pool->regions.table().Find(e - 1, &payload)) {
+          // No memory for the record (or no payload: cannot happen); put
+          // the region back.
+          if (record != nullptr) records_.Delete(record);
+          absl::StatusOr<RegionSet::DetachedRegion> back =
+              pool->regions.Detach(begin);
+          if (back.ok()) shared.Attach(*back).IgnoreError();
+          pool->Publish();
+          return absl::ResourceExhaustedError("no memory for a binding");
+        }
+        constexpr auto kRelaxed = std::memory_order_relaxed;
+        record->heap.store(static_cast<const tlsf::Heap*>(payload.heap),
+                           kRelaxed);
+        record->payload_begin.store(payload.begin, kRelaxed);
+        record->queue.store(pool->queue, kRelaxed);
+        record->pool.store(pool, kRelaxed);
+        bound_.Insert({b, e, record});  // publishes the record (release)
+        bound_ranges_[b] = BoundRange{e, pool, record};
         if (std::find(pools_.begin(), pools_.end(), pool) == pools_.end()) {
           pools_.push_back(pool);
         }
@@ -578,34 +720,49 @@ class PoolingMemp final : private ThreadStateOwner {
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.LockForFork();
     bindings_mu_.Lock();
-    for (Pool* pool : pools_) pool->remote_mu.Lock();
     handlers_mu_.Lock();
   }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     handlers_mu_.Unlock();
-    for (Pool* pool : pools_) pool->remote_mu.Unlock();
     bindings_mu_.Unlock();
     shared_.UnlockAfterFork();
   }
   void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     new (&handlers_mu_) absl::Mutex();
-    for (Pool* pool : pools_) new (&pool->remote_mu) absl::Mutex();
     new (&bindings_mu_) absl::Mutex();
     shared_.ResetLockInForkChild();
   }
 
  private:
+  using BoundRegion = thread_pool_internal::BoundRegion;
+  using RemoteBlock = thread_pool_internal::RemoteBlock;
+  using RemoteQueue = thread_pool_internal::RemoteQueue;
+  static constexpr uintptr_t kClosed = thread_pool_internal::kClosed;
+
   struct BoundRange {
     uintptr_t end;
     Pool* pool;
+    BoundRegion* record;
   };
 
+  // The pool a bound_ entry names. REQUIRES: the shared lock (which keeps
+  // the binding, and so the record, as found).
   static Pool* PoolOf(const RegionTable::Entry& entry) {
-    return const_cast<Pool*>(static_cast<const Pool*>(entry.heap));
+    return static_cast<const BoundRegion*>(entry.heap)
+        ->pool.load(std::memory_order_relaxed);
   }
 
+  // A new pool with its queue; nullptr if the queue's memory cannot be had.
   Pool* NewPool() {
+    RemoteQueue* queue;
+    {
+      absl::MutexLock hold(&bindings_mu_);
+      queue = queues_.New();
+    }
+    if (queue == nullptr) return nullptr;
+    queue->head.store(0, std::memory_order_relaxed);
     Pool* pool = new Pool;
+    pool->queue = queue;
     pool->regions.SetReportHandler(&PoolingMemp::ForwardReport, this);
     pool->generation = clear_generation_.load(std::memory_order_relaxed);
     pool->seen_epoch = epoch_.load(std::memory_order_acquire);
@@ -620,8 +777,8 @@ class PoolingMemp final : private ThreadStateOwner {
     Pool* const pool = static_cast<Pool*>(state);
     const uint64_t epoch = epoch_.load(std::memory_order_acquire);
     if (pool->seen_epoch != epoch) CatchUp(pool, epoch);
-    if (pool->has_remote.load(std::memory_order_relaxed)) {
-      ApplyRemoteFrees(pool);
+    if (pool->queue->head.load(std::memory_order_relaxed) != 0) {
+      ApplyRemoteFrees(pool, nullptr);
     }
     return pool;
   }
@@ -638,11 +795,8 @@ class PoolingMemp final : private ThreadStateOwner {
         clear_generation_.load(std::memory_order_relaxed);
     if (pool->generation != generation) {
       pool->regions.Clear();
-      {
-        absl::MutexLock hold(&pool->remote_mu);
-        pool->remote.clear();
-        pool->has_remote.store(false, std::memory_order_relaxed);
-      }
+      // Queued blocks lie in forgotten regions: dropped, not touched.
+      pool->queue->head.store(0, std::memory_order_relaxed);
       pool->generation = generation;
       pool->fallbacks = pool->uncounted_failures = 0;
     } else {
@@ -652,16 +806,52 @@ class PoolingMemp final : private ThreadStateOwner {
     pool->Publish();
   }
 
-  // Applies the frees other threads queued to `pool`. Owner only.
-  ABSL_ATTRIBUTE_NOINLINE static void ApplyRemoteFrees(Pool* pool) {
-    {
-      absl::MutexLock hold(&pool->remote_mu);
-      std::swap(pool->remote, pool->applying);
-      pool->has_remote.store(false, std::memory_order_relaxed);
+  // Applies the frees other threads queued to `pool`: takes the whole list
+  // with one exchange and frees each block into the pool's regions; a block
+  // not in them (its region was unbound meanwhile, or the push raced a
+  // reuse of a binding's record) is routed again as any free from another
+  // thread. `shared` is the shared regions when the caller holds the shared
+  // lock, else nullptr. Owner only. O(queued blocks); no allocation.
+  ABSL_ATTRIBUTE_NOINLINE void ApplyRemoteFrees(Pool* pool, RegionSet* shared) {
+    uintptr_t list = pool->queue->head.exchange(0, std::memory_order_acquire);
+    if (list == kClosed) {  // cannot happen on a live owner; keep it closed
+      pool->queue->head.store(kClosed, std::memory_order_relaxed);
+      return;
     }
-    for (void* ptr : pool->applying) pool->regions.Free(ptr);
-    pool->applying.clear();
+    ApplyList(pool, list, shared);
     pool->Publish();
+  }
+  void ApplyList(Pool* pool, uintptr_t list, RegionSet* shared) {
+    while (list != 0 && list != kClosed) {
+      auto* block = reinterpret_cast<RemoteBlock*>(list);
+      list = block->next;
+      // Unclaimed before the heap sees it (a later free must not find it
+      // queued).
+      __atomic_store_n(&block->marker, 0, __ATOMIC_RELEASE);
+      if (pool->regions.Contains(block)) {
+        pool->regions.Free(block);
+      } else {
+        RouteAgain(block, shared);
+      }
+    }
+  }
+  // A block found in a queue it does not belong to: freed as a free from
+  // another thread would be.
+  void RouteAgain(void* ptr, RegionSet* shared) {
+    if (shared == nullptr) {
+      FreeElsewhere(ptr);
+      return;
+    }
+    switch (PushRemote(ptr)) {
+      case kQueued:
+        return;
+      case kQueuedTwice:
+        shared->ReportMisuse(MempError::kDoubleFree, ptr);
+        return;
+      case kTakeLock:
+        FreeLocked(*shared, ptr);
+        return;
+    }
   }
 
   // Runs attempt(pool->regions); on a failure for lack of space, asks the
@@ -846,28 +1036,89 @@ class PoolingMemp final : private ThreadStateOwner {
     return static_cast<const tlsf::Heap*>(region.heap);
   }
 
-  // A free of a block outside the calling thread's pool: into the shared
-  // regions, or queued to the pool that owns it. One shared lock.
-  ABSL_ATTRIBUTE_NOINLINE bool FreeElsewhere(void* ptr) {
-    return shared_.WithRegions([&](RegionSet& shared) {
-      if (shared.Contains(ptr)) return shared.Free(ptr);
-      RegionTable::Entry bound;
-      if (!bound_.Find(reinterpret_cast<uintptr_t>(ptr), &bound)) {
-        return shared.Free(ptr);  // reports a foreign pointer
+  enum PushOutcome { kQueued, kQueuedTwice, kTakeLock };
+
+  // Queues ptr to the pool whose bound region holds it, without a lock:
+  // kQueued; kQueuedTwice if it is queued already (a double free); kTakeLock
+  // when it is not a live block of a bound region, or its owner has exited
+  // (nothing was written). See the top for why a bad pointer cannot hurt.
+  PushOutcome PushRemote(void* ptr) noexcept {
+    const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
+    RegionTable::Entry entry;
+    if (!bound_.Find(address, &entry)) return kTakeLock;
+    const auto* record = static_cast<const BoundRegion*>(entry.heap);
+    constexpr auto kRelaxed = std::memory_order_relaxed;
+    const tlsf::Heap* heap = record->heap.load(kRelaxed);
+    RemoteQueue* queue = record->queue.load(kRelaxed);
+    if (heap == nullptr || queue == nullptr ||
+        address < record->payload_begin.load(kRelaxed) ||
+        heap->UsableSizeIfFreeable(ptr) < sizeof(RemoteBlock)) {
+      return kTakeLock;
+    }
+    auto* block = static_cast<RemoteBlock*>(ptr);
+    const uintptr_t marker = address ^ marker_key_;
+    uintptr_t seen = __atomic_load_n(&block->marker, __ATOMIC_RELAXED);
+    do {
+      if (seen == marker) return kQueuedTwice;
+    } while (!__atomic_compare_exchange_n(&block->marker, &seen, marker,
+                                          /*weak=*/true, __ATOMIC_ACQ_REL,
+                                          __ATOMIC_RELAXED));
+    uintptr_t head = queue->head.load(kRelaxed);
+    do {
+      if (head == kClosed) {
+        __atomic_store_n(&block->marker, 0, __ATOMIC_RELEASE);
+        return kTakeLock;
       }
-      Pool* const owner = PoolOf(bound);
-      absl::MutexLock hold(&owner->remote_mu);
-      owner->remote.push_back(ptr);
-      owner->has_remote.store(true, std::memory_order_relaxed);
-      return true;
-    });
+      block->next = head;
+    } while (!queue->head.compare_exchange_weak(
+        head, address, std::memory_order_release, kRelaxed));
+    return kQueued;
+  }
+
+  // A free of a block outside the calling thread's pool: queued to the pool
+  // that owns it, lock-free; or into the shared regions (or reported) under
+  // the shared lock.
+  ABSL_ATTRIBUTE_NOINLINE bool FreeElsewhere(void* ptr) {
+    switch (PushRemote(ptr)) {
+      case kQueued:
+        return true;
+      case kQueuedTwice:
+        shared_.WithRegions([ptr](RegionSet& shared) {
+          shared.ReportMisuse(MempError::kDoubleFree, ptr);
+          return 0;
+        });
+        return false;
+      case kTakeLock:
+        break;
+    }
+    return shared_.WithRegions(
+        [&](RegionSet& shared) { return FreeLocked(shared, ptr); });
+  }
+  // FreeElsewhere's locked path. REQUIRES: the shared lock.
+  bool FreeLocked(RegionSet& shared, void* ptr) {
+    if (shared.Contains(ptr)) return shared.Free(ptr);
+    const tlsf::Heap* heap = BoundHeapOf(ptr);
+    if (heap == nullptr) return shared.Free(ptr);  // a foreign pointer
+    // In a bound region but not a live block there, or the push raced the
+    // owner's exit and the region is still on its way back: retry the
+    // push once, else report.
+    if (heap->UsableSize(ptr) != 0) {
+      const PushOutcome again = PushRemote(ptr);
+      if (again == kQueued) return true;
+      if (again == kQueuedTwice) {
+        shared.ReportMisuse(MempError::kDoubleFree, ptr);
+        return false;
+      }
+    }
+    shared.ReportMisuse(MempError::kInvalidFree, ptr);
+    return false;
   }
 
   // Moves every region of `pool` back into `shared`, applying queued frees
   // first. REQUIRES: the shared lock (inside WithRegions), on the pool's
   // thread.
   void ReturnRegions(RegionSet& shared, Pool* pool) {
-    ApplyRemoteFrees(pool);
+    ApplyRemoteFrees(pool, &shared);
     for (const RegionStats& r : pool->regions.ProbeRegions()) {
       absl::StatusOr<RegionSet::DetachedRegion> region =
           pool->regions.Detach(r.begin);
@@ -885,16 +1136,32 @@ class PoolingMemp final : private ThreadStateOwner {
   void Unbound(uintptr_t begin) {
     bound_.Erase(begin);
     absl::MutexLock hold(&bindings_mu_);
-    bound_ranges_.erase(begin);
+    auto it = bound_ranges_.find(begin);
+    if (it == bound_ranges_.end()) return;
+    records_.Delete(it->second.record);
+    bound_ranges_.erase(it);
   }
 
   void OnThreadExit(ThreadState* state) override {
     Pool* const pool = static_cast<Pool*>(state);
     if (pool->generation != clear_generation_.load(std::memory_order_relaxed)) {
-      return;  // its regions were forgotten by Clear
+      // Its regions were forgotten by Clear: so are its queued blocks.
+      shared_.WithRegions([&](RegionSet&) {
+        pool->queue->head.store(kClosed, std::memory_order_release);
+        absl::MutexLock hold(&bindings_mu_);
+        queues_.Delete(pool->queue);
+        return 0;
+      });
+      return;
     }
     shared_.WithRegions([&](RegionSet& shared) {
       ReturnRegions(shared, pool);
+      // Close the queue: a push racing this exit either landed before the
+      // exchange (applied here; its block is now in the shared regions) or
+      // finds it closed and takes the shared lock, after this.
+      ApplyList(pool,
+                pool->queue->head.exchange(kClosed, std::memory_order_acq_rel),
+                &shared);
       // Its peak and its counts of failures and misuse outlive it.
       const PoolStats last = pool->Published();
       absl::MutexLock hold(&bindings_mu_);
@@ -903,6 +1170,7 @@ class PoolingMemp final : private ThreadStateOwner {
       retired_invalid_ += last.stats.invalid_frees;
       pools_.erase(std::remove(pools_.begin(), pools_.end(), pool),
                    pools_.end());
+      queues_.Delete(pool->queue);
       return 0;
     });
   }
@@ -956,8 +1224,14 @@ class PoolingMemp final : private ThreadStateOwner {
   // Failures the shared regions counted for a reallocation that was then
   // served elsewhere; Probe subtracts them.
   std::atomic<uint64_t> shared_uncounted_failures_{0};
-  // Lock order: the shared lock, bindings_mu_, a pool's remote_mu.
+  // Lock order: the shared lock, then bindings_mu_.
   mutable absl::Mutex bindings_mu_;
+  // bound_'s records and the pools' queues (see the top).
+  thread_pool_internal::RecordArena<BoundRegion> records_
+      ABSL_GUARDED_BY(bindings_mu_);
+  thread_pool_internal::RecordArena<RemoteQueue> queues_
+      ABSL_GUARDED_BY(bindings_mu_);
+  const uintptr_t marker_key_;  // a queued block's marker: address ^ key
   absl::btree_map<uintptr_t, BoundRange> bound_ranges_
       ABSL_GUARDED_BY(bindings_mu_);
   // Every pool that has been bound since Clear and whose thread lives.

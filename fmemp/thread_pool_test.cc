@@ -405,9 +405,10 @@ TYPED_TEST(PoolingMempTest, MisuseIsReportedAndChangesNothing) {
   });
   EXPECT_EQ(this->misuse_.count(), 1u);
   EXPECT_EQ(this->misuse_.last(), MempError::kDoubleFree);
-  // From another thread: queued, reported when the owner applies it.
-  EXPECT_TRUE(this->memp_.Free(p));
-  EXPECT_TRUE(this->memp_.Free(static_cast<char*>(keep) + 8));  // interior
+  // From another thread: the header is checked before anything is queued,
+  // so both are reported at the call, on this thread.
+  EXPECT_FALSE(this->memp_.Free(p));
+  EXPECT_FALSE(this->memp_.Free(static_cast<char*>(keep) + 8));  // interior
   owner.Run([&] { this->memp_.Check().IgnoreError(); });
   EXPECT_EQ(this->misuse_.count(), 3u);
   int local = 0;
@@ -422,6 +423,55 @@ TYPED_TEST(PoolingMempTest, MisuseIsReportedAndChangesNothing) {
     this->memp_.Free(keep);
   });
   EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+}
+
+// Cross-thread frees are pushed lock-free onto the owner's list while the
+// owner unbinds (even rounds) or exits (odd rounds): every free is applied
+// exactly once (all bytes free at the end, no misuse report).
+TYPED_TEST(PoolingMempTest, RemoteFreesRacingUnbindAndExitAreAppliedOnce) {
+  Region own;
+  ASSERT_TRUE(this->memp_.AddRegion(own.begin(), own.bytes).ok());
+  constexpr int kRounds = 20;
+  constexpr int kBlocks = 400;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<void*> blocks;
+    std::atomic<bool> published{false};
+    std::atomic<int> freers_done{0};
+    std::thread owner([&] {
+      ASSERT_TRUE(this->memp_.BindThisThread(own.begin()).ok());
+      for (int i = 0; i < kBlocks; ++i) {
+        void* p = this->memp_.Allocate(16 + (i * 37) % 500);
+        ASSERT_TRUE(own.Holds(p));
+        blocks.push_back(p);
+      }
+      published.store(true, std::memory_order_release);
+      if (round % 2 == 0) {
+        // Unbind mid-stream, then keep calling: later frees find the
+        // blocks in the shared regions.
+        EXPECT_TRUE(this->memp_.UnbindThisThread().ok());
+        while (freers_done.load() != 2) this->memp_.SyncThisThread();
+      }
+      // Odd rounds: exit at once, while the frees are still coming.
+    });
+    auto freer = [&](int half) {
+      while (!published.load(std::memory_order_acquire)) {
+        std::this_thread::yield();
+      }
+      for (int i = half; i < kBlocks; i += 2) {
+        EXPECT_TRUE(this->memp_.Free(blocks[i]));
+      }
+      freers_done.fetch_add(1);
+    };
+    std::thread a(freer, 0), b(freer, 1);
+    a.join();
+    b.join();
+    owner.join();
+    const MempStats s = this->memp_.Probe();
+    ASSERT_EQ(s.used_bytes, 0u) << "round " << round;
+    ASSERT_EQ(s.live_blocks, 0u) << "round " << round;
+    ASSERT_EQ(this->misuse_.count(), 0u) << "round " << round;
+    ASSERT_TRUE(this->memp_.Check().ok());
+  }
 }
 
 TYPED_TEST(PoolingMempTest, ReallocateAcrossPools) {
