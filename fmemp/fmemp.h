@@ -26,8 +26,8 @@
  * - A region's figures (FMempProbeRegion) and the listing (FMemListAll)
  *   first give every cache back to the regions: O(threads).
  * Misuse is detected and reported as under every policy, at the call.
- * Under FMEMP_POLICY_THREAD_POOLS max_used is the sum of the shared
- * regions' and each pool's peak: an upper bound of the true peak.
+ * Under FMEMP_POLICY_THREAD_POOLS max_used is the true peak of the shared
+ * regions and every pool together (one atomic total of used bytes).
  *
  * fork(): pthread_atfork handlers hold every FMemp's locks across fork(),
  * so in the child of a multi-threaded process the thread that called fork()

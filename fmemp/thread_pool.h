@@ -76,8 +76,16 @@
 //   regions it takes the shared lock once. Probe is O(pools).
 // * Accounting: Probe() covers the shared regions and every pool (each
 //   pool's figures as of its thread's last call), with used + free ==
-//   capacity. peak_used_bytes is the sum of each part's peak, an upper
-//   bound of the true peak. ProbePools() gives each pool's figures.
+//   capacity. peak_used_bytes is the true peak of the whole front-end's
+//   used bytes (UsageTotals): every change of used bytes, in a pool or in
+//   the shared regions, adds its delta to one atomic total before the call
+//   returns, and a rise past the peak raises it (compare-exchange). A region
+//   moving between the shared set and a pool leaves its old side first, so
+//   the total never counts it twice. Cost: one atomic add on a word shared
+//   by all threads per own call that changes used bytes (plus a rarely
+//   taken compare-exchange); exactness across threads needs a shared update,
+//   and this is the one. ProbePools() gives each pool's figures (its own
+//   peak).
 // * What one thread cannot see of another's pool: Check(), List() and
 //   ProbeRegions() cover the shared regions and the calling thread's own
 //   pool only (another pool's heap is being changed, without a lock, by its
@@ -166,6 +174,25 @@ struct RemoteQueue {
 };
 inline constexpr uintptr_t kClosed = 1;
 
+// The whole front-end's used bytes and their peak (see Accounting above).
+struct UsageTotals {
+  std::atomic<size_t> used{0};
+  std::atomic<size_t> peak{0};
+  // Adds `delta` (a wrapped negative for a drop); raises the peak if the
+  // new total passes it. Lock-free; one fetch_add, plus a compare-exchange
+  // only when the peak rises.
+  void Add(size_t delta) {
+    if (delta == 0) return;
+    const size_t total =
+        used.fetch_add(delta, std::memory_order_relaxed) + delta;
+    if (static_cast<std::ptrdiff_t>(delta) < 0) return;
+    size_t seen = peak.load(std::memory_order_relaxed);
+    while (total > seen && !peak.compare_exchange_weak(
+                               seen, total, std::memory_order_relaxed)) {
+    }
+  }
+};
+
 class Pool;
 
 // What bound_ maps a bound region to. Written under the shared lock and
@@ -248,6 +275,9 @@ class Pool final : public ThreadState {
   uint64_t fallbacks = 0;
   uint64_t uncounted_failures = 0;  // failures that a fallback then served
   bool has_regions = false;         // as of the last Publish()
+  // Used bytes of `regions` last added to *totals.
+  size_t accounted_used = 0;
+  UsageTotals* totals = nullptr;  // the PoolingMemp's
 
   // --- Shared ---
   const uint64_t thread_id = CurrentThreadId();
@@ -281,6 +311,10 @@ class Pool final : public ThreadState {
   // Publish.)
   void PublishUsage() {
     const MempStats s = regions.Probe();
+    if (s.used_bytes != accounted_used) {
+      totals->Add(s.used_bytes - accounted_used);
+      accounted_used = s.used_bytes;
+    }
     constexpr auto kRelaxed = std::memory_order_relaxed;
     published_used.store(s.used_bytes, kRelaxed);
     published_peak.store(s.peak_used_bytes, kRelaxed);
@@ -394,8 +428,9 @@ class PoolingMemp final : private ThreadStateOwner {
       for (auto& [begin, range] : bound_ranges_) records_.Delete(range.record);
       bound_ranges_.clear();
       pools_.clear();
-      retired_peak_ = 0;
       retired_failed_ = retired_invalid_ = 0;
+      totals_.used.store(0, std::memory_order_relaxed);
+      totals_.peak.store(0, std::memory_order_relaxed);
       clear_generation_.fetch_add(1, std::memory_order_relaxed);
       epoch_.fetch_add(1, std::memory_order_release);
       shared.Clear();
@@ -443,12 +478,13 @@ class PoolingMemp final : private ThreadStateOwner {
         absl::Status s = pool->regions.SetDebugOptions(shared.debug_options());
         if (!s.ok()) return s;
       }
-      absl::StatusOr<RegionSet::DetachedRegion> region = shared.Detach(begin);
+      absl::StatusOr<RegionSet::DetachedRegion> region =
+          Counted(shared, [&] { return shared.Detach(begin); });
       if (!region.ok()) return region.status();
       const uintptr_t e = reinterpret_cast<uintptr_t>(region->end());
       if (absl::Status s = pool->regions.Attach(*region); !s.ok()) {
         // Cannot happen (regions of one front-end are disjoint); put it back.
-        shared.Attach(*region).IgnoreError();
+        Counted(shared, [&] { return shared.Attach(*region); }).IgnoreError();
         return s;
       }
       pool->on_exhaustion = on_exhaustion;
@@ -462,8 +498,10 @@ class PoolingMemp final : private ThreadStateOwner {
           if (record != nullptr) records_.Delete(record);
           absl::StatusOr<RegionSet::DetachedRegion> back =
               pool->regions.Detach(begin);
-          if (back.ok()) shared.Attach(*back).IgnoreError();
-          pool->Publish();
+          pool->Publish();  // the pool's side first: never counted twice
+          if (back.ok()) {
+            Counted(shared, [&] { return shared.Attach(*back); }).IgnoreError();
+          }
           return absl::ResourceExhaustedError("no memory for a binding");
         }
         constexpr auto kRelaxed = std::memory_order_relaxed;
@@ -514,7 +552,12 @@ class PoolingMemp final : private ThreadStateOwner {
     return AllocateWith(
         bytes, tlsf::kAlignment,
         [bytes](RegionSet& r) { return r.Allocate(bytes); },
-        [this, bytes] { return shared_.Allocate(bytes); });
+        [this, bytes] {
+          return shared_.AllocateWith(
+              bytes, tlsf::kAlignment, [this, bytes](RegionSet& r) {
+                return Counted(r, [&] { return r.Allocate(bytes); });
+              });
+        });
   }
   void* AllocateAligned(size_t alignment, size_t bytes) noexcept {
     return AllocateWith(
@@ -522,9 +565,7 @@ class PoolingMemp final : private ThreadStateOwner {
         [alignment, bytes](RegionSet& r) {
           return r.AllocateAligned(alignment, bytes);
         },
-        [this, alignment, bytes] {
-          return shared_.AllocateAligned(alignment, bytes);
-        });
+        [this, alignment, bytes] { return SharedAligned(alignment, bytes); });
   }
   void* Calloc(size_t count, size_t size,
                const BlockTag* tag = nullptr) noexcept {
@@ -576,7 +617,7 @@ class PoolingMemp final : private ThreadStateOwner {
           if (block != nullptr) r.SetTag(block, tag);
           return block;
         },
-        [&] { return shared_.AllocateTagged(alignment, bytes, tag); });
+        [&] { return SharedTagged(alignment, bytes, tag); });
   }
   void* ReallocateTagged(void* ptr, size_t bytes, const BlockTag& tag) {
     return ReallocateWith(ptr, bytes, &tag);
@@ -648,7 +689,6 @@ class PoolingMemp final : private ThreadStateOwner {
           std::min(total.failed_allocations,
                    shared_uncounted_failures_.load(std::memory_order_relaxed));
       absl::MutexLock hold(&bindings_mu_);
-      total.peak_used_bytes += retired_peak_;
       total.failed_allocations += retired_failed_;
       total.invalid_frees += retired_invalid_;
       for (const Pool* pool : pools_) {
@@ -656,12 +696,16 @@ class PoolingMemp final : private ThreadStateOwner {
         total.capacity_bytes += s.capacity_bytes;
         total.used_bytes += s.used_bytes;
         total.free_bytes += s.free_bytes;
-        total.peak_used_bytes += s.peak_used_bytes;
         total.live_blocks += s.live_blocks;
         total.region_count += s.region_count;
         total.failed_allocations += s.failed_allocations;
         total.invalid_frees += s.invalid_frees;
       }
+      // The true peak (the sum's, not a sum of peaks); never below the
+      // used bytes just summed, which may include a change whose delta is
+      // still on its way to totals_.
+      total.peak_used_bytes = std::max(
+          totals_.peak.load(std::memory_order_relaxed), total.used_bytes);
     });
   }
   // Every pool with at least one region, in binding order.
@@ -694,10 +738,8 @@ class PoolingMemp final : private ThreadStateOwner {
   // other pool's at its thread's next call.
   void ResetPeak() noexcept {
     epoch_.fetch_add(1, std::memory_order_release);
-    {
-      absl::MutexLock hold(&bindings_mu_);
-      retired_peak_ = 0;
-    }
+    totals_.peak.store(totals_.used.load(std::memory_order_relaxed),
+                       std::memory_order_relaxed);
     shared_.ResetPeak();
     SyncedPool();  // catches up with the new epoch
   }
@@ -763,6 +805,7 @@ class PoolingMemp final : private ThreadStateOwner {
     queue->head.store(0, std::memory_order_relaxed);
     Pool* pool = new Pool;
     pool->queue = queue;
+    pool->totals = &totals_;
     pool->regions.SetReportHandler(&PoolingMemp::ForwardReport, this);
     pool->generation = clear_generation_.load(std::memory_order_relaxed);
     pool->seen_epoch = epoch_.load(std::memory_order_acquire);
@@ -797,6 +840,7 @@ class PoolingMemp final : private ThreadStateOwner {
       pool->regions.Clear();
       // Queued blocks lie in forgotten regions: dropped, not touched.
       pool->queue->head.store(0, std::memory_order_relaxed);
+      pool->accounted_used = 0;  // Clear zeroed the totals
       pool->generation = generation;
       pool->fallbacks = pool->uncounted_failures = 0;
     } else {
@@ -804,6 +848,32 @@ class PoolingMemp final : private ThreadStateOwner {
     }
     pool->seen_epoch = epoch;
     pool->Publish();
+  }
+
+  // Runs fn() on the shared regions `shared` (under the shared lock) and
+  // adds the change of their used bytes to totals_.
+  template <typename Fn>
+  auto Counted(RegionSet& shared, Fn fn) {
+    const size_t before = shared.Probe().used_bytes;
+    auto result = fn();
+    totals_.Add(shared.Probe().used_bytes - before);
+    return result;
+  }
+  // Allocations from the shared regions, counted in totals_, with Memp's
+  // out-of-memory handling.
+  void* SharedAligned(size_t alignment, size_t bytes) {
+    return shared_.AllocateWith(bytes, alignment, [&](RegionSet& r) {
+      return Counted(r, [&] { return r.AllocateAligned(alignment, bytes); });
+    });
+  }
+  void* SharedTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
+    return shared_.AllocateWith(bytes, alignment, [&](RegionSet& r) {
+      return Counted(r, [&] {
+        void* p = r.AllocateAligned(alignment, bytes);
+        if (p != nullptr) r.SetTag(p, tag);
+        return p;
+      });
+    });
   }
 
   // Applies the frees other threads queued to `pool`: takes the whole list
@@ -957,7 +1027,7 @@ class PoolingMemp final : private ThreadStateOwner {
       if (shared.Contains(ptr)) {
         const uint64_t failed_before = shared.failed_allocations();
         usable = shared.UsableSize(ptr);
-        result = shared.Reallocate(ptr, bytes);
+        result = Counted(shared, [&] { return shared.Reallocate(ptr, bytes); });
         if (result != nullptr && tag != nullptr) shared.SetTag(result, *tag);
         if (result != nullptr || usable == 0 ||
             shared.failed_allocations() == failed_before) {
@@ -974,7 +1044,8 @@ class PoolingMemp final : private ThreadStateOwner {
       }
       const tlsf::Heap* heap = BoundHeapOf(ptr);
       if (heap == nullptr) {
-        result = shared.Reallocate(ptr, bytes);  // reports a foreign pointer
+        // Reports a foreign pointer.
+        result = Counted(shared, [&] { return shared.Reallocate(ptr, bytes); });
         return kDone;
       }
       usable = heap->UsableSize(ptr);
@@ -998,8 +1069,8 @@ class PoolingMemp final : private ThreadStateOwner {
     alignment = std::max(alignment, tlsf::kAlignment);
     void* moved = nullptr;
     if (shared_only) {
-      moved = tag != nullptr ? shared_.AllocateTagged(alignment, bytes, *tag)
-                             : shared_.AllocateAligned(alignment, bytes);
+      moved = tag != nullptr ? SharedTagged(alignment, bytes, *tag)
+                             : SharedAligned(alignment, bytes);
     } else {
       moved = tag != nullptr ? AllocateTagged(alignment, bytes, *tag)
                              : AllocateAligned(alignment, bytes);
@@ -1096,7 +1167,9 @@ class PoolingMemp final : private ThreadStateOwner {
   }
   // FreeElsewhere's locked path. REQUIRES: the shared lock.
   bool FreeLocked(RegionSet& shared, void* ptr) {
-    if (shared.Contains(ptr)) return shared.Free(ptr);
+    if (shared.Contains(ptr)) {
+      return Counted(shared, [&] { return shared.Free(ptr); });
+    }
     const tlsf::Heap* heap = BoundHeapOf(ptr);
     if (heap == nullptr) return shared.Free(ptr);  // a foreign pointer
     // In a bound region but not a live block there, or the push raced the
@@ -1123,8 +1196,9 @@ class PoolingMemp final : private ThreadStateOwner {
       absl::StatusOr<RegionSet::DetachedRegion> region =
           pool->regions.Detach(r.begin);
       if (!region.ok()) continue;
+      pool->PublishUsage();  // the pool's side first: never counted twice
       // Regions of one front-end are disjoint, so this cannot fail.
-      shared.Attach(*region).IgnoreError();
+      Counted(shared, [&] { return shared.Attach(*region); }).IgnoreError();
       Unbound(reinterpret_cast<uintptr_t>(r.begin));
     }
     pool->Publish();
@@ -1165,7 +1239,6 @@ class PoolingMemp final : private ThreadStateOwner {
       // Its peak and its counts of failures and misuse outlive it.
       const PoolStats last = pool->Published();
       absl::MutexLock hold(&bindings_mu_);
-      retired_peak_ += last.stats.peak_used_bytes;
       retired_failed_ += last.stats.failed_allocations;
       retired_invalid_ += last.stats.invalid_frees;
       pools_.erase(std::remove(pools_.begin(), pools_.end(), pool),
@@ -1232,12 +1305,12 @@ class PoolingMemp final : private ThreadStateOwner {
   thread_pool_internal::RecordArena<RemoteQueue> queues_
       ABSL_GUARDED_BY(bindings_mu_);
   const uintptr_t marker_key_;  // a queued block's marker: address ^ key
+  thread_pool_internal::UsageTotals totals_;
   absl::btree_map<uintptr_t, BoundRange> bound_ranges_
       ABSL_GUARDED_BY(bindings_mu_);
   // Every pool that has been bound since Clear and whose thread lives.
   std::vector<Pool*> pools_ ABSL_GUARDED_BY(bindings_mu_);
   // Figures of pools whose threads exited.
-  size_t retired_peak_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   uint64_t retired_failed_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   uint64_t retired_invalid_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   absl::Mutex handlers_mu_;

@@ -474,6 +474,53 @@ TYPED_TEST(PoolingMempTest, RemoteFreesRacingUnbindAndExitAreAppliedOnce) {
   }
 }
 
+// Two pools peak at different times: peak_used_bytes is the most the whole
+// front-end held at once, not the sum of each pool's peak.
+TYPED_TEST(PoolingMempTest, PeakIsTheTrueMaxOfTheSumNotTheSumOfPeaks) {
+  Region a_region, b_region;
+  Worker a, b;
+  std::vector<void*> a_blocks, b_blocks;
+  a.Run([&] {
+    this->BindHere(a_region);
+    for (int i = 0; i < 100; ++i)
+      a_blocks.push_back(this->memp_.Allocate(1000));
+  });
+  const size_t a_top = this->memp_.Probe().used_bytes;  // A's own peak
+  a.Run([&] {
+    for (int i = 0; i < 60; ++i) this->memp_.Free(a_blocks[i]);
+  });
+  b.Run([&] {
+    this->BindHere(b_region);
+    for (int i = 0; i < 80; ++i) b_blocks.push_back(this->memp_.Allocate(1000));
+  });
+  const size_t both = this->memp_.Probe().used_bytes;  // A's 40 + B's 80
+  b.Run([&] {
+    for (void* p : b_blocks) this->memp_.Free(p);
+  });
+  a.Run([&] {
+    for (int i = 60; i < 100; ++i) this->memp_.Free(a_blocks[i]);
+  });
+  const MempStats s = this->memp_.Probe();
+  EXPECT_EQ(s.used_bytes, 0u);
+  EXPECT_GT(both, a_top);
+  EXPECT_EQ(s.peak_used_bytes, std::max(a_top, both));
+  // Each pool's own peak is still its own.
+  size_t sum_of_peaks = 0;
+  for (const PoolStats& pool : this->memp_.ProbePools()) {
+    sum_of_peaks += pool.stats.peak_used_bytes;
+  }
+  EXPECT_GT(sum_of_peaks, s.peak_used_bytes);
+  // The shared regions count too: a shared block on top of both.
+  void* shared = this->memp_.Allocate(5000);  // this thread has no pool
+  ASSERT_TRUE(this->shared_.Holds(shared));
+  const size_t with_shared = this->memp_.Probe().used_bytes;
+  this->memp_.Free(shared);
+  EXPECT_EQ(this->memp_.Probe().peak_used_bytes,
+            std::max({a_top, both, with_shared}));
+  this->memp_.ResetPeak();
+  EXPECT_EQ(this->memp_.Probe().peak_used_bytes, 0u);
+}
+
 TYPED_TEST(PoolingMempTest, ReallocateAcrossPools) {
   Region a_region, b_region;
   Worker a, b;
