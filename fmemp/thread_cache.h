@@ -308,7 +308,7 @@ class CachingMemp final : private ThreadStateOwner {
         const size_t span = tlsf::SpanForRequest(bytes);
         void* p =
             OwnerOpUnlessDiverted(c, static_cast<void*>(nullptr),
-                                  [this, c, span] { return Pop(c, span); });
+                                  [this, c, span] { return PopFast(c, span); });
         if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
       }
     }
@@ -795,6 +795,28 @@ class CachingMemp final : private ThreadStateOwner {
   void* Take(Cache* c, size_t span) {
     if (void* p = Pop(c, span)) return p;
     return Refill(c, span) ? Pop(c, span) : nullptr;
+  }
+  // Pop for the inline hit: the head of the list when it is plainly sound
+  // (aligned, whole inside the region of the thread's last lookup while no
+  // region changed, carrying its marker), else nullptr, having changed
+  // nothing: the slow path's Pop then decides (an empty list, a hint
+  // that misses, a damaged link). No call, so the inline path saves no
+  // registers. Payloads are kAlignment-aligned, so an aligned block whose
+  // last word lies in the hint's region lies in it whole.
+  void* PopFast(Cache* c, size_t span) {
+    FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
+    ParkedBlock* block = list.head;
+    const uintptr_t address = reinterpret_cast<uintptr_t>(block);
+    if (block == nullptr || address % tlsf::kAlignment != 0 ||
+        shared_.table().FindInHint(address + sizeof(ParkedBlock) - 1,
+                                   c->region_hint) == nullptr ||
+        thread_cache_internal::LoadMarker(block) != MarkerFor(block)) {
+      return nullptr;
+    }
+    list.head = block->next;
+    thread_cache_internal::StoreMarker(block, 0);
+    c->Count(-span, -1);
+    return block;
   }
   // A block of `span` from the list, or nullptr if it is empty. The block
   // is validated before it is handed out (IsValidLink): a damaged list is
