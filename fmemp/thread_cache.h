@@ -118,6 +118,7 @@
 #include "absl/synchronization/mutex.h"
 #include "fmemp/asymmetric_barrier.h"
 #include "fmemp/memp.h"
+#include "fmemp/no_wait_lock.h"
 #include "fmemp/region_table.h"
 #include "fmemp/thread_registry.h"
 #include "tlsf/heap.h"
@@ -437,7 +438,7 @@ class CachingMemp final : private ThreadStateOwner {
   // that returned anything or the handler says so.
   using OutOfMemoryHandler = typename Memp<LockPolicy>::OutOfMemoryHandler;
   void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
-    absl::MutexLock hold(&oom_mu_);
+    NoWaitLock hold(&oom_mu_);
     oom_handler_ = handler;
     oom_context_ = context;
   }
@@ -461,7 +462,7 @@ class CachingMemp final : private ThreadStateOwner {
 
   // Bytes parked in caches (sum of what each thread last published).
   size_t CachedBytes() const {
-    absl::MutexLock hold(&RegistryMutex());
+    NoWaitLock hold(&RegistryMutex());
     return SumPublished().first;
   }
 
@@ -470,7 +471,7 @@ class CachingMemp final : private ThreadStateOwner {
   MempStats Probe() const {
     size_t bytes = 0, blocks = 0;
     {
-      absl::MutexLock hold(&RegistryMutex());
+      NoWaitLock hold(&RegistryMutex());
       std::tie(bytes, blocks) = SumPublished();
     }
     MempStats stats = shared_.Probe();
@@ -550,7 +551,7 @@ class CachingMemp final : private ThreadStateOwner {
     OutOfMemoryHandler handler;
     void* handler_context;
     {
-      absl::MutexLock hold(&self->oom_mu_);
+      NoWaitLock hold(&self->oom_mu_);
       handler = self->oom_handler_;
       handler_context = self->oom_context_;
     }
@@ -616,7 +617,7 @@ class CachingMemp final : private ThreadStateOwner {
   ABSL_ATTRIBUTE_NOINLINE static void WaitForDrainer(Cache* c)
       ABSL_NO_THREAD_SAFETY_ANALYSIS {
     c->in_use.store(0, std::memory_order_release);
-    c->mu.Lock();
+    LockWithoutWaiting(c->mu);
   }
   ABSL_ATTRIBUTE_NOINLINE static void ResumeAfterDrainer(Cache* c)
       ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -627,7 +628,7 @@ class CachingMemp final : private ThreadStateOwner {
   // fn(c). REQUIRES: RegistryMutex() held, so `c` cannot be deleted.
   template <typename Fn>
   static void WithCacheStopped(Cache* c, Fn fn) {
-    absl::MutexLock hold(&c->mu);
+    NoWaitLock hold(&c->mu);
     c->drain_requested.store(true, std::memory_order_seq_cst);
     HeavyBarrier();
     while (c->in_use.load(kAsymmetricBarrierEnabled
@@ -641,7 +642,7 @@ class CachingMemp final : private ThreadStateOwner {
 
   template <typename Fn>
   void ForEachCache(Fn fn) {
-    absl::MutexLock hold(&RegistryMutex());
+    NoWaitLock hold(&RegistryMutex());
     ForEachThreadState(this, [&](ThreadState* s) {
       WithCacheStopped(static_cast<Cache*>(s), fn);
     });

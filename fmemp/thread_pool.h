@@ -133,6 +133,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/memp.h"
+#include "fmemp/no_wait_lock.h"
 #include "fmemp/region_set.h"
 #include "fmemp/region_table.h"
 #include "fmemp/thread_cache.h"
@@ -367,7 +368,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // As Memp::AddRegion; also AlreadyExists for overlap with a bound region.
   absl::Status AddRegion(void* begin, void* end) {
     return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
-      absl::MutexLock hold(&bindings_mu_);
+      NoWaitLock hold(&bindings_mu_);
       const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
       const uintptr_t e = reinterpret_cast<uintptr_t>(end);
       if (begin == nullptr || end == nullptr || e <= b) {
@@ -423,7 +424,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // REQUIRES: no other call on this PoolingMemp runs meanwhile.
   void Clear() {
     shared_.WithRegions([this](RegionSet& shared) {
-      absl::MutexLock hold(&bindings_mu_);
+      NoWaitLock hold(&bindings_mu_);
       bound_.Clear();
       for (auto& [begin, range] : bound_ranges_) records_.Delete(range.record);
       bound_ranges_.clear();
@@ -489,7 +490,7 @@ class PoolingMemp final : private ThreadStateOwner {
       }
       pool->on_exhaustion = on_exhaustion;
       {
-        absl::MutexLock hold(&bindings_mu_);
+        NoWaitLock hold(&bindings_mu_);
         BoundRegion* record = records_.New();
         RegionTable::Entry payload;
         if (record == nullptr || !pool->regions.table().Find(e - 1, &payload)) {
@@ -628,7 +629,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // pool once.
   void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
     {
-      absl::MutexLock hold(&handlers_mu_);
+      NoWaitLock hold(&handlers_mu_);
       oom_handler_ = handler;
       oom_context_ = context;
     }
@@ -636,13 +637,13 @@ class PoolingMemp final : private ThreadStateOwner {
   }
   // As Memp's; one of the two handlers is in force at a time.
   void SetErrorHandler(MempErrorHandler handler, void* context) {
-    absl::MutexLock hold(&handlers_mu_);
+    NoWaitLock hold(&handlers_mu_);
     error_handler_ = handler;
     report_handler_ = nullptr;
     error_context_ = context;
   }
   void SetReportHandler(MempReportHandler handler, void* context) {
-    absl::MutexLock hold(&handlers_mu_);
+    NoWaitLock hold(&handlers_mu_);
     report_handler_ = handler;
     error_handler_ = nullptr;
     error_context_ = context;
@@ -654,7 +655,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // Pools take the modes when they bind their first region.
   absl::Status SetDebugOptions(const DebugOptions& options) {
     return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
-      absl::MutexLock hold(&bindings_mu_);
+      NoWaitLock hold(&bindings_mu_);
       if (!bound_ranges_.empty()) {
         return absl::FailedPreconditionError(
             "debug modes can only change while there is no region");
@@ -688,7 +689,7 @@ class PoolingMemp final : private ThreadStateOwner {
       total.failed_allocations -=
           std::min(total.failed_allocations,
                    shared_uncounted_failures_.load(std::memory_order_relaxed));
-      absl::MutexLock hold(&bindings_mu_);
+      NoWaitLock hold(&bindings_mu_);
       total.failed_allocations += retired_failed_;
       total.invalid_frees += retired_invalid_;
       for (const Pool* pool : pools_) {
@@ -712,7 +713,7 @@ class PoolingMemp final : private ThreadStateOwner {
   std::vector<PoolStats> ProbePools() const {
     return shared_.WithRegions([this](const RegionSet&) {
       std::vector<PoolStats> out;
-      absl::MutexLock hold(&bindings_mu_);
+      NoWaitLock hold(&bindings_mu_);
       for (const Pool* pool : pools_) {
         PoolStats stats = pool->Published();
         if (stats.stats.region_count != 0) out.push_back(stats);
@@ -761,8 +762,8 @@ class PoolingMemp final : private ThreadStateOwner {
   // Fork support, as Memp's: every lock of this front-end, in lock order.
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.LockForFork();
-    bindings_mu_.Lock();
-    handlers_mu_.Lock();
+    LockWithoutWaiting(bindings_mu_);
+    LockWithoutWaiting(handlers_mu_);
   }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     handlers_mu_.Unlock();
@@ -798,7 +799,7 @@ class PoolingMemp final : private ThreadStateOwner {
   Pool* NewPool() {
     RemoteQueue* queue;
     {
-      absl::MutexLock hold(&bindings_mu_);
+      NoWaitLock hold(&bindings_mu_);
       queue = queues_.New();
     }
     if (queue == nullptr) return nullptr;
@@ -1209,7 +1210,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // REQUIRES: shared lock.
   void Unbound(uintptr_t begin) {
     bound_.Erase(begin);
-    absl::MutexLock hold(&bindings_mu_);
+    NoWaitLock hold(&bindings_mu_);
     auto it = bound_ranges_.find(begin);
     if (it == bound_ranges_.end()) return;
     records_.Delete(it->second.record);
@@ -1222,7 +1223,7 @@ class PoolingMemp final : private ThreadStateOwner {
       // Its regions were forgotten by Clear: so are its queued blocks.
       shared_.WithRegions([&](RegionSet&) {
         pool->queue->head.store(kClosed, std::memory_order_release);
-        absl::MutexLock hold(&bindings_mu_);
+        NoWaitLock hold(&bindings_mu_);
         queues_.Delete(pool->queue);
         return 0;
       });
@@ -1238,7 +1239,7 @@ class PoolingMemp final : private ThreadStateOwner {
                 &shared);
       // Its peak and its counts of failures and misuse outlive it.
       const PoolStats last = pool->Published();
-      absl::MutexLock hold(&bindings_mu_);
+      NoWaitLock hold(&bindings_mu_);
       retired_failed_ += last.stats.failed_allocations;
       retired_invalid_ += last.stats.invalid_frees;
       pools_.erase(std::remove(pools_.begin(), pools_.end(), pool),
@@ -1252,7 +1253,7 @@ class PoolingMemp final : private ThreadStateOwner {
     OutOfMemoryHandler handler;
     void* context;
     {
-      absl::MutexLock hold(&handlers_mu_);
+      NoWaitLock hold(&handlers_mu_);
       handler = oom_handler_;
       context = oom_context_;
     }
@@ -1272,7 +1273,7 @@ class PoolingMemp final : private ThreadStateOwner {
     MempReportHandler report_handler;
     void* handler_context;
     {
-      absl::MutexLock hold(&self->handlers_mu_);
+      NoWaitLock hold(&self->handlers_mu_);
       error_handler = self->error_handler_;
       report_handler = self->report_handler_;
       handler_context = self->error_context_;

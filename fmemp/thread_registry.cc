@@ -6,6 +6,8 @@
 #include <atomic>
 #include <new>
 
+#include "fmemp/no_wait_lock.h"
+
 namespace fmemp {
 
 namespace {
@@ -27,7 +29,7 @@ using thread_registry_internal::last_used;
 class ThreadStateList {
  public:
   ~ThreadStateList() {
-    absl::MutexLock hold(&RegistryMutex());
+    NoWaitLock hold(&RegistryMutex());
     last_used = nullptr;
     ThreadState* s = head;
     while (s != nullptr) {
@@ -82,7 +84,7 @@ ThreadState* ThreadStateForSlow(const ThreadStateOwner* owner) {
 ThreadState* RegisterThreadState(ThreadStateOwner* owner, ThreadState* state) {
   ThreadStateList& list = thread_states;  // constructs it on first use
   {
-    absl::MutexLock hold(&RegistryMutex());
+    NoWaitLock hold(&RegistryMutex());
     // Drop states orphaned by owners destroyed since, so a long-lived thread
     // that uses many short-lived owners does not accumulate them.
     for (ThreadState** link = &list.head; *link != nullptr;) {
@@ -107,7 +109,7 @@ ThreadState* RegisterThreadState(ThreadStateOwner* owner, ThreadState* state) {
 }
 
 void DetachThreadStates(ThreadStateOwner* owner) {
-  absl::MutexLock hold(&RegistryMutex());
+  NoWaitLock hold(&RegistryMutex());
   for (ThreadState* s = owner->first_; s != nullptr;) {
     ThreadState* next = s->next_in_owner_;
     s->owner_ = nullptr;
@@ -124,7 +126,7 @@ void ForEachThreadState(ThreadStateOwner* owner,
   }
 }
 
-void LockRegistryForFork() { RegistryMutex().Lock(); }
+void LockRegistryForFork() { LockWithoutWaiting(RegistryMutex()); }
 void UnlockRegistryAfterFork() { RegistryMutex().Unlock(); }
 void ResetRegistryInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   new (&RegistryMutex()) absl::Mutex();
