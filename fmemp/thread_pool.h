@@ -54,6 +54,10 @@
 //   again, as a free from another thread, never freed into the wrong heap.
 //   What remains unsupported, as everywhere in fmemp: a pointer that is not
 //   a live block freed while its region is being removed.
+// * The owner checks every link of the list before following it (aligned,
+//   inside a region of this front-end, carrying its marker): a write into a
+//   queued block after its free drops the rest of the list (those blocks
+//   stay allocated), reported once as MempError::kUseAfterFreeWrite.
 // * A queued free is never lost nor applied twice: unbinding applies the
 //   list first; thread exit applies it, then closes the list (a sentinel
 //   head) under the shared lock, so a later push sees it closed and takes
@@ -360,6 +364,8 @@ class PoolingMemp final : private ThreadStateOwner {
     // thread's first call (a fork() inside its guard would hang the child).
     RegistryMutex();
     shared_.SetReportHandler(&PoolingMemp::ForwardReport, this);
+    shared_table_ = shared_.WithRegions(
+        [](const RegionSet& shared) { return &shared.table(); });
   }
   ~PoolingMemp() { DetachThreadStates(this); }
 
@@ -894,6 +900,12 @@ class PoolingMemp final : private ThreadStateOwner {
   }
   void ApplyList(Pool* pool, uintptr_t list, RegionSet* shared) {
     while (list != 0 && list != kClosed) {
+      // Every link is checked before it is followed: a write into a queued
+      // block (a use after free) must not send the owner into wild memory.
+      if (ABSL_PREDICT_FALSE(!IsQueuedBlock(pool, list))) {
+        DropDamagedList(list, shared);
+        return;
+      }
       auto* block = reinterpret_cast<RemoteBlock*>(list);
       list = block->next;
       // Unclaimed before the heap sees it (a later free must not find it
@@ -906,6 +918,38 @@ class PoolingMemp final : private ThreadStateOwner {
       }
     }
   }
+  // Whether `address` may be trusted as a queued block: aligned, whole
+  // inside a region of this front-end (the pool's own, a bound one, or a
+  // shared one: found through lock-free tables, so nothing outside a region
+  // is read), and carrying its marker.
+  bool IsQueuedBlock(Pool* pool, uintptr_t address) const {
+    if (address % tlsf::kAlignment != 0) return false;
+    RegionTable::Entry entry;
+    if (!pool->regions.table().Find(address, &entry) &&
+        !bound_.Find(address, &entry) &&
+        !shared_table_->Find(address, &entry)) {
+      return false;
+    }
+    if (entry.end - address < sizeof(RemoteBlock)) return false;
+    const auto* block = reinterpret_cast<const RemoteBlock*>(address);
+    return __atomic_load_n(&block->marker, __ATOMIC_ACQUIRE) ==
+           (address ^ marker_key_);
+  }
+  // The rest of a remote-free list from a damaged link on is dropped (those
+  // blocks stay allocated, never reused), reported once.
+  ABSL_ATTRIBUTE_NOINLINE void DropDamagedList(uintptr_t link,
+                                               RegionSet* shared) {
+    const void* ptr = reinterpret_cast<const void*>(link);
+    if (shared != nullptr) {
+      shared->ReportMisuse(MempError::kUseAfterFreeWrite, ptr);
+      return;
+    }
+    shared_.WithRegions([ptr](RegionSet& r) {
+      r.ReportMisuse(MempError::kUseAfterFreeWrite, ptr);
+      return 0;
+    });
+  }
+
   // A block found in a queue it does not belong to: freed as a free from
   // another thread would be.
   void RouteAgain(void* ptr, RegionSet* shared) {
@@ -1288,6 +1332,9 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   Memp<LockPolicy> shared_;
+  // The shared regions' table, for lock-free lookups (it lives as long as
+  // shared_).
+  const RegionTable* shared_table_ = nullptr;
   // Bound regions: [begin, end) -> Pool*, for lock-free reads. Written only
   // under the shared lock (inside shared_.WithRegions).
   RegionTable bound_;

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -519,6 +520,39 @@ TYPED_TEST(PoolingMempTest, PeakIsTheTrueMaxOfTheSumNotTheSumOfPeaks) {
             std::max({a_top, both, with_shared}));
   this->memp_.ResetPeak();
   EXPECT_EQ(this->memp_.Probe().peak_used_bytes, 0u);
+}
+
+// A write into a block queued to its owner (a use after free) damages the
+// list's link: the owner stops there, reports it once and does not follow.
+TYPED_TEST(PoolingMempTest, DamagedRemoteFreeLinkIsDroppedNotFollowed) {
+  Region own;
+  Worker owner;
+  void* a = nullptr;
+  void* b = nullptr;
+  owner.Run([&] {
+    this->BindHere(own);
+    a = this->memp_.Allocate(64);
+    b = this->memp_.Allocate(64);
+  });
+  std::thread freer([&] {
+    EXPECT_TRUE(this->memp_.Free(a));
+    EXPECT_TRUE(this->memp_.Free(b));  // the list: b -> a
+  });
+  freer.join();
+  uintptr_t wild = 0xdead0000;
+  std::memcpy(b, &wild, sizeof(wild));  // b's link now points nowhere
+  owner.Run([&] {
+    EXPECT_TRUE(this->memp_.SyncThisThread());
+    EXPECT_TRUE(this->memp_.Check().ok());
+  });
+  EXPECT_EQ(this->misuse_.count(), 1u);
+  EXPECT_EQ(this->misuse_.last(), MempError::kUseAfterFreeWrite);
+  // b was applied (its marker was intact); a, after the damaged link, was
+  // dropped and stays allocated.
+  owner.Run([&] {
+    const MempStats s = this->memp_.Probe();
+    EXPECT_EQ(s.live_blocks, 1u);
+  });
 }
 
 TYPED_TEST(PoolingMempTest, ReallocateAcrossPools) {
