@@ -18,12 +18,15 @@
 //   cached, by span in 16-byte classes. A cached block stays a live block
 //   of its TLSF heap: the cache links it through its own payload.
 // * Hit (the fast path): a pop from or a push onto the thread's list for
-//   the class. No lock and no atomic read-modify-write: two relaxed stores
-//   and one load of the thread's own flags, and for a free a lock-free
+//   the class. No lock: two relaxed stores and one load of the thread's own
+//   flags; for a malloc, the popped block's check (aligned, inside the
+//   region of the thread's last lookup, marked); for a free, a lock-free
 //   lookup of the block's region (RegionTable, answered from the thread's
-//   last lookup while no region changed) and one atomic load of its header
-//   to learn its span. The rare branches (refill, trim, misuse, first use
-//   by a thread) are out of line.
+//   last lookup while no region changed), one atomic load of its header to
+//   learn its span, and one compare-exchange on the block's own marker word
+//   (a line no other thread touches unless it frees the same block). The
+//   rare branches (refill, trim, misuse, first use by a thread) are out of
+//   line.
 // * Miss: a refill takes the shared lock once and allocates a batch: 4
 //   blocks on a class's first refill, twice as many on each next one, up to
 //   about CacheOptions::refill_bytes (slow start: a rarely used class holds
@@ -45,8 +48,8 @@
 //   (fmemp/thread_registry.h). FlushThisThread() does that on demand;
 //   DrainAllCaches() does it for every thread, synchronously, even for
 //   threads that are idle: the drainer stops a cache with an asymmetric
-//   barrier (fmemp/asymmetric_barrier.h), so the fast path still needs no
-//   read-modify-write.
+//   barrier (fmemp/asymmetric_barrier.h), so the fast path needs no
+//   read-modify-write on a shared word.
 // * RemoveRegion takes the region out of service, drains every cache and
 //   then removes it: blocks parked in caches never keep a region alive;
 //   live blocks still refuse the removal.
