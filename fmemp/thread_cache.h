@@ -296,6 +296,8 @@ class CachingMemp final : private ThreadStateOwner {
     return s;
   }
   // Forgets every region and block, cached or not, and zeroes the counters.
+  // Touches no block: the regions' memory may already be gone. REQUIRES: no
+  // other call on this front-end runs meanwhile.
   void Clear() {
     DropAllCaches();
     shared_.Clear();
@@ -650,20 +652,19 @@ class CachingMemp final : private ThreadStateOwner {
   }
 
   // Empties every cache without returning blocks (their regions are being
-  // forgotten). Markers are cleared first: the same memory may come back
-  // as a region, and a stale marker would refuse a later free there.
+  // forgotten) and without touching them: their memory may already be gone
+  // (a C API user may free a region's buffer before FMempRemove). Markers
+  // left in that memory are made stale by a new key instead, so the same
+  // memory, added again, never looks parked.
   void DropAllCaches() {
-    ForEachCache([this](Cache* c) {
-      RegionTable::Hint hint;
-      Recount(c, &hint);  // cuts damaged links: the walk below is safe
-      for (FreeList& list : c->lists) {
-        for (ParkedBlock* b = list.head; b != nullptr; b = b->next) {
-          StoreMarker(b, 0);
-        }
-        list = FreeList();
-      }
+    ForEachCache([](Cache* c) {
+      for (FreeList& list : c->lists) list = FreeList();
       c->Count(-c->bytes(), -c->blocks());
     });
+    const uintptr_t old_key = marker_key_.load(std::memory_order_relaxed);
+    uintptr_t key = thread_cache_internal::NewMarkerKey(this, owner_id());
+    if (key == old_key) key ^= 2;  // (the clock may not have moved)
+    marker_key_.store(key, std::memory_order_relaxed);
   }
 
   void OnThreadExit(ThreadState* state) override {
@@ -765,7 +766,8 @@ class CachingMemp final : private ThreadStateOwner {
   }
 
   uintptr_t MarkerFor(const void* block) const {
-    return reinterpret_cast<uintptr_t>(block) ^ marker_key_;
+    return reinterpret_cast<uintptr_t>(block) ^
+           marker_key_.load(std::memory_order_relaxed);
   }
 
   void NoteTagging() {
@@ -992,7 +994,10 @@ class CachingMemp final : private ThreadStateOwner {
 
   const CacheOptions options_;
   const size_t refill_bytes_;  // options_.refill_bytes, clamped (see there)
-  const uintptr_t marker_key_;
+  // A parked block's marker is its address XOR this key. Replaced by Clear
+  // (relaxed: Clear must not race other calls), so markers left in
+  // forgotten memory never match again.
+  std::atomic<uintptr_t> marker_key_;
   std::atomic<uint64_t> damaged_lists_{0};
   std::atomic<uint8_t> mode_;  // kNoCacheBudget, kDebug, kTagging
   absl::Mutex oom_mu_;
