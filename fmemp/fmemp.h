@@ -26,8 +26,8 @@
  * - A region's figures (FMempProbeRegion) and the listing (FMemListAll)
  *   first give every cache back to the regions: O(threads).
  * Misuse is detected and reported as under every policy, at the call.
- * Under FMEMP_POLICY_THREAD_POOLS max_used is the sum of the shared
- * regions' and each pool's peak: an upper bound of the true peak.
+ * Under FMEMP_POLICY_THREAD_POOLS max_used is the true peak of the shared
+ * regions and every pool together (one atomic total of used bytes).
  *
  * fork(): pthread_atfork handlers hold every FMemp's locks across fork(),
  * so in the child of a multi-threaded process the thread that called fork()
@@ -66,7 +66,12 @@ extern "C" {
 /* --- SDK types ---
  * The SDK's ftypes.h (guard FTYPES_H) and ferror_code.h (guard
  * FERROR_CODE_H) define these; when they are included first, ours step
- * aside, and when they come later, the identical typedefs are legal. */
+ * aside, and when they come later, the identical typedefs are legal (C11,
+ * C++). So each is spelled exactly as the SDK spells it: `boolean` is
+ * `unsigned long` there, and TRUE and FALSE are 1U and 0U (a macro
+ * defined twice differently is a warning, an error under -Werror).
+ * the ftypes_*_test targets build both orders, as C and as C++, against a copy
+ * of ftypes.h (fmemp/sdk/fake_ftypes). */
 #ifndef FTYPES_H
 typedef uint8_t u8;
 typedef uint16_t u16;
@@ -75,16 +80,12 @@ typedef uint64_t u64;
 typedef int32_t s32;
 typedef uintptr_t uintptr;
 typedef size_t fsize_t;
-#ifndef __cplusplus
-typedef _Bool boolean;
-#else
-typedef bool boolean;
-#endif
+typedef unsigned long boolean;
 #ifndef TRUE
-#define TRUE 1
+#define TRUE 1U
 #endif
 #ifndef FALSE
-#define FALSE 0
+#define FALSE 0U
 #endif
 #ifndef FT_COMPONENT_IS_READY
 #define FT_COMPONENT_IS_READY 0x11111111U

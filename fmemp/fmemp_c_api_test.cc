@@ -36,10 +36,10 @@ typedef uint64_t u64;
 typedef int32_t s32;
 typedef uintptr_t uintptr;
 typedef size_t fsize_t;
-typedef bool boolean;
+typedef unsigned long boolean;  // as the SDK's ftypes.h (not bool)
 typedef u32 FError;
-#define TRUE 1
-#define FALSE 0
+#define TRUE 1U
+#define FALSE 0U
 #define FT_COMPONENT_IS_READY 0x11111111U
 
 extern "C" FError InitWithRawPolicy(FMemp* memp, void* begin, void* end,
@@ -184,13 +184,13 @@ TEST(FMempConstantsTest, SdkTypesHaveTheSdkSizes) {
   static_assert(std::is_same<u64, uint64_t>::value, "");
   static_assert(std::is_same<s32, int32_t>::value, "");
   static_assert(std::is_same<uintptr, uintptr_t>::value, "");
-  static_assert(std::is_same<boolean, bool>::value, "");
+  static_assert(std::is_same<boolean, unsigned long>::value, "");
   EXPECT_EQ(sizeof(FError), 4u);
   EXPECT_TRUE((std::is_same<fsize_t, size_t>::value));
   EXPECT_TRUE((std::is_same<u32, uint32_t>::value));
   EXPECT_EQ(FT_COMPONENT_IS_READY, 0x11111111u);
-  EXPECT_EQ(TRUE, 1);
-  EXPECT_EQ(FALSE, 0);
+  EXPECT_EQ(TRUE, 1u);
+  EXPECT_EQ(FALSE, 0u);
 }
 
 // --- FMempInit ---

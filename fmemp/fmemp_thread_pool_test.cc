@@ -4,6 +4,7 @@
 // The C API's per-thread pools (FMEMP_POLICY_THREAD_POOLS): binding,
 // unbinding, the errors of each call, probes, and threads that exit bound.
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -284,6 +285,42 @@ TEST(FMempThreadPoolTest, CrossThreadFreesUnderLoad) {
   EXPECT_EQ(u.used, 0u);
   EXPECT_EQ(u.regions, kWorkers + 1u);
   EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
+}
+
+// Two workers' pools peak at different times (the first exits before the
+// second starts): max_used is the most held at once, not the sum of the
+// two peaks (issue 14).
+TEST(FMempThreadPoolTest, MaxUsedIsTheTruePeakNotTheSumOfPoolPeaks) {
+  ScopedFMemp pool;
+  FMemp* memp = pool.get();
+  Buffer shared, a_region, b_region;
+  ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
+                                FMEMP_POLICY_THREAD_POOLS),
+            FMEMP_SUCCESS);
+  size_t peaks[2] = {0, 0};
+  Buffer* regions[2] = {&a_region, &b_region};
+  for (int w = 0; w < 2; ++w) {
+    std::thread worker([&, w] {
+      ASSERT_EQ(FMempAddRegion(memp, regions[w]->begin(), regions[w]->end()),
+                FMEMP_SUCCESS);
+      ASSERT_EQ(FMempBindThread(memp, regions[w]->begin()), FMEMP_SUCCESS);
+      std::vector<void*> blocks;
+      for (int i = 0; i < 50 + 30 * w; ++i) {
+        blocks.push_back(FMempMalloc(memp, 1000));
+        ASSERT_TRUE(regions[w]->Holds(blocks.back()));
+      }
+      peaks[w] = Usage(memp).used;
+      for (void* p : blocks) FMempFree(memp, p);
+    });
+    worker.join();
+  }
+  const FMempUsage usage = Usage(memp);
+  EXPECT_EQ(usage.used, 0u);
+  EXPECT_EQ(usage.max_used, std::max(peaks[0], peaks[1]));
+  EXPECT_LT(usage.max_used, peaks[0] + peaks[1]);
+  u32 total = 0, used = 0, max_used = 0;
+  FMemProbe(memp, &total, &used, &max_used);
+  EXPECT_EQ(max_used, std::max(peaks[0], peaks[1]));
 }
 
 }  // namespace

@@ -147,6 +147,15 @@ class Memp {
     sync::ScopedLock<LockPolicy> hold(lock_);
     return regions_.Free(ptr);
   }
+  // An allocation made by attempt(regions) under the lock, with Allocate's
+  // out-of-memory handling (the handler, then attempt once more); attempt
+  // returns the block or nullptr, and a nullptr must be one counted failure
+  // (as RegionSet's allocations count it). For a front-end that wraps
+  // the allocation (PoolingMemp counts its used bytes there).
+  template <typename Attempt>
+  void* AllocateWith(size_t bytes, size_t alignment, Attempt attempt) noexcept {
+    return WithRetry</*kAllocation=*/true>(bytes, alignment, attempt);
+  }
   size_t UsableSize(const void* ptr) const noexcept {
     sync::ScopedLock<LockPolicy> hold(lock_);
     return regions_.UsableSize(ptr);

@@ -18,12 +18,15 @@
 //   cached, by span in 16-byte classes. A cached block stays a live block
 //   of its TLSF heap: the cache links it through its own payload.
 // * Hit (the fast path): a pop from or a push onto the thread's list for
-//   the class. No lock and no atomic read-modify-write: two relaxed stores
-//   and one load of the thread's own flags, and for a free a lock-free
+//   the class. No lock: two relaxed stores and one load of the thread's own
+//   flags; for a malloc, the popped block's check (aligned, inside the
+//   region of the thread's last lookup, marked); for a free, a lock-free
 //   lookup of the block's region (RegionTable, answered from the thread's
-//   last lookup while no region changed) and one atomic load of its header
-//   to learn its span. The rare branches (refill, trim, misuse, first use
-//   by a thread) are out of line.
+//   last lookup while no region changed), one atomic load of its header to
+//   learn its span, and one compare-exchange on the block's own marker word
+//   (a line no other thread touches unless it frees the same block). The
+//   rare branches (refill, trim, misuse, first use by a thread) are out of
+//   line.
 // * Miss: a refill takes the shared lock once and allocates a batch: 4
 //   blocks on a class's first refill, twice as many on each next one, up to
 //   about CacheOptions::refill_bytes (slow start: a rarely used class holds
@@ -45,8 +48,8 @@
 //   (fmemp/thread_registry.h). FlushThisThread() does that on demand;
 //   DrainAllCaches() does it for every thread, synchronously, even for
 //   threads that are idle: the drainer stops a cache with an asymmetric
-//   barrier (fmemp/asymmetric_barrier.h), so the fast path still needs no
-//   read-modify-write.
+//   barrier (fmemp/asymmetric_barrier.h), so the fast path needs no
+//   read-modify-write on a shared word.
 // * RemoveRegion takes the region out of service, drains every cache and
 //   then removes it: blocks parked in caches never keep a region alive;
 //   live blocks still refuse the removal.
@@ -56,12 +59,41 @@
 //   must be thread-safe).
 // * Complexity: as Memp, plus O(1) on a hit. Probe and the drains are
 //   O(threads that used this front-end).
-// * Misuse: a double free (or a realloc) of a block that is still in the
-//   calling thread's cache is detected (a marker word in the parked block,
-//   then a search of that one list) and reported as MempError::kDoubleFree;
-//   UsableSize of such a block is 0. A double free across threads' caches
-//   is not detected (the same limit as glibc's tcache). Foreign and interior
-//   pointers take the locked path and are reported as by Memp.
+// * Misuse: a double free (or a realloc) of a block that is parked in any
+//   thread's cache is refused and reported as MempError::kDoubleFree (and
+//   counted in invalid_frees): a parked block carries a marker word, and
+//   the marker is authoritative (see "The parked-block marker" below).
+//   UsableSize of a parked block is 0. Two threads freeing one block at the
+//   same moment: exactly one parks it, the other is refused. Foreign and
+//   interior pointers take the locked path and are reported as by Memp.
+// * A damaged cache list (a write to a parked block's link after its free)
+//   is not followed: every block is validated before it is handed out or
+//   walked (inside a region, aligned, carrying its marker), and a bad link
+//   drops the rest of that class's list (those blocks stay allocated, never
+//   reused), reported once as MempError::kUseAfterFreeWrite and counted.
+//
+// The parked-block marker
+// * A parked block's second payload word holds MarkerFor(block), its
+//   address XOR a per-front-end key drawn at construction (from its
+//   address, its owner id and the clock, mixed; the low bit set, so a
+//   marker is never 0 nor an aligned pointer). It is set with an atomic
+//   compare-exchange when the block enters a cache, and cleared (stored 0)
+//   when it leaves: handed out by Pop, or returned to the heap. A free that
+//   finds the marker set is refused; a free whose compare-exchange loses to
+//   another thread's is refused too, so of two racing frees exactly one
+//   parks the block. Every access to the word uses __atomic builtins: a
+//   thread that double-frees reads it while the owning cache may clear it.
+// * Why a user's write cannot spoof it beyond the key's odds: user data in
+//   a live block matches only if it equals that block's address XOR the
+//   key, a 63-bit secret the program never sees (2^-63 for data unrelated
+//   to the key). If it does match, the free of that one live block is
+//   refused as a double free and the block stays allocated (a leak of one
+//   block, reported); nothing is parked twice and no heap is damaged.
+// * What it does not catch: a double free that races the winner's cache
+//   returning that very block to the heap (a trim, between the loser's
+//   header check and its compare-exchange) can park a block that is free in
+//   its heap. That needs a double free, a racing free and a trim of the
+//   same block within a few instructions; the heap's own checks remain.
 // * Accounting: Probe().used_bytes excludes cached blocks and
 //   Probe().cached_bytes counts them: used + cached + free + lost ==
 //   capacity.
@@ -75,6 +107,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -89,6 +122,7 @@
 #include "absl/synchronization/mutex.h"
 #include "fmemp/asymmetric_barrier.h"
 #include "fmemp/memp.h"
+#include "fmemp/no_wait_lock.h"
 #include "fmemp/region_table.h"
 #include "fmemp/thread_registry.h"
 #include "tlsf/heap.h"
@@ -124,9 +158,43 @@ inline constexpr size_t kUsedClassCount =
 
 // A parked block: its first payload words.
 struct ParkedBlock {
-  ParkedBlock* next;
-  uintptr_t marker;  // MarkerFor(block) while parked
+  ParkedBlock* next;  // read and written by the owning cache only
+  uintptr_t marker;   // MarkerFor(block) while parked; __atomic access only
 };
+
+inline uintptr_t LoadMarker(const ParkedBlock* block) {
+  return __atomic_load_n(&block->marker, __ATOMIC_ACQUIRE);
+}
+inline void StoreMarker(ParkedBlock* block, uintptr_t value) {
+  __atomic_store_n(&block->marker, value, __ATOMIC_RELEASE);
+}
+// Sets block's marker to `marker` unless it holds it already. True if this
+// call set it: of any number of threads claiming one block at once, exactly
+// one gets true. Lock-free; one compare-exchange when uncontended.
+inline bool ClaimMarker(ParkedBlock* block, uintptr_t marker) {
+  uintptr_t seen = __atomic_load_n(&block->marker, __ATOMIC_RELAXED);
+  do {
+    if (seen == marker) return false;
+  } while (!__atomic_compare_exchange_n(&block->marker, &seen, marker,
+                                        /*weak=*/true, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED));
+  return true;
+}
+
+// A key for MarkerFor: hard to guess, different per front-end, low bit set.
+inline uintptr_t NewMarkerKey(const void* self, uint64_t owner_id) {
+  uint64_t x = reinterpret_cast<uintptr_t>(self) ^
+               (owner_id * 0x9e3779b97f4a7c15ull) ^
+               static_cast<uint64_t>(
+                   std::chrono::steady_clock::now().time_since_epoch().count());
+  // splitmix64's finaliser.
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return static_cast<uintptr_t>(x) | 1;
+}
 
 struct FreeList {
   ParkedBlock* head = nullptr;
@@ -190,7 +258,7 @@ class CachingMemp final : private ThreadStateOwner {
             std::min(options.refill_bytes,
                      options.max_bytes_per_thread /
                          (2 * thread_cache_internal::kUsedClassCount))),
-        marker_key_(0x9e3779b97f4a7c15ull * (owner_id() | 1)),
+        marker_key_(thread_cache_internal::NewMarkerKey(this, owner_id())),
         mode_((options.max_bytes_per_thread == 0 ? kNoCacheBudget : 0) |
               (kAsymmetricBarrierEnabled && !HeavyBarrierIsMembarrier()
                    ? kFencedBarrier
@@ -229,6 +297,8 @@ class CachingMemp final : private ThreadStateOwner {
     return s;
   }
   // Forgets every region and block, cached or not, and zeroes the counters.
+  // Touches no block: the regions' memory may already be gone. REQUIRES: no
+  // other call on this front-end runs meanwhile.
   void Clear() {
     DropAllCaches();
     shared_.Clear();
@@ -243,8 +313,9 @@ class CachingMemp final : private ThreadStateOwner {
                                        (kNoCache | kFencedBarrier)) == 0) {
       if (Cache* c = static_cast<Cache*>(LastUsedThreadStateFor(this))) {
         const size_t span = tlsf::SpanForRequest(bytes);
-        void* p = OwnerOpUnlessDiverted(c, static_cast<void*>(nullptr),
-                                        [c, span] { return Pop(c, span); });
+        void* p =
+            OwnerOpUnlessDiverted(c, static_cast<void*>(nullptr),
+                                  [this, c, span] { return PopFast(c, span); });
         if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
       }
     }
@@ -269,7 +340,7 @@ class CachingMemp final : private ThreadStateOwner {
   }
   void* Reallocate(void* ptr, size_t bytes) noexcept {
     if (ptr == nullptr) return Allocate(bytes);
-    if (ParkedInThisThreadsCache(ptr)) {
+    if (IsParked(ptr)) {
       // Freed already: the heaps still count it live, so say it here.
       ReportDoubleFree(ptr);
       return nullptr;
@@ -351,11 +422,10 @@ class CachingMemp final : private ThreadStateOwner {
   }
 
  public:
-  // 0 for a block parked in the calling thread's cache (freed); a block
-  // parked in another thread's cache still reads as live (see Misuse above).
+  // 0 for a block parked in any thread's cache (freed).
   size_t UsableSize(const void* ptr) const noexcept {
     const size_t usable = shared_.UsableSize(ptr);
-    return usable != 0 && ParkedInThisThreadsCache(ptr) ? 0 : usable;
+    return usable != 0 && IsParked(ptr) ? 0 : usable;
   }
   void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
     NoteTagging();
@@ -363,7 +433,7 @@ class CachingMemp final : private ThreadStateOwner {
   }
   void* ReallocateTagged(void* ptr, size_t bytes, const BlockTag& tag) {
     NoteTagging();
-    if (ptr != nullptr && ParkedInThisThreadsCache(ptr)) {
+    if (ptr != nullptr && IsParked(ptr)) {
       ReportDoubleFree(ptr);
       return nullptr;
     }
@@ -374,7 +444,7 @@ class CachingMemp final : private ThreadStateOwner {
   // that returned anything or the handler says so.
   using OutOfMemoryHandler = typename Memp<LockPolicy>::OutOfMemoryHandler;
   void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
-    absl::MutexLock hold(&oom_mu_);
+    NoWaitLock hold(&oom_mu_);
     oom_handler_ = handler;
     oom_context_ = context;
   }
@@ -398,7 +468,7 @@ class CachingMemp final : private ThreadStateOwner {
 
   // Bytes parked in caches (sum of what each thread last published).
   size_t CachedBytes() const {
-    absl::MutexLock hold(&RegistryMutex());
+    NoWaitLock hold(&RegistryMutex());
     return SumPublished().first;
   }
 
@@ -407,7 +477,7 @@ class CachingMemp final : private ThreadStateOwner {
   MempStats Probe() const {
     size_t bytes = 0, blocks = 0;
     {
-      absl::MutexLock hold(&RegistryMutex());
+      NoWaitLock hold(&RegistryMutex());
       std::tie(bytes, blocks) = SumPublished();
     }
     MempStats stats = shared_.Probe();
@@ -485,7 +555,7 @@ class CachingMemp final : private ThreadStateOwner {
     OutOfMemoryHandler handler;
     void* handler_context;
     {
-      absl::MutexLock hold(&self->oom_mu_);
+      NoWaitLock hold(&self->oom_mu_);
       handler = self->oom_handler_;
       handler_context = self->oom_context_;
     }
@@ -551,7 +621,7 @@ class CachingMemp final : private ThreadStateOwner {
   ABSL_ATTRIBUTE_NOINLINE static void WaitForDrainer(Cache* c)
       ABSL_NO_THREAD_SAFETY_ANALYSIS {
     c->in_use.store(0, std::memory_order_release);
-    c->mu.Lock();
+    LockWithoutWaiting(c->mu);
   }
   ABSL_ATTRIBUTE_NOINLINE static void ResumeAfterDrainer(Cache* c)
       ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -562,7 +632,7 @@ class CachingMemp final : private ThreadStateOwner {
   // fn(c). REQUIRES: RegistryMutex() held, so `c` cannot be deleted.
   template <typename Fn>
   static void WithCacheStopped(Cache* c, Fn fn) {
-    absl::MutexLock hold(&c->mu);
+    NoWaitLock hold(&c->mu);
     c->drain_requested.store(true, std::memory_order_seq_cst);
     HeavyBarrier();
     while (c->in_use.load(kAsymmetricBarrierEnabled
@@ -576,19 +646,26 @@ class CachingMemp final : private ThreadStateOwner {
 
   template <typename Fn>
   void ForEachCache(Fn fn) {
-    absl::MutexLock hold(&RegistryMutex());
+    NoWaitLock hold(&RegistryMutex());
     ForEachThreadState(this, [&](ThreadState* s) {
       WithCacheStopped(static_cast<Cache*>(s), fn);
     });
   }
 
   // Empties every cache without returning blocks (their regions are being
-  // forgotten).
+  // forgotten) and without touching them: their memory may already be gone
+  // (a C API user may free a region's buffer before FMempRemove). Markers
+  // left in that memory are made stale by a new key instead, so the same
+  // memory, added again, never looks parked.
   void DropAllCaches() {
     ForEachCache([](Cache* c) {
       for (FreeList& list : c->lists) list = FreeList();
       c->Count(-c->bytes(), -c->blocks());
     });
+    const uintptr_t old_key = marker_key_.load(std::memory_order_relaxed);
+    uintptr_t key = thread_cache_internal::NewMarkerKey(this, owner_id());
+    if (key == old_key) key ^= 2;  // (the clock may not have moved)
+    marker_key_.store(key, std::memory_order_relaxed);
   }
 
   void OnThreadExit(ThreadState* state) override {
@@ -607,32 +684,81 @@ class CachingMemp final : private ThreadStateOwner {
   }
   bool AnyCachedBytes() const { return CachedBytes() != 0; }
 
-  // Whether ptr is parked in the calling thread's cache: its marker word
-  // says so and its class's list holds it. Safe for any pointer: nothing
-  // outside a region is read.
-  bool ParkedInThisThreadsCache(const void* ptr) const noexcept {
-    ThreadState* state = ThreadStateFor(this);
-    if (state == nullptr) return false;
-    Cache* const c = static_cast<Cache*>(state);
-    const size_t span = CacheableSpan(c, ptr);
-    if (span == 0) return false;
+  // Whether ptr is a block parked in some thread's cache: a live block (for
+  // its heap) of a cacheable span whose marker word says so. Safe for any
+  // pointer: nothing outside a region is read. Lock-free.
+  bool IsParked(const void* ptr) const noexcept {
+    RegionTable::Entry region;
+    const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
+    if (!shared_.table().Find(address, &region)) return false;
+    const size_t usable =
+        static_cast<const tlsf::Heap*>(region.heap)->UsableSize(ptr);
+    if (!IsCacheableUsable(usable)) return false;
     const auto* block = static_cast<const ParkedBlock*>(ptr);
-    return OwnerOp(c, [&] {
-      return block->marker == MarkerFor(block) &&
-             IsListed(c->lists[thread_cache_internal::ClassOf(span)], block);
+    return thread_cache_internal::LoadMarker(block) == MarkerFor(block);
+  }
+
+  // Whether `block` may be trusted as a parked block of this front-end: it
+  // lies, whole, inside a region (per the RegionTable), is aligned, and
+  // carries its marker. Safe for any value: nothing outside a region is
+  // read. `hint` is the caller's own.
+  bool IsValidLink(const ParkedBlock* block, RegionTable::Hint* hint) const {
+    const uintptr_t address = reinterpret_cast<uintptr_t>(block);
+    if (address % tlsf::kAlignment != 0) return false;
+    const RegionTable::Entry* region = shared_.table().Find(address, hint);
+    if (region == nullptr || region->end - address < sizeof(ParkedBlock)) {
+      return false;
+    }
+    return thread_cache_internal::LoadMarker(block) == MarkerFor(block);
+  }
+
+  // Walks every list of `c`, cutting each at its first invalid link (the
+  // rest is dropped: those blocks stay allocated, never reused; each cut is
+  // reported once), and sets c's counts to what the lists hold. O(parked
+  // blocks). REQUIRES: c is stopped or owned by the caller.
+  ABSL_ATTRIBUTE_NOINLINE void Recount(Cache* c, RegionTable::Hint* hint) {
+    size_t bytes = 0, blocks = 0;
+    for (size_t cls = 0; cls < thread_cache_internal::kClassCount; ++cls) {
+      const size_t span = cls * tlsf::kAlignment;
+      for (ParkedBlock** link = &c->lists[cls].head; *link != nullptr;
+           link = &(*link)->next) {
+        if (!IsValidLink(*link, hint)) {
+          ReportDamagedLink(*link);
+          *link = nullptr;
+          break;
+        }
+        bytes += span;
+        ++blocks;
+      }
+    }
+    c->cached_bytes.store(bytes, std::memory_order_relaxed);
+    c->cached_blocks.store(blocks, std::memory_order_relaxed);
+  }
+
+  // Pop found the head of class `cls` invalid: drops the list, recounts.
+  ABSL_ATTRIBUTE_NOINLINE void* DropDamagedList(Cache* c, size_t cls) {
+    ReportDamagedLink(c->lists[cls].head);
+    c->lists[cls].head = nullptr;
+    Recount(c, &c->region_hint);
+    return nullptr;
+  }
+
+  void ReportDamagedLink(const void* link) {
+    damaged_lists_.fetch_add(1, std::memory_order_relaxed);
+    shared_.WithRegions([link](RegionSet& r) {
+      r.ReportMisuse(MempError::kUseAfterFreeWrite, link);
+      return 0;
     });
   }
 
-  // Whether `block` is on `list` (a search: only for a block whose marker
-  // says it may be).
-  ABSL_ATTRIBUTE_NOINLINE static bool IsListed(const FreeList& list,
-                                               const ParkedBlock* block) {
-    for (const ParkedBlock* b = list.head; b != nullptr; b = b->next) {
-      if (b == block) return true;
-    }
-    return false;
+ public:
+  // Class lists dropped because a link in them was damaged (each also
+  // reported as MempError::kUseAfterFreeWrite and counted in invalid_frees).
+  uint64_t damaged_lists() const {
+    return damaged_lists_.load(std::memory_order_relaxed);
   }
 
+ private:
   void ReportDoubleFree(const void* ptr) {
     shared_.WithRegions([ptr](RegionSet& r) {
       r.ReportMisuse(MempError::kDoubleFree, ptr);
@@ -641,7 +767,8 @@ class CachingMemp final : private ThreadStateOwner {
   }
 
   uintptr_t MarkerFor(const void* block) const {
-    return reinterpret_cast<uintptr_t>(block) ^ marker_key_;
+    return reinterpret_cast<uintptr_t>(block) ^
+           marker_key_.load(std::memory_order_relaxed);
   }
 
   void NoteTagging() {
@@ -674,13 +801,41 @@ class CachingMemp final : private ThreadStateOwner {
     if (void* p = Pop(c, span)) return p;
     return Refill(c, span) ? Pop(c, span) : nullptr;
   }
-  // A block of `span` from the list, or nullptr if it is empty.
-  static void* Pop(Cache* c, size_t span) {
+  // Pop for the inline hit: the head of the list when it is plainly sound
+  // (aligned, whole inside the region of the thread's last lookup while no
+  // region changed, carrying its marker), else nullptr, having changed
+  // nothing: the slow path's Pop then decides (an empty list, a hint
+  // that misses, a damaged link). No call, so the inline path saves no
+  // registers. Payloads are kAlignment-aligned, so an aligned block whose
+  // last word lies in the hint's region lies in it whole.
+  void* PopFast(Cache* c, size_t span) {
     FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
     ParkedBlock* block = list.head;
-    if (block == nullptr) return nullptr;
+    const uintptr_t address = reinterpret_cast<uintptr_t>(block);
+    if (block == nullptr || address % tlsf::kAlignment != 0 ||
+        shared_.table().FindInHint(address + sizeof(ParkedBlock) - 1,
+                                   c->region_hint) == nullptr ||
+        thread_cache_internal::LoadMarker(block) != MarkerFor(block)) {
+      return nullptr;
+    }
     list.head = block->next;
-    block->marker = 0;
+    thread_cache_internal::StoreMarker(block, 0);
+    c->Count(-span, -1);
+    return block;
+  }
+  // A block of `span` from the list, or nullptr if it is empty. The block
+  // is validated before it is handed out (IsValidLink): a damaged list is
+  // dropped (DropDamagedList) and nullptr returned.
+  void* Pop(Cache* c, size_t span) {
+    const size_t cls = thread_cache_internal::ClassOf(span);
+    FreeList& list = c->lists[cls];
+    ParkedBlock* block = list.head;
+    if (block == nullptr) return nullptr;
+    if (ABSL_PREDICT_FALSE(!IsValidLink(block, &c->region_hint))) {
+      return DropDamagedList(c, cls);
+    }
+    list.head = block->next;
+    thread_cache_internal::StoreMarker(block, 0);
     c->Count(-span, -1);
     return block;
   }
@@ -717,46 +872,52 @@ class CachingMemp final : private ThreadStateOwner {
         shared_.Free(block);
         continue;
       }
-      Push(c, block, block_span, MarkerFor(block), c->bytes() + block_span);
+      // Fresh from the heap and ours alone: no other thread can claim it.
+      thread_cache_internal::StoreMarker(block, MarkerFor(block));
+      Link(c, block, block_span, c->bytes() + block_span);
       refilled |= block_span == span;
     }
     return refilled;
   }
 
-  // Parks the block unless it is parked here already (a double free) or
-  // `park` is false.
+  // Parks the block unless it is parked already, in any cache (a double
+  // free: its marker is set, or another thread's claim won the race), or
+  // `park` is false (then the block goes to the heap, which checks it).
   int Put(Cache* c, void* ptr, size_t span, bool park) {
     auto* block = static_cast<ParkedBlock*>(ptr);
-    FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
-    const uintptr_t marker = MarkerFor(block);
-    if (block->marker == marker && IsListed(list, block)) return kDoubleFree;
-    if (!park) return kNotParked;
-    const size_t budget = options_.max_bytes_per_thread;
-    if (c->bytes() + span > budget) {
-      if (span > budget) return kNotParked;
-      ReleaseDownTo(c, budget / 2);
+    if (!thread_cache_internal::ClaimMarker(block, MarkerFor(block))) {
+      return kDoubleFree;
     }
-    Push(c, block, span, marker, c->bytes() + span);
+    const size_t budget = options_.max_bytes_per_thread;
+    if (!park || span > budget) {
+      thread_cache_internal::StoreMarker(block, 0);
+      return kNotParked;
+    }
+    if (c->bytes() + span > budget) ReleaseDownTo(c, budget / 2);
+    Link(c, block, span, c->bytes() + span);
     return kParked;
   }
-  // Put for the inline hit path: parks the block and returns true when no
-  // check can fail (its marker is not set, it fits the budget); otherwise
-  // false, having done nothing (Put then decides).
+  // Put for the inline hit path: parks the block and returns true when it
+  // fits the budget and this call's claim of its marker wins; otherwise
+  // false, having changed nothing (Put then decides, and reports).
   static bool TryPush(Cache* c, ParkedBlock* block, size_t span,
                       uintptr_t marker, size_t budget) {
     const size_t bytes_after = c->bytes() + span;
-    if (block->marker == marker || bytes_after > budget) return false;
-    Push(c, block, span, marker, bytes_after);
+    if (bytes_after > budget ||
+        !thread_cache_internal::ClaimMarker(block, marker)) {
+      return false;
+    }
+    Link(c, block, span, bytes_after);
     return true;
   }
-  // Files `block` on the list of `span`, marked; the cache then holds
-  // `bytes_after` bytes (passed in: the callers have just computed it).
-  static void Push(Cache* c, ParkedBlock* block, size_t span, uintptr_t marker,
+  // Files `block`, whose marker is set, on the list of `span`; the cache
+  // then holds `bytes_after` bytes (passed in: the callers have just
+  // computed it).
+  static void Link(Cache* c, ParkedBlock* block, size_t span,
                    size_t bytes_after) {
     const size_t blocks_after = c->blocks() + 1;
     FreeList& list = c->lists[thread_cache_internal::ClassOf(span)];
     block->next = list.head;
-    block->marker = marker;
     list.head = block;
     c->cached_bytes.store(bytes_after, std::memory_order_relaxed);
     c->cached_blocks.store(blocks_after, std::memory_order_relaxed);
@@ -771,6 +932,12 @@ class CachingMemp final : private ThreadStateOwner {
   // chase cost ~2,700 instructions per malloc+free (docs/BENCHMARKS.md,
   // "Why the targets are missed", point 1).
   ABSL_ATTRIBUTE_NOINLINE void ReleaseDownTo(Cache* c, size_t target) {
+    if (c->bytes() <= target) return;
+    // Validate every link first (a drainer may run this: its own hint), so
+    // that the walks below follow only sound links and the counts they
+    // start from are what the lists hold.
+    RegionTable::Hint hint;
+    Recount(c, &hint);
     const size_t bytes_before = c->bytes();
     if (bytes_before <= target) return;
     ParkedBlock* chain = nullptr;  // the blocks to return, linked
@@ -815,7 +982,7 @@ class CachingMemp final : private ThreadStateOwner {
     shared_.WithRegions([chain](RegionSet& r) {
       for (ParkedBlock* b = chain; b != nullptr;) {
         ParkedBlock* next = b->next;
-        b->marker = 0;
+        thread_cache_internal::StoreMarker(b, 0);
         r.Free(b);
         b = next;
       }
@@ -828,7 +995,11 @@ class CachingMemp final : private ThreadStateOwner {
 
   const CacheOptions options_;
   const size_t refill_bytes_;  // options_.refill_bytes, clamped (see there)
-  const uintptr_t marker_key_;
+  // A parked block's marker is its address XOR this key. Replaced by Clear
+  // (relaxed: Clear must not race other calls), so markers left in
+  // forgotten memory never match again.
+  std::atomic<uintptr_t> marker_key_;
+  std::atomic<uint64_t> damaged_lists_{0};
   std::atomic<uint8_t> mode_;  // kNoCacheBudget, kDebug, kTagging
   absl::Mutex oom_mu_;
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(oom_mu_) = nullptr;

@@ -24,21 +24,50 @@
 //   and the thread's exit, move its regions back. A region stays one TLSF
 //   heap throughout: nothing is copied.
 // * Own calls (the fast path): a thread-local lookup of the pool, two
-//   relaxed loads (a control epoch and the "remote frees waiting" flag),
+//   relaxed loads (a control epoch and the head of its remote-free list),
 //   the RegionSet operation, and relaxed stores of the pool's counters for
 //   Probe(). No lock and no atomic read-modify-write.
-// * A block of the pool freed by another thread is queued to the owner and
-//   applied on the owner's next call. Why a queue and not a lock on the
-//   pool: a lock would put an atomic read-modify-write on every one of the
-//   owner's own calls, which is what a pool is for avoiding; the queue costs
-//   the owner one relaxed load per call and one short lock per batch of
-//   remote frees. The freeing thread finds the owner under the shared lock
-//   (a RegionTable of bound regions), so a pool cannot be unbound under it,
-//   and pushes the pointer onto the owner's queue (a vector under the
-//   pool's own mutex: nothing is written into the freed block before its
-//   owner has checked it, so a bad pointer cannot damage the pool). A
-//   queued free is never lost: unbinding and thread exit apply the queue
-//   before the regions move.
+// * Cross-thread frees are lock-free, allocation-free and bounded. The
+//   freeing thread finds the bound region holding the block in bound_ (a
+//   RegionTable: lock-free reads), whose record (a BoundRegion) names the
+//   region's heap and the owner's RemoteQueue. It checks the block's header
+//   with Heap::UsableSizeIfFreeable, without a lock (as the per-thread
+//   caches do), claims the block's marker word with a compare-exchange (a
+//   block queued twice is a double free: the second claim fails and is
+//   reported at once, on the freeing thread) and pushes the block onto the
+//   owner's multi-producer list, the link stored in the block's first word
+//   (a Treiber push: one compare-exchange, retried only under contention).
+//   The owner takes the whole list with one exchange at its next call (or
+//   SyncThisThread) and frees the blocks into its own regions. No ABA: the
+//   owner never pops one block, it only exchanges the head for empty. No
+//   lock is shared by all threads, no mutex, no allocation on this path.
+// * Why a bad pointer cannot corrupt the owner: nothing is written into a
+//   block before the freeing thread has found it, through the table, inside
+//   a bound region's payload range, aligned, with a live header whose
+//   successor is intact (what the heap itself checks before a free); other
+//   pointers take the locked path, which reports them. The words written are
+//   then the first two of a live block's own payload, which belongs to the
+//   block being freed. The owner frees each queued block through its own
+//   RegionSet, which checks it again with the pool's exclusion; a block
+//   that is no longer in its regions (the region was unbound, or the
+//   record was reused by another binding while the freer looked) is routed
+//   again, as a free from another thread, never freed into the wrong heap.
+//   What remains unsupported, as everywhere in fmemp: a pointer that is not
+//   a live block freed while its region is being removed.
+// * The owner checks every link of the list before following it (aligned,
+//   inside a region of this front-end, carrying its marker): a write into a
+//   queued block after its free drops the rest of the list (those blocks
+//   stay allocated), reported once as MempError::kUseAfterFreeWrite.
+// * A queued free is never lost nor applied twice: unbinding applies the
+//   list first; thread exit applies it, then closes the list (a sentinel
+//   head) under the shared lock, so a later push sees it closed and takes
+//   the locked path, which finds the region back in the shared set.
+// * BoundRegion records and RemoteQueues come from the metadata arena
+//   (fmemp/metadata_arena.h; never the allocator fmemp serves) through a
+//   type-stable free list of this front-end (StableRecords): reused only as
+//   records of their own type after their binding or pool ends, and handed
+//   back to the arena with the front-end. A reused record may route one
+//   racing push to the wrong pool; that pool's owner routes it on (above).
 // * When a pool cannot serve a request it either falls back to the shared
 //   regions (PoolExhaustion::kFallBackToShared, the default) or fails
 //   (kFail, after asking the out-of-memory handler once).
@@ -48,18 +77,29 @@
 //   must be thread-safe). Bind and Unbind act on the calling thread.
 // * Complexity: as Memp (O(1) allocation, O(log regions) to find a block's
 //   region); a thread's own calls take no lock. A free from another thread
-//   takes the shared lock once. Probe is O(pools).
+//   into a pool is O(log bound regions) and lock-free; into the shared
+//   regions it takes the shared lock once. Probe is O(pools).
 // * Accounting: Probe() covers the shared regions and every pool (each
 //   pool's figures as of its thread's last call), with used + free ==
-//   capacity. peak_used_bytes is the sum of each part's peak, an upper
-//   bound of the true peak. ProbePools() gives each pool's figures.
+//   capacity. peak_used_bytes is the true peak of the whole front-end's
+//   used bytes (UsageTotals): every change of used bytes, in a pool or in
+//   the shared regions, adds its delta to one atomic total before the call
+//   returns, and a rise past the peak raises it (compare-exchange). A region
+//   moving between the shared set and a pool leaves its old side first, so
+//   the total never counts it twice. Cost: one atomic add on a word shared
+//   by all threads per own call that changes used bytes (plus a rarely
+//   taken compare-exchange); exactness across threads needs a shared update,
+//   and this is the one. ProbePools() gives each pool's figures (its own
+//   peak).
 // * What one thread cannot see of another's pool: Check(), List() and
 //   ProbeRegions() cover the shared regions and the calling thread's own
 //   pool only (another pool's heap is being changed, without a lock, by its
 //   owner).
 // * Misuse: in the owner's own pool and in the shared regions, as Memp. A
-//   bad pointer freed into another thread's pool is reported when the owner
-//   applies its queue, on the owner's thread; Free returns true for it.
+//   free from another thread of a block already queued to its owner is
+//   reported (kDoubleFree) on the freeing thread, and Free returns false; a
+//   block already freed for its heap, or a bad pointer, takes the locked
+//   path and is reported there.
 // * Regions: AddRegion refuses overlap with bound regions too. RemoveRegion
 //   of a region bound to the calling thread removes it from its pool
 //   (refused while blocks live in it); of a region bound to another thread
@@ -69,6 +109,8 @@
 // * fork(): the child keeps the forking thread's pool. Pools of other
 //   threads stay bound in the child, whose blocks freed there are queued
 //   and never reused.
+// * Clear() drops queued frees without touching the blocks (their memory is
+//   forgotten with the regions).
 
 #ifndef FMEMP_FMEMP_THREAD_POOL_H_
 #define FMEMP_FMEMP_THREAD_POOL_H_
@@ -79,6 +121,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -93,8 +136,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/memp.h"
+#include "fmemp/metadata_arena.h"
+#include "fmemp/no_wait_lock.h"
 #include "fmemp/region_set.h"
 #include "fmemp/region_table.h"
+#include "fmemp/thread_cache.h"
 #include "fmemp/thread_registry.h"
 #include "tlsf/heap.h"
 
@@ -121,6 +167,114 @@ namespace thread_pool_internal {
 // The calling thread's id as the kernel knows it (gettid).
 uint64_t CurrentThreadId();
 
+// A block queued to its owner: its first payload words.
+struct RemoteBlock {
+  uintptr_t next;    // the next queued block (0: none); written before the push
+  uintptr_t marker;  // the PoolingMemp's marker while queued; __atomic only
+};
+
+// An owner's list of blocks freed by other threads (see the top).
+struct RemoteQueue {
+  // The newest queued block (a RemoteBlock), 0 when empty, kClosed once
+  // the owner's thread has exited.
+  alignas(64) std::atomic<uintptr_t> head{0};
+  RemoteQueue* next_free = nullptr;    // in StableRecords' free list
+  RemoteQueue* next_record = nullptr;  // StableRecords' list of all
+};
+inline constexpr uintptr_t kClosed = 1;
+
+// The whole front-end's used bytes and their peak (see Accounting above).
+struct UsageTotals {
+  std::atomic<size_t> used{0};
+  std::atomic<size_t> peak{0};
+  // Adds `delta` (a wrapped negative for a drop); raises the peak if the
+  // new total passes it. Lock-free; one fetch_add, plus a compare-exchange
+  // only when the peak rises.
+  void Add(size_t delta) {
+    if (delta == 0) return;
+    const size_t total =
+        used.fetch_add(delta, std::memory_order_relaxed) + delta;
+    if (static_cast<std::ptrdiff_t>(delta) < 0) return;
+    size_t seen = peak.load(std::memory_order_relaxed);
+    while (total > seen && !peak.compare_exchange_weak(
+                               seen, total, std::memory_order_relaxed)) {
+    }
+  }
+};
+
+class Pool;
+
+// What bound_ maps a bound region to. Written under the shared lock and
+// bindings_mu_, read without a lock by freeing threads (hence atomics).
+struct BoundRegion {
+  std::atomic<const tlsf::Heap*> heap{nullptr};
+  std::atomic<uintptr_t> payload_begin{0};  // lowest payload address
+  std::atomic<RemoteQueue*> queue{nullptr};
+  std::atomic<Pool*> pool{nullptr};
+  BoundRegion* next_free = nullptr;    // in StableRecords' free list
+  BoundRegion* next_record = nullptr;  // StableRecords' list of all
+};
+
+// Records of type T for bound_'s BoundRegions and the pools' RemoteQueues,
+// from the metadata arena and kept type-stable: a record released by a
+// binding or a pool goes onto this free list and is reused only as another
+// T; it goes back to the arena (ArenaDelete) only when the StableRecords
+// (its PoolingMemp) is destroyed.
+//
+// Why not ArenaNew/ArenaDelete per record: a thread freeing a block into a
+// pool reads the BoundRegion it found in bound_ (lock-free) and then pushes
+// onto the RemoteQueue it names, with no lock; the owner may meanwhile
+// unbind the region or exit, releasing both. Were they handed back to the
+// arena, the record could be reused as some other bookkeeping of the same
+// size class (a region array, a cache) and the racing compare-exchange on
+// `head` would write into it (and ASan would report the arena's poison).
+// Kept as a T, the worst case is the documented one: a push lands in a
+// reused queue, whose owner routes the block on (see the top).
+//
+// Not thread-safe: the caller serialises (the PoolingMemp's bindings_mu_).
+// New and Release are O(1); never calls the allocator fmemp serves.
+template <typename T>
+class StableRecords {
+ public:
+  StableRecords() = default;
+  StableRecords(const StableRecords&) = delete;
+  StableRecords& operator=(const StableRecords&) = delete;
+  ~StableRecords() {
+    while (all_ != nullptr) {
+      T* const next = all_->next_record;
+      ArenaDelete(all_);
+      all_ = next;
+    }
+  }
+  // A record, or nullptr when the arena is exhausted: a new one as
+  // constructed, or a reused one as it was left.
+  T* New() {
+    if (free_ != nullptr) {
+      // Not constructed again: a reader racing the reuse may still load
+      // its atomics. The caller stores every member it relies on.
+      T* const t = free_;
+      free_ = t->next_free;
+      t->next_free = nullptr;
+      return t;
+    }
+    T* const t = ArenaNew<T>();
+    if (t == nullptr) return nullptr;
+    t->next_record = all_;
+    all_ = t;
+    return t;
+  }
+  // Returns `t` for reuse as a T. Readers racing this still see a T (it
+  // stays allocated and typed until the StableRecords goes).
+  void Release(T* t) {
+    t->next_free = free_;
+    free_ = t;
+  }
+
+ private:
+  T* all_ = nullptr;   // every record made, through next_record
+  T* free_ = nullptr;  // released records, through next_free
+};
+
 // One thread's pool in one PoolingMemp.
 class Pool final : public ThreadState {
  public:
@@ -131,14 +285,16 @@ class Pool final : public ThreadState {
   uint64_t generation = 0;  // the PoolingMemp's Clear generation it is of
   uint64_t fallbacks = 0;
   uint64_t uncounted_failures = 0;  // failures that a fallback then served
-  std::vector<void*, ArenaAllocator<void*>> applying;  // being applied
-  bool has_regions = false;  // as of the last Publish()
+  bool has_regions = false;         // as of the last Publish()
+  // Used bytes of `regions` last added to *totals.
+  size_t accounted_used = 0;
+  UsageTotals* totals = nullptr;  // the PoolingMemp's
 
   // --- Shared ---
   const uint64_t thread_id = CurrentThreadId();
-  std::atomic<bool> has_remote{false};
-  absl::Mutex remote_mu;  // leaf lock
-  std::vector<void*, ArenaAllocator<void*>> remote ABSL_GUARDED_BY(remote_mu);
+  // Frees from other threads (in the PoolingMemp's arena: it outlives the
+  // pool, for pushes racing the thread's exit).
+  RemoteQueue* queue = nullptr;
 
   // The figures Probe() reads, stored by the owner after each call.
   std::atomic<size_t> published_capacity{0};
@@ -166,6 +322,10 @@ class Pool final : public ThreadState {
   // Publish.)
   void PublishUsage() {
     const MempStats s = regions.Probe();
+    if (s.used_bytes != accounted_used) {
+      totals->Add(s.used_bytes - accounted_used);
+      accounted_used = s.used_bytes;
+    }
     constexpr auto kRelaxed = std::memory_order_relaxed;
     published_used.store(s.used_bytes, kRelaxed);
     published_peak.store(s.peak_used_bytes, kRelaxed);
@@ -204,11 +364,14 @@ class PoolingMemp final : private ThreadStateOwner {
   static constexpr bool kThreadSafe = true;
   using OutOfMemoryHandler = typename Memp<LockPolicy>::OutOfMemoryHandler;
 
-  PoolingMemp() {
+  PoolingMemp()
+      : marker_key_(thread_cache_internal::NewMarkerKey(this, owner_id())) {
     // The registry's function-local static is set up now, not on some
     // thread's first call (a fork() inside its guard would hang the child).
     RegistryMutex();
     shared_.SetReportHandler(&PoolingMemp::ForwardReport, this);
+    shared_table_ = shared_.WithRegions(
+        [](const RegionSet& shared) { return &shared.table(); });
   }
   ~PoolingMemp() { DetachThreadStates(this); }
 
@@ -217,7 +380,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // As Memp::AddRegion; also AlreadyExists for overlap with a bound region.
   absl::Status AddRegion(void* begin, void* end) {
     return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
-      absl::MutexLock hold(&bindings_mu_);
+      NoWaitLock hold(&bindings_mu_);
       const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
       const uintptr_t e = reinterpret_cast<uintptr_t>(end);
       if (begin == nullptr || end == nullptr || e <= b) {
@@ -260,7 +423,7 @@ class PoolingMemp final : private ThreadStateOwner {
             "first",
             begin, owner->thread_id));
       }
-      ApplyRemoteFrees(mine);
+      ApplyRemoteFrees(mine, &shared);
       absl::Status removed = mine->regions.RemoveRegion(begin);
       if (removed.ok()) Unbound(reinterpret_cast<uintptr_t>(begin));
       mine->Publish();
@@ -273,12 +436,14 @@ class PoolingMemp final : private ThreadStateOwner {
   // REQUIRES: no other call on this PoolingMemp runs meanwhile.
   void Clear() {
     shared_.WithRegions([this](RegionSet& shared) {
-      absl::MutexLock hold(&bindings_mu_);
+      NoWaitLock hold(&bindings_mu_);
       bound_.Clear();
+      for (auto& [begin, range] : bound_ranges_) records_.Release(range.record);
       bound_ranges_.clear();
       pools_.clear();
-      retired_peak_ = 0;
       retired_failed_ = retired_invalid_ = 0;
+      totals_.used.store(0, std::memory_order_relaxed);
+      totals_.peak.store(0, std::memory_order_relaxed);
       clear_generation_.fetch_add(1, std::memory_order_relaxed);
       epoch_.fetch_add(1, std::memory_order_release);
       shared.Clear();
@@ -303,7 +468,11 @@ class PoolingMemp final : private ThreadStateOwner {
       PoolExhaustion on_exhaustion = PoolExhaustion::kFallBackToShared) {
     Pool* pool = SyncedPool();
     if (pool == nullptr) {
-      pool = static_cast<Pool*>(RegisterThreadState(this, NewPool()));
+      pool = NewPool();
+      if (pool == nullptr) {
+        return absl::ResourceExhaustedError("no memory for a pool's queue");
+      }
+      pool = static_cast<Pool*>(RegisterThreadState(this, pool));
     }
     return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
       const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
@@ -322,19 +491,40 @@ class PoolingMemp final : private ThreadStateOwner {
         absl::Status s = pool->regions.SetDebugOptions(shared.debug_options());
         if (!s.ok()) return s;
       }
-      absl::StatusOr<RegionSet::DetachedRegion> region = shared.Detach(begin);
+      absl::StatusOr<RegionSet::DetachedRegion> region =
+          Counted(shared, [&] { return shared.Detach(begin); });
       if (!region.ok()) return region.status();
       const uintptr_t e = reinterpret_cast<uintptr_t>(region->end());
       if (absl::Status s = pool->regions.Attach(*region); !s.ok()) {
         // Cannot happen (regions of one front-end are disjoint); put it back.
-        shared.Attach(*region).IgnoreError();
+        Counted(shared, [&] { return shared.Attach(*region); }).IgnoreError();
         return s;
       }
       pool->on_exhaustion = on_exhaustion;
-      bound_.Insert({b, e, pool});
       {
-        absl::MutexLock hold(&bindings_mu_);
-        bound_ranges_[b] = BoundRange{e, pool};
+        NoWaitLock hold(&bindings_mu_);
+        BoundRegion* record = records_.New();
+        RegionTable::Entry payload;
+        if (record == nullptr || !pool->regions.table().Find(e - 1, &payload)) {
+          // No memory for the record (or no payload: cannot happen); put
+          // the region back.
+          if (record != nullptr) records_.Release(record);
+          absl::StatusOr<RegionSet::DetachedRegion> back =
+              pool->regions.Detach(begin);
+          pool->Publish();  // the pool's side first: never counted twice
+          if (back.ok()) {
+            Counted(shared, [&] { return shared.Attach(*back); }).IgnoreError();
+          }
+          return absl::ResourceExhaustedError("no memory for a binding");
+        }
+        constexpr auto kRelaxed = std::memory_order_relaxed;
+        record->heap.store(static_cast<const tlsf::Heap*>(payload.heap),
+                           kRelaxed);
+        record->payload_begin.store(payload.begin, kRelaxed);
+        record->queue.store(pool->queue, kRelaxed);
+        record->pool.store(pool, kRelaxed);
+        bound_.Insert({b, e, record});  // publishes the record (release)
+        bound_ranges_[b] = BoundRange{e, pool, record};
         if (std::find(pools_.begin(), pools_.end(), pool) == pools_.end()) {
           pools_.push_back(pool);
         }
@@ -375,7 +565,12 @@ class PoolingMemp final : private ThreadStateOwner {
     return AllocateWith(
         bytes, tlsf::kAlignment,
         [bytes](RegionSet& r) { return r.Allocate(bytes); },
-        [this, bytes] { return shared_.Allocate(bytes); });
+        [this, bytes] {
+          return shared_.AllocateWith(
+              bytes, tlsf::kAlignment, [this, bytes](RegionSet& r) {
+                return Counted(r, [&] { return r.Allocate(bytes); });
+              });
+        });
   }
   void* AllocateAligned(size_t alignment, size_t bytes) noexcept {
     return AllocateWith(
@@ -383,9 +578,7 @@ class PoolingMemp final : private ThreadStateOwner {
         [alignment, bytes](RegionSet& r) {
           return r.AllocateAligned(alignment, bytes);
         },
-        [this, alignment, bytes] {
-          return shared_.AllocateAligned(alignment, bytes);
-        });
+        [this, alignment, bytes] { return SharedAligned(alignment, bytes); });
   }
   void* Calloc(size_t count, size_t size,
                const BlockTag* tag = nullptr) noexcept {
@@ -437,7 +630,7 @@ class PoolingMemp final : private ThreadStateOwner {
           if (block != nullptr) r.SetTag(block, tag);
           return block;
         },
-        [&] { return shared_.AllocateTagged(alignment, bytes, tag); });
+        [&] { return SharedTagged(alignment, bytes, tag); });
   }
   void* ReallocateTagged(void* ptr, size_t bytes, const BlockTag& tag) {
     return ReallocateWith(ptr, bytes, &tag);
@@ -448,7 +641,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // pool once.
   void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
     {
-      absl::MutexLock hold(&handlers_mu_);
+      NoWaitLock hold(&handlers_mu_);
       oom_handler_ = handler;
       oom_context_ = context;
     }
@@ -456,13 +649,13 @@ class PoolingMemp final : private ThreadStateOwner {
   }
   // As Memp's; one of the two handlers is in force at a time.
   void SetErrorHandler(MempErrorHandler handler, void* context) {
-    absl::MutexLock hold(&handlers_mu_);
+    NoWaitLock hold(&handlers_mu_);
     error_handler_ = handler;
     report_handler_ = nullptr;
     error_context_ = context;
   }
   void SetReportHandler(MempReportHandler handler, void* context) {
-    absl::MutexLock hold(&handlers_mu_);
+    NoWaitLock hold(&handlers_mu_);
     report_handler_ = handler;
     error_handler_ = nullptr;
     error_context_ = context;
@@ -474,7 +667,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // Pools take the modes when they bind their first region.
   absl::Status SetDebugOptions(const DebugOptions& options) {
     return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
-      absl::MutexLock hold(&bindings_mu_);
+      NoWaitLock hold(&bindings_mu_);
       if (!bound_ranges_.empty()) {
         return absl::FailedPreconditionError(
             "debug modes can only change while there is no region");
@@ -508,8 +701,7 @@ class PoolingMemp final : private ThreadStateOwner {
       total.failed_allocations -=
           std::min(total.failed_allocations,
                    shared_uncounted_failures_.load(std::memory_order_relaxed));
-      absl::MutexLock hold(&bindings_mu_);
-      total.peak_used_bytes += retired_peak_;
+      NoWaitLock hold(&bindings_mu_);
       total.failed_allocations += retired_failed_;
       total.invalid_frees += retired_invalid_;
       for (const Pool* pool : pools_) {
@@ -517,19 +709,23 @@ class PoolingMemp final : private ThreadStateOwner {
         total.capacity_bytes += s.capacity_bytes;
         total.used_bytes += s.used_bytes;
         total.free_bytes += s.free_bytes;
-        total.peak_used_bytes += s.peak_used_bytes;
         total.live_blocks += s.live_blocks;
         total.region_count += s.region_count;
         total.failed_allocations += s.failed_allocations;
         total.invalid_frees += s.invalid_frees;
       }
+      // The true peak (the sum's, not a sum of peaks); never below the
+      // used bytes just summed, which may include a change whose delta is
+      // still on its way to totals_.
+      total.peak_used_bytes = std::max(
+          totals_.peak.load(std::memory_order_relaxed), total.used_bytes);
     });
   }
   // Every pool with at least one region, in binding order.
   PoolStatsList ProbePools() const {
     return shared_.WithRegions([this](const RegionSet&) {
       PoolStatsList out;
-      absl::MutexLock hold(&bindings_mu_);
+      NoWaitLock hold(&bindings_mu_);
       for (const Pool* pool : pools_) {
         PoolStats stats = pool->Published();
         if (stats.stats.region_count != 0) out.push_back(stats);
@@ -555,10 +751,8 @@ class PoolingMemp final : private ThreadStateOwner {
   // other pool's at its thread's next call.
   void ResetPeak() noexcept {
     epoch_.fetch_add(1, std::memory_order_release);
-    {
-      absl::MutexLock hold(&bindings_mu_);
-      retired_peak_ = 0;
-    }
+    totals_.peak.store(totals_.used.load(std::memory_order_relaxed),
+                       std::memory_order_relaxed);
     shared_.ResetPeak();
     SyncedPool();  // catches up with the new epoch
   }
@@ -580,35 +774,51 @@ class PoolingMemp final : private ThreadStateOwner {
   // Fork support, as Memp's: every lock of this front-end, in lock order.
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.LockForFork();
-    bindings_mu_.Lock();
-    for (Pool* pool : pools_) pool->remote_mu.Lock();
-    handlers_mu_.Lock();
+    LockWithoutWaiting(bindings_mu_);
+    LockWithoutWaiting(handlers_mu_);
   }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     handlers_mu_.Unlock();
-    for (Pool* pool : pools_) pool->remote_mu.Unlock();
     bindings_mu_.Unlock();
     shared_.UnlockAfterFork();
   }
   void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     new (&handlers_mu_) absl::Mutex();
-    for (Pool* pool : pools_) new (&pool->remote_mu) absl::Mutex();
     new (&bindings_mu_) absl::Mutex();
     shared_.ResetLockInForkChild();
   }
 
  private:
+  using BoundRegion = thread_pool_internal::BoundRegion;
+  using RemoteBlock = thread_pool_internal::RemoteBlock;
+  using RemoteQueue = thread_pool_internal::RemoteQueue;
+  static constexpr uintptr_t kClosed = thread_pool_internal::kClosed;
+
   struct BoundRange {
     uintptr_t end;
     Pool* pool;
+    BoundRegion* record;
   };
 
+  // The pool a bound_ entry names. REQUIRES: the shared lock (which keeps
+  // the binding, and so the record, as found).
   static Pool* PoolOf(const RegionTable::Entry& entry) {
-    return const_cast<Pool*>(static_cast<const Pool*>(entry.heap));
+    return static_cast<const BoundRegion*>(entry.heap)
+        ->pool.load(std::memory_order_relaxed);
   }
 
+  // A new pool with its queue; nullptr if the queue's memory cannot be had.
   Pool* NewPool() {
+    RemoteQueue* queue;
+    {
+      NoWaitLock hold(&bindings_mu_);
+      queue = queues_.New();
+    }
+    if (queue == nullptr) return nullptr;
+    queue->head.store(0, std::memory_order_relaxed);
     Pool* pool = new Pool;  // in the metadata arena (a ThreadState)
+    pool->queue = queue;
+    pool->totals = &totals_;
     pool->regions.SetReportHandler(&PoolingMemp::ForwardReport, this);
     pool->generation = clear_generation_.load(std::memory_order_relaxed);
     pool->seen_epoch = epoch_.load(std::memory_order_acquire);
@@ -623,8 +833,8 @@ class PoolingMemp final : private ThreadStateOwner {
     Pool* const pool = static_cast<Pool*>(state);
     const uint64_t epoch = epoch_.load(std::memory_order_acquire);
     if (pool->seen_epoch != epoch) CatchUp(pool, epoch);
-    if (pool->has_remote.load(std::memory_order_relaxed)) {
-      ApplyRemoteFrees(pool);
+    if (pool->queue->head.load(std::memory_order_relaxed) != 0) {
+      ApplyRemoteFrees(pool, nullptr);
     }
     return pool;
   }
@@ -641,11 +851,9 @@ class PoolingMemp final : private ThreadStateOwner {
         clear_generation_.load(std::memory_order_relaxed);
     if (pool->generation != generation) {
       pool->regions.Clear();
-      {
-        absl::MutexLock hold(&pool->remote_mu);
-        pool->remote.clear();
-        pool->has_remote.store(false, std::memory_order_relaxed);
-      }
+      // Queued blocks lie in forgotten regions: dropped, not touched.
+      pool->queue->head.store(0, std::memory_order_relaxed);
+      pool->accounted_used = 0;  // Clear zeroed the totals
       pool->generation = generation;
       pool->fallbacks = pool->uncounted_failures = 0;
     } else {
@@ -655,16 +863,116 @@ class PoolingMemp final : private ThreadStateOwner {
     pool->Publish();
   }
 
-  // Applies the frees other threads queued to `pool`. Owner only.
-  ABSL_ATTRIBUTE_NOINLINE static void ApplyRemoteFrees(Pool* pool) {
-    {
-      absl::MutexLock hold(&pool->remote_mu);
-      std::swap(pool->remote, pool->applying);
-      pool->has_remote.store(false, std::memory_order_relaxed);
+  // Runs fn() on the shared regions `shared` (under the shared lock) and
+  // adds the change of their used bytes to totals_.
+  template <typename Fn>
+  auto Counted(RegionSet& shared, Fn fn) {
+    const size_t before = shared.Probe().used_bytes;
+    auto result = fn();
+    totals_.Add(shared.Probe().used_bytes - before);
+    return result;
+  }
+  // Allocations from the shared regions, counted in totals_, with Memp's
+  // out-of-memory handling.
+  void* SharedAligned(size_t alignment, size_t bytes) {
+    return shared_.AllocateWith(bytes, alignment, [&](RegionSet& r) {
+      return Counted(r, [&] { return r.AllocateAligned(alignment, bytes); });
+    });
+  }
+  void* SharedTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
+    return shared_.AllocateWith(bytes, alignment, [&](RegionSet& r) {
+      return Counted(r, [&] {
+        void* p = r.AllocateAligned(alignment, bytes);
+        if (p != nullptr) r.SetTag(p, tag);
+        return p;
+      });
+    });
+  }
+
+  // Applies the frees other threads queued to `pool`: takes the whole list
+  // with one exchange and frees each block into the pool's regions; a block
+  // not in them (its region was unbound meanwhile, or the push raced a
+  // reuse of a binding's record) is routed again as any free from another
+  // thread. `shared` is the shared regions when the caller holds the shared
+  // lock, else nullptr. Owner only. O(queued blocks); no allocation.
+  ABSL_ATTRIBUTE_NOINLINE void ApplyRemoteFrees(Pool* pool, RegionSet* shared) {
+    uintptr_t list = pool->queue->head.exchange(0, std::memory_order_acquire);
+    if (list == kClosed) {  // cannot happen on a live owner; keep it closed
+      pool->queue->head.store(kClosed, std::memory_order_relaxed);
+      return;
     }
-    for (void* ptr : pool->applying) pool->regions.Free(ptr);
-    pool->applying.clear();
+    ApplyList(pool, list, shared);
     pool->Publish();
+  }
+  void ApplyList(Pool* pool, uintptr_t list, RegionSet* shared) {
+    while (list != 0 && list != kClosed) {
+      // Every link is checked before it is followed: a write into a queued
+      // block (a use after free) must not send the owner into wild memory.
+      if (ABSL_PREDICT_FALSE(!IsQueuedBlock(pool, list))) {
+        DropDamagedList(list, shared);
+        return;
+      }
+      auto* block = reinterpret_cast<RemoteBlock*>(list);
+      list = block->next;
+      // Unclaimed before the heap sees it (a later free must not find it
+      // queued).
+      __atomic_store_n(&block->marker, 0, __ATOMIC_RELEASE);
+      if (pool->regions.Contains(block)) {
+        pool->regions.Free(block);
+      } else {
+        RouteAgain(block, shared);
+      }
+    }
+  }
+  // Whether `address` may be trusted as a queued block: aligned, whole
+  // inside a region of this front-end (the pool's own, a bound one, or a
+  // shared one: found through lock-free tables, so nothing outside a region
+  // is read), and carrying its marker.
+  bool IsQueuedBlock(Pool* pool, uintptr_t address) const {
+    if (address % tlsf::kAlignment != 0) return false;
+    RegionTable::Entry entry;
+    if (!pool->regions.table().Find(address, &entry) &&
+        !bound_.Find(address, &entry) &&
+        !shared_table_->Find(address, &entry)) {
+      return false;
+    }
+    if (entry.end - address < sizeof(RemoteBlock)) return false;
+    const auto* block = reinterpret_cast<const RemoteBlock*>(address);
+    return __atomic_load_n(&block->marker, __ATOMIC_ACQUIRE) ==
+           (address ^ marker_key_);
+  }
+  // The rest of a remote-free list from a damaged link on is dropped (those
+  // blocks stay allocated, never reused), reported once.
+  ABSL_ATTRIBUTE_NOINLINE void DropDamagedList(uintptr_t link,
+                                               RegionSet* shared) {
+    const void* ptr = reinterpret_cast<const void*>(link);
+    if (shared != nullptr) {
+      shared->ReportMisuse(MempError::kUseAfterFreeWrite, ptr);
+      return;
+    }
+    shared_.WithRegions([ptr](RegionSet& r) {
+      r.ReportMisuse(MempError::kUseAfterFreeWrite, ptr);
+      return 0;
+    });
+  }
+
+  // A block found in a queue it does not belong to: freed as a free from
+  // another thread would be.
+  void RouteAgain(void* ptr, RegionSet* shared) {
+    if (shared == nullptr) {
+      FreeElsewhere(ptr);
+      return;
+    }
+    switch (PushRemote(ptr)) {
+      case kQueued:
+        return;
+      case kQueuedTwice:
+        shared->ReportMisuse(MempError::kDoubleFree, ptr);
+        return;
+      case kTakeLock:
+        FreeLocked(*shared, ptr);
+        return;
+    }
   }
 
   // Runs attempt(pool->regions); on a failure for lack of space, asks the
@@ -770,7 +1078,7 @@ class PoolingMemp final : private ThreadStateOwner {
       if (shared.Contains(ptr)) {
         const uint64_t failed_before = shared.failed_allocations();
         usable = shared.UsableSize(ptr);
-        result = shared.Reallocate(ptr, bytes);
+        result = Counted(shared, [&] { return shared.Reallocate(ptr, bytes); });
         if (result != nullptr && tag != nullptr) shared.SetTag(result, *tag);
         if (result != nullptr || usable == 0 ||
             shared.failed_allocations() == failed_before) {
@@ -787,7 +1095,8 @@ class PoolingMemp final : private ThreadStateOwner {
       }
       const tlsf::Heap* heap = BoundHeapOf(ptr);
       if (heap == nullptr) {
-        result = shared.Reallocate(ptr, bytes);  // reports a foreign pointer
+        // Reports a foreign pointer.
+        result = Counted(shared, [&] { return shared.Reallocate(ptr, bytes); });
         return kDone;
       }
       usable = heap->UsableSize(ptr);
@@ -811,8 +1120,8 @@ class PoolingMemp final : private ThreadStateOwner {
     alignment = std::max(alignment, tlsf::kAlignment);
     void* moved = nullptr;
     if (shared_only) {
-      moved = tag != nullptr ? shared_.AllocateTagged(alignment, bytes, *tag)
-                             : shared_.AllocateAligned(alignment, bytes);
+      moved = tag != nullptr ? SharedTagged(alignment, bytes, *tag)
+                             : SharedAligned(alignment, bytes);
     } else {
       moved = tag != nullptr ? AllocateTagged(alignment, bytes, *tag)
                              : AllocateAligned(alignment, bytes);
@@ -849,34 +1158,98 @@ class PoolingMemp final : private ThreadStateOwner {
     return static_cast<const tlsf::Heap*>(region.heap);
   }
 
-  // A free of a block outside the calling thread's pool: into the shared
-  // regions, or queued to the pool that owns it. One shared lock.
-  ABSL_ATTRIBUTE_NOINLINE bool FreeElsewhere(void* ptr) {
-    return shared_.WithRegions([&](RegionSet& shared) {
-      if (shared.Contains(ptr)) return shared.Free(ptr);
-      RegionTable::Entry bound;
-      if (!bound_.Find(reinterpret_cast<uintptr_t>(ptr), &bound)) {
-        return shared.Free(ptr);  // reports a foreign pointer
+  enum PushOutcome { kQueued, kQueuedTwice, kTakeLock };
+
+  // Queues ptr to the pool whose bound region holds it, without a lock:
+  // kQueued; kQueuedTwice if it is queued already (a double free); kTakeLock
+  // when it is not a live block of a bound region, or its owner has exited
+  // (nothing was written). See the top for why a bad pointer cannot hurt.
+  PushOutcome PushRemote(void* ptr) noexcept {
+    const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
+    RegionTable::Entry entry;
+    if (!bound_.Find(address, &entry)) return kTakeLock;
+    const auto* record = static_cast<const BoundRegion*>(entry.heap);
+    constexpr auto kRelaxed = std::memory_order_relaxed;
+    const tlsf::Heap* heap = record->heap.load(kRelaxed);
+    RemoteQueue* queue = record->queue.load(kRelaxed);
+    if (heap == nullptr || queue == nullptr ||
+        address < record->payload_begin.load(kRelaxed) ||
+        heap->UsableSizeIfFreeable(ptr) < sizeof(RemoteBlock)) {
+      return kTakeLock;
+    }
+    auto* block = static_cast<RemoteBlock*>(ptr);
+    const uintptr_t marker = address ^ marker_key_;
+    uintptr_t seen = __atomic_load_n(&block->marker, __ATOMIC_RELAXED);
+    do {
+      if (seen == marker) return kQueuedTwice;
+    } while (!__atomic_compare_exchange_n(&block->marker, &seen, marker,
+                                          /*weak=*/true, __ATOMIC_ACQ_REL,
+                                          __ATOMIC_RELAXED));
+    uintptr_t head = queue->head.load(kRelaxed);
+    do {
+      if (head == kClosed) {
+        __atomic_store_n(&block->marker, 0, __ATOMIC_RELEASE);
+        return kTakeLock;
       }
-      Pool* const owner = PoolOf(bound);
-      absl::MutexLock hold(&owner->remote_mu);
-      owner->remote.push_back(ptr);
-      owner->has_remote.store(true, std::memory_order_relaxed);
-      return true;
-    });
+      block->next = head;
+    } while (!queue->head.compare_exchange_weak(
+        head, address, std::memory_order_release, kRelaxed));
+    return kQueued;
+  }
+
+  // A free of a block outside the calling thread's pool: queued to the pool
+  // that owns it, lock-free; or into the shared regions (or reported) under
+  // the shared lock.
+  ABSL_ATTRIBUTE_NOINLINE bool FreeElsewhere(void* ptr) {
+    switch (PushRemote(ptr)) {
+      case kQueued:
+        return true;
+      case kQueuedTwice:
+        shared_.WithRegions([ptr](RegionSet& shared) {
+          shared.ReportMisuse(MempError::kDoubleFree, ptr);
+          return 0;
+        });
+        return false;
+      case kTakeLock:
+        break;
+    }
+    return shared_.WithRegions(
+        [&](RegionSet& shared) { return FreeLocked(shared, ptr); });
+  }
+  // FreeElsewhere's locked path. REQUIRES: the shared lock.
+  bool FreeLocked(RegionSet& shared, void* ptr) {
+    if (shared.Contains(ptr)) {
+      return Counted(shared, [&] { return shared.Free(ptr); });
+    }
+    const tlsf::Heap* heap = BoundHeapOf(ptr);
+    if (heap == nullptr) return shared.Free(ptr);  // a foreign pointer
+    // In a bound region but not a live block there, or the push raced the
+    // owner's exit and the region is still on its way back: retry the
+    // push once, else report.
+    if (heap->UsableSize(ptr) != 0) {
+      const PushOutcome again = PushRemote(ptr);
+      if (again == kQueued) return true;
+      if (again == kQueuedTwice) {
+        shared.ReportMisuse(MempError::kDoubleFree, ptr);
+        return false;
+      }
+    }
+    shared.ReportMisuse(MempError::kInvalidFree, ptr);
+    return false;
   }
 
   // Moves every region of `pool` back into `shared`, applying queued frees
   // first. REQUIRES: the shared lock (inside WithRegions), on the pool's
   // thread.
   void ReturnRegions(RegionSet& shared, Pool* pool) {
-    ApplyRemoteFrees(pool);
+    ApplyRemoteFrees(pool, &shared);
     for (const RegionStats& r : pool->regions.ProbeRegions()) {
       absl::StatusOr<RegionSet::DetachedRegion> region =
           pool->regions.Detach(r.begin);
       if (!region.ok()) continue;
+      pool->PublishUsage();  // the pool's side first: never counted twice
       // Regions of one front-end are disjoint, so this cannot fail.
-      shared.Attach(*region).IgnoreError();
+      Counted(shared, [&] { return shared.Attach(*region); }).IgnoreError();
       Unbound(reinterpret_cast<uintptr_t>(r.begin));
     }
     pool->Publish();
@@ -887,25 +1260,41 @@ class PoolingMemp final : private ThreadStateOwner {
   // REQUIRES: shared lock.
   void Unbound(uintptr_t begin) {
     bound_.Erase(begin);
-    absl::MutexLock hold(&bindings_mu_);
-    bound_ranges_.erase(begin);
+    NoWaitLock hold(&bindings_mu_);
+    auto it = bound_ranges_.find(begin);
+    if (it == bound_ranges_.end()) return;
+    records_.Release(it->second.record);
+    bound_ranges_.erase(it);
   }
 
   void OnThreadExit(ThreadState* state) override {
     Pool* const pool = static_cast<Pool*>(state);
     if (pool->generation != clear_generation_.load(std::memory_order_relaxed)) {
-      return;  // its regions were forgotten by Clear
+      // Its regions were forgotten by Clear: so are its queued blocks.
+      shared_.WithRegions([&](RegionSet&) {
+        pool->queue->head.store(kClosed, std::memory_order_release);
+        NoWaitLock hold(&bindings_mu_);
+        queues_.Release(pool->queue);
+        return 0;
+      });
+      return;
     }
     shared_.WithRegions([&](RegionSet& shared) {
       ReturnRegions(shared, pool);
+      // Close the queue: a push racing this exit either landed before the
+      // exchange (applied here; its block is now in the shared regions) or
+      // finds it closed and takes the shared lock, after this.
+      ApplyList(pool,
+                pool->queue->head.exchange(kClosed, std::memory_order_acq_rel),
+                &shared);
       // Its peak and its counts of failures and misuse outlive it.
       const PoolStats last = pool->Published();
-      absl::MutexLock hold(&bindings_mu_);
-      retired_peak_ += last.stats.peak_used_bytes;
+      NoWaitLock hold(&bindings_mu_);
       retired_failed_ += last.stats.failed_allocations;
       retired_invalid_ += last.stats.invalid_frees;
       pools_.erase(std::remove(pools_.begin(), pools_.end(), pool),
                    pools_.end());
+      queues_.Release(pool->queue);
       return 0;
     });
   }
@@ -914,7 +1303,7 @@ class PoolingMemp final : private ThreadStateOwner {
     OutOfMemoryHandler handler;
     void* context;
     {
-      absl::MutexLock hold(&handlers_mu_);
+      NoWaitLock hold(&handlers_mu_);
       handler = oom_handler_;
       context = oom_context_;
     }
@@ -934,7 +1323,7 @@ class PoolingMemp final : private ThreadStateOwner {
     MempReportHandler report_handler;
     void* handler_context;
     {
-      absl::MutexLock hold(&self->handlers_mu_);
+      NoWaitLock hold(&self->handlers_mu_);
       error_handler = self->error_handler_;
       report_handler = self->report_handler_;
       handler_context = self->error_context_;
@@ -949,6 +1338,9 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   Memp<LockPolicy> shared_;
+  // The shared regions' table, for lock-free lookups (it lives as long as
+  // shared_).
+  const RegionTable* shared_table_ = nullptr;
   // Bound regions: [begin, end) -> Pool*, for lock-free reads. Written only
   // under the shared lock (inside shared_.WithRegions).
   RegionTable bound_;
@@ -959,9 +1351,17 @@ class PoolingMemp final : private ThreadStateOwner {
   // Failures the shared regions counted for a reallocation that was then
   // served elsewhere; Probe subtracts them.
   std::atomic<uint64_t> shared_uncounted_failures_{0};
-  // Lock order: the shared lock, bindings_mu_, a pool's remote_mu.
+  // Lock order: the shared lock, then bindings_mu_.
   mutable absl::Mutex bindings_mu_;
-  // (Both in the metadata arena: binding never calls operator new.)
+  // bound_'s records and the pools' queues (see the top): type-stable
+  // records from the metadata arena.
+  thread_pool_internal::StableRecords<BoundRegion> records_
+      ABSL_GUARDED_BY(bindings_mu_);
+  thread_pool_internal::StableRecords<RemoteQueue> queues_
+      ABSL_GUARDED_BY(bindings_mu_);
+  const uintptr_t marker_key_;  // a queued block's marker: address ^ key
+  thread_pool_internal::UsageTotals totals_;
+  // (In the metadata arena: binding never calls operator new.)
   absl::btree_map<uintptr_t, BoundRange, std::less<uintptr_t>,
                   ArenaAllocator<std::pair<const uintptr_t, BoundRange>>>
       bound_ranges_ ABSL_GUARDED_BY(bindings_mu_);
@@ -969,7 +1369,6 @@ class PoolingMemp final : private ThreadStateOwner {
   std::vector<Pool*, ArenaAllocator<Pool*>> pools_
       ABSL_GUARDED_BY(bindings_mu_);
   // Figures of pools whose threads exited.
-  size_t retired_peak_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   uint64_t retired_failed_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   uint64_t retired_invalid_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   absl::Mutex handlers_mu_;

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -405,9 +406,10 @@ TYPED_TEST(PoolingMempTest, MisuseIsReportedAndChangesNothing) {
   });
   EXPECT_EQ(this->misuse_.count(), 1u);
   EXPECT_EQ(this->misuse_.last(), MempError::kDoubleFree);
-  // From another thread: queued, reported when the owner applies it.
-  EXPECT_TRUE(this->memp_.Free(p));
-  EXPECT_TRUE(this->memp_.Free(static_cast<char*>(keep) + 8));  // interior
+  // From another thread: the header is checked before anything is queued,
+  // so both are reported at the call, on this thread.
+  EXPECT_FALSE(this->memp_.Free(p));
+  EXPECT_FALSE(this->memp_.Free(static_cast<char*>(keep) + 8));  // interior
   owner.Run([&] { this->memp_.Check().IgnoreError(); });
   EXPECT_EQ(this->misuse_.count(), 3u);
   int local = 0;
@@ -422,6 +424,135 @@ TYPED_TEST(PoolingMempTest, MisuseIsReportedAndChangesNothing) {
     this->memp_.Free(keep);
   });
   EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+}
+
+// Cross-thread frees are pushed lock-free onto the owner's list while the
+// owner unbinds (even rounds) or exits (odd rounds): every free is applied
+// exactly once (all bytes free at the end, no misuse report).
+TYPED_TEST(PoolingMempTest, RemoteFreesRacingUnbindAndExitAreAppliedOnce) {
+  Region own;
+  ASSERT_TRUE(this->memp_.AddRegion(own.begin(), own.bytes).ok());
+  constexpr int kRounds = 20;
+  constexpr int kBlocks = 400;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<void*> blocks;
+    std::atomic<bool> published{false};
+    std::atomic<int> freers_done{0};
+    std::thread owner([&] {
+      ASSERT_TRUE(this->memp_.BindThisThread(own.begin()).ok());
+      for (int i = 0; i < kBlocks; ++i) {
+        void* p = this->memp_.Allocate(16 + (i * 37) % 500);
+        ASSERT_TRUE(own.Holds(p));
+        blocks.push_back(p);
+      }
+      published.store(true, std::memory_order_release);
+      if (round % 2 == 0) {
+        // Unbind mid-stream, then keep calling: later frees find the
+        // blocks in the shared regions.
+        EXPECT_TRUE(this->memp_.UnbindThisThread().ok());
+        while (freers_done.load() != 2) this->memp_.SyncThisThread();
+      }
+      // Odd rounds: exit at once, while the frees are still coming.
+    });
+    auto freer = [&](int half) {
+      while (!published.load(std::memory_order_acquire)) {
+        std::this_thread::yield();
+      }
+      for (int i = half; i < kBlocks; i += 2) {
+        EXPECT_TRUE(this->memp_.Free(blocks[i]));
+      }
+      freers_done.fetch_add(1);
+    };
+    std::thread a(freer, 0), b(freer, 1);
+    a.join();
+    b.join();
+    owner.join();
+    const MempStats s = this->memp_.Probe();
+    ASSERT_EQ(s.used_bytes, 0u) << "round " << round;
+    ASSERT_EQ(s.live_blocks, 0u) << "round " << round;
+    ASSERT_EQ(this->misuse_.count(), 0u) << "round " << round;
+    ASSERT_TRUE(this->memp_.Check().ok());
+  }
+}
+
+// Two pools peak at different times: peak_used_bytes is the most the whole
+// front-end held at once, not the sum of each pool's peak.
+TYPED_TEST(PoolingMempTest, PeakIsTheTrueMaxOfTheSumNotTheSumOfPeaks) {
+  Region a_region, b_region;
+  Worker a, b;
+  std::vector<void*> a_blocks, b_blocks;
+  a.Run([&] {
+    this->BindHere(a_region);
+    for (int i = 0; i < 100; ++i)
+      a_blocks.push_back(this->memp_.Allocate(1000));
+  });
+  const size_t a_top = this->memp_.Probe().used_bytes;  // A's own peak
+  a.Run([&] {
+    for (int i = 0; i < 60; ++i) this->memp_.Free(a_blocks[i]);
+  });
+  b.Run([&] {
+    this->BindHere(b_region);
+    for (int i = 0; i < 80; ++i) b_blocks.push_back(this->memp_.Allocate(1000));
+  });
+  const size_t both = this->memp_.Probe().used_bytes;  // A's 40 + B's 80
+  b.Run([&] {
+    for (void* p : b_blocks) this->memp_.Free(p);
+  });
+  a.Run([&] {
+    for (int i = 60; i < 100; ++i) this->memp_.Free(a_blocks[i]);
+  });
+  const MempStats s = this->memp_.Probe();
+  EXPECT_EQ(s.used_bytes, 0u);
+  EXPECT_GT(both, a_top);
+  EXPECT_EQ(s.peak_used_bytes, std::max(a_top, both));
+  // Each pool's own peak is still its own.
+  size_t sum_of_peaks = 0;
+  for (const PoolStats& pool : this->memp_.ProbePools()) {
+    sum_of_peaks += pool.stats.peak_used_bytes;
+  }
+  EXPECT_GT(sum_of_peaks, s.peak_used_bytes);
+  // The shared regions count too: a shared block on top of both.
+  void* shared = this->memp_.Allocate(5000);  // this thread has no pool
+  ASSERT_TRUE(this->shared_.Holds(shared));
+  const size_t with_shared = this->memp_.Probe().used_bytes;
+  this->memp_.Free(shared);
+  EXPECT_EQ(this->memp_.Probe().peak_used_bytes,
+            std::max({a_top, both, with_shared}));
+  this->memp_.ResetPeak();
+  EXPECT_EQ(this->memp_.Probe().peak_used_bytes, 0u);
+}
+
+// A write into a block queued to its owner (a use after free) damages the
+// list's link: the owner stops there, reports it once and does not follow.
+TYPED_TEST(PoolingMempTest, DamagedRemoteFreeLinkIsDroppedNotFollowed) {
+  Region own;
+  Worker owner;
+  void* a = nullptr;
+  void* b = nullptr;
+  owner.Run([&] {
+    this->BindHere(own);
+    a = this->memp_.Allocate(64);
+    b = this->memp_.Allocate(64);
+  });
+  std::thread freer([&] {
+    EXPECT_TRUE(this->memp_.Free(a));
+    EXPECT_TRUE(this->memp_.Free(b));  // the list: b -> a
+  });
+  freer.join();
+  uintptr_t wild = 0xdead0000;
+  std::memcpy(b, &wild, sizeof(wild));  // b's link now points nowhere
+  owner.Run([&] {
+    EXPECT_TRUE(this->memp_.SyncThisThread());
+    EXPECT_TRUE(this->memp_.Check().ok());
+  });
+  EXPECT_EQ(this->misuse_.count(), 1u);
+  EXPECT_EQ(this->misuse_.last(), MempError::kUseAfterFreeWrite);
+  // b was applied (its marker was intact); a, after the damaged link, was
+  // dropped and stays allocated.
+  owner.Run([&] {
+    const MempStats s = this->memp_.Probe();
+    EXPECT_EQ(s.live_blocks, 1u);
+  });
 }
 
 TYPED_TEST(PoolingMempTest, ReallocateAcrossPools) {

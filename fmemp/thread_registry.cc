@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "fmemp/no_wait_lock.h"
+
 namespace fmemp {
 
 namespace {
@@ -76,7 +78,7 @@ struct RegistryInternals {
 };
 
 void HandBackThreadStates(void* /*unused*/) {
-  absl::MutexLock hold(&RegistryMutex());
+  NoWaitLock hold(&RegistryMutex());
   // Empty the thread's list first: whatever the hooks below do, they find
   // no state of this thread (a new one would be registered afresh).
   ThreadState* s = thread_head;
@@ -123,7 +125,7 @@ ThreadState* ThreadStateForSlow(const ThreadStateOwner* owner) {
 ThreadState* RegisterThreadState(ThreadStateOwner* owner, ThreadState* state) {
   ThreadState* orphans = nullptr;
   {
-    absl::MutexLock hold(&RegistryMutex());
+    NoWaitLock hold(&RegistryMutex());
     // Take out states orphaned by owners destroyed since, so a long-lived
     // thread that uses many short-lived owners does not accumulate them.
     for (ThreadState** link = &thread_head; *link != nullptr;) {
@@ -160,7 +162,7 @@ ThreadState* RegisterThreadState(ThreadStateOwner* owner, ThreadState* state) {
 }
 
 void DetachThreadStates(ThreadStateOwner* owner) {
-  absl::MutexLock hold(&RegistryMutex());
+  NoWaitLock hold(&RegistryMutex());
   for (ThreadState* s = owner->first_; s != nullptr;) {
     ThreadState* next = s->next_in_owner_;
     s->owner_ = nullptr;
@@ -181,7 +183,7 @@ void ForEachThreadState(ThreadStateOwner* owner,
   }
 }
 
-void LockRegistryForFork() { RegistryMutex().Lock(); }
+void LockRegistryForFork() { LockWithoutWaiting(RegistryMutex()); }
 void UnlockRegistryAfterFork() { RegistryMutex().Unlock(); }
 void ResetRegistryInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   ::new (&RegistryMutex()) absl::Mutex();

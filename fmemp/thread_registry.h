@@ -68,7 +68,10 @@ class ThreadState;
 struct RegistryInternals;
 
 // The process-wide lock over every owner's list of thread states. Lock
-// order: this mutex before any front-end lock.
+// order: this mutex before any front-end lock. Take it only with NoWaitLock
+// (fmemp/no_wait_lock.h), as this file's functions and the fork handler
+// do: a blocking Lock() would bring back the false positive a user's TSan
+// build stops on.
 absl::Mutex& RegistryMutex();
 
 class ThreadStateOwner {
