@@ -6,8 +6,9 @@
 # Stages: every test in the default config, every test under ThreadSanitizer,
 # every test under AddressSanitizer + UndefinedBehaviorSanitizer, the clang
 # build with -Werror=thread-safety, and a short libFuzzer smoke run of each
-# fuzz target (once any exist), and tests/outside_workspace/run.sh (fmemp used
-# from another Bazel workspace). Installs what is missing on first use
+# fuzz target (once any exist), tests/outside_workspace/run.sh (fmemp used
+# from another Bazel workspace), and tools/check_docs.py (README.md and docs/
+# name no file, Bazel target or C API name that does not exist). Installs what is missing on first use
 # (tools/setup.sh). Ends with one line: "N passed, N failed", where N counts
 # test targets per configuration plus one per build-only or script stage;
 # exits non-zero if anything failed.
@@ -27,7 +28,7 @@ BAZEL_FLAGS=(
   "--color=no"
   "--curses=no"
 )
-STAGES=${FMEMP_TEST_STAGES:-"default tsan asan tsa fuzz outside"}
+STAGES=${FMEMP_TEST_STAGES:-"docs default tsan asan tsa fuzz outside"}
 
 passed=0
 failed=0
@@ -129,6 +130,10 @@ for stage in ${STAGES}; do
     tsa) build_stage tsa --config=tsa //... ;;
     fuzz) fuzz_stage ;;
     outside) script_stage outside tests/outside_workspace/run.sh ;;
+    docs)
+      script_stage docs-check-self-test python3 tools/check_docs.py --self-test
+      script_stage docs-check python3 tools/check_docs.py
+      ;;
     *) echo "unknown stage ${stage}"; failed=$((failed + 1)) ;;
   esac
 done
