@@ -140,7 +140,7 @@
 #include "fmemp/no_wait_lock.h"
 #include "fmemp/region_set.h"
 #include "fmemp/region_table.h"
-#include "fmemp/thread_cache.h"
+#include "fmemp/size_class_cache.h"
 #include "fmemp/thread_registry.h"
 #include "tlsf/heap.h"
 
@@ -155,7 +155,10 @@ enum class PoolExhaustion {
 // One per-thread pool's figures, as of its thread's last call.
 struct PoolStats {
   uint64_t thread_id = 0;  // the bound thread (gettid)
-  MempStats stats;         // its regions; cached_bytes is 0
+  // Its regions; cached_bytes counts the blocks parked in its cache (not
+  // in used_bytes nor free_bytes), and peak_used_bytes is the pool's own
+  // true peak of used_bytes.
+  MempStats stats;
   uint64_t fallbacks = 0;  // requests it passed to the shared regions
 };
 
@@ -280,6 +283,21 @@ class Pool final : public ThreadState {
  public:
   // --- Owner-only (the bound thread, or its exit hook) ---
   RegionSet regions;
+  // Small free blocks in front of `regions` (fmemp/size_class_cache.h):
+  // the pool is its Source (the members below under "Source").
+  SizeClassCache cache;
+  // kCacheOff: debug modes are on, the cache is bypassed (and empty).
+  // kNoPark: tagging was used, nothing more is parked.
+  uint8_t cache_mode = 0;
+  static constexpr uint8_t kCacheOff = 1;
+  static constexpr uint8_t kNoPark = 2;
+  // The front-end's marker key as of the pool's last catch-up (Clear draws
+  // a new one).
+  uintptr_t cache_key = 0;
+  // The pool's own peak of used bytes (cached blocks not counted), and the
+  // PoolingMemp's peak epoch it was last reset for.
+  size_t peak = 0;
+  uint64_t seen_peak_epoch = 0;
   PoolExhaustion on_exhaustion = PoolExhaustion::kFallBackToShared;
   uint64_t seen_epoch = 0;
   uint64_t generation = 0;  // the PoolingMemp's Clear generation it is of
@@ -299,6 +317,7 @@ class Pool final : public ThreadState {
   // The figures Probe() reads, stored by the owner after each call.
   std::atomic<size_t> published_capacity{0};
   std::atomic<size_t> published_used{0};
+  std::atomic<size_t> published_cached{0};
   std::atomic<size_t> published_peak{0};
   std::atomic<size_t> published_live{0};
   std::atomic<size_t> published_regions{0};
@@ -320,17 +339,45 @@ class Pool final : public ThreadState {
   // free can change: usage, and the misuse a debug mode may find meanwhile.
   // (Failures, fallbacks and regions change only on the paths that call
   // Publish.)
+  // Blocks parked in the cache are live for the heaps but free for the
+  // user: used bytes and live blocks here leave them out, so that the
+  // totals (and so the peaks) count only what the program holds. A refill
+  // or a trim moves bytes between the regions' used and the cache: no
+  // change here.
   void PublishUsage() {
     const MempStats s = regions.Probe();
-    if (s.used_bytes != accounted_used) {
-      totals->Add(s.used_bytes - accounted_used);
-      accounted_used = s.used_bytes;
+    const size_t cached = cache.bytes();
+    const size_t used = s.used_bytes - cached;
+    if (used != accounted_used) {
+      totals->Add(used - accounted_used);
+      accounted_used = used;
     }
+    if (used > peak) peak = used;
     constexpr auto kRelaxed = std::memory_order_relaxed;
-    published_used.store(s.used_bytes, kRelaxed);
-    published_peak.store(s.peak_used_bytes, kRelaxed);
-    published_live.store(s.live_blocks, kRelaxed);
+    published_used.store(used, kRelaxed);
+    published_cached.store(cached, kRelaxed);
+    published_peak.store(peak, kRelaxed);
+    published_live.store(s.live_blocks - cache.blocks(), kRelaxed);
     published_invalid.store(s.invalid_frees, kRelaxed);
+  }
+
+  // --- Source (fmemp/size_class_cache.h): the pool's own regions, no lock
+  // (owner only) ---
+  const RegionTable& table() const { return regions.table(); }
+  uintptr_t marker_key() const { return cache_key; }
+  size_t AllocateBatch(size_t usable, size_t count, void** out) {
+    return regions.AllocateBatch(usable, count, out);
+  }
+  void ReturnChain(ParkedBlock* chain) {
+    while (chain != nullptr) regions.Free(SizeClassCache::TakeFromChain(&chain));
+  }
+  void ReportDamagedLink(const void* link) {
+    regions.ReportMisuse(MempError::kUseAfterFreeWrite, link);
+  }
+  // Returns every parked block to the regions. O(parked blocks).
+  void FlushCache() {
+    cache.ReleaseDownTo(*this, 0);
+    PublishUsage();
   }
 
   PoolStats Published() const {
@@ -340,7 +387,9 @@ class Pool final : public ThreadState {
     MempStats& s = out.stats;
     s.capacity_bytes = published_capacity.load(kRelaxed);
     s.used_bytes = std::min(published_used.load(kRelaxed), s.capacity_bytes);
-    s.free_bytes = s.capacity_bytes - s.used_bytes;
+    s.cached_bytes = std::min(published_cached.load(kRelaxed),
+                              s.capacity_bytes - s.used_bytes);
+    s.free_bytes = s.capacity_bytes - s.used_bytes - s.cached_bytes;
     s.peak_used_bytes = std::max(published_peak.load(kRelaxed), s.used_bytes);
     s.live_blocks = published_live.load(kRelaxed);
     s.region_count = published_regions.load(kRelaxed);
@@ -365,7 +414,7 @@ class PoolingMemp final : private ThreadStateOwner {
   using OutOfMemoryHandler = typename Memp<LockPolicy>::OutOfMemoryHandler;
 
   PoolingMemp()
-      : marker_key_(thread_cache_internal::NewMarkerKey(this, owner_id())) {
+      : marker_key_(NewMarkerKey(this, owner_id())) {
     // The registry's function-local static is set up now, not on some
     // thread's first call (a fork() inside its guard would hang the child).
     RegistryMutex();
@@ -424,6 +473,7 @@ class PoolingMemp final : private ThreadStateOwner {
             begin, owner->thread_id));
       }
       ApplyRemoteFrees(mine, &shared);
+      mine->FlushCache();  // parked blocks never keep a region alive
       absl::Status removed = mine->regions.RemoveRegion(begin);
       if (removed.ok()) Unbound(reinterpret_cast<uintptr_t>(begin));
       mine->Publish();
@@ -444,6 +494,10 @@ class PoolingMemp final : private ThreadStateOwner {
       retired_failed_ = retired_invalid_ = 0;
       totals_.used.store(0, std::memory_order_relaxed);
       totals_.peak.store(0, std::memory_order_relaxed);
+      const uintptr_t old_key = marker_key_.load(std::memory_order_relaxed);
+      uintptr_t key = NewMarkerKey(this, owner_id());
+      if (key == old_key) key ^= 2;  // (the clock may not have moved)
+      marker_key_.store(key, std::memory_order_relaxed);
       clear_generation_.fetch_add(1, std::memory_order_relaxed);
       epoch_.fetch_add(1, std::memory_order_release);
       shared.Clear();
@@ -488,8 +542,14 @@ class PoolingMemp final : private ThreadStateOwner {
       }
       if (!pool->has_regions) {
         // A pool takes the debug modes of the regions it will hold.
-        absl::Status s = pool->regions.SetDebugOptions(shared.debug_options());
+        const DebugOptions& debug = shared.debug_options();
+        absl::Status s = pool->regions.SetDebugOptions(debug);
         if (!s.ok()) return s;
+        // A debug mode checks every block: none may skip it in the cache.
+        pool->cache_mode = static_cast<uint8_t>(
+            (pool->cache_mode & Pool::kNoPark) |
+            (debug.poison || debug.canaries || debug.asan ? Pool::kCacheOff
+                                                          : 0));
       }
       absl::StatusOr<RegionSet::DetachedRegion> region =
           Counted(shared, [&] { return shared.Detach(begin); });
@@ -562,6 +622,20 @@ class PoolingMemp final : private ThreadStateOwner {
   // --- Hot path (Memp's semantics) ---
 
   void* Allocate(size_t bytes) noexcept {
+    // The hit, inline: a pop from the calling thread's pool cache.
+    if (bytes <= SizeClassCache::kMaxCachedRequest) {
+      if (Pool* const pool = BoundPool();
+          pool != nullptr && (pool->cache_mode & Pool::kCacheOff) == 0) {
+        const size_t span = tlsf::SpanForRequest(bytes);
+        void* p = pool->cache.PopFast(span, pool->regions.table(),
+                                      pool->cache_key);
+        if (ABSL_PREDICT_TRUE(p != nullptr)) {
+          pool->PublishUsage();
+          return p;
+        }
+        if (void* taken = TakeFromCache(pool, span)) return taken;
+      }
+    }
     return AllocateWith(
         bytes, tlsf::kAlignment,
         [bytes](RegionSet& r) { return r.Allocate(bytes); },
@@ -573,6 +647,9 @@ class PoolingMemp final : private ThreadStateOwner {
         });
   }
   void* AllocateAligned(size_t alignment, size_t bytes) noexcept {
+    if (alignment <= tlsf::kAlignment && tlsf::IsPowerOfTwo(alignment)) {
+      return Allocate(bytes);
+    }
     return AllocateWith(
         bytes, alignment,
         [alignment, bytes](RegionSet& r) {
@@ -597,16 +674,27 @@ class PoolingMemp final : private ThreadStateOwner {
   bool Free(void* ptr) noexcept {
     if (ptr == nullptr) return true;
     if (Pool* const pool = BoundPool()) {
-      switch (pool->regions.TryFree(ptr)) {
-        case RegionSet::FreeOutcome::kFreed:
-          pool->PublishUsage();
-          return true;
-        case RegionSet::FreeOutcome::kRefused:
-          pool->Publish();  // misuse, counted
-          return false;
-        case RegionSet::FreeOutcome::kOutside:
-          break;
+      // The hit, inline: a live block of a cacheable span in the region of
+      // the pool's last lookup, parked if its marker's claim wins and the
+      // budget has room. Its heap gives the size only if it would free the
+      // block too (UsableSizeIfFreeable), so an overflow is refused and
+      // reported by FreeInPool, as by the heap.
+      if (pool->cache_mode == 0) {
+        const RegionTable::Entry* region = pool->regions.table().FindInHint(
+            reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
+        if (region != nullptr) {
+          const size_t usable = static_cast<const tlsf::Heap*>(region->heap)
+                                    ->UsableSizeIfFreeable(ptr);
+          if (SizeClassCache::IsCacheableUsable(usable) &&
+              pool->cache.TryPush(static_cast<ParkedBlock*>(ptr),
+                                  usable + tlsf::kBlockOverhead,
+                                  pool->cache_key)) {
+            pool->PublishUsage();
+            return true;
+          }
+        }
       }
+      return FreeInPool(pool, ptr);
     }
     return FreeElsewhere(ptr);
   }
@@ -614,15 +702,19 @@ class PoolingMemp final : private ThreadStateOwner {
   // not one.
   size_t UsableSize(const void* ptr) noexcept {
     if (Pool* const pool = BoundPool(); pool && pool->regions.Contains(ptr)) {
-      return pool->regions.UsableSize(ptr);
+      const size_t usable = pool->regions.UsableSize(ptr);
+      return usable != 0 && IsParkedOrQueued(ptr) ? 0 : usable;
     }
     return shared_.WithRegions([&](const RegionSet& shared) -> size_t {
       if (shared.Contains(ptr)) return shared.UsableSize(ptr);
       const tlsf::Heap* heap = BoundHeapOf(ptr);
-      return heap != nullptr ? heap->UsableSize(ptr) : 0;
+      if (heap == nullptr) return size_t{0};
+      const size_t usable = heap->UsableSize(ptr);
+      return usable != 0 && IsParkedOrQueued(ptr) ? 0 : usable;
     });
   }
   void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
+    NoteTagging();
     return AllocateWith(
         bytes, alignment,
         [&](RegionSet& r) {
@@ -633,6 +725,7 @@ class PoolingMemp final : private ThreadStateOwner {
         [&] { return SharedTagged(alignment, bytes, tag); });
   }
   void* ReallocateTagged(void* ptr, size_t bytes, const BlockTag& tag) {
+    NoteTagging();
     return ReallocateWith(ptr, bytes, &tag);
   }
 
@@ -708,6 +801,7 @@ class PoolingMemp final : private ThreadStateOwner {
         const MempStats s = pool->Published().stats;
         total.capacity_bytes += s.capacity_bytes;
         total.used_bytes += s.used_bytes;
+        total.cached_bytes += s.cached_bytes;
         total.free_bytes += s.free_bytes;
         total.live_blocks += s.live_blocks;
         total.region_count += s.region_count;
@@ -750,6 +844,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // The shared regions' peak and the calling thread's pool's now; every
   // other pool's at its thread's next call.
   void ResetPeak() noexcept {
+    peak_epoch_.fetch_add(1, std::memory_order_relaxed);
     epoch_.fetch_add(1, std::memory_order_release);
     totals_.peak.store(totals_.used.load(std::memory_order_relaxed),
                        std::memory_order_relaxed);
@@ -766,6 +861,7 @@ class PoolingMemp final : private ThreadStateOwner {
   void List(absl::FunctionRef<void(absl::string_view)> sink) {
     shared_.List(sink);
     if (Pool* const pool = BoundPool()) {
+      pool->FlushCache();  // the listing shows only blocks in use
       sink(absl::StrFormat("pool of thread %d:", pool->thread_id));
       pool->regions.List(sink);
     }
@@ -822,6 +918,11 @@ class PoolingMemp final : private ThreadStateOwner {
     pool->regions.SetReportHandler(&PoolingMemp::ForwardReport, this);
     pool->generation = clear_generation_.load(std::memory_order_relaxed);
     pool->seen_epoch = epoch_.load(std::memory_order_acquire);
+    pool->seen_peak_epoch = peak_epoch_.load(std::memory_order_relaxed);
+    pool->cache_key = marker_key_.load(std::memory_order_relaxed);
+    if (tagging_used_.load(std::memory_order_relaxed)) {
+      pool->cache_mode |= Pool::kNoPark;
+    }
     return pool;
   }
 
@@ -844,20 +945,94 @@ class PoolingMemp final : private ThreadStateOwner {
     return pool != nullptr && pool->has_regions ? pool : nullptr;
   }
 
+  // Allocate's miss: a pop after a refill from the pool's regions
+  // (nullptr when they have no room; the caller then takes the uncached
+  // path, which counts the failure and may flush the cache).
+  ABSL_ATTRIBUTE_NOINLINE void* TakeFromCache(Pool* pool, size_t span) {
+    void* p = pool->cache.Take(*pool, span);
+    pool->PublishUsage();
+    return p;
+  }
+
+  // Free's miss for a calling thread with a pool: parks a block of the
+  // pool's regions (reporting a double free: its marker is set, in this
+  // cache or queued to this pool), or frees it into the pool's regions, or
+  // hands it on to FreeElsewhere when it is not in them.
+  ABSL_ATTRIBUTE_NOINLINE bool FreeInPool(Pool* pool, void* ptr) {
+    if ((pool->cache_mode & Pool::kCacheOff) == 0) {
+      const size_t span = SizeClassCache::CacheableSpan(
+          pool->regions.table(), ptr, &pool->cache.region_hint);
+      if (span != 0) {
+        const bool park = (pool->cache_mode & Pool::kNoPark) == 0;
+        switch (pool->cache.Put(*pool, ptr, span, park)) {
+          case SizeClassCache::kParked:
+            pool->PublishUsage();
+            return true;
+          case SizeClassCache::kDoubleFree:
+            pool->regions.ReportMisuse(MempError::kDoubleFree, ptr);
+            pool->Publish();  // misuse, counted
+            return false;
+          case SizeClassCache::kNotParked:
+            break;
+        }
+      }
+    }
+    switch (pool->regions.TryFree(ptr)) {
+      case RegionSet::FreeOutcome::kFreed:
+        pool->PublishUsage();
+        return true;
+      case RegionSet::FreeOutcome::kRefused:
+        pool->Publish();  // misuse, counted
+        return false;
+      case RegionSet::FreeOutcome::kOutside:
+        break;
+    }
+    return FreeElsewhere(ptr);
+  }
+
+  // Whether the live block at ptr carries this front-end's marker: parked
+  // in a pool's cache or queued to its owner (freed, for the user).
+  // REQUIRES: ptr is a live block of a region of this front-end.
+  bool IsParkedOrQueued(const void* ptr) const {
+    const auto* block = static_cast<const ParkedBlock*>(ptr);
+    return SizeClassCache::LoadMarker(block) ==
+           SizeClassCache::MarkerFor(
+               block, marker_key_.load(std::memory_order_relaxed));
+  }
+
+  // Stops every pool parking blocks, from its next call on (a parked
+  // block would keep its tag while free).
+  void NoteTagging() {
+    if (!tagging_used_.load(std::memory_order_relaxed)) {
+      tagging_used_.store(true, std::memory_order_relaxed);
+      epoch_.fetch_add(1, std::memory_order_release);
+    }
+  }
+
   // Out of line, as the other rare paths of an own call below: inlined,
   // they cost every own call registers saved and restored.
   ABSL_ATTRIBUTE_NOINLINE void CatchUp(Pool* pool, uint64_t epoch) {
     const uint64_t generation =
         clear_generation_.load(std::memory_order_relaxed);
+    const uint64_t peak_epoch = peak_epoch_.load(std::memory_order_relaxed);
     if (pool->generation != generation) {
+      // Parked and queued blocks lie in forgotten regions: dropped, not
+      // touched (their markers are stale under the new key).
+      pool->cache.Forget();
       pool->regions.Clear();
-      // Queued blocks lie in forgotten regions: dropped, not touched.
       pool->queue->head.store(0, std::memory_order_relaxed);
       pool->accounted_used = 0;  // Clear zeroed the totals
+      pool->peak = 0;
+      pool->cache_key = marker_key_.load(std::memory_order_relaxed);
       pool->generation = generation;
       pool->fallbacks = pool->uncounted_failures = 0;
-    } else {
+    } else if (pool->seen_peak_epoch != peak_epoch) {
       pool->regions.ResetPeak();
+      pool->peak = pool->accounted_used;
+    }
+    pool->seen_peak_epoch = peak_epoch;
+    if (tagging_used_.load(std::memory_order_relaxed)) {
+      pool->cache_mode |= Pool::kNoPark;
     }
     pool->seen_epoch = epoch;
     pool->Publish();
@@ -914,6 +1089,19 @@ class PoolingMemp final : private ThreadStateOwner {
       }
       auto* block = reinterpret_cast<RemoteBlock*>(list);
       list = block->next;
+      // A block of the pool's own regions goes into its cache, its marker
+      // (claimed by the freeing thread, with the same key) kept.
+      const size_t span =
+          pool->cache_mode == 0
+              ? SizeClassCache::CacheableSpan(pool->regions.table(), block,
+                                              &pool->cache.region_hint)
+              : 0;
+      if (span != 0 && span <= pool->cache.max_bytes() &&
+          pool->cache_key == marker_key_.load(std::memory_order_relaxed)) {
+        pool->cache.ParkClaimed(*pool, reinterpret_cast<ParkedBlock*>(block),
+                                span);
+        continue;
+      }
       // Unclaimed before the heap sees it (a later free must not find it
       // queued).
       __atomic_store_n(&block->marker, 0, __ATOMIC_RELEASE);
@@ -939,7 +1127,7 @@ class PoolingMemp final : private ThreadStateOwner {
     if (entry.end - address < sizeof(RemoteBlock)) return false;
     const auto* block = reinterpret_cast<const RemoteBlock*>(address);
     return __atomic_load_n(&block->marker, __ATOMIC_ACQUIRE) ==
-           (address ^ marker_key_);
+           (address ^ marker_key_.load(std::memory_order_relaxed));
   }
   // The rest of a remote-free list from a damaged link on is dropped (those
   // blocks stay allocated, never reused), reported once.
@@ -1004,7 +1192,19 @@ class PoolingMemp final : private ThreadStateOwner {
                                                   Attempt attempt) {
     const bool no_room = failures != 0;
     void* p = nullptr;
-    if (no_room && pool->on_exhaustion == PoolExhaustion::kFail &&
+    if (no_room && pool->cache.bytes() != 0) {
+      // Blocks parked in the cache may make room: give them back, retry.
+      pool->FlushCache();
+      const uint64_t failed_before = pool->regions.failed_allocations();
+      p = attempt(pool->regions);
+      if (p == nullptr) {
+        // One call, one failure: the first attempt's.
+        pool->uncounted_failures +=
+            pool->regions.failed_allocations() - failed_before;
+      }
+    }
+    if (p == nullptr && no_room &&
+        pool->on_exhaustion == PoolExhaustion::kFail &&
         AskOutOfMemoryHandler(bytes, alignment)) {
       p = attempt(pool->regions);
     }
@@ -1053,6 +1253,12 @@ class PoolingMemp final : private ThreadStateOwner {
     }
     Pool* const pool = BoundPool();
     if (pool != nullptr && pool->regions.Contains(ptr)) {
+      if (pool->regions.UsableSize(ptr) != 0 && IsParkedOrQueued(ptr)) {
+        // Freed already: the heap still counts it live, so say it here.
+        pool->regions.ReportMisuse(MempError::kDoubleFree, ptr);
+        pool->Publish();
+        return nullptr;
+      }
       void* p = PoolAttempt</*kAllocation=*/false>(
           pool, bytes, tlsf::kAlignment, [&](RegionSet& r) {
             void* moved = r.Reallocate(ptr, bytes);
@@ -1103,6 +1309,10 @@ class PoolingMemp final : private ThreadStateOwner {
       alignment = heap->BlockAlignment(ptr);
       if (usable == 0) {
         shared.ReportMisuse(MempError::kInvalidFree, ptr);
+        return kNotLive;
+      }
+      if (IsParkedOrQueued(ptr)) {
+        shared.ReportMisuse(MempError::kDoubleFree, ptr);
         return kNotLive;
       }
       return kMove;
@@ -1178,7 +1388,8 @@ class PoolingMemp final : private ThreadStateOwner {
       return kTakeLock;
     }
     auto* block = static_cast<RemoteBlock*>(ptr);
-    const uintptr_t marker = address ^ marker_key_;
+    const uintptr_t marker =
+        address ^ marker_key_.load(std::memory_order_relaxed);
     uintptr_t seen = __atomic_load_n(&block->marker, __ATOMIC_RELAXED);
     do {
       if (seen == marker) return kQueuedTwice;
@@ -1243,6 +1454,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // thread.
   void ReturnRegions(RegionSet& shared, Pool* pool) {
     ApplyRemoteFrees(pool, &shared);
+    pool->FlushCache();
     for (const RegionStats& r : pool->regions.ProbeRegions()) {
       absl::StatusOr<RegionSet::DetachedRegion> region =
           pool->regions.Detach(r.begin);
@@ -1359,7 +1571,16 @@ class PoolingMemp final : private ThreadStateOwner {
       ABSL_GUARDED_BY(bindings_mu_);
   thread_pool_internal::StableRecords<RemoteQueue> queues_
       ABSL_GUARDED_BY(bindings_mu_);
-  const uintptr_t marker_key_;  // a queued block's marker: address ^ key
+  // A queued or parked block's marker: address ^ key (one key for both, so
+  // that a block in either is refused wherever it is freed). Replaced by
+  // Clear (which must not race other calls): markers left in forgotten
+  // memory never match again.
+  std::atomic<uintptr_t> marker_key_;
+  // Bumped by ResetPeak: each pool resets its own peak on its next call.
+  std::atomic<uint64_t> peak_epoch_{0};
+  // Set once a tagged call was made: pools park no more blocks (a parked
+  // block would keep its tag while free).
+  std::atomic<bool> tagging_used_{false};
   thread_pool_internal::UsageTotals totals_;
   // (In the metadata arena: binding never calls operator new.)
   absl::btree_map<uintptr_t, BoundRange, std::less<uintptr_t>,

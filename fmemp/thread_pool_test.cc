@@ -101,7 +101,7 @@ struct MisuseLog {
 template <typename Front>
 void ExpectBalanced(Front& memp) {
   const MempStats s = memp.Probe();
-  EXPECT_EQ(s.used_bytes + s.free_bytes, s.capacity_bytes);
+  EXPECT_EQ(s.used_bytes + s.cached_bytes + s.free_bytes, s.capacity_bytes);
   EXPECT_LE(s.used_bytes, s.peak_used_bytes);
   EXPECT_TRUE(memp.Check().ok()) << memp.Check();
 }
@@ -661,7 +661,7 @@ TYPED_TEST(PoolingMempTest, ConcurrentOwnAndRemoteFrees) {
   std::thread prober([&] {
     while (!done.load()) {
       const MempStats s = this->memp_.Probe();
-      EXPECT_EQ(s.used_bytes + s.free_bytes, s.capacity_bytes);
+      EXPECT_EQ(s.used_bytes + s.cached_bytes + s.free_bytes, s.capacity_bytes);
       EXPECT_TRUE(this->memp_.Check().ok());
       this->memp_.ProbePools();
     }
