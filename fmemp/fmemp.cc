@@ -443,6 +443,15 @@ struct HasThreadCaches<
     FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().DrainAllCaches())>>
     : std::true_type {};
 
+// Whether a front-end has a cache the calling thread can flush
+// (CachingMemp, PoolingMemp).
+template <typename FrontEnd, typename = void>
+struct HasFlushThisThread : std::false_type {};
+template <typename FrontEnd>
+struct HasFlushThisThread<
+    FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().FlushThisThread())>>
+    : std::true_type {};
+
 }  // namespace
 }  // namespace fmemp
 
@@ -709,7 +718,8 @@ void FMempFreeTag(FMemp* memp, void* ptr) { FMempFree(memp, ptr); }
 
 FError FMempFlushThreadCache(FMemp* memp) {
   return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [](auto& m) {
-    if constexpr (fmemp::HasThreadCaches<std::decay_t<decltype(m)>>::value) {
+    // Caches and pools (whose caches only their own thread can flush).
+    if constexpr (fmemp::HasFlushThisThread<std::decay_t<decltype(m)>>::value) {
       m.FlushThisThread();
     }
     return FMEMP_SUCCESS;
@@ -795,6 +805,7 @@ FError FMempProbeThreadPool(FMemp* memp, u32 index, FMempPoolUsage* usage) {
     usage->total = p.stats.capacity_bytes;
     usage->used = p.stats.used_bytes;
     usage->free_bytes = p.stats.free_bytes;
+    usage->cached_bytes = p.stats.cached_bytes;
     usage->max_used = p.stats.peak_used_bytes;
     usage->live_blocks = p.stats.live_blocks;
     usage->regions = p.stats.region_count;

@@ -608,6 +608,15 @@ class PoolingMemp final : private ThreadStateOwner {
     return absl::OkStatus();
   }
 
+  // Returns the blocks parked in the calling thread's pool cache to its
+  // regions (also done on unbind, thread exit, RemoveRegion of its own
+  // region, List, ProbeRegions, and when the pool runs out of room). Only the
+  // owner can: another thread's cache is not reachable while it runs.
+  // O(parked blocks); no lock.
+  void FlushThisThread() {
+    if (Pool* const pool = SyncedPool()) pool->FlushCache();
+  }
+
   // Whether the calling thread has a pool with at least one region.
   bool ThisThreadHasPool() { return BoundPool() != nullptr; }
 
@@ -828,9 +837,12 @@ class PoolingMemp final : private ThreadStateOwner {
     });
   }
   // The shared regions and the calling thread's own, in address order.
+  // The calling thread's cache is flushed first, so that its regions'
+  // figures show only blocks in use.
   RegionStatsList ProbeRegions() {
     RegionStatsList out = shared_.ProbeRegions();
     if (Pool* const pool = BoundPool()) {
+      pool->FlushCache();
       for (const RegionStats& r : pool->regions.ProbeRegions()) {
         out.push_back(r);
       }

@@ -62,6 +62,7 @@ struct PoolUsage {
   uint64_t used = 0;
   uint64_t free = 0;
   uint64_t live = 0;
+  uint64_t cached = 0;  // parked in the pool's cache
 };
 
 enum class Removal { kRemoved, kBusy, kError };
@@ -188,7 +189,7 @@ class CppBackend {
       for (const PoolStats& p : memp_.ProbePools()) {
         out.push_back(PoolUsage{p.thread_id, p.stats.capacity_bytes,
                                 p.stats.used_bytes, p.stats.free_bytes,
-                                p.stats.live_blocks});
+                                p.stats.live_blocks, p.stats.cached_bytes});
       }
     }
     return out;
@@ -333,7 +334,8 @@ class CApiBackend {
       FMempPoolUsage p = {};
       if (FMempProbeThreadPool(&memp_, i, &p) != FMEMP_SUCCESS) break;
       out.push_back(
-          PoolUsage{p.thread_id, p.total, p.used, p.free_bytes, p.live_blocks});
+          PoolUsage{p.thread_id, p.total, p.used, p.free_bytes, p.live_blocks,
+                    p.cached_bytes});
     }
     return out;
   }
