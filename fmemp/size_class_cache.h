@@ -136,9 +136,9 @@ class SizeClassCache {
 
   explicit SizeClassCache(const CacheOptions& options = {})
       : max_bytes_(options.max_bytes_per_thread),
-        refill_bytes_(std::min(options.refill_bytes,
-                               options.max_bytes_per_thread /
-                                   (2 * kUsedClassCount))) {}
+        refill_bytes_(
+            std::min(options.refill_bytes,
+                     options.max_bytes_per_thread / (2 * kUsedClassCount))) {}
   SizeClassCache(const SizeClassCache&) = delete;
   SizeClassCache& operator=(const SizeClassCache&) = delete;
 
@@ -305,8 +305,7 @@ class SizeClassCache {
     while (bytes_left > target) {
       bool took = false;
       const size_t first_class = next_victim_;
-      for (size_t step = 0; step < kClassCount && bytes_left > target;
-           ++step) {
+      for (size_t step = 0; step < kClassCount && bytes_left > target; ++step) {
         const size_t cls = (first_class + step) % kClassCount;
         const size_t span = cls * tlsf::kAlignment;
         // Cut the list after its first (newer) half, or at its head.

@@ -136,8 +136,8 @@ TEST_F(SizeClassCacheTest, ADamagedLinkIsReportedAndNotFollowed) {
   for (int i = 0; i < 3; ++i) {
     void* p = regions_.Allocate(100);
     blocks.push_back(p);
-    ASSERT_TRUE(cache.TryPush(static_cast<ParkedBlock*>(p), kSpan,
-                              source_.key));
+    ASSERT_TRUE(
+        cache.TryPush(static_cast<ParkedBlock*>(p), kSpan, source_.key));
   }
   // A use after free: the newest block's link now points outside every
   // region.

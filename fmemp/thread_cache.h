@@ -440,7 +440,6 @@ class CachingMemp final : private ThreadStateOwner {
   }
 
  private:
-
   // Bits of mode_: every condition the hot paths test, in one load.
   static constexpr uint8_t kNoCacheBudget = 1;  // max_bytes_per_thread == 0
   // A debug mode is on: every block takes the checked path (a parked block
@@ -599,9 +598,8 @@ class CachingMemp final : private ThreadStateOwner {
     const RegionTable& table() const { return memp->shared_.table(); }
     uintptr_t marker_key() const { return memp->marker_key(); }
     size_t AllocateBatch(size_t usable, size_t count, void** out) {
-      return memp->shared_.WithRegions([&](RegionSet& r) {
-        return r.AllocateBatch(usable, count, out);
-      });
+      return memp->shared_.WithRegions(
+          [&](RegionSet& r) { return r.AllocateBatch(usable, count, out); });
     }
     void ReturnChain(ParkedBlock* chain) {
       memp->shared_.WithRegions([&chain](RegionSet& r) {

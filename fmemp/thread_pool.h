@@ -23,10 +23,17 @@
 //   set into the calling thread's pool (RegionSet::Detach/Attach); unbinding,
 //   and the thread's exit, move its regions back. A region stays one TLSF
 //   heap throughout: nothing is copied.
+// * Each pool has a SizeClassCache (fmemp/size_class_cache.h) in front of
+//   its RegionSet, which serves it (the Pool is the cache's Source): small
+//   blocks freed by the owner are parked there and handed out again
+//   without the heap; refills and trims go to the pool's own regions, with
+//   no lock. Only the owner ever touches its cache.
 // * Own calls (the fast path): a thread-local lookup of the pool, two
 //   relaxed loads (a control epoch and the head of its remote-free list),
-//   the RegionSet operation, and relaxed stores of the pool's counters for
-//   Probe(). No lock and no atomic read-modify-write.
+//   a pop from or a push onto the cache (a push: one compare-exchange on
+//   the block's marker word), else the RegionSet operation, then relaxed
+//   stores of the pool's counters for Probe() and one atomic add to the
+//   front-end's used bytes (see Accounting). No lock.
 // * Cross-thread frees are lock-free, allocation-free and bounded. The
 //   freeing thread finds the bound region holding the block in bound_ (a
 //   RegionTable: lock-free reads), whose record (a BoundRegion) names the
@@ -38,7 +45,9 @@
 //   owner's multi-producer list, the link stored in the block's first word
 //   (a Treiber push: one compare-exchange, retried only under contention).
 //   The owner takes the whole list with one exchange at its next call (or
-//   SyncThisThread) and frees the blocks into its own regions. No ABA: the
+//   SyncThisThread) and parks each block in its cache as it is (the queue's
+//   marker is the cache's: one word, one key), or frees it into its own
+//   regions when it is not cacheable or the cache is off. No ABA: the
 //   owner never pops one block, it only exchanges the head for empty. No
 //   lock is shared by all threads, no mutex, no allocation on this path.
 // * Why a bad pointer cannot corrupt the owner: nothing is written into a
@@ -80,8 +89,10 @@
 //   into a pool is O(log bound regions) and lock-free; into the shared
 //   regions it takes the shared lock once. Probe is O(pools).
 // * Accounting: Probe() covers the shared regions and every pool (each
-//   pool's figures as of its thread's last call), with used + free ==
-//   capacity. peak_used_bytes is the true peak of the whole front-end's
+//   pool's figures as of its thread's last call), with used + cached + free
+//   == capacity: blocks parked in a pool's cache are cached_bytes, neither
+//   used nor free, and count as used nowhere (so a refill or a trim changes
+//   no peak). peak_used_bytes is the true peak of the whole front-end's
 //   used bytes (UsageTotals): every change of used bytes, in a pool or in
 //   the shared regions, adds its delta to one atomic total before the call
 //   returns, and a rise past the peak raises it (compare-exchange). A region
@@ -96,21 +107,30 @@
 //   pool only (another pool's heap is being changed, without a lock, by its
 //   owner).
 // * Misuse: in the owner's own pool and in the shared regions, as Memp. A
-//   free from another thread of a block already queued to its owner is
-//   reported (kDoubleFree) on the freeing thread, and Free returns false; a
-//   block already freed for its heap, or a bad pointer, takes the locked
-//   path and is reported there.
+//   free, from any thread, of a block parked in its pool's cache or queued
+//   to its owner is reported (kDoubleFree) on the freeing thread, and Free
+//   returns false (the marker is authoritative: fmemp/size_class_cache.h);
+//   so is a Reallocate of such a block, and its UsableSize is 0. A block
+//   already freed for its heap, or a bad pointer, takes the locked path and
+//   is reported there.
 // * Regions: AddRegion refuses overlap with bound regions too. RemoveRegion
 //   of a region bound to the calling thread removes it from its pool
 //   (refused while blocks live in it); of a region bound to another thread
 //   it is refused (FailedPrecondition) until that thread unbinds or exits.
 // * Clear() and ResetPeak() reach a pool on its thread's next call. Clear
 //   must not race other calls (as for the C API's FMempRemove).
-// * fork(): the child keeps the forking thread's pool. Pools of other
-//   threads stay bound in the child, whose blocks freed there are queued
-//   and never reused.
-// * Clear() drops queued frees without touching the blocks (their memory is
-//   forgotten with the regions).
+// * Parked blocks go back to the pool's regions on unbind, thread exit,
+//   RemoveRegion of the owner's region, List, ProbeRegions,
+//   FlushThisThread, and when the pool runs out of room (before the
+//   fallback): nothing is lost, nothing applied twice. With a debug mode
+//   on, the cache is bypassed; once tagging is used, nothing more is parked
+//   (a parked block would keep its tag).
+// * fork(): the child keeps the forking thread's pool, its cache
+//   included. Pools of other threads stay bound in the child, whose blocks
+//   freed there are queued and never reused.
+// * Clear() drops parked and queued blocks without touching them (their
+//   memory is forgotten with the regions) and draws a new marker key, so
+//   markers left in that memory never match again.
 
 #ifndef FMEMP_FMEMP_THREAD_POOL_H_
 #define FMEMP_FMEMP_THREAD_POOL_H_
@@ -369,7 +389,8 @@ class Pool final : public ThreadState {
     return regions.AllocateBatch(usable, count, out);
   }
   void ReturnChain(ParkedBlock* chain) {
-    while (chain != nullptr) regions.Free(SizeClassCache::TakeFromChain(&chain));
+    while (chain != nullptr)
+      regions.Free(SizeClassCache::TakeFromChain(&chain));
   }
   void ReportDamagedLink(const void* link) {
     regions.ReportMisuse(MempError::kUseAfterFreeWrite, link);
@@ -413,8 +434,7 @@ class PoolingMemp final : private ThreadStateOwner {
   static constexpr bool kThreadSafe = true;
   using OutOfMemoryHandler = typename Memp<LockPolicy>::OutOfMemoryHandler;
 
-  PoolingMemp()
-      : marker_key_(NewMarkerKey(this, owner_id())) {
+  PoolingMemp() : marker_key_(NewMarkerKey(this, owner_id())) {
     // The registry's function-local static is set up now, not on some
     // thread's first call (a fork() inside its guard would hang the child).
     RegistryMutex();
@@ -636,8 +656,8 @@ class PoolingMemp final : private ThreadStateOwner {
       if (Pool* const pool = BoundPool();
           pool != nullptr && (pool->cache_mode & Pool::kCacheOff) == 0) {
         const size_t span = tlsf::SpanForRequest(bytes);
-        void* p = pool->cache.PopFast(span, pool->regions.table(),
-                                      pool->cache_key);
+        void* p =
+            pool->cache.PopFast(span, pool->regions.table(), pool->cache_key);
         if (ABSL_PREDICT_TRUE(p != nullptr)) {
           pool->PublishUsage();
           return p;

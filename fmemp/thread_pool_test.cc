@@ -845,8 +845,8 @@ TYPED_TEST(PoolingMempTest, ClearForgetsParkedBlocks) {
     for (int i = 0; i < 10; ++i) this->memp_.Free(this->memp_.Allocate(64));
   });
   this->memp_.Clear();
-  ASSERT_TRUE(this->memp_.AddRegion(this->shared_.begin(),
-                                    this->shared_.bytes).ok());
+  ASSERT_TRUE(
+      this->memp_.AddRegion(this->shared_.begin(), this->shared_.bytes).ok());
   owner.Run([&] {
     this->BindHere(own);
     EXPECT_EQ(this->memp_.Probe().cached_bytes, 0u);

@@ -333,9 +333,8 @@ class CApiBackend {
     for (u32 i = 0; i < count; ++i) {
       FMempPoolUsage p = {};
       if (FMempProbeThreadPool(&memp_, i, &p) != FMEMP_SUCCESS) break;
-      out.push_back(
-          PoolUsage{p.thread_id, p.total, p.used, p.free_bytes, p.live_blocks,
-                    p.cached_bytes});
+      out.push_back(PoolUsage{p.thread_id, p.total, p.used, p.free_bytes,
+                              p.live_blocks, p.cached_bytes});
     }
     return out;
   }
