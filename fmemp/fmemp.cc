@@ -449,7 +449,8 @@ template <typename FrontEnd, typename = void>
 struct HasFlushThisThread : std::false_type {};
 template <typename FrontEnd>
 struct HasFlushThisThread<
-    FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().FlushThisThread())>>
+    FrontEnd,
+    std::void_t<decltype(std::declval<FrontEnd&>().FlushThisThread())>>
     : std::true_type {};
 
 }  // namespace

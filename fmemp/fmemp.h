@@ -313,7 +313,7 @@ typedef struct {
   u64 regions;
   u64 failed_allocations;
   u64 invalid_frees;
-  u64 fallbacks; /* requests passed on to the shared regions */
+  u64 fallbacks;    /* requests passed on to the shared regions */
   u64 cached_bytes; /* free blocks parked in the pool's cache: in neither
                        used nor free_bytes (used + cached_bytes + free_bytes
                        == total) */
