@@ -156,7 +156,8 @@ class SizeClassCache {
   // Sets block's marker to `marker` unless it holds it already. True if this
   // call set it: of any number of threads claiming one block at once,
   // exactly one gets true. Lock-free; one compare-exchange when uncontended.
-  static bool ClaimMarker(ParkedBlock* block, uintptr_t marker) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE static bool ClaimMarker(ParkedBlock* block,
+                                                       uintptr_t marker) {
     uintptr_t seen = __atomic_load_n(&block->marker, __ATOMIC_RELAXED);
     do {
       if (seen == marker) return false;
@@ -195,6 +196,13 @@ class SizeClassCache {
     const auto* block = static_cast<const ParkedBlock*>(ptr);
     return LoadMarker(block) == MarkerFor(block, key);
   }
+  // The usable bytes of the block at ptr in `heap` (a tlsf::Heap) if its
+  // heap would free it (tlsf::Heap::UsableSizeIfFreeable), else 0: for the
+  // front-ends' inline free paths, with that check inlined too (flatten).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE __attribute__((flatten)) static size_t
+  FreeableUsable(const void* heap, const void* ptr) noexcept {
+    return static_cast<const tlsf::Heap*>(heap)->UsableSizeIfFreeable(ptr);
+  }
   // For Source::ReturnChain: the first block of *chain, unparked (marker
   // cleared), *chain advanced to the next. REQUIRES: *chain != nullptr.
   static void* TakeFromChain(ParkedBlock** chain) {
@@ -222,7 +230,9 @@ class SizeClassCache {
   // nothing (Take then decides: an empty list, a hint that misses, a
   // damaged link). No call. Payloads are kAlignment-aligned, so an aligned
   // block whose last word lies in the hint's region lies in it whole.
-  void* PopFast(size_t span, const RegionTable& table, uintptr_t key) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* PopFast(size_t span,
+                                             const RegionTable& table,
+                                             uintptr_t key) {
     ParkedBlock** head = &lists_[ClassOf(span)];
     ParkedBlock* const block = *head;
     const uintptr_t address = reinterpret_cast<uintptr_t>(block);
@@ -249,7 +259,8 @@ class SizeClassCache {
   // caller) and returns true when it fits the budget and this call's claim
   // of its marker wins; otherwise false, having changed nothing (Put then
   // decides, and the caller reports).
-  bool TryPush(ParkedBlock* block, size_t span, uintptr_t key) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool TryPush(ParkedBlock* block, size_t span,
+                                            uintptr_t key) {
     const size_t bytes_after = bytes() + span;
     if (bytes_after > max_bytes_ ||
         !ClaimMarker(block, MarkerFor(block, key))) {
@@ -461,7 +472,8 @@ class SizeClassCache {
 
   // Files `block`, whose marker is set, on the list of `span`; the cache
   // then holds `bytes_after` bytes (the callers have just computed it).
-  void Link(ParkedBlock* block, size_t span, size_t bytes_after) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Link(ParkedBlock* block, size_t span,
+                                         size_t bytes_after) {
     ParkedBlock** head = &lists_[ClassOf(span)];
     block->next = *head;
     *head = block;
@@ -469,7 +481,8 @@ class SizeClassCache {
     blocks_.store(blocks() + 1, std::memory_order_relaxed);
   }
   // Adds the deltas (either may be a wrapped negative).
-  void Count(size_t bytes_delta, size_t blocks_delta) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Count(size_t bytes_delta,
+                                          size_t blocks_delta) {
     bytes_.store(bytes() + bytes_delta, std::memory_order_relaxed);
     blocks_.store(blocks() + blocks_delta, std::memory_order_relaxed);
   }

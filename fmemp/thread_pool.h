@@ -215,14 +215,22 @@ struct UsageTotals {
   // only when the peak rises.
   void Add(size_t delta) {
     if (delta == 0) return;
+    if (static_cast<std::ptrdiff_t>(delta) < 0) {
+      Drop(-delta);
+    } else {
+      Rise(delta);
+    }
+  }
+  // Add, for a delta known to be a rise / a drop.
+  void Rise(size_t bytes) {
     const size_t total =
-        used.fetch_add(delta, std::memory_order_relaxed) + delta;
-    if (static_cast<std::ptrdiff_t>(delta) < 0) return;
+        used.fetch_add(bytes, std::memory_order_relaxed) + bytes;
     size_t seen = peak.load(std::memory_order_relaxed);
     while (total > seen && !peak.compare_exchange_weak(
                                seen, total, std::memory_order_relaxed)) {
     }
   }
+  void Drop(size_t bytes) { used.fetch_sub(bytes, std::memory_order_relaxed); }
 };
 
 class Pool;
@@ -306,11 +314,14 @@ class Pool final : public ThreadState {
   // Small free blocks in front of `regions` (fmemp/size_class_cache.h):
   // the pool is its Source (the members below under "Source").
   SizeClassCache cache;
+  // Every condition the inline hits test besides the catch-up, in one byte:
   // kCacheOff: debug modes are on, the cache is bypassed (and empty).
   // kNoPark: tagging was used, nothing more is parked.
-  uint8_t cache_mode = 0;
+  // kNoRegions: the pool has no region (as of the last Publish()).
+  uint8_t cache_mode = kNoRegions;
   static constexpr uint8_t kCacheOff = 1;
   static constexpr uint8_t kNoPark = 2;
+  static constexpr uint8_t kNoRegions = 4;
   // The front-end's marker key as of the pool's last catch-up (Clear draws
   // a new one).
   uintptr_t cache_key = 0;
@@ -323,8 +334,9 @@ class Pool final : public ThreadState {
   uint64_t generation = 0;  // the PoolingMemp's Clear generation it is of
   uint64_t fallbacks = 0;
   uint64_t uncounted_failures = 0;  // failures that a fallback then served
-  bool has_regions = false;         // as of the last Publish()
-  // Used bytes of `regions` last added to *totals.
+  bool has_regions() const { return (cache_mode & kNoRegions) == 0; }
+  // Used bytes of `regions`, cached blocks not counted, last added to
+  // *totals.
   size_t accounted_used = 0;
   UsageTotals* totals = nullptr;  // the PoolingMemp's
 
@@ -334,10 +346,12 @@ class Pool final : public ThreadState {
   // pool, for pushes racing the thread's exit).
   RemoteQueue* queue = nullptr;
 
-  // The figures Probe() reads, stored by the owner after each call.
+  // The figures Probe() reads, stored by the owner after each call but a
+  // cache hit (which changes none of them). Used bytes and live blocks are
+  // the regions', cached blocks included: Published() takes the cache's
+  // own figures (cache.bytes(), cache.blocks()) off.
   std::atomic<size_t> published_capacity{0};
   std::atomic<size_t> published_used{0};
-  std::atomic<size_t> published_cached{0};
   std::atomic<size_t> published_peak{0};
   std::atomic<size_t> published_live{0};
   std::atomic<size_t> published_regions{0};
@@ -347,7 +361,8 @@ class Pool final : public ThreadState {
 
   void Publish() {
     const MempStats s = regions.Probe();
-    has_regions = s.region_count != 0;
+    cache_mode = static_cast<uint8_t>((cache_mode & ~kNoRegions) |
+                                      (s.region_count == 0 ? kNoRegions : 0));
     constexpr auto kRelaxed = std::memory_order_relaxed;
     published_capacity.store(s.capacity_bytes, kRelaxed);
     published_regions.store(s.region_count, kRelaxed);
@@ -374,11 +389,30 @@ class Pool final : public ThreadState {
     }
     if (used > peak) peak = used;
     constexpr auto kRelaxed = std::memory_order_relaxed;
-    published_used.store(used, kRelaxed);
-    published_cached.store(cached, kRelaxed);
+    published_used.store(s.used_bytes, kRelaxed);
     published_peak.store(peak, kRelaxed);
-    published_live.store(s.live_blocks - cache.blocks(), kRelaxed);
+    published_live.store(s.live_blocks, kRelaxed);
     published_invalid.store(s.invalid_frees, kRelaxed);
+  }
+  // PublishUsage for a cache hit, which changes nothing but the program's
+  // used bytes (by `span`: up for a pop, kRise, down for a push): the
+  // regions' figures stay, the cache's are its own. O(1), inline, no call.
+  // `front_totals` is *totals, passed by the caller, who has its address
+  // at hand.
+  template <bool kRise>
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void PublishHit(size_t span,
+                                               UsageTotals& front_totals) {
+    if (kRise) {
+      accounted_used += span;
+      front_totals.Rise(span);
+      if (ABSL_PREDICT_FALSE(accounted_used > peak)) {
+        peak = accounted_used;
+        published_peak.store(peak, std::memory_order_relaxed);
+      }
+    } else {
+      accounted_used -= span;
+      front_totals.Drop(span);
+    }
   }
 
   // --- Source (fmemp/size_class_cache.h): the pool's own regions, no lock
@@ -406,13 +440,18 @@ class Pool final : public ThreadState {
     PoolStats out;
     out.thread_id = thread_id;
     MempStats& s = out.stats;
+    // The cache's figures may be newer than the regions' (a refill parks
+    // blocks before the regions' figures are published): clamped, so that
+    // used + cached + free == capacity always.
     s.capacity_bytes = published_capacity.load(kRelaxed);
-    s.used_bytes = std::min(published_used.load(kRelaxed), s.capacity_bytes);
-    s.cached_bytes = std::min(published_cached.load(kRelaxed),
-                              s.capacity_bytes - s.used_bytes);
-    s.free_bytes = s.capacity_bytes - s.used_bytes - s.cached_bytes;
+    const size_t regions_used =
+        std::min(published_used.load(kRelaxed), s.capacity_bytes);
+    s.cached_bytes = std::min(cache.bytes(), regions_used);
+    s.used_bytes = regions_used - s.cached_bytes;
+    s.free_bytes = s.capacity_bytes - regions_used;
     s.peak_used_bytes = std::max(published_peak.load(kRelaxed), s.used_bytes);
-    s.live_blocks = published_live.load(kRelaxed);
+    const size_t regions_live = published_live.load(kRelaxed);
+    s.live_blocks = regions_live - std::min(cache.blocks(), regions_live);
     s.region_count = published_regions.load(kRelaxed);
     s.failed_allocations = published_failed.load(kRelaxed);
     s.invalid_frees = published_invalid.load(kRelaxed);
@@ -560,14 +599,14 @@ class PoolingMemp final : private ThreadStateOwner {
         pool->on_exhaustion = on_exhaustion;
         return absl::OkStatus();
       }
-      if (!pool->has_regions) {
+      if (!pool->has_regions()) {
         // A pool takes the debug modes of the regions it will hold.
         const DebugOptions& debug = shared.debug_options();
         absl::Status s = pool->regions.SetDebugOptions(debug);
         if (!s.ok()) return s;
         // A debug mode checks every block: none may skip it in the cache.
         pool->cache_mode = static_cast<uint8_t>(
-            (pool->cache_mode & Pool::kNoPark) |
+            (pool->cache_mode & (Pool::kNoPark | Pool::kNoRegions)) |
             (debug.poison || debug.canaries || debug.asan ? Pool::kCacheOff
                                                           : 0));
       }
@@ -651,29 +690,23 @@ class PoolingMemp final : private ThreadStateOwner {
   // --- Hot path (Memp's semantics) ---
 
   void* Allocate(size_t bytes) noexcept {
-    // The hit, inline: a pop from the calling thread's pool cache.
+    // The hit, inline and without a call: a pop from the calling thread's
+    // pool cache. Anything else (no pool yet, a pending catch-up or queue,
+    // an empty list, the cache off) takes AllocateSlow.
     if (bytes <= SizeClassCache::kMaxCachedRequest) {
-      if (Pool* const pool = BoundPool();
-          pool != nullptr && (pool->cache_mode & Pool::kCacheOff) == 0) {
-        const size_t span = tlsf::SpanForRequest(bytes);
-        void* p =
-            pool->cache.PopFast(span, pool->regions.table(), pool->cache_key);
-        if (ABSL_PREDICT_TRUE(p != nullptr)) {
-          pool->PublishUsage();
-          return p;
+      if (Pool* const pool = ReadyPool()) {
+        if ((pool->cache_mode & (Pool::kCacheOff | Pool::kNoRegions)) == 0) {
+          const size_t span = tlsf::SpanForRequest(bytes);
+          void* p =
+              pool->cache.PopFast(span, pool->regions.table(), pool->cache_key);
+          if (ABSL_PREDICT_TRUE(p != nullptr)) {
+            pool->PublishHit</*kRise=*/true>(span, totals_);
+            return p;
+          }
         }
-        if (void* taken = TakeFromCache(pool, span)) return taken;
       }
     }
-    return AllocateWith(
-        bytes, tlsf::kAlignment,
-        [bytes](RegionSet& r) { return r.Allocate(bytes); },
-        [this, bytes] {
-          return shared_.AllocateWith(
-              bytes, tlsf::kAlignment, [this, bytes](RegionSet& r) {
-                return Counted(r, [&] { return r.Allocate(bytes); });
-              });
-        });
+    return AllocateSlow(bytes);
   }
   void* AllocateAligned(size_t alignment, size_t bytes) noexcept {
     if (alignment <= tlsf::kAlignment && tlsf::IsPowerOfTwo(alignment)) {
@@ -701,31 +734,28 @@ class PoolingMemp final : private ThreadStateOwner {
     return ReallocateWith(ptr, bytes, nullptr);
   }
   bool Free(void* ptr) noexcept {
-    if (ptr == nullptr) return true;
-    if (Pool* const pool = BoundPool()) {
-      // The hit, inline: a live block of a cacheable span in the region of
-      // the pool's last lookup, parked if its marker's claim wins and the
-      // budget has room. Its heap gives the size only if it would free the
-      // block too (UsableSizeIfFreeable), so an overflow is refused and
-      // reported by FreeInPool, as by the heap.
-      if (pool->cache_mode == 0) {
-        const RegionTable::Entry* region = pool->regions.table().FindInHint(
-            reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
-        if (region != nullptr) {
-          const size_t usable = static_cast<const tlsf::Heap*>(region->heap)
-                                    ->UsableSizeIfFreeable(ptr);
-          if (SizeClassCache::IsCacheableUsable(usable) &&
-              pool->cache.TryPush(static_cast<ParkedBlock*>(ptr),
-                                  usable + tlsf::kBlockOverhead,
-                                  pool->cache_key)) {
-            pool->PublishUsage();
-            return true;
-          }
+    // The hit, inline and without a call: a live block of a cacheable span
+    // in the region of the pool's last lookup, parked if its marker's claim
+    // wins and the budget has room. Its heap gives the size only if it
+    // would free the block too (UsableSizeIfFreeable), so an overflow is
+    // refused and reported by FreeSlow, as by the heap. Anything else
+    // (nullptr included: it lies in no region) takes FreeSlow.
+    if (Pool* const pool = ReadyPool();
+        pool != nullptr && pool->cache_mode == 0) {
+      const RegionTable::Entry* region = pool->regions.table().FindInHint(
+          reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
+      if (region != nullptr) {
+        const size_t usable = SizeClassCache::FreeableUsable(region->heap, ptr);
+        const size_t span = usable + tlsf::kBlockOverhead;
+        if (SizeClassCache::IsCacheableUsable(usable) &&
+            pool->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
+                                pool->cache_key)) {
+          pool->PublishHit</*kRise=*/false>(span, totals_);
+          return true;
         }
       }
-      return FreeInPool(pool, ptr);
     }
-    return FreeElsewhere(ptr);
+    return FreeSlow(ptr);
   }
   // The usable size of a live block anywhere in this front-end; 0 if ptr is
   // not one.
@@ -974,7 +1004,51 @@ class PoolingMemp final : private ThreadStateOwner {
   // As SyncedPool, but only a pool with a region to allocate from.
   Pool* BoundPool() {
     Pool* const pool = SyncedPool();
-    return pool != nullptr && pool->has_regions ? pool : nullptr;
+    return pool != nullptr && pool->has_regions() ? pool : nullptr;
+  }
+
+  // The calling thread's pool when its own calls may take the inline hit:
+  // it was the thread's last-used state and has nothing to catch up on (no
+  // Clear, ResetPeak or tagging news, no queued frees); else nullptr (the
+  // slow path syncs). The caller tests cache_mode (regions, cache on).
+  // Inline, no call.
+  Pool* ReadyPool() {
+    Pool* const pool = static_cast<Pool*>(LastUsedThreadStateFor(this));
+    if (pool == nullptr ||
+        pool->seen_epoch != epoch_.load(std::memory_order_acquire) ||
+        pool->queue->head.load(std::memory_order_relaxed) != 0) {
+      return nullptr;
+    }
+    return pool;
+  }
+
+  // Allocate without the inline hit: the cache after a sync (refilling it
+  // when the class is empty), else the pool's regions or the shared ones.
+  ABSL_ATTRIBUTE_NOINLINE void* AllocateSlow(size_t bytes) noexcept {
+    if (bytes <= SizeClassCache::kMaxCachedRequest) {
+      if (Pool* const pool = BoundPool();
+          pool != nullptr && (pool->cache_mode & Pool::kCacheOff) == 0) {
+        if (void* p = TakeFromCache(pool, tlsf::SpanForRequest(bytes))) {
+          return p;
+        }
+      }
+    }
+    return AllocateWith(
+        bytes, tlsf::kAlignment,
+        [bytes](RegionSet& r) { return r.Allocate(bytes); },
+        [this, bytes] {
+          return shared_.AllocateWith(
+              bytes, tlsf::kAlignment, [this, bytes](RegionSet& r) {
+                return Counted(r, [&] { return r.Allocate(bytes); });
+              });
+        });
+  }
+
+  // Free without the inline hit.
+  ABSL_ATTRIBUTE_NOINLINE bool FreeSlow(void* ptr) noexcept {
+    if (ptr == nullptr) return true;
+    if (Pool* const pool = BoundPool()) return FreeInPool(pool, ptr);
+    return FreeElsewhere(ptr);
   }
 
   // Allocate's miss: a pop after a refill from the pool's regions
