@@ -28,8 +28,11 @@
 //   blocks freed by the owner are parked there and handed out again
 //   without the heap; refills and trims go to the pool's own regions, with
 //   no lock. Only the owner ever touches its cache.
-// * Own calls (the fast path): a thread-local lookup of the pool, two
-//   relaxed loads (a control epoch and the head of its remote-free list),
+// * Own calls (the fast path): a thread-local lookup of the pool, one
+//   relaxed load of the head of its remote-free list (which also carries
+//   kNews: Clear, ResetPeak and the first tagged call set it on every pool,
+//   so that the owner leaves the fast path and catches up with the
+//   front-end's epoch),
 //   a pop from or a push onto the cache (a push: one compare-exchange on
 //   the block's marker word), else the RegionSet operation, then relaxed
 //   stores of the pool's counters for Probe() and one atomic add to the
@@ -199,12 +202,16 @@ struct RemoteBlock {
 // An owner's list of blocks freed by other threads (see the top).
 struct RemoteQueue {
   // The newest queued block (a RemoteBlock), 0 when empty, kClosed once
-  // the owner's thread has exited.
+  // the owner's thread has exited; with kNews or'ed in when the front-end
+  // has news for the owner (Clear, ResetPeak, the first tagged call), so
+  // that the owner's inline hits test one word for both.
   alignas(64) std::atomic<uintptr_t> head{0};
   RemoteQueue* next_free = nullptr;    // in StableRecords' free list
   RemoteQueue* next_record = nullptr;  // StableRecords' list of all
 };
 inline constexpr uintptr_t kClosed = 1;
+// Queued blocks are kAlignment-aligned: the low bits of `head` are free.
+inline constexpr uintptr_t kNews = 2;
 
 // The whole front-end's used bytes and their peak (see Accounting above).
 struct UsageTotals {
@@ -546,6 +553,13 @@ class PoolingMemp final : private ThreadStateOwner {
   void Clear() {
     shared_.WithRegions([this](RegionSet& shared) {
       NoWaitLock hold(&bindings_mu_);
+      const uintptr_t old_key = marker_key_.load(std::memory_order_relaxed);
+      uintptr_t key = NewMarkerKey(this, owner_id());
+      if (key == old_key) key ^= 2;  // (the clock may not have moved)
+      marker_key_.store(key, std::memory_order_relaxed);
+      clear_generation_.fetch_add(1, std::memory_order_relaxed);
+      epoch_.fetch_add(1, std::memory_order_release);
+      NotifyPools();
       bound_.Clear();
       for (auto& [begin, range] : bound_ranges_) records_.Release(range.record);
       bound_ranges_.clear();
@@ -553,12 +567,6 @@ class PoolingMemp final : private ThreadStateOwner {
       retired_failed_ = retired_invalid_ = 0;
       totals_.used.store(0, std::memory_order_relaxed);
       totals_.peak.store(0, std::memory_order_relaxed);
-      const uintptr_t old_key = marker_key_.load(std::memory_order_relaxed);
-      uintptr_t key = NewMarkerKey(this, owner_id());
-      if (key == old_key) key ^= 2;  // (the clock may not have moved)
-      marker_key_.store(key, std::memory_order_relaxed);
-      clear_generation_.fetch_add(1, std::memory_order_relaxed);
-      epoch_.fetch_add(1, std::memory_order_release);
       shared.Clear();
       shared_uncounted_failures_.store(0, std::memory_order_relaxed);
       return 0;
@@ -908,6 +916,10 @@ class PoolingMemp final : private ThreadStateOwner {
   void ResetPeak() noexcept {
     peak_epoch_.fetch_add(1, std::memory_order_relaxed);
     epoch_.fetch_add(1, std::memory_order_release);
+    {
+      NoWaitLock hold(&bindings_mu_);
+      NotifyPools();
+    }
     totals_.peak.store(totals_.used.load(std::memory_order_relaxed),
                        std::memory_order_relaxed);
     shared_.ResetPeak();
@@ -951,6 +963,7 @@ class PoolingMemp final : private ThreadStateOwner {
   using RemoteBlock = thread_pool_internal::RemoteBlock;
   using RemoteQueue = thread_pool_internal::RemoteQueue;
   static constexpr uintptr_t kClosed = thread_pool_internal::kClosed;
+  static constexpr uintptr_t kNews = thread_pool_internal::kNews;
 
   struct BoundRange {
     uintptr_t end;
@@ -994,9 +1007,11 @@ class PoolingMemp final : private ThreadStateOwner {
     ThreadState* state = ThreadStateFor(this);
     if (state == nullptr) return nullptr;
     Pool* const pool = static_cast<Pool*>(state);
+    // Acquire: news seen here comes with the epoch it announces.
+    const uintptr_t head = pool->queue->head.load(std::memory_order_acquire);
     const uint64_t epoch = epoch_.load(std::memory_order_acquire);
     if (pool->seen_epoch != epoch) CatchUp(pool, epoch);
-    if (pool->queue->head.load(std::memory_order_relaxed) != 0) {
+    if (head != 0 || pool->queue->head.load(std::memory_order_relaxed) != 0) {
       ApplyRemoteFrees(pool, nullptr);
     }
     return pool;
@@ -1008,14 +1023,13 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   // The calling thread's pool when its own calls may take the inline hit:
-  // it was the thread's last-used state and has nothing to catch up on (no
-  // Clear, ResetPeak or tagging news, no queued frees); else nullptr (the
-  // slow path syncs). The caller tests cache_mode (regions, cache on).
-  // Inline, no call.
+  // it was the thread's last-used state and has nothing to catch up on (its
+  // queue's head is 0: no queued frees, no news of a Clear, ResetPeak or
+  // tagging); else nullptr (the slow path syncs). The caller tests
+  // cache_mode (regions, cache on). Inline, no call.
   Pool* ReadyPool() {
     Pool* const pool = static_cast<Pool*>(LastUsedThreadStateFor(this));
     if (pool == nullptr ||
-        pool->seen_epoch != epoch_.load(std::memory_order_acquire) ||
         pool->queue->head.load(std::memory_order_relaxed) != 0) {
       return nullptr;
     }
@@ -1112,6 +1126,18 @@ class PoolingMemp final : private ThreadStateOwner {
     if (!tagging_used_.load(std::memory_order_relaxed)) {
       tagging_used_.store(true, std::memory_order_relaxed);
       epoch_.fetch_add(1, std::memory_order_release);
+      NoWaitLock hold(&bindings_mu_);
+      NotifyPools();
+    }
+  }
+
+  // Makes every pool's next own call leave its inline hit and catch up
+  // with epoch_ (its hits test only its queue's head). Call after changing
+  // epoch_: the owner that sees kNews (acquire) then sees the new epoch.
+  // O(pools).
+  void NotifyPools() ABSL_EXCLUSIVE_LOCKS_REQUIRED(bindings_mu_) {
+    for (Pool* pool : pools_) {
+      pool->queue->head.fetch_or(kNews, std::memory_order_release);
     }
   }
 
@@ -1126,7 +1152,8 @@ class PoolingMemp final : private ThreadStateOwner {
       // touched (their markers are stale under the new key).
       pool->cache.Forget();
       pool->regions.Clear();
-      pool->queue->head.store(0, std::memory_order_relaxed);
+      // (Keeping news that may have come since `epoch` was read.)
+      pool->queue->head.fetch_and(kNews, std::memory_order_relaxed);
       pool->accounted_used = 0;  // Clear zeroed the totals
       pool->peak = 0;
       pool->cache_key = marker_key_.load(std::memory_order_relaxed);
@@ -1177,12 +1204,19 @@ class PoolingMemp final : private ThreadStateOwner {
   // thread. `shared` is the shared regions when the caller holds the shared
   // lock, else nullptr. Owner only. O(queued blocks); no allocation.
   ABSL_ATTRIBUTE_NOINLINE void ApplyRemoteFrees(Pool* pool, RegionSet* shared) {
-    uintptr_t list = pool->queue->head.exchange(0, std::memory_order_acquire);
-    if (list == kClosed) {  // cannot happen on a live owner; keep it closed
+    const uintptr_t head =
+        pool->queue->head.exchange(0, std::memory_order_acq_rel);
+    if ((head & kClosed) != 0) {  // cannot happen on a live owner
       pool->queue->head.store(kClosed, std::memory_order_relaxed);
       return;
     }
-    ApplyList(pool, list, shared);
+    ApplyList(pool, head & ~kNews, shared);
+    if ((head & kNews) != 0) {
+      // The exchange took the news: act on it now (acquire: its epoch is
+      // visible).
+      const uint64_t epoch = epoch_.load(std::memory_order_acquire);
+      if (pool->seen_epoch != epoch) CatchUp(pool, epoch);
+    }
     pool->Publish();
   }
   void ApplyList(Pool* pool, uintptr_t list, RegionSet* shared) {
@@ -1504,13 +1538,13 @@ class PoolingMemp final : private ThreadStateOwner {
                                           __ATOMIC_RELAXED));
     uintptr_t head = queue->head.load(kRelaxed);
     do {
-      if (head == kClosed) {
+      if ((head & kClosed) != 0) {
         __atomic_store_n(&block->marker, 0, __ATOMIC_RELEASE);
         return kTakeLock;
       }
-      block->next = head;
+      block->next = head & ~kNews;
     } while (!queue->head.compare_exchange_weak(
-        head, address, std::memory_order_release, kRelaxed));
+        head, address | (head & kNews), std::memory_order_release, kRelaxed));
     return kQueued;
   }
 
@@ -1603,7 +1637,8 @@ class PoolingMemp final : private ThreadStateOwner {
       // exchange (applied here; its block is now in the shared regions) or
       // finds it closed and takes the shared lock, after this.
       ApplyList(pool,
-                pool->queue->head.exchange(kClosed, std::memory_order_acq_rel),
+                pool->queue->head.exchange(kClosed, std::memory_order_acq_rel) &
+                    ~kNews,
                 &shared);
       // Its peak and its counts of failures and misuse outlive it.
       const PoolStats last = pool->Published();
