@@ -858,5 +858,35 @@ TYPED_TEST(PoolingMempTest, ClearForgetsParkedBlocks) {
   EXPECT_EQ(this->misuse_.count(), 0u);
 }
 
+// An owner whose calls are all cache hits still hears of ResetPeak and of
+// tagging at its next call (the news rides on its queue's head).
+TYPED_TEST(PoolingMempTest, InlineHitsStillCatchUpWithResetPeakAndTagging) {
+  Region own;
+  Worker owner;
+  owner.Run([&] {
+    this->BindHere(own);
+    this->memp_.Free(this->memp_.Allocate(16));  // class 16 now warm
+    this->memp_.Free(this->memp_.Allocate(10000));
+  });
+  EXPECT_GE(this->memp_.ProbePools()[0].stats.peak_used_bytes, 10000u);
+  this->memp_.ResetPeak();
+  owner.Run([&] { this->memp_.Free(this->memp_.Allocate(16)); });  // hits
+  EXPECT_LT(this->memp_.ProbePools()[0].stats.peak_used_bytes, 100u);
+
+  // A tagged call anywhere stops every pool parking blocks.
+  BlockTag tag;
+  tag.file = __FILE__;
+  void* tagged = this->memp_.AllocateTagged(16, 100, tag);  // shared
+  ASSERT_NE(tagged, nullptr);
+  owner.Run([&] {
+    void* p = this->memp_.Allocate(16);
+    const size_t cached = this->memp_.ProbePools()[0].stats.cached_bytes;
+    EXPECT_TRUE(this->memp_.Free(p));
+    EXPECT_EQ(this->memp_.ProbePools()[0].stats.cached_bytes, cached);
+  });
+  EXPECT_TRUE(this->memp_.Free(tagged));
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
 }  // namespace
 }  // namespace fmemp
