@@ -11,10 +11,13 @@
 // harness checks what was reported (misuse kinds, invalid_frees,
 // failed_allocations, out-of-memory calls), that the pool's totals, usage and
 // live blocks did not change, that the integrity check passes, that every
-// live block keeps its contents, and that the pool still serves. The table
-// runs twice: over the SDK's C API (fmemp/fmemp.h) and over the C++ front-end
-// (fmemp::Memp, fmemp/memp.h), with rows of its own where the two APIs
-// differ.
+// live block keeps its contents, and that the pool still serves. Each world
+// is built over the shared adapter (fmemp/testing/front_end.h). The table
+// runs over the SDK's C API as FMempInit starts it (CApiBadInputTest) and
+// over fmemp::Memp<sync::Mutex> (MempBadInputTest), each with rows of its
+// own where the two APIs differ; the rows they share also run under every
+// other front-end of fmemp/testing/front_end_list.h (PolicyBadInputTest:
+// each lock, caches, pools, each C API policy).
 //
 // RegionStartDeathTest holds the inputs that once made the library read
 // outside the caller's memory (a pointer to a region's first byte); each runs
@@ -31,9 +34,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <ostream>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -1189,6 +1194,47 @@ TEST_P(MempBadInputTest, IsRefusedOrReportedAndChangesNothing) {
 
 INSTANTIATE_TEST_SUITE_P(Table, MempBadInputTest, testing::ValuesIn(MempRows()),
                          &RowName<MempWorld>);
+
+// The rows both APIs share, under every other front-end of
+// fmemp/testing/front_end_list.h (each lock, caches, pools, each C API
+// policy), named "<FrontEnd>_<Row>".
+struct PolicyRow {
+  std::string name;
+  std::function<void()> run;
+};
+
+void PrintTo(const PolicyRow& row, std::ostream* os) { *os << row.name; }
+
+template <typename FrontEnd>
+void AddCommonRows(std::vector<PolicyRow>& rows) {
+  if (std::is_same<World<FrontEnd>, CApiWorld>::value ||
+      std::is_same<World<FrontEnd>, MempWorld>::value) {
+    return;  // CApiBadInputTest and MempBadInputTest run them
+  }
+  for (const Row<World<FrontEnd>>& row : CommonRows<World<FrontEnd>>()) {
+    rows.push_back(
+        PolicyRow{FrontEnd::Name() + "_" + row.name, [row] { RunRow(row); }});
+  }
+}
+
+template <typename... FrontEnds>
+std::vector<PolicyRow> PolicyRows(testkit::FrontEndList<FrontEnds...>) {
+  std::vector<PolicyRow> rows;
+  (AddCommonRows<FrontEnds>(rows), ...);
+  return rows;
+}
+
+class PolicyBadInputTest : public testing::TestWithParam<PolicyRow> {};
+
+TEST_P(PolicyBadInputTest, IsRefusedOrReportedAndChangesNothing) {
+  GetParam().run();
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, PolicyBadInputTest,
+                         testing::ValuesIn(PolicyRows(testkit::AllFrontEnds())),
+                         [](const testing::TestParamInfo<PolicyRow>& info) {
+                           return info.param.name;
+                         });
 
 // --- A pointer to a region's first byte ---
 //
