@@ -28,7 +28,7 @@
 //   Outcome Init(begin, end);            the first region (C API: FMempInit*)
 //   Outcome AddRegion(begin, end), RemoveRegion(begin);
 //   void* Allocate(n), AllocateAligned(alignment, n), Calloc(count, size),
-//       Reallocate(p, n), and *Tagged variants taking a BlockTag;
+//       Reallocate(p, n), and their *Tagged variants (a BlockTag);
 //   bool Free(p);                        false when the free was refused
 //   void FreeUnchecked(p);               the same call, says nothing
 //   size_t UsableSize(p);                0 without kHasUsableSize
@@ -247,7 +247,10 @@ class CppFrontEnd {
   }
   void* Calloc(size_t count, size_t size) { return memp_.Calloc(count, size); }
   void* Reallocate(void* p, size_t n) { return memp_.Reallocate(p, n); }
-  void* AllocateTagged(size_t alignment, size_t n, const BlockTag& tag) {
+  void* AllocateTagged(size_t n, const BlockTag& tag) {
+    return memp_.AllocateTagged(1, n, tag);
+  }
+  void* AllocateAlignedTagged(size_t alignment, size_t n, const BlockTag& tag) {
     return memp_.AllocateTagged(alignment, n, tag);
   }
   void* CallocTagged(size_t count, size_t size, const BlockTag& tag) {
@@ -415,7 +418,10 @@ class CApiFrontEnd {
     return FMempCalloc(&memp_, count, size);
   }
   void* Reallocate(void* p, size_t n) { return FMempRealloc(&memp_, p, n); }
-  void* AllocateTagged(size_t alignment, size_t n, const BlockTag& tag) {
+  void* AllocateTagged(size_t n, const BlockTag& tag) {
+    return FMempMallocTag(&memp_, n, tag.file, tag.line, tag.message);
+  }
+  void* AllocateAlignedTagged(size_t alignment, size_t n, const BlockTag& tag) {
     return FMempMallocAlignTag(&memp_, n, alignment, tag.file, tag.line,
                                tag.message);
   }

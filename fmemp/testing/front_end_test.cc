@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "fmemp/testing/front_end_gtest.h"
 #include "fmemp/testing/front_end_list.h"
 #include "gtest/gtest.h"
@@ -285,16 +286,24 @@ TYPED_TEST(FrontEndTest, ResetPeakAndListWhereOffered) {
 TYPED_TEST(FrontEndTest, TaggedAllocationsServe) {
   TypeParam& f = this->front_;
   static const BlockTag tag = {__FILE__, __LINE__, "tagged", 0};
-  void* a = f.AllocateTagged(64, 100, tag);
+  void* a = f.AllocateAlignedTagged(64, 100, tag);
   void* b = f.CallocTagged(4, 25, tag);
+  void* c = f.AllocateTagged(10, tag);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
+  ASSERT_NE(c, nullptr);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(a) % 64, 0u);
   a = f.ReallocateTagged(a, 3000, tag);
   ASSERT_NE(a, nullptr);
-  EXPECT_EQ(f.Probe().live, 2u);
+  EXPECT_EQ(f.Probe().live, 3u);
+  int tagged_lines = 0;
+  f.List([&tagged_lines](absl::string_view line) {
+    if (absl::StrContains(line, "tagged")) ++tagged_lines;
+  });
+  EXPECT_EQ(tagged_lines, 3) << "each tagged block is listed with its tag";
   EXPECT_TRUE(f.Free(a));
   EXPECT_TRUE(f.Free(b));
+  EXPECT_TRUE(f.Free(c));
 }
 
 // --- The C API's lifecycle ---
