@@ -16,7 +16,9 @@
 //
 // Every wrapper has the same members, none of them virtual: a caller is a
 // template over the wrapper, so a benchmark pays nothing for it (Allocate
-// and FreeUnchecked are one inline call into fmemp). The contract:
+// and FreeUnchecked are always inlined: the compiler sees the front-end's
+// own call, with the same inlining budget as a direct caller). The
+// contract:
 //
 //   static std::string Name();           a readable name (typed lists only)
 //   static constexpr bool kIsCApi, kThreadSafe, kHasUsableSize,
@@ -61,6 +63,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -241,7 +244,9 @@ class CppFrontEnd {
   // Empties the front-end (every region and block forgotten).
   void Clear() { memp_.Clear(); }
 
-  void* Allocate(size_t n) { return memp_.Allocate(n); }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Allocate(size_t n) {
+    return memp_.Allocate(n);
+  }
   void* AllocateAligned(size_t alignment, size_t n) {
     return memp_.AllocateAligned(alignment, n);
   }
@@ -260,7 +265,7 @@ class CppFrontEnd {
     return memp_.ReallocateTagged(p, n, tag);
   }
   bool Free(void* p) { return memp_.Free(p); }
-  void FreeUnchecked(void* p) { memp_.Free(p); }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void FreeUnchecked(void* p) { memp_.Free(p); }
   size_t UsableSize(const void* p) { return memp_.UsableSize(p); }
 
   Outcome FlushThisThread() {
@@ -410,7 +415,9 @@ class CApiFrontEnd {
     return OutcomeOf(FMempRemoveRegion(&memp_, begin));
   }
 
-  void* Allocate(size_t n) { return FMempMalloc(&memp_, n); }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Allocate(size_t n) {
+    return FMempMalloc(&memp_, n);
+  }
   void* AllocateAligned(size_t alignment, size_t n) {
     return FMempMallocAlign(&memp_, n, alignment);
   }
@@ -438,7 +445,9 @@ class CApiFrontEnd {
     FMempFree(&memp_, p);
     return ReportCounter::OnThisThread() == before;
   }
-  void FreeUnchecked(void* p) { FMempFree(&memp_, p); }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void FreeUnchecked(void* p) {
+    FMempFree(&memp_, p);
+  }
   size_t UsableSize(const void*) { return 0; }
 
   // Every policy accepts these (no-ops without caches).
