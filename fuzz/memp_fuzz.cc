@@ -6,7 +6,8 @@
 // libFuzzer target for the fmemp front-end over several regions: the C++
 // front-ends fmemp::Memp<fmemp::sync::NoLock>, fmemp::CachingMemp (per-thread
 // caches) and fmemp::PoolingMemp (per-thread pools), and the SDK's C API
-// (fmemp/fmemp.h) with each of its policies.
+// (fmemp/fmemp.h) with each of its policies, all through the shared test
+// adapter (fmemp/testing/front_end.h).
 //
 // The input is a program. Its first byte picks the front-end (one of the
 // three C++ ones, or the C API with the mutex, spin-lock, single-thread,
