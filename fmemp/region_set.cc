@@ -268,7 +268,8 @@ absl::Status RegionSet::AddRegion(void* begin, void* end) {
       Addr(Heap::PoolBegin(region->pool)) + Heap::kFirstPayloadOffset;
   Unsolo();
   capacity_bytes_ += region->heap.Stats().capacity_bytes;
-  table_.Insert({region->first_payload, region->end, &region->heap});
+  table_.Insert({region->first_payload, region->end, &region->heap, nullptr,
+                 region->begin});
   InsertSlot(std::move(region));
   Refile();
   return absl::OkStatus();
@@ -425,7 +426,7 @@ absl::Status RegionSet::Attach(DetachedRegion& detached) {
   used_bytes_ += s.used_bytes;
   live_blocks_ += s.live_blocks;
   peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_);
-  table_.Insert({r.first_payload, r.end, &r.heap});
+  table_.Insert({r.first_payload, r.end, &r.heap, nullptr, r.begin});
   for (auto& [ptr, tag] : detached.tags_) tags_.emplace(ptr, tag);
   detached.tags_.clear();
   InsertSlot(std::move(detached.region_));
