@@ -58,9 +58,10 @@
 //   then the first two of a live block's own payload, which belongs to the
 //   block being freed. The owner frees each queued block through its own
 //   RegionSet, which checks it again with the pool's exclusion; a block
-//   that is no longer in its regions (the region was unbound, or the
-//   record was reused by another binding while the freer looked) is routed
-//   again, as a free from another thread, never freed into the wrong heap.
+//   whose table entry no longer names its queue (the region was unbound or
+//   bound elsewhere, or the queue was reused by another pool while the
+//   freer looked) is routed again, as a free from another thread, to the
+//   owner the table names now: never freed into the wrong heap.
 //   What remains unsupported, as everywhere in fmemp: a pointer that is not
 //   a live block freed while its region is being removed.
 // * The owner checks every link of the list before following it (aligned,
@@ -879,9 +880,9 @@ class PoolingMemp final : private ThreadStateOwner {
   // Applies the frees other threads queued to `pool`: takes the whole list
   // with one exchange and frees each block into the pool's regions; a block
   // not in them (its region was unbound meanwhile, or the push raced a
-  // reuse of a binding's record) is routed again as any free from another
-  // thread. `shared` is the shared regions when the caller holds the shared
-  // lock, else nullptr. Owner only. O(queued blocks); no allocation.
+  // reuse of the queue) is routed again as any free from another thread.
+  // `shared` is the shared regions when the caller holds the shared lock, else
+  // nullptr. Owner only. O(queued blocks); no allocation.
   ABSL_ATTRIBUTE_NOINLINE void ApplyRemoteFrees(Pool* pool, RegionSet* shared) {
     uintptr_t list = pool->queue->head.exchange(0, std::memory_order_acquire);
     if (list == kClosed) {  // cannot happen on a live owner; keep it closed
