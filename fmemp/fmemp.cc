@@ -133,7 +133,8 @@ class CApiPool {
   // In two steps, because the per-thread caches' registry lock sits between
   // admin_ and the front-ends' locks in the lock order.
   void LockAdminForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { admin_.Lock(); }
-  // Front-ends are locked in table order and unlocked in the reverse.
+  // Front-ends are locked in table order and unlocked in the reverse (the
+  // lambdas take or release a lock the analysis cannot pair).
   void LockFrontEndsForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     front_ends_.ForEachCreated(
         [](auto& front_end)
@@ -146,10 +147,8 @@ class CApiPool {
     admin_.Unlock();
   }
   void ResetLocksInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    front_ends_.ForEachCreatedReversed([](auto& front_end)
-                                           ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                             front_end.ResetLockInForkChild();
-                                           });
+    front_ends_.ForEachCreatedReversed(
+        [](auto& front_end) { front_end.ResetLockInForkChild(); });
     new (&admin_) absl::Mutex();
   }
 
