@@ -25,9 +25,8 @@
 // * Visit keeps the C API's hot path short: the inline policy (the default,
 //   FMEMP_POLICY_THREAD_CACHE, whose cache hit is a few dozen instructions)
 //   is one compare and its call is inlined into the caller; every other
-//   policy takes a lock anyway and is reached through one out-of-line call
-//   (before this, bench/compare's probe counted ~30 instructions of
-//   dispatch per call with all of them inline).
+//   policy takes a lock anyway and is reached through one out-of-line call,
+//   which keeps their code (and the frame it needs) out of every caller.
 // * Thread safety (FrontEnds): Create and the destructor must not run
 //   concurrently with any other member. Visit and the ForEachCreated walks
 //   may run concurrently with each other once the Create that made the
