@@ -4,14 +4,27 @@
 #include "fmemp/asymmetric_barrier.h"
 
 #include <linux/membarrier.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 
 namespace fmemp {
 
 namespace {
 
-long Membarrier(int command) { return syscall(__NR_membarrier, command, 0, 0); }
+long SystemMembarrier(int command) {
+  return syscall(__NR_membarrier, command, 0, 0);
+}
+
+std::atomic<long (*)(int)> membarrier_call{&SystemMembarrier};
+
+long Membarrier(int command) {
+  return membarrier_call.load(std::memory_order_relaxed)(command);
+}
 
 bool RegisterMembarrier() {
   if (!kAsymmetricBarrierEnabled) return false;
@@ -26,6 +39,11 @@ bool RegisterMembarrier() {
 
 namespace asymmetric_barrier_internal {
 std::atomic<bool> membarrier_registered{false};
+
+void SetMembarrierCallForTesting(long (*call)(int)) {
+  membarrier_call.store(call != nullptr ? call : &SystemMembarrier,
+                        std::memory_order_relaxed);
+}
 }  // namespace asymmetric_barrier_internal
 
 bool HeavyBarrierIsMembarrier() {
@@ -48,11 +66,31 @@ namespace {
 
 void HeavyBarrier() {
 #ifndef FMEMP_INTERNAL_TSAN
-  if (HeavyBarrierIsMembarrier() &&
-      Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) {
+  if (!HeavyBarrierIsMembarrier()) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     return;
   }
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Once registered, fast sides skip their fence, so a fence here alone
+  // would not order them: the system call has to succeed. After
+  // registration the kernel documents no failure for this command; a
+  // transient one (EINTR, EAGAIN, ENOMEM) is retried, anything else stops
+  // the process with a message rather than let a cache drain race.
+  constexpr int kAttempts = 100;
+  long result = 0;
+  int error = 0;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    result = Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+    if (result == 0) return;
+    error = errno;
+    if (error != EINTR && error != EAGAIN && error != ENOMEM) break;
+    sched_yield();
+  }
+  std::fprintf(stderr,
+               "fmemp: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed "
+               "(errno %d) after registration; per-thread cache drains "
+               "cannot be ordered\n",
+               error);
+  std::abort();
 #endif
   // Under TSan both sides use seq_cst accesses instead (kFastSideOrder).
 }

@@ -53,6 +53,11 @@ namespace asymmetric_barrier_internal {
 // the latest during static initialisation of the program): until then the
 // fast side fences for real, which is correct with either slow side.
 extern std::atomic<bool> membarrier_registered;
+
+// Replaces the membarrier(2) system call (command -> result, errno set on
+// failure) for tests; nullptr restores the real one. Not thread-safe with
+// respect to HeavyBarrier callers' choice of call, only for tests.
+void SetMembarrierCallForTesting(long (*call)(int));  // NOLINT(runtime/int)
 }  // namespace asymmetric_barrier_internal
 
 // Fast side: between a flag store and a flag load.
@@ -76,7 +81,11 @@ inline void LightBarrierGivenMembarrier() {
 #endif
 }
 
-// Slow side: between its flag store and its flag load.
+// Slow side: between its flag store and its flag load. With membarrier(2)
+// registered the system call must succeed (the fast sides rely on it):
+// transient failures are retried; a persistent one aborts the process with
+// a message, since no fallback on this side alone would be correct.
+// Thread-safe; one system call (or one fence) per call.
 void HeavyBarrier();
 
 }  // namespace fmemp

@@ -11,10 +11,13 @@
 // harness checks what was reported (misuse kinds, invalid_frees,
 // failed_allocations, out-of-memory calls), that the pool's totals, usage and
 // live blocks did not change, that the integrity check passes, that every
-// live block keeps its contents, and that the pool still serves. The table
-// runs twice: over the SDK's C API (fmemp/fmemp.h) and over the C++ front-end
-// (fmemp::Memp, fmemp/memp.h), with rows of its own where the two APIs
-// differ.
+// live block keeps its contents, and that the pool still serves. Each world
+// is built over the shared adapter (fmemp/testing/front_end.h). The table
+// runs over the SDK's C API as FMempInit starts it (CApiBadInputTest) and
+// over fmemp::Memp<sync::Mutex> (MempBadInputTest), each with rows of its
+// own where the two APIs differ; the rows they share also run under every
+// other front-end of fmemp/testing/front_end_list.h (PolicyBadInputTest:
+// each lock, caches, pools, each C API policy).
 //
 // RegionStartDeathTest holds the inputs that once made the library read
 // outside the caller's memory (a pointer to a region's first byte); each runs
@@ -31,9 +34,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <ostream>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -41,6 +46,8 @@
 #include "fmemp/fmemp.h"
 #include "fmemp/memp.h"
 #include "fmemp/test_util.h"
+#include "fmemp/testing/front_end.h"
+#include "fmemp/testing/front_end_list.h"
 #include "gtest/gtest.h"
 #include "sync/mutex.h"
 
@@ -111,6 +118,12 @@ class GuardedMemory {
   uint8_t* map_ = nullptr;
 };
 
+// `v`, as a value the optimiser cannot see through.
+size_t Opaque(size_t v) {
+  asm volatile("" : "+r"(v));
+  return v;
+}
+
 bool IsAligned(const void* p, size_t alignment) {
   return reinterpret_cast<uintptr_t>(p) % alignment == 0;
 }
@@ -136,24 +149,6 @@ struct Report {
   const void* ptr;
 };
 
-int KindOf(MempError error) {
-  switch (error) {
-    case MempError::kForeignPointer:
-      return FMEMP_MISUSE_FOREIGN_POINTER;
-    case MempError::kInvalidFree:
-      return FMEMP_MISUSE_INVALID_FREE;
-    case MempError::kDoubleFree:
-      return FMEMP_MISUSE_DOUBLE_FREE;
-    case MempError::kCorruptHeap:
-      return FMEMP_MISUSE_CORRUPT_HEAP;
-    case MempError::kUseAfterFreeWrite:
-      return FMEMP_MISUSE_USE_AFTER_FREE_WRITE;
-    case MempError::kCanaryDamaged:
-      return FMEMP_MISUSE_CANARY_DAMAGED;
-  }
-  return 0;
-}
-
 struct Reports {
   std::vector<Report> seen;
   std::vector<int> Kinds() const {
@@ -162,53 +157,20 @@ struct Reports {
     for (const Report& r : seen) kinds.push_back(r.kind);
     return kinds;
   }
-  // The C API's handler.
+  // The C API's handler, and the adapter's listener.
   static void RecordC(void* user, int kind, const void* ptr) {
     static_cast<Reports*>(user)->seen.push_back(Report{kind, ptr});
   }
   // The front-end's handler.
   static void RecordMemp(void* context, MempError error, const void* ptr) {
-    static_cast<Reports*>(context)->seen.push_back(Report{KindOf(error), ptr});
+    static_cast<Reports*>(context)->seen.push_back(
+        Report{testkit::MisuseKindOf(error), ptr});
   }
 };
 
-// Region call results in one vocabulary, so that a row can run over both
-// APIs: each world maps its own result (FError or absl::StatusCode) to this.
-enum class Outcome { kOk, kInvalidBuffer, kOverlap, kNotFound, kBusy, kOther };
-
-Outcome FromFError(FError e) {
-  switch (e) {
-    case FMEMP_SUCCESS:
-      return Outcome::kOk;
-    case FMEMP_ERR_INVALID_BUF:
-      return Outcome::kInvalidBuffer;
-    case FMEMP_ERR_REGION_OVERLAP:
-      return Outcome::kOverlap;
-    case FMEMP_ERR_REGION_NOT_FOUND:
-      return Outcome::kNotFound;
-    case FMEMP_ERR_REGION_BUSY:
-      return Outcome::kBusy;
-    default:
-      return Outcome::kOther;
-  }
-}
-
-Outcome FromStatus(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kOk:
-      return Outcome::kOk;
-    case absl::StatusCode::kInvalidArgument:
-      return Outcome::kInvalidBuffer;
-    case absl::StatusCode::kAlreadyExists:
-      return Outcome::kOverlap;
-    case absl::StatusCode::kNotFound:
-      return Outcome::kNotFound;
-    case absl::StatusCode::kFailedPrecondition:
-      return Outcome::kBusy;
-    default:
-      return Outcome::kOther;
-  }
-}
+// Region call results in one vocabulary (fmemp/testing/front_end.h), so
+// that a row can run over every API.
+using testkit::Outcome;
 
 // What a row expects the harness to see: these report kinds in this order
 // (each counted in invalid_frees), this many more failed allocations, and
@@ -299,10 +261,6 @@ class WorldBase {
     ASSERT_TRUE(in_a && in_b) << "the world needs live blocks in both regions";
   }
 
-  static int RecordOomC(void* user, fsize_t size, fsize_t align) {
-    static_cast<WorldBase*>(user)->oom_calls_.emplace_back(size, align);
-    return 0;
-  }
   static bool RecordOomMemp(void* context, size_t size, size_t align) {
     static_cast<WorldBase*>(context)->oom_calls_.emplace_back(size, align);
     return false;
@@ -314,166 +272,109 @@ class WorldBase {
   std::vector<std::pair<size_t, size_t>> oom_calls_;
 };
 
-// The world over the C API: an FMemp initialised over A, with B added.
-class CApiWorld : public WorldBase {
+// The world over one front-end of fmemp/testing/front_end_list.h: regions
+// A and B (the C API: initialised over A), every report and out-of-memory
+// call recorded.
+template <typename FrontEnd>
+class World : public WorldBase {
  public:
-  CApiWorld() = default;
-  CApiWorld(const CApiWorld&) = delete;
-  CApiWorld& operator=(const CApiWorld&) = delete;
-  ~CApiWorld() { FMempRelease(&memp_); }
+  World() = default;
+  World(const World&) = delete;
+  World& operator=(const World&) = delete;
 
   void Build() {
-    ASSERT_EQ(FMempInit(&memp_, a_.begin(), a_end()), FMEMP_SUCCESS);
-    ASSERT_EQ(FMempAddRegion(&memp_, b_.begin(), b_end()), FMEMP_SUCCESS);
-    ASSERT_EQ(FMempSetErrorHandler(&memp_, &Reports::RecordC, &reports_),
-              FMEMP_SUCCESS);
-    ASSERT_EQ(FMempSetOomHandler(&memp_, &RecordOomC, this), FMEMP_SUCCESS);
+    front_.reports().SetListener(&Reports::RecordC, &reports_);
+    front_.SetOutOfMemoryHandler(&RecordOomMemp, this);
+    ASSERT_EQ(front_.Init(a_.begin(), a_end()), Outcome::kOk);
+    ASSERT_EQ(front_.AddRegion(b_.begin(), b_end()), Outcome::kOk);
     AddLiveBlocks([this](size_t i, size_t size) -> void* {
       switch (i) {
         case 5:
-          return FMempCalloc(&memp_, 10, size / 10);
+          return front_.Calloc(10, size / 10);
         case 6:
-          return FMempMallocAlign(&memp_, size, 256);
+          return front_.AllocateAligned(256, size);
         case 7: {  // grown by a moving realloc
-          void* p = FMempMalloc(&memp_, 50);
-          void* fence = FMempMalloc(&memp_, 16);
-          void* q = FMempRealloc(&memp_, p, size);
-          FMempFree(&memp_, fence);
+          void* p = front_.Allocate(50);
+          void* fence = front_.Allocate(16);
+          void* q = front_.Reallocate(p, size);
+          front_.Free(fence);
           return q;
         }
         default:
-          return FMempMalloc(&memp_, size);
+          return front_.Allocate(size);
       }
     });
   }
 
-  FMemp* memp() { return &memp_; }
+  // The FMemp (C API) or the C++ front-end itself, for rows of one API.
+  decltype(auto) memp() {
+    if constexpr (FrontEnd::kIsCApi) {
+      return front_.memp();
+    } else {
+      return (front_.wrapped());
+    }
+  }
 
-  void* Malloc(size_t n) { return FMempMalloc(&memp_, n); }
+  void* Malloc(size_t n) { return front_.Allocate(n); }
+  // The arguments reach the front-end as values unknown to the compiler:
+  // with a row's constant (SIZE_MAX) propagated into a front-end's inlined
+  // memset, g++ -O1 (the tsan config) warns about a call that never runs.
   void* Calloc(size_t count, size_t size) {
-    return FMempCalloc(&memp_, count, size);
+    return front_.Calloc(Opaque(count), Opaque(size));
   }
   void* MallocAlign(size_t size, size_t align) {
-    return FMempMallocAlign(&memp_, size, align);
+    return front_.AllocateAligned(align, size);
   }
-  void* Realloc(void* p, size_t n) { return FMempRealloc(&memp_, p, n); }
-  void Free(void* p) { FMempFree(&memp_, p); }
+  void* Realloc(void* p, size_t n) { return front_.Reallocate(p, n); }
+  // Checks the contract on every free: Free returns false exactly when it
+  // reported misuse, and (where the API has it) UsableSize is 0 exactly for
+  // the pointers that are not live blocks.
+  void Free(void* p) {
+    const size_t reports_before = reports_.seen.size();
+    const size_t usable = front_.UsableSize(p);
+    const bool freed = front_.Free(p);
+    const bool reported = reports_.seen.size() != reports_before;
+    EXPECT_EQ(freed, !reported) << p;
+    if (FrontEnd::kHasUsableSize && p != nullptr && usable == 0) {
+      EXPECT_FALSE(freed) << p << " is not a live block, yet it was freed";
+    }
+    if (FrontEnd::kHasUsableSize && p != nullptr && freed) {
+      EXPECT_NE(usable, 0u) << p << " was freed, yet UsableSize said 0";
+    }
+  }
   Outcome AddRegion(void* begin, void* end) {
-    return FromFError(FMempAddRegion(&memp_, begin, end));
+    return front_.AddRegion(begin, end);
   }
-  Outcome RemoveRegion(void* begin) {
-    return FromFError(FMempRemoveRegion(&memp_, begin));
-  }
-  bool CheckOk() { return FMempCheck(&memp_) == FMEMP_SUCCESS; }
+  Outcome RemoveRegion(void* begin) { return front_.RemoveRegion(begin); }
+  bool CheckOk() { return front_.Check() == Outcome::kOk; }
   Counters Read() {
-    FMempUsage u;
-    EXPECT_EQ(FMempProbe64(&memp_, &u), FMEMP_SUCCESS);
+    const testkit::Usage u = front_.Probe();
     Counters c;
-    c.total = u.total;
+    c.total = u.capacity;
     c.used = u.used;
-    c.live = u.live_blocks;
+    c.live = u.live;
     c.regions = u.regions;
-    c.failed = u.failed_allocations;
+    c.failed = u.failed;
     c.invalid = u.invalid_frees;
     return c;
   }
   // The largest request one region can serve now.
   size_t LargestInOneRegion() {
     size_t largest = 0;
-    for (u32 i = 0; i < FMempRegionCount(&memp_); ++i) {
-      FMempRegionUsage r;
-      EXPECT_EQ(FMempProbeRegion(&memp_, i, &r), FMEMP_SUCCESS);
-      largest = std::max<size_t>(largest, r.largest_free);
+    for (const testkit::RegionUsage& r : front_.ProbeRegions()) {
+      largest = std::max<size_t>(largest, r.largest);
     }
     return largest;
   }
 
  private:
-  FMemp memp_ = {};
+  FrontEnd front_;
 };
 
-// The world over the front-end: a Memp<Mutex> with regions A and B.
-class MempWorld : public WorldBase {
- public:
-  using Front = Memp<sync::Mutex>;
-
-  void Build() {
-    memp_.SetErrorHandler(&Reports::RecordMemp, &reports_);
-    memp_.SetOutOfMemoryHandler(&RecordOomMemp, this);
-    ASSERT_TRUE(memp_.AddRegion(a_.begin(), a_end()).ok());
-    ASSERT_TRUE(memp_.AddRegion(b_.begin(), b_end()).ok());
-    AddLiveBlocks([this](size_t i, size_t size) -> void* {
-      switch (i) {
-        case 5:
-          return memp_.Calloc(10, size / 10);
-        case 6:
-          return memp_.AllocateAligned(256, size);
-        case 7: {
-          void* p = memp_.Allocate(50);
-          void* fence = memp_.Allocate(16);
-          void* q = memp_.Reallocate(p, size);
-          memp_.Free(fence);
-          return q;
-        }
-        default:
-          return memp_.Allocate(size);
-      }
-    });
-  }
-
-  Front& memp() { return memp_; }
-
-  void* Malloc(size_t n) { return memp_.Allocate(n); }
-  void* Calloc(size_t count, size_t size) { return memp_.Calloc(count, size); }
-  void* MallocAlign(size_t size, size_t align) {
-    return memp_.AllocateAligned(align, size);
-  }
-  void* Realloc(void* p, size_t n) { return memp_.Reallocate(p, n); }
-  // Checks the front-end's contract on every free: Free returns false
-  // exactly when it reported misuse, and UsableSize is 0 exactly for the
-  // pointers that are not live blocks.
-  void Free(void* p) {
-    const size_t reports_before = reports_.seen.size();
-    const size_t usable = memp_.UsableSize(p);
-    const bool freed = memp_.Free(p);
-    const bool reported = reports_.seen.size() != reports_before;
-    EXPECT_EQ(freed, !reported) << p;
-    if (p != nullptr && usable == 0) {
-      EXPECT_FALSE(freed) << p << " is not a live block, yet it was freed";
-    }
-    if (p != nullptr && freed) {
-      EXPECT_NE(usable, 0u) << p << " was freed, yet UsableSize said 0";
-    }
-  }
-  Outcome AddRegion(void* begin, void* end) {
-    return FromStatus(memp_.AddRegion(begin, end));
-  }
-  Outcome RemoveRegion(void* begin) {
-    return FromStatus(memp_.RemoveRegion(begin));
-  }
-  bool CheckOk() { return memp_.Check().ok(); }
-  Counters Read() {
-    const MempStats s = memp_.Probe();
-    Counters c;
-    c.total = s.capacity_bytes;
-    c.used = s.used_bytes;
-    c.live = s.live_blocks;
-    c.regions = s.region_count;
-    c.failed = s.failed_allocations;
-    c.invalid = s.invalid_frees;
-    return c;
-  }
-  size_t LargestInOneRegion() {
-    size_t largest = 0;
-    for (const RegionStats& r : memp_.ProbeRegions()) {
-      largest = std::max(largest, r.largest_allocatable);
-    }
-    return largest;
-  }
-
- private:
-  Front memp_;
-};
+// The two worlds every row was written for: the C API as FMempInit starts
+// it, and the C++ front-end with a mutex.
+using CApiWorld = World<testkit::CApiDefault>;
+using MempWorld = World<testkit::MempMutex>;
 
 // --- Rows that run over both APIs ---
 
@@ -1094,7 +995,7 @@ Expected UseAfterFMempRemove(CApiWorld& w) {
 // as foreign (the C API's NOT_INIT pool ignores it silently) without
 // touching it.
 Expected NoRegions(MempWorld& w) {
-  MempWorld::Front empty;
+  Memp<sync::Mutex> empty;
   Reports reports;
   empty.SetErrorHandler(&Reports::RecordMemp, &reports);
   uint8_t* const p = w.thousand().ptr;
@@ -1123,7 +1024,7 @@ Expected NoRegions(MempWorld& w) {
 Expected AddRegionBySize(MempWorld& w) {
   uint8_t* const s = w.spare().begin();
   // On a Memp of its own: 2 TiB from `s` may reach the world's regions.
-  MempWorld::Front alone;
+  Memp<sync::Mutex> alone;
   const absl::Status too_large = alone.AddRegion(s, 2 * kTiB);
   EXPECT_EQ(too_large.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(too_large.message().find("maximum"), absl::string_view::npos)
@@ -1154,7 +1055,7 @@ Expected RemoveBusyRegionSaysWhy(MempWorld& w) {
 // same memory is added again, an old pointer is not a block of the new heap.
 Expected UseAfterClear(MempWorld& w) {
   uint8_t* const s = w.spare().begin();
-  MempWorld::Front victim;
+  Memp<sync::Mutex> victim;
   Reports reports;
   victim.SetErrorHandler(&Reports::RecordMemp, &reports);
   EXPECT_TRUE(victim.AddRegion(s, s + 32 * 1024).ok());
@@ -1304,6 +1205,47 @@ TEST_P(MempBadInputTest, IsRefusedOrReportedAndChangesNothing) {
 
 INSTANTIATE_TEST_SUITE_P(Table, MempBadInputTest, testing::ValuesIn(MempRows()),
                          &RowName<MempWorld>);
+
+// The rows both APIs share, under every other front-end of
+// fmemp/testing/front_end_list.h (each lock, caches, pools, each C API
+// policy), named "<FrontEnd>_<Row>".
+struct PolicyRow {
+  std::string name;
+  std::function<void()> run;
+};
+
+void PrintTo(const PolicyRow& row, std::ostream* os) { *os << row.name; }
+
+template <typename FrontEnd>
+void AddCommonRows(std::vector<PolicyRow>& rows) {
+  if (std::is_same<World<FrontEnd>, CApiWorld>::value ||
+      std::is_same<World<FrontEnd>, MempWorld>::value) {
+    return;  // CApiBadInputTest and MempBadInputTest run them
+  }
+  for (const Row<World<FrontEnd>>& row : CommonRows<World<FrontEnd>>()) {
+    rows.push_back(
+        PolicyRow{FrontEnd::Name() + "_" + row.name, [row] { RunRow(row); }});
+  }
+}
+
+template <typename... FrontEnds>
+std::vector<PolicyRow> PolicyRows(testkit::FrontEndList<FrontEnds...>) {
+  std::vector<PolicyRow> rows;
+  (AddCommonRows<FrontEnds>(rows), ...);
+  return rows;
+}
+
+class PolicyBadInputTest : public testing::TestWithParam<PolicyRow> {};
+
+TEST_P(PolicyBadInputTest, IsRefusedOrReportedAndChangesNothing) {
+  GetParam().run();
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, PolicyBadInputTest,
+                         testing::ValuesIn(PolicyRows(testkit::AllFrontEnds())),
+                         [](const testing::TestParamInfo<PolicyRow>& info) {
+                           return info.param.name;
+                         });
 
 // --- A pointer to a region's first byte ---
 //

@@ -1,9 +1,10 @@
 // Copyright 2026 The fmemp Authors.
 // SPDX-License-Identifier: Apache-2.0
 //
-// The SDK's C API (fmemp/fmemp.h) over fmemp::Memp. Each function finds the
-// FMemp's front-end, forwards, and converts the result; the allocator logic
-// lives in memp.h and below.
+// The SDK's C API (fmemp/fmemp.h) over fmemp's front-ends. Each function finds
+// the FMemp's front-end through the policy table (fmemp/policy_table.h),
+// forwards, and converts the result; the allocator logic lives in the
+// front-ends and below.
 
 #include "fmemp/fmemp.h"
 
@@ -25,13 +26,10 @@
 #include "absl/synchronization/mutex.h"
 #include "fmemp/memp.h"
 #include "fmemp/metadata_arena.h"
+#include "fmemp/policy_table.h"
 #include "fmemp/prefault.h"
-#include "fmemp/thread_cache.h"
 #include "fmemp/thread_pool.h"
 #include "fmemp/thread_registry.h"
-#include "sync/mutex.h"
-#include "sync/no_lock.h"
-#include "sync/spin_lock.h"
 
 namespace fmemp {
 namespace {
@@ -135,34 +133,30 @@ class CApiPool {
   // In two steps, because the per-thread caches' registry lock sits between
   // admin_ and the front-ends' locks in the lock order.
   void LockAdminForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { admin_.Lock(); }
+  // Front-ends are locked in table order and unlocked in the reverse (the
+  // lambdas take or release a lock the analysis cannot pair).
   void LockFrontEndsForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    if (mutex_) mutex_->LockForFork();
-    if (spin_) spin_->LockForFork();
-    if (single_) single_->LockForFork();
-    if (cache_) cache_->LockForFork();
-    if (pools_) pools_->LockForFork();
+    front_ends_.ForEachCreated(
+        [](auto& front_end)
+            ABSL_NO_THREAD_SAFETY_ANALYSIS { front_end.LockForFork(); });
   }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    if (pools_) pools_->UnlockAfterFork();
-    if (cache_) cache_->UnlockAfterFork();
-    if (single_) single_->UnlockAfterFork();
-    if (spin_) spin_->UnlockAfterFork();
-    if (mutex_) mutex_->UnlockAfterFork();
+    front_ends_.ForEachCreatedReversed(
+        [](auto& front_end)
+            ABSL_NO_THREAD_SAFETY_ANALYSIS { front_end.UnlockAfterFork(); });
     admin_.Unlock();
   }
   void ResetLocksInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    if (pools_) pools_->ResetLockInForkChild();
-    if (cache_) cache_->ResetLockInForkChild();
-    if (single_) single_->ResetLockInForkChild();
-    if (spin_) spin_->ResetLockInForkChild();
-    if (mutex_) mutex_->ResetLockInForkChild();
+    front_ends_.ForEachCreatedReversed(
+        [](auto& front_end) { front_end.ResetLockInForkChild(); });
     new (&admin_) absl::Mutex();
   }
 
   // Runs fn(front-end) for the active policy, or returns `otherwise`.
   template <typename R, typename Fn>
   R Dispatch(R otherwise, Fn fn) {
-    return OnFrontEnd(active_.load(std::memory_order_acquire), otherwise, fn);
+    return front_ends_.Visit<R>(active_.load(std::memory_order_acquire),
+                                otherwise, fn);
   }
 
   FError Init(FMemp* memp, void* begin, void* end, FMempPolicy policy,
@@ -171,7 +165,7 @@ class CApiPool {
     if (active_.load(std::memory_order_relaxed) != kNotReady) {
       return FMEMP_ERR_ALREADY_INIT;
     }
-    if (!EnsureFrontEnd(policy)) return FMEMP_ERR_BAD_MALLOC;
+    if (!front_ends_.Create(policy)) return FMEMP_ERR_BAD_MALLOC;
     FError error = FMEMP_SUCCESS;
     const Callbacks* const callbacks = callbacks_;
     WithFrontEnd(policy, [&](auto& front_end) {
@@ -252,64 +246,11 @@ class CApiPool {
     });
   }
 
-  bool EnsureFrontEnd(FMempPolicy policy)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_) {
-    switch (policy) {
-      case FMEMP_POLICY_MUTEX:
-        if (!mutex_) mutex_.reset(ArenaNew<Memp<sync::Mutex>>());
-        return mutex_ != nullptr;
-      case FMEMP_POLICY_SPINLOCK:
-        if (!spin_) spin_.reset(ArenaNew<Memp<sync::SpinLock>>());
-        return spin_ != nullptr;
-      case FMEMP_POLICY_SINGLE_THREAD:
-        if (!single_) single_.reset(ArenaNew<Memp<sync::NoLock>>());
-        return single_ != nullptr;
-      case FMEMP_POLICY_THREAD_CACHE:
-        if (!cache_) cache_.reset(ArenaNew<CachingMemp<sync::SpinLock>>());
-        return cache_ != nullptr;
-      case FMEMP_POLICY_THREAD_POOLS:
-        if (!pools_) pools_.reset(ArenaNew<PoolingMemp<sync::SpinLock>>());
-        return pools_ != nullptr;
-    }
-    return false;
-  }
-
-  // Runs fn on the front-end of `policy` (which must exist), or returns
-  // `otherwise` for a value that names no policy: the one place a policy
-  // number turns into a front-end type.
-  //
-  // The per-thread caches' hit is a few dozen instructions, so their
-  // front-end is tested first and fn is inlined here; every other policy
-  // takes a lock anyway and is reached through one out-of-line call. That
-  // keeps the caller free of the frame the other policies' code needs
-  // (bench/compare probe: C API dispatch ~30 instructions per call before).
-  template <typename R, typename Fn>
-  R OnFrontEnd(int policy, R otherwise, Fn fn) {
-    if (policy == FMEMP_POLICY_THREAD_CACHE) return fn(*cache_);
-    return OnOtherFrontEnd(policy, otherwise, fn);
-  }
-  template <typename R, typename Fn>
-  ABSL_ATTRIBUTE_NOINLINE R OnOtherFrontEnd(int policy, R otherwise, Fn fn) {
-    switch (policy) {
-      case FMEMP_POLICY_MUTEX:
-        return fn(*mutex_);
-      case FMEMP_POLICY_SPINLOCK:
-        return fn(*spin_);
-      case FMEMP_POLICY_SINGLE_THREAD:
-        return fn(*single_);
-      case FMEMP_POLICY_THREAD_CACHE:
-        return fn(*cache_);
-      case FMEMP_POLICY_THREAD_POOLS:
-        return fn(*pools_);
-      default:
-        return otherwise;
-    }
-  }
-
+  // Runs fn on the front-end of `policy`, which Init created.
   template <typename Fn>
   void WithFrontEnd(FMempPolicy policy, Fn fn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_) {
-    OnFrontEnd<bool>(policy, false, [&fn](auto& front_end) {
+    front_ends_.Visit<bool>(policy, false, [&fn](auto& front_end) {
       fn(front_end);
       return true;
     });
@@ -317,13 +258,9 @@ class CApiPool {
 
   std::atomic<int> active_{kNotReady};
   absl::Mutex admin_;  // serialises Init, Remove and handler changes
-  // Written once under admin_ before active_ publishes them (release), read
+  // Created under admin_ before active_ publishes them (release), visited
   // after an acquire load of active_.
-  ArenaPtr<Memp<sync::Mutex>> mutex_;
-  ArenaPtr<Memp<sync::SpinLock>> spin_;
-  ArenaPtr<Memp<sync::NoLock>> single_;
-  ArenaPtr<CachingMemp<sync::SpinLock>> cache_;
-  ArenaPtr<PoolingMemp<sync::SpinLock>> pools_;
+  CApiPolicies::FrontEnds front_ends_;
   FMempPoolList node_ = {};
   std::vector<ArenaPtr<Callbacks>, ArenaAllocator<ArenaPtr<Callbacks>>>
       callback_sets_ ABSL_GUARDED_BY(admin_);
@@ -435,23 +372,23 @@ BlockTag MakeTag(const char* file,
   return tag;
 }
 
-// Whether a front-end has per-thread caches (CachingMemp).
-template <typename FrontEnd, typename = void>
-struct HasThreadCaches : std::false_type {};
+// The policy table's row for a front-end visited by WithMemp.
 template <typename FrontEnd>
-struct HasThreadCaches<
-    FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().DrainAllCaches())>>
-    : std::true_type {};
+using RowOf = CApiPolicies::RowOf<FrontEnd>;
 
-// Whether a front-end has a cache the calling thread can flush
-// (CachingMemp, PoolingMemp).
-template <typename FrontEnd, typename = void>
-struct HasFlushThisThread : std::false_type {};
-template <typename FrontEnd>
-struct HasFlushThisThread<
-    FrontEnd,
-    std::void_t<decltype(std::declval<FrontEnd&>().FlushThisThread())>>
-    : std::true_type {};
+// Returns fn(front-end) when memp's policy offers `kNeeded` (policy_table.h),
+// `unsupported` when it does not, FMEMP_ERR_NOT_INIT when memp is not ready.
+template <Offers kNeeded, typename Fn>
+FError WithOffer(FMemp* memp, FError unsupported, Fn fn) {
+  return WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT,
+                          [&fn, unsupported](auto& m) -> FError {
+                            if constexpr (RowOf<decltype(m)>::Has(kNeeded)) {
+                              return fn(m);
+                            } else {
+                              return unsupported;
+                            }
+                          });
+}
 
 }  // namespace
 }  // namespace fmemp
@@ -473,10 +410,8 @@ FError FMempInitDebug(FMemp* memp, void* begin_addr, void* end_addr,
   debug.poison = (debug_flags & FMEMP_DEBUG_POISON) != 0;
   debug.canaries = (debug_flags & FMEMP_DEBUG_CANARIES) != 0;
   debug.asan = (debug_flags & FMEMP_DEBUG_ASAN) != 0;
-  if (policy != FMEMP_POLICY_MUTEX && policy != FMEMP_POLICY_SPINLOCK &&
-      policy != FMEMP_POLICY_SINGLE_THREAD &&
-      policy != FMEMP_POLICY_THREAD_CACHE &&
-      policy != FMEMP_POLICY_THREAD_POOLS) {
+  // C callers can pass any int.
+  if (!fmemp::CApiPolicies::IsPolicy(static_cast<int>(policy))) {
     return FMEMP_ERR_INVALID_ARG;
   }
   fmemp::CApiPool* pool = fmemp::CreatePoolOf(memp);
@@ -616,29 +551,30 @@ u32 FMempRegionCount(FMemp* memp) {
 
 FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage) {
   if (usage == nullptr) return FMEMP_ERR_INVALID_ARG;
-  return fmemp::WithMemp<
-      FError>(memp, FMEMP_ERR_NOT_INIT, [index, usage](auto& m) -> FError {
-    // A region's figures are the heap's, which counts parked blocks as
-    // used: give them back first, so that used, free_bytes and
-    // largest_free mean what they mean under the other policies.
-    if constexpr (fmemp::HasThreadCaches<std::decay_t<decltype(m)>>::value) {
-      m.DrainAllCaches();
-    }
-    const fmemp::RegionStatsList regions = m.ProbeRegions();
-    if (index >= regions.size()) return FMEMP_ERR_INVALID_ARG;
-    const RegionStats& r = regions[index];
-    usage->begin = r.begin;
-    usage->end = r.end;
-    usage->total = r.capacity_bytes;
-    usage->used = r.used_bytes;
-    usage->free_bytes = r.free_bytes;
-    usage->max_used = r.peak_used_bytes;
-    usage->largest_free = r.largest_allocatable;
-    usage->live_blocks = r.live_blocks;
-    usage->failed_allocations = r.failed_allocations;
-    usage->lost_bytes = r.lost_bytes;
-    return FMEMP_SUCCESS;
-  });
+  return fmemp::WithMemp<FError>(
+      memp, FMEMP_ERR_NOT_INIT, [index, usage](auto& m) -> FError {
+        // A region's figures are the heap's, which counts parked blocks as
+        // used: give them back first, so that used, free_bytes and
+        // largest_free mean what they mean under the other policies.
+        if constexpr (fmemp::RowOf<decltype(m)>::Has(
+                          fmemp::Offers::kCacheDrain)) {
+          m.DrainAllCaches();
+        }
+        const fmemp::RegionStatsList regions = m.ProbeRegions();
+        if (index >= regions.size()) return FMEMP_ERR_INVALID_ARG;
+        const RegionStats& r = regions[index];
+        usage->begin = r.begin;
+        usage->end = r.end;
+        usage->total = r.capacity_bytes;
+        usage->used = r.used_bytes;
+        usage->free_bytes = r.free_bytes;
+        usage->max_used = r.peak_used_bytes;
+        usage->largest_free = r.largest_allocatable;
+        usage->live_blocks = r.live_blocks;
+        usage->failed_allocations = r.failed_allocations;
+        usage->lost_bytes = r.lost_bytes;
+        return FMEMP_SUCCESS;
+      });
 }
 
 FError FMempCheckRegionOf(FMemp* memp, const void* ptr) {
@@ -718,45 +654,27 @@ void FMempFreeTag(FMemp* memp, void* ptr) { FMempFree(memp, ptr); }
 }  // extern "C"
 
 FError FMempFlushThreadCache(FMemp* memp) {
-  return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [](auto& m) {
-    // Caches and pools (whose caches only their own thread can flush).
-    if constexpr (fmemp::HasFlushThisThread<std::decay_t<decltype(m)>>::value) {
-      m.FlushThisThread();
-    }
-    return FMEMP_SUCCESS;
-  });
+  return fmemp::WithOffer<fmemp::Offers::kThreadCaches>(memp, FMEMP_SUCCESS,
+                                                        [](auto& m) {
+                                                          m.FlushThisThread();
+                                                          return FMEMP_SUCCESS;
+                                                        });
 }
 
 FError FMempDrainThreadCaches(FMemp* memp) {
-  return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [](auto& m) {
-    if constexpr (fmemp::HasThreadCaches<std::decay_t<decltype(m)>>::value) {
-      m.DrainAllCaches();
-    }
-    return FMEMP_SUCCESS;
-  });
+  return fmemp::WithOffer<fmemp::Offers::kCacheDrain>(memp, FMEMP_SUCCESS,
+                                                      [](auto& m) {
+                                                        m.DrainAllCaches();
+                                                        return FMEMP_SUCCESS;
+                                                      });
 }
 
 namespace {
-// Whether a front-end has per-thread pools (PoolingMemp).
-template <typename FrontEnd, typename = void>
-struct HasThreadPools : std::false_type {};
-template <typename FrontEnd>
-struct HasThreadPools<
-    FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().ProbePools())>>
-    : std::true_type {};
-
-// Runs fn(front-end) if memp's front-end has per-thread pools.
+// Runs fn(front-end) if memp's policy offers per-thread pools.
 template <typename Fn>
 FError WithThreadPools(FMemp* memp, Fn fn) {
-  return fmemp::WithMemp<FError>(
-      memp, FMEMP_ERR_NOT_INIT, [&fn](auto& m) -> FError {
-        using FrontEnd = std::decay_t<decltype(m)>;
-        if constexpr (HasThreadPools<FrontEnd>::value) {
-          return fn(m);
-        } else {
-          return FMEMP_ERR_NOT_SUPPORTED;
-        }
-      });
+  return fmemp::WithOffer<fmemp::Offers::kThreadPools>(
+      memp, FMEMP_ERR_NOT_SUPPORTED, fn);
 }
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <iterator>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -252,6 +253,13 @@ absl::Status RegionSet::AddRegion(void* begin, void* end) {
                         reinterpret_cast<void*>(other->begin),
                         reinterpret_cast<void*>(other->end)));
   }
+  if (RegionTable::Entry other;
+      table_->Overlapping(Addr(begin), Addr(end), &other)) {
+    return absl::AlreadyExistsError(absl::StrFormat(
+        "region [%p, %p) overlaps region [%p, %p) of another set", begin, end,
+        reinterpret_cast<void*>(other.base),
+        reinterpret_cast<void*>(other.end)));
+  }
   auto region = std::make_unique<Region>(options_);
   region->begin = Addr(begin);
   region->end = Addr(end);
@@ -268,7 +276,8 @@ absl::Status RegionSet::AddRegion(void* begin, void* end) {
       Addr(Heap::PoolBegin(region->pool)) + Heap::kFirstPayloadOffset;
   Unsolo();
   capacity_bytes_ += region->heap.Stats().capacity_bytes;
-  table_.Insert({region->first_payload, region->end, &region->heap});
+  table_->Insert({region->first_payload, region->end, &region->heap, owner_,
+                  region->begin});
   InsertSlot(std::move(region));
   Refile();
   return absl::OkStatus();
@@ -317,7 +326,7 @@ absl::Status RegionSet::RemoveRegion(void* begin) {
   }
   Unsolo();
   index_.Update(&region.entry, RegionIndex::kNoBin);
-  table_.Erase(region.first_payload);
+  table_->Erase(region.first_payload);
   capacity_bytes_ -= capacity;
   lost_stale_ = true;
   regions_.erase(it);
@@ -329,11 +338,16 @@ void RegionSet::Clear() {
   for (auto& [key, r] : regions_) {
     index_.Update(&r->entry, RegionIndex::kNoBin);
   }
+  if (table_ == &own_table_) {
+    table_->Clear();
+  } else {
+    // A shared table keeps other sets' entries.
+    for (const auto& [key, r] : regions_) EraseEntry(table_, *r);
+  }
   regions_.clear();
   ResetLookup();
   solo_ = nullptr;
   solo_stats_ = nullptr;
-  table_.Clear();
   tags_.clear();
   capacity_bytes_ = used_bytes_ = peak_used_bytes_ = live_blocks_ = 0;
   failed_allocations_ = invalid_frees_ = 0;
@@ -352,11 +366,41 @@ absl::Status RegionSet::SetDebugOptions(const DebugOptions& options) {
   return absl::OkStatus();
 }
 
+absl::Status RegionSet::UseTable(RegionTable* table, const void* owner) {
+  if (!regions_.empty()) {
+    return absl::FailedPreconditionError(
+        "a set's table can change only while it has no region");
+  }
+  table_ = table != nullptr ? table : &own_table_;
+  owner_ = owner;
+  return absl::OkStatus();
+}
+
+void RegionSet::EraseEntry(RegionTable* table, const Region& r) {
+  RegionTable::Entry entry;
+  if (table->Find(r.first_payload, &entry) && entry.heap == &r.heap) {
+    table->Erase(r.first_payload);
+  }
+}
+
 RegionSet::DetachedRegion::DetachedRegion() = default;
-RegionSet::DetachedRegion::DetachedRegion(DetachedRegion&&) noexcept = default;
+RegionSet::DetachedRegion::DetachedRegion(DetachedRegion&& other) noexcept
+    : region_(std::move(other.region_)),
+      table_(std::exchange(other.table_, nullptr)),
+      tags_(std::move(other.tags_)) {}
 RegionSet::DetachedRegion& RegionSet::DetachedRegion::operator=(
-    DetachedRegion&&) noexcept = default;
-RegionSet::DetachedRegion::~DetachedRegion() = default;
+    DetachedRegion&& other) noexcept {
+  if (this != &other) {
+    if (region_ && table_ != nullptr) EraseEntry(table_, *region_);
+    region_ = std::move(other.region_);
+    table_ = std::exchange(other.table_, nullptr);
+    tags_ = std::move(other.tags_);
+  }
+  return *this;
+}
+RegionSet::DetachedRegion::~DetachedRegion() {
+  if (region_ && table_ != nullptr) EraseEntry(table_, *region_);
+}
 
 void* RegionSet::DetachedRegion::begin() const {
   return region_ ? reinterpret_cast<void*>(region_->begin) : nullptr;
@@ -378,7 +422,7 @@ absl::StatusOr<RegionSet::DetachedRegion> RegionSet::Detach(void* begin) {
   Region& r = *out.region_;
   index_.Update(&r.entry, RegionIndex::kNoBin);
   Refile();
-  table_.Erase(r.first_payload);
+  out.table_ = table_;  // the entry stays until Attach or destruction
   const HeapStats& s = r.heap.Stats();
   capacity_bytes_ -= s.capacity_bytes;
   lost_stale_ = true;
@@ -425,7 +469,11 @@ absl::Status RegionSet::Attach(DetachedRegion& detached) {
   used_bytes_ += s.used_bytes;
   live_blocks_ += s.live_blocks;
   peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_);
-  table_.Insert({r.first_payload, r.end, &r.heap});
+  if (detached.table_ != table_ || !table_->SetOwner(r.first_payload, owner_)) {
+    if (detached.table_ != nullptr) EraseEntry(detached.table_, r);
+    table_->Insert({r.first_payload, r.end, &r.heap, owner_, r.begin});
+  }
+  detached.table_ = nullptr;
   for (auto& [ptr, tag] : detached.tags_) tags_.emplace(ptr, tag);
   detached.tags_.clear();
   InsertSlot(std::move(detached.region_));

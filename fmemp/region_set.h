@@ -191,6 +191,11 @@ class RegionSet {
    private:
     friend class RegionSet;
     std::unique_ptr<Region> region_;  // in the arena (Region is)
+    // The table that still holds the region's entry (under its old owner),
+    // or nullptr. Attach to a set of the same table changes the entry's
+    // owner in place; a DetachedRegion destroyed unattached erases it
+    // (REQUIRES then: serialised with that table's writers).
+    RegionTable* table_ = nullptr;
     std::vector<std::pair<const void*, BlockTag>,
                 ArenaAllocator<std::pair<const void*, BlockTag>>>
         tags_;
@@ -204,7 +209,8 @@ class RegionSet {
   // Adds [begin, end) as a region (aligned inward). Errors, nothing changed:
   //   InvalidArgument  null, reversed, empty or too small a range, or too
   //                    large for one TLSF pool;
-  //   AlreadyExists    the range overlaps a region of this set.
+  //   AlreadyExists    the range overlaps a region of this set, or of
+  //                    another set sharing its table (UseTable).
   absl::Status AddRegion(void* begin, void* end);
 
   // Removes the region that AddRegion was given `begin` for. Errors:
@@ -225,17 +231,31 @@ class RegionSet {
 
   // Takes the region that begins at `begin` out of this set, live blocks
   // and all: the set's counters drop by its figures (the peak stays), and
-  // its blocks are no longer this set's to free. O(regions + tags).
-  // NotFound if no region begins there.
+  // its blocks are no longer this set's to free. Its table entry stays,
+  // naming this set's owner, until the region is attached or destroyed.
+  // O(regions + tags). NotFound if no region begins there.
   absl::StatusOr<DetachedRegion> Detach(void* begin);
 
   // Adds a region taken from another set (see Detach), with its live
   // blocks and tags; heap misuse in it is reported to this set from now on.
-  // On success `region` is left empty. AlreadyExists if it overlaps a
-  // region of this set, InvalidArgument if `region` is empty,
-  // FailedPrecondition if its debug options differ from this set's; on
-  // error nothing changes and `region` keeps the region.
+  // From a set that shares this set's table, the region's entry changes
+  // owner in place (RegionTable::SetOwner: a lock-free reader never misses
+  // it); from another table, it moves to this one. On success `region` is
+  // left empty. AlreadyExists if it overlaps a region of this set,
+  // InvalidArgument if `region` is empty, FailedPrecondition if its debug
+  // options differ from this set's; on error nothing changes and `region`
+  // keeps the region.
   absl::Status Attach(DetachedRegion& region);
+
+  // Makes this set keep its regions' entries in `table` (nullptr: its own
+  // table, the default), each entry naming `owner` (RegionTable::Entry),
+  // so that several sets answer lookups through one table (PoolingMemp's
+  // shared set and pools). REQUIRES: `table` outlives this set's regions
+  // in it, and its writers are serialised with this set's region changes
+  // (AddRegion, RemoveRegion, Detach, Attach, Clear); the set's
+  // destruction leaves its entries to the table's owner. O(1).
+  // FailedPrecondition, changing nothing, while the set has a region.
+  absl::Status UseTable(RegionTable* table, const void* owner);
 
   // Whether ptr lies inside one of this set's regions (O(log regions)).
   bool Contains(const void* ptr) const noexcept;
@@ -318,8 +338,9 @@ class RegionSet {
   void SetReportHandler(MempReportHandler handler, void* context) noexcept;
 
   // The regions' payload ranges and heaps, readable from any thread without
-  // the exclusion the rest of RegionSet needs (see fmemp/region_table.h).
-  const RegionTable& table() const noexcept { return table_; }
+  // the exclusion the rest of RegionSet needs (see fmemp/region_table.h);
+  // with UseTable, other sets' regions too.
+  const RegionTable& table() const noexcept { return *table_; }
 
   // Reports misuse found outside RegionSet (e.g. a double free caught by a
   // per-thread cache) as if a call here had found it.
@@ -387,6 +408,9 @@ class RegionSet {
   // The span a request of `bytes` takes in a region's heap, debug modes
   // included. REQUIRES: bytes <= max_request_.
   size_t RequestSpan(size_t bytes) const noexcept;
+  // Erases the entry of `r` from `table` if it is there (matched by heap:
+  // another set's entry at the same address is left alone).
+  static void EraseEntry(RegionTable* table, const Region& r);
   // CheckRegionOf's checks; `with_tags`: also the tags in the region.
   absl::Status CheckRegion(const Region& region, bool with_tags) const;
   void Report(MempError error, const void* ptr) noexcept;
@@ -426,10 +450,19 @@ class RegionSet {
   // for each chunk of 2^lookup_shift_ bytes (chunk number modulo
   // kLookupSlots), or nullptr. Emptied, and the chunk size set from the
   // smallest region, on any change to the regions (ResetLookup).
+  // Why this cache and not the region map (table_, which holds the same
+  // ranges): a RegionTable lookup with a one-entry Hint misses whenever
+  // consecutive frees land in different regions and then pays the sequence
+  // lock and a bisection of atomic slots: in the callgrind region-count
+  // probes (docs/BENCHMARKS.md) a free at 64 regions took a third more
+  // instructions through the table than through this cache, where issue 14
+  // allows 5%. At one region neither is read (solo_ serves the free).
   static constexpr size_t kLookupSlots = 64;
   mutable Region* lookup_[kLookupSlots] = {};
   int lookup_shift_ = 0;
-  RegionTable table_;
+  RegionTable own_table_;
+  RegionTable* table_ = &own_table_;  // own_table_, or UseTable's
+  const void* owner_ = nullptr;       // what this set's entries name
   absl::flat_hash_map<const void*, BlockTag, absl::Hash<const void*>,
                       std::equal_to<const void*>,
                       ArenaAllocator<std::pair<const void* const, BlockTag>>>

@@ -240,5 +240,67 @@ TEST_F(RegionSetMoveTest, CountersStayExactAsRegionsComeAndGo) {
   EXPECT_EQ(from_.Probe().region_count, 1u);
 }
 
+// Sets that share one table (as PoolingMemp's shared set and pools do):
+// every region is in it under its set's owner; a move between them changes
+// the owner in place; Clear and a dropped detached region take out only
+// their own entries.
+TEST(RegionSetSharedTableTest, MovesChangeTheOwnerInPlace) {
+  alignas(64) static char a[kRegionBytes];
+  alignas(64) static char b[kRegionBytes];
+  RegionTable table;
+  int first_owner = 0, second_owner = 0;
+  RegionSet first, second;
+  ASSERT_TRUE(first.UseTable(&table, &first_owner).ok());
+  ASSERT_TRUE(second.UseTable(&table, &second_owner).ok());
+  ASSERT_TRUE(first.AddRegion(a, a + kRegionBytes).ok());
+  ASSERT_TRUE(second.AddRegion(b, b + kRegionBytes).ok());
+  EXPECT_EQ(&first.table(), &table);
+  EXPECT_EQ(table.size(), 2u);
+  EXPECT_EQ(first.UseTable(nullptr, nullptr).code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  void* p = first.Allocate(100);
+  ASSERT_NE(p, nullptr);
+  const uintptr_t address = reinterpret_cast<uintptr_t>(p);
+  RegionTable::Entry entry;
+  ASSERT_TRUE(table.Find(address, &entry));
+  EXPECT_EQ(entry.owner, &first_owner);
+  EXPECT_EQ(entry.base, reinterpret_cast<uintptr_t>(a));
+  ASSERT_TRUE(table.FindWhole(reinterpret_cast<uintptr_t>(a), &entry));
+
+  RegionTable::Hint hint;
+  ASSERT_NE(table.Find(address, &hint), nullptr);
+  absl::StatusOr<RegionSet::DetachedRegion> moved = first.Detach(a);
+  ASSERT_TRUE(moved.ok());
+  // Detached, the entry stays under its old owner until the region lands.
+  ASSERT_TRUE(table.Find(address, &entry));
+  EXPECT_EQ(entry.owner, &first_owner);
+  ASSERT_TRUE(second.Attach(*moved).ok());
+  ASSERT_TRUE(table.Find(address, &entry));
+  EXPECT_EQ(entry.owner, &second_owner);
+  EXPECT_EQ(table.size(), 2u);
+  EXPECT_TRUE(second.Free(p));
+
+  // A region of another set of the table is refused as overlap.
+  EXPECT_EQ(first.AddRegion(a + 4096, a + 2 * 4096).code(),
+            absl::StatusCode::kAlreadyExists);
+  // Clear of a set sharing the table erases its own entries only.
+  second.Clear();
+  EXPECT_EQ(table.size(), 0u);
+  ASSERT_TRUE(first.AddRegion(a, a + kRegionBytes).ok());
+  ASSERT_TRUE(second.AddRegion(b, b + kRegionBytes).ok());
+  first.Clear();
+  EXPECT_EQ(table.size(), 1u);
+  EXPECT_FALSE(table.Find(address, &entry));
+
+  // A detached region dropped unattached takes its entry with it.
+  {
+    absl::StatusOr<RegionSet::DetachedRegion> dropped = second.Detach(b);
+    ASSERT_TRUE(dropped.ok());
+    EXPECT_EQ(table.size(), 1u);
+  }
+  EXPECT_EQ(table.size(), 0u);
+}
+
 }  // namespace
 }  // namespace fmemp

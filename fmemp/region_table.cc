@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "absl/base/macros.h"
+
 namespace fmemp {
 
 namespace {
@@ -37,19 +39,33 @@ void RegionTable::Store(Slot& slot, const Entry& entry) {
   slot.begin.store(entry.begin, std::memory_order_release);
   slot.end.store(entry.end, std::memory_order_release);
   slot.heap.store(entry.heap, std::memory_order_release);
+  slot.owner.store(entry.owner, std::memory_order_release);
+  slot.base.store(entry.base, std::memory_order_release);
 }
 
-void RegionTable::Insert(const Entry& entry) {
+RegionTable::Entry RegionTable::Load(const Slot& slot,
+                                     std::memory_order order) {
+  Entry entry;
+  entry.begin = slot.begin.load(order);
+  entry.end = slot.end.load(order);
+  entry.heap = slot.heap.load(order);
+  entry.owner = slot.owner.load(order);
+  entry.base = slot.base.load(order);
+  return entry;
+}
+
+void RegionTable::Insert(const Entry& inserted) {
+  Entry entry = inserted;
+  if (entry.base == 0) entry.base = entry.begin;
+  ABSL_ASSERT(entry.base <= entry.begin && entry.begin < entry.end);
+  ABSL_ASSERT(!Overlapping(entry.base, entry.end, nullptr));
   Array* array = array_.load(std::memory_order_relaxed);
   const size_t count = count_.load(std::memory_order_relaxed);
   // Entries are kept sorted by begin; collect them with the new one.
   std::vector<Entry, ArenaAllocator<Entry>> entries;
   entries.reserve(count + 1);
   for (size_t i = 0; i < count; ++i) {
-    const Slot& s = array->slots[i];
-    entries.push_back({s.begin.load(std::memory_order_relaxed),
-                       s.end.load(std::memory_order_relaxed),
-                       s.heap.load(std::memory_order_relaxed)});
+    entries.push_back(Load(array->slots[i], std::memory_order_relaxed));
   }
   entries.insert(std::upper_bound(entries.begin(), entries.end(), entry,
                                   [](const Entry& a, const Entry& b) {
@@ -75,28 +91,68 @@ void RegionTable::Insert(const Entry& entry) {
   EndWrite();
 }
 
+size_t RegionTable::IndexOf(uintptr_t address) const noexcept {
+  const Array* array = array_.load(std::memory_order_relaxed);
+  const size_t count = count_.load(std::memory_order_relaxed);
+  // The last slot that begins at or below `address`.
+  size_t low = 0, high = count;
+  while (low < high) {
+    const size_t mid = low + (high - low) / 2;
+    if (array->slots[mid].begin.load(std::memory_order_relaxed) <= address) {
+      low = mid + 1;
+    } else {
+      high = mid;
+    }
+  }
+  if (low == 0) return count;
+  const Slot& s = array->slots[low - 1];
+  return address < s.end.load(std::memory_order_relaxed) ? low - 1 : count;
+}
+
 void RegionTable::Erase(uintptr_t begin) {
   Array* array = array_.load(std::memory_order_relaxed);
   const size_t count = count_.load(std::memory_order_relaxed);
-  size_t at = count;
-  for (size_t i = 0; i < count; ++i) {
-    const Slot& s = array->slots[i];
-    if (s.begin.load(std::memory_order_relaxed) <= begin &&
-        begin < s.end.load(std::memory_order_relaxed)) {
-      at = i;
-      break;
-    }
-  }
+  const size_t at = IndexOf(begin);
   if (at == count) return;
   BeginWrite();
   for (size_t i = at; i + 1 < count; ++i) {
-    const Slot& next = array->slots[i + 1];
-    Store(array->slots[i], {next.begin.load(std::memory_order_relaxed),
-                            next.end.load(std::memory_order_relaxed),
-                            next.heap.load(std::memory_order_relaxed)});
+    Store(array->slots[i],
+          Load(array->slots[i + 1], std::memory_order_relaxed));
   }
   count_.store(count - 1, std::memory_order_release);
   EndWrite();
+}
+
+bool RegionTable::SetOwner(uintptr_t begin, const void* owner) {
+  const size_t at = IndexOf(begin);
+  if (at == count_.load(std::memory_order_relaxed)) return false;
+  Slot& slot = array_.load(std::memory_order_relaxed)->slots[at];
+  BeginWrite();
+  slot.owner.store(owner, std::memory_order_release);
+  EndWrite();
+  return true;
+}
+
+bool RegionTable::Overlapping(uintptr_t base, uintptr_t end,
+                              Entry* out) const noexcept {
+  const Array* array = array_.load(std::memory_order_relaxed);
+  const size_t count = count_.load(std::memory_order_relaxed);
+  // The first slot that ends after `base`; slots are disjoint and sorted,
+  // so their ends are sorted too.
+  size_t low = 0, high = count;
+  while (low < high) {
+    const size_t mid = low + (high - low) / 2;
+    if (array->slots[mid].end.load(std::memory_order_relaxed) <= base) {
+      low = mid + 1;
+    } else {
+      high = mid;
+    }
+  }
+  if (low == count) return false;
+  const Slot& s = array->slots[low];
+  if (s.base.load(std::memory_order_relaxed) >= end) return false;
+  if (out != nullptr) *out = Load(s, std::memory_order_relaxed);
+  return true;
 }
 
 void RegionTable::Clear() {
@@ -110,6 +166,11 @@ bool RegionTable::Find(uintptr_t address, Entry* out) const noexcept {
   return Search(address, out, &sequence);
 }
 
+bool RegionTable::FindWhole(uintptr_t address, Entry* out) const noexcept {
+  uint64_t sequence;
+  return Search(address, out, &sequence, /*whole=*/true);
+}
+
 const RegionTable::Entry* RegionTable::FindAndRemember(
     uintptr_t address, Hint* hint) const noexcept {
   Entry found;
@@ -121,8 +182,8 @@ const RegionTable::Entry* RegionTable::FindAndRemember(
   return &hint->entry;
 }
 
-bool RegionTable::Search(uintptr_t address, Entry* out,
-                         uint64_t* sequence) const noexcept {
+bool RegionTable::Search(uintptr_t address, Entry* out, uint64_t* sequence,
+                         bool whole) const noexcept {
   for (;;) {
     const uint64_t before = sequence_.load(std::memory_order_acquire);
     if (before % 2 != 0) continue;  // a writer is mid-update
@@ -133,7 +194,10 @@ bool RegionTable::Search(uintptr_t address, Entry* out,
     size_t low = 0, high = count;
     while (low < high) {
       const size_t mid = low + (high - low) / 2;
-      if (array->slots[mid].begin.load(std::memory_order_acquire) <= address) {
+      const Slot& s = array->slots[mid];
+      const uintptr_t low_end = whole ? s.base.load(std::memory_order_acquire)
+                                      : s.begin.load(std::memory_order_acquire);
+      if (low_end <= address) {
         low = mid + 1;
       } else {
         high = mid;
@@ -141,11 +205,8 @@ bool RegionTable::Search(uintptr_t address, Entry* out,
     }
     bool found = false;
     if (low > 0) {
-      const Slot& s = array->slots[low - 1];
-      out->begin = s.begin.load(std::memory_order_acquire);
-      out->end = s.end.load(std::memory_order_acquire);
-      out->heap = s.heap.load(std::memory_order_acquire);
-      found = out->begin <= address && address < out->end;
+      *out = Load(array->slots[low - 1], std::memory_order_acquire);
+      found = (whole ? out->base : out->begin) <= address && address < out->end;
     }
     if (sequence_.load(std::memory_order_relaxed) == before) {
       *sequence = before;

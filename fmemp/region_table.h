@@ -3,18 +3,27 @@
 //
 // fmemp/region_table.h
 //
-// RegionTable answers "which region holds this address?" without a lock,
-// while regions are added and removed under the front-end's lock. The
-// per-thread caches (fmemp/thread_cache.h) use it on their lock-free free
-// path: a pointer that lies in no region is never dereferenced there.
+// RegionTable answers "which region holds this address, which heap serves
+// it, and who owns it now?" without a lock, while regions are added,
+// removed and handed between owners under the front-end's lock. It is the
+// front-end's one map from an address to its region: the per-thread caches
+// (fmemp/thread_cache.h) use it on their lock-free free path (a pointer that
+// lies in no region is never dereferenced there), and PoolingMemp
+// (fmemp/thread_pool.h) keeps the shared regions and every thread's pool in
+// one table, so that a free from any thread finds the block's owner with one
+// lookup.
 //
 // Guarantees
 // * Find is wait-free for readers apart from retries while a writer is
 //   mid-update (a sequence lock); it never blocks a writer and never reads
 //   freed memory: arrays replaced by a larger one are kept until the table
 //   is destroyed (geometric growth bounds them to twice the largest array).
-// * Writers (Insert, Erase, Clear) must be serialised by the caller (the
-//   front-end's lock). O(regions) each: they are not on the hot path.
+// * Writers (Insert, Erase, SetOwner, Clear) must be serialised by the
+//   caller (the front-end's lock). O(regions) each: they are not on the hot
+//   path. SetOwner changes one entry in place: a reader sees the old owner
+//   or the new one, never a missing entry.
+// * Entries never overlap (their whole regions, [base, end)): Insert
+//   asserts it in debug builds; callers check first (Overlapping).
 // * Find is O(log regions). All shared words are atomics, so the table is
 //   clean under ThreadSanitizer.
 //
@@ -49,6 +58,13 @@ class RegionTable {
     uintptr_t begin = 0;         // lowest address of a payload in it
     uintptr_t end = 0;           // one past the region's last byte
     const void* heap = nullptr;  // the region's tlsf::Heap
+    // Who serves the region now, as its user defines it (PoolingMemp:
+    // nullptr for its shared regions, the pool's RemoteQueue for a region
+    // bound to a thread).
+    const void* owner = nullptr;
+    // The region's first byte, as given to AddRegion (<= begin; its first
+    // bytes hold the heap's pool header, no payload). 0: same as begin.
+    uintptr_t base = 0;
   };
 
   RegionTable();
@@ -57,15 +73,27 @@ class RegionTable {
   ~RegionTable();
 
   // Adds `entry`. REQUIRES: serialised with other writers; `entry` overlaps
-  // no entry of the table.
+  // no entry of the table (asserted in debug builds).
   void Insert(const Entry& entry);
   // Removes the entry that begins at or covers `begin`; no-op if none.
   void Erase(uintptr_t begin);
+  // Sets the owner of the entry whose payload range holds `begin`, in place
+  // (one write of the sequence lock; readers never miss the entry). False,
+  // nothing changed, if there is none.
+  bool SetOwner(uintptr_t begin, const void* owner);
   void Clear();
 
   // Copies the entry with begin <= address < end to *out and returns true,
   // or returns false. Safe from any thread at any time.
   bool Find(uintptr_t address, Entry* out) const noexcept;
+  // As Find, for the whole region: the entry with base <= address < end
+  // (its pool header included). For management calls given a region's
+  // first byte. Safe from any thread at any time.
+  bool FindWhole(uintptr_t address, Entry* out) const noexcept;
+  // An entry whose whole region meets [base, end), copied to *out (may be
+  // nullptr); false if none. REQUIRES: serialised with writers. O(log
+  // regions).
+  bool Overlapping(uintptr_t base, uintptr_t end, Entry* out) const noexcept;
 
   // One remembered answer of Find, with the table's version it is valid
   // for. Owned by one thread (a front-end keeps one per thread); starts
@@ -103,12 +131,14 @@ class RegionTable {
   }
 
  private:
-  // One slot: three words, each atomic so readers racing a writer are not a
-  // data race (the sequence number tells them to retry).
+  // One slot: an Entry's words, each atomic so readers racing a writer are
+  // not a data race (the sequence number tells them to retry).
   struct Slot {
     std::atomic<uintptr_t> begin{0};
     std::atomic<uintptr_t> end{0};
     std::atomic<const void*> heap{nullptr};
+    std::atomic<const void*> owner{nullptr};
+    std::atomic<uintptr_t> base{0};
   };
   // The slots live in the metadata arena (fmemp/metadata_arena.h), as does
   // the Array: a table's growth never calls operator new.
@@ -129,13 +159,19 @@ class RegionTable {
     Slot* const slots;
   };
 
-  // Find's search: the answer as of the stable sequence number *sequence.
-  bool Search(uintptr_t address, Entry* out, uint64_t* sequence) const noexcept;
+  // Find's search: the answer as of the stable sequence number *sequence;
+  // `whole`: FindWhole's range instead of the payload's.
+  bool Search(uintptr_t address, Entry* out, uint64_t* sequence,
+              bool whole = false) const noexcept;
+  // The index of the entry whose payload range holds `address`, or count_.
+  // REQUIRES: serialised with writers.
+  size_t IndexOf(uintptr_t address) const noexcept;
   const Entry* FindAndRemember(uintptr_t address, Hint* hint) const noexcept;
 
   void BeginWrite();
   void EndWrite();
   static void Store(Slot& slot, const Entry& entry);
+  static Entry Load(const Slot& slot, std::memory_order order);
 
   // Even: stable; odd: a writer is between BeginWrite and EndWrite.
   std::atomic<uint64_t> sequence_{0};

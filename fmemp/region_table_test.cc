@@ -173,5 +173,102 @@ TEST(RegionTableTest, HintedReadersSeeStableEntriesWhileWritersChurn) {
   EXPECT_EQ(misses.load(), 0);
 }
 
+// Owner changes are made in place: a reader never misses the entry, and
+// sees either owner, with the entry's other words unchanged. Under TSan
+// this also proves SetOwner race-free.
+TEST(RegionTableTest, OwnerChangesInPlaceUnderConcurrentReaders) {
+  RegionTable table;
+  constexpr uintptr_t kBase = 0x700000;
+  table.Insert({kBase + 0x40, kBase + 0x1000, HeapTag(7), HeapTag(100), kBase});
+  std::atomic<bool> stop{false};
+  std::atomic<long> misses{0};
+  std::atomic<long> seen_second{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      RegionTable::Hint hint;
+      while (!stop.load(std::memory_order_relaxed)) {
+        RegionTable::Entry e;
+        if (!table.Find(kBase + 0x800, &e) || e.heap != HeapTag(7) ||
+            e.base != kBase ||
+            (e.owner != HeapTag(100) && e.owner != HeapTag(101))) {
+          misses.fetch_add(1);
+        }
+        if (e.owner == HeapTag(101)) seen_second.fetch_add(1);
+        const RegionTable::Entry* h = table.Find(kBase + 0x40, &hint);
+        if (h == nullptr || h->heap != HeapTag(7)) misses.fetch_add(1);
+      }
+    });
+  }
+  for (int round = 0; round < 20000; ++round) {
+    ASSERT_TRUE(table.SetOwner(kBase + 0x40, HeapTag(100 + round % 2)));
+  }
+  ASSERT_TRUE(table.SetOwner(kBase + 0x40, HeapTag(101)));
+  RegionTable::Entry e;
+  ASSERT_TRUE(table.Find(kBase + 0x40, &e));
+  EXPECT_EQ(e.owner, HeapTag(101));
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(misses.load(), 0);
+  EXPECT_EQ(table.size(), 1u);
+  EXPECT_FALSE(table.SetOwner(kBase + 0x2000, HeapTag(1)));  // no entry
+}
+
+// An owner change invalidates hints, as any other write does.
+TEST(RegionTableTest, OwnerChangeIsSeenThroughHints) {
+  RegionTable table;
+  table.Insert({0x1000, 0x2000, HeapTag(1), HeapTag(10)});
+  RegionTable::Hint hint;
+  ASSERT_NE(table.Find(0x1800, &hint), nullptr);
+  EXPECT_EQ(hint.entry.owner, HeapTag(10));
+  table.SetOwner(0x1000, HeapTag(11));
+  EXPECT_EQ(table.FindInHint(0x1800, hint), nullptr);
+  const RegionTable::Entry* e = table.Find(0x1800, &hint);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->owner, HeapTag(11));
+}
+
+// Find covers the payload range, FindWhole and Overlapping the whole
+// region from its base.
+TEST(RegionTableTest, WholeRegionLookupsIncludeThePoolHeader) {
+  RegionTable table;
+  table.Insert({0x1040, 0x2000, HeapTag(1), nullptr, 0x1000});
+  table.Insert({0x3000, 0x4000, HeapTag(3)});  // base 0: same as begin
+  RegionTable::Entry e;
+  EXPECT_FALSE(table.Find(0x1000, &e));
+  ASSERT_TRUE(table.FindWhole(0x1000, &e));
+  EXPECT_EQ(e.base, 0x1000u);
+  EXPECT_EQ(e.begin, 0x1040u);
+  ASSERT_TRUE(table.FindWhole(0x3000, &e));
+  EXPECT_EQ(e.base, 0x3000u);
+  EXPECT_FALSE(table.FindWhole(0x2000, &e));
+  EXPECT_FALSE(table.FindWhole(0xfff, &e));
+
+  EXPECT_FALSE(table.Overlapping(0x2000, 0x3000, nullptr));  // the gap
+  EXPECT_FALSE(table.Overlapping(0x800, 0x1000, nullptr));
+  ASSERT_TRUE(table.Overlapping(0x800, 0x1001, &e));  // the pool header
+  EXPECT_EQ(e.heap, HeapTag(1));
+  ASSERT_TRUE(table.Overlapping(0x1fff, 0x3001, &e));
+  EXPECT_EQ(e.heap, HeapTag(1));
+  ASSERT_TRUE(table.Overlapping(0x2000, 0x5000, &e));
+  EXPECT_EQ(e.heap, HeapTag(3));
+  EXPECT_TRUE(table.Overlapping(0x0, 0x10000, nullptr));
+  EXPECT_FALSE(table.Overlapping(0x4000, 0x10000, nullptr));
+}
+
+#ifndef NDEBUG
+// Debug builds refuse an entry that overlaps another.
+TEST(RegionTableDeathTest, OverlappingInsertAsserts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        RegionTable table;
+        table.Insert({0x1040, 0x2000, HeapTag(1), nullptr, 0x1000});
+        table.Insert({0x800, 0x1010, HeapTag(2)});
+      },
+      "Overlapping");
+}
+#endif
+
 }  // namespace
 }  // namespace fmemp

@@ -22,6 +22,9 @@
 // The Source contract (a template parameter of the members that need it):
 //   const RegionTable& table() const;  // lock-free lookup of every region
 //                                      // whose blocks it hands out
+//   const void* owner() const;         // the Entry::owner of its regions
+//                                      // in that table (a table may hold
+//                                      // other owners' regions too)
 //   uintptr_t marker_key() const;      // MarkerFor's key (NewMarkerKey)
 //   size_t AllocateBatch(size_t usable, size_t count, void** out);
 //                                      // up to count live blocks of usable
@@ -174,11 +177,13 @@ class SizeClassCache {
   // The span of `ptr` if it may be parked: a live block (for its heap, with
   // its successor's header intact), in a region of `table`, of a cacheable
   // span; else 0. Safe for any pointer: nothing outside a region is read.
-  static size_t CacheableSpan(const RegionTable& table, const void* ptr,
+  // Only regions of `owner` (RegionTable::Entry::owner) count.
+  static size_t CacheableSpan(const RegionTable& table, const void* owner,
+                              const void* ptr,
                               RegionTable::Hint* hint) noexcept {
     const RegionTable::Entry* region =
         table.Find(reinterpret_cast<uintptr_t>(ptr), hint);
-    if (region == nullptr) return 0;
+    if (region == nullptr || region->owner != owner) return 0;
     const size_t usable =
         static_cast<const tlsf::Heap*>(region->heap)->UsableSizeIfFreeable(ptr);
     return IsCacheableUsable(usable) ? usable + tlsf::kBlockOverhead : 0;
@@ -393,7 +398,8 @@ class SizeClassCache {
     const uintptr_t address = reinterpret_cast<uintptr_t>(block);
     if (address % tlsf::kAlignment != 0) return false;
     const RegionTable::Entry* region = source.table().Find(address, hint);
-    if (region == nullptr || region->end - address < sizeof(ParkedBlock)) {
+    if (region == nullptr || region->owner != source.owner() ||
+        region->end - address < sizeof(ParkedBlock)) {
       return false;
     }
     return LoadMarker(block) == MarkerFor(block, source.marker_key());
@@ -455,7 +461,7 @@ class SizeClassCache {
       // split stays with it): filed under its own span, asked of its heap
       // without a lock, as on a free: the block is ours.
       const size_t block_span =
-          CacheableSpan(source.table(), block, &region_hint);
+          CacheableSpan(source.table(), source.owner(), block, &region_hint);
       if (block_span == 0 || bytes() + block_span > max_bytes_) {
         block->next = unfit;
         unfit = block;

@@ -24,6 +24,7 @@ struct CountingSource {
   std::vector<const void*> damaged;
 
   const RegionTable& table() const { return regions->table(); }
+  const void* owner() const { return nullptr; }  // a RegionSet of its own
   uintptr_t marker_key() const { return key; }
   size_t AllocateBatch(size_t usable, size_t count, void** out) {
     ++batches;

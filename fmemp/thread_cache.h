@@ -301,8 +301,8 @@ class CachingMemp final : private ThreadStateOwner {
     const uint8_t mode = mode_.load(std::memory_order_relaxed);
     if ((mode & kNoCache) == 0) {
       Cache* const c = CacheOfThisThread();
-      const size_t span = SizeClassCache::CacheableSpan(shared_.table(), ptr,
-                                                        &c->lists.region_hint);
+      const size_t span = SizeClassCache::CacheableSpan(
+          shared_.table(), nullptr, ptr, &c->lists.region_hint);
       if (span != 0) {
         // Once tagging is used no block is parked, but blocks parked before
         // are still checked for a double free.
@@ -596,6 +596,7 @@ class CachingMemp final : private ThreadStateOwner {
   struct SharedSource {
     CachingMemp* memp;
     const RegionTable& table() const { return memp->shared_.table(); }
+    const void* owner() const { return nullptr; }  // Memp's own entries
     uintptr_t marker_key() const { return memp->marker_key(); }
     size_t AllocateBatch(size_t usable, size_t count, void** out) {
       return memp->shared_.WithRegions(

@@ -3,8 +3,9 @@
 //
 // fmemp/thread_churn_test.cc
 //
-// Thread churn under every thread-safe policy: Memp<SpinLock>, Memp<Mutex>,
-// and the C API with FMEMP_POLICY_MUTEX and FMEMP_POLICY_SPINLOCK.
+// Thread churn under every thread-safe policy: each entry of
+// fmemp::testkit::ThreadSafeFrontEnds (fmemp/testing/front_end_list.h), the
+// C++ front-ends with each lock and the C API with each thread-safe policy.
 //
 // * ThreadChurnTest.ShortLivedThreadsHandTheirBlocksOn: waves of short-lived
 //   threads allocate pattern-filled blocks and exit without freeing them.
@@ -31,147 +32,20 @@
 #include <random>
 #include <string>
 #include <thread>
-#include <type_traits>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
-#include "fmemp/fmemp.h"
-#include "fmemp/memp.h"
-#include "fmemp/thread_cache.h"
-#include "fmemp/thread_pool.h"
+#include "fmemp/testing/front_end.h"
+#include "fmemp/testing/front_end_gtest.h"
+#include "fmemp/testing/front_end_list.h"
 #include "gtest/gtest.h"
-#include "sync/mutex.h"
-#include "sync/spin_lock.h"
 
 namespace fmemp {
 namespace {
 
-// --- Backends: one interface over Memp<Lock> and over the C API ---
-
-struct Usage {
-  uint64_t used = 0;
-  uint64_t live = 0;
-  uint64_t regions = 0;
-  uint64_t invalid_frees = 0;
-};
-
-enum class Removal { kRemoved, kBusy, kError };
-
-template <typename FrontEnd>
-class MempBackend {
- public:
-  static std::string Name() {
-    if (std::is_same<FrontEnd, CachingMemp<sync::SpinLock>>::value) {
-      return "CachingMemp";
-    }
-    if (std::is_same<FrontEnd, PoolingMemp<sync::SpinLock>>::value) {
-      return "PoolingMemp";
-    }
-    return std::is_same<FrontEnd, Memp<sync::Mutex>>::value ? "MempMutex"
-                                                            : "MempSpinLock";
-  }
-  MempBackend() = default;
-  MempBackend(const MempBackend&) = delete;
-  MempBackend& operator=(const MempBackend&) = delete;
-
-  bool Init(void* begin, void* end) { return memp_.AddRegion(begin, end).ok(); }
-  bool AddRegion(void* begin, void* end) {
-    return memp_.AddRegion(begin, end).ok();
-  }
-  Removal RemoveRegion(void* begin) {
-    const absl::Status s = memp_.RemoveRegion(begin);
-    if (s.ok()) return Removal::kRemoved;
-    return s.code() == absl::StatusCode::kFailedPrecondition ? Removal::kBusy
-                                                             : Removal::kError;
-  }
-  void* Malloc(size_t n) { return memp_.Allocate(n); }
-  void* MallocAlign(size_t n, size_t align) {
-    return memp_.AllocateAligned(align, n);
-  }
-  void* Calloc(size_t count, size_t size) { return memp_.Calloc(count, size); }
-  void* Realloc(void* p, size_t n) { return memp_.Reallocate(p, n); }
-  // False when the free was refused as misuse.
-  bool Free(void* p) { return memp_.Free(p); }
-  Usage Read() {
-    const MempStats s = memp_.Probe();
-    return Usage{s.used_bytes, s.live_blocks, s.region_count, s.invalid_frees};
-  }
-  bool CheckOk() {
-    const absl::Status s = memp_.Check();
-    EXPECT_TRUE(s.ok()) << s;
-    return s.ok();
-  }
-
- private:
-  FrontEnd memp_;
-};
-
-template <FMempPolicy kPolicy>
-class CApiBackend {
- public:
-  static std::string Name() {
-    switch (kPolicy) {
-      case FMEMP_POLICY_MUTEX:
-        return "CApiMutex";
-      case FMEMP_POLICY_SPINLOCK:
-        return "CApiSpinLock";
-      case FMEMP_POLICY_THREAD_POOLS:
-        return "CApiThreadPools";
-      default:
-        return "CApiThreadCache";
-    }
-  }
-  CApiBackend() = default;
-  CApiBackend(const CApiBackend&) = delete;
-  CApiBackend& operator=(const CApiBackend&) = delete;
-  ~CApiBackend() { FMempRelease(&memp_); }
-
-  bool Init(void* begin, void* end) {
-    return FMempInitWithPolicy(&memp_, begin, end, kPolicy) == FMEMP_SUCCESS &&
-           FMempSetErrorHandler(&memp_, &CountReport, &reports_) ==
-               FMEMP_SUCCESS;
-  }
-  bool AddRegion(void* begin, void* end) {
-    return FMempAddRegion(&memp_, begin, end) == FMEMP_SUCCESS;
-  }
-  Removal RemoveRegion(void* begin) {
-    const FError e = FMempRemoveRegion(&memp_, begin);
-    if (e == FMEMP_SUCCESS) return Removal::kRemoved;
-    return e == FMEMP_ERR_REGION_BUSY ? Removal::kBusy : Removal::kError;
-  }
-  void* Malloc(size_t n) { return FMempMalloc(&memp_, n); }
-  void* MallocAlign(size_t n, size_t align) {
-    return FMempMallocAlign(&memp_, n, align);
-  }
-  void* Calloc(size_t count, size_t size) {
-    return FMempCalloc(&memp_, count, size);
-  }
-  void* Realloc(void* p, size_t n) { return FMempRealloc(&memp_, p, n); }
-  // FMempFree returns nothing; a refused free shows as a misuse report.
-  bool Free(void* p) {
-    const int before = reports_.load(std::memory_order_relaxed);
-    FMempFree(&memp_, p);
-    // Reports of this thread's call are made on this thread, before
-    // FMempFree returns; other threads make none unless they misuse too.
-    return reports_.load(std::memory_order_relaxed) == before;
-  }
-  Usage Read() {
-    FMempUsage u;
-    EXPECT_EQ(FMempProbe64(&memp_, &u), FMEMP_SUCCESS);
-    return Usage{u.used, u.live_blocks, u.regions, u.invalid_frees};
-  }
-  bool CheckOk() { return FMempCheck(&memp_) == FMEMP_SUCCESS; }
-
- private:
-  static void CountReport(void* user, int, const void*) {
-    static_cast<std::atomic<int>*>(user)->fetch_add(1);
-  }
-
-  FMemp memp_ = {};
-  std::atomic<int> reports_{0};
-};
+using testkit::Outcome;
+using testkit::Usage;
 
 // --- Blocks and patterns ---
 
@@ -252,18 +126,18 @@ struct Errors {
 
 // Allocates one block of a random kind and size (up to max_size bytes) and
 // writes its pattern; returns {nullptr, ...} when the pool is full.
-template <typename Backend>
-Block AllocateRandom(Backend& backend, std::mt19937& rng, size_t max_size,
+template <typename FrontEnd>
+Block AllocateRandom(FrontEnd& backend, std::mt19937& rng, size_t max_size,
                      std::atomic<uint32_t>& next_seed, Errors& errors) {
   const size_t size = 1 + rng() % max_size;
   void* p = nullptr;
   switch (rng() % 4) {
     case 0:
-      p = backend.Malloc(size);
+      p = backend.Allocate(size);
       break;
     case 1: {
       const size_t align = size_t{16} << (rng() % 6);
-      p = backend.MallocAlign(size, align);
+      p = backend.AllocateAligned(align, size);
       if (p != nullptr && reinterpret_cast<uintptr_t>(p) % align != 0) {
         ++errors.alignment;
       }
@@ -280,11 +154,11 @@ Block AllocateRandom(Backend& backend, std::mt19937& rng, size_t max_size,
     }
     default: {
       // Grown by realloc from a smaller block: its bytes must come along.
-      const Block small{static_cast<uint8_t*>(backend.Malloc(size / 2 + 1)),
+      const Block small{static_cast<uint8_t*>(backend.Allocate(size / 2 + 1)),
                         size / 2 + 1, next_seed.fetch_add(1)};
       if (small.ptr == nullptr) break;
       WritePattern(small);
-      p = backend.Realloc(small.ptr, size);
+      p = backend.Reallocate(small.ptr, size);
       if (p == nullptr) {
         if (!HasPattern(small)) ++errors.content;
         if (!backend.Free(small.ptr)) ++errors.bad_free;
@@ -303,8 +177,8 @@ Block AllocateRandom(Backend& backend, std::mt19937& rng, size_t max_size,
 }
 
 // Verifies and frees `b`.
-template <typename Backend>
-void Release(Backend& backend, const Block& b, Errors& errors) {
+template <typename FrontEnd>
+void Release(FrontEnd& backend, const Block& b, Errors& errors) {
   if (!HasPattern(b)) ++errors.content;
   if (!backend.Free(b.ptr)) ++errors.bad_free;
 }
@@ -324,23 +198,10 @@ class Arena {
   std::unique_ptr<uint8_t[]> data_;
 };
 
-template <typename Backend>
+template <typename FrontEnd>
 class ThreadChurnTest : public testing::Test {};
 
-struct BackendNames {
-  template <typename Backend>
-  static std::string GetName(int) {
-    return Backend::Name();
-  }
-};
-
-using Backends = testing::Types<
-    MempBackend<Memp<sync::SpinLock>>, MempBackend<Memp<sync::Mutex>>,
-    MempBackend<CachingMemp<sync::SpinLock>>, CApiBackend<FMEMP_POLICY_MUTEX>,
-    MempBackend<PoolingMemp<sync::SpinLock>>,
-    CApiBackend<FMEMP_POLICY_SPINLOCK>, CApiBackend<FMEMP_POLICY_THREAD_CACHE>,
-    CApiBackend<FMEMP_POLICY_THREAD_POOLS>>;
-TYPED_TEST_SUITE(ThreadChurnTest, Backends, BackendNames);
+FMEMP_FRONT_END_TYPED_TEST_SUITE(ThreadChurnTest, testkit::ThreadSafeFrontEnds);
 
 // --- Waves of short-lived threads ---
 
@@ -350,8 +211,8 @@ TYPED_TEST(ThreadChurnTest, ShortLivedThreadsHandTheirBlocksOn) {
   constexpr int kBlocksPerThread = 24;
   Arena base(512 * 1024), extra(256 * 1024);
   TypeParam backend;
-  ASSERT_TRUE(backend.Init(base.begin(), base.end()));
-  ASSERT_TRUE(backend.AddRegion(extra.begin(), extra.end()));
+  ASSERT_EQ(backend.Init(base.begin(), base.end()), Outcome::kOk);
+  ASSERT_EQ(backend.AddRegion(extra.begin(), extra.end()), Outcome::kOk);
 
   Errors errors;
   std::atomic<uint32_t> next_seed{1};
@@ -433,11 +294,12 @@ TYPED_TEST(ThreadChurnTest, ShortLivedThreadsHandTheirBlocksOn) {
   EXPECT_EQ(allocated.load(), kWaves * kThreadsPerWave * kBlocksPerThread);
   EXPECT_EQ(collected.load() + orphans_freed.load(), allocated.load());
   EXPECT_GT(orphans_freed.load(), allocated.load() / 3);
-  const Usage usage = backend.Read();
+  const Usage usage = backend.Probe();
   EXPECT_EQ(usage.used, 0u);
   EXPECT_EQ(usage.live, 0u);
   EXPECT_EQ(usage.invalid_frees, 0u);
-  EXPECT_TRUE(backend.CheckOk());
+  std::string why;
+  EXPECT_EQ(backend.Check(&why), Outcome::kOk) << why;
 }
 
 // --- Region removal racing allocation and frees ---
@@ -467,7 +329,7 @@ TYPED_TEST(ThreadChurnTest, ShortLivedThreadsHandTheirBlocksOn) {
 // freeing it, which catches the remover's canary landing on a block that
 // was still live (a removal that should have been refused). At the end
 // every block is freed and used == 0: none was lost.
-template <typename Backend>
+template <typename FrontEnd>
 class RemovalRace {
  public:
   static constexpr int kWorkers = 3;
@@ -484,8 +346,8 @@ class RemovalRace {
   RemovalRace() : base_(kBaseBytes), extra_(kExtraBytes) {}
 
   void Run() {
-    ASSERT_TRUE(backend_.Init(base_.begin(), base_.end()));
-    ASSERT_TRUE(backend_.AddRegion(extra_.begin(), extra_.end()));
+    ASSERT_EQ(backend_.Init(base_.begin(), base_.end()), Outcome::kOk);
+    ASSERT_EQ(backend_.AddRegion(extra_.begin(), extra_.end()), Outcome::kOk);
     epoch_.store(1);
     deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(3);
     std::thread remover([this] { Remove(); });
@@ -511,14 +373,15 @@ class RemovalRace {
     EXPECT_GT(in_extra_.load(), 0) << "no block was ever placed in the region";
     EXPECT_GT(calls_while_removed_.load(), 0)
         << "no allocation ran while the region was removed";
-    const Usage usage = backend_.Read();
+    const Usage usage = backend_.Probe();
     EXPECT_EQ(usage.used, 0u) << "blocks were lost";
     EXPECT_EQ(usage.live, 0u);
     EXPECT_EQ(usage.invalid_frees, 0u);
     EXPECT_EQ(usage.regions, 2u);
-    EXPECT_TRUE(backend_.CheckOk());
+    std::string why;
+    EXPECT_EQ(backend_.Check(&why), Outcome::kOk) << why;
     // The region is empty: it can go before its memory does.
-    EXPECT_EQ(backend_.RemoveRegion(extra_.begin()), Removal::kRemoved);
+    EXPECT_EQ(backend_.RemoveRegion(extra_.begin()), Outcome::kOk);
   }
 
  private:
@@ -590,7 +453,7 @@ class RemovalRace {
         // A big block: only the extra region can hold it, so it is NULL
         // while the region is removed (or holds another big block).
         const Block b = Allocation(
-            kBigBytes, [this] { return backend_.Malloc(kBigBytes); });
+            kBigBytes, [this] { return backend_.Allocate(kBigBytes); });
         if (b.ptr == nullptr) continue;
         WritePattern(b);
         keep(b);
@@ -601,9 +464,9 @@ class RemovalRace {
         const Block b = Allocation(size, [&]() -> void* {
           switch (kind) {
             case 0:
-              return backend_.Malloc(size);
+              return backend_.Allocate(size);
             case 1:
-              return backend_.MallocAlign(size, align);
+              return backend_.AllocateAligned(align, size);
             default:
               return backend_.Calloc(1, size);
           }
@@ -618,7 +481,7 @@ class RemovalRace {
         if (!HasPattern(b)) ++errors_.content;
         const size_t size = 1 + rng() % 2048;
         const Block moved =
-            Allocation(size, [&] { return backend_.Realloc(b.ptr, size); });
+            Allocation(size, [&] { return backend_.Reallocate(b.ptr, size); });
         if (moved.ptr == nullptr) continue;  // b is unchanged
         if (!HasPattern(Block{moved.ptr, std::min(size, b.size), b.seed})) {
           ++errors_.content;
@@ -650,22 +513,22 @@ class RemovalRace {
         // the allocator included, may have written it since the canary.
         if (!HasCanary()) ++errors_.canary;
         epoch_.fetch_add(1, std::memory_order_acq_rel);  // odd: may be there
-        if (backend_.AddRegion(extra_.begin(), extra_.end())) {
+        if (backend_.AddRegion(extra_.begin(), extra_.end()) == Outcome::kOk) {
           present = true;
         } else {
           ++errors_.region_calls;
         }
       } else {
         switch (backend_.RemoveRegion(extra_.begin())) {
-          case Removal::kRemoved:
+          case Outcome::kOk:
             present = false;
             epoch_.fetch_add(1, std::memory_order_acq_rel);  // even: absent
             removals_.fetch_add(1, std::memory_order_relaxed);
             WriteCanary();
             break;
-          case Removal::kBusy:  // a worker holds a block there: retry
+          case Outcome::kBusy:  // a worker holds a block there: retry
             break;
-          case Removal::kError:
+          default:
             ++errors_.region_calls;
             break;
         }
@@ -675,7 +538,7 @@ class RemovalRace {
     }
     if (!present) {
       epoch_.fetch_add(1, std::memory_order_acq_rel);
-      if (!backend_.AddRegion(extra_.begin(), extra_.end())) {
+      if (backend_.AddRegion(extra_.begin(), extra_.end()) != Outcome::kOk) {
         ++errors_.region_calls;
       }
     }
@@ -683,7 +546,7 @@ class RemovalRace {
 
   // In the order that wastes least padding (a SpinLock is cache-line
   // aligned).
-  Backend backend_;
+  FrontEnd backend_;
   std::atomic<uint64_t> epoch_{1};
   std::chrono::steady_clock::time_point deadline_;
   Arena base_, extra_;

@@ -32,15 +32,23 @@
 //   relaxed load of the head of its remote-free list (which also carries
 //   kNews: Clear, ResetPeak and the first tagged call set it on every pool,
 //   so that the owner leaves the fast path and catches up with the
-//   front-end's epoch),
-//   a pop from or a push onto the cache (a push: one compare-exchange on
-//   the block's marker word), else the RegionSet operation, then relaxed
-//   stores of the pool's counters for Probe() and one atomic add to the
-//   front-end's used bytes (see Accounting). No lock.
+//   front-end's epoch), a pop from or a push onto the cache (a push: one
+//   compare-exchange on the block's marker word), else the RegionSet
+//   operation, then relaxed stores of the pool's counters for Probe() and
+//   one atomic add to the front-end's used bytes (see Accounting). No lock.
+// * One region map: the shared regions and every pool's regions are
+//   entries of one RegionTable (table_, fmemp/region_table.h; the shared
+//   RegionSet and every pool's keep their entries there, UseTable), each
+//   naming its heap and its owner: nullptr for the shared regions, the
+//   owner's RemoteQueue for a bound region. Binding, unbinding and a
+//   thread's exit change the owner of an entry in place (one write of the
+//   table's sequence lock), so a lock-free reader never misses a region
+//   on the move. Every lookup of this front-end asks it: cross-thread
+//   free, reallocation, usable size, region removal, binding, CheckRegionOf.
 // * Cross-thread frees are lock-free, allocation-free and bounded. The
-//   freeing thread finds the bound region holding the block in bound_ (a
-//   RegionTable: lock-free reads), whose record (a BoundRegion) names the
-//   region's heap and the owner's RemoteQueue. It checks the block's header
+//   freeing thread finds the block's region with one lookup in table_
+//   (lock-free reads), whose entry names the region's heap and the owner's
+//   RemoteQueue. It checks the block's header
 //   with Heap::UsableSizeIfFreeable, without a lock (as the per-thread
 //   caches do), claims the block's marker word with a compare-exchange (a
 //   block queued twice is a double free: the second claim fails and is
@@ -61,9 +69,10 @@
 //   then the first two of a live block's own payload, which belongs to the
 //   block being freed. The owner frees each queued block through its own
 //   RegionSet, which checks it again with the pool's exclusion; a block
-//   that is no longer in its regions (the region was unbound, or the
-//   record was reused by another binding while the freer looked) is routed
-//   again, as a free from another thread, never freed into the wrong heap.
+//   whose table entry no longer names its queue (the region was unbound or
+//   bound elsewhere, or the queue was reused by another pool while the
+//   freer looked) is routed again, as a free from another thread, to the
+//   owner the table names now: never freed into the wrong heap.
 //   What remains unsupported, as everywhere in fmemp: a pointer that is not
 //   a live block freed while its region is being removed.
 // * The owner checks every link of the list before following it (aligned,
@@ -74,12 +83,12 @@
 //   list first; thread exit applies it, then closes the list (a sentinel
 //   head) under the shared lock, so a later push sees it closed and takes
 //   the locked path, which finds the region back in the shared set.
-// * BoundRegion records and RemoteQueues come from the metadata arena
-//   (fmemp/metadata_arena.h; never the allocator fmemp serves) through a
-//   type-stable free list of this front-end (StableRecords): reused only as
-//   records of their own type after their binding or pool ends, and handed
-//   back to the arena with the front-end. A reused record may route one
-//   racing push to the wrong pool; that pool's owner routes it on (above).
+// * RemoteQueues come from the metadata arena (fmemp/metadata_arena.h;
+//   never the allocator fmemp serves) through a type-stable free list of
+//   this front-end (StableRecords): reused only as queues after their pool
+//   ends, and handed back to the arena with the front-end. A reused queue
+//   may receive one racing push meant for its old pool; the new pool's
+//   owner routes it on (above).
 // * When a pool cannot serve a request it either falls back to the shared
 //   regions (PoolExhaustion::kFallBackToShared, the default) or fails
 //   (kFail, after asking the out-of-memory handler once).
@@ -89,8 +98,8 @@
 //   must be thread-safe). Bind and Unbind act on the calling thread.
 // * Complexity: as Memp (O(1) allocation, O(log regions) to find a block's
 //   region); a thread's own calls take no lock. A free from another thread
-//   into a pool is O(log bound regions) and lock-free; into the shared
-//   regions it takes the shared lock once. Probe is O(pools).
+//   into a pool is one table lookup, O(log regions), and lock-free; into
+//   the shared regions it takes the shared lock once. Probe is O(pools).
 // * Accounting: Probe() covers the shared regions and every pool (each
 //   pool's figures as of its thread's last call), with used + cached + free
 //   == capacity: blocks parked in a pool's cache are cached_bytes, neither
@@ -123,11 +132,10 @@
 // * Clear() and ResetPeak() reach a pool on its thread's next call. Clear
 //   must not race other calls (as for the C API's FMempRemove).
 // * Parked blocks go back to the pool's regions on unbind, thread exit,
-//   RemoveRegion of the owner's region, List, ProbeRegions,
-//   FlushThisThread, and when the pool runs out of room (before the
-//   fallback): nothing is lost, nothing applied twice. With a debug mode
-//   on, the cache is bypassed; once tagging is used, nothing more is parked
-//   (a parked block would keep its tag).
+//   RemoveRegion of the owner's region, List, FlushThisThread, and when the
+//   pool runs out of room (before the fallback): nothing is lost, nothing
+//   applied twice. With a debug mode on, the cache is bypassed; once tagging is
+//   used, nothing more is parked (a parked block would keep its tag).
 // * fork(): the child keeps the forking thread's pool, its cache
 //   included. Pools of other threads stay bound in the child, whose blocks
 //   freed there are queued and never reused.
@@ -152,7 +160,6 @@
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
 #include "absl/base/thread_annotations.h"
-#include "absl/container/btree_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
@@ -199,13 +206,18 @@ struct RemoteBlock {
   uintptr_t marker;  // the PoolingMemp's marker while queued; __atomic only
 };
 
-// An owner's list of blocks freed by other threads (see the top).
+class Pool;
+
+// An owner's list of blocks freed by other threads (see the top). The
+// table's entries of a pool's regions name it as their owner.
 struct RemoteQueue {
   // The newest queued block (a RemoteBlock), 0 when empty, kClosed once
   // the owner's thread has exited; with kNews or'ed in when the front-end
   // has news for the owner (Clear, ResetPeak, the first tagged call), so
   // that the owner's inline hits test one word for both.
   alignas(64) std::atomic<uintptr_t> head{0};
+  // The pool it belongs to; read under the shared lock (PoolOf).
+  std::atomic<Pool*> pool{nullptr};
   RemoteQueue* next_free = nullptr;    // in StableRecords' free list
   RemoteQueue* next_record = nullptr;  // StableRecords' list of all
 };
@@ -240,29 +252,15 @@ struct UsageTotals {
   void Drop(size_t bytes) { used.fetch_sub(bytes, std::memory_order_relaxed); }
 };
 
-class Pool;
-
-// What bound_ maps a bound region to. Written under the shared lock and
-// bindings_mu_, read without a lock by freeing threads (hence atomics).
-struct BoundRegion {
-  std::atomic<const tlsf::Heap*> heap{nullptr};
-  std::atomic<uintptr_t> payload_begin{0};  // lowest payload address
-  std::atomic<RemoteQueue*> queue{nullptr};
-  std::atomic<Pool*> pool{nullptr};
-  BoundRegion* next_free = nullptr;    // in StableRecords' free list
-  BoundRegion* next_record = nullptr;  // StableRecords' list of all
-};
-
-// Records of type T for bound_'s BoundRegions and the pools' RemoteQueues,
-// from the metadata arena and kept type-stable: a record released by a
-// binding or a pool goes onto this free list and is reused only as another
-// T; it goes back to the arena (ArenaDelete) only when the StableRecords
-// (its PoolingMemp) is destroyed.
+// Records of type T for the pools' RemoteQueues, from the metadata arena
+// and kept type-stable: a record released by a pool goes onto this free
+// list and is reused only as another T; it goes back to the arena
+// (ArenaDelete) only when the StableRecords (its PoolingMemp) is destroyed.
 //
 // Why not ArenaNew/ArenaDelete per record: a thread freeing a block into a
-// pool reads the BoundRegion it found in bound_ (lock-free) and then pushes
-// onto the RemoteQueue it names, with no lock; the owner may meanwhile
-// unbind the region or exit, releasing both. Were they handed back to the
+// pool reads the RemoteQueue that the region's table entry names
+// (lock-free) and then pushes onto it, with no lock; the owner may
+// meanwhile unbind the region or exit, releasing it. Were it handed back to the
 // arena, the record could be reused as some other bookkeeping of the same
 // size class (a region array, a cache) and the racing compare-exchange on
 // `head` would write into it (and ASan would report the arena's poison).
@@ -425,6 +423,9 @@ class Pool final : public ThreadState {
   // --- Source (fmemp/size_class_cache.h): the pool's own regions, no lock
   // (owner only) ---
   const RegionTable& table() const { return regions.table(); }
+  // The table holds every region of the front-end: the pool's own are
+  // those whose owner is its queue.
+  const void* owner() const { return queue; }
   uintptr_t marker_key() const { return cache_key; }
   size_t AllocateBatch(size_t usable, size_t count, void** out) {
     return regions.AllocateBatch(usable, count, out);
@@ -485,8 +486,11 @@ class PoolingMemp final : private ThreadStateOwner {
     // thread's first call (a fork() inside its guard would hang the child).
     RegistryMutex();
     shared_.SetReportHandler(&PoolingMemp::ForwardReport, this);
-    shared_table_ = shared_.WithRegions(
-        [](const RegionSet& shared) { return &shared.table(); });
+    // The shared regions are the table's entries with no owner.
+    shared_.WithRegions([this](RegionSet& shared) {
+      shared.UseTable(&table_, nullptr).IgnoreError();  // no region yet
+      return 0;
+    });
   }
   ~PoolingMemp() { DetachThreadStates(this); }
 
@@ -495,20 +499,15 @@ class PoolingMemp final : private ThreadStateOwner {
   // As Memp::AddRegion; also AlreadyExists for overlap with a bound region.
   absl::Status AddRegion(void* begin, void* end) {
     return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
-      NoWaitLock hold(&bindings_mu_);
       const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
       const uintptr_t e = reinterpret_cast<uintptr_t>(end);
-      if (begin == nullptr || end == nullptr || e <= b) {
-        return shared.AddRegion(begin, end);  // InvalidArgument
-      }
-      auto next = bound_ranges_.lower_bound(b);
-      const bool overlaps_next = next != bound_ranges_.end() && next->first < e;
-      const bool overlaps_prev =
-          next != bound_ranges_.begin() && std::prev(next)->second.end > b;
-      if (overlaps_next || overlaps_prev) {
+      RegionTable::Entry other;
+      if (begin != nullptr && end != nullptr && b < e &&
+          table_.Overlapping(b, e, &other) && other.owner != nullptr) {
         return absl::AlreadyExistsError(absl::StrFormat(
             "region [%p, %p) overlaps a region bound to a thread", begin, end));
       }
+      // Refuses bad ranges and overlap with a shared region (the table).
       return shared.AddRegion(begin, end);
     });
   }
@@ -528,7 +527,8 @@ class PoolingMemp final : private ThreadStateOwner {
     Pool* const mine = SyncedPool();
     return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
       RegionTable::Entry entry;
-      if (!bound_.Find(reinterpret_cast<uintptr_t>(begin), &entry)) {
+      if (!table_.FindWhole(reinterpret_cast<uintptr_t>(begin), &entry) ||
+          entry.owner == nullptr) {
         return shared.RemoveRegion(begin);
       }
       Pool* const owner = PoolOf(entry);
@@ -541,7 +541,6 @@ class PoolingMemp final : private ThreadStateOwner {
       ApplyRemoteFrees(mine, &shared);
       mine->FlushCache();  // parked blocks never keep a region alive
       absl::Status removed = mine->regions.RemoveRegion(begin);
-      if (removed.ok()) Unbound(reinterpret_cast<uintptr_t>(begin));
       mine->Publish();
       return removed;
     });
@@ -560,14 +559,14 @@ class PoolingMemp final : private ThreadStateOwner {
       clear_generation_.fetch_add(1, std::memory_order_relaxed);
       epoch_.fetch_add(1, std::memory_order_release);
       NotifyPools();
-      bound_.Clear();
-      for (auto& [begin, range] : bound_ranges_) records_.Release(range.record);
-      bound_ranges_.clear();
       pools_.clear();
       retired_failed_ = retired_invalid_ = 0;
       totals_.used.store(0, std::memory_order_relaxed);
       totals_.peak.store(0, std::memory_order_relaxed);
       shared.Clear();
+      // The pools' entries too: each pool's RegionSet then finds none of
+      // its own to erase when it clears on its thread's next call.
+      table_.Clear();
       shared_uncounted_failures_.store(0, std::memory_order_relaxed);
       return 0;
     });
@@ -598,7 +597,8 @@ class PoolingMemp final : private ThreadStateOwner {
     return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
       const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
       RegionTable::Entry entry;
-      if (bound_.Find(b, &entry) && entry.begin == b) {
+      if (table_.FindWhole(b, &entry) && entry.base == b &&
+          entry.owner != nullptr) {
         Pool* const owner = PoolOf(entry);
         if (owner != pool) {
           return absl::FailedPreconditionError(absl::StrFormat(
@@ -618,10 +618,11 @@ class PoolingMemp final : private ThreadStateOwner {
             (debug.poison || debug.canaries || debug.asan ? Pool::kCacheOff
                                                           : 0));
       }
+      // The region's table entry stays through the move; Attach makes the
+      // pool its owner in place.
       absl::StatusOr<RegionSet::DetachedRegion> region =
           Counted(shared, [&] { return shared.Detach(begin); });
       if (!region.ok()) return region.status();
-      const uintptr_t e = reinterpret_cast<uintptr_t>(region->end());
       if (absl::Status s = pool->regions.Attach(*region); !s.ok()) {
         // Cannot happen (regions of one front-end are disjoint); put it back.
         Counted(shared, [&] { return shared.Attach(*region); }).IgnoreError();
@@ -630,28 +631,6 @@ class PoolingMemp final : private ThreadStateOwner {
       pool->on_exhaustion = on_exhaustion;
       {
         NoWaitLock hold(&bindings_mu_);
-        BoundRegion* record = records_.New();
-        RegionTable::Entry payload;
-        if (record == nullptr || !pool->regions.table().Find(e - 1, &payload)) {
-          // No memory for the record (or no payload: cannot happen); put
-          // the region back.
-          if (record != nullptr) records_.Release(record);
-          absl::StatusOr<RegionSet::DetachedRegion> back =
-              pool->regions.Detach(begin);
-          pool->Publish();  // the pool's side first: never counted twice
-          if (back.ok()) {
-            Counted(shared, [&] { return shared.Attach(*back); }).IgnoreError();
-          }
-          return absl::ResourceExhaustedError("no memory for a binding");
-        }
-        constexpr auto kRelaxed = std::memory_order_relaxed;
-        record->heap.store(static_cast<const tlsf::Heap*>(payload.heap),
-                           kRelaxed);
-        record->payload_begin.store(payload.begin, kRelaxed);
-        record->queue.store(pool->queue, kRelaxed);
-        record->pool.store(pool, kRelaxed);
-        bound_.Insert({b, e, record});  // publishes the record (release)
-        bound_ranges_[b] = BoundRange{e, pool, record};
         if (std::find(pools_.begin(), pools_.end(), pool) == pools_.end()) {
           pools_.push_back(pool);
         }
@@ -677,7 +656,7 @@ class PoolingMemp final : private ThreadStateOwner {
 
   // Returns the blocks parked in the calling thread's pool cache to its
   // regions (also done on unbind, thread exit, RemoveRegion of its own
-  // region, List, ProbeRegions, and when the pool runs out of room). Only the
+  // region, List, and when the pool runs out of room). Only the
   // owner can: another thread's cache is not reachable while it runs.
   // O(parked blocks); no lock.
   void FlushThisThread() {
@@ -752,7 +731,7 @@ class PoolingMemp final : private ThreadStateOwner {
         pool != nullptr && pool->cache_mode == 0) {
       const RegionTable::Entry* region = pool->regions.table().FindInHint(
           reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
-      if (region != nullptr) {
+      if (region != nullptr && region->owner == pool->queue) {
         const size_t usable = SizeClassCache::FreeableUsable(region->heap, ptr);
         const size_t span = usable + tlsf::kBlockOverhead;
         if (SizeClassCache::IsCacheableUsable(usable) &&
@@ -768,15 +747,19 @@ class PoolingMemp final : private ThreadStateOwner {
   // The usable size of a live block anywhere in this front-end; 0 if ptr is
   // not one.
   size_t UsableSize(const void* ptr) noexcept {
-    if (Pool* const pool = BoundPool(); pool && pool->regions.Contains(ptr)) {
+    Pool* const pool = BoundPool();
+    RegionTable::Entry entry;
+    if (!table_.Find(reinterpret_cast<uintptr_t>(ptr), &entry)) return 0;
+    if (pool != nullptr && entry.owner == pool->queue) {
       const size_t usable = pool->regions.UsableSize(ptr);
       return usable != 0 && IsParkedOrQueued(ptr) ? 0 : usable;
     }
+    // Under the shared lock, which keeps the region where it is found.
     return shared_.WithRegions([&](const RegionSet& shared) -> size_t {
-      if (shared.Contains(ptr)) return shared.UsableSize(ptr);
-      const tlsf::Heap* heap = BoundHeapOf(ptr);
-      if (heap == nullptr) return size_t{0};
-      const size_t usable = heap->UsableSize(ptr);
+      if (!table_.Find(reinterpret_cast<uintptr_t>(ptr), &entry)) return 0;
+      if (entry.owner == nullptr) return shared.UsableSize(ptr);
+      const size_t usable =
+          static_cast<const tlsf::Heap*>(entry.heap)->UsableSize(ptr);
       return usable != 0 && IsParkedOrQueued(ptr) ? 0 : usable;
     });
   }
@@ -827,8 +810,8 @@ class PoolingMemp final : private ThreadStateOwner {
   // Pools take the modes when they bind their first region.
   absl::Status SetDebugOptions(const DebugOptions& options) {
     return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
-      NoWaitLock hold(&bindings_mu_);
-      if (!bound_ranges_.empty()) {
+      // Any entry of the table: a shared region or a bound one.
+      if (table_.size() != 0) {
         return absl::FailedPreconditionError(
             "debug modes can only change while there is no region");
       }
@@ -839,16 +822,16 @@ class PoolingMemp final : private ThreadStateOwner {
   // pool (a region bound to another thread cannot be checked from here:
   // FailedPrecondition).
   absl::Status CheckRegionOf(const void* ptr) {
-    if (Pool* const pool = BoundPool(); pool && pool->regions.Contains(ptr)) {
+    if (Pool* const pool = BoundPool(); InPool(pool, ptr)) {
       return pool->regions.CheckRegionOf(ptr);
     }
     return shared_.WithRegions([&](const RegionSet& shared) -> absl::Status {
-      RegionTable::Entry bound;
-      if (!shared.Contains(ptr) &&
-          bound_.Find(reinterpret_cast<uintptr_t>(ptr), &bound)) {
+      RegionTable::Entry entry;
+      if (table_.FindWhole(reinterpret_cast<uintptr_t>(ptr), &entry) &&
+          entry.owner != nullptr) {
         return absl::FailedPreconditionError(
             absl::StrFormat("%p lies in a region bound to thread %d", ptr,
-                            PoolOf(bound)->thread_id));
+                            PoolOf(entry)->thread_id));
       }
       return shared.CheckRegionOf(ptr);
     });
@@ -895,12 +878,12 @@ class PoolingMemp final : private ThreadStateOwner {
     });
   }
   // The shared regions and the calling thread's own, in address order.
-  // The calling thread's cache is flushed first, so that its regions'
-  // figures show only blocks in use.
+  // A region's figures are its heap's: blocks parked in the calling
+  // thread's cache count as used there (FlushThisThread first for figures
+  // without them), as under CachingMemp.
   RegionStatsList ProbeRegions() {
     RegionStatsList out = shared_.ProbeRegions();
     if (Pool* const pool = BoundPool()) {
-      pool->FlushCache();
       for (const RegionStats& r : pool->regions.ProbeRegions()) {
         out.push_back(r);
       }
@@ -959,23 +942,26 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
  private:
-  using BoundRegion = thread_pool_internal::BoundRegion;
   using RemoteBlock = thread_pool_internal::RemoteBlock;
   using RemoteQueue = thread_pool_internal::RemoteQueue;
   static constexpr uintptr_t kClosed = thread_pool_internal::kClosed;
   static constexpr uintptr_t kNews = thread_pool_internal::kNews;
 
-  struct BoundRange {
-    uintptr_t end;
-    Pool* pool;
-    BoundRegion* record;
-  };
-
-  // The pool a bound_ entry names. REQUIRES: the shared lock (which keeps
-  // the binding, and so the record, as found).
+  // The pool that a table entry of a bound region names (entry.owner is
+  // its RemoteQueue). REQUIRES: the shared lock (which keeps the binding
+  // as found).
   static Pool* PoolOf(const RegionTable::Entry& entry) {
-    return static_cast<const BoundRegion*>(entry.heap)
+    return static_cast<const RemoteQueue*>(entry.owner)
         ->pool.load(std::memory_order_relaxed);
+  }
+  // Whether ptr lies in a region (pool header included) bound to `pool`
+  // (nullptr: false). One lock-free table lookup; the answer stays true
+  // while `pool` is the caller's own.
+  bool InPool(const Pool* pool, const void* ptr) const {
+    RegionTable::Entry entry;
+    return pool != nullptr &&
+           table_.FindWhole(reinterpret_cast<uintptr_t>(ptr), &entry) &&
+           entry.owner == pool->queue;
   }
 
   // A new pool with its queue; nullptr if the queue's memory cannot be had.
@@ -989,6 +975,9 @@ class PoolingMemp final : private ThreadStateOwner {
     queue->head.store(0, std::memory_order_relaxed);
     Pool* pool = new Pool;  // in the metadata arena (a ThreadState)
     pool->queue = queue;
+    queue->pool.store(pool, std::memory_order_relaxed);
+    // Its regions are table_'s entries owned by its queue.
+    pool->regions.UseTable(&table_, queue).IgnoreError();  // no region yet
     pool->totals = &totals_;
     pool->regions.SetReportHandler(&PoolingMemp::ForwardReport, this);
     pool->generation = clear_generation_.load(std::memory_order_relaxed);
@@ -1081,7 +1070,7 @@ class PoolingMemp final : private ThreadStateOwner {
   ABSL_ATTRIBUTE_NOINLINE bool FreeInPool(Pool* pool, void* ptr) {
     if ((pool->cache_mode & Pool::kCacheOff) == 0) {
       const size_t span = SizeClassCache::CacheableSpan(
-          pool->regions.table(), ptr, &pool->cache.region_hint);
+          pool->regions.table(), pool->queue, ptr, &pool->cache.region_hint);
       if (span != 0) {
         const bool park = (pool->cache_mode & Pool::kNoPark) == 0;
         switch (pool->cache.Put(*pool, ptr, span, park)) {
@@ -1200,9 +1189,9 @@ class PoolingMemp final : private ThreadStateOwner {
   // Applies the frees other threads queued to `pool`: takes the whole list
   // with one exchange and frees each block into the pool's regions; a block
   // not in them (its region was unbound meanwhile, or the push raced a
-  // reuse of a binding's record) is routed again as any free from another
-  // thread. `shared` is the shared regions when the caller holds the shared
-  // lock, else nullptr. Owner only. O(queued blocks); no allocation.
+  // reuse of the queue) is routed again as any free from another thread.
+  // `shared` is the shared regions when the caller holds the shared lock, else
+  // nullptr. Owner only. O(queued blocks); no allocation.
   ABSL_ATTRIBUTE_NOINLINE void ApplyRemoteFrees(Pool* pool, RegionSet* shared) {
     const uintptr_t head =
         pool->queue->head.exchange(0, std::memory_order_acq_rel);
@@ -1223,7 +1212,8 @@ class PoolingMemp final : private ThreadStateOwner {
     while (list != 0 && list != kClosed) {
       // Every link is checked before it is followed: a write into a queued
       // block (a use after free) must not send the owner into wild memory.
-      if (ABSL_PREDICT_FALSE(!IsQueuedBlock(pool, list))) {
+      RegionTable::Entry region;
+      if (ABSL_PREDICT_FALSE(!IsQueuedBlock(list, &region))) {
         DropDamagedList(list, shared);
         return;
       }
@@ -1231,11 +1221,11 @@ class PoolingMemp final : private ThreadStateOwner {
       list = block->next;
       // A block of the pool's own regions goes into its cache, its marker
       // (claimed by the freeing thread, with the same key) kept.
-      const size_t span =
-          pool->cache_mode == 0
-              ? SizeClassCache::CacheableSpan(pool->regions.table(), block,
-                                              &pool->cache.region_hint)
-              : 0;
+      const size_t span = pool->cache_mode == 0
+                              ? SizeClassCache::CacheableSpan(
+                                    pool->regions.table(), pool->queue, block,
+                                    &pool->cache.region_hint)
+                              : 0;
       if (span != 0 && span <= pool->cache.max_bytes() &&
           pool->cache_key == marker_key_.load(std::memory_order_relaxed)) {
         pool->cache.ParkClaimed(*pool, reinterpret_cast<ParkedBlock*>(block),
@@ -1245,7 +1235,7 @@ class PoolingMemp final : private ThreadStateOwner {
       // Unclaimed before the heap sees it (a later free must not find it
       // queued).
       __atomic_store_n(&block->marker, 0, __ATOMIC_RELEASE);
-      if (pool->regions.Contains(block)) {
+      if (region.owner == pool->queue) {
         pool->regions.Free(block);
       } else {
         RouteAgain(block, shared);
@@ -1254,17 +1244,12 @@ class PoolingMemp final : private ThreadStateOwner {
   }
   // Whether `address` may be trusted as a queued block: aligned, whole
   // inside a region of this front-end (the pool's own, a bound one, or a
-  // shared one: found through lock-free tables, so nothing outside a region
-  // is read), and carrying its marker.
-  bool IsQueuedBlock(Pool* pool, uintptr_t address) const {
+  // shared one: found through the lock-free table, so nothing outside a
+  // region is read), and carrying its marker. Its region's entry in *entry.
+  bool IsQueuedBlock(uintptr_t address, RegionTable::Entry* entry) const {
     if (address % tlsf::kAlignment != 0) return false;
-    RegionTable::Entry entry;
-    if (!pool->regions.table().Find(address, &entry) &&
-        !bound_.Find(address, &entry) &&
-        !shared_table_->Find(address, &entry)) {
-      return false;
-    }
-    if (entry.end - address < sizeof(RemoteBlock)) return false;
+    if (!table_.Find(address, entry)) return false;
+    if (entry->end - address < sizeof(RemoteBlock)) return false;
     const auto* block = reinterpret_cast<const RemoteBlock*>(address);
     return __atomic_load_n(&block->marker, __ATOMIC_ACQUIRE) ==
            (address ^ marker_key_.load(std::memory_order_relaxed));
@@ -1392,7 +1377,7 @@ class PoolingMemp final : private ThreadStateOwner {
       return nullptr;
     }
     Pool* const pool = BoundPool();
-    if (pool != nullptr && pool->regions.Contains(ptr)) {
+    if (InPool(pool, ptr)) {
       if (pool->regions.UsableSize(ptr) != 0 && IsParkedOrQueued(ptr)) {
         // Freed already: the heap still counts it live, so say it here.
         pool->regions.ReportMisuse(MempError::kDoubleFree, ptr);
@@ -1421,7 +1406,10 @@ class PoolingMemp final : private ThreadStateOwner {
     size_t usable = 0, alignment = 0;
     void* result = nullptr;
     const Outcome outcome = shared_.WithRegions([&](RegionSet& shared) {
-      if (shared.Contains(ptr)) {
+      RegionTable::Entry entry;
+      if (!table_.FindWhole(reinterpret_cast<uintptr_t>(ptr), &entry) ||
+          entry.owner == nullptr) {
+        // A shared region's block, or a foreign pointer (reported).
         const uint64_t failed_before = shared.failed_allocations();
         usable = shared.UsableSize(ptr);
         result = Counted(shared, [&] { return shared.Reallocate(ptr, bytes); });
@@ -1441,7 +1429,8 @@ class PoolingMemp final : private ThreadStateOwner {
       }
       const tlsf::Heap* heap = BoundHeapOf(ptr);
       if (heap == nullptr) {
-        // Reports a foreign pointer.
+        // In a bound region's first bytes, before any payload: reported as
+        // a pointer outside the shared regions.
         result = Counted(shared, [&] { return shared.Reallocate(ptr, bytes); });
         return kDone;
       }
@@ -1492,20 +1481,17 @@ class PoolingMemp final : private ThreadStateOwner {
     return static_cast<const tlsf::Heap*>(entry.heap)->BlockAlignment(ptr);
   }
 
-  // The heap of the bound region holding ptr, or nullptr. Call under the
-  // shared lock (which keeps the region bound); reads only the owner's
+  // The heap of the bound region whose payload range holds ptr, or
+  // nullptr (a shared region, none, or a bound region's first bytes). Call
+  // under the shared lock (which keeps the region bound); reads only the
   // lock-free table and, later, atomic header words.
   const tlsf::Heap* BoundHeapOf(const void* ptr) const {
-    RegionTable::Entry bound;
-    if (!bound_.Find(reinterpret_cast<uintptr_t>(ptr), &bound)) {
+    RegionTable::Entry entry;
+    if (!table_.Find(reinterpret_cast<uintptr_t>(ptr), &entry) ||
+        entry.owner == nullptr) {
       return nullptr;
     }
-    RegionTable::Entry region;
-    if (!PoolOf(bound)->regions.table().Find(reinterpret_cast<uintptr_t>(ptr),
-                                             &region)) {
-      return nullptr;  // in the region's first bytes, before any payload
-    }
-    return static_cast<const tlsf::Heap*>(region.heap);
+    return static_cast<const tlsf::Heap*>(entry.heap);
   }
 
   enum PushOutcome { kQueued, kQueuedTwice, kTakeLock };
@@ -1513,20 +1499,21 @@ class PoolingMemp final : private ThreadStateOwner {
   // Queues ptr to the pool whose bound region holds it, without a lock:
   // kQueued; kQueuedTwice if it is queued already (a double free); kTakeLock
   // when it is not a live block of a bound region, or its owner has exited
-  // (nothing was written). See the top for why a bad pointer cannot hurt.
+  // (nothing was written). One table lookup finds the region's heap and
+  // owner. See the top for why a bad pointer cannot hurt.
   PushOutcome PushRemote(void* ptr) noexcept {
     const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
     RegionTable::Entry entry;
-    if (!bound_.Find(address, &entry)) return kTakeLock;
-    const auto* record = static_cast<const BoundRegion*>(entry.heap);
-    constexpr auto kRelaxed = std::memory_order_relaxed;
-    const tlsf::Heap* heap = record->heap.load(kRelaxed);
-    RemoteQueue* queue = record->queue.load(kRelaxed);
-    if (heap == nullptr || queue == nullptr ||
-        address < record->payload_begin.load(kRelaxed) ||
-        heap->UsableSizeIfFreeable(ptr) < sizeof(RemoteBlock)) {
+    if (!table_.Find(address, &entry) || entry.owner == nullptr) {
+      return kTakeLock;  // no region's payload, or a shared region's
+    }
+    const auto* heap = static_cast<const tlsf::Heap*>(entry.heap);
+    auto* queue =
+        const_cast<RemoteQueue*>(static_cast<const RemoteQueue*>(entry.owner));
+    if (heap->UsableSizeIfFreeable(ptr) < sizeof(RemoteBlock)) {
       return kTakeLock;
     }
+    constexpr auto kRelaxed = std::memory_order_relaxed;
     auto* block = static_cast<RemoteBlock*>(ptr);
     const uintptr_t marker =
         address ^ marker_key_.load(std::memory_order_relaxed);
@@ -1569,7 +1556,10 @@ class PoolingMemp final : private ThreadStateOwner {
   }
   // FreeElsewhere's locked path. REQUIRES: the shared lock.
   bool FreeLocked(RegionSet& shared, void* ptr) {
-    if (shared.Contains(ptr)) {
+    RegionTable::Entry entry;
+    if (!table_.FindWhole(reinterpret_cast<uintptr_t>(ptr), &entry) ||
+        entry.owner == nullptr) {
+      // A shared region's block, or a foreign pointer (reported).
       return Counted(shared, [&] { return shared.Free(ptr); });
     }
     const tlsf::Heap* heap = BoundHeapOf(ptr);
@@ -1601,22 +1591,10 @@ class PoolingMemp final : private ThreadStateOwner {
       if (!region.ok()) continue;
       pool->PublishUsage();  // the pool's side first: never counted twice
       // Regions of one front-end are disjoint, so this cannot fail.
+      // The region's entry changes owner in place (the shared set's).
       Counted(shared, [&] { return shared.Attach(*region); }).IgnoreError();
-      Unbound(reinterpret_cast<uintptr_t>(r.begin));
     }
     pool->Publish();
-  }
-
-  // Forgets the binding of the region at `begin`. The pool stays listed
-  // (its failure and misuse counts still count) until its thread exits.
-  // REQUIRES: shared lock.
-  void Unbound(uintptr_t begin) {
-    bound_.Erase(begin);
-    NoWaitLock hold(&bindings_mu_);
-    auto it = bound_ranges_.find(begin);
-    if (it == bound_ranges_.end()) return;
-    records_.Release(it->second.record);
-    bound_ranges_.erase(it);
   }
 
   void OnThreadExit(ThreadState* state) override {
@@ -1690,13 +1668,13 @@ class PoolingMemp final : private ThreadStateOwner {
     }
   }
 
+  // The one region map (see the top): every region of this front-end,
+  // shared (owner nullptr) or bound (owner: its pool's RemoteQueue), for
+  // lock-free reads. Written only under the shared lock (inside
+  // shared_.WithRegions), by the shared set and by the pools' sets. Declared
+  // before shared_ and the pools, which keep their entries in it.
+  RegionTable table_;
   Memp<LockPolicy> shared_;
-  // The shared regions' table, for lock-free lookups (it lives as long as
-  // shared_).
-  const RegionTable* shared_table_ = nullptr;
-  // Bound regions: [begin, end) -> Pool*, for lock-free reads. Written only
-  // under the shared lock (inside shared_.WithRegions).
-  RegionTable bound_;
   // Bumped by Clear (both) and ResetPeak (epoch_ only); pools catch up on
   // their next call.
   std::atomic<uint64_t> epoch_{0};
@@ -1706,10 +1684,8 @@ class PoolingMemp final : private ThreadStateOwner {
   std::atomic<uint64_t> shared_uncounted_failures_{0};
   // Lock order: the shared lock, then bindings_mu_.
   mutable absl::Mutex bindings_mu_;
-  // bound_'s records and the pools' queues (see the top): type-stable
-  // records from the metadata arena.
-  thread_pool_internal::StableRecords<BoundRegion> records_
-      ABSL_GUARDED_BY(bindings_mu_);
+  // The pools' queues (see the top): type-stable records from the
+  // metadata arena.
   thread_pool_internal::StableRecords<RemoteQueue> queues_
       ABSL_GUARDED_BY(bindings_mu_);
   // A queued or parked block's marker: address ^ key (one key for both, so
@@ -1723,10 +1699,6 @@ class PoolingMemp final : private ThreadStateOwner {
   // block would keep its tag while free).
   std::atomic<bool> tagging_used_{false};
   thread_pool_internal::UsageTotals totals_;
-  // (In the metadata arena: binding never calls operator new.)
-  absl::btree_map<uintptr_t, BoundRange, std::less<uintptr_t>,
-                  ArenaAllocator<std::pair<const uintptr_t, BoundRange>>>
-      bound_ranges_ ABSL_GUARDED_BY(bindings_mu_);
   // Every pool that has been bound since Clear and whose thread lives.
   std::vector<Pool*, ArenaAllocator<Pool*>> pools_
       ABSL_GUARDED_BY(bindings_mu_);

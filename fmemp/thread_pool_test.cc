@@ -392,6 +392,90 @@ TYPED_TEST(PoolingMempTest, BadBindsAndRemovalsChangeNothing) {
   EXPECT_EQ(this->misuse_.count(), 0u);
 }
 
+// Shared and bound regions are entries of one table: AddRegion refuses a
+// range that meets either, a bound region's first bytes (its pool header,
+// before any payload) included, and accepts the gap between them.
+TYPED_TEST(PoolingMempTest, AddRegionRefusesOverlapAcrossSharedAndBound) {
+  constexpr size_t kMiB = size_t{1} << 20;
+  Region big(4 * kMiB);
+  char* const bound = big.begin() + kMiB;       // [1, 2) MiB: bound
+  char* const shared = big.begin() + 3 * kMiB;  // [3, 4) MiB: shared
+  Worker owner;
+  owner.Run([&] {
+    ASSERT_TRUE(this->memp_.AddRegion(bound, kMiB).ok());
+    ASSERT_TRUE(this->memp_.BindThisThread(bound).ok());
+  });
+  ASSERT_TRUE(this->memp_.AddRegion(shared, kMiB).ok());
+  const MempStats before = this->memp_.Probe();
+  // Only the bound region's first bytes.
+  absl::Status s = this->memp_.AddRegion(bound - kMiB / 2, bound + 8);
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(s.message().find("bound"), absl::string_view::npos) << s;
+  // Its last bytes.
+  EXPECT_EQ(this->memp_.AddRegion(bound + kMiB - 8, bound + kMiB + 4096).code(),
+            absl::StatusCode::kAlreadyExists);
+  // The shared region's first bytes.
+  EXPECT_EQ(this->memp_.AddRegion(shared - 4096, shared + 8).code(),
+            absl::StatusCode::kAlreadyExists);
+  // Both at once.
+  EXPECT_EQ(this->memp_.AddRegion(bound, 3 * kMiB).code(),
+            absl::StatusCode::kAlreadyExists);
+  const MempStats after = this->memp_.Probe();
+  EXPECT_EQ(after.capacity_bytes, before.capacity_bytes);
+  EXPECT_EQ(after.region_count, before.region_count);
+  // The gap between them fits exactly.
+  EXPECT_TRUE(this->memp_.AddRegion(bound + kMiB, kMiB).ok());
+  void* p = nullptr;
+  owner.Run([&] {
+    p = this->memp_.Allocate(64);
+    EXPECT_TRUE(big.Holds(p));
+  });
+  EXPECT_GE(p, static_cast<void*>(bound));
+  EXPECT_LT(p, static_cast<void*>(bound + kMiB));
+  owner.Run([&] { EXPECT_TRUE(this->memp_.Free(p)); });
+  owner.Run([&] { ExpectBalanced(this->memp_); });
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+// A region that changes hands (bound to one thread, unbound, bound to
+// another) is found under its new owner: a free from a third thread of a
+// block the first owner allocated is queued to the second owner, and the
+// second owner applies it.
+TYPED_TEST(PoolingMempTest, CrossThreadFreeAfterRebindReachesTheNewOwner) {
+  Region own;
+  std::vector<void*> blocks;
+  {
+    Worker first;
+    first.Run([&] {
+      this->BindHere(own);
+      for (int i = 0; i < 20; ++i) blocks.push_back(this->memp_.Allocate(64));
+      EXPECT_TRUE(this->memp_.UnbindThisThread().ok());
+    });
+  }
+  Worker second;
+  second.Run([&] {
+    ASSERT_TRUE(this->memp_.BindThisThread(own.begin()).ok());
+    EXPECT_TRUE(this->memp_.ThisThreadHasPool());
+  });
+  ASSERT_EQ(this->memp_.ProbePools().size(), 1u);
+  EXPECT_EQ(this->memp_.ProbePools()[0].stats.live_blocks, blocks.size());
+  for (void* p : blocks) {
+    EXPECT_TRUE(own.Holds(p));
+    EXPECT_GE(this->memp_.UsableSize(p), 64u);
+    EXPECT_TRUE(this->memp_.Free(p));  // queued to the second owner
+  }
+  // Queued, not applied: the second owner has made no call since.
+  EXPECT_EQ(this->memp_.Probe().live_blocks, blocks.size());
+  second.Run([&] { EXPECT_TRUE(this->memp_.SyncThisThread()); });
+  EXPECT_EQ(this->memp_.Probe().live_blocks, 0u);
+  EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+  // A second free of one of them is refused (the block is free for its
+  // heap now).
+  EXPECT_FALSE(this->memp_.Free(blocks[0]));
+  EXPECT_EQ(this->misuse_.count(), 1u);
+  second.Run([&] { ExpectBalanced(this->memp_); });
+}
+
 TYPED_TEST(PoolingMempTest, MisuseIsReportedAndChangesNothing) {
   Region own;
   Worker owner;

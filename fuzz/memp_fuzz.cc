@@ -6,7 +6,8 @@
 // libFuzzer target for the fmemp front-end over several regions: the C++
 // front-ends fmemp::Memp<fmemp::sync::NoLock>, fmemp::CachingMemp (per-thread
 // caches) and fmemp::PoolingMemp (per-thread pools), and the SDK's C API
-// (fmemp/fmemp.h) with each of its policies.
+// (fmemp/fmemp.h) with each of its policies, all through the shared test
+// adapter (fmemp/testing/front_end.h).
 //
 // The input is a program. Its first byte picks the front-end (one of the
 // three C++ ones, or the C API with the mutex, spin-lock, single-thread,
@@ -60,18 +61,14 @@
 #include <string>
 #include <vector>
 
-#include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "fmemp/fmemp.h"
-#include "fmemp/memp.h"
 #include "fmemp/region_set.h"
-#include "fmemp/thread_cache.h"
-#include "fmemp/thread_pool.h"
+#include "fmemp/testing/front_end.h"
+#include "fmemp/testing/front_end_list.h"
 #include "fuzz/byte_reader.h"
 #include "fuzz/live_blocks.h"
-#include "sync/no_lock.h"
-#include "sync/spin_lock.h"
 #include "tlsf/heap.h"
 #include "tlsf/size_class.h"
 
@@ -115,62 +112,9 @@ bool StaticMemoryLooksSafe() {
   return !CouldLookTagged(g_foreign);
 }
 
-// --- What both front-ends report, in one vocabulary ---
+// --- What the front-ends report, in one vocabulary ---
 
-enum class Code {
-  kOk,
-  kInvalidBuffer,  // InvalidArgument / FMEMP_ERR_INVALID_BUF
-  kOverlap,        // AlreadyExists / FMEMP_ERR_REGION_OVERLAP
-  kNotFound,       // NotFound / FMEMP_ERR_REGION_NOT_FOUND
-  kBusy,           // FailedPrecondition / FMEMP_ERR_REGION_BUSY
-  kNotInit,        // FMEMP_ERR_NOT_INIT
-  kAlreadyInit,    // FMEMP_ERR_ALREADY_INIT
-  kInvalidArg,     // FMEMP_ERR_INVALID_ARG
-  kNotSupported,   // FMEMP_ERR_NOT_SUPPORTED
-  kOther,
-};
-
-Code FromStatus(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kOk:
-      return Code::kOk;
-    case absl::StatusCode::kInvalidArgument:
-      return Code::kInvalidBuffer;
-    case absl::StatusCode::kAlreadyExists:
-      return Code::kOverlap;
-    case absl::StatusCode::kNotFound:
-      return Code::kNotFound;
-    case absl::StatusCode::kFailedPrecondition:
-      return Code::kBusy;
-    default:
-      return Code::kOther;
-  }
-}
-
-Code FromFError(FError error) {
-  switch (error) {
-    case FMEMP_SUCCESS:
-      return Code::kOk;
-    case FMEMP_ERR_INVALID_BUF:
-      return Code::kInvalidBuffer;
-    case FMEMP_ERR_REGION_OVERLAP:
-      return Code::kOverlap;
-    case FMEMP_ERR_REGION_NOT_FOUND:
-      return Code::kNotFound;
-    case FMEMP_ERR_REGION_BUSY:
-      return Code::kBusy;
-    case FMEMP_ERR_NOT_INIT:
-      return Code::kNotInit;
-    case FMEMP_ERR_ALREADY_INIT:
-      return Code::kAlreadyInit;
-    case FMEMP_ERR_INVALID_ARG:
-      return Code::kInvalidArg;
-    case FMEMP_ERR_NOT_SUPPORTED:
-      return Code::kNotSupported;
-    default:
-      return Code::kOther;
-  }
-}
+using testkit::Outcome;
 
 enum class Misuse { kNone, kForeign, kInvalid, kDouble, kCorrupt };
 
@@ -190,7 +134,7 @@ const char* MisuseName(Misuse m) {
   return "?";
 }
 
-// Counts the misuse reports of either front-end.
+// Counts the misuse reports (the adapter's listener).
 struct Reports {
   uint64_t count = 0;
   Misuse last = Misuse::kNone;
@@ -198,13 +142,6 @@ struct Reports {
   void Note(Misuse m) {
     ++count;
     last = m;
-  }
-  static void CppHandler(void* context, MempError error, const void*) {
-    Misuse m = Misuse::kCorrupt;
-    if (error == MempError::kForeignPointer) m = Misuse::kForeign;
-    if (error == MempError::kInvalidFree) m = Misuse::kInvalid;
-    if (error == MempError::kDoubleFree) m = Misuse::kDouble;
-    static_cast<Reports*>(context)->Note(m);
   }
   static void CHandler(void* user, int kind, const void*) {
     Misuse m = Misuse::kCorrupt;
@@ -215,28 +152,8 @@ struct Reports {
   }
 };
 
-struct Usage {
-  uint64_t total = 0;
-  uint64_t used = 0;
-  uint64_t free_bytes = 0;
-  uint64_t max_used = 0;
-  uint64_t live_blocks = 0;
-  uint64_t regions = 0;
-  uint64_t failed = 0;
-  uint64_t invalid = 0;
-  uint64_t cached = 0;  // in per-thread caches: neither used nor free
-};
-
-struct RegionUsage {
-  uintptr_t begin = 0;
-  uintptr_t end = 0;
-  uint64_t total = 0;
-  uint64_t used = 0;
-  uint64_t free_bytes = 0;
-  uint64_t max_used = 0;
-  uint64_t largest = 0;
-  uint64_t live_blocks = 0;
-};
+using testkit::RegionUsage;
+using testkit::Usage;
 
 // Counts the lines of a listing, less the lines a per-thread pool's own
 // section adds (its heading, totals and check), so every front-end's count
@@ -251,293 +168,17 @@ struct LineCounter {
   size_t count() const { return lines - pool_extra; }
 };
 
-void CountLine(void* user, const char* line) {
-  static_cast<LineCounter*>(user)->Add(line);
-}
-
 const BlockTag& FuzzTag() {
   static const BlockTag tag = {__FILE__, __LINE__, "fuzz", 1};
   return tag;
 }
 
-// --- The two front-ends behind one interface ---
+// --- The front-ends: fmemp/testing/front_end.h ---
 
-// How a C++ front-end's extras are reached; the plain Memp has none.
-template <typename Front>
-struct Extras {
-  static constexpr bool kCaches = false;
-  static constexpr bool kPools = false;
-};
-template <>
-struct Extras<CachingMemp<sync::SpinLock>> {
-  static constexpr bool kCaches = true;
-  static constexpr bool kPools = false;
-};
-template <>
-struct Extras<PoolingMemp<sync::SpinLock>> {
-  static constexpr bool kCaches = false;
-  static constexpr bool kPools = true;
-};
-
-template <typename Front>
-class CppFrontEnd {
+// The C API with the policy Run gives it (FMempInitWithPolicy).
+class CApiAnyPolicy : public testkit::CApiFrontEnd {
  public:
-  static constexpr bool kIsCApi = false;
-  static constexpr bool kHasPools = Extras<Front>::kPools;
-
-  explicit CppFrontEnd(Reports* reports) {
-    memp_.SetErrorHandler(&Reports::CppHandler, reports);
-  }
-
-  bool ready() const { return true; }
-  Code AddRegion(void* begin, void* end) {
-    return FromStatus(memp_.AddRegion(begin, end));
-  }
-  Code RemoveRegion(void* begin) {
-    return FromStatus(memp_.RemoveRegion(begin));
-  }
-  void* Malloc(size_t n, bool tagged) {
-    return tagged ? memp_.AllocateTagged(1, n, FuzzTag()) : memp_.Allocate(n);
-  }
-  void* Calloc(size_t count, size_t size, bool tagged) {
-    return memp_.Calloc(count, size, tagged ? &FuzzTag() : nullptr);
-  }
-  void* MallocAlign(size_t alignment, size_t n, bool tagged) {
-    return tagged ? memp_.AllocateTagged(alignment, n, FuzzTag())
-                  : memp_.AllocateAligned(alignment, n);
-  }
-  void* Realloc(void* p, size_t n, bool tagged) {
-    return tagged ? memp_.ReallocateTagged(p, n, FuzzTag())
-                  : memp_.Reallocate(p, n);
-  }
-  // 1: freed (or nullptr), 0: refused; -1 where the API does not say.
-  int Free(void* p) { return memp_.Free(p) ? 1 : 0; }
-  // Usable bytes of a live block; 0 where the API cannot tell.
-  size_t Usable(const void* p) { return memp_.UsableSize(p); }
-
-  // Returns this thread's cached blocks (all threads' with `all`).
-  void FlushCaches(bool all) {
-    if constexpr (Extras<Front>::kCaches) {
-      all ? memp_.DrainAllCaches() : memp_.FlushThisThread();
-    }
-  }
-  // flags: FMEMP_BIND_NO_FALLBACK or 0 (the C++ API takes no other).
-  Code Bind(void* begin, u32 flags) {
-    if constexpr (Extras<Front>::kPools) {
-      return FromStatus(
-          memp_.BindThisThread(begin, (flags & FMEMP_BIND_NO_FALLBACK) != 0
-                                          ? PoolExhaustion::kFail
-                                          : PoolExhaustion::kFallBackToShared));
-    }
-    return Code::kNotSupported;
-  }
-  Code Unbind() {
-    if constexpr (Extras<Front>::kPools) {
-      return FromStatus(memp_.UnbindThisThread());
-    }
-    return Code::kNotSupported;
-  }
-
-  Usage Probe() {
-    const MempStats s = memp_.Probe();
-    Usage u;
-    u.total = s.capacity_bytes;
-    u.used = s.used_bytes;
-    u.free_bytes = s.free_bytes;
-    u.max_used = s.peak_used_bytes;
-    u.live_blocks = s.live_blocks;
-    u.regions = s.region_count;
-    u.failed = s.failed_allocations;
-    u.invalid = s.invalid_frees;
-    u.cached = s.cached_bytes;
-    return u;
-  }
-  std::vector<RegionUsage> Regions() {
-    std::vector<RegionUsage> out;
-    for (const RegionStats& r : memp_.ProbeRegions()) {
-      RegionUsage u;
-      u.begin = Addr(r.begin);
-      u.end = Addr(r.end);
-      u.total = r.capacity_bytes;
-      u.used = r.used_bytes;
-      u.free_bytes = r.free_bytes;
-      u.max_used = r.peak_used_bytes;
-      u.largest = r.largest_allocatable;
-      u.live_blocks = r.live_blocks;
-      out.push_back(u);
-    }
-    return out;
-  }
-  Code Check(std::string* why) {
-    const absl::Status status = memp_.Check();
-    *why = status.ToString();
-    return status.ok() ? Code::kOk : Code::kOther;
-  }
-  Code List(size_t* lines) {
-    LineCounter counter;
-    memp_.List([&counter](absl::string_view line) { counter.Add(line); });
-    *lines = counter.count();
-    return Code::kOk;
-  }
-  bool ResetPeak() {
-    memp_.ResetPeak();
-    return true;
-  }
-  void Clear() { memp_.Clear(); }
-
- private:
-  Front memp_;
-};
-
-class CFrontEnd {
- public:
-  static constexpr bool kIsCApi = true;
-  static constexpr bool kHasPools = true;  // when the policy has them
-
-  explicit CFrontEnd(Reports* reports) : reports_(reports) {}
-  CFrontEnd(const CFrontEnd&) = delete;
-  CFrontEnd& operator=(const CFrontEnd&) = delete;
-  ~CFrontEnd() {
-    FMempRelease(&memp_);
-    FUZZ_CHECK(memp_.priv == nullptr && memp_.is_ready == 0,
-               "FMempRelease left the FMemp in use");
-  }
-
-  FMemp* memp() { return &memp_; }
-  bool ready() const { return memp_.is_ready == FT_COMPONENT_IS_READY; }
-
-  // FMempInitWithPolicy, then (re)installs the counting handler: the
-  // front-end exists after the first attempt, and keeps the handler for
-  // every later init.
-  Code Init(void* begin, void* end, int policy) {
-    const FError error = FMempInitWithPolicy(&memp_, begin, end,
-                                             static_cast<FMempPolicy>(policy));
-    FMempSetErrorHandler(&memp_, &Reports::CHandler, reports_);
-    return FromFError(error);
-  }
-  void Remove() { FMempRemove(&memp_); }
-
-  Code AddRegion(void* begin, void* end) {
-    return FromFError(FMempAddRegion(&memp_, begin, end));
-  }
-  Code RemoveRegion(void* begin) {
-    return FromFError(FMempRemoveRegion(&memp_, begin));
-  }
-  void* Malloc(size_t n, bool tagged) {
-    return tagged ? FMempMallocTag(&memp_, n, __FILE__, __LINE__, "fuzz")
-                  : FMempMalloc(&memp_, n);
-  }
-  void* Calloc(size_t count, size_t size, bool tagged) {
-    return tagged
-               ? FMempCallocTag(&memp_, count, size, __FILE__, __LINE__, "fuzz")
-               : FMempCalloc(&memp_, count, size);
-  }
-  void* MallocAlign(size_t alignment, size_t n, bool tagged) {
-    return tagged ? FMempMallocAlignTag(&memp_, n, alignment, __FILE__,
-                                        __LINE__, "fuzz")
-                  : FMempMallocAlign(&memp_, n, alignment);
-  }
-  void* Realloc(void* p, size_t n, bool tagged) {
-    return tagged ? FMempReallocTag(&memp_, p, n, __FILE__, __LINE__, "fuzz")
-                  : FMempRealloc(&memp_, p, n);
-  }
-  int Free(void* p) {
-    FMempFree(&memp_, p);
-    return -1;
-  }
-  size_t Usable(const void*) const { return 0; }
-
-  void FlushCaches(bool all) {
-    const FError error =
-        all ? FMempDrainThreadCaches(&memp_) : FMempFlushThreadCache(&memp_);
-    FUZZ_CHECK(error == (ready() ? FMEMP_SUCCESS : FMEMP_ERR_NOT_INIT),
-               "flushing caches returned %#x", error);
-  }
-  Code Bind(void* begin, u32 flags) {
-    return FromFError(FMempBindThreadWithFlags(&memp_, begin, flags));
-  }
-  Code Unbind() { return FromFError(FMempUnbindThread(&memp_)); }
-
-  Usage Probe() {
-    FMempUsage u64 = {};
-    const FError error = FMempProbe64(&memp_, &u64);
-    u32 total = 1, used = 1, max_used = 1;
-    FMemProbe(&memp_, &total, &used, &max_used);
-    FMemProbe(&memp_, nullptr, nullptr, nullptr);
-    Usage u;
-    if (error != FMEMP_SUCCESS) {
-      FUZZ_CHECK(!ready() && error == FMEMP_ERR_NOT_INIT,
-                 "FMempProbe64 returned %#x", error);
-      FUZZ_CHECK(total == 0 && used == 0 && max_used == 0,
-                 "FMemProbe of a pool that is not ready: %u %u %u", total, used,
-                 max_used);
-      return u;
-    }
-    FUZZ_CHECK(total == Saturate(u64.total) && used == Saturate(u64.used) &&
-                   max_used == Saturate(u64.max_used),
-               "FMemProbe (%u, %u, %u) disagrees with FMempProbe64", total,
-               used, max_used);
-    FUZZ_CHECK(used <= total && max_used >= used,
-               "FMemProbe: used %u, total %u, max_used %u", used, total,
-               max_used);
-    u.total = u64.total;
-    u.used = u64.used;
-    u.free_bytes = u64.free_bytes;
-    u.max_used = u64.max_used;
-    u.live_blocks = u64.live_blocks;
-    u.regions = u64.regions;
-    u.failed = u64.failed_allocations;
-    u.invalid = u64.invalid_frees;
-    u.cached = u64.cached_bytes;
-    return u;
-  }
-  std::vector<RegionUsage> Regions() {
-    std::vector<RegionUsage> out;
-    const u32 count = FMempRegionCount(&memp_);
-    for (u32 i = 0; i < count; ++i) {
-      FMempRegionUsage r = {};
-      const FError error = FMempProbeRegion(&memp_, i, &r);
-      FUZZ_CHECK(error == FMEMP_SUCCESS, "FMempProbeRegion(%u) returned %#x", i,
-                 error);
-      RegionUsage u;
-      u.begin = Addr(r.begin);
-      u.end = Addr(r.end);
-      u.total = r.total;
-      u.used = r.used;
-      u.free_bytes = r.free_bytes;
-      u.max_used = r.max_used;
-      u.largest = r.largest_free;
-      u.live_blocks = r.live_blocks;
-      out.push_back(u);
-    }
-    FMempRegionUsage r = {};
-    FUZZ_CHECK(FMempProbeRegion(&memp_, count, &r) ==
-                   (ready() ? FMEMP_ERR_INVALID_ARG : FMEMP_ERR_NOT_INIT),
-               "FMempProbeRegion past the last region");
-    FUZZ_CHECK(FMempProbeRegion(&memp_, 0, nullptr) == FMEMP_ERR_INVALID_ARG,
-               "FMempProbeRegion with a NULL output");
-    return out;
-  }
-  Code Check(std::string* why) {
-    const FError error = FMempCheck(&memp_);
-    *why = "FMempCheck returned " + std::to_string(error);
-    return FromFError(error);
-  }
-  Code List(size_t* lines) {
-    LineCounter counter;
-    const FError error = FMemListAllTo(&memp_, &CountLine, &counter);
-    *lines = counter.count();
-    return FromFError(error);
-  }
-  bool ResetPeak() { return false; }  // not in the C API
-
- private:
-  static u32 Saturate(uint64_t v) {
-    return v > UINT32_MAX ? UINT32_MAX : static_cast<u32>(v);
-  }
-
-  Reports* reports_;
-  FMemp memp_ = {};
+  CApiAnyPolicy() : CApiFrontEnd(FMEMP_POLICY_MUTEX) {}
 };
 
 // --- The program ---
@@ -578,12 +219,17 @@ template <typename FrontEnd>
 class MempFuzzer {
  public:
   MempFuzzer(ByteReader* in, bool stale_probes)
-      : in_(*in), stale_probes_(stale_probes), front_(&reports_) {}
+      : in_(*in), stale_probes_(stale_probes) {
+    front_.reports().SetListener(&Reports::CHandler, &reports_);
+  }
   MempFuzzer(const MempFuzzer&) = delete;
   MempFuzzer& operator=(const MempFuzzer&) = delete;
   ~MempFuzzer() {
     if constexpr (FrontEnd::kIsCApi) {
       front_.Remove();
+      FMempRelease(front_.memp());
+      FUZZ_CHECK(front_.memp()->priv == nullptr && front_.memp()->is_ready == 0,
+                 "FMempRelease left the FMemp in use");
     } else {
       front_.Clear();
     }
@@ -613,12 +259,11 @@ class MempFuzzer {
     while (!blocks_.empty()) {
       void* const p = blocks_.Pick(0);
       blocks_.Remove(p);
-      const int freed = front_.Free(p);
-      FUZZ_CHECK(freed != 0, "final free of %p refused", p);
+      FUZZ_CHECK(front_.Free(p), "final free of %p refused", p);
     }
     CheckInvariants("final frees");
     const Usage u = front_.Probe();
-    FUZZ_CHECK(u.used == 0 && u.live_blocks == 0,
+    FUZZ_CHECK(u.used == 0 && u.live == 0,
                "pool not empty after every block was freed");
   }
 
@@ -671,7 +316,7 @@ class MempFuzzer {
         Lifecycle();
         return "lifecycle";
       case Op::kCaches:
-        front_.FlushCaches(in_.Bool());
+        FlushCaches(in_.Bool());
         return "flush caches";
       case Op::kPools:
         Pools();
@@ -703,28 +348,29 @@ class MempFuzzer {
     *end = hi;
   }
 
-  Code PredictAdd(void* begin, void* end) const {
-    if (begin == nullptr || end == nullptr) return Code::kInvalidBuffer;
+  Outcome PredictAdd(void* begin, void* end) const {
+    if (begin == nullptr || end == nullptr) return Outcome::kInvalidBuffer;
     const uintptr_t lo = Addr(begin);
     const uintptr_t hi = Addr(end);
-    if (hi <= lo) return Code::kInvalidBuffer;
+    if (hi <= lo) return Outcome::kInvalidBuffer;
     for (const RegionModel& r : regions_) {
-      if (lo < r.end && r.begin < hi) return Code::kOverlap;
+      if (lo < r.end && r.begin < hi) return Outcome::kOverlap;
     }
     const uintptr_t a = tlsf::AlignUp(lo, tlsf::kAlignment);
     const uintptr_t z = hi & ~uintptr_t{tlsf::kAlignment - 1};
     if (z < a || z - a < tlsf::Heap::kMinPoolBytes) {
-      return Code::kInvalidBuffer;
+      return Outcome::kInvalidBuffer;
     }
-    return Code::kOk;
+    return Outcome::kOk;
   }
 
   void AddRegion(void* begin, void* end) {
-    const Code want = front_.ready() ? PredictAdd(begin, end) : Code::kNotInit;
-    const Code got = front_.AddRegion(begin, end);
+    const Outcome want =
+        front_.ready() ? PredictAdd(begin, end) : Outcome::kNotInit;
+    const Outcome got = front_.AddRegion(begin, end);
     FUZZ_CHECK(got == want, "AddRegion(%p, %p) returned %d, expected %d", begin,
                end, static_cast<int>(got), static_cast<int>(want));
-    if (got == Code::kOk) regions_.push_back({Addr(begin), Addr(end)});
+    if (got == Outcome::kOk) regions_.push_back({Addr(begin), Addr(end)});
   }
 
   // FMempInitWithPolicy. While the pool is not ready the model is empty
@@ -734,9 +380,9 @@ class MempFuzzer {
     const bool valid_policy =
         policy >= FMEMP_POLICY_MUTEX && policy <= FMEMP_POLICY_THREAD_POOLS;
     const bool was_ready = front_.ready();
-    Code want = Code::kAlreadyInit;
+    Outcome want = Outcome::kAlreadyInit;
     if (!valid_policy) {
-      want = Code::kInvalidArg;
+      want = Outcome::kInvalidArg;
     } else if (!was_ready) {
       FUZZ_CHECK(
           regions_.empty() && blocks_.empty() && failed_ == 0 && invalid_ == 0,
@@ -744,15 +390,15 @@ class MempFuzzer {
       want = PredictAdd(begin, end);
     }
     if constexpr (FrontEnd::kIsCApi) {
-      const Code got = front_.Init(begin, end, policy);
+      const Outcome got = front_.Init(begin, end, policy);
       FUZZ_CHECK(got == want,
                  "FMempInit(%p, %p, policy %d) returned %d, expected %d", begin,
                  end, policy, static_cast<int>(got), static_cast<int>(want));
-      if (!was_ready && got == Code::kOk) {
+      if (!was_ready && got == Outcome::kOk) {
         regions_.push_back({Addr(begin), Addr(end)});
         policy_ = policy;
       }
-      FUZZ_CHECK(front_.ready() == (was_ready || got == Code::kOk),
+      FUZZ_CHECK(front_.ready() == (was_ready || got == Outcome::kOk),
                  "FMempInit returned %d, but is_ready is %d",
                  static_cast<int>(got), front_.ready());
     }
@@ -774,17 +420,17 @@ class MempFuzzer {
       const RegionModel& r = regions_[in_.Below(regions_.size())];
       target = reinterpret_cast<void*>(r.begin + (how == 2 ? 1 : 0));
     }
-    Code want = front_.ready() ? Code::kNotFound : Code::kNotInit;
+    Outcome want = front_.ready() ? Outcome::kNotFound : Outcome::kNotInit;
     auto it = std::find_if(
         regions_.begin(), regions_.end(),
         [target](const RegionModel& r) { return r.begin == Addr(target); });
     if (front_.ready() && it != regions_.end()) {
-      want = LiveBlocksIn(*it) == 0 ? Code::kOk : Code::kBusy;
+      want = LiveBlocksIn(*it) == 0 ? Outcome::kOk : Outcome::kBusy;
     }
-    const Code got = front_.RemoveRegion(target);
+    const Outcome got = front_.RemoveRegion(target);
     FUZZ_CHECK(got == want, "RemoveRegion(%p) returned %d, expected %d", target,
                static_cast<int>(got), static_cast<int>(want));
-    if (got == Code::kOk) {
+    if (got == Outcome::kOk) {
       // The memory is ours again: scribble zeros over it and forget freed
       // pointers into it, so no later probe reads what the heap left there.
       std::memset(reinterpret_cast<void*>(it->begin), 0, it->end - it->begin);
@@ -799,7 +445,7 @@ class MempFuzzer {
   void Accept(void* p, size_t requested, size_t alignment) {
     size_t size = requested;
     if (!FrontEnd::kIsCApi) {
-      size = front_.Usable(p);
+      size = front_.UsableSize(p);
       FUZZ_CHECK(size >= requested, "block %p has %zu usable bytes for %zu", p,
                  size, requested);
     }
@@ -819,7 +465,8 @@ class MempFuzzer {
   }
 
   void Malloc(size_t n, bool tagged) {
-    void* const p = front_.Malloc(n, tagged);
+    void* const p =
+        tagged ? front_.AllocateTagged(n, FuzzTag()) : front_.Allocate(n);
     if (Allocated(p, "malloc")) Accept(p, n, tlsf::kAlignment);
   }
 
@@ -833,7 +480,8 @@ class MempFuzzer {
     }
     size_t bytes = 0;
     const bool overflows = __builtin_mul_overflow(count, size, &bytes);
-    void* const p = front_.Calloc(count, size, tagged);
+    void* const p = tagged ? front_.CallocTagged(count, size, FuzzTag())
+                           : front_.Calloc(count, size);
     if (!Allocated(p, "calloc")) return;
     FUZZ_CHECK(!overflows, "calloc(%zu, %zu) overflows but returned %p", count,
                size, p);
@@ -845,7 +493,9 @@ class MempFuzzer {
   }
 
   void Memalign(size_t alignment, size_t n, bool tagged) {
-    void* const p = front_.MallocAlign(alignment, n, tagged);
+    void* const p = tagged
+                        ? front_.AllocateAlignedTagged(alignment, n, FuzzTag())
+                        : front_.AllocateAligned(alignment, n);
     if (!Allocated(p, "aligned malloc")) return;
     FUZZ_CHECK(
         tlsf::IsPowerOfTwo(alignment) && alignment <= tlsf::Heap::kMaxAlignment,
@@ -860,7 +510,7 @@ class MempFuzzer {
         choice % 8 == 0 ? nullptr : blocks_.Pick(in_.Below(blocks_.count()));
     const size_t n = in_.Size();
     if (p == nullptr) {
-      void* const q = front_.Realloc(nullptr, n, tagged);
+      void* const q = Realloc(nullptr, n, tagged);
       if (Allocated(q, "realloc(NULL)")) Accept(q, n, tlsf::kAlignment);
       return;
     }
@@ -868,22 +518,22 @@ class MempFuzzer {
     blocks_.Verify(p);
     if (n == 0) {
       blocks_.Remove(p);
-      void* const q = front_.Realloc(p, 0, tagged);
+      void* const q = Realloc(p, 0, tagged);
       FUZZ_CHECK(q == nullptr, "realloc(%p, 0) returned %p", p, q);
       return;
     }
-    void* const q = front_.Realloc(p, n, tagged);
+    void* const q = Realloc(p, n, tagged);
     if (q == nullptr) {
       ++failed_;
       if (!FrontEnd::kIsCApi) {
-        FUZZ_CHECK(front_.Usable(p) == old.size,
+        FUZZ_CHECK(front_.UsableSize(p) == old.size,
                    "a failed realloc(%p, %zu) changed the block", p, n);
       }
       return;
     }
     size_t size = n;
     if (!FrontEnd::kIsCApi) {
-      size = front_.Usable(q);
+      size = front_.UsableSize(q);
       FUZZ_CHECK(size >= n, "realloc(%p, %zu) = %p has %zu usable bytes", p, n,
                  q, size);
       const size_t want = tlsf::SpanForRequest(n);
@@ -896,12 +546,11 @@ class MempFuzzer {
   void Free() {
     void* const p = blocks_.Pick(in_.Below(blocks_.count()));
     if (p == nullptr) {
-      FUZZ_CHECK(front_.Free(nullptr) != 0, "free(NULL) refused");
+      FUZZ_CHECK(front_.Free(nullptr), "free(NULL) refused");
       return;
     }
     blocks_.Remove(p);
-    const int freed = front_.Free(p);
-    FUZZ_CHECK(freed != 0, "free(%p) of a live block refused", p);
+    FUZZ_CHECK(front_.Free(p), "free(%p) of a live block refused", p);
   }
 
   // Frees (or reallocates) `q`, which is not a live block, and checks that
@@ -909,15 +558,17 @@ class MempFuzzer {
   void ExpectRejected(void* q, bool realloc, Misuse want, bool either) {
     FUZZ_CHECK(!blocks_.IsLive(q), "misuse probe %p is a live block", q);
     if (!FrontEnd::kIsCApi) {
-      FUZZ_CHECK(front_.Usable(q) == 0, "UsableSize(%p) of a non-block", q);
+      FUZZ_CHECK(front_.UsableSize(q) == 0, "UsableSize(%p) of a non-block", q);
     }
     const uint64_t before = reports_.count;
     if (realloc) {
       const bool tagged = in_.Byte() % 4 == 0;
-      void* const r = front_.Realloc(q, in_.Size(), tagged);
+      void* const r = Realloc(q, in_.Size(), tagged);
       FUZZ_CHECK(r == nullptr, "realloc(%p) of a non-block returned %p", q, r);
     } else {
-      FUZZ_CHECK(front_.Free(q) != 1, "free(%p) of a non-block succeeded", q);
+      // A pool that is not ready ignores the free without a report.
+      FUZZ_CHECK(!front_.Free(q) || !front_.ready(),
+                 "free(%p) of a non-block succeeded", q);
     }
     if (!front_.ready()) {
       FUZZ_CHECK(reports_.count == before,
@@ -956,8 +607,7 @@ class MempFuzzer {
     }
     if (kind == 2 && live != nullptr) {
       blocks_.Remove(live);
-      FUZZ_CHECK(front_.Free(live) != 0, "free(%p) of a live block refused",
-                 live);
+      FUZZ_CHECK(front_.Free(live), "free(%p) of a live block refused", live);
       ExpectRejected(live, realloc, Misuse::kDouble, /*either=*/false);
       return;
     }
@@ -965,16 +615,87 @@ class MempFuzzer {
     ExpectRejected(q, realloc, Misuse::kForeign, /*either=*/false);
   }
 
+  // --- The front-end's calls, with the C API's extra checks ---
+
+  void* Realloc(void* p, size_t n, bool tagged) {
+    return tagged ? front_.ReallocateTagged(p, n, FuzzTag())
+                  : front_.Reallocate(p, n);
+  }
+
+  // Returns this thread's cached blocks (all threads' with `all`).
+  void FlushCaches(bool all) {
+    const Outcome got = all ? front_.DrainCaches() : front_.FlushThisThread();
+    FUZZ_CHECK(got == (front_.ready() ? Outcome::kOk : Outcome::kNotInit),
+               "flushing caches returned %s", testkit::OutcomeName(got));
+  }
+
+  // The C API: FMemProbe (32-bit) agrees with FMempProbe64, and a pool that
+  // is not ready probes as empty.
+  Usage ProbeAndCompare() {
+    const Usage u = front_.Probe();
+    if constexpr (FrontEnd::kIsCApi) {
+      FMemp* const memp = front_.memp();
+      FMempUsage u64 = {};
+      const FError error = FMempProbe64(memp, &u64);
+      u32 total = 1, used = 1, max_used = 1;
+      FMemProbe(memp, &total, &used, &max_used);
+      FMemProbe(memp, nullptr, nullptr, nullptr);
+      if (error != FMEMP_SUCCESS) {
+        FUZZ_CHECK(!front_.ready() && error == FMEMP_ERR_NOT_INIT,
+                   "FMempProbe64 returned %#x", error);
+        FUZZ_CHECK(total == 0 && used == 0 && max_used == 0,
+                   "FMemProbe of a pool that is not ready: %u %u %u", total,
+                   used, max_used);
+        return u;
+      }
+      FUZZ_CHECK(total == Saturate(u.capacity) && used == Saturate(u.used) &&
+                     max_used == Saturate(u.peak),
+                 "FMemProbe (%u, %u, %u) disagrees with FMempProbe64", total,
+                 used, max_used);
+      FUZZ_CHECK(used <= total && max_used >= used,
+                 "FMemProbe: used %u, total %u, max_used %u", used, total,
+                 max_used);
+    }
+    return u;
+  }
+
+  // The C API: the index past the last region and a NULL output are
+  // refused.
+  std::vector<RegionUsage> Regions() {
+    std::vector<RegionUsage> regions = front_.ProbeRegions();
+    if constexpr (FrontEnd::kIsCApi) {
+      FMemp* const memp = front_.memp();
+      const u32 count = FMempRegionCount(memp);
+      FUZZ_CHECK(regions.size() == count,
+                 "FMempProbeRegion failed below FMempRegionCount (%u)", count);
+      FMempRegionUsage r = {};
+      FUZZ_CHECK(
+          FMempProbeRegion(memp, count, &r) ==
+              (front_.ready() ? FMEMP_ERR_INVALID_ARG : FMEMP_ERR_NOT_INIT),
+          "FMempProbeRegion past the last region");
+      FUZZ_CHECK(FMempProbeRegion(memp, 0, nullptr) == FMEMP_ERR_INVALID_ARG,
+                 "FMempProbeRegion with a NULL output");
+    }
+    return regions;
+  }
+
+  static u32 Saturate(uint64_t v) {
+    return v > UINT32_MAX ? UINT32_MAX : static_cast<u32>(v);
+  }
+
   // --- Observation and lifecycle ---
 
   void List() {
     size_t lines = 0;
-    const Code got = front_.List(&lines);
+    LineCounter counter;
+    const Outcome got =
+        front_.List([&counter](absl::string_view line) { counter.Add(line); });
+    lines = counter.count();
     if (!front_.ready()) {
-      FUZZ_CHECK(got == Code::kNotInit, "listing a pool that is not ready");
+      FUZZ_CHECK(got == Outcome::kNotInit, "listing a pool that is not ready");
       return;
     }
-    FUZZ_CHECK(got == Code::kOk, "listing failed");
+    FUZZ_CHECK(got == Outcome::kOk, "listing failed");
     // A line per region and per live block, the totals and the check.
     FUZZ_CHECK(lines == regions_.size() + blocks_.count() + 2,
                "the listing has %zu lines for %zu regions and %zu blocks",
@@ -985,16 +706,17 @@ class MempFuzzer {
     if (in_.Bool() && front_.ResetPeak()) {
       const Usage u = front_.Probe();
       // Blocks parked in caches count towards the peak.
-      FUZZ_CHECK(u.max_used == u.used + u.cached,
+      FUZZ_CHECK(u.peak == u.used + u.cached,
                  "ResetPeak left max_used %llu > %llu",
-                 static_cast<unsigned long long>(u.max_used),
+                 static_cast<unsigned long long>(u.peak),
                  static_cast<unsigned long long>(u.used + u.cached));
       peak_floor_ = u.used;
     }
     // Regions() is checked with every operation; UsableSize of foreign
     // memory is 0.
     if (!FrontEnd::kIsCApi) {
-      FUZZ_CHECK(front_.Usable(g_foreign + 32) == 0, "UsableSize of foreign");
+      FUZZ_CHECK(front_.UsableSize(g_foreign + 32) == 0,
+                 "UsableSize of foreign");
     }
   }
 
@@ -1003,14 +725,12 @@ class MempFuzzer {
   // returns, so the rest of the model is unaffected.
   void Pools() {
     const uint8_t how = in_.Byte() % 8;
-    bool pools = FrontEnd::kHasPools;
-    if constexpr (FrontEnd::kIsCApi)
-      pools = policy_ == FMEMP_POLICY_THREAD_POOLS;
+    const bool pools = front_.has_pools();
     if (how == 0) {
-      const Code got = front_.Unbind();
-      const Code want = !front_.ready() ? Code::kNotInit
-                        : pools         ? Code::kOk
-                                        : Code::kNotSupported;
+      const Outcome got = front_.UnbindThisThread();
+      const Outcome want = !front_.ready() ? Outcome::kNotInit
+                           : pools         ? Outcome::kOk
+                                           : Outcome::kNotSupported;
       FUZZ_CHECK(got == want, "unbind returned %d, expected %d",
                  static_cast<int>(got), static_cast<int>(want));
       return;
@@ -1025,17 +745,17 @@ class MempFuzzer {
     u32 flags = in_.Bool() ? FMEMP_BIND_NO_FALLBACK : 0;
     const bool bad_flags = FrontEnd::kIsCApi && how == 1;
     if (bad_flags) flags |= 0x40;
-    Code want = Code::kNotInit;
+    Outcome want = Outcome::kNotInit;
     if (front_.ready()) {
       if (!pools) {
-        want = Code::kNotSupported;
+        want = Outcome::kNotSupported;
       } else if (bad_flags) {
-        want = Code::kInvalidArg;
+        want = Outcome::kInvalidArg;
       } else {
-        want = is_region ? Code::kOk : Code::kNotFound;
+        want = is_region ? Outcome::kOk : Outcome::kNotFound;
       }
     }
-    const Code got = front_.Bind(target, flags);
+    const Outcome got = front_.BindThisThread(target, flags);
     FUZZ_CHECK(got == want, "bind(%p, %u) returned %d, expected %d", target,
                flags, static_cast<int>(got), static_cast<int>(want));
   }
@@ -1071,8 +791,11 @@ class MempFuzzer {
           break;
         }
         case 5:
-          FUZZ_CHECK(FMempSetErrorHandler(front_.memp(), &Reports::CHandler,
-                                          &reports_) ==
+          // Installs the adapter's counter again (it passes reports on to
+          // reports_, and Free reads it).
+          FUZZ_CHECK(FMempSetErrorHandler(front_.memp(),
+                                          &testkit::ReportCounter::OnCApiError,
+                                          &front_.reports()) ==
                          (front_.ready() ? FMEMP_SUCCESS : FMEMP_ERR_NOT_INIT),
                      "FMempSetErrorHandler");
           break;
@@ -1115,14 +838,14 @@ class MempFuzzer {
 
   void CheckInvariants(const char* op) {
     std::string why;
-    const Code check = front_.Check(&why);
-    FUZZ_CHECK(check == (front_.ready() ? Code::kOk : Code::kNotInit),
+    const Outcome check = front_.Check(&why);
+    FUZZ_CHECK(check == (front_.ready() ? Outcome::kOk : Outcome::kNotInit),
                "after %s: integrity check: %s", op, why.c_str());
     // The aggregate after the regions: the C API's per-region probe first
     // gives the caches back (FMempProbeRegion), which moves cached bytes to
     // free.
-    const std::vector<RegionUsage> regions = front_.Regions();
-    const Usage u = front_.Probe();
+    const std::vector<RegionUsage> regions = Regions();
+    const Usage u = ProbeAndCompare();
     std::vector<RegionModel> model = regions_;
     std::sort(model.begin(), model.end(),
               [](const RegionModel& a, const RegionModel& b) {
@@ -1135,43 +858,41 @@ class MempFuzzer {
     uint64_t total = 0, used = 0, live = 0;
     for (size_t i = 0; i < regions.size(); ++i) {
       const RegionUsage& r = regions[i];
-      FUZZ_CHECK(r.begin == model[i].begin && r.end == model[i].end,
-                 "after %s: region %zu is [%p, %p)", op, i,
-                 reinterpret_cast<void*>(r.begin),
-                 reinterpret_cast<void*>(r.end));
-      FUZZ_CHECK(r.used + r.free_bytes == r.total && r.max_used >= r.used &&
-                     r.largest <= r.total && r.total <= r.end - r.begin,
+      FUZZ_CHECK(Addr(r.begin) == model[i].begin && Addr(r.end) == model[i].end,
+                 "after %s: region %zu is [%p, %p)", op, i, r.begin, r.end);
+      FUZZ_CHECK(r.used + r.free == r.capacity && r.peak >= r.used &&
+                     r.largest <= r.capacity &&
+                     r.capacity <= Addr(r.end) - Addr(r.begin),
                  "after %s: region %zu usage is inconsistent", op, i);
-      total += r.total;
+      total += r.capacity;
       used += r.used;
-      live += r.live_blocks;
+      live += r.live;
     }
     // Per-region figures count blocks parked in caches as used; the
     // aggregate separates them (cached; 0 after the C API's drain).
-    FUZZ_CHECK(
-        u.total == total && u.used + u.cached == used &&
-            (u.cached == 0 ? u.live_blocks == live : u.live_blocks < live),
-        "after %s: totals disagree with the regions", op);
-    FUZZ_CHECK(u.used <= u.total && u.used + u.cached + u.free_bytes == u.total,
+    FUZZ_CHECK(u.capacity == total && u.used + u.cached == used &&
+                   (u.cached == 0 ? u.live == live : u.live < live),
+               "after %s: totals disagree with the regions", op);
+    FUZZ_CHECK(u.used <= u.capacity && u.used + u.cached + u.free == u.capacity,
                "after %s: used %llu, free %llu, total %llu", op,
                static_cast<unsigned long long>(u.used),
-               static_cast<unsigned long long>(u.free_bytes),
-               static_cast<unsigned long long>(u.total));
+               static_cast<unsigned long long>(u.free),
+               static_cast<unsigned long long>(u.capacity));
     peak_floor_ = std::max<uint64_t>(peak_floor_, u.used);
-    FUZZ_CHECK(u.max_used >= peak_floor_,
+    FUZZ_CHECK(u.peak >= peak_floor_,
                "after %s: max_used %llu below a used of %llu", op,
-               static_cast<unsigned long long>(u.max_used),
+               static_cast<unsigned long long>(u.peak),
                static_cast<unsigned long long>(peak_floor_));
-    FUZZ_CHECK(u.live_blocks == blocks_.count(),
+    FUZZ_CHECK(u.live == blocks_.count(),
                "after %s: %llu live blocks, model %zu", op,
-               static_cast<unsigned long long>(u.live_blocks), blocks_.count());
-    FUZZ_CHECK(u.failed == failed_ && u.invalid == invalid_ &&
+               static_cast<unsigned long long>(u.live), blocks_.count());
+    FUZZ_CHECK(u.failed == failed_ && u.invalid_frees == invalid_ &&
                    reports_.count == invalid_,
                "after %s: failed %llu (model %llu), misuse %llu (reports "
                "%llu, model %llu)",
                op, static_cast<unsigned long long>(u.failed),
                static_cast<unsigned long long>(failed_),
-               static_cast<unsigned long long>(u.invalid),
+               static_cast<unsigned long long>(u.invalid_frees),
                static_cast<unsigned long long>(reports_.count),
                static_cast<unsigned long long>(invalid_));
     uint64_t spans = 0;
@@ -1214,30 +935,25 @@ class MempFuzzer {
 }  // namespace fmemp::fuzz
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using fmemp::CachingMemp;
-  using fmemp::Memp;
-  using fmemp::PoolingMemp;
-  using fmemp::fuzz::CFrontEnd;
-  using fmemp::fuzz::CppFrontEnd;
+  using fmemp::fuzz::CApiAnyPolicy;
   using fmemp::fuzz::MempFuzzer;
-  using fmemp::sync::NoLock;
-  using fmemp::sync::SpinLock;
+  namespace testkit = fmemp::testkit;
   static const bool stale_probes = fmemp::fuzz::StaticMemoryLooksSafe();
   fmemp::fuzz::ByteReader in(data, size);
   const uint8_t mode = in.Byte() % 8;
   switch (mode) {
     case 0: {
-      MempFuzzer<CppFrontEnd<Memp<NoLock>>> fuzzer(&in, stale_probes);
+      MempFuzzer<testkit::MempNoLock> fuzzer(&in, stale_probes);
       fuzzer.Run(FMEMP_POLICY_SINGLE_THREAD);
       break;
     }
     case 1: {
-      MempFuzzer<CppFrontEnd<CachingMemp<SpinLock>>> fuzzer(&in, stale_probes);
+      MempFuzzer<testkit::CachingMempSpinLock> fuzzer(&in, stale_probes);
       fuzzer.Run(FMEMP_POLICY_THREAD_CACHE);
       break;
     }
     case 2: {
-      MempFuzzer<CppFrontEnd<PoolingMemp<SpinLock>>> fuzzer(&in, stale_probes);
+      MempFuzzer<testkit::PoolingMempSpinLock> fuzzer(&in, stale_probes);
       fuzzer.Run(FMEMP_POLICY_THREAD_POOLS);
       break;
     }
@@ -1245,7 +961,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       static constexpr int kPolicies[] = {
           FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK, FMEMP_POLICY_SINGLE_THREAD,
           FMEMP_POLICY_THREAD_CACHE, FMEMP_POLICY_THREAD_POOLS};
-      MempFuzzer<CFrontEnd> fuzzer(&in, stale_probes);
+      MempFuzzer<CApiAnyPolicy> fuzzer(&in, stale_probes);
       fuzzer.Run(kPolicies[mode - 3]);
       break;
     }

@@ -24,13 +24,10 @@
 #include "bench/compare/malloc_contender.h"
 #include "bench/workload.h"
 #include "fmemp/fmemp.h"
-#include "fmemp/memp.h"
 #include "fmemp/prefault.h"
+#include "fmemp/testing/front_end.h"
+#include "fmemp/testing/front_end_list.h"
 #include "fmemp/thread_cache.h"
-#include "fmemp/thread_pool.h"
-#include "sync/mutex.h"
-#include "sync/no_lock.h"
-#include "sync/spin_lock.h"
 #include "tlsf/heap.h"
 
 namespace fmemp::bench::compare {
@@ -70,38 +67,6 @@ class RegionMemory {
   int count_;
   size_t region_bytes_;
   Mapping mapping_;
-};
-
-// Adds every region of `memory` to the C++ front-end `memp`; false if the
-// memory is missing or a region is refused.
-template <typename FrontEnd>
-bool AddEveryRegion(const RegionMemory& memory, FrontEnd& memp) {
-  if (!memory.ok()) return false;
-  for (int i = 0; i < memory.count(); ++i) {
-    if (!memp.AddRegion(memory.begin(i), memory.end(i)).ok()) return false;
-  }
-  return true;
-}
-
-// fmemp::Memp<Policy>, one region per RegionMemory region.
-template <typename Policy>
-class MempAdapter : public AdapterDefaults {
- public:
-  static constexpr bool kThreadSafe = Policy::kThreadSafe;
-
-  explicit MempAdapter(const HeapSpec& spec) : memory_(spec) {}
-  static std::unique_ptr<MempAdapter> Create(const HeapSpec& spec) {
-    auto adapter = std::make_unique<MempAdapter>(spec);
-    if (!AddEveryRegion(adapter->memory_, adapter->memp_)) return nullptr;
-    return adapter;
-  }
-  void* Allocate(size_t bytes) { return memp_.Allocate(bytes); }
-  void Free(void* ptr) { memp_.Free(ptr); }
-  size_t PeakBytes() const { return memp_.Probe().peak_used_bytes; }
-
- private:
-  RegionMemory memory_;
-  Memp<Policy> memp_;
 };
 
 // The bare TLSF heap, one pool per region: with Lock = std::mutex, what the
@@ -147,41 +112,6 @@ class HeapAdapter : public AdapterDefaults {
   RegionMemory memory_;
   mutable Lock lock_;
   tlsf::Heap heap_;
-};
-
-// fmemp::CachingMemp<Lock>: per-thread caches in front of the shared
-// regions. A thread's cache registers on its first call; ThreadEnd returns
-// it (FlushThisThread), as the thread's exit would, so that every case
-// starts and ends with empty caches even on the main thread. kBudget 0 runs
-// the default CacheOptions; another value sets max_bytes_per_thread (the
-// other options stay at their defaults).
-template <typename Lock, size_t kBudget = 0>
-class ThreadCacheAdapter : public AdapterDefaults {
- public:
-  static constexpr bool kThreadSafe = true;
-
-  explicit ThreadCacheAdapter(const HeapSpec& spec)
-      : memory_(spec), memp_(Options()) {}
-  static std::unique_ptr<ThreadCacheAdapter> Create(const HeapSpec& spec) {
-    auto adapter = std::make_unique<ThreadCacheAdapter>(spec);
-    if (!AddEveryRegion(adapter->memory_, adapter->memp_)) return nullptr;
-    return adapter;
-  }
-  void* Allocate(size_t bytes) { return memp_.Allocate(bytes); }
-  void Free(void* ptr) { memp_.Free(ptr); }
-  void ThreadEnd() { memp_.FlushThisThread(); }
-  // Cached blocks count as used in the peak.
-  size_t PeakBytes() const { return memp_.Probe().peak_used_bytes; }
-
- private:
-  static CacheOptions Options() {
-    CacheOptions options;
-    if (kBudget != 0) options.max_bytes_per_thread = kBudget;
-    return options;
-  }
-
-  RegionMemory memory_;
-  CachingMemp<Lock> memp_;
 };
 
 // The memory of per-thread pools. How the pools are sized: every thread
@@ -233,88 +163,47 @@ class PeakKeeper {
   std::atomic<size_t> peak_{0};
 };
 
-// fmemp::PoolingMemp<Lock>: each benchmark thread allocates from a pool of
-// its own. ThreadStart adds the thread's regions (ThreadRegions) and binds
-// them (BindThisThread); ThreadEnd unbinds (UnbindThisThread), which
-// applies the frees other threads queued to it and moves the regions, with
-// any blocks still live in them, back to the shared set. There are no other
-// shared regions: every workload thread calls ThreadStart before it
-// allocates.
-template <typename Lock>
-class ThreadPoolAdapter : public AdapterDefaults {
- public:
-  static constexpr bool kThreadSafe = true;
-
-  explicit ThreadPoolAdapter(const HeapSpec& spec) : regions_(spec) {}
-  static std::unique_ptr<ThreadPoolAdapter> Create(const HeapSpec& spec) {
-    return std::make_unique<ThreadPoolAdapter>(spec);
-  }
-  void ThreadStart() {
-    const RegionMemory* memory = regions_.Add();
-    bool ok = memory != nullptr;
-    for (int i = 0; ok && i < memory->count(); ++i) {
-      ok = memp_.AddRegion(memory->begin(i), memory->end(i)).ok() &&
-           memp_.BindThisThread(memory->begin(i), PoolExhaustion::kFail).ok();
-    }
-    if (!ok) std::fprintf(stderr, "memp-thread-pool: cannot bind a pool\n");
-  }
-  void ThreadEnd() {
-    peak_.Note(memp_.Probe().peak_used_bytes);
-    memp_.UnbindThisThread().IgnoreError();
-  }
-  void* Allocate(size_t bytes) { return memp_.Allocate(bytes); }
-  void Free(void* ptr) { memp_.Free(ptr); }
-  // Sum of each pool's and the shared set's peak: an upper bound.
-  size_t PeakBytes() const { return peak_.Max(memp_.Probe().peak_used_bytes); }
-
- private:
-  ThreadRegions regions_;  // outlives memp_
-  PeakKeeper peak_;
-  PoolingMemp<Lock> memp_;
-};
-
-// The SDK's C API: FMempInit (the default policy) when kDefaultPolicy,
-// else FMempInitWithPolicy(kPolicy); regions after the first through
-// FMempAddRegion.
+// Every fmemp front-end, through the shared adapter
+// (fmemp/testing/front_end.h; FrontEnd is an entry of front_end_list.h).
+// Allocate and Free are one inline call into the front-end, as if it were
+// called directly: the adapter is a template, with no virtual call.
 //
-// FMEMP_POLICY_THREAD_CACHE: ThreadEnd calls FMempFlushThreadCache.
-// FMEMP_POLICY_THREAD_POOLS: as ThreadPoolAdapter, each thread adds its own
-// copy of the HeapSpec (ThreadRegions) and binds every region of it with
-// FMempBindThreadWithFlags(FMEMP_BIND_NO_FALLBACK); ThreadEnd calls
-// FMempUnbindThread. FMempInit needs a region, so the shared part is one
-// small region (kPoolsSharedBytes) that the workloads never allocate from.
+// * Shared regions (no pools): every region of the HeapSpec is added (the
+//   C API: the first through FMempInit / FMempInitWithPolicy).
+// * Per-thread caches: ThreadEnd returns the thread's cache
+//   (FlushThisThread / FMempFlushThreadCache), as the thread's exit would,
+//   so that every case starts and ends with empty caches even on the main
+//   thread. kCacheBudget 0 runs the default CacheOptions; another value
+//   sets max_bytes_per_thread (C++ front-ends only).
+// * Per-thread pools: ThreadStart adds the thread's own copy of the
+//   HeapSpec (ThreadRegions) and binds every region of it without fallback
+//   (BindThisThread with FMEMP_BIND_NO_FALLBACK); ThreadEnd unbinds, which
+//   applies the frees other threads queued to it and moves the regions,
+//   with any blocks still live in them, back to the shared set. The C++
+//   front-end has no other regions; the C API needs one for FMempInit, so
+//   its shared part is one small region (kPoolsSharedBytes) that the
+//   workloads never allocate from.
 constexpr size_t kPoolsSharedBytes = size_t{1} << 20;
 
-template <bool kDefaultPolicy, FMempPolicy kPolicy>
-class CApiAdapter : public AdapterDefaults {
+template <typename FrontEnd, size_t kCacheBudget = 0>
+class FrontEndAdapter : public AdapterDefaults {
  public:
-  static constexpr bool kPools = kPolicy == FMEMP_POLICY_THREAD_POOLS;
-  static constexpr bool kThreadSafe = kPolicy != FMEMP_POLICY_SINGLE_THREAD;
+  static constexpr bool kThreadSafe = FrontEnd::kThreadSafe;
+  static constexpr bool kPools = FrontEnd::kHasPools;
 
-  explicit CApiAdapter(const HeapSpec& spec)
-      : memory_(kPools ? HeapSpec{kPoolsSharedBytes, 1} : spec),
-        thread_regions_(spec) {}
-  CApiAdapter(const CApiAdapter&) = delete;
-  CApiAdapter& operator=(const CApiAdapter&) = delete;
-  ~CApiAdapter() {
-    FMempRemove(&memp_);
-    FMempRelease(&memp_);
-  }
-  static std::unique_ptr<CApiAdapter> Create(const HeapSpec& spec) {
-    auto adapter = std::make_unique<CApiAdapter>(spec);
+  explicit FrontEndAdapter(const HeapSpec& spec)
+      : memory_(SharedSpec(spec)), thread_regions_(spec), front_(Make()) {}
+  static std::unique_ptr<FrontEndAdapter> Create(const HeapSpec& spec) {
+    auto adapter = std::make_unique<FrontEndAdapter>(spec);
     const RegionMemory& memory = adapter->memory_;
-    FMemp* memp = &adapter->memp_;
+    FrontEnd& front = adapter->front_;
+    if (kPools && !FrontEnd::kIsCApi) return adapter;  // no shared regions
     if (!memory.ok()) return nullptr;
-    const FError init = kDefaultPolicy
-                            ? FMempInit(memp, memory.begin(0), memory.end(0))
-                            : FMempInitWithPolicy(memp, memory.begin(0),
-                                                  memory.end(0), kPolicy);
-    if (init != FMEMP_SUCCESS) return nullptr;
-    for (int i = 1; i < memory.count(); ++i) {
-      if (FMempAddRegion(memp, memory.begin(i), memory.end(i)) !=
-          FMEMP_SUCCESS) {
-        return nullptr;
-      }
+    for (int i = 0; i < memory.count(); ++i) {
+      const testkit::Outcome added =
+          i == 0 ? front.Init(memory.begin(i), memory.end(i))
+                 : front.AddRegion(memory.begin(i), memory.end(i));
+      if (added != testkit::Outcome::kOk) return nullptr;
     }
     return adapter;
   }
@@ -323,80 +212,99 @@ class CApiAdapter : public AdapterDefaults {
       const RegionMemory* memory = thread_regions_.Add();
       bool ok = memory != nullptr;
       for (int i = 0; ok && i < memory->count(); ++i) {
-        ok = FMempAddRegion(&memp_, memory->begin(i), memory->end(i)) ==
-                 FMEMP_SUCCESS &&
-             FMempBindThreadWithFlags(&memp_, memory->begin(i),
-                                      FMEMP_BIND_NO_FALLBACK) == FMEMP_SUCCESS;
+        ok = front_.AddRegion(memory->begin(i), memory->end(i)) ==
+                 testkit::Outcome::kOk &&
+             front_.BindThisThread(memory->begin(i), FMEMP_BIND_NO_FALLBACK) ==
+                 testkit::Outcome::kOk;
       }
-      if (!ok) std::fprintf(stderr, "c-api-thread-pools: cannot bind\n");
+      if (!ok) {
+        std::fprintf(stderr, "%s: cannot bind a pool\n",
+                     FrontEnd::Name().c_str());
+      }
     }
   }
   void ThreadEnd() {
-    if constexpr (kPolicy == FMEMP_POLICY_THREAD_CACHE) {
-      FMempFlushThreadCache(&memp_);
-    }
+    if constexpr (FrontEnd::kHasCaches) front_.FlushThisThread();
     if constexpr (kPools) {
-      peak_.Note(Probe().max_used);
-      FMempUnbindThread(&memp_);
+      peak_.Note(front_.Probe().peak);
+      front_.UnbindThisThread();
     }
   }
-  void* Allocate(size_t bytes) { return FMempMalloc(&memp_, bytes); }
-  void Free(void* ptr) { FMempFree(&memp_, ptr); }
-  size_t PeakBytes() const { return peak_.Max(Probe().max_used); }
+  void* Allocate(size_t bytes) { return front_.Allocate(bytes); }
+  void Free(void* ptr) { front_.FreeUnchecked(ptr); }
+  // The probe's peak of used bytes (cached blocks count as used in it);
+  // with pools, the largest of it and of each pool's peak before unbinding.
+  size_t PeakBytes() const { return peak_.Max(front_.Probe().peak); }
 
  private:
-  FMempUsage Probe() const {
-    FMempUsage usage{};
-    FMempProbe64(const_cast<FMemp*>(&memp_), &usage);
-    return usage;
+  static HeapSpec SharedSpec(const HeapSpec& spec) {
+    return kPools ? HeapSpec{kPoolsSharedBytes, 1} : spec;
+  }
+  static FrontEnd Make() {
+    if constexpr (kCacheBudget != 0) {
+      CacheOptions options;
+      options.max_bytes_per_thread = kCacheBudget;
+      return FrontEnd(options);
+    } else {
+      return FrontEnd();
+    }
   }
 
-  RegionMemory memory_;
-  ThreadRegions thread_regions_;  // used by FMEMP_POLICY_THREAD_POOLS only
+  RegionMemory memory_;           // outlives front_
+  ThreadRegions thread_regions_;  // used with pools only; outlives front_
   PeakKeeper peak_;
-  FMemp memp_{};
+  FrontEnd front_;
 };
 
 }  // namespace
 
 std::vector<Contender> AllContenders(const std::string& malloc_name) {
-  using CApiDefault = CApiAdapter<true, FMEMP_POLICY_MUTEX>;
+  using testkit::CachingMempSpinLock;
+  using testkit::CApiDefault;
+  using testkit::CApiMutex;
+  using testkit::CApiSpinLock;
+  using testkit::CApiThreadCache;
+  using testkit::CApiThreadPools;
+  using testkit::MempMutex;
+  using testkit::MempNoLock;
+  using testkit::MempSpinLock;
+  using testkit::PoolingMempSpinLock;
   return {
       MallocContender(malloc_name),
       MakeContender<HeapAdapter<NoHeapLock>>("tlsf-heap", Family::kFmemp),
-      MakeContender<MempAdapter<sync::NoLock>>("memp-nolock", Family::kFmemp),
-      MakeContender<MempAdapter<sync::SpinLock>>("memp-spinlock",
-                                                 Family::kFmemp),
-      MakeContender<MempAdapter<sync::Mutex>>("memp-mutex", Family::kFmemp),
-      MakeContender<ThreadCacheAdapter<sync::SpinLock>>("memp-thread-cache",
-                                                        Family::kFmemp),
-      MakeContender<ThreadPoolAdapter<sync::SpinLock>>("memp-thread-pool",
-                                                       Family::kFmemp),
+      MakeContender<FrontEndAdapter<MempNoLock>>("memp-nolock", Family::kFmemp),
+      MakeContender<FrontEndAdapter<MempSpinLock>>("memp-spinlock",
+                                                   Family::kFmemp),
+      MakeContender<FrontEndAdapter<MempMutex>>("memp-mutex", Family::kFmemp),
+      MakeContender<FrontEndAdapter<CachingMempSpinLock>>("memp-thread-cache",
+                                                          Family::kFmemp),
+      MakeContender<FrontEndAdapter<PoolingMempSpinLock>>("memp-thread-pool",
+                                                          Family::kFmemp),
       // The same caches with the budget CacheOptions had before ab007e5
       // (256 KiB): less than one 8 KiB refill of each of the 64 size
       // classes, so refills and trims chase each other. Not a policy of its
       // own; it keeps that failure mode measured until the trim and refill
       // themselves are fixed (docs/BENCHMARKS.md, "Why the targets are
       // missed", point 1).
-      MakeContender<ThreadCacheAdapter<sync::SpinLock, size_t{256} << 10>>(
+      MakeContender<FrontEndAdapter<CachingMempSpinLock, size_t{256} << 10>>(
           "memp-thread-cache-256k", Family::kFmemp),
       MakeContender<HeapAdapter<std::mutex>>("tlsf-heap+mutex", Family::kFmemp),
       // The C API: FMempInit's default policy (what users get without
       // choosing; FMEMP_POLICY_THREAD_CACHE since 8f4442c), then each other
       // thread-safe policy by name, the old default (mutex) included.
-      MakeContender<CApiDefault>("fmemp-c-api", Family::kFmemp),
-      MakeContender<CApiAdapter<false, FMEMP_POLICY_MUTEX>>("c-api-mutex",
-                                                            Family::kFmemp),
-      MakeContender<CApiAdapter<false, FMEMP_POLICY_SPINLOCK>>("c-api-spinlock",
-                                                               Family::kFmemp),
-      MakeContender<CApiAdapter<false, FMEMP_POLICY_THREAD_CACHE>>(
-          "c-api-thread-cache", Family::kFmemp),
-      MakeContender<CApiAdapter<false, FMEMP_POLICY_THREAD_POOLS>>(
-          "c-api-thread-pools", Family::kFmemp),
-      // New fmemp front-ends go here, one entry each: an adapter class as
-      // above (Create over the HeapSpec's regions, Allocate, Free, and
-      // ThreadStart/ThreadEnd for per-thread state). Every workload, table
-      // and chart picks the entry up by its name.
+      MakeContender<FrontEndAdapter<CApiDefault>>("fmemp-c-api",
+                                                  Family::kFmemp),
+      MakeContender<FrontEndAdapter<CApiMutex>>("c-api-mutex", Family::kFmemp),
+      MakeContender<FrontEndAdapter<CApiSpinLock>>("c-api-spinlock",
+                                                   Family::kFmemp),
+      MakeContender<FrontEndAdapter<CApiThreadCache>>("c-api-thread-cache",
+                                                      Family::kFmemp),
+      MakeContender<FrontEndAdapter<CApiThreadPools>>("c-api-thread-pools",
+                                                      Family::kFmemp),
+      // New fmemp front-ends go here, one entry each: a FrontEndAdapter
+      // over an entry of fmemp/testing/front_end_list.h (a new policy is
+      // added to the adapter first). Every workload, table and chart picks
+      // the entry up by its name.
   };
 }
 

@@ -26,8 +26,17 @@ BUILD_FLAGS=(
   "--curses=no"
 )
 
-bazel "${STARTUP_FLAGS[@]}" build "${BUILD_FLAGS[@]}" //:uses_fmemp
-bin_dir=$(bazel "${STARTUP_FLAGS[@]}" info "${BUILD_FLAGS[@]}" bazel-bin)
-output=$("${bin_dir}/uses_fmemp")
-echo "${output}"
-[[ $(tail -n 1 <<<"${output}") == "outside workspace: fmemp works" ]]
+# Plain, then under each sanitizer config that tools/fmemp.bazelrc (imported
+# by this workspace's .bazelrc) gives another workspace. --test_env does not
+# reach a binary run by hand, so the sanitizer options are set here.
+for config in "" tsan asan; do
+  flags=("${BUILD_FLAGS[@]}")
+  [[ -n "${config}" ]] && flags+=("--config=${config}")
+  bazel "${STARTUP_FLAGS[@]}" build "${flags[@]}" //:uses_fmemp
+  bin_dir=$(bazel "${STARTUP_FLAGS[@]}" info "${flags[@]}" bazel-bin)
+  output=$(TSAN_OPTIONS=halt_on_error=1 \
+           ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 \
+           UBSAN_OPTIONS=halt_on_error=1 "${bin_dir}/uses_fmemp")
+  echo "[${config:-plain}] ${output}"
+  [[ $(tail -n 1 <<<"${output}") == "outside workspace: fmemp works" ]]
+done

@@ -6,9 +6,12 @@
 // (@fmemp//fmemp:memp). Prints what it did and exits non-zero on the first
 // failed check; run.sh checks the last line.
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include "fmemory_pool.h"
 #include "fmemp/memp.h"
@@ -43,6 +46,49 @@ bool UseCApi() {
   return ok;
 }
 
+// Four threads swap blocks through shared slots, so most blocks are freed by
+// a thread other than the one that allocated them: what the sanitizer
+// configs (tsan, asan) of tools/fmemp.bazelrc are run on by run.sh.
+bool UseFromThreads() {
+  constexpr size_t kBytes = 1 << 20;
+  static u8 buffer[kBytes];
+  FMemp memp = {};
+  if (!Check(FMempInit(&memp, buffer, buffer + kBytes) == FMEMP_SUCCESS,
+             "threads: FMempInit")) {
+    return false;
+  }
+  constexpr int kSlots = 256;
+  constexpr int kThreads = 4;
+  std::vector<std::atomic<void*>> slots(kSlots);
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20000; ++i) {
+        void* fresh = FMempMalloc(&memp, 16 + (i * 7 + t) % 500);
+        if (fresh == nullptr) {
+          failed.fetch_add(1);
+          continue;
+        }
+        void* old = slots[(i * 31 + t * 17) % kSlots].exchange(fresh);
+        if (old != nullptr) FMempFree(&memp, old);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (auto& slot : slots) {
+    if (void* p = slot.exchange(nullptr)) FMempFree(&memp, p);
+  }
+  FMempDrainThreadCaches(&memp);
+  u32 total = 0, used = 0, peak = 0;
+  FMemProbe(&memp, &total, &used, &peak);
+  bool ok = Check(failed.load() == 0, "threads: every malloc served");
+  ok &= Check(used == 0, "threads: all freed");
+  FMempRemove(&memp);
+  FMempRelease(&memp);
+  return ok;
+}
+
 bool UseFrontEnd() {
   constexpr size_t kBytes = 64 << 10;
   std::unique_ptr<char[]> region(new char[kBytes]);
@@ -62,8 +108,9 @@ bool UseFrontEnd() {
 
 int main() {
   const bool c_api_ok = UseCApi();
+  const bool threads_ok = UseFromThreads();
   const bool front_end_ok = UseFrontEnd();  // runs whatever the C API did
-  const bool ok = c_api_ok && front_end_ok;
+  const bool ok = c_api_ok && threads_ok && front_end_ok;
   std::printf("%s\n", ok ? "outside workspace: fmemp works" : "FAILED");
   return ok ? 0 : 1;
 }

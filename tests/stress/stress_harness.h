@@ -3,11 +3,11 @@
 //
 // tests/stress/stress_harness.h
 //
-// StressHarness<Backend>: many threads using one fmemp front-end at once,
+// StressHarness<FrontEnd>: many threads using one fmemp front-end at once,
 // every block's bytes checked, for a bounded time. Written once over the
-// interface of backends.h; stress_test.cc runs it for every thread-safe
-// policy. docs/STRESS.md says how to run it long and how to read its
-// output.
+// shared adapter (fmemp/testing/front_end.h); stress_test.cc runs it for every
+// thread-safe policy. docs/STRESS.md says how to run it long and how to read
+// its output.
 //
 // Threads
 // * Workers, `threads` at a time, in waves: each wave's threads run for a
@@ -24,7 +24,7 @@
 //   slot's inbox (that slot's thread verifies it and frees it or adopts it:
 //   later reallocs and frees happen on a thread that did not allocate it),
 //   UsableSize, and a flush of the thread's own cache.
-// * Per-thread pools (backends with kHasPools): even slots have a region of
+// * Per-thread pools (front-ends with kHasPools): even slots have a region of
 //   their own (kPoolBytes), added by the slot's first thread and bound by
 //   every thread of the slot, live blocks and all. Slots 0, 4, ... fall back
 //   to the shared regions when the pool is full, slots 2, 6, ... fail the
@@ -89,12 +89,18 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "fmemp/testing/front_end.h"
 #include "gtest/gtest.h"
-#include "tests/stress/backends.h"
 #include "tests/stress/block_pattern.h"
 
 namespace fmemp {
 namespace stress {
+
+using testkit::Outcome;
+using testkit::OutcomeName;
+using testkit::PoolUsage;
+using testkit::RegionUsage;
+using testkit::Usage;
 
 // How long and how hard to run; see StressConfig::FromEnvironment.
 struct StressConfig {
@@ -216,7 +222,7 @@ class Arena {
   std::unique_ptr<uint8_t[]> data_;
 };
 
-template <typename Backend>
+template <typename FrontEnd>
 class StressHarness {
  public:
   // Sizes. Base regions are smaller than managed ones, so ordinary requests
@@ -243,7 +249,7 @@ class StressHarness {
     for (int i = 0; i < kManagedRegions; ++i) {
       managed_.push_back(std::make_unique<Managed>(kManagedBytes));
     }
-    if (Backend::kHasPools) {
+    if (FrontEnd::kHasPools) {
       for (int i = 0; i < config.threads; ++i) {
         pools_.push_back(IsPoolSlot(i) ? std::make_unique<Arena>(kPoolBytes)
                                        : nullptr);
@@ -252,14 +258,16 @@ class StressHarness {
   }
 
   void Run() {
-    const std::string name = Backend::Name();
+    const std::string name = FrontEnd::Name();
     std::printf("[%s] %s\n", name.c_str(), config_.ToString().c_str());
-    ASSERT_TRUE(backend_.Init(base_[0]->begin(), base_[0]->end()).ok());
+    ASSERT_EQ(backend_.Init(base_[0]->begin(), base_[0]->end()), Outcome::kOk);
     for (int i = 1; i < kBaseRegions; ++i) {
-      ASSERT_TRUE(backend_.AddRegion(base_[i]->begin(), base_[i]->end()).ok());
+      ASSERT_EQ(backend_.AddRegion(base_[i]->begin(), base_[i]->end()),
+                Outcome::kOk);
     }
     for (auto& m : managed_) {
-      ASSERT_TRUE(backend_.AddRegion(m->arena.begin(), m->arena.end()).ok());
+      ASSERT_EQ(backend_.AddRegion(m->arena.begin(), m->arena.end()),
+                Outcome::kOk);
     }
     const Usage start = backend_.Probe();
     EXPECT_EQ(start.used, 0u);
@@ -320,36 +328,35 @@ class StressHarness {
             .count();
 
     // The end state.
-    const absl::Status drained = backend_.DrainCaches();
-    EXPECT_TRUE(drained.ok()) << drained;
+    EXPECT_EQ(backend_.DrainCaches(), Outcome::kOk);
     const Usage end = backend_.Probe();
     EXPECT_EQ(end.used, start.used) << "blocks were lost";
     EXPECT_EQ(end.live, 0u);
     EXPECT_EQ(end.cached, 0u) << "caches not drained";
     EXPECT_EQ(end.used + end.cached + end.free, end.capacity);
     EXPECT_EQ(end.invalid_frees, 0u);
-    EXPECT_EQ(backend_.Check(), "");
+    std::string why;
+    EXPECT_EQ(backend_.Check(&why), Outcome::kOk) << why;
     for (int i = 1; i < kBaseRegions; ++i) {
-      EXPECT_EQ(backend_.RemoveRegion(base_[i]->begin()), Removal::kRemoved)
+      EXPECT_EQ(backend_.RemoveRegion(base_[i]->begin()), Outcome::kOk)
           << "base region " << i;
     }
     for (int i = 0; i < kManagedRegions; ++i) {
-      EXPECT_EQ(backend_.RemoveRegion(managed_[i]->arena.begin()),
-                Removal::kRemoved)
+      EXPECT_EQ(backend_.RemoveRegion(managed_[i]->arena.begin()), Outcome::kOk)
           << "managed region " << i;
     }
     for (size_t i = 0; i < slots_.size(); ++i) {
       if (slots_[i].pool_added) {
-        EXPECT_EQ(backend_.RemoveRegion(pools_[i]->begin()), Removal::kRemoved)
+        EXPECT_EQ(backend_.RemoveRegion(pools_[i]->begin()), Outcome::kOk)
             << "pool region of slot " << i;
       }
     }
     const Usage last = backend_.Probe();
     EXPECT_EQ(last.regions, 1u);
     EXPECT_EQ(last.used, 0u);
-    EXPECT_EQ(backend_.Check(), "");
-    EXPECT_EQ(backend_.misuse().count(), 0)
-        << "misuse reported, first at " << backend_.misuse().first();
+    EXPECT_EQ(backend_.Check(&why), Outcome::kOk) << why;
+    EXPECT_EQ(backend_.reports().count(), 0u)
+        << "misuse reported, first at " << backend_.reports().first();
 
     // What ran, and proof that each check had something to check.
     const std::string summary = absl::StrFormat(
@@ -384,7 +391,7 @@ class StressHarness {
     EXPECT_GT(calls_while_removed_.load(), 0u)
         << "no allocation ran while a region was removed";
     EXPECT_GT(checks_.load(), 0u);
-    if (Backend::kHasPools) {
+    if (FrontEnd::kHasPools) {
       EXPECT_GT(binds_.load(), 0u);
     }
   }
@@ -441,7 +448,7 @@ class StressHarness {
   }
 
   void Fail(const ThreadContext& t, const std::string& what) {
-    failures_.Add(absl::StrCat(Backend::Name(), ": ", t.Where(), ": ", what));
+    failures_.Add(absl::StrCat(FrontEnd::Name(), ": ", t.Where(), ": ", what));
   }
 
   void Publish(ThreadContext& t) {
@@ -450,7 +457,7 @@ class StressHarness {
   }
 
   bool IsPoolSlot(int slot) const {
-    return Backend::kHasPools && slot % 2 == 0;
+    return FrontEnd::kHasPools && slot % 2 == 0;
   }
 
   // The managed region holding p, or -1.
@@ -579,7 +586,7 @@ class StressHarness {
     void* p = nullptr;
     switch (kind) {
       case Kind::kMalloc:
-        p = Allocation(t, size, [&] { return backend_.Malloc(size); });
+        p = Allocation(t, size, [&] { return backend_.Allocate(size); });
         break;
       case Kind::kCalloc: {
         const size_t count = 1 + t.rng() % 4;
@@ -597,8 +604,8 @@ class StressHarness {
       }
       case Kind::kAligned: {
         const size_t alignment = size_t{16} << (t.rng() % 9);
-        p = Allocation(t, size,
-                       [&] { return backend_.MallocAligned(size, alignment); });
+        p = Allocation(
+            t, size, [&] { return backend_.AllocateAligned(alignment, size); });
         if (reinterpret_cast<uintptr_t>(p) % alignment != 0) {
           Fail(t, absl::StrFormat("aligned malloc(%u, %u) = %p misaligned",
                                   size, alignment, p));
@@ -607,13 +614,13 @@ class StressHarness {
       }
       case Kind::kReallocNull:
         p = Allocation(t, size,
-                       [&] { return backend_.Realloc(nullptr, size); });
+                       [&] { return backend_.Reallocate(nullptr, size); });
         break;
       case Kind::kBig:
         // Only a managed region can hold it: NULL when each is removed or
         // holds another big block.
         size = kBigMin + t.rng() % (kBigMax - kBigMin);
-        p = Allocation(t, size, [&] { return backend_.Malloc(size); });
+        p = Allocation(t, size, [&] { return backend_.Allocate(size); });
         if (p == nullptr) return;
         big_blocks_.fetch_add(1, std::memory_order_relaxed);
         if (ManagedIndex(p) < 0) {
@@ -637,7 +644,7 @@ class StressHarness {
     if (t.rng() % 64 == 0) {
       // realloc(p, 0) frees p.
       ++t.calls;
-      void* p = backend_.Realloc(old.ptr, 0);
+      void* p = backend_.Reallocate(old.ptr, 0);
       if (p != nullptr) {
         Fail(t, "realloc(p, 0) returned a block: " + Describe(old));
         Keep(mine, transient, MakeBlock(p, 0, t.Generation()));
@@ -646,7 +653,7 @@ class StressHarness {
     }
     const size_t size = std::max<size_t>(1, RandomSize(t));
     void* p =
-        Allocation(t, size, [&] { return backend_.Realloc(old.ptr, size); });
+        Allocation(t, size, [&] { return backend_.Reallocate(old.ptr, size); });
     if (p == nullptr) {
       // The block must be as it was.
       CountFailure(t);
@@ -685,10 +692,11 @@ class StressHarness {
   bool IsFallBackSlot(int slot) const { return slot % 4 == 0; }
 
   void Bind(ThreadContext& t) {
-    const absl::Status s = backend_.BindThisThread(pools_[t.slot]->begin(),
-                                                   IsFallBackSlot(t.slot));
-    if (!s.ok()) {
-      Fail(t, absl::StrCat("BindThisThread: ", s.ToString()));
+    const Outcome s = backend_.BindThisThread(
+        pools_[t.slot]->begin(),
+        IsFallBackSlot(t.slot) ? 0 : FMEMP_BIND_NO_FALLBACK);
+    if (s != Outcome::kOk) {
+      Fail(t, absl::StrCat("BindThisThread: ", OutcomeName(s)));
       return;
     }
     t.bound = true;
@@ -696,8 +704,10 @@ class StressHarness {
     binds_.fetch_add(1, std::memory_order_relaxed);
   }
   void Unbind(ThreadContext& t) {
-    const absl::Status s = backend_.UnbindThisThread();
-    if (!s.ok()) Fail(t, absl::StrCat("UnbindThisThread: ", s.ToString()));
+    const Outcome s = backend_.UnbindThisThread();
+    if (s != Outcome::kOk) {
+      Fail(t, absl::StrCat("UnbindThisThread: ", OutcomeName(s)));
+    }
     t.bound = t.may_fail = false;
     unbinds_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -711,10 +721,12 @@ class StressHarness {
       // This slot's region: added by the slot's first thread, bound by every
       // thread of the slot, live blocks and all.
       if (!s.pool_added) {
-        const absl::Status added =
+        const Outcome added =
             backend_.AddRegion(pools_[slot]->begin(), pools_[slot]->end());
-        if (!added.ok()) Fail(t, "AddRegion (pool): " + added.ToString());
-        s.pool_added = added.ok();
+        if (added != Outcome::kOk) {
+          Fail(t, absl::StrCat("AddRegion (pool): ", OutcomeName(added)));
+        }
+        s.pool_added = added == Outcome::kOk;
       }
       if (s.pool_added) Bind(t);
     }
@@ -770,7 +782,7 @@ class StressHarness {
         }
       } else if (pick < 950) {
         const Block& b = mine[t.rng() % mine.size()];
-        if (Backend::kHasUsableSize) {
+        if (FrontEnd::kHasUsableSize) {
           ++t.calls;
           const size_t usable = backend_.UsableSize(b.ptr);
           if (usable < b.size) {
@@ -780,13 +792,17 @@ class StressHarness {
       } else if (pick < 951) {
         // Per-thread caches: this thread's back to the shared regions.
         ++t.calls;
-        const absl::Status flushed = backend_.FlushThisThread();
-        if (!flushed.ok()) Fail(t, "FlushThisThread: " + flushed.ToString());
+        const Outcome flushed = backend_.FlushThisThread();
+        if (flushed != Outcome::kOk) {
+          Fail(t, absl::StrCat("FlushThisThread: ", OutcomeName(flushed)));
+        }
       } else if (pick < 952 && t.bound) {
         // Check covers this thread's own pool only here.
         ++t.calls;
-        const std::string problem = backend_.Check();
-        if (!problem.empty()) Fail(t, "Check (bound thread): " + problem);
+        std::string why;
+        if (backend_.Check(&why) != Outcome::kOk) {
+          Fail(t, "Check (bound thread): " + why);
+        }
       } else {
         Verify(t, mine[t.rng() % mine.size()], "while held");
       }
@@ -867,8 +883,9 @@ class StressHarness {
       }
       m.epoch.fetch_add(1, std::memory_order_acq_rel);  // odd: may be there
       ++t.calls;
-      const absl::Status s = backend_.AddRegion(m.arena.begin(), m.arena.end());
-      if (!s.ok()) Fail(t, "AddRegion: " + s.ToString());
+      const Outcome s = backend_.AddRegion(m.arena.begin(), m.arena.end());
+      if (s != Outcome::kOk)
+        Fail(t, absl::StrCat("AddRegion: ", OutcomeName(s)));
       present[r] = true;
     };
     while (!stop_manager_.load(std::memory_order_acquire)) {
@@ -880,16 +897,16 @@ class StressHarness {
       } else {
         ++t.calls;
         switch (backend_.RemoveRegion(m.arena.begin())) {
-          case Removal::kRemoved:
+          case Outcome::kOk:
             present[r] = false;
             m.epoch.fetch_add(1, std::memory_order_acq_rel);  // even: absent
             removals_.fetch_add(1, std::memory_order_relaxed);
             WriteCanary(m);
             break;
-          case Removal::kBusy:
+          case Outcome::kBusy:
             busy_removals_.fetch_add(1, std::memory_order_relaxed);
             break;
-          case Removal::kError:
+          default:
             Fail(t, absl::StrFormat("RemoveRegion(managed %d) failed", r));
             break;
         }
@@ -940,15 +957,17 @@ class StressHarness {
         }
       }
       probes_.fetch_add(1, std::memory_order_relaxed);
-      const std::string problem = backend_.Check();
-      if (!problem.empty()) Fail(t, "Check: " + problem);
+      std::string why;
+      if (backend_.Check(&why) != Outcome::kOk) Fail(t, "Check: " + why);
       checks_.fetch_add(1, std::memory_order_relaxed);
       t.calls += 3;
       if (t.op % 8 == 0) {
         // Every thread's cache, busy or idle, back to the shared regions.
         ++t.calls;
-        const absl::Status drained = backend_.DrainCaches();
-        if (!drained.ok()) Fail(t, "DrainCaches: " + drained.ToString());
+        const Outcome drained = backend_.DrainCaches();
+        if (drained != Outcome::kOk) {
+          Fail(t, absl::StrCat("DrainCaches: ", OutcomeName(drained)));
+        }
       }
       Publish(t);
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -956,7 +975,7 @@ class StressHarness {
   }
 
   const StressConfig config_;
-  Backend backend_;
+  FrontEnd backend_;
   std::vector<std::unique_ptr<Arena>> base_;
   std::vector<std::unique_ptr<Managed>> managed_;
   std::vector<std::unique_ptr<Arena>> pools_;  // per slot; null if unpooled

@@ -3,7 +3,8 @@
 //
 // tests/stress/stress_test.cc
 //
-// The stress harness (stress_harness.h) under every thread-safe policy:
+// The stress harness (stress_harness.h) under every thread-safe policy
+// (fmemp::testkit::ThreadSafeFrontEnds, fmemp/testing/front_end_list.h):
 // Memp<SpinLock>, Memp<Mutex>, CachingMemp<SpinLock>, CachingMemp<Mutex>,
 // PoolingMemp<SpinLock>, PoolingMemp<Mutex>, and the C API with
 // FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK, FMEMP_POLICY_THREAD_CACHE and
@@ -15,14 +16,9 @@
 #include <cstring>
 #include <string>
 
-#include "fmemp/fmemp.h"
-#include "fmemp/memp.h"
-#include "fmemp/thread_cache.h"
-#include "fmemp/thread_pool.h"
+#include "fmemp/testing/front_end_gtest.h"
+#include "fmemp/testing/front_end_list.h"
 #include "gtest/gtest.h"
-#include "sync/mutex.h"
-#include "sync/spin_lock.h"
-#include "tests/stress/backends.h"
 #include "tests/stress/block_pattern.h"
 #include "tests/stress/stress_harness.h"
 
@@ -61,25 +57,10 @@ TEST(BlockPatternTest, DetectsFlippedShiftedAndStaleBytes) {
 
 // --- The harness, once per policy ---
 
-template <typename Backend>
+template <typename FrontEnd>
 class StressTest : public testing::Test {};
 
-struct BackendNames {
-  template <typename Backend>
-  static std::string GetName(int) {
-    return Backend::Name();
-  }
-};
-
-using Backends = testing::Types<
-    CppBackend<Memp<sync::SpinLock>>, CppBackend<Memp<sync::Mutex>>,
-    CppBackend<CachingMemp<sync::SpinLock>>,
-    CppBackend<CachingMemp<sync::Mutex>>,
-    CppBackend<PoolingMemp<sync::SpinLock>>,
-    CppBackend<PoolingMemp<sync::Mutex>>, CApiBackend<FMEMP_POLICY_MUTEX>,
-    CApiBackend<FMEMP_POLICY_SPINLOCK>, CApiBackend<FMEMP_POLICY_THREAD_CACHE>,
-    CApiBackend<FMEMP_POLICY_THREAD_POOLS>>;
-TYPED_TEST_SUITE(StressTest, Backends, BackendNames);
+FMEMP_FRONT_END_TYPED_TEST_SUITE(StressTest, testkit::ThreadSafeFrontEnds);
 
 TYPED_TEST(StressTest, ManyThreadsRegionsAndProbes) {
   StressHarness<TypeParam> harness(StressConfig::FromEnvironment());

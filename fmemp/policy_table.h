@@ -1,0 +1,280 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// fmemp/policy_table.h
+//
+// The C API's one table from a policy number (FMempPolicy) to the front-end
+// that serves it and to what the C API offers on it. fmemp.cc reads nothing
+// else to create, dispatch to, validate or fork-lock a policy's front-end,
+// or to decide whether a policy supports a call: a new policy is one row in
+// CApiPolicies (and its enumerator in fmemp.h). C++ users do not need this
+// header; they name a front-end type directly (memp.h, thread_cache.h,
+// thread_pool.h).
+//
+//   CApiPolicies::FrontEnds front_ends;
+//   if (!front_ends.Create(policy)) ...;          // arena exhausted
+//   void* p = front_ends.Visit<void*>(policy, nullptr,
+//                                     [](auto& m) { return m.Allocate(64); });
+//   using Row = CApiPolicies::RowOf<Memp<sync::Mutex>>;
+//   if constexpr (Row::Has(Offers::kThreadPools)) ...;
+//
+// Guarantees
+// * Everything about a row is known at compile time: IsPolicy and RowOf
+//   are constexpr, and a capability check is an `if constexpr`, so a call a
+//   policy does not offer compiles to its refusal alone.
+// * Visit keeps the C API's hot path short: the inline policy (the default,
+//   FMEMP_POLICY_THREAD_CACHE, whose cache hit is a few dozen instructions)
+//   is one compare and its call is inlined into the caller; every other
+//   policy takes a lock anyway and is reached through one out-of-line call,
+//   which keeps their code (and the frame it needs) out of every caller.
+// * Thread safety (FrontEnds): Create and the destructor must not run
+//   concurrently with any other member. Visit and the ForEachCreated walks
+//   may run concurrently with each other once the Create that made the
+//   front-end they reach happens-before them (the C API publishes it with
+//   a release store of its active policy, read with acquire).
+// * Memory: each front-end is an ArenaNew record (fmemp/metadata_arena.h),
+//   never operator new; the table itself is a tuple of pointers.
+
+#ifndef FMEMP_FMEMP_POLICY_TABLE_H_
+#define FMEMP_FMEMP_POLICY_TABLE_H_
+
+#include <cstddef>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "absl/base/attributes.h"
+#include "fmemp/fmemp.h"
+#include "fmemp/memp.h"
+#include "fmemp/metadata_arena.h"
+#include "fmemp/thread_cache.h"
+#include "fmemp/thread_pool.h"
+#include "sync/mutex.h"
+#include "sync/no_lock.h"
+#include "sync/spin_lock.h"
+
+namespace fmemp {
+
+// What the C API offers on a policy beyond the calls every front-end
+// serves (malloc, free, probes, regions, checks, handlers): a bit set,
+// combined with operator|.
+enum class Offers : unsigned {
+  kNone = 0,
+  // Freed blocks may be parked per thread: FMempUsage.cached_bytes can be
+  // nonzero after a free, and used excludes them; FMempFlushThreadCache
+  // hands the calling thread's back (the front-end has FlushThisThread()).
+  // Giving every thread's back is kCacheDrain.
+  kThreadCaches = 1u << 0,
+  // FMempDrainThreadCaches hands every thread's parked blocks back to the
+  // regions, and FMempProbeRegion drains before it reads a region; without
+  // it they do nothing. The front-end has DrainAllCaches(). Requires
+  // kThreadCaches.
+  kCacheDrain = 1u << 1,
+  // Threads may own pools: FMempBindThread(WithFlags), FMempUnbindThread,
+  // FMempSyncThreadPool, FMempProbeThreadPool (FMEMP_ERR_NOT_SUPPORTED
+  // without it) and FMempThreadPoolCount (0 without it). The front-end has
+  // BindThisThread, UnbindThisThread, SyncThisThread and ProbePools.
+  kThreadPools = 1u << 2,
+};
+
+constexpr Offers operator|(Offers a, Offers b) {
+  return static_cast<Offers>(static_cast<unsigned>(a) |
+                             static_cast<unsigned>(b));
+}
+
+// One row: policy kPolicy is served by a FrontEnd (default-constructed, one
+// per FMemp) and offers kOffers.
+template <FMempPolicy kPolicyValue, typename FrontEndType, Offers kOffersValue>
+struct PolicyRow {
+  static constexpr FMempPolicy kPolicy = kPolicyValue;
+  using FrontEnd = FrontEndType;
+  static constexpr Offers kOffers = kOffersValue;
+
+  // Whether this row offers every bit of `wanted`.
+  static constexpr bool Has(Offers wanted) {
+    return (static_cast<unsigned>(kOffers) & static_cast<unsigned>(wanted)) ==
+           static_cast<unsigned>(wanted);
+  }
+
+  static_assert(!Has(Offers::kCacheDrain) || Has(Offers::kThreadCaches),
+                "a row that offers a cache drain must have thread caches");
+};
+
+namespace policy_table_internal {
+
+// The index of the first row whose front-end is FrontEnd, or the row count.
+template <typename FrontEnd, typename... Rows>
+constexpr size_t IndexOfFrontEnd() {
+  constexpr bool kMatches[] = {
+      std::is_same_v<FrontEnd, typename Rows::FrontEnd>..., false};
+  for (size_t i = 0; i < sizeof...(Rows); ++i) {
+    if (kMatches[i]) return i;
+  }
+  return sizeof...(Rows);
+}
+
+// The index of the first row of `policy`, or the row count.
+template <typename... Rows>
+constexpr size_t IndexOfPolicy(FMempPolicy policy) {
+  constexpr FMempPolicy kPolicies[] = {Rows::kPolicy..., FMEMP_POLICY_MUTEX};
+  for (size_t i = 0; i < sizeof...(Rows); ++i) {
+    if (kPolicies[i] == policy) return i;
+  }
+  return sizeof...(Rows);
+}
+
+// Whether no two rows share a policy or a front-end type.
+template <typename... Rows>
+constexpr bool RowsAreUnique() {
+  size_t index = 0;
+  bool unique = true;
+  ((unique = unique && IndexOfPolicy<Rows...>(Rows::kPolicy) == index &&
+             IndexOfFrontEnd<typename Rows::FrontEnd, Rows...>() == index,
+    ++index),
+   ...);
+  return unique;
+}
+
+}  // namespace policy_table_internal
+
+// A table of PolicyRows. kInlinePolicy is the row Visit tests first and
+// inline; it must be one of the rows. Policies and front-end types are
+// unique across rows (a front-end type names its row: RowOf).
+template <FMempPolicy kInlinePolicy, typename... Rows>
+class PolicyTable {
+  using RowTuple = std::tuple<Rows...>;
+
+ public:
+  static constexpr size_t kRowCount = sizeof...(Rows);
+
+  template <size_t kIndex>
+  using RowAt = std::tuple_element_t<kIndex, RowTuple>;
+
+  // Whether `policy` names a row. O(rows), constexpr; any int is accepted
+  // (C callers can pass values outside the enum).
+  static constexpr bool IsPolicy(int policy) {
+    return ((policy == static_cast<int>(Rows::kPolicy)) || ...);
+  }
+
+  // The row whose front-end is FrontEnd (cv and reference ignored); a
+  // compile error if there is none.
+  template <typename FrontEnd>
+  using RowOf =
+      RowAt<policy_table_internal::IndexOfFrontEnd<std::decay_t<FrontEnd>,
+                                                   Rows...>()>;
+
+  // fn(Row{}) for every row, in table order.
+  template <typename Fn>
+  static void ForEachRow(Fn fn) {
+    (fn(Rows{}), ...);
+  }
+
+  // One front-end per row, created on the first Create of its policy and
+  // destroyed with this object. See the top of the file for thread safety.
+  class FrontEnds {
+   public:
+    // Creates the front-end of `policy` unless it exists. False when
+    // `policy` names no row or the metadata arena is exhausted (nothing
+    // changed). O(rows).
+    bool Create(int policy) {
+      bool created = false;
+      ForEachIndex([&](auto index) {
+        constexpr size_t kIndex = decltype(index)::value;
+        using Row = RowAt<kIndex>;
+        if (policy != static_cast<int>(Row::kPolicy)) return;
+        auto& slot = std::get<kIndex>(front_ends_);
+        if (slot == nullptr) slot.reset(ArenaNew<typename Row::FrontEnd>());
+        created = slot != nullptr;
+      });
+      return created;
+    }
+
+    // Returns fn(front-end of `policy`), or `otherwise` when `policy` names
+    // no row. REQUIRES: Create(policy) returned true (see the top of the
+    // file for the ordering). The inline policy costs one compare; the
+    // others one out-of-line call and a compare per row before theirs.
+    template <typename R, typename Fn>
+    R Visit(int policy, R otherwise, Fn fn) {
+      if (policy == static_cast<int>(kInlinePolicy)) {
+        return fn(*std::get<kInlineIndex>(front_ends_));
+      }
+      return VisitOutOfLine<R, Fn>(policy, otherwise, fn);
+    }
+
+    // fn(front-end) for every front-end created so far, in table order
+    // (ForEachCreated) or the reverse (ForEachCreatedReversed): fork
+    // handlers lock in one order and unlock in the other.
+    template <typename Fn>
+    void ForEachCreated(Fn fn) {
+      ForEachIndex([&](auto index) {
+        auto& slot = std::get<decltype(index)::value>(front_ends_);
+        if (slot != nullptr) fn(*slot);
+      });
+    }
+    template <typename Fn>
+    void ForEachCreatedReversed(Fn fn) {
+      ForEachIndex([&](auto index) {
+        auto& slot =
+            std::get<kRowCount - 1 - decltype(index)::value>(front_ends_);
+        if (slot != nullptr) fn(*slot);
+      });
+    }
+
+   private:
+    // fn(std::integral_constant<size_t, i>) for i = 0 .. kRowCount-1.
+    template <typename Fn>
+    static void ForEachIndex(Fn fn) {
+      ForEachIndexIn(fn, std::make_index_sequence<kRowCount>());
+    }
+    template <typename Fn, size_t... kIndices>
+    static void ForEachIndexIn(Fn& fn, std::index_sequence<kIndices...>) {
+      (fn(std::integral_constant<size_t, kIndices>()), ...);
+    }
+
+    // Every row but the inline one, compared in table order, each call of
+    // fn inlined here.
+    template <typename R, typename Fn>
+    ABSL_ATTRIBUTE_NOINLINE R VisitOutOfLine(int policy, R otherwise, Fn fn) {
+      return VisitFrom<0, R, Fn>(policy, otherwise, fn);
+    }
+    template <size_t kIndex, typename R, typename Fn>
+    ABSL_ATTRIBUTE_ALWAYS_INLINE R VisitFrom(int policy, R otherwise, Fn& fn) {
+      if constexpr (kIndex == kRowCount) {
+        return otherwise;
+      } else {
+        constexpr FMempPolicy kRowPolicy = RowAt<kIndex>::kPolicy;
+        if constexpr (kRowPolicy != kInlinePolicy) {
+          if (policy == static_cast<int>(kRowPolicy)) {
+            return fn(*std::get<kIndex>(front_ends_));
+          }
+        }
+        return VisitFrom<kIndex + 1, R, Fn>(policy, otherwise, fn);
+      }
+    }
+
+    std::tuple<ArenaPtr<typename Rows::FrontEnd>...> front_ends_;
+  };
+
+ private:
+  static constexpr size_t kInlineIndex =
+      policy_table_internal::IndexOfPolicy<Rows...>(kInlinePolicy);
+  static_assert(kInlineIndex < kRowCount, "the inline policy needs a row");
+  static_assert(policy_table_internal::RowsAreUnique<Rows...>(),
+                "each policy and each front-end type has one row");
+};
+
+// The C API's policies: the one place a policy number becomes a front-end
+// type. FMEMP_POLICY_THREAD_CACHE is FMempInit's and is visited inline.
+using CApiPolicies = PolicyTable<
+    FMEMP_POLICY_THREAD_CACHE,
+    PolicyRow<FMEMP_POLICY_MUTEX, Memp<sync::Mutex>, Offers::kNone>,
+    PolicyRow<FMEMP_POLICY_SPINLOCK, Memp<sync::SpinLock>, Offers::kNone>,
+    PolicyRow<FMEMP_POLICY_SINGLE_THREAD, Memp<sync::NoLock>, Offers::kNone>,
+    PolicyRow<FMEMP_POLICY_THREAD_CACHE, CachingMemp<sync::SpinLock>,
+              Offers::kThreadCaches | Offers::kCacheDrain>,
+    PolicyRow<FMEMP_POLICY_THREAD_POOLS, PoolingMemp<sync::SpinLock>,
+              Offers::kThreadCaches | Offers::kThreadPools>>;
+
+}  // namespace fmemp
+
+#endif  // FMEMP_FMEMP_POLICY_TABLE_H_

@@ -1,0 +1,531 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// fmemp/testing/front_end.h
+//
+// One interface over every way to use fmemp, for tests, fuzzers and
+// benchmarks that run the same code under every policy (the stress
+// harness, thread churn, the bad-input table, the front-end fuzzer, the
+// comparison suite). Not for production code: call the front-end you chose.
+//
+// * CppFrontEnd<Front> wraps fmemp::Memp<Lock>, fmemp::CachingMemp<Lock>
+//   (fmemp/thread_cache.h) and fmemp::PoolingMemp<Lock>
+//   (fmemp/thread_pool.h).
+// * CApiFrontEnd wraps the SDK's C API (fmemp/fmemp.h) with a policy chosen
+//   at Init; CApiPolicy<kPolicy> and CApiDefault (FMempInit) fix it.
+//
+// Every wrapper has the same members, none of them virtual: a caller is a
+// template over the wrapper, so a benchmark pays nothing for it (Allocate
+// and FreeUnchecked are always inlined: the compiler sees the front-end's
+// own call, with the same inlining budget as a direct caller). The
+// contract:
+//
+//   static std::string Name();           a readable name (typed lists only)
+//   static constexpr bool kIsCApi, kThreadSafe, kHasUsableSize,
+//       kHasResetPeak;
+//   bool has_caches(), has_pools();      what the policy offers; calls for
+//                                        what it lacks are refused
+//                                        (kNotSupported) or do nothing
+//   bool ready();                        the C API between Init and Remove
+//   Outcome Init(begin, end);            the first region (C API: FMempInit*)
+//   Outcome AddRegion(begin, end), RemoveRegion(begin);
+//   void* Allocate(n), AllocateAligned(alignment, n), Calloc(count, size),
+//       Reallocate(p, n), and their *Tagged variants (a BlockTag);
+//   bool Free(p);                        false when the free was refused
+//   void FreeUnchecked(p);               the same call, says nothing
+//   size_t UsableSize(p);                0 without kHasUsableSize
+//   Outcome FlushThisThread(), DrainCaches();   kOk no-ops without caches
+//   Outcome BindThisThread(begin, flags), UnbindThisThread(),
+//       SyncThisThread();                flags: FMEMP_BIND_NO_FALLBACK
+//   Usage Probe(); std::vector<RegionUsage> ProbeRegions();
+//   std::vector<PoolUsage> ProbePools(); Outcome Check(std::string* why);
+//   Outcome List(line sink); bool ResetPeak();
+//   void SetOutOfMemoryHandler(handler, context);
+//   ReportCounter& reports();            every misuse report, counted
+//
+// Results are Outcomes, one vocabulary for absl::Status and FError, so a
+// test's expectations are written once. Misuse reports are counted by the
+// wrapper's own handler (installed at construction or Init) and passed on
+// to a listener if the caller sets one.
+//
+// The namespace is fmemp::testkit, not fmemp::testing: code inside
+// namespace fmemp must still reach gtest's ::testing unqualified.
+
+#ifndef FMEMP_TESTING_FRONT_END_H_
+#define FMEMP_TESTING_FRONT_END_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/base/attributes.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "fmemp/fmemp.h"
+#include "fmemp/memp.h"
+#include "fmemp/region_set.h"
+#include "fmemp/thread_cache.h"
+#include "fmemp/thread_pool.h"
+#include "sync/mutex.h"
+#include "sync/no_lock.h"
+#include "sync/spin_lock.h"
+
+namespace fmemp::testkit {
+
+// What a management call returned, whichever API made it.
+enum class Outcome {
+  kOk,
+  kInvalidBuffer,  // InvalidArgument, OutOfRange / FMEMP_ERR_INVALID_BUF
+  kOverlap,        // AlreadyExists / FMEMP_ERR_REGION_OVERLAP
+  kNotFound,       // NotFound / FMEMP_ERR_REGION_NOT_FOUND
+  kBusy,           // FailedPrecondition / FMEMP_ERR_REGION_BUSY
+  kNotInit,        // FMEMP_ERR_NOT_INIT
+  kAlreadyInit,    // FMEMP_ERR_ALREADY_INIT
+  kInvalidArg,     // FMEMP_ERR_INVALID_ARG
+  kNotSupported,   // Unimplemented / FMEMP_ERR_NOT_SUPPORTED
+  kCorrupt,        // DataLoss / FMEMP_ERR_CORRUPT
+  kOther,
+};
+
+Outcome OutcomeOf(const absl::Status& status);
+Outcome OutcomeOf(FError error);
+const char* OutcomeName(Outcome outcome);
+std::ostream& operator<<(std::ostream& out, Outcome outcome);
+
+// A misuse report's kind in the C API's terms (FMEMP_MISUSE_*).
+int MisuseKindOf(MempError error);
+
+// Probe figures, the same for every wrapper. cached: free blocks parked in
+// per-thread caches (neither used nor free; 0 without caches).
+struct Usage {
+  uint64_t capacity = 0;
+  uint64_t used = 0;
+  uint64_t free = 0;
+  uint64_t peak = 0;
+  uint64_t cached = 0;
+  uint64_t live = 0;
+  uint64_t regions = 0;
+  uint64_t failed = 0;  // allocations that returned nullptr
+  uint64_t invalid_frees = 0;
+};
+
+struct RegionUsage {
+  const void* begin = nullptr;  // as passed to AddRegion
+  const void* end = nullptr;
+  uint64_t capacity = 0;
+  uint64_t used = 0;  // blocks parked in caches count as used here
+  uint64_t free = 0;
+  uint64_t peak = 0;
+  uint64_t largest = 0;  // the largest request it can serve now
+  uint64_t live = 0;
+};
+
+// One per-thread pool's figures, as of its thread's last call.
+struct PoolUsage {
+  uint64_t thread_id = 0;
+  uint64_t capacity = 0;
+  uint64_t used = 0;
+  uint64_t free = 0;
+  uint64_t live = 0;
+  uint64_t cached = 0;  // parked in the pool's cache
+};
+
+// Counts misuse reports. Thread-safe; a report is counted before the call
+// that caused it returns, on the thread that made that call.
+class ReportCounter {
+ public:
+  // Told of every report (kind: FMEMP_MISUSE_*), on the reporting thread,
+  // inside the front-end's lock: it must not call the front-end.
+  using Listener = void (*)(void* context, int kind, const void* ptr);
+
+  ReportCounter() = default;
+  ReportCounter(const ReportCounter&) = delete;
+  ReportCounter& operator=(const ReportCounter&) = delete;
+
+  // Set before the front-end is used from several threads.
+  void SetListener(Listener listener, void* context) {
+    listener_ = listener;
+    listener_context_ = context;
+  }
+  void Note(int kind, const void* ptr);
+  // Forgets the counts (not the listener).
+  void Reset();
+
+  uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+  // The first report's pointer and the last report's kind (0: none).
+  const void* first() const { return first_.load(std::memory_order_relaxed); }
+  int last_kind() const { return last_kind_.load(std::memory_order_relaxed); }
+  // Reports any counter noted on the calling thread: a call that reported
+  // moved it.
+  static uint64_t OnThisThread();
+
+  // Handlers to install; `context` is the counter.
+  static void OnMempError(void* context, MempError error, const void* ptr);
+  static void OnCApiError(void* user, int kind, const void* ptr);
+
+ private:
+  std::atomic<uint64_t> count_{0};
+  std::atomic<const void*> first_{nullptr};
+  std::atomic<int> last_kind_{0};
+  Listener listener_ = nullptr;
+  void* listener_context_ = nullptr;
+};
+
+// Told of a request no region could serve; returns whether to retry once.
+using OutOfMemoryHandler = bool (*)(void* context, size_t bytes,
+                                    size_t alignment);
+
+template <typename T>
+struct IsCachingMemp : std::false_type {};
+template <typename Lock>
+struct IsCachingMemp<CachingMemp<Lock>> : std::true_type {};
+template <typename T>
+struct IsPoolingMemp : std::false_type {};
+template <typename Lock>
+struct IsPoolingMemp<PoolingMemp<Lock>> : std::true_type {};
+template <typename T>
+struct LockOf;
+template <template <typename> class F, typename Lock>
+struct LockOf<F<Lock>> {
+  using type = Lock;
+};
+
+// One of the C++ front-ends.
+template <typename Front>
+class CppFrontEnd {
+ public:
+  using Wrapped = Front;
+  static constexpr bool kIsCApi = false;
+  static constexpr bool kHasCaches = IsCachingMemp<Front>::value;
+  static constexpr bool kHasPools = IsPoolingMemp<Front>::value;
+  static constexpr bool kThreadSafe = LockOf<Front>::type::kThreadSafe;
+  static constexpr bool kHasUsableSize = true;
+  static constexpr bool kHasResetPeak = true;
+
+  // "MempSpinLock", "CachingMempMutex", "PoolingMempNoLock", ...
+  static std::string Name() {
+    using Lock = typename LockOf<Front>::type;
+    const char* front = kHasCaches  ? "CachingMemp"
+                        : kHasPools ? "PoolingMemp"
+                                    : "Memp";
+    const char* lock = std::is_same<Lock, sync::SpinLock>::value ? "SpinLock"
+                       : std::is_same<Lock, sync::Mutex>::value  ? "Mutex"
+                                                                 : "NoLock";
+    return std::string(front) + lock;
+  }
+
+  // `args` go to the front-end's constructor (e.g. CacheOptions).
+  template <typename... Args>
+  explicit CppFrontEnd(Args&&... args) : memp_(std::forward<Args>(args)...) {
+    memp_.SetErrorHandler(&ReportCounter::OnMempError, &reports_);
+  }
+  CppFrontEnd(const CppFrontEnd&) = delete;
+  CppFrontEnd& operator=(const CppFrontEnd&) = delete;
+
+  static constexpr bool has_caches() { return kHasCaches; }
+  static constexpr bool has_pools() { return kHasPools; }
+  static constexpr bool ready() { return true; }
+  Front& wrapped() { return memp_; }
+  ReportCounter& reports() { return reports_; }
+  const ReportCounter& reports() const { return reports_; }
+
+  Outcome Init(void* begin, void* end) { return AddRegion(begin, end); }
+  Outcome AddRegion(void* begin, void* end) {
+    return OutcomeOf(memp_.AddRegion(begin, end));
+  }
+  Outcome RemoveRegion(void* begin) {
+    return OutcomeOf(memp_.RemoveRegion(begin));
+  }
+  // Empties the front-end (every region and block forgotten).
+  void Clear() { memp_.Clear(); }
+
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Allocate(size_t n) {
+    return memp_.Allocate(n);
+  }
+  void* AllocateAligned(size_t alignment, size_t n) {
+    return memp_.AllocateAligned(alignment, n);
+  }
+  void* Calloc(size_t count, size_t size) { return memp_.Calloc(count, size); }
+  void* Reallocate(void* p, size_t n) { return memp_.Reallocate(p, n); }
+  void* AllocateTagged(size_t n, const BlockTag& tag) {
+    return memp_.AllocateTagged(1, n, tag);
+  }
+  void* AllocateAlignedTagged(size_t alignment, size_t n, const BlockTag& tag) {
+    return memp_.AllocateTagged(alignment, n, tag);
+  }
+  void* CallocTagged(size_t count, size_t size, const BlockTag& tag) {
+    return memp_.Calloc(count, size, &tag);
+  }
+  void* ReallocateTagged(void* p, size_t n, const BlockTag& tag) {
+    return memp_.ReallocateTagged(p, n, tag);
+  }
+  bool Free(void* p) { return memp_.Free(p); }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void FreeUnchecked(void* p) { memp_.Free(p); }
+  size_t UsableSize(const void* p) { return memp_.UsableSize(p); }
+
+  Outcome FlushThisThread() {
+    if constexpr (kHasCaches) memp_.FlushThisThread();
+    return Outcome::kOk;
+  }
+  Outcome DrainCaches() {
+    if constexpr (kHasCaches) memp_.DrainAllCaches();
+    return Outcome::kOk;
+  }
+
+  // flags: 0 or FMEMP_BIND_NO_FALLBACK (an exhausted pool fails the
+  // request instead of passing it to the shared regions); others are
+  // kInvalidArg, as in the C API.
+  Outcome BindThisThread(void* begin, uint32_t flags = 0) {
+    if constexpr (kHasPools) {
+      if ((flags & ~FMEMP_BIND_NO_FALLBACK) != 0) return Outcome::kInvalidArg;
+      return OutcomeOf(
+          memp_.BindThisThread(begin, (flags & FMEMP_BIND_NO_FALLBACK) != 0
+                                          ? PoolExhaustion::kFail
+                                          : PoolExhaustion::kFallBackToShared));
+    }
+    (void)begin;
+    (void)flags;
+    return Outcome::kNotSupported;
+  }
+  Outcome UnbindThisThread() {
+    if constexpr (kHasPools) return OutcomeOf(memp_.UnbindThisThread());
+    return Outcome::kNotSupported;
+  }
+  // Applies the frees other threads queued to this thread's pool.
+  Outcome SyncThisThread() {
+    if constexpr (kHasPools) {
+      memp_.SyncThisThread();
+      return Outcome::kOk;
+    }
+    return Outcome::kNotSupported;
+  }
+
+  Usage Probe() const {
+    const MempStats s = memp_.Probe();
+    Usage u;
+    u.capacity = s.capacity_bytes;
+    u.used = s.used_bytes;
+    u.free = s.free_bytes;
+    u.peak = s.peak_used_bytes;
+    u.cached = s.cached_bytes;
+    u.live = s.live_blocks;
+    u.regions = s.region_count;
+    u.failed = s.failed_allocations;
+    u.invalid_frees = s.invalid_frees;
+    return u;
+  }
+  std::vector<RegionUsage> ProbeRegions() {
+    std::vector<RegionUsage> out;
+    for (const RegionStats& r : memp_.ProbeRegions()) {
+      RegionUsage u;
+      u.begin = r.begin;
+      u.end = r.end;
+      u.capacity = r.capacity_bytes;
+      u.used = r.used_bytes;
+      u.free = r.free_bytes;
+      u.peak = r.peak_used_bytes;
+      u.largest = r.largest_allocatable;
+      u.live = r.live_blocks;
+      out.push_back(u);
+    }
+    return out;
+  }
+  // Each bound thread's pool (none without pools).
+  std::vector<PoolUsage> ProbePools() {
+    std::vector<PoolUsage> out;
+    if constexpr (kHasPools) {
+      for (const PoolStats& p : memp_.ProbePools()) {
+        PoolUsage u;
+        u.thread_id = p.thread_id;
+        u.capacity = p.stats.capacity_bytes;
+        u.used = p.stats.used_bytes;
+        u.free = p.stats.free_bytes;
+        u.live = p.stats.live_blocks;
+        u.cached = p.stats.cached_bytes;
+        out.push_back(u);
+      }
+    }
+    return out;
+  }
+  // kOk when the integrity check passes; else `why` says what it found.
+  Outcome Check(std::string* why = nullptr) {
+    const absl::Status status = memp_.Check();
+    if (why != nullptr) *why = status.ToString();
+    return OutcomeOf(status);
+  }
+  Outcome List(absl::FunctionRef<void(absl::string_view)> line) {
+    memp_.List(line);
+    return Outcome::kOk;
+  }
+  bool ResetPeak() {
+    memp_.ResetPeak();
+    return true;
+  }
+  void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
+    memp_.SetOutOfMemoryHandler(handler, context);
+  }
+
+ private:
+  Front memp_;
+  ReportCounter reports_;
+};
+
+// The SDK's C API. The policy is fixed at construction, except that Init
+// with a policy (what the fuzzer's lifecycle does) replaces it.
+class CApiFrontEnd {
+ public:
+  static constexpr bool kIsCApi = true;
+  static constexpr bool kHasUsableSize = false;  // the C API has none
+  static constexpr bool kHasResetPeak = false;
+
+  // With `via_fmemp_init`, Init calls FMempInit (the default policy,
+  // `policy` must name it) instead of FMempInitWithPolicy.
+  explicit CApiFrontEnd(FMempPolicy policy, bool via_fmemp_init = false)
+      : policy_(policy), via_fmemp_init_(via_fmemp_init) {}
+  CApiFrontEnd(const CApiFrontEnd&) = delete;
+  CApiFrontEnd& operator=(const CApiFrontEnd&) = delete;
+  // FMempRemove, then FMempRelease.
+  ~CApiFrontEnd();
+
+  FMempPolicy policy() const { return policy_; }
+  bool has_caches() const { return policy_ == FMEMP_POLICY_THREAD_CACHE; }
+  bool has_pools() const { return policy_ == FMEMP_POLICY_THREAD_POOLS; }
+  bool ready() const { return memp_.is_ready == FT_COMPONENT_IS_READY; }
+  FMemp* memp() { return &memp_; }
+  ReportCounter& reports() { return reports_; }
+  const ReportCounter& reports() const { return reports_; }
+
+  // FMempInit / FMempInitWithPolicy, then installs the report counter and
+  // the out-of-memory handler (on every attempt: the front-end exists after
+  // the first, even a failed one). The second form replaces the policy
+  // (any int, to test refusals) for this and later Inits.
+  Outcome Init(void* begin, void* end);
+  Outcome Init(void* begin, void* end, int policy);
+  // FMempRemove: not ready until the next Init.
+  void Remove() { FMempRemove(&memp_); }
+
+  Outcome AddRegion(void* begin, void* end) {
+    return OutcomeOf(FMempAddRegion(&memp_, begin, end));
+  }
+  Outcome RemoveRegion(void* begin) {
+    return OutcomeOf(FMempRemoveRegion(&memp_, begin));
+  }
+
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Allocate(size_t n) {
+    return FMempMalloc(&memp_, n);
+  }
+  void* AllocateAligned(size_t alignment, size_t n) {
+    return FMempMallocAlign(&memp_, n, alignment);
+  }
+  void* Calloc(size_t count, size_t size) {
+    return FMempCalloc(&memp_, count, size);
+  }
+  void* Reallocate(void* p, size_t n) { return FMempRealloc(&memp_, p, n); }
+  void* AllocateTagged(size_t n, const BlockTag& tag) {
+    return FMempMallocTag(&memp_, n, tag.file, tag.line, tag.message);
+  }
+  void* AllocateAlignedTagged(size_t alignment, size_t n, const BlockTag& tag) {
+    return FMempMallocAlignTag(&memp_, n, alignment, tag.file, tag.line,
+                               tag.message);
+  }
+  void* CallocTagged(size_t count, size_t size, const BlockTag& tag) {
+    return FMempCallocTag(&memp_, count, size, tag.file, tag.line, tag.message);
+  }
+  void* ReallocateTagged(void* p, size_t n, const BlockTag& tag) {
+    return FMempReallocTag(&memp_, p, n, tag.file, tag.line, tag.message);
+  }
+  // FMempFree says nothing: a refused free is one that reported on this
+  // thread during the call.
+  bool Free(void* p) {
+    const uint64_t before = ReportCounter::OnThisThread();
+    FMempFree(&memp_, p);
+    return ReportCounter::OnThisThread() == before;
+  }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void FreeUnchecked(void* p) {
+    FMempFree(&memp_, p);
+  }
+  size_t UsableSize(const void*) { return 0; }
+
+  // Every policy accepts these (no-ops without caches).
+  Outcome FlushThisThread() { return OutcomeOf(FMempFlushThreadCache(&memp_)); }
+  Outcome DrainCaches() { return OutcomeOf(FMempDrainThreadCaches(&memp_)); }
+
+  Outcome BindThisThread(void* begin, uint32_t flags = 0) {
+    return OutcomeOf(FMempBindThreadWithFlags(&memp_, begin, flags));
+  }
+  Outcome UnbindThisThread() { return OutcomeOf(FMempUnbindThread(&memp_)); }
+  Outcome SyncThisThread() { return OutcomeOf(FMempSyncThreadPool(&memp_)); }
+
+  // All zero when the pool is not ready.
+  Usage Probe() const;
+  // Region by region; regions removed meanwhile end the list early.
+  std::vector<RegionUsage> ProbeRegions();
+  // Pool by pool; pools unbound meanwhile end the list early.
+  std::vector<PoolUsage> ProbePools();
+  Outcome Check(std::string* why = nullptr);
+  Outcome List(absl::FunctionRef<void(absl::string_view)> line);
+  bool ResetPeak() { return false; }  // not in the C API
+  // Installed now when ready, and by every later Init.
+  void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context);
+
+ private:
+  static int OnOutOfMemory(void* user, fsize_t size, fsize_t align);
+  void InstallHandlers();
+
+  FMempPolicy policy_;
+  bool via_fmemp_init_;
+  FMemp memp_ = {};
+  ReportCounter reports_;
+  OutOfMemoryHandler oom_ = nullptr;
+  void* oom_context_ = nullptr;
+};
+
+// The C API with one policy, named "CApi" + the policy ("CApiThreadPools").
+template <FMempPolicy kPolicy>
+class CApiPolicy : public CApiFrontEnd {
+ public:
+  static constexpr bool kHasCaches = kPolicy == FMEMP_POLICY_THREAD_CACHE;
+  static constexpr bool kHasPools = kPolicy == FMEMP_POLICY_THREAD_POOLS;
+  static constexpr bool kThreadSafe = kPolicy != FMEMP_POLICY_SINGLE_THREAD;
+
+  static std::string Name() {
+    switch (kPolicy) {
+      case FMEMP_POLICY_MUTEX:
+        return "CApiMutex";
+      case FMEMP_POLICY_SPINLOCK:
+        return "CApiSpinLock";
+      case FMEMP_POLICY_SINGLE_THREAD:
+        return "CApiSingleThread";
+      case FMEMP_POLICY_THREAD_CACHE:
+        return "CApiThreadCache";
+      case FMEMP_POLICY_THREAD_POOLS:
+        return "CApiThreadPools";
+    }
+    return "CApiUnknown";
+  }
+
+  CApiPolicy() : CApiFrontEnd(kPolicy) {}
+};
+
+// The C API as most users start it: FMempInit, whatever policy that picks
+// (FMEMP_POLICY_THREAD_CACHE today; front_end_test checks that).
+class CApiDefault : public CApiFrontEnd {
+ public:
+  static constexpr FMempPolicy kPolicy = FMEMP_POLICY_THREAD_CACHE;
+  static constexpr bool kHasCaches = true;
+  static constexpr bool kHasPools = false;
+  static constexpr bool kThreadSafe = true;
+
+  static std::string Name() { return "CApiDefault"; }
+  CApiDefault() : CApiFrontEnd(kPolicy, /*via_fmemp_init=*/true) {}
+};
+
+}  // namespace fmemp::testkit
+
+#endif  // FMEMP_TESTING_FRONT_END_H_
