@@ -84,7 +84,9 @@ class ABSL_MUST_USE_RESULT ManagementResult {
                              const void* subject = nullptr) noexcept
       : error_(error), subject_(subject) {}
 
-  constexpr bool ok() const noexcept { return error_ == ManagementError::kNone; }
+  constexpr bool ok() const noexcept {
+    return error_ == ManagementError::kNone;
+  }
   constexpr ManagementError error() const noexcept { return error_; }
   constexpr const void* subject() const noexcept { return subject_; }
   absl::StatusCode code() const noexcept { return ManagementErrorCode(error_); }
