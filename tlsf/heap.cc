@@ -1475,9 +1475,9 @@ absl::StatusOr<Pool*> Heap::AddPool(void* mem, size_t bytes) {
           "pool of ", bytes, " bytes exceeds the maximum block span of ",
           kMaxSpan - kAlignment, " bytes"));
     case PoolError::kOverlap:
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "pool [%p, %p) overlaps a pool of this heap", mem,
-          static_cast<void*>(static_cast<char*>(mem) + bytes)));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("pool [%p, %p) overlaps a pool of this heap", mem,
+                          static_cast<void*>(static_cast<char*>(mem) + bytes)));
     case PoolError::kTooManyPools:
       return absl::ResourceExhaustedError(
           absl::StrCat("a heap holds at most ", kMaxPools, " pools at a time"));
