@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "fmemp/management_error.h"
 #include "fmemp/memp.h"
 #include "fmemp/metadata_arena.h"
 #include "fmemp/policy_table.h"
@@ -34,25 +35,43 @@
 namespace fmemp {
 namespace {
 
-// The one mapping from the front-end's statuses to the SDK's error codes.
-FError ToFError(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kOk:
+// The one mapping from the front-ends' management errors to the SDK's error
+// codes. The C API calls the front-ends' Try* forms and maps their
+// ManagementResult here: a failing management call builds no absl::Status
+// and allocates nothing (fmemp/management_error.h), so it is safe with the
+// program's operator new routed into this FMemp.
+FError ToFError(ManagementResult result) {
+  switch (result.error()) {
+    case ManagementError::kNone:
       return FMEMP_SUCCESS;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange:
+    case ManagementError::kNullBound:
+    case ManagementError::kReversedRange:
+    case ManagementError::kWrapsAround:
+    case ManagementError::kTooSmall:
+    case ManagementError::kTooLarge:
       return FMEMP_ERR_INVALID_BUF;
-    case absl::StatusCode::kAlreadyExists:
+    case ManagementError::kOverlap:
+    case ManagementError::kOverlapOtherSet:
+    case ManagementError::kOverlapBound:
       return FMEMP_ERR_REGION_OVERLAP;
-    case absl::StatusCode::kNotFound:
+    case ManagementError::kNoRegion:
+    case ManagementError::kNotInRegion:
       return FMEMP_ERR_REGION_NOT_FOUND;
-    case absl::StatusCode::kFailedPrecondition:
+    case ManagementError::kLiveBlocks:
+    case ManagementError::kBoundToOtherThread:
+    case ManagementError::kInOtherThreadsPool:
       return FMEMP_ERR_REGION_BUSY;
-    case absl::StatusCode::kDataLoss:
+    case ManagementError::kRegionUnlistable:
+    case ManagementError::kCorrupt:
       return FMEMP_ERR_CORRUPT;
-    default:
-      return FMEMP_ERR_INIT_TLFS;
+    case ManagementError::kNoMemory:
+      return FMEMP_ERR_BAD_MALLOC;
+    case ManagementError::kHasRegions:
+    case ManagementError::kDebugModesDiffer:
+    case ManagementError::kNothingToAttach:
+      break;
   }
+  return FMEMP_ERR_INIT_TLFS;
 }
 
 int ToMisuseKind(MempError error) {
@@ -171,11 +190,11 @@ class CApiPool {
     WithFrontEnd(policy, [&](auto& front_end) {
       front_end.Clear();
       // Every init sets the modes (a previous init's stay otherwise).
-      if (!front_end.SetDebugOptions(debug).ok()) {
+      if (!front_end.TrySetDebugOptions(debug).ok()) {
         error = FMEMP_ERR_INIT_TLFS;
         return;
       }
-      error = ToFError(front_end.AddRegion(begin, end));
+      error = ToFError(front_end.TryAddRegion(begin, end));
       Callbacks::Install(callbacks, front_end);
     });
     if (error != FMEMP_SUCCESS) {
@@ -513,13 +532,13 @@ FError FMemListAllTo(FMemp* memp, FMempLineSink sink, void* user) {
 FError FMempAddRegion(FMemp* memp, void* begin, void* end) {
   return fmemp::WithMemp<FError>(
       memp, FMEMP_ERR_NOT_INIT, [begin, end](auto& m) {
-        return fmemp::ToFError(m.AddRegion(begin, end));
+        return fmemp::ToFError(m.TryAddRegion(begin, end));
       });
 }
 
 FError FMempRemoveRegion(FMemp* memp, void* begin) {
   return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [begin](auto& m) {
-    return fmemp::ToFError(m.RemoveRegion(begin));
+    return fmemp::ToFError(m.TryRemoveRegion(begin));
   });
 }
 
@@ -580,23 +599,25 @@ FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage) {
 FError FMempCheckRegionOf(FMemp* memp, const void* ptr) {
   return fmemp::WithMemp<FError>(
       memp, FMEMP_ERR_NOT_INIT, [ptr](auto& m) -> FError {
-        const absl::Status status = m.CheckRegionOf(ptr);
-        if (absl::IsDataLoss(status)) {
+        // Only a damaged region is described (and that allocates).
+        absl::Status damage;
+        const fmemp::ManagementResult result = m.TryCheckRegionOf(ptr, &damage);
+        if (!damage.ok()) {
           std::fprintf(stderr, "fmemp: integrity check failed: %s\n",
-                       status.ToString().c_str());
+                       damage.ToString().c_str());
         }
-        return fmemp::ToFError(status);
+        return fmemp::ToFError(result);
       });
 }
 
 FError FMempCheck(FMemp* memp) {
   return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [](auto& m) {
+    // OK or DataLoss, described on stderr (the description allocates).
     const absl::Status status = m.Check();
-    if (!status.ok()) {
-      std::fprintf(stderr, "fmemp: integrity check failed: %s\n",
-                   status.ToString().c_str());
-    }
-    return fmemp::ToFError(status);
+    if (status.ok()) return FMEMP_SUCCESS;
+    std::fprintf(stderr, "fmemp: integrity check failed: %s\n",
+                 status.ToString().c_str());
+    return FMEMP_ERR_CORRUPT;
   });
 }
 
@@ -685,7 +706,7 @@ FError FMempBindThreadWithFlags(FMemp* memp, void* region_begin, u32 flags) {
           : fmemp::PoolExhaustion::kFallBackToShared;
   return WithThreadPools(memp, [&](auto& m) -> FError {
     if ((flags & ~FMEMP_BIND_NO_FALLBACK) != 0) return FMEMP_ERR_INVALID_ARG;
-    return fmemp::ToFError(m.BindThisThread(region_begin, on_exhaustion));
+    return fmemp::ToFError(m.TryBindThisThread(region_begin, on_exhaustion));
   });
 }
 
@@ -694,8 +715,11 @@ FError FMempBindThread(FMemp* memp, void* region_begin) {
 }
 
 FError FMempUnbindThread(FMemp* memp) {
-  return WithThreadPools(
-      memp, [](auto& m) { return fmemp::ToFError(m.UnbindThisThread()); });
+  return WithThreadPools(memp, [](auto& m) {
+    // Never fails; an OK absl::Status allocates nothing.
+    m.UnbindThisThread().IgnoreError();
+    return FMEMP_SUCCESS;
+  });
 }
 
 FError FMempSyncThreadPool(FMemp* memp) {

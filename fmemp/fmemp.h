@@ -40,7 +40,12 @@
  * FMemListAll, FMempCheck and region calls walk regions or blocks.
  *
  * Failure: allocation functions return NULL; management functions return an
- * FError; nothing is changed by a call that fails. A NULL or uninitialised
+ * FError; nothing is changed by a call that fails, and a failing management
+ * call (FMempAddRegion, FMempRemoveRegion, FMempBindThread, FMempCheckRegionOf
+ * of a pointer in no region, ...) never allocates: its error is a plain value
+ * inside the library, so a program whose operator new or malloc is routed
+ * into this FMemp may call them (only FMempCheck and FMempCheckRegionOf's
+ * description of a damaged heap on stderr allocates). A NULL or uninitialised
  * FMemp makes every call return NULL or FMEMP_ERR_NOT_INIT and touch
  * nothing. Freeing (or reallocating) a pointer this FMemp did not hand out,
  * or a block twice, is reported to the error handler (default: one line on

@@ -26,7 +26,13 @@
 //   is O(log regions). Probe is O(1). Region management, ProbeRegions, Check
 //   and List walk regions or blocks.
 // * Failure: the hot path is noexcept and returns nullptr (or false);
-//   management calls return absl::Status and change nothing on error. Misuse
+//   management calls change nothing on error. Each has two forms: Try*
+//   returns a ManagementResult (fmemp/management_error.h), which never
+//   allocates; the absl::Status form converts it after the lock is
+//   released, so the only allocation is the returned Status's message, made
+//   outside the lock: a program whose operator new is routed into this Memp
+//   gets its Status (the C API uses the Try* forms and allocates nothing on
+//   failure). Misuse
 //   (foreign, interior, double frees) is reported to the error handler,
 //   counted in MempStats::invalid_frees, and leaves every heap intact.
 // * Memory: bookkeeping (TLSF control structures, region table, tags) comes
@@ -51,6 +57,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "fmemp/management_error.h"
 #include "fmemp/region_set.h"
 #include "sync/lock_policy.h"
 
@@ -72,17 +79,22 @@ class Memp {
   // --- Regions (see RegionSet for the errors) ---
 
   absl::Status AddRegion(void* begin, void* end) {
-    sync::ScopedLock<LockPolicy> hold(lock_);
-    return regions_.AddRegion(begin, end);
+    return TryAddRegion(begin, end).ToStatus();
   }
   absl::Status AddRegion(void* begin, size_t bytes) {
     if (bytes > UINTPTR_MAX - reinterpret_cast<uintptr_t>(begin)) {
-      return absl::InvalidArgumentError(
-          "region wraps around the address space");
+      return ManagementResult(ManagementError::kWrapsAround, begin).ToStatus();
     }
     return AddRegion(begin, static_cast<char*>(begin) + bytes);
   }
   absl::Status RemoveRegion(void* begin) {
+    return TryRemoveRegion(begin).ToStatus();
+  }
+  ManagementResult TryAddRegion(void* begin, void* end) {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    return regions_.AddRegion(begin, end);
+  }
+  ManagementResult TryRemoveRegion(void* begin) {
     sync::ScopedLock<LockPolicy> hold(lock_);
     return regions_.RemoveRegion(begin);
   }
@@ -254,6 +266,9 @@ class Memp {
   // Poisoning, canaries and ASan poisoning for every region; only while
   // there is no region (FailedPrecondition otherwise, nothing changed).
   absl::Status SetDebugOptions(const DebugOptions& options) {
+    return TrySetDebugOptions(options).ToStatus();
+  }
+  ManagementResult TrySetDebugOptions(const DebugOptions& options) {
     sync::ScopedLock<LockPolicy> hold(lock_);
     return regions_.SetDebugOptions(options);
   }
@@ -262,10 +277,18 @@ class Memp {
     return regions_.debug_options();
   }
   // The integrity check of the one region holding ptr (NotFound if none):
-  // O(blocks in it), so it can run often in a debug build.
+  // O(blocks in it), so it can run often in a debug build. A damaged
+  // region's DataLoss status is described under the lock (that allocates).
   absl::Status CheckRegionOf(const void* ptr) const {
+    absl::Status damage;
+    const ManagementResult result = TryCheckRegionOf(ptr, &damage);
+    return damage.ok() ? result.ToStatus() : damage;
+  }
+  // As RegionSet::CheckRegionOf.
+  ManagementResult TryCheckRegionOf(const void* ptr,
+                                    absl::Status* damage = nullptr) const {
     sync::ScopedLock<LockPolicy> hold(lock_);
-    return regions_.CheckRegionOf(ptr);
+    return regions_.CheckRegionOf(ptr, damage);
   }
 
   // --- For layers built on this front-end (fmemp/thread_cache.h) ---

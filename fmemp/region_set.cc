@@ -239,39 +239,62 @@ void RegionSet::RecountLost() const noexcept {
 
 // --- Regions ---
 
-absl::Status RegionSet::AddRegion(void* begin, void* end) {
+namespace {
+
+// How a region's heap refusing its pool reads to the set's callers.
+ManagementError FromPoolError(tlsf::PoolError error) {
+  switch (error) {
+    case tlsf::PoolError::kNone:
+      return ManagementError::kNone;
+    case tlsf::PoolError::kNullMemory:
+      return ManagementError::kNullBound;
+    case tlsf::PoolError::kWrapsAround:
+      return ManagementError::kWrapsAround;
+    case tlsf::PoolError::kTooSmall:
+      return ManagementError::kTooSmall;
+    case tlsf::PoolError::kTooLarge:
+    case tlsf::PoolError::kTooManyPools:  // one pool per region's heap
+      return ManagementError::kTooLarge;
+    case tlsf::PoolError::kOverlap:
+      return ManagementError::kOverlap;
+    case tlsf::PoolError::kNotAPool:
+      return ManagementError::kNoRegion;
+    case tlsf::PoolError::kLiveBlocks:
+      return ManagementError::kLiveBlocks;
+    case tlsf::PoolError::kUnlistable:
+      return ManagementError::kRegionUnlistable;
+  }
+  return ManagementError::kCorrupt;
+}
+
+}  // namespace
+
+ManagementResult RegionSet::AddRegion(void* begin, void* end) {
   if (begin == nullptr || end == nullptr) {
-    return absl::InvalidArgumentError("region bound is null");
+    return {ManagementError::kNullBound, begin};
   }
   if (Addr(end) <= Addr(begin)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("region [%p, %p) is reversed or empty", begin, end));
+    return {ManagementError::kReversedRange, begin};
   }
-  if (const Region* other = Overlapping(Addr(begin), Addr(end))) {
-    return absl::AlreadyExistsError(
-        absl::StrFormat("region [%p, %p) overlaps region [%p, %p)", begin, end,
-                        reinterpret_cast<void*>(other->begin),
-                        reinterpret_cast<void*>(other->end)));
+  if (Overlapping(Addr(begin), Addr(end)) != nullptr) {
+    return {ManagementError::kOverlap, begin};
   }
   if (RegionTable::Entry other;
       table_->Overlapping(Addr(begin), Addr(end), &other)) {
-    return absl::AlreadyExistsError(absl::StrFormat(
-        "region [%p, %p) overlaps region [%p, %p) of another set", begin, end,
-        reinterpret_cast<void*>(other.base),
-        reinterpret_cast<void*>(other.end)));
+    return {ManagementError::kOverlapOtherSet, begin};
   }
   auto region = std::make_unique<Region>(options_);
   region->begin = Addr(begin);
   region->end = Addr(end);
   region->entry.owner = region.get();
   region->heap.SetReportHandler(&RegionSet::OnHeapReport, this);
-  absl::StatusOr<tlsf::Pool*> pool =
-      region->heap.AddPool(begin, Addr(end) - Addr(begin));
-  if (!pool.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "region cannot hold a TLSF pool: ", pool.status().message()));
+  tlsf::Pool* pool = nullptr;
+  if (const tlsf::PoolError refused =
+          region->heap.TryAddPool(begin, Addr(end) - Addr(begin), &pool);
+      refused != tlsf::PoolError::kNone) {
+    return {FromPoolError(refused), begin};
   }
-  region->pool = *pool;
+  region->pool = pool;
   region->first_payload =
       Addr(Heap::PoolBegin(region->pool)) + Heap::kFirstPayloadOffset;
   Unsolo();
@@ -280,7 +303,7 @@ absl::Status RegionSet::AddRegion(void* begin, void* end) {
                   region->begin});
   InsertSlot(std::move(region));
   Refile();
-  return absl::OkStatus();
+  return {};
 }
 
 RegionSet::SlotVector::iterator RegionSet::SlotOf(uintptr_t begin) noexcept {
@@ -311,18 +334,14 @@ const RegionSet::Region* RegionSet::Overlapping(uintptr_t begin,
   return nullptr;
 }
 
-absl::Status RegionSet::RemoveRegion(void* begin) {
+ManagementResult RegionSet::RemoveRegion(void* begin) {
   auto it = SlotOf(Addr(begin));
-  if (it == regions_.end()) {
-    return absl::NotFoundError(
-        absl::StrFormat("no region begins at %p", begin));
-  }
+  if (it == regions_.end()) return {ManagementError::kNoRegion, begin};
   Region& region = *it->region;
   const size_t capacity = region.heap.Stats().capacity_bytes;
-  if (absl::Status s = region.heap.RemovePool(region.pool); !s.ok()) {
-    return absl::FailedPreconditionError(
-        absl::StrFormat("region [%p, %p) not removed: %s", begin,
-                        reinterpret_cast<void*>(region.end), s.message()));
+  if (const tlsf::PoolError refused = region.heap.TryRemovePool(region.pool);
+      refused != tlsf::PoolError::kNone) {
+    return {FromPoolError(refused), begin};
   }
   Unsolo();
   index_.Update(&region.entry, RegionIndex::kNoBin);
@@ -331,7 +350,7 @@ absl::Status RegionSet::RemoveRegion(void* begin) {
   lost_stale_ = true;
   regions_.erase(it);
   Refile();
-  return absl::OkStatus();
+  return {};
 }
 
 void RegionSet::Clear() {
@@ -355,25 +374,19 @@ void RegionSet::Clear() {
   lost_stale_ = false;
 }
 
-absl::Status RegionSet::SetDebugOptions(const DebugOptions& options) {
-  if (!regions_.empty()) {
-    return absl::FailedPreconditionError(
-        "debug options can change only while the set has no region");
-  }
+ManagementResult RegionSet::SetDebugOptions(const DebugOptions& options) {
+  if (!regions_.empty()) return ManagementError::kHasRegions;
   options_ = options;
   canary_extra_ = options.canaries ? Heap::kCanaryExtraBytes : 0;
   max_request_ = tlsf::kMaxRequest - canary_extra_;
-  return absl::OkStatus();
+  return {};
 }
 
-absl::Status RegionSet::UseTable(RegionTable* table, const void* owner) {
-  if (!regions_.empty()) {
-    return absl::FailedPreconditionError(
-        "a set's table can change only while it has no region");
-  }
+ManagementResult RegionSet::UseTable(RegionTable* table, const void* owner) {
+  if (!regions_.empty()) return ManagementError::kHasRegions;
   table_ = table != nullptr ? table : &own_table_;
   owner_ = owner;
-  return absl::OkStatus();
+  return {};
 }
 
 void RegionSet::EraseEntry(RegionTable* table, const Region& r) {
@@ -409,14 +422,12 @@ void* RegionSet::DetachedRegion::end() const {
   return region_ ? reinterpret_cast<void*>(region_->end) : nullptr;
 }
 
-absl::StatusOr<RegionSet::DetachedRegion> RegionSet::Detach(void* begin) {
+ManagementResult RegionSet::Detach(void* begin, DetachedRegion* detached) {
   auto it = SlotOf(Addr(begin));
-  if (it == regions_.end()) {
-    return absl::NotFoundError(
-        absl::StrFormat("no region begins at %p", begin));
-  }
+  if (it == regions_.end()) return {ManagementError::kNoRegion, begin};
   Unsolo();
-  DetachedRegion out;
+  DetachedRegion& out = *detached;
+  out = DetachedRegion();
   out.region_ = std::move(it->region);
   regions_.erase(it);
   Region& r = *out.region_;
@@ -439,27 +450,20 @@ absl::StatusOr<RegionSet::DetachedRegion> RegionSet::Detach(void* begin) {
       }
     }
   }
-  return out;
+  return {};
 }
 
-absl::Status RegionSet::Attach(DetachedRegion& detached) {
-  if (!detached.region_) {
-    return absl::InvalidArgumentError("no region to attach");
-  }
+ManagementResult RegionSet::Attach(DetachedRegion& detached) {
+  if (!detached.region_) return ManagementError::kNothingToAttach;
   Region& r = *detached.region_;
-  if (const Region* other = Overlapping(r.begin, r.end)) {
-    return absl::AlreadyExistsError(absl::StrFormat(
-        "region [%p, %p) overlaps region [%p, %p)",
-        reinterpret_cast<void*>(r.begin), reinterpret_cast<void*>(r.end),
-        reinterpret_cast<void*>(other->begin),
-        reinterpret_cast<void*>(other->end)));
+  const void* const begin = reinterpret_cast<void*>(r.begin);
+  if (Overlapping(r.begin, r.end) != nullptr) {
+    return {ManagementError::kOverlap, begin};
   }
   if (r.heap.options() != options_) {
     // Its blocks are laid out for other debug modes than this set
     // allocates for.
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "region [%p, %p) has other debug options than this set",
-        reinterpret_cast<void*>(r.begin), reinterpret_cast<void*>(r.end)));
+    return {ManagementError::kDebugModesDiffer, begin};
   }
   r.heap.SetReportHandler(&RegionSet::OnHeapReport, this);
   Unsolo();
@@ -478,19 +482,16 @@ absl::Status RegionSet::Attach(DetachedRegion& detached) {
   detached.tags_.clear();
   InsertSlot(std::move(detached.region_));
   Refile();
-  return absl::OkStatus();
+  return {};
 }
 
-absl::Status RegionSet::SetAllocatable(void* begin, bool allocatable) {
+ManagementResult RegionSet::SetAllocatable(void* begin, bool allocatable) {
   auto it = SlotOf(Addr(begin));
-  if (it == regions_.end()) {
-    return absl::NotFoundError(
-        absl::StrFormat("no region begins at %p", begin));
-  }
+  if (it == regions_.end()) return {ManagementError::kNoRegion, begin};
   Region& region = *it->region;
   region.allocatable = allocatable;
   Refile();
-  return absl::OkStatus();
+  return {};
 }
 
 void RegionSet::Unsolo() noexcept {
@@ -870,13 +871,14 @@ absl::Status RegionSet::CheckRegion(const Region& r, bool with_tags) const {
   return absl::OkStatus();
 }
 
-absl::Status RegionSet::CheckRegionOf(const void* ptr) const {
+ManagementResult RegionSet::CheckRegionOf(const void* ptr,
+                                          absl::Status* damage) const {
   const Region* const r = FindRegion(ptr);
-  if (r == nullptr) {
-    return absl::NotFoundError(
-        absl::StrFormat("%p is in no region of this set", ptr));
-  }
-  return CheckRegion(*r, /*with_tags=*/true);
+  if (r == nullptr) return {ManagementError::kNotInRegion, ptr};
+  absl::Status found = CheckRegion(*r, /*with_tags=*/true);
+  if (found.ok()) return {};
+  if (damage != nullptr) *damage = std::move(found);
+  return {ManagementError::kCorrupt, ptr};
 }
 
 absl::Status RegionSet::Check() const {

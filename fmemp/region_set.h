@@ -17,8 +17,9 @@
 // * Bookkeeping never lives in the caller's regions: each region's TLSF
 //   control structure, the region array, the region table and the tag table
 //   come from the metadata arena (fmemp/metadata_arena.h), never from malloc
-//   or operator new. Error texts of failed management calls (absl::Status
-//   messages), List and Check's messages still allocate.
+//   or operator new. Management calls report failure as a ManagementResult
+//   (fmemp/management_error.h), which never allocates; List and the
+//   description of damage that Check and CheckRegionOf give still do.
 // * A region is removed only when no live block lies in it; its memory is
 //   never handed out again. Misuse (foreign, interior, freed pointers) is
 //   reported to the error handler, counted, and leaves every heap intact.
@@ -48,8 +49,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
-#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "fmemp/management_error.h"
 #include "fmemp/metadata_arena.h"
 #include "fmemp/region_index.h"
 #include "fmemp/region_table.h"
@@ -206,18 +207,20 @@ class RegionSet {
   RegionSet& operator=(const RegionSet&) = delete;
   ~RegionSet();
 
-  // Adds [begin, end) as a region (aligned inward). Errors, nothing changed:
-  //   InvalidArgument  null, reversed, empty or too small a range, or too
-  //                    large for one TLSF pool;
-  //   AlreadyExists    the range overlaps a region of this set, or of
-  //                    another set sharing its table (UseTable).
-  absl::Status AddRegion(void* begin, void* end);
+  // Management calls return a ManagementResult (its subject: the region's
+  // `begin`, or the pointer probed) and never allocate on failure; the
+  // errors are named below by ManagementError.
 
-  // Removes the region that AddRegion was given `begin` for. Errors:
-  //   NotFound            no such region;
-  //   FailedPrecondition  live blocks lie in it (the message says how many
-  //                       bytes); nothing changes.
-  absl::Status RemoveRegion(void* begin);
+  // Adds [begin, end) as a region (aligned inward). Errors, nothing changed:
+  //   kNullBound, kReversedRange, kTooSmall, kTooLarge (for one TLSF pool);
+  //   kOverlap         the range overlaps a region of this set;
+  //   kOverlapOtherSet ... of another set sharing its table (UseTable).
+  ManagementResult AddRegion(void* begin, void* end);
+
+  // Removes the region that AddRegion was given `begin` for. Errors,
+  // nothing changed: kNoRegion; kLiveBlocks (live blocks lie in it);
+  // kRegionUnlistable (its free block's links are damaged).
+  ManagementResult RemoveRegion(void* begin);
 
   // Drops every region and tag and zeroes the counters, live blocks or not.
   // Debug options stay.
@@ -225,27 +228,28 @@ class RegionSet {
 
   // Sets the debug modes of every region added from now on (see
   // tlsf::HeapOptions for what each does and costs). O(1).
-  // FailedPrecondition, changing nothing, while the set has a region.
-  absl::Status SetDebugOptions(const DebugOptions& options);
+  // kHasRegions, changing nothing, while the set has a region.
+  ManagementResult SetDebugOptions(const DebugOptions& options);
   const DebugOptions& debug_options() const noexcept { return options_; }
 
   // Takes the region that begins at `begin` out of this set, live blocks
   // and all: the set's counters drop by its figures (the peak stays), and
   // its blocks are no longer this set's to free. Its table entry stays,
   // naming this set's owner, until the region is attached or destroyed.
-  // O(regions + tags). NotFound if no region begins there.
-  absl::StatusOr<DetachedRegion> Detach(void* begin);
+  // O(regions + tags). kNoRegion (and *out untouched) if no region begins
+  // there.
+  ManagementResult Detach(void* begin, DetachedRegion* out);
 
   // Adds a region taken from another set (see Detach), with its live
   // blocks and tags; heap misuse in it is reported to this set from now on.
   // From a set that shares this set's table, the region's entry changes
   // owner in place (RegionTable::SetOwner: a lock-free reader never misses
   // it); from another table, it moves to this one. On success `region` is
-  // left empty. AlreadyExists if it overlaps a region of this set,
-  // InvalidArgument if `region` is empty, FailedPrecondition if its debug
+  // left empty. kOverlap if it overlaps a region of this set,
+  // kNothingToAttach if `region` is empty, kDebugModesDiffer if its debug
   // options differ from this set's; on error nothing changes and `region`
   // keeps the region.
-  absl::Status Attach(DetachedRegion& region);
+  ManagementResult Attach(DetachedRegion& region);
 
   // Makes this set keep its regions' entries in `table` (nullptr: its own
   // table, the default), each entry naming `owner` (RegionTable::Entry),
@@ -254,8 +258,8 @@ class RegionSet {
   // in it, and its writers are serialised with this set's region changes
   // (AddRegion, RemoveRegion, Detach, Attach, Clear); the set's
   // destruction leaves its entries to the table's owner. O(1).
-  // FailedPrecondition, changing nothing, while the set has a region.
-  absl::Status UseTable(RegionTable* table, const void* owner);
+  // kHasRegions, changing nothing, while the set has a region.
+  ManagementResult UseTable(RegionTable* table, const void* owner);
 
   // Whether ptr lies inside one of this set's regions (O(log regions)).
   bool Contains(const void* ptr) const noexcept;
@@ -263,8 +267,8 @@ class RegionSet {
   // Takes the region that begins at `begin` out of (false) or back into
   // (true) service: while out, no new block is placed in it, so blocks that
   // are freed leave it empty for RemoveRegion. Live blocks stay usable.
-  // NotFound if no region begins there.
-  absl::Status SetAllocatable(void* begin, bool allocatable);
+  // kNoRegion if no region begins there.
+  ManagementResult SetAllocatable(void* begin, bool allocatable);
 
   void* Allocate(size_t bytes) noexcept;
   void* AllocateAligned(size_t alignment, size_t bytes) noexcept;
@@ -322,9 +326,12 @@ class RegionSet {
   // The part of Check() for the one region holding `ptr`: its heap check
   // (with the debug modes' checks of its blocks), its index entry and the
   // tags of its blocks. O(blocks of that region + tags), plus its free bytes
-  // under poisoning. NotFound if `ptr` is in no region; otherwise OK or
-  // DataLoss naming the region and the first problem.
-  absl::Status CheckRegionOf(const void* ptr) const;
+  // under poisoning. kNotInRegion (allocating nothing) if `ptr` is in no
+  // region; otherwise OK or kCorrupt, and then, if `damage` is not null,
+  // *damage is the DataLoss status naming the region and the first problem
+  // (that description allocates).
+  ManagementResult CheckRegionOf(const void* ptr,
+                                 absl::Status* damage = nullptr) const;
 
   // Writes, line by line: every region (range and usage), every live block
   // (address, size, tag), the totals and the result of Check().

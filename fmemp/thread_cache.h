@@ -165,28 +165,37 @@ class CachingMemp final : private ThreadStateOwner {
 
   // --- Regions ---
 
+  // Each management call has Memp's two forms: Try* returns a
+  // ManagementResult and never allocates; the absl::Status form converts it
+  // after every lock is released (fmemp/management_error.h).
   absl::Status AddRegion(void* begin, void* end) {
     return shared_.AddRegion(begin, end);
   }
   absl::Status AddRegion(void* begin, size_t bytes) {
     return shared_.AddRegion(begin, bytes);
   }
+  ManagementResult TryAddRegion(void* begin, void* end) {
+    return shared_.TryAddRegion(begin, end);
+  }
   // As Memp::RemoveRegion, after taking the region out of service and
   // returning every cache's blocks, so that blocks parked in caches do not
   // keep it alive. On failure the region is back in service.
   absl::Status RemoveRegion(void* begin) {
-    absl::Status s = shared_.WithRegions(
+    return TryRemoveRegion(begin).ToStatus();
+  }
+  ManagementResult TryRemoveRegion(void* begin) {
+    ManagementResult result = shared_.WithRegions(
         [begin](RegionSet& r) { return r.SetAllocatable(begin, false); });
-    if (!s.ok()) return s;
+    if (!result.ok()) return result;
     DrainAllCaches();
-    s = shared_.RemoveRegion(begin);
-    if (!s.ok()) {
+    result = shared_.TryRemoveRegion(begin);
+    if (!result.ok()) {
       shared_
           .WithRegions(
               [begin](RegionSet& r) { return r.SetAllocatable(begin, true); })
           .IgnoreError();
     }
-    return s;
+    return result;
   }
   // Forgets every region and block, cached or not, and zeroes the counters.
   // Touches no block: the regions' memory may already be gone. REQUIRES: no
@@ -413,7 +422,10 @@ class CachingMemp final : private ThreadStateOwner {
   }
   // As Memp's. With a mode on, the caches are bypassed (and emptied).
   absl::Status SetDebugOptions(const DebugOptions& options) {
-    absl::Status s = shared_.SetDebugOptions(options);
+    return TrySetDebugOptions(options).ToStatus();
+  }
+  ManagementResult TrySetDebugOptions(const DebugOptions& options) {
+    const ManagementResult s = shared_.TrySetDebugOptions(options);
     if (!s.ok()) return s;
     const bool on = options.poison || options.canaries || options.asan;
     if (on) {
@@ -426,6 +438,10 @@ class CachingMemp final : private ThreadStateOwner {
   }
   absl::Status CheckRegionOf(const void* ptr) const {
     return shared_.CheckRegionOf(ptr);
+  }
+  ManagementResult TryCheckRegionOf(const void* ptr,
+                                    absl::Status* damage = nullptr) const {
+    return shared_.TryCheckRegionOf(ptr, damage);
   }
 
   // Fork support, as Memp's. The caller also holds the process-wide

@@ -496,27 +496,33 @@ class PoolingMemp final : private ThreadStateOwner {
 
   // --- Regions ---
 
+  // Each management call has Memp's two forms: Try* returns a
+  // ManagementResult and never allocates; the absl::Status form converts it
+  // after every lock is released (fmemp/management_error.h), so a program
+  // whose operator new is routed into this PoolingMemp gets its Status.
+
   // As Memp::AddRegion; also AlreadyExists for overlap with a bound region.
   absl::Status AddRegion(void* begin, void* end) {
-    return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
+    return TryAddRegion(begin, end).ToStatus();
+  }
+  absl::Status AddRegion(void* begin, size_t bytes) {
+    if (bytes > UINTPTR_MAX - reinterpret_cast<uintptr_t>(begin)) {
+      return ManagementResult(ManagementError::kWrapsAround, begin).ToStatus();
+    }
+    return AddRegion(begin, static_cast<char*>(begin) + bytes);
+  }
+  ManagementResult TryAddRegion(void* begin, void* end) {
+    return shared_.WithRegions([&](RegionSet& shared) -> ManagementResult {
       const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
       const uintptr_t e = reinterpret_cast<uintptr_t>(end);
       RegionTable::Entry other;
       if (begin != nullptr && end != nullptr && b < e &&
           table_.Overlapping(b, e, &other) && other.owner != nullptr) {
-        return absl::AlreadyExistsError(absl::StrFormat(
-            "region [%p, %p) overlaps a region bound to a thread", begin, end));
+        return {ManagementError::kOverlapBound, begin};
       }
       // Refuses bad ranges and overlap with a shared region (the table).
       return shared.AddRegion(begin, end);
     });
-  }
-  absl::Status AddRegion(void* begin, size_t bytes) {
-    if (bytes > UINTPTR_MAX - reinterpret_cast<uintptr_t>(begin)) {
-      return absl::InvalidArgumentError(
-          "region wraps around the address space");
-    }
-    return AddRegion(begin, static_cast<char*>(begin) + bytes);
   }
 
   // As Memp::RemoveRegion for a shared region. A region bound to the
@@ -524,23 +530,22 @@ class PoolingMemp final : private ThreadStateOwner {
   // blocks live in it, after applying queued frees); one bound to another
   // thread is refused with FailedPrecondition.
   absl::Status RemoveRegion(void* begin) {
+    return TryRemoveRegion(begin).ToStatus();
+  }
+  ManagementResult TryRemoveRegion(void* begin) {
     Pool* const mine = SyncedPool();
-    return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
+    return shared_.WithRegions([&](RegionSet& shared) -> ManagementResult {
       RegionTable::Entry entry;
       if (!table_.FindWhole(reinterpret_cast<uintptr_t>(begin), &entry) ||
           entry.owner == nullptr) {
         return shared.RemoveRegion(begin);
       }
-      Pool* const owner = PoolOf(entry);
-      if (owner != mine) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "region at %p is bound to thread %d: it must unbind or exit "
-            "first",
-            begin, owner->thread_id));
+      if (PoolOf(entry) != mine) {
+        return {ManagementError::kBoundToOtherThread, begin};
       }
       ApplyRemoteFrees(mine, &shared);
       mine->FlushCache();  // parked blocks never keep a region alive
-      absl::Status removed = mine->regions.RemoveRegion(begin);
+      const ManagementResult removed = mine->regions.RemoveRegion(begin);
       mine->Publish();
       return removed;
     });
@@ -586,31 +591,32 @@ class PoolingMemp final : private ThreadStateOwner {
   absl::Status BindThisThread(
       void* begin,
       PoolExhaustion on_exhaustion = PoolExhaustion::kFallBackToShared) {
+    return TryBindThisThread(begin, on_exhaustion).ToStatus();
+  }
+  ManagementResult TryBindThisThread(
+      void* begin,
+      PoolExhaustion on_exhaustion = PoolExhaustion::kFallBackToShared) {
     Pool* pool = SyncedPool();
     if (pool == nullptr) {
       pool = NewPool();
-      if (pool == nullptr) {
-        return absl::ResourceExhaustedError("no memory for a pool's queue");
-      }
+      if (pool == nullptr) return {ManagementError::kNoMemory, begin};
       pool = static_cast<Pool*>(RegisterThreadState(this, pool));
     }
-    return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
+    return shared_.WithRegions([&](RegionSet& shared) -> ManagementResult {
       const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
       RegionTable::Entry entry;
       if (table_.FindWhole(b, &entry) && entry.base == b &&
           entry.owner != nullptr) {
-        Pool* const owner = PoolOf(entry);
-        if (owner != pool) {
-          return absl::FailedPreconditionError(absl::StrFormat(
-              "region at %p is bound to thread %d", begin, owner->thread_id));
+        if (PoolOf(entry) != pool) {
+          return {ManagementError::kBoundToOtherThread, begin};
         }
         pool->on_exhaustion = on_exhaustion;
-        return absl::OkStatus();
+        return {};
       }
       if (!pool->has_regions()) {
         // A pool takes the debug modes of the regions it will hold.
         const DebugOptions& debug = shared.debug_options();
-        absl::Status s = pool->regions.SetDebugOptions(debug);
+        const ManagementResult s = pool->regions.SetDebugOptions(debug);
         if (!s.ok()) return s;
         // A debug mode checks every block: none may skip it in the cache.
         pool->cache_mode = static_cast<uint8_t>(
@@ -620,12 +626,15 @@ class PoolingMemp final : private ThreadStateOwner {
       }
       // The region's table entry stays through the move; Attach makes the
       // pool its owner in place.
-      absl::StatusOr<RegionSet::DetachedRegion> region =
-          Counted(shared, [&] { return shared.Detach(begin); });
-      if (!region.ok()) return region.status();
-      if (absl::Status s = pool->regions.Attach(*region); !s.ok()) {
+      RegionSet::DetachedRegion region;
+      if (const ManagementResult s =
+              Counted(shared, [&] { return shared.Detach(begin, &region); });
+          !s.ok()) {
+        return s;
+      }
+      if (const ManagementResult s = pool->regions.Attach(region); !s.ok()) {
         // Cannot happen (regions of one front-end are disjoint); put it back.
-        Counted(shared, [&] { return shared.Attach(*region); }).IgnoreError();
+        Counted(shared, [&] { return shared.Attach(region); }).IgnoreError();
         return s;
       }
       pool->on_exhaustion = on_exhaustion;
@@ -636,7 +645,7 @@ class PoolingMemp final : private ThreadStateOwner {
         }
       }
       pool->Publish();
-      return absl::OkStatus();
+      return ManagementResult();
     });
   }
 
@@ -809,12 +818,12 @@ class PoolingMemp final : private ThreadStateOwner {
   // Only while no region exists, shared or bound (FailedPrecondition).
   // Pools take the modes when they bind their first region.
   absl::Status SetDebugOptions(const DebugOptions& options) {
-    return shared_.WithRegions([&](RegionSet& shared) -> absl::Status {
+    return TrySetDebugOptions(options).ToStatus();
+  }
+  ManagementResult TrySetDebugOptions(const DebugOptions& options) {
+    return shared_.WithRegions([&](RegionSet& shared) -> ManagementResult {
       // Any entry of the table: a shared region or a bound one.
-      if (table_.size() != 0) {
-        return absl::FailedPreconditionError(
-            "debug modes can only change while there is no region");
-      }
+      if (table_.size() != 0) return ManagementError::kHasRegions;
       return shared.SetDebugOptions(options);
     });
   }
@@ -822,19 +831,25 @@ class PoolingMemp final : private ThreadStateOwner {
   // pool (a region bound to another thread cannot be checked from here:
   // FailedPrecondition).
   absl::Status CheckRegionOf(const void* ptr) {
+    absl::Status damage;
+    const ManagementResult result = TryCheckRegionOf(ptr, &damage);
+    return damage.ok() ? result.ToStatus() : damage;
+  }
+  // As Memp::TryCheckRegionOf.
+  ManagementResult TryCheckRegionOf(const void* ptr,
+                                    absl::Status* damage = nullptr) {
     if (Pool* const pool = BoundPool(); InPool(pool, ptr)) {
-      return pool->regions.CheckRegionOf(ptr);
+      return pool->regions.CheckRegionOf(ptr, damage);
     }
-    return shared_.WithRegions([&](const RegionSet& shared) -> absl::Status {
-      RegionTable::Entry entry;
-      if (table_.FindWhole(reinterpret_cast<uintptr_t>(ptr), &entry) &&
-          entry.owner != nullptr) {
-        return absl::FailedPreconditionError(
-            absl::StrFormat("%p lies in a region bound to thread %d", ptr,
-                            PoolOf(entry)->thread_id));
-      }
-      return shared.CheckRegionOf(ptr);
-    });
+    return shared_.WithRegions(
+        [&](const RegionSet& shared) -> ManagementResult {
+          RegionTable::Entry entry;
+          if (table_.FindWhole(reinterpret_cast<uintptr_t>(ptr), &entry) &&
+              entry.owner != nullptr) {
+            return {ManagementError::kInOtherThreadsPool, ptr};
+          }
+          return shared.CheckRegionOf(ptr, damage);
+        });
   }
 
   // --- Observation ---
@@ -1586,13 +1601,12 @@ class PoolingMemp final : private ThreadStateOwner {
     ApplyRemoteFrees(pool, &shared);
     pool->FlushCache();
     for (const RegionStats& r : pool->regions.ProbeRegions()) {
-      absl::StatusOr<RegionSet::DetachedRegion> region =
-          pool->regions.Detach(r.begin);
-      if (!region.ok()) continue;
+      RegionSet::DetachedRegion region;
+      if (!pool->regions.Detach(r.begin, &region).ok()) continue;
       pool->PublishUsage();  // the pool's side first: never counted twice
       // Regions of one front-end are disjoint, so this cannot fail.
       // The region's entry changes owner in place (the shared set's).
-      Counted(shared, [&] { return shared.Attach(*region); }).IgnoreError();
+      Counted(shared, [&] { return shared.Attach(region); }).IgnoreError();
     }
     pool->Publish();
   }

@@ -1457,41 +1457,57 @@ size_t Heap::DebugUsableSize(const void* ptr) const noexcept {
 // --- Pools ---
 
 absl::StatusOr<Pool*> Heap::AddPool(void* mem, size_t bytes) {
-  if (mem == nullptr) return absl::InvalidArgumentError("pool memory is null");
-  const uintptr_t low = Addr(mem);
-  if (bytes > UINTPTR_MAX - low) {
-    return absl::InvalidArgumentError(
-        "pool range wraps around the end of the address space");
+  Pool* pool = nullptr;
+  switch (TryAddPool(mem, bytes, &pool)) {
+    case PoolError::kNone:
+      return pool;
+    case PoolError::kNullMemory:
+      return absl::InvalidArgumentError("pool memory is null");
+    case PoolError::kWrapsAround:
+      return absl::InvalidArgumentError(
+          "pool range wraps around the end of the address space");
+    case PoolError::kTooSmall:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "pool of ", bytes, " bytes is smaller than the minimum of ",
+          kMinPoolBytes, " bytes after aligning its bounds"));
+    case PoolError::kTooLarge:
+      return absl::OutOfRangeError(absl::StrCat(
+          "pool of ", bytes, " bytes exceeds the maximum block span of ",
+          kMaxSpan - kAlignment, " bytes"));
+    case PoolError::kOverlap:
+      return absl::InvalidArgumentError(
+          absl::StrFormat("pool [%p, %p) overlaps a pool of this heap", mem,
+                          static_cast<void*>(static_cast<char*>(mem) + bytes)));
+    case PoolError::kTooManyPools:
+      return absl::ResourceExhaustedError(
+          absl::StrCat("a heap holds at most ", kMaxPools, " pools at a time"));
+    case PoolError::kNotAPool:
+    case PoolError::kLiveBlocks:
+    case PoolError::kUnlistable:
+      break;  // RemovePool's
   }
+  return absl::InternalError("unexpected pool error");
+}
+
+PoolError Heap::TryAddPool(void* mem, size_t bytes, Pool** out) noexcept {
+  if (mem == nullptr) return PoolError::kNullMemory;
+  const uintptr_t low = Addr(mem);
+  if (bytes > UINTPTR_MAX - low) return PoolError::kWrapsAround;
   const uintptr_t begin = AlignUp(low, kAlignment);
   const uintptr_t end = (low + bytes) & ~uintptr_t{kAlignment - 1};
-  if (end < begin || end - begin < kMinPoolBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "pool of ", bytes, " bytes is smaller than the minimum of ",
-        kMinPoolBytes, " bytes after aligning its bounds"));
-  }
+  if (end < begin || end - begin < kMinPoolBytes) return PoolError::kTooSmall;
   const size_t span = end - begin - kPoolFixedOverhead;
-  if (span >= kMaxSpan) {
-    return absl::OutOfRangeError(absl::StrCat(
-        "pool of ", bytes, " bytes exceeds the maximum block span of ",
-        kMaxSpan - kAlignment, " bytes"));
-  }
+  if (span >= kMaxSpan) return PoolError::kTooLarge;
   size_t at = 0;  // where the new pool goes in pools_
   for (size_t i = 0; i < stats_.pool_count; ++i) {
     const PoolRange& r = pools_[i];
     const uintptr_t p_begin = r.first - sizeof(Pool);
     const uintptr_t p_end = r.last + kAlignment;
-    if (begin < p_end && p_begin < end) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "pool [%p, %p) overlaps pool [%p, %p) of this heap",
-          reinterpret_cast<void*>(begin), reinterpret_cast<void*>(end),
-          reinterpret_cast<void*>(p_begin), reinterpret_cast<void*>(p_end)));
-    }
+    if (begin < p_end && p_begin < end) return PoolError::kOverlap;
     if (p_begin < begin) at = i + 1;
   }
   if (stats_.pool_count == static_cast<size_t>(kMaxPools)) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("a heap holds at most ", kMaxPools, " pools at a time"));
+    return PoolError::kTooManyPools;
   }
   for (size_t i = stats_.pool_count; i > at; --i) pools_[i] = pools_[i - 1];
   PoolRange& range = pools_[at];
@@ -1521,7 +1537,8 @@ absl::StatusOr<Pool*> Heap::AddPool(void* mem, size_t bytes) {
   stats_.capacity_bytes += span;
   ++stats_.pool_count;
   InsertFree(block, span);
-  return pool;
+  *out = pool;
+  return PoolError::kNone;
 }
 
 bool Heap::OwnsPool(const Pool* pool) const {
@@ -1529,36 +1546,51 @@ bool Heap::OwnsPool(const Pool* pool) const {
 }
 
 absl::Status Heap::RemovePool(Pool* pool) {
+  switch (TryRemovePool(pool)) {
+    case PoolError::kNone:
+      return absl::OkStatus();
+    case PoolError::kNotAPool:
+      return absl::NotFoundError("not a pool of this heap");
+    case PoolError::kLiveBlocks: {
+      size_t live_bytes = 0;
+      size_t live_blocks = 0;
+      WalkPool(pool, [&](const BlockInfo& info) {
+        if (info.used) {
+          live_bytes += info.size;
+          ++live_blocks;
+        }
+        return true;
+      });
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "pool at %p still holds %d live bytes in %d blocks, or is damaged",
+          static_cast<void*>(pool), live_bytes, live_blocks));
+    }
+    case PoolError::kUnlistable:
+      return absl::DataLossError(
+          absl::StrFormat("pool at %p: its free block cannot be unlisted",
+                          static_cast<void*>(pool)));
+    default:
+      break;  // AddPool's
+  }
+  return absl::InternalError("unexpected pool error");
+}
+
+PoolError Heap::TryRemovePool(Pool* pool) noexcept {
   const PoolRange* const r = pool != nullptr ? RangeOfPool(pool) : nullptr;
-  if (r == nullptr) return absl::NotFoundError("not a pool of this heap");
+  if (r == nullptr) return PoolError::kNotAPool;
   const PoolRange range = *r;
   Block* const block = reinterpret_cast<Block*>(range.first);
   const uint64_t word = LoadWord(block);
   if (!IsHeader(block, word) || (word & (kFree | kLost)) != kFree ||
       (word & kSpanMask) != range.capacity) {
-    size_t live_bytes = 0;
-    size_t live_blocks = 0;
-    WalkPool(pool, [&](const BlockInfo& info) {
-      if (info.used) {
-        live_bytes += info.size;
-        ++live_blocks;
-      }
-      return true;
-    });
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "pool at %p still holds %d live bytes in %d blocks, or is damaged",
-        static_cast<void*>(pool), live_bytes, live_blocks));
+    return PoolError::kLiveBlocks;
   }
   EnsureLinks(block);
   if (!RemoveFree(block, range.capacity)) {
     // Its links are damaged: drop its bin's list (relisting the rest), so
     // that nothing links to the pool's memory once it is gone.
     DropList(BinForSpan(range.capacity));
-    if (!RemoveFree(block, range.capacity)) {
-      return absl::DataLossError(
-          absl::StrFormat("pool at %p: its free block cannot be unlisted",
-                          static_cast<void*>(pool)));
-    }
+    if (!RemoveFree(block, range.capacity)) return PoolError::kUnlistable;
   }
   StoreWord(block, 0);
   StoreWord(Offset(block, range.capacity), 0);  // the end sentinel
@@ -1572,7 +1604,7 @@ absl::Status Heap::RemovePool(Pool* pool) {
   pools_[stats_.pool_count - 1] = PoolRange{};
   stats_.capacity_bytes -= range.capacity;
   --stats_.pool_count;
-  return absl::OkStatus();
+  return PoolError::kNone;
 }
 
 void Heap::ForEachPool(absl::FunctionRef<void(Pool*)> fn) const {

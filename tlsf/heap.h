@@ -106,6 +106,25 @@ enum class HeapError {
 // Returns a static, human-readable name for `error`.
 const char* HeapErrorName(HeapError error);
 
+// Why AddPool or RemovePool refused, as TryAddPool and TryRemovePool return
+// it: a value that never allocates, so a caller holding a lock that its
+// program's operator new may also take (fmemp's front-ends) can learn the
+// reason without calling operator new. AddPool and RemovePool turn it into
+// an absl::Status with a message.
+enum class PoolError : uint8_t {
+  kNone,          // success
+  kNullMemory,    // InvalidArgument: mem is null
+  kWrapsAround,   // InvalidArgument: the range wraps around the address space
+  kTooSmall,      // InvalidArgument: smaller than kMinPoolBytes once aligned
+  kOverlap,       // InvalidArgument: overlaps a pool of this heap
+  kTooLarge,      // OutOfRange: its single block would reach kMaxSpan
+  kTooManyPools,  // ResourceExhausted: the heap already holds kMaxPools
+  kNotAPool,      // NotFound: not a pool of this heap
+  kLiveBlocks,    // FailedPrecondition: a live block lies in it (or its
+                  // first block's header is damaged)
+  kUnlistable,    // DataLoss: its free block cannot be unlisted
+};
+
 // Receives every misuse the heap detects. Runs on the calling thread, inside
 // the heap call (and so inside any lock the caller holds): it must not call
 // back into the same heap.
@@ -281,12 +300,18 @@ class Heap {
   //   OutOfRange          the pool's single block would reach kMaxSpan;
   //   ResourceExhausted   the heap already holds kMaxPools pools.
   absl::StatusOr<Pool*> AddPool(void* mem, size_t bytes);
+  // As AddPool, without allocating: the pool goes to *pool (untouched on
+  // failure) and the reason for a refusal is returned. noexcept.
+  PoolError TryAddPool(void* mem, size_t bytes, Pool** pool) noexcept;
 
   // Removes `pool`. Errors (the heap is unchanged):
   //   NotFound            pool is not a pool of this heap;
   //   FailedPrecondition  a live block lies in the pool (the message says how
   //                       many bytes in how many blocks).
   absl::Status RemovePool(Pool* pool);
+  // As RemovePool, without allocating (PoolError::kLiveBlocks instead of the
+  // message's counts). noexcept.
+  PoolError TryRemovePool(Pool* pool) noexcept;
 
   // Calls `fn` for each pool, in the order they were added. `fn` must not add
   // or remove pools.

@@ -598,6 +598,38 @@ TEST(HeapPoolTest, UnalignedPoolIsAlignedInward) {
   }
 }
 
+// The non-allocating forms give the reason the Status forms describe, and
+// change nothing when they refuse.
+TEST(HeapPoolTest, TryAddPoolAndTryRemovePoolReturnTheReason) {
+  Buffer first(8192), second(8192);
+  Heap heap;
+  Pool* pool = nullptr;
+  EXPECT_EQ(heap.TryAddPool(nullptr, 4096, &pool), PoolError::kNullMemory);
+  EXPECT_EQ(heap.TryAddPool(first.data(), Heap::kMinPoolBytes - 1, &pool),
+            PoolError::kTooSmall);
+  EXPECT_EQ(heap.TryAddPool(first.data(), SIZE_MAX, &pool),
+            PoolError::kWrapsAround);
+  EXPECT_EQ(pool, nullptr);
+  ASSERT_EQ(heap.TryAddPool(first.data(), first.size(), &pool),
+            PoolError::kNone);
+  ASSERT_NE(pool, nullptr);
+  Pool* other = nullptr;
+  EXPECT_EQ(heap.TryAddPool(first.data() + 1024, 4096, &other),
+            PoolError::kOverlap);
+  EXPECT_EQ(other, nullptr);
+  EXPECT_EQ(heap.Stats().pool_count, 1u);
+  void* live = heap.Allocate(100);
+  ASSERT_NE(live, nullptr);
+  EXPECT_EQ(heap.TryRemovePool(pool), PoolError::kLiveBlocks);
+  EXPECT_EQ(heap.Stats().pool_count, 1u);
+  heap.Free(live);
+  EXPECT_EQ(heap.TryRemovePool(pool), PoolError::kNone);
+  EXPECT_EQ(heap.TryRemovePool(pool), PoolError::kNotAPool);
+  EXPECT_EQ(heap.TryRemovePool(nullptr), PoolError::kNotAPool);
+  EXPECT_EQ(heap.Stats().pool_count, 0u);
+  EXPECT_TRUE(heap.Check().ok());
+}
+
 // Reference defect: removing a pool with live blocks was allowed, and the
 // heap later handed out memory inside the removed pool.
 TEST(HeapPoolTest, RemovePoolWithLiveBlocksIsRefused) {
