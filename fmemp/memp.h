@@ -16,11 +16,11 @@
 // Guarantees
 // * Thread safety: every member takes the policy's lock exactly once (in
 //   this file, the only place the lock is applied; a request that fails
-//   for lack of space takes it again to read the out-of-memory handler and
-//   to retry), so Memp is safe from many threads when
-//   LockPolicy::kThreadSafe, and for one thread at a time with NoLock.
-//   Calls never re-enter the lock (calloc does not call malloc under it),
-//   so a non-recursive lock never deadlocks.
+//   for lack of space or bad input takes it again to read the out-of-memory
+//   handler, to retry and to count the failure), so Memp is safe from many
+//   threads when LockPolicy::kThreadSafe, and for one thread at a time with
+//   NoLock. Calls never re-enter the lock (calloc does not call malloc under
+//   it), so a non-recursive lock never deadlocks.
 // * Complexity: Allocate/AllocateAligned/Free/Reallocate are O(1) in block
 //   count and region count, except that finding the region owning a pointer
 //   is O(log regions). Probe is O(1). Region management, ProbeRegions, Check
@@ -102,7 +102,6 @@ class Memp {
   void Clear() {
     sync::ScopedLock<LockPolicy> hold(lock_);
     regions_.Clear();
-    superseded_failures_ = 0;
   }
 
   // --- Hot path ---
@@ -112,17 +111,20 @@ class Memp {
   // the lock, and may make room (free blocks, AddRegion); if it returns true
   // the request is tried once more. Malformed requests (bad alignment,
   // calloc overflow, sizes above tlsf::kMaxRequest) fail without calling it.
+  // A call that returns nullptr for lack of space or bad input counts one
+  // failed allocation (MempStats::failed_allocations), under the lock, where
+  // it is decided; a reallocation refused as misuse counts in invalid_frees
+  // instead, and a request the handler's retry serves counts nothing.
 
   void* Allocate(size_t bytes) noexcept {
-    return WithRetry</*kAllocation=*/true>(
-        bytes, tlsf::kAlignment,
-        [bytes](RegionSet& regions) { return regions.Allocate(bytes); });
+    return WithRetry(bytes, tlsf::kAlignment, [bytes](RegionSet& regions) {
+      return regions.Allocate(bytes);
+    });
   }
   void* AllocateAligned(size_t alignment, size_t bytes) noexcept {
-    return WithRetry</*kAllocation=*/true>(
-        bytes, alignment, [alignment, bytes](RegionSet& regions) {
-          return regions.AllocateAligned(alignment, bytes);
-        });
+    return WithRetry(bytes, alignment, [alignment, bytes](RegionSet& regions) {
+      return regions.AllocateAligned(alignment, bytes);
+    });
   }
   // Zeroed count * size bytes; nullptr (counted) on overflow or exhaustion.
   // With a tag, as AllocateTagged. The zeroing happens outside the lock.
@@ -138,35 +140,43 @@ class Memp {
       regions_.NoteFailure();
       return nullptr;
     }
-    void* p = WithRetry</*kAllocation=*/true>(
-        bytes, tlsf::kAlignment, [bytes, tag](RegionSet& r) {
-          void* block = r.Allocate(bytes);
-          if (block != nullptr && tag != nullptr) r.SetTag(block, *tag);
-          return block;
-        });
+    void* p = WithRetry(bytes, tlsf::kAlignment, [bytes, tag](RegionSet& r) {
+      void* block = r.Allocate(bytes);
+      if (block != nullptr && tag != nullptr) r.SetTag(block, *tag);
+      return block;
+    });
     if (p != nullptr) std::memset(p, 0, bytes);
     return p;
   }
   void* Reallocate(void* ptr, size_t bytes) noexcept {
     if (ptr == nullptr) return Allocate(bytes);
-    const size_t alignment = bytes == 0 ? 0 : tlsf::kAlignment;
-    return WithRetry</*kAllocation=*/false>(
-        bytes, alignment, [ptr, bytes](RegionSet& regions) {
-          return regions.Reallocate(ptr, bytes);
-        });
+    bool no_room = false;
+    return WithRetry(
+        bytes, tlsf::kAlignment,
+        [ptr, bytes, &no_room](RegionSet& regions) {
+          return regions.Reallocate(ptr, bytes, &no_room);
+        },
+        &no_room);
   }
   bool Free(void* ptr) noexcept {
     sync::ScopedLock<LockPolicy> hold(lock_);
     return regions_.Free(ptr);
   }
+  // Who counts a call that returns nullptr (MempStats::failed_allocations):
+  // this Memp, or a layer over it whose own call then fails (a pool that
+  // fell back to these regions counts the failure among its figures).
+  enum class FailureCountedBy { kThisMemp, kCaller };
   // An allocation made by attempt(regions) under the lock, with Allocate's
   // out-of-memory handling (the handler, then attempt once more); attempt
-  // returns the block or nullptr, and a nullptr must be one counted failure
-  // (as RegionSet's allocations count it). For a front-end that wraps
-  // the allocation (PoolingMemp counts its used bytes there).
+  // returns the block or nullptr, and nullptr means no room (or bad input).
+  // For a front-end that wraps the allocation (PoolingMemp counts its used
+  // bytes there). A nullptr result is counted here only with kThisMemp.
   template <typename Attempt>
-  void* AllocateWith(size_t bytes, size_t alignment, Attempt attempt) noexcept {
-    return WithRetry</*kAllocation=*/true>(bytes, alignment, attempt);
+  void* AllocateWith(
+      size_t bytes, size_t alignment, Attempt attempt,
+      FailureCountedBy counted_by = FailureCountedBy::kThisMemp) noexcept {
+    return WithRetry(bytes, alignment, attempt, /*no_room=*/nullptr,
+                     counted_by);
   }
   size_t UsableSize(const void* ptr) const noexcept {
     sync::ScopedLock<LockPolicy> hold(lock_);
@@ -177,21 +187,23 @@ class Memp {
   // tag is listed by List() until the block is freed. The tag table lives in
   // the metadata arena.
   void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
-    return WithRetry</*kAllocation=*/true>(
-        bytes, alignment, [alignment, bytes, &tag](RegionSet& regions) {
-          void* p = regions.AllocateAligned(alignment, bytes);
-          if (p != nullptr) regions.SetTag(p, tag);
-          return p;
-        });
+    return WithRetry(bytes, alignment,
+                     [alignment, bytes, &tag](RegionSet& regions) {
+                       void* p = regions.AllocateAligned(alignment, bytes);
+                       if (p != nullptr) regions.SetTag(p, tag);
+                       return p;
+                     });
   }
   void* ReallocateTagged(void* ptr, size_t bytes, const BlockTag& tag) {
-    const size_t alignment = bytes == 0 ? 0 : tlsf::kAlignment;
-    return WithRetry</*kAllocation=*/false>(
-        bytes, alignment, [ptr, bytes, &tag](RegionSet& regions) {
-          void* p = regions.Reallocate(ptr, bytes);
+    bool no_room = false;
+    return WithRetry(
+        bytes, tlsf::kAlignment,
+        [ptr, bytes, &tag, &no_room](RegionSet& regions) {
+          void* p = regions.Reallocate(ptr, bytes, &no_room);
           if (p != nullptr) regions.SetTag(p, tag);
           return p;
-        });
+        },
+        &no_room);
   }
 
   // Called, outside the lock, when a well-formed request finds no room:
@@ -210,14 +222,14 @@ class Memp {
 
   MempStats Probe() const noexcept {
     sync::ScopedLock<LockPolicy> hold(lock_);
-    return ProbeLocked();
+    return regions_.Probe();
   }
   // As Probe, then add(stats) under the same lock acquisition: a layer on
   // this front-end folds in figures that move together with the regions
   // (fmemp/thread_pool.h). `add` must not call into this Memp.
   MempStats ProbeAnd(absl::FunctionRef<void(MempStats&)> add) const {
     sync::ScopedLock<LockPolicy> hold(lock_);
-    MempStats stats = ProbeLocked();
+    MempStats stats = regions_.Probe();
     add(stats);
     return stats;
   }
@@ -314,70 +326,62 @@ class Memp {
  private:
   // Runs attempt(regions_) under the lock; if it fails for lack of space,
   // asks the out-of-memory handler (outside the lock) and, if it says so,
-  // runs it once more. alignment 0 marks a request that is not an allocation
-  // (realloc to 0 bytes), which never reaches the handler.
-  // kAllocation: the attempt is an allocation, whose nullptr is always one
-  // counted failure (RegionSet::failed_allocations); otherwise (a
-  // reallocation, which may fail for misuse without counting) the count is
-  // compared. Only the success path is inline.
-  template <bool kAllocation, typename Attempt>
-  void* WithRetry(size_t bytes, size_t alignment, Attempt attempt) noexcept {
-    void* p = nullptr;
-    uint64_t first_failures = 1;
+  // runs it once more. The call's outcome is counted where it is decided:
+  // a nullptr result is one failed allocation, noted under the lock that
+  // saw it (unless counted_by says the caller counts it). no_room: nullptr
+  // for an allocation, whose every nullptr is a failure; for a
+  // reallocation, what attempt says of its nullptr (false: misuse,
+  // reported and not a failure; or a free, for 0 bytes). Only the success
+  // path is inline.
+  template <typename Attempt>
+  void* WithRetry(
+      size_t bytes, size_t alignment, Attempt attempt,
+      const bool* no_room = nullptr,
+      FailureCountedBy counted_by = FailureCountedBy::kThisMemp) noexcept {
     {
       sync::ScopedLock<LockPolicy> hold(lock_);
-      const uint64_t failed_before =
-          kAllocation ? 0 : regions_.failed_allocations();
-      p = attempt(regions_);
-      if (!kAllocation && p == nullptr) {
-        // Misuse (a bad pointer to realloc) fails without counting a failed
-        // allocation; only a counted failure is out of memory.
-        first_failures = regions_.failed_allocations() - failed_before;
-      }
+      void* p = attempt(regions_);
+      if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
     }
-    if (ABSL_PREDICT_TRUE(p != nullptr) || first_failures == 0) return p;
-    return RetryOutOfMemory(first_failures, bytes, alignment, attempt);
+    if (no_room != nullptr && !*no_room) return nullptr;
+    return RetryOutOfMemory(bytes, alignment, attempt, no_room, counted_by);
   }
 
-  // WithRetry after a failure for lack of space that counted
-  // `first_failures`.
+  // WithRetry after its first attempt failed for lack of space or bad input.
   template <typename Attempt>
-  ABSL_ATTRIBUTE_NOINLINE void* RetryOutOfMemory(uint64_t first_failures,
-                                                 size_t bytes, size_t alignment,
-                                                 Attempt attempt) noexcept {
+  ABSL_ATTRIBUTE_NOINLINE void* RetryOutOfMemory(
+      size_t bytes, size_t alignment, Attempt attempt, const bool* no_room,
+      FailureCountedBy counted_by) noexcept {
+    const bool counted_here = counted_by == FailureCountedBy::kThisMemp;
     OutOfMemoryHandler handler = nullptr;
     void* context = nullptr;
-    {
-      sync::ScopedLock<LockPolicy> hold(lock_);
-      handler = oom_handler_;
-      context = oom_context_;
-    }
     const bool well_formed = bytes <= tlsf::kMaxRequest &&
                              tlsf::IsPowerOfTwo(alignment) &&
                              alignment <= tlsf::Heap::kMaxAlignment;
-    if (handler == nullptr || !well_formed ||
-        !handler(context, bytes, alignment)) {
-      return nullptr;
+    {
+      sync::ScopedLock<LockPolicy> hold(lock_);
+      if (oom_handler_ == nullptr || !well_formed) {
+        if (counted_here) regions_.NoteFailure();  // the call fails here
+        return nullptr;
+      }
+      handler = oom_handler_;
+      context = oom_context_;
     }
+    const bool retry = handler(context, bytes, alignment);
     sync::ScopedLock<LockPolicy> hold(lock_);
-    // The call's outcome is the retry's: failed_allocations counts calls
-    // that returned nullptr, so the first attempt's failure is superseded.
-    superseded_failures_ += first_failures;
-    return attempt(regions_);
-  }
-
-  MempStats ProbeLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_) {
-    MempStats stats = regions_.Probe();
-    stats.failed_allocations -= superseded_failures_;
-    return stats;
+    void* p = retry ? attempt(regions_) : nullptr;
+    // Refused by the handler, or no room on the retry (a retried
+    // reallocation may meet misuse instead: the handler freed the block).
+    if (p == nullptr && counted_here && (no_room == nullptr || *no_room)) {
+      regions_.NoteFailure();
+    }
+    return p;
   }
 
   mutable LockPolicy lock_;
   RegionSet regions_ ABSL_GUARDED_BY(lock_);
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(lock_) = nullptr;
   void* oom_context_ ABSL_GUARDED_BY(lock_) = nullptr;
-  // Failures of first attempts that an out-of-memory retry then decided.
-  uint64_t superseded_failures_ ABSL_GUARDED_BY(lock_) = 0;
 };
 
 }  // namespace fmemp

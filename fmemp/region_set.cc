@@ -679,7 +679,6 @@ inline void* RegionSet::AllocateWith(size_t alignment, size_t bytes) noexcept {
       }
     }
   }
-  if (p == nullptr) ++failed_allocations_;
   return p;
 }
 
@@ -689,7 +688,6 @@ void* RegionSet::Allocate(size_t bytes) noexcept {
 
 void* RegionSet::AllocateAligned(size_t alignment, size_t bytes) noexcept {
   if (!tlsf::IsPowerOfTwo(alignment) || alignment > Heap::kMaxAlignment) {
-    ++failed_allocations_;
     return nullptr;
   }
   if (alignment <= tlsf::kAlignment) return Allocate(bytes);
@@ -698,14 +696,12 @@ void* RegionSet::AllocateAligned(size_t alignment, size_t bytes) noexcept {
 
 size_t RegionSet::AllocateBatch(size_t bytes, size_t count,
                                 void** out) noexcept {
-  const uint64_t failed_before = failed_allocations_;
   size_t got = 0;
   while (got < count) {
     void* p = Allocate(bytes);
     if (p == nullptr) break;
     out[got++] = p;
   }
-  failed_allocations_ = failed_before;
   return got;
 }
 
@@ -757,8 +753,15 @@ RegionSet::FreeOutcome RegionSet::TryFreeSlow(void* ptr) noexcept {
   return FreeFound(r, ptr) ? FreeOutcome::kFreed : FreeOutcome::kRefused;
 }
 
-void* RegionSet::Reallocate(void* ptr, size_t bytes) noexcept {
-  if (ptr == nullptr) return Allocate(bytes);
+void* RegionSet::Reallocate(void* ptr, size_t bytes, bool* no_room) noexcept {
+  bool ignored = false;
+  if (no_room == nullptr) no_room = &ignored;
+  *no_room = false;
+  if (ptr == nullptr) {
+    void* p = Allocate(bytes);
+    *no_room = p == nullptr;
+    return p;
+  }
   Region* const r = FindRegion(ptr);
   if (r == nullptr) {
     Report(MempError::kForeignPointer, ptr);
@@ -789,7 +792,10 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes) noexcept {
     // This region cannot hold the new size: move to another one, keeping
     // the block's alignment.
     moved = AllocateAligned(r->heap.BlockAlignment(ptr), bytes);
-    if (moved == nullptr) return nullptr;  // counted; ptr is unchanged
+    if (moved == nullptr) {
+      *no_room = true;  // ptr is unchanged
+      return nullptr;
+    }
     std::memcpy(moved, ptr, std::min(old_usable, bytes));
     FreeIn(r, ptr);
   }

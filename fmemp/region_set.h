@@ -161,8 +161,13 @@ struct MempStats {
   // in used_bytes nor in free_bytes (see lost_bytes for the sum).
   size_t cached_bytes = 0;
   size_t region_count = 0;
-  uint64_t failed_allocations = 0;  // calls that returned nullptr
-  uint64_t invalid_frees = 0;       // misuse reports
+  // Calls of the front-end's allocation API (malloc, calloc, aligned,
+  // realloc growth) that returned nullptr: each counted once, by the
+  // front-end that returned it, at that return. An attempt that the
+  // out-of-memory handler's retry, a cache flush or a pool's fallback then
+  // served is not one.
+  uint64_t failed_allocations = 0;
+  uint64_t invalid_frees = 0;  // misuse reports
   // Spans of damaged free blocks the heaps took out of service (a write
   // into freed memory or heap metadata; tlsf/heap.h): never handed out
   // again, in neither used_bytes nor free_bytes:
@@ -274,8 +279,11 @@ class RegionSet {
   void* AllocateAligned(size_t alignment, size_t bytes) noexcept;
   // tlsf::Heap semantics (nullptr: allocate; 0 bytes: free and return
   // nullptr; failure leaves the block intact), and may move the block to
-  // another region, keeping its alignment.
-  void* Reallocate(void* ptr, size_t bytes) noexcept;
+  // another region, keeping its alignment. When it returns nullptr,
+  // *no_room (if given) says whether it was for lack of space (or a size
+  // above tlsf::kMaxRequest), which the caller counts as a failed
+  // allocation, rather than misuse (reported) or a free (0 bytes).
+  void* Reallocate(void* ptr, size_t bytes, bool* no_room = nullptr) noexcept;
   // Frees a live block; nullptr is a no-op. Misuse is reported and ignored
   // (returns false).
   bool Free(void* ptr) noexcept;
@@ -287,15 +295,17 @@ class RegionSet {
   size_t UsableSize(const void* ptr) const noexcept;
 
   // Allocates up to `count` blocks of `bytes` into out[] and returns how
-  // many it got. A short batch is not counted as a failed allocation: the
-  // caller (a per-thread cache refilling) decides what failed.
+  // many it got (a per-thread cache refilling decides what a short batch
+  // means).
   size_t AllocateBatch(size_t bytes, size_t count, void** out) noexcept;
 
-  // Counts a request that failed before reaching a region (calloc overflow).
+  // Failed allocations (MempStats::failed_allocations). No operation of this
+  // set counts one: an attempt that fails here may still be served (by the
+  // out-of-memory handler's retry, another pool, the shared regions), so the
+  // front-end that owns this set calls NoteFailure once for each call of its
+  // API that it returns nullptr for, where it returns it. Probe and List
+  // report the count; Clear zeroes it. O(1).
   void NoteFailure() noexcept { ++failed_allocations_; }
-  // Allocation calls that returned nullptr for lack of space or bad input
-  // (not misuse, which counts in invalid_frees).
-  uint64_t failed_allocations() const noexcept { return failed_allocations_; }
 
   // Records `tag` for the live block at ptr; dropped when it is freed.
   void SetTag(const void* ptr, const BlockTag& tag);

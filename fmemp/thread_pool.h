@@ -338,7 +338,6 @@ class Pool final : public ThreadState {
   uint64_t seen_epoch = 0;
   uint64_t generation = 0;  // the PoolingMemp's Clear generation it is of
   uint64_t fallbacks = 0;
-  uint64_t uncounted_failures = 0;  // failures that a fallback then served
   bool has_regions() const { return (cache_mode & kNoRegions) == 0; }
   // Used bytes of `regions`, cached blocks not counted, last added to
   // *totals.
@@ -371,7 +370,7 @@ class Pool final : public ThreadState {
     constexpr auto kRelaxed = std::memory_order_relaxed;
     published_capacity.store(s.capacity_bytes, kRelaxed);
     published_regions.store(s.region_count, kRelaxed);
-    published_failed.store(s.failed_allocations - uncounted_failures, kRelaxed);
+    published_failed.store(s.failed_allocations, kRelaxed);
     published_fallbacks.store(fallbacks, kRelaxed);
     PublishUsage();
   }
@@ -475,6 +474,7 @@ class PoolingMemp final : private ThreadStateOwner {
   static_assert(LockPolicy::kThreadSafe,
                 "per-thread pools share their other regions between threads");
   using Pool = thread_pool_internal::Pool;
+  using FailureCountedBy = typename Memp<LockPolicy>::FailureCountedBy;
 
  public:
   using Lock = LockPolicy;
@@ -572,7 +572,6 @@ class PoolingMemp final : private ThreadStateOwner {
       // The pools' entries too: each pool's RegionSet then finds none of
       // its own to erase when it clears on its thread's next call.
       table_.Clear();
-      shared_uncounted_failures_.store(0, std::memory_order_relaxed);
       return 0;
     });
   }
@@ -713,13 +712,16 @@ class PoolingMemp final : private ThreadStateOwner {
         [alignment, bytes](RegionSet& r) {
           return r.AllocateAligned(alignment, bytes);
         },
-        [this, alignment, bytes] { return SharedAligned(alignment, bytes); });
+        [this, alignment, bytes](FailureCountedBy counted_by) {
+          return SharedAligned(alignment, bytes, counted_by);
+        });
   }
   void* Calloc(size_t count, size_t size,
                const BlockTag* tag = nullptr) noexcept {
     size_t bytes = 0;
     if (__builtin_mul_overflow(count, size, &bytes)) {
-      return shared_.Calloc(count, size);  // counts the failure
+      CountFailedCall();
+      return nullptr;
     }
     void* p = tag != nullptr ? AllocateTagged(tlsf::kAlignment, bytes, *tag)
                              : Allocate(bytes);
@@ -781,7 +783,9 @@ class PoolingMemp final : private ThreadStateOwner {
           if (block != nullptr) r.SetTag(block, tag);
           return block;
         },
-        [&] { return SharedTagged(alignment, bytes, tag); });
+        [&](FailureCountedBy counted_by) {
+          return SharedTagged(alignment, bytes, tag, counted_by);
+        });
   }
   void* ReallocateTagged(void* ptr, size_t bytes, const BlockTag& tag) {
     NoteTagging();
@@ -856,9 +860,6 @@ class PoolingMemp final : private ThreadStateOwner {
 
   MempStats Probe() const {
     return shared_.ProbeAnd([this](MempStats& total) {
-      total.failed_allocations -=
-          std::min(total.failed_allocations,
-                   shared_uncounted_failures_.load(std::memory_order_relaxed));
       NoWaitLock hold(&bindings_mu_);
       total.failed_allocations += retired_failed_;
       total.invalid_frees += retired_invalid_;
@@ -1054,11 +1055,13 @@ class PoolingMemp final : private ThreadStateOwner {
     return AllocateWith(
         bytes, tlsf::kAlignment,
         [bytes](RegionSet& r) { return r.Allocate(bytes); },
-        [this, bytes] {
+        [this, bytes](FailureCountedBy counted_by) {
           return shared_.AllocateWith(
-              bytes, tlsf::kAlignment, [this, bytes](RegionSet& r) {
+              bytes, tlsf::kAlignment,
+              [this, bytes](RegionSet& r) {
                 return Counted(r, [&] { return r.Allocate(bytes); });
-              });
+              },
+              counted_by);
         });
   }
 
@@ -1162,7 +1165,7 @@ class PoolingMemp final : private ThreadStateOwner {
       pool->peak = 0;
       pool->cache_key = marker_key_.load(std::memory_order_relaxed);
       pool->generation = generation;
-      pool->fallbacks = pool->uncounted_failures = 0;
+      pool->fallbacks = 0;
     } else if (pool->seen_peak_epoch != peak_epoch) {
       pool->regions.ResetPeak();
       pool->peak = pool->accounted_used;
@@ -1185,20 +1188,49 @@ class PoolingMemp final : private ThreadStateOwner {
     return result;
   }
   // Allocations from the shared regions, counted in totals_, with Memp's
-  // out-of-memory handling.
-  void* SharedAligned(size_t alignment, size_t bytes) {
-    return shared_.AllocateWith(bytes, alignment, [&](RegionSet& r) {
-      return Counted(r, [&] { return r.AllocateAligned(alignment, bytes); });
+  // out-of-memory handling; a nullptr is counted as Memp::AllocateWith says.
+  void* SharedAligned(size_t alignment, size_t bytes,
+                      FailureCountedBy counted_by) {
+    return shared_.AllocateWith(
+        bytes, alignment,
+        [&](RegionSet& r) {
+          return Counted(r,
+                         [&] { return r.AllocateAligned(alignment, bytes); });
+        },
+        counted_by);
+  }
+  void* SharedTagged(size_t alignment, size_t bytes, const BlockTag& tag,
+                     FailureCountedBy counted_by) {
+    return shared_.AllocateWith(
+        bytes, alignment,
+        [&](RegionSet& r) {
+          return Counted(r, [&] {
+            void* p = r.AllocateAligned(alignment, bytes);
+            if (p != nullptr) r.SetTag(p, tag);
+            return p;
+          });
+        },
+        counted_by);
+  }
+
+  // Counts one call of this front-end that returns nullptr, where it
+  // returns it: among the figures of the calling thread's pool when it has
+  // one (the pool's own counter, published with its other figures), else
+  // among the shared regions'.
+  void CountFailedCall() {
+    if (Pool* const pool = BoundPool()) {
+      CountFailure(pool);
+      return;
+    }
+    shared_.WithRegions([](RegionSet& shared) {
+      shared.NoteFailure();
+      return 0;
     });
   }
-  void* SharedTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
-    return shared_.AllocateWith(bytes, alignment, [&](RegionSet& r) {
-      return Counted(r, [&] {
-        void* p = r.AllocateAligned(alignment, bytes);
-        if (p != nullptr) r.SetTag(p, tag);
-        return p;
-      });
-    });
+  // Owner only: counts a call of `pool`'s thread that returns nullptr.
+  static void CountFailure(Pool* pool) {
+    pool->regions.NoteFailure();
+    pool->Publish();
   }
 
   // Applies the frees other threads queued to `pool`: takes the whole list
@@ -1303,56 +1335,45 @@ class PoolingMemp final : private ThreadStateOwner {
     }
   }
 
-  // Runs attempt(pool->regions); on a failure for lack of space, asks the
-  // out-of-memory handler when the pool may not fall back, and retries
-  // once if it says so. kAllocation: as Memp::WithRetry's (an allocation's
-  // nullptr is exactly one counted failure). Only the success path is
-  // inline.
-  template <bool kAllocation, typename Attempt>
-  void* PoolAttempt(Pool* pool, size_t bytes, size_t alignment,
-                    Attempt attempt) {
-    const uint64_t failed_before =
-        kAllocation ? 0 : pool->regions.failed_allocations();
+  // Runs attempt(pool->regions) and returns its block, or nullptr. On a
+  // failure for lack of space it returns the pool's cached blocks to its
+  // regions and retries; then, for a pool that may not fall back, it asks
+  // the out-of-memory handler and retries once if it says so. no_room:
+  // nullptr for an allocation (every nullptr is lack of space or bad
+  // input); for a reallocation, what attempt says of its nullptr (false:
+  // misuse, reported). Counts no failure: the caller, which knows whether
+  // this nullptr is its call's outcome, does (CountFailure). Only the
+  // success path is inline.
+  template <typename Attempt>
+  void* PoolAttempt(Pool* pool, size_t bytes, size_t alignment, Attempt attempt,
+                    const bool* no_room) {
     void* p = attempt(pool->regions);
     if (ABSL_PREDICT_TRUE(p != nullptr)) {
       pool->PublishUsage();
       return p;
     }
-    const uint64_t failures =
-        kAllocation ? 1 : pool->regions.failed_allocations() - failed_before;
-    return PoolAttemptFailed(pool, failures, bytes, alignment, attempt);
+    return PoolAttemptFailed(pool, bytes, alignment, attempt, no_room);
   }
 
-  // PoolAttempt after its first attempt failed, counting `failures` (0:
-  // misuse, not lack of space).
+  // PoolAttempt after its first attempt failed.
   template <typename Attempt>
-  ABSL_ATTRIBUTE_NOINLINE void* PoolAttemptFailed(Pool* pool, uint64_t failures,
-                                                  size_t bytes,
+  ABSL_ATTRIBUTE_NOINLINE void* PoolAttemptFailed(Pool* pool, size_t bytes,
                                                   size_t alignment,
-                                                  Attempt attempt) {
-    const bool no_room = failures != 0;
+                                                  Attempt attempt,
+                                                  const bool* no_room) {
+    const auto lacks_room = [no_room] {
+      return no_room == nullptr || *no_room;
+    };
     void* p = nullptr;
-    if (no_room && pool->cache.bytes() != 0) {
+    if (lacks_room() && pool->cache.bytes() != 0) {
       // Blocks parked in the cache may make room: give them back, retry.
       pool->FlushCache();
-      const uint64_t failed_before = pool->regions.failed_allocations();
       p = attempt(pool->regions);
-      if (p == nullptr) {
-        // One call, one failure: the first attempt's.
-        pool->uncounted_failures +=
-            pool->regions.failed_allocations() - failed_before;
-      }
     }
-    if (p == nullptr && no_room &&
+    if (p == nullptr && lacks_room() &&
         pool->on_exhaustion == PoolExhaustion::kFail &&
         AskOutOfMemoryHandler(bytes, alignment)) {
       p = attempt(pool->regions);
-    }
-    // A failure that the retry, or the shared regions, then served is not
-    // the call's outcome.
-    if (no_room && (p != nullptr ||
-                    pool->on_exhaustion == PoolExhaustion::kFallBackToShared)) {
-      pool->uncounted_failures += failures;
     }
     pool->Publish();
     return p;
@@ -1360,26 +1381,33 @@ class PoolingMemp final : private ThreadStateOwner {
 
   // Serves a request from the calling thread's pool (pool_attempt) or,
   // with no pool or on a fallback, from the shared regions
-  // (shared_attempt, which applies Memp's out-of-memory handling).
+  // (shared_attempt(FailureCountedBy), which applies Memp's out-of-memory
+  // handling). A nullptr result is one failed allocation, counted once: by
+  // the pool when the calling thread has one (a fallback that fails too
+  // leaves it to the pool), else by the shared regions.
   template <typename PoolAttemptFn, typename SharedAttemptFn>
   void* AllocateWith(size_t bytes, size_t alignment, PoolAttemptFn pool_attempt,
                      SharedAttemptFn shared_attempt) {
     if (Pool* const pool = BoundPool()) {
-      void* p = PoolAttempt</*kAllocation=*/true>(pool, bytes, alignment,
-                                                  pool_attempt);
-      if (p != nullptr || pool->on_exhaustion == PoolExhaustion::kFail) {
-        return p;
+      void* p = PoolAttempt(pool, bytes, alignment, pool_attempt,
+                            /*no_room=*/nullptr);
+      if (p == nullptr &&
+          pool->on_exhaustion == PoolExhaustion::kFallBackToShared) {
+        ++pool->fallbacks;
+        pool->Publish();
+        p = Shared(shared_attempt, FailureCountedBy::kCaller);
       }
-      ++pool->fallbacks;
-      pool->Publish();
+      if (p == nullptr) CountFailure(pool);
+      return p;
     }
-    return Shared(shared_attempt);
+    return Shared(shared_attempt, FailureCountedBy::kThisMemp);
   }
 
   // Runs a request on the shared regions, out of line.
   template <typename SharedAttemptFn>
-  ABSL_ATTRIBUTE_NOINLINE static void* Shared(SharedAttemptFn shared_attempt) {
-    return shared_attempt();
+  ABSL_ATTRIBUTE_NOINLINE static void* Shared(SharedAttemptFn shared_attempt,
+                                              FailureCountedBy counted_by) {
+    return shared_attempt(counted_by);
   }
 
   void* ReallocateWith(void* ptr, size_t bytes, const BlockTag* tag) {
@@ -1399,21 +1427,25 @@ class PoolingMemp final : private ThreadStateOwner {
         pool->Publish();
         return nullptr;
       }
-      void* p = PoolAttempt</*kAllocation=*/false>(
-          pool, bytes, tlsf::kAlignment, [&](RegionSet& r) {
-            void* moved = r.Reallocate(ptr, bytes);
+      bool no_room = false;
+      void* p = PoolAttempt(
+          pool, bytes, tlsf::kAlignment,
+          [&](RegionSet& r) {
+            void* moved = r.Reallocate(ptr, bytes, &no_room);
             if (moved != nullptr && tag != nullptr) r.SetTag(moved, *tag);
             return moved;
-          });
-      if (p != nullptr || pool->on_exhaustion == PoolExhaustion::kFail ||
-          pool->regions.UsableSize(ptr) == 0) {
-        return p;  // done, refused, or misuse (reported)
+          },
+          &no_room);
+      if (p != nullptr || !no_room) return p;  // done, or misuse (reported)
+      if (pool->on_exhaustion == PoolExhaustion::kFallBackToShared) {
+        ++pool->fallbacks;
+        pool->Publish();
+        p = MoveBlock(ptr, bytes, tag, pool->regions.UsableSize(ptr),
+                      BlockAlignmentIn(pool->regions.table(), ptr),
+                      /*shared_only=*/true);
       }
-      ++pool->fallbacks;
-      pool->Publish();
-      return MoveBlock(ptr, bytes, tag, pool->regions.UsableSize(ptr),
-                       BlockAlignmentIn(pool->regions.table(), ptr),
-                       /*shared_only=*/true);
+      if (p == nullptr) CountFailure(pool);
+      return p;
     }
     // A block of the shared regions is resized in place there when it can
     // be; a block of another thread's pool is moved.
@@ -1425,20 +1457,15 @@ class PoolingMemp final : private ThreadStateOwner {
       if (!table_.FindWhole(reinterpret_cast<uintptr_t>(ptr), &entry) ||
           entry.owner == nullptr) {
         // A shared region's block, or a foreign pointer (reported).
-        const uint64_t failed_before = shared.failed_allocations();
+        bool no_room = false;
         usable = shared.UsableSize(ptr);
-        result = Counted(shared, [&] { return shared.Reallocate(ptr, bytes); });
+        result = Counted(
+            shared, [&] { return shared.Reallocate(ptr, bytes, &no_room); });
         if (result != nullptr && tag != nullptr) shared.SetTag(result, *tag);
-        if (result != nullptr || usable == 0 ||
-            shared.failed_allocations() == failed_before) {
-          return kDone;
-        }
+        if (result != nullptr || !no_room) return kDone;
         // No room in any shared region. The caller's pool (or the
         // out-of-memory handler) may have some: move it outside the lock,
-        // where the outcome is counted.
-        shared_uncounted_failures_.fetch_add(
-            shared.failed_allocations() - failed_before,
-            std::memory_order_relaxed);
+        // where the allocation that decides the call counts its failure.
         alignment = BlockAlignmentIn(shared.table(), ptr);
         return kMove;
       }
@@ -1468,14 +1495,16 @@ class PoolingMemp final : private ThreadStateOwner {
 
   // Allocates bytes with `alignment` (from the caller's pool, unless
   // shared_only, or the shared regions), copies the live block at ptr into
-  // it and frees ptr.
+  // it and frees ptr. A failure is counted by the allocation, except under
+  // shared_only (a pool's fallback), where the caller's pool counts it.
   void* MoveBlock(void* ptr, size_t bytes, const BlockTag* tag, size_t usable,
                   size_t alignment, bool shared_only) {
     alignment = std::max(alignment, tlsf::kAlignment);
     void* moved = nullptr;
     if (shared_only) {
-      moved = tag != nullptr ? SharedTagged(alignment, bytes, *tag)
-                             : SharedAligned(alignment, bytes);
+      constexpr FailureCountedBy kByPool = FailureCountedBy::kCaller;
+      moved = tag != nullptr ? SharedTagged(alignment, bytes, *tag, kByPool)
+                             : SharedAligned(alignment, bytes, kByPool);
     } else {
       moved = tag != nullptr ? AllocateTagged(alignment, bytes, *tag)
                              : AllocateAligned(alignment, bytes);
@@ -1632,7 +1661,10 @@ class PoolingMemp final : private ThreadStateOwner {
                 pool->queue->head.exchange(kClosed, std::memory_order_acq_rel) &
                     ~kNews,
                 &shared);
-      // Its peak and its counts of failures and misuse outlive it.
+      // Its peak and its counts of failures and misuse outlive it: once
+      // the pool is gone, retired_failed_ and retired_invalid_ are the one
+      // place these figures live (each was counted once, in the pool, where
+      // it happened; this moves it, it corrects nothing).
       const PoolStats last = pool->Published();
       NoWaitLock hold(&bindings_mu_);
       retired_failed_ += last.stats.failed_allocations;
@@ -1693,9 +1725,6 @@ class PoolingMemp final : private ThreadStateOwner {
   // their next call.
   std::atomic<uint64_t> epoch_{0};
   std::atomic<uint64_t> clear_generation_{0};
-  // Failures the shared regions counted for a reallocation that was then
-  // served elsewhere; Probe subtracts them.
-  std::atomic<uint64_t> shared_uncounted_failures_{0};
   // Lock order: the shared lock, then bindings_mu_.
   mutable absl::Mutex bindings_mu_;
   // The pools' queues (see the top): type-stable records from the
@@ -1716,7 +1745,9 @@ class PoolingMemp final : private ThreadStateOwner {
   // Every pool that has been bound since Clear and whose thread lives.
   std::vector<Pool*, ArenaAllocator<Pool*>> pools_
       ABSL_GUARDED_BY(bindings_mu_);
-  // Figures of pools whose threads exited.
+  // Failed allocations and misuse reports of pools whose threads exited:
+  // where those counts live once their pool is gone (OnThreadExit moves
+  // them here; Probe adds them).
   uint64_t retired_failed_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   uint64_t retired_invalid_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   absl::Mutex handlers_mu_;
