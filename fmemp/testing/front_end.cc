@@ -242,6 +242,8 @@ std::vector<PoolUsage> CApiFrontEnd::ProbePools() {
     u.free = p.free_bytes;
     u.live = p.live_blocks;
     u.cached = p.cached_bytes;
+    u.failed = p.failed_allocations;
+    u.fallbacks = p.fallbacks;
     out.push_back(u);
   }
   return out;

@@ -133,7 +133,9 @@ struct PoolUsage {
   uint64_t used = 0;
   uint64_t free = 0;
   uint64_t live = 0;
-  uint64_t cached = 0;  // parked in the pool's cache
+  uint64_t cached = 0;     // parked in the pool's cache
+  uint64_t failed = 0;     // its thread's allocations that returned nullptr
+  uint64_t fallbacks = 0;  // requests it passed to the shared regions
 };
 
 // Counts misuse reports. Thread-safe; a report is counted before the call
@@ -348,6 +350,8 @@ class CppFrontEnd {
         u.free = p.stats.free_bytes;
         u.live = p.stats.live_blocks;
         u.cached = p.stats.cached_bytes;
+        u.failed = p.stats.failed_allocations;
+        u.fallbacks = p.fallbacks;
         out.push_back(u);
       }
     }

@@ -16,6 +16,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -213,6 +214,218 @@ TYPED_TEST(FrontEndTest, CountsFailedAllocationsAndCallsTheOomHandler) {
   ASSERT_EQ(oom.calls.size(), 2u);
   EXPECT_EQ(oom.calls[0].first, 2 * kRegionBytes);
   EXPECT_EQ(oom.calls[1].second, 4096u);
+}
+
+// failed_allocations counts calls that returned nullptr, once each, where
+// the front-end returns it: not attempts that an out-of-memory retry, a
+// cache drain or a pool's fallback then served.
+
+// An out-of-memory handler that adds `region` (once) and asks for a retry.
+template <typename FrontEnd>
+struct AddRegionOnOom {
+  FrontEnd* front_end;
+  void* begin;
+  void* end;
+  int calls = 0;
+  static bool Add(void* context, size_t, size_t) {
+    auto* self = static_cast<AddRegionOnOom*>(context);
+    ++self->calls;
+    return self->front_end->AddRegion(self->begin, self->end) == Outcome::kOk;
+  }
+};
+
+// An out-of-memory handler that asks for a retry without making room.
+struct RetryWithoutRoom {
+  int calls = 0;
+  static bool Retry(void* context, size_t, size_t) {
+    ++static_cast<RetryWithoutRoom*>(context)->calls;
+    return true;
+  }
+};
+
+TYPED_TEST(FrontEndTest, RequestsTheOomHandlerServesCountNoFailure) {
+  TypeParam& f = this->front_;
+  AddRegionOnOom<TypeParam> oom{&f, this->second_.begin(), this->second_.end()};
+  f.SetOutOfMemoryHandler(&AddRegionOnOom<TypeParam>::Add, &oom);
+  void* a = f.Allocate(kRegionBytes * 3 / 4);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(oom.calls, 0);
+  // No room left in the first region: the handler adds the second.
+  void* b = f.Allocate(kRegionBytes * 3 / 4);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(oom.calls, 1);
+  EXPECT_EQ(f.Probe().failed, 0u);
+  EXPECT_EQ(f.Probe().regions, 2u);
+  EXPECT_TRUE(f.Free(a));
+  EXPECT_TRUE(f.Free(b));
+  ExpectConsistent(f.Probe());
+}
+
+TYPED_TEST(FrontEndTest, ReallocationTheOomHandlerServesCountsNoFailure) {
+  TypeParam& f = this->front_;
+  AddRegionOnOom<TypeParam> oom{&f, this->second_.begin(), this->second_.end()};
+  f.SetOutOfMemoryHandler(&AddRegionOnOom<TypeParam>::Add, &oom);
+  auto* a = static_cast<uint8_t*>(f.Allocate(kRegionBytes / 4));
+  ASSERT_NE(a, nullptr);
+  void* after = f.Allocate(kRegionBytes / 2);  // a cannot grow in place
+  ASSERT_NE(after, nullptr);
+  a[0] = 0x5a;
+  // Too big for what is left of the first region (a quarter).
+  auto* grown = static_cast<uint8_t*>(f.Reallocate(a, kRegionBytes / 2));
+  ASSERT_NE(grown, nullptr);
+  EXPECT_EQ(grown[0], 0x5a);
+  EXPECT_EQ(oom.calls, 1);
+  EXPECT_EQ(f.Probe().failed, 0u);
+  EXPECT_TRUE(f.Free(grown));
+  EXPECT_TRUE(f.Free(after));
+}
+
+TYPED_TEST(FrontEndTest, FailureAfterTheOomHandlerCountsOnce) {
+  TypeParam& f = this->front_;
+  RetryWithoutRoom oom;
+  f.SetOutOfMemoryHandler(&RetryWithoutRoom::Retry, &oom);
+  EXPECT_EQ(f.Allocate(2 * kRegionBytes), nullptr);
+  EXPECT_EQ(oom.calls, 1);
+  EXPECT_EQ(f.Probe().failed, 1u);
+  void* p = f.Allocate(100);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(f.Reallocate(p, 2 * kRegionBytes), nullptr);  // p stays
+  EXPECT_EQ(oom.calls, 2);
+  EXPECT_EQ(f.Probe().failed, 2u);
+  // Neither misuse nor a realloc to 0 bytes is a failed allocation.
+  int not_ours = 0;
+  EXPECT_EQ(f.Reallocate(&not_ours, 10), nullptr);
+  EXPECT_EQ(f.Reallocate(p, 0), nullptr);  // frees p
+  const Usage u = f.Probe();
+  EXPECT_EQ(u.failed, 2u);
+  EXPECT_EQ(u.invalid_frees, 1u);
+  EXPECT_EQ(u.live, 0u);
+  EXPECT_EQ(oom.calls, 2);
+}
+
+// Calloc overflow and bad alignments fail without the handler: one each.
+TYPED_TEST(FrontEndTest, MalformedRequestsCountOnceEach) {
+  TypeParam& f = this->front_;
+  RetryWithoutRoom oom;
+  f.SetOutOfMemoryHandler(&RetryWithoutRoom::Retry, &oom);
+  EXPECT_EQ(f.Calloc(SIZE_MAX / 2, 4), nullptr);
+  EXPECT_EQ(f.Probe().failed, 1u);
+  EXPECT_EQ(f.AllocateAligned(48, 16), nullptr);
+  EXPECT_EQ(f.Probe().failed, 2u);
+  EXPECT_EQ(f.AllocateAligned(size_t{1} << 40, 16), nullptr);
+  EXPECT_EQ(f.Probe().failed, 3u);
+  EXPECT_EQ(oom.calls, 0);
+  if (!TypeParam::kHasPools) return;
+  // From a bound thread: in its pool's figures and in the total.
+  uint8_t* const s = this->second_.begin();
+  ASSERT_EQ(f.AddRegion(s, this->second_.end()), Outcome::kOk);
+  ASSERT_EQ(f.BindThisThread(s), Outcome::kOk);
+  EXPECT_EQ(f.Calloc(SIZE_MAX / 2, 4), nullptr);
+  EXPECT_EQ(f.AllocateAligned(48, 16), nullptr);
+  const std::vector<PoolUsage> pools = f.ProbePools();
+  ASSERT_EQ(pools.size(), 1u);
+  EXPECT_EQ(pools[0].failed, 2u);
+  EXPECT_EQ(f.Probe().failed, 5u);
+  EXPECT_EQ(oom.calls, 0);
+  EXPECT_EQ(f.UnbindThisThread(), Outcome::kOk);
+}
+
+// A bound thread's calls: an exhaustion the shared regions serve counts
+// nothing; a call that fails everywhere counts once, in its pool's figures
+// and in the total (which keeps it after the thread has gone).
+TYPED_TEST(FrontEndTest, PoolFailuresCountOnceInThePoolAndTheTotal) {
+  if (!TypeParam::kHasPools) GTEST_SKIP() << "no pools";
+  TypeParam& f = this->front_;
+  uint8_t* const s = this->second_.begin();
+  ASSERT_EQ(f.AddRegion(s, this->second_.end()), Outcome::kOk);
+  ASSERT_EQ(f.BindThisThread(s), Outcome::kOk);
+  auto pool = [&f] {
+    const std::vector<PoolUsage> pools = f.ProbePools();
+    return pools.size() == 1 ? pools[0] : PoolUsage{};
+  };
+  void* a = f.Allocate(kRegionBytes * 3 / 4);  // from the pool
+  ASSERT_NE(a, nullptr);
+  void* x = f.Allocate(1000);
+  ASSERT_NE(x, nullptr);
+  void* b = f.Allocate(kRegionBytes / 2);  // the pool is full: shared
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(pool().fallbacks, 1u);
+  EXPECT_EQ(pool().failed, 0u);
+  EXPECT_EQ(f.Probe().failed, 0u);
+  ASSERT_TRUE(f.Free(b));
+  // A reallocation the pool cannot hold, moved to the shared regions.
+  x = f.Reallocate(x, kRegionBytes / 2);
+  ASSERT_NE(x, nullptr);
+  EXPECT_EQ(pool().fallbacks, 2u);
+  EXPECT_EQ(pool().failed, 0u);
+  EXPECT_EQ(f.Probe().failed, 0u);
+
+  // Fails in the pool, then in the shared regions: one failure.
+  EXPECT_EQ(f.Allocate(2 * kRegionBytes), nullptr);
+  EXPECT_EQ(pool().failed, 1u);
+  EXPECT_EQ(f.Probe().failed, 1u);
+  // A reallocation of the shared block that fits nowhere: one more.
+  EXPECT_EQ(f.Reallocate(x, 2 * kRegionBytes), nullptr);
+  EXPECT_EQ(pool().failed, 2u);
+  EXPECT_EQ(f.Probe().failed, 2u);
+
+  // Without fallback the pool's exhaustion is the call's failure.
+  ASSERT_EQ(f.BindThisThread(s, FMEMP_BIND_NO_FALLBACK), Outcome::kOk);
+  EXPECT_EQ(f.Allocate(kRegionBytes / 2), nullptr);
+  EXPECT_EQ(pool().failed, 3u);
+  EXPECT_EQ(f.Probe().failed, 3u);
+
+  ASSERT_TRUE(f.Free(a));
+  ASSERT_TRUE(f.Free(x));
+  ASSERT_EQ(f.UnbindThisThread(), Outcome::kOk);
+  EXPECT_EQ(f.Probe().failed, 3u);
+
+  // A thread's failures outlive it.
+  std::thread worker([&] {
+    ASSERT_EQ(f.BindThisThread(s, FMEMP_BIND_NO_FALLBACK), Outcome::kOk);
+    EXPECT_EQ(f.Allocate(2 * kRegionBytes), nullptr);
+  });
+  worker.join();
+  EXPECT_EQ(f.Probe().failed, 4u);
+}
+
+// A pool that may not fall back: its thread's handler makes room in the
+// pool, and the retry's success is the call's outcome.
+template <typename FrontEnd>
+struct FreeOnOom {
+  FrontEnd* front_end;
+  void* block;
+  static bool Free(void* context, size_t, size_t) {
+    auto* self = static_cast<FreeOnOom*>(context);
+    if (self->block == nullptr) return false;
+    self->front_end->Free(self->block);
+    self->block = nullptr;
+    return true;
+  }
+};
+
+TYPED_TEST(FrontEndTest, PoolServedAfterTheOomHandlerCountsNoFailure) {
+  if (!TypeParam::kHasPools) GTEST_SKIP() << "no pools";
+  TypeParam& f = this->front_;
+  uint8_t* const s = this->second_.begin();
+  ASSERT_EQ(f.AddRegion(s, this->second_.end()), Outcome::kOk);
+  ASSERT_EQ(f.BindThisThread(s, FMEMP_BIND_NO_FALLBACK), Outcome::kOk);
+  FreeOnOom<TypeParam> oom{&f, f.Allocate(kRegionBytes * 3 / 4)};
+  ASSERT_NE(oom.block, nullptr);
+  f.SetOutOfMemoryHandler(&FreeOnOom<TypeParam>::Free, &oom);
+  void* p = f.Allocate(kRegionBytes * 3 / 4);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(oom.block, nullptr) << "the handler was not asked";
+  const std::vector<PoolUsage> pools = f.ProbePools();
+  ASSERT_EQ(pools.size(), 1u);
+  EXPECT_EQ(pools[0].failed, 0u);
+  EXPECT_EQ(f.Probe().failed, 0u);
+  // Now the handler declines: one failure.
+  EXPECT_EQ(f.Allocate(kRegionBytes * 3 / 4), nullptr);
+  EXPECT_EQ(f.ProbePools()[0].failed, 1u);
+  EXPECT_EQ(f.Probe().failed, 1u);
+  EXPECT_TRUE(f.Free(p));
+  EXPECT_EQ(f.UnbindThisThread(), Outcome::kOk);
 }
 
 TYPED_TEST(FrontEndTest, CachesAreWhereTheEntrySaysTheyAre) {
