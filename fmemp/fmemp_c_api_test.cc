@@ -774,7 +774,8 @@ TEST_F(FMempTest, ReallocImpossibleSizeKeepsTheBlock) {
   const FMempUsage after = Usage(memp());
   EXPECT_EQ(after.used, before.used);
   EXPECT_EQ(after.live_blocks, 1u);
-  EXPECT_GT(after.failed_allocations, before.failed_allocations);
+  // One failed allocation per call, none for the attempts within it.
+  EXPECT_EQ(after.failed_allocations, before.failed_allocations + 3);
   EXPECT_TRUE(HasFill(p, 200, 9));
   // Still a live block: it can be reallocated and freed normally.
   void* q = FMempRealloc(memp(), p, 400);
@@ -1401,6 +1402,7 @@ TEST(FMempOomTest, HandlerIsToldTheRequestAndCanAddARegion) {
   ASSERT_EQ(oom.calls.size(), 1u);
   EXPECT_EQ(oom.calls[0].first, 100000u);
   EXPECT_EQ(oom.calls[0].second, 256u);
+  EXPECT_EQ(Usage(memp).failed_allocations, 1u);
 
   oom.spare_begin = spare.begin();
   oom.spare_end = spare.end();
@@ -1409,16 +1411,20 @@ TEST(FMempOomTest, HandlerIsToldTheRequestAndCanAddARegion) {
   EXPECT_TRUE(spare.Contains(big));
   EXPECT_EQ(oom.calls.size(), 2u);
   EXPECT_EQ(oom.calls[1].second, 16u);
+  // Served by the retry: the call did not fail.
+  EXPECT_EQ(Usage(memp).failed_allocations, 1u);
 
-  // Malformed requests never reach the handler.
+  // Malformed requests never reach the handler; each fails once.
   EXPECT_EQ(FMempCalloc(memp, SIZE_MAX, 4), nullptr);
   EXPECT_EQ(FMempMallocAlign(memp, 16, 48), nullptr);
   EXPECT_EQ(oom.calls.size(), 2u);
+  EXPECT_EQ(Usage(memp).failed_allocations, 3u);
 
   // Removed: failures are plain again.
   ASSERT_EQ(FMempSetOomHandler(memp, nullptr, nullptr), FMEMP_SUCCESS);
   EXPECT_EQ(FMempMalloc(memp, 1 << 22), nullptr);
   EXPECT_EQ(oom.calls.size(), 2u);
+  EXPECT_EQ(Usage(memp).failed_allocations, 4u);
   FMempFree(memp, big);
   EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
   FMempRemove(memp);

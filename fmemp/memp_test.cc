@@ -14,6 +14,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -236,6 +237,36 @@ TYPED_TEST(MempTest, ReallocMovesAcrossRegionsKeepingAlignment) {
   for (int i = 0; i < 100; ++i) ASSERT_EQ(static_cast<char*>(moved)[i], 0x42);
   EXPECT_EQ(memp.Reallocate(moved, 0), nullptr);  // frees
   EXPECT_EQ(memp.Probe().live_blocks, 0u);
+  this->ExpectSound();
+}
+
+// A layer's allocation (AllocateWith) that fails is counted here unless
+// the layer says it counts the failure itself (a pool whose fallback
+// failed); the out-of-memory handler is asked either way.
+TYPED_TEST(MempTest, AllocateWithCountsAFailureWhereTheCallerSays) {
+  auto& memp = this->memp_;
+  using Front = std::remove_reference_t<decltype(memp)>;
+  int asked = 0;
+  memp.SetOutOfMemoryHandler(
+      +[](void* context, size_t, size_t) {
+        ++*static_cast<int*>(context);
+        return false;
+      },
+      &asked);
+  constexpr size_t kTooBig = size_t{1} << 22;  // more than both regions
+  const auto attempt = [](RegionSet& r) { return r.Allocate(kTooBig); };
+  EXPECT_EQ(memp.AllocateWith(kTooBig, 16, attempt), nullptr);
+  EXPECT_EQ(memp.Probe().failed_allocations, 1u);
+  EXPECT_EQ(
+      memp.AllocateWith(kTooBig, 16, attempt, Front::FailureCountedBy::kCaller),
+      nullptr);
+  EXPECT_EQ(memp.Probe().failed_allocations, 1u);
+  EXPECT_EQ(asked, 2);
+  void* p =
+      memp.AllocateWith(100, 16, [](RegionSet& r) { return r.Allocate(100); });
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(memp.Probe().failed_allocations, 1u);
+  memp.Free(p);
   this->ExpectSound();
 }
 

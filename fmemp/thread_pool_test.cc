@@ -249,6 +249,16 @@ TYPED_TEST(PoolingMempTest, ExhaustedPoolFallsBackOrFails) {
   EXPECT_EQ(pools[0].fallbacks, 2u);
   EXPECT_EQ(pools[0].stats.failed_allocations, 0u);
   EXPECT_EQ(this->memp_.Probe().failed_allocations, 0u);
+  // Too big for the pool and for the shared regions: one failure, counted
+  // by the pool (its thread's call failed), none by the shared regions.
+  falls_back.Run([&] {
+    EXPECT_EQ(this->memp_.Allocate(2 * this->shared_.bytes), nullptr);
+  });
+  pools = this->memp_.ProbePools();
+  ASSERT_EQ(pools.size(), 1u);
+  EXPECT_EQ(pools[0].fallbacks, 3u);
+  EXPECT_EQ(pools[0].stats.failed_allocations, 1u);
+  EXPECT_EQ(this->memp_.Probe().failed_allocations, 1u);
 
   struct Oom {
     static bool Handle(void* context, size_t bytes, size_t) {
@@ -277,11 +287,39 @@ TYPED_TEST(PoolingMempTest, ExhaustedPoolFallsBackOrFails) {
     EXPECT_TRUE(small_b.Holds(second));
     this->memp_.Free(second);
   });
-  EXPECT_EQ(this->memp_.Probe().failed_allocations, 1u);
+  // The first request failed; the second, served by the handler's retry,
+  // did not.
+  pools = this->memp_.ProbePools();
+  ASSERT_EQ(pools.size(), 2u);
+  EXPECT_EQ(pools[1].stats.failed_allocations, 1u);
+  EXPECT_EQ(pools[1].fallbacks, 0u);
+  EXPECT_EQ(this->memp_.Probe().failed_allocations, 2u);
   this->memp_.SetOutOfMemoryHandler(nullptr, nullptr);
   falls_back.Run([&] { ExpectBalanced(this->memp_); });
   fails.Run([&] { ExpectBalanced(this->memp_); });
   EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+}
+
+// A pool's counts of failures outlive its thread: the total keeps them.
+TYPED_TEST(PoolingMempTest, FailuresOfAnExitedThreadStayInTheTotal) {
+  Region own(64 << 10);
+  {
+    Worker worker;
+    worker.Run([&] {
+      this->BindHere(own, PoolExhaustion::kFail);
+      EXPECT_EQ(this->memp_.Allocate(200 << 10), nullptr);
+      EXPECT_EQ(this->memp_.AllocateAligned(48, 16), nullptr);
+    });
+    EXPECT_EQ(this->memp_.ProbePools()[0].stats.failed_allocations, 2u);
+    EXPECT_EQ(this->memp_.Probe().failed_allocations, 2u);
+  }
+  EXPECT_TRUE(this->memp_.ProbePools().empty());
+  EXPECT_EQ(this->memp_.Probe().failed_allocations, 2u);
+  // A thread without a pool counts in the shared regions' figures.
+  EXPECT_EQ(this->memp_.Calloc(SIZE_MAX / 2, 4), nullptr);
+  EXPECT_EQ(this->memp_.Probe().failed_allocations, 3u);
+  this->memp_.Clear();
+  EXPECT_EQ(this->memp_.Probe().failed_allocations, 0u);
 }
 
 TYPED_TEST(PoolingMempTest, ThreadExitReturnsItsRegionsWithLiveBlocks) {
