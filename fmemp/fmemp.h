@@ -230,7 +230,13 @@ typedef struct {
                    cached_bytes, see the top of this file) */
   u64 live_blocks;
   u64 regions;
-  u64 failed_allocations;
+  u64 failed_allocations; /* calls (malloc, calloc, aligned malloc, realloc
+                             growth) that returned NULL, once each: not a
+                             first attempt that the OOM handler's retry, a
+                             cache drain or a pool's fallback then served.
+                             FMEMP_POLICY_THREAD_POOLS: a bound thread's
+                             failures are its pool's, and stay in this
+                             total after the thread exits */
   u64 invalid_frees;
   u64 cached_bytes; /* free blocks parked in per-thread caches (policy
                        FMEMP_POLICY_THREAD_CACHE; else 0); used excludes
@@ -251,7 +257,8 @@ typedef struct {
   u64 max_used;
   u64 largest_free; /* largest n for which malloc(n) succeeds in it */
   u64 live_blocks;
-  u64 failed_allocations;
+  u64 failed_allocations; /* requests this region's heap could not serve
+                             (another region may have served the call) */
   u64 lost_bytes; /* damaged free blocks out of service (FMempUsage) */
 } FMempRegionUsage;
 
@@ -316,7 +323,8 @@ typedef struct {
   u64 max_used;
   u64 live_blocks;
   u64 regions;
-  u64 failed_allocations;
+  u64 failed_allocations; /* this thread's calls that returned NULL (a
+                             request the shared regions served is not one) */
   u64 invalid_frees;
   u64 fallbacks;    /* requests passed on to the shared regions */
   u64 cached_bytes; /* free blocks parked in the pool's cache: in neither

@@ -114,6 +114,12 @@
 //   taken compare-exchange); exactness across threads needs a shared update,
 //   and this is the one. ProbePools() gives each pool's figures (its own
 //   peak).
+// * Failed allocations are counted once per call that returns nullptr, by
+//   the front-end at that return: a bound thread's in its pool's own
+//   counter (published with the pool's other figures, and kept in the total
+//   after the thread exits), any other thread's in the shared regions'. A
+//   pool exhaustion that the shared regions serve is a fallback, not a
+//   failure; one that fails there too is one failure, the pool's.
 // * What one thread cannot see of another's pool: Check(), List() and
 //   ProbeRegions() cover the shared regions and the calling thread's own
 //   pool only (another pool's heap is being changed, without a lock, by its
