@@ -259,7 +259,7 @@ typedef struct {
   u64 live_blocks;
   u64 failed_allocations; /* requests this region's heap could not serve
                              (another region may have served the call) */
-  u64 lost_bytes; /* damaged free blocks out of service (FMempUsage) */
+  u64 lost_bytes;         /* damaged free blocks out of service (FMempUsage) */
 } FMempRegionUsage;
 
 /* 64-bit probe. FMEMP_ERR_NOT_INIT / FMEMP_ERR_INVALID_ARG. */

@@ -314,5 +314,47 @@ TEST(RegionSetSharedTableTest, MovesChangeTheOwnerInPlace) {
   EXPECT_EQ(table.size(), 0u);
 }
 
+// A failed attempt is not counted by the set: its owner counts the calls it
+// returns nullptr for (NoteFailure). Reallocate says why it returned
+// nullptr: no room (the owner's failure) or not (misuse, or a free).
+TEST(RegionSetTest, FailuresAreCountedByTheOwnerAndReallocateSaysNoRoom) {
+  alignas(64) static char region[kRegionBytes];
+  RegionSet set;
+  Misuse misuse;
+  set.SetErrorHandler(&Misuse::Record, &misuse);
+  ASSERT_TRUE(set.AddRegion(region, region + kRegionBytes).ok());
+  EXPECT_EQ(set.Allocate(2 * kRegionBytes), nullptr);
+  EXPECT_EQ(set.AllocateAligned(48, 16), nullptr);
+  void* batch[4];
+  EXPECT_EQ(set.AllocateBatch(2 * kRegionBytes, 4, batch), 0u);
+  EXPECT_EQ(set.Probe().failed_allocations, 0u);
+  set.NoteFailure();
+  EXPECT_EQ(set.Probe().failed_allocations, 1u);
+
+  void* p = set.Allocate(100);
+  ASSERT_NE(p, nullptr);
+  bool no_room = false;
+  EXPECT_EQ(set.Reallocate(p, 2 * kRegionBytes, &no_room), nullptr);
+  EXPECT_TRUE(no_room);
+  EXPECT_GE(set.UsableSize(p), 100u);  // still live
+  void* grown = set.Reallocate(p, 1000, &no_room);
+  ASSERT_NE(grown, nullptr);
+  EXPECT_FALSE(no_room);
+  int foreign = 0;
+  no_room = true;
+  EXPECT_EQ(set.Reallocate(&foreign, 10, &no_room), nullptr);
+  EXPECT_FALSE(no_room);
+  EXPECT_EQ(misuse.count, 1);
+  no_room = true;
+  EXPECT_EQ(set.Reallocate(grown, 0, &no_room), nullptr);  // frees it
+  EXPECT_FALSE(no_room);
+  EXPECT_EQ(set.Reallocate(nullptr, 2 * kRegionBytes, &no_room), nullptr);
+  EXPECT_TRUE(no_room);
+  EXPECT_EQ(set.Probe().live_blocks, 0u);
+  EXPECT_EQ(set.Probe().failed_allocations, 1u);
+  set.Clear();
+  EXPECT_EQ(set.Probe().failed_allocations, 0u);
+}
+
 }  // namespace
 }  // namespace fmemp
