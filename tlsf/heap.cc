@@ -307,7 +307,7 @@ size_t DescribeBlockFindingTo(char* buf, size_t n, const char* what,
     wrote = std::snprintf(
         buf + used, n - used, ", first damaged byte at %p (offset %lld)",
         damage,
-        static_cast<long long>(Addr(damage)) -  // NOLINT(runtime/int)
+        static_cast<long long>(Addr(damage)) -   // NOLINT(runtime/int)
             static_cast<long long>(Addr(ptr)));  // NOLINT(runtime/int)
     if (wrote > 0) used = std::min(n - 1, used + static_cast<size_t>(wrote));
   }
@@ -329,11 +329,10 @@ size_t FormatHeapReportTo(const HeapReport& report, char* buf,
     return 0;
   }
   std::memcpy(buf, kPrefix, kPrefixBytes);
-  return kPrefixBytes + DescribeBlockFindingTo(buf + kPrefixBytes,
-                                               n - kPrefixBytes,
-                                               HeapErrorName(report.error),
-                                               report.ptr, report.size,
-                                               report.damage);
+  return kPrefixBytes +
+         DescribeBlockFindingTo(buf + kPrefixBytes, n - kPrefixBytes,
+                                HeapErrorName(report.error), report.ptr,
+                                report.size, report.damage);
 }
 
 // --- Block accessors, generic over the (private) block type ---
@@ -1795,7 +1794,7 @@ void Heap::FindPoolProblems(const Pool* pool,
   if (r == nullptr) return;
   if (pool->magic != pool->ExpectedMagic() || pool->heap != this) {
     findings->Add("pool %p: record damaged (an underflow of its first block?)",
-                 static_cast<const void*>(pool));
+                  static_cast<const void*>(pool));
   }
   const uintptr_t last = r->last;
   const Block* block = reinterpret_cast<const Block*>(r->first);
@@ -1823,43 +1822,43 @@ void Heap::FindPoolProblems(const Pool* pool,
     }
     if (((word & kPrevFree) != 0) != prev_free) {
       findings->Add("block %p: prev-free flag disagrees with the walk",
-                   static_cast<const void*>(block));
+                    static_cast<const void*>(block));
     }
     if (prev_free && prev != nullptr && PrevPhysical(block) != prev) {
       findings->Add("block %p: back pointer does not name its predecessor",
-                   static_cast<const void*>(block));
+                    static_cast<const void*>(block));
     }
     const size_t span = word & kSpanMask;
     if (span == 0) {
       if (Addr(block) != last) {
         findings->Add("pool %p: end sentinel at %p is not at the pool end",
-                     static_cast<const void*>(pool),
-                     static_cast<const void*>(block));
+                      static_cast<const void*>(pool),
+                      static_cast<const void*>(block));
       }
       if ((word & kFree) != 0) {
         findings->Add("pool %p: end sentinel marked free",
-                     static_cast<const void*>(pool));
+                      static_cast<const void*>(pool));
       }
       break;
     }
     if (span > last - Addr(block)) {
       findings->Add("block %p: span %zu runs past the pool end",
-                   static_cast<const void*>(block), span);
+                    static_cast<const void*>(block), span);
       break;
     }
     const bool free = (word & kFree) != 0;
     if ((word & kLost) != 0) {
       findings->Add("block %p (%zu bytes): out of service, damaged",
-                   static_cast<const void*>(PayloadOf(block)), span);
+                    static_cast<const void*>(PayloadOf(block)), span);
     }
     if (free && prev_free) {
       findings->Add("blocks %p and %p: adjacent free blocks were not merged",
-                   static_cast<const void*>(prev),
-                   static_cast<const void*>(block));
+                    static_cast<const void*>(prev),
+                    static_cast<const void*>(block));
     }
     if (!free && span < kMinFreeSpan) {
       findings->Add("block %p: live block of span %zu is below the minimum",
-                   static_cast<const void*>(block), span);
+                    static_cast<const void*>(block), span);
     }
     prev = block;
     prev_free = free;
@@ -1874,14 +1873,15 @@ size_t Heap::FindListProblems(CheckFindings* findings) const noexcept {
   for (int first = 0; first < kFirstLevelCount; ++first) {
     const bool first_bit = (first_level_bitmap_ >> first) & 1u;
     if (first_bit != (second_level_bitmap_[first] != 0)) {
-      findings->Add("first-level bit %d disagrees with its second level", first);
+      findings->Add("first-level bit %d disagrees with its second level",
+                    first);
     }
     for (int second = 0; second < kSecondLevelCount; ++second) {
       const Block* block = free_lists_[first][second];
       const bool second_bit = (second_level_bitmap_[first] >> second) & 1u;
       if (second_bit != (block != nullptr)) {
         findings->Add("bin (%d, %d): bitmap bit %d but list %s", first, second,
-                     second_bit, block != nullptr ? "non-empty" : "empty");
+                      second_bit, block != nullptr ? "non-empty" : "empty");
       }
       const Block* prev = nullptr;
       size_t steps = 0;
@@ -1894,25 +1894,25 @@ size_t Heap::FindListProblems(CheckFindings* findings) const noexcept {
         if (!IsAligned(Addr(block)) || r == nullptr ||
             r->last - Addr(block) < kMinFreeSpan) {
           findings->Add("bin (%d, %d): node %p lies outside every pool", first,
-                       second, static_cast<const void*>(block));
+                        second, static_cast<const void*>(block));
           break;
         }
         const uint64_t word = LoadWord(block);
         if (!IsHeader(block, word) || (word & (kFree | kLost)) != kFree) {
           findings->Add("bin (%d, %d): node %p is not a free block%s", first,
-                       second, static_cast<const void*>(PayloadOf(block)),
-                       IsHeader(block, word) ? " (out of service)"
-                                             : " (header damaged)");
+                        second, static_cast<const void*>(PayloadOf(block)),
+                        IsHeader(block, word) ? " (out of service)"
+                                              : " (header damaged)");
           break;
         }
         const size_t span = word & kSpanMask;
         if (span < kMinFreeSpan || !(BinForSpan(span) == Bin{first, second})) {
           findings->Add("bin (%d, %d): node %p of span %zu is in the wrong bin",
-                       first, second, static_cast<const void*>(block), span);
+                        first, second, static_cast<const void*>(block), span);
         }
         if (LoadLink(block, kPrevFreeOffset) != prev) {
           findings->Add("bin (%d, %d): node %p has a wrong prev link", first,
-                       second, static_cast<const void*>(block));
+                        second, static_cast<const void*>(block));
         }
         ++listed;
         prev = block;
@@ -1972,11 +1972,11 @@ void Heap::Check(CheckFindings* findings) const noexcept {
     }
     if (listable != listed) {
       findings->Add("%zu free blocks in the pools but %zu in the free lists",
-                   listable, listed);
+                    listable, listed);
     }
     if (stats_.peak_used_bytes < stats_.used_bytes) {
       findings->Add("peak %zu is below used %zu", stats_.peak_used_bytes,
-                   stats_.used_bytes);
+                    stats_.used_bytes);
     }
   }
   if (findings->count() == found_before) {
@@ -1984,10 +1984,9 @@ void Heap::Check(CheckFindings* findings) const noexcept {
       FindDamage(reinterpret_cast<const Pool*>(pools_[i].first - sizeof(Pool)),
                  [&](const HeapReport& report) {
                    char line[kHeapReportBytes];
-                   DescribeBlockFindingTo(line, sizeof(line),
-                                          HeapErrorName(report.error),
-                                          report.ptr, report.size,
-                                          report.damage);
+                   DescribeBlockFindingTo(
+                       line, sizeof(line), HeapErrorName(report.error),
+                       report.ptr, report.size, report.damage);
                    findings->Add("%s", line);
                  });
     }

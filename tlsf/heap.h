@@ -199,8 +199,8 @@ class CheckFindings {
   void Add(const char* format, ...) noexcept ABSL_PRINTF_ATTRIBUTE(2, 3);
   // Adds `inner`'s problems as one named entry, "<printf-style
   // prefix><inner's text>", counting each of them.
-  void AddWithin(const CheckFindings& inner, const char* format,
-                 ...) noexcept ABSL_PRINTF_ATTRIBUTE(3, 4);
+  void AddWithin(const CheckFindings& inner, const char* format, ...) noexcept
+      ABSL_PRINTF_ATTRIBUTE(3, 4);
 
   // OK, or DataLoss "<text> (<count> problem(s) found)". Allocates the
   // message: call it only outside any lock the program's operator new may
