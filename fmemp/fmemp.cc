@@ -669,11 +669,11 @@ void FMempFreeTag(FMemp* memp, void* ptr) { FMempFree(memp, ptr); }
 }  // extern "C"
 
 FError FMempFlushThreadCache(FMemp* memp) {
-  return fmemp::WithOffer<fmemp::Offers::kCacheDrain>(memp, FMEMP_SUCCESS,
-                                                      [](auto& m) {
-                                                        m.FlushThisThread();
-                                                        return FMEMP_SUCCESS;
-                                                      });
+  return fmemp::WithOffer<fmemp::Offers::kThreadCaches>(memp, FMEMP_SUCCESS,
+                                                        [](auto& m) {
+                                                          m.FlushThisThread();
+                                                          return FMEMP_SUCCESS;
+                                                        });
 }
 
 FError FMempDrainThreadCaches(FMemp* memp) {
@@ -742,6 +742,7 @@ FError FMempProbeThreadPool(FMemp* memp, u32 index, FMempPoolUsage* usage) {
     usage->total = p.stats.capacity_bytes;
     usage->used = p.stats.used_bytes;
     usage->free_bytes = p.stats.free_bytes;
+    usage->cached_bytes = p.stats.cached_bytes;
     usage->max_used = p.stats.peak_used_bytes;
     usage->live_blocks = p.stats.live_blocks;
     usage->regions = p.stats.region_count;

@@ -263,11 +263,14 @@ u32 FMempRegionCount(FMemp* memp);
 /* Usage of region `index` (address order). FMEMP_ERR_INVALID_ARG when index
  * is out of range or usage is NULL. */
 FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage);
-/* Per-thread caches (FMEMP_POLICY_THREAD_CACHE; other policies have none
- * and succeed doing nothing). FMempFlushThreadCache returns the calling
- * thread's cached blocks to the shared regions; FMempDrainThreadCaches does
- * it for every thread, idle ones included, before it returns. A thread's
- * cache is also returned when the thread exits. FMEMP_ERR_NOT_INIT. */
+/* Per-thread caches (FMEMP_POLICY_THREAD_CACHE, and the caches in front of
+ * FMEMP_POLICY_THREAD_POOLS' pools; other policies have none and succeed
+ * doing nothing). FMempFlushThreadCache returns the calling thread's cached
+ * blocks to the shared regions (under pools: to its pool's regions);
+ * FMempDrainThreadCaches does it for every thread, idle ones included,
+ * before it returns (not under pools: each pool's cache is returned by its
+ * own thread, on unbind, exit or FMempFlushThreadCache). A thread's cache is
+ * also returned when the thread exits. FMEMP_ERR_NOT_INIT. */
 FError FMempFlushThreadCache(FMemp* memp);
 FError FMempDrainThreadCaches(FMemp* memp);
 
@@ -316,7 +319,10 @@ typedef struct {
   u64 regions;
   u64 failed_allocations;
   u64 invalid_frees;
-  u64 fallbacks; /* requests passed on to the shared regions */
+  u64 fallbacks;    /* requests passed on to the shared regions */
+  u64 cached_bytes; /* free blocks parked in the pool's cache: in neither
+                       used nor free_bytes (used + cached_bytes + free_bytes
+                       == total) */
 } FMempPoolUsage;
 
 /* Number of threads with a pool (0 for other policies or when not ready). */

@@ -22,11 +22,12 @@
 // * Everything about a row is known at compile time: IsPolicy and RowOf
 //   are constexpr, and a capability check is an `if constexpr`, so a call a
 //   policy does not offer compiles to its refusal alone.
-// * Visit keeps the C API's hot path short: the inline policy (the default,
-//   FMEMP_POLICY_THREAD_CACHE, whose cache hit is a few dozen instructions)
-//   is one compare and its call is inlined into the caller; every other
-//   policy takes a lock anyway and is reached through one out-of-line call,
-//   which keeps their code (and the frame it needs) out of every caller.
+// * Visit keeps the C API's hot path short: the rows with per-thread caches
+//   (the default FMEMP_POLICY_THREAD_CACHE, then THREAD_POOLS, whose hits
+//   are a few dozen instructions) are a compare each and their calls are
+//   inlined into the caller; every other policy takes a lock anyway and is
+//   reached through one out-of-line call, which keeps their code (and the
+//   frame it needs) out of every caller.
 // * Thread safety (FrontEnds): Create and the destructor must not run
 //   concurrently with any other member. Visit and the ForEachCreated walks
 //   may run concurrently with each other once the Create that made the
@@ -61,13 +62,14 @@ namespace fmemp {
 enum class Offers : unsigned {
   kNone = 0,
   // Freed blocks may be parked per thread: FMempUsage.cached_bytes can be
-  // nonzero after a free, and used excludes them. Says nothing about giving
-  // them back on demand; that is kCacheDrain.
+  // nonzero after a free, and used excludes them; FMempFlushThreadCache
+  // hands the calling thread's back (the front-end has FlushThisThread()).
+  // Giving every thread's back is kCacheDrain.
   kThreadCaches = 1u << 0,
-  // FMempFlushThreadCache and FMempDrainThreadCaches hand parked blocks back
-  // to the regions, and FMempProbeRegion drains before it reads a region;
-  // without it they do nothing. The front-end has FlushThisThread() and
-  // DrainAllCaches(). Requires kThreadCaches.
+  // FMempDrainThreadCaches hands every thread's parked blocks back to the
+  // regions, and FMempProbeRegion drains before it reads a region; without
+  // it they do nothing. The front-end has DrainAllCaches(). Requires
+  // kThreadCaches.
   kCacheDrain = 1u << 1,
   // Threads may own pools: FMempBindThread(WithFlags), FMempUnbindThread,
   // FMempSyncThreadPool, FMempProbeThreadPool (FMEMP_ERR_NOT_SUPPORTED
@@ -97,6 +99,11 @@ struct PolicyRow {
 
   static_assert(!Has(Offers::kCacheDrain) || Has(Offers::kThreadCaches),
                 "a row that offers a cache drain must have thread caches");
+
+  // Whether PolicyTable::FrontEnds::Visit reaches this row inline: a cache
+  // hit is a few dozen instructions and takes no lock, so a call would
+  // show; every other front-end takes a lock anyway.
+  static constexpr bool kVisitedInline = Has(Offers::kThreadCaches);
 };
 
 namespace policy_table_internal {
@@ -136,10 +143,11 @@ constexpr bool RowsAreUnique() {
 
 }  // namespace policy_table_internal
 
-// A table of PolicyRows. kInlinePolicy is the row Visit tests first and
-// inline; it must be one of the rows. Policies and front-end types are
+// A table of PolicyRows. Rows with per-thread caches (Offers::kThreadCaches,
+// whose hit takes no lock) are the ones Visit tests inline, in table order;
+// the others are reached out of line. Policies and front-end types are
 // unique across rows (a front-end type names its row: RowOf).
-template <FMempPolicy kInlinePolicy, typename... Rows>
+template <typename... Rows>
 class PolicyTable {
   using RowTuple = std::tuple<Rows...>;
 
@@ -190,14 +198,13 @@ class PolicyTable {
 
     // Returns fn(front-end of `policy`), or `otherwise` when `policy` names
     // no row. REQUIRES: Create(policy) returned true (see the top of the
-    // file for the ordering). The inline policy costs one compare; the
-    // others one out-of-line call and a compare per row before theirs.
+    // file for the ordering). A row with per-thread caches costs a compare
+    // per such row up to its own, with fn inlined into the caller; the
+    // others, after those compares, one out-of-line call and a compare per
+    // row before theirs.
     template <typename R, typename Fn>
-    R Visit(int policy, R otherwise, Fn fn) {
-      if (policy == static_cast<int>(kInlinePolicy)) {
-        return fn(*std::get<kInlineIndex>(front_ends_));
-      }
-      return VisitOutOfLine<R, Fn>(policy, otherwise, fn);
+    ABSL_ATTRIBUTE_ALWAYS_INLINE R Visit(int policy, R otherwise, Fn fn) {
+      return VisitInline<0, R, Fn>(policy, otherwise, fn);
     }
 
     // fn(front-end) for every front-end created so far, in table order
@@ -230,7 +237,24 @@ class PolicyTable {
       (fn(std::integral_constant<size_t, kIndices>()), ...);
     }
 
-    // Every row but the inline one, compared in table order, each call of
+    // The inline rows, compared in table order; then the out-of-line call.
+    template <size_t kIndex, typename R, typename Fn>
+    ABSL_ATTRIBUTE_ALWAYS_INLINE R VisitInline(int policy, R otherwise,
+                                               Fn& fn) {
+      if constexpr (kIndex == kRowCount) {
+        return VisitOutOfLine<R, Fn>(policy, otherwise, fn);
+      } else {
+        using Row = RowAt<kIndex>;
+        if constexpr (Row::kVisitedInline) {
+          if (policy == static_cast<int>(Row::kPolicy)) {
+            return fn(*std::get<kIndex>(front_ends_));
+          }
+        }
+        return VisitInline<kIndex + 1, R, Fn>(policy, otherwise, fn);
+      }
+    }
+
+    // Every row not visited inline, compared in table order, each call of
     // fn inlined here.
     template <typename R, typename Fn>
     ABSL_ATTRIBUTE_NOINLINE R VisitOutOfLine(int policy, R otherwise, Fn fn) {
@@ -241,9 +265,9 @@ class PolicyTable {
       if constexpr (kIndex == kRowCount) {
         return otherwise;
       } else {
-        constexpr FMempPolicy kRowPolicy = RowAt<kIndex>::kPolicy;
-        if constexpr (kRowPolicy != kInlinePolicy) {
-          if (policy == static_cast<int>(kRowPolicy)) {
+        using Row = RowAt<kIndex>;
+        if constexpr (!Row::kVisitedInline) {
+          if (policy == static_cast<int>(Row::kPolicy)) {
             return fn(*std::get<kIndex>(front_ends_));
           }
         }
@@ -255,24 +279,21 @@ class PolicyTable {
   };
 
  private:
-  static constexpr size_t kInlineIndex =
-      policy_table_internal::IndexOfPolicy<Rows...>(kInlinePolicy);
-  static_assert(kInlineIndex < kRowCount, "the inline policy needs a row");
   static_assert(policy_table_internal::RowsAreUnique<Rows...>(),
                 "each policy and each front-end type has one row");
 };
 
 // The C API's policies: the one place a policy number becomes a front-end
-// type. FMEMP_POLICY_THREAD_CACHE is FMempInit's and is visited inline.
+// type. The two rows with per-thread caches (FMempInit's THREAD_CACHE, then
+// THREAD_POOLS) are visited inline.
 using CApiPolicies = PolicyTable<
-    FMEMP_POLICY_THREAD_CACHE,
     PolicyRow<FMEMP_POLICY_MUTEX, Memp<sync::Mutex>, Offers::kNone>,
     PolicyRow<FMEMP_POLICY_SPINLOCK, Memp<sync::SpinLock>, Offers::kNone>,
     PolicyRow<FMEMP_POLICY_SINGLE_THREAD, Memp<sync::NoLock>, Offers::kNone>,
     PolicyRow<FMEMP_POLICY_THREAD_CACHE, CachingMemp<sync::SpinLock>,
               Offers::kThreadCaches | Offers::kCacheDrain>,
     PolicyRow<FMEMP_POLICY_THREAD_POOLS, PoolingMemp<sync::SpinLock>,
-              Offers::kThreadPools>>;
+              Offers::kThreadCaches | Offers::kThreadPools>>;
 
 }  // namespace fmemp
 

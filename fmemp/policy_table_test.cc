@@ -178,8 +178,8 @@ TEST(PolicyTableTest, FreedBlocksAreParkedExactlyOnThreadCacheRows) {
 // the rows that offer a drain; elsewhere the drain succeeds and changes
 // nothing. For FMempDrainThreadCaches (every thread) and
 // FMempFlushThreadCache (the calling thread).
-template <typename Drain>
-void ExpectDrainWorksExactlyOnCacheDrainRows(Drain drain) {
+template <Offers kNeeded, typename Drain>
+void ExpectDrainWorksExactlyOnRowsOffering(Drain drain) {
   CApiPolicies::ForEachRow([&drain](auto row) {
     using Row = decltype(row);
     SCOPED_TRACE(RowName<Row>());
@@ -189,7 +189,7 @@ void ExpectDrainWorksExactlyOnCacheDrainRows(Drain drain) {
     ASSERT_EQ(drain(pool.memp()), FMEMP_SUCCESS);
     const FMempUsage after = Usage(pool.memp());
     EXPECT_EQ(after.used, before.used);
-    if constexpr (Row::Has(Offers::kCacheDrain)) {
+    if constexpr (Row::Has(kNeeded)) {
       EXPECT_GT(before.cached_bytes, 0u);
       EXPECT_EQ(after.cached_bytes, 0u);
       EXPECT_EQ(after.free_bytes, before.free_bytes + before.cached_bytes);
@@ -201,11 +201,15 @@ void ExpectDrainWorksExactlyOnCacheDrainRows(Drain drain) {
 }
 
 TEST(PolicyTableTest, DrainThreadCachesWorksExactlyOnCacheDrainRows) {
-  ExpectDrainWorksExactlyOnCacheDrainRows(&FMempDrainThreadCaches);
+  ExpectDrainWorksExactlyOnRowsOffering<Offers::kCacheDrain>(
+      &FMempDrainThreadCaches);
 }
 
-TEST(PolicyTableTest, FlushThreadCacheWorksExactlyOnCacheDrainRows) {
-  ExpectDrainWorksExactlyOnCacheDrainRows(&FMempFlushThreadCache);
+// The calling thread's cache is flushed on every row with thread caches
+// (the pools' too, which no other thread can drain).
+TEST(PolicyTableTest, FlushThreadCacheWorksExactlyOnThreadCacheRows) {
+  ExpectDrainWorksExactlyOnRowsOffering<Offers::kThreadCaches>(
+      &FMempFlushThreadCache);
 }
 
 // A region's figures come from its heap, which counts parked blocks as

@@ -23,10 +23,19 @@
 //   set into the calling thread's pool (RegionSet::Detach/Attach); unbinding,
 //   and the thread's exit, move its regions back. A region stays one TLSF
 //   heap throughout: nothing is copied.
-// * Own calls (the fast path): a thread-local lookup of the pool, two
-//   relaxed loads (a control epoch and the head of its remote-free list),
-//   the RegionSet operation, and relaxed stores of the pool's counters for
-//   Probe(). No lock and no atomic read-modify-write.
+// * Each pool has a SizeClassCache (fmemp/size_class_cache.h) in front of
+//   its RegionSet, which serves it (the Pool is the cache's Source): small
+//   blocks freed by the owner are parked there and handed out again
+//   without the heap; refills and trims go to the pool's own regions, with
+//   no lock. Only the owner ever touches its cache.
+// * Own calls (the fast path): a thread-local lookup of the pool, one
+//   relaxed load of the head of its remote-free list (which also carries
+//   kNews: Clear, ResetPeak and the first tagged call set it on every pool,
+//   so that the owner leaves the fast path and catches up with the
+//   front-end's epoch), a pop from or a push onto the cache (a push: one
+//   compare-exchange on the block's marker word), else the RegionSet
+//   operation, then relaxed stores of the pool's counters for Probe() and
+//   one atomic add to the front-end's used bytes (see Accounting). No lock.
 // * One region map: the shared regions and every pool's regions are
 //   entries of one RegionTable (table_, fmemp/region_table.h; the shared
 //   RegionSet and every pool's keep their entries there, UseTable), each
@@ -47,7 +56,9 @@
 //   owner's multi-producer list, the link stored in the block's first word
 //   (a Treiber push: one compare-exchange, retried only under contention).
 //   The owner takes the whole list with one exchange at its next call (or
-//   SyncThisThread) and frees the blocks into its own regions. No ABA: the
+//   SyncThisThread) and parks each block in its cache as it is (the queue's
+//   marker is the cache's: one word, one key), or frees it into its own
+//   regions when it is not cacheable or the cache is off. No ABA: the
 //   owner never pops one block, it only exchanges the head for empty. No
 //   lock is shared by all threads, no mutex, no allocation on this path.
 // * Why a bad pointer cannot corrupt the owner: nothing is written into a
@@ -90,8 +101,10 @@
 //   into a pool is one table lookup, O(log regions), and lock-free; into
 //   the shared regions it takes the shared lock once. Probe is O(pools).
 // * Accounting: Probe() covers the shared regions and every pool (each
-//   pool's figures as of its thread's last call), with used + free ==
-//   capacity. peak_used_bytes is the true peak of the whole front-end's
+//   pool's figures as of its thread's last call), with used + cached + free
+//   == capacity: blocks parked in a pool's cache are cached_bytes, neither
+//   used nor free, and count as used nowhere (so a refill or a trim changes
+//   no peak). peak_used_bytes is the true peak of the whole front-end's
 //   used bytes (UsageTotals): every change of used bytes, in a pool or in
 //   the shared regions, adds its delta to one atomic total before the call
 //   returns, and a rise past the peak raises it (compare-exchange). A region
@@ -106,21 +119,29 @@
 //   pool only (another pool's heap is being changed, without a lock, by its
 //   owner).
 // * Misuse: in the owner's own pool and in the shared regions, as Memp. A
-//   free from another thread of a block already queued to its owner is
-//   reported (kDoubleFree) on the freeing thread, and Free returns false; a
-//   block already freed for its heap, or a bad pointer, takes the locked
-//   path and is reported there.
+//   free, from any thread, of a block parked in its pool's cache or queued
+//   to its owner is reported (kDoubleFree) on the freeing thread, and Free
+//   returns false (the marker is authoritative: fmemp/size_class_cache.h);
+//   so is a Reallocate of such a block, and its UsableSize is 0. A block
+//   already freed for its heap, or a bad pointer, takes the locked path and
+//   is reported there.
 // * Regions: AddRegion refuses overlap with bound regions too. RemoveRegion
 //   of a region bound to the calling thread removes it from its pool
 //   (refused while blocks live in it); of a region bound to another thread
 //   it is refused (FailedPrecondition) until that thread unbinds or exits.
 // * Clear() and ResetPeak() reach a pool on its thread's next call. Clear
 //   must not race other calls (as for the C API's FMempRemove).
-// * fork(): the child keeps the forking thread's pool. Pools of other
-//   threads stay bound in the child, whose blocks freed there are queued
-//   and never reused.
-// * Clear() drops queued frees without touching the blocks (their memory is
-//   forgotten with the regions).
+// * Parked blocks go back to the pool's regions on unbind, thread exit,
+//   RemoveRegion of the owner's region, List, FlushThisThread, and when the
+//   pool runs out of room (before the fallback): nothing is lost, nothing
+//   applied twice. With a debug mode on, the cache is bypassed; once tagging is
+//   used, nothing more is parked (a parked block would keep its tag).
+// * fork(): the child keeps the forking thread's pool, its cache
+//   included. Pools of other threads stay bound in the child, whose blocks
+//   freed there are queued and never reused.
+// * Clear() drops parked and queued blocks without touching them (their
+//   memory is forgotten with the regions) and draws a new marker key, so
+//   markers left in that memory never match again.
 
 #ifndef FMEMP_FMEMP_THREAD_POOL_H_
 #define FMEMP_FMEMP_THREAD_POOL_H_
@@ -149,7 +170,7 @@
 #include "fmemp/no_wait_lock.h"
 #include "fmemp/region_set.h"
 #include "fmemp/region_table.h"
-#include "fmemp/thread_cache.h"
+#include "fmemp/size_class_cache.h"
 #include "fmemp/thread_registry.h"
 #include "tlsf/heap.h"
 
@@ -164,7 +185,10 @@ enum class PoolExhaustion {
 // One per-thread pool's figures, as of its thread's last call.
 struct PoolStats {
   uint64_t thread_id = 0;  // the bound thread (gettid)
-  MempStats stats;         // its regions; cached_bytes is 0
+  // Its regions; cached_bytes counts the blocks parked in its cache (not
+  // in used_bytes nor free_bytes), and peak_used_bytes is the pool's own
+  // true peak of used_bytes.
+  MempStats stats;
   uint64_t fallbacks = 0;  // requests it passed to the shared regions
 };
 
@@ -188,7 +212,9 @@ class Pool;
 // table's entries of a pool's regions name it as their owner.
 struct RemoteQueue {
   // The newest queued block (a RemoteBlock), 0 when empty, kClosed once
-  // the owner's thread has exited.
+  // the owner's thread has exited; with kNews or'ed in when the front-end
+  // has news for the owner (Clear, ResetPeak, the first tagged call), so
+  // that the owner's inline hits test one word for both.
   alignas(64) std::atomic<uintptr_t> head{0};
   // The pool it belongs to; read under the shared lock (PoolOf).
   std::atomic<Pool*> pool{nullptr};
@@ -196,6 +222,8 @@ struct RemoteQueue {
   RemoteQueue* next_record = nullptr;  // StableRecords' list of all
 };
 inline constexpr uintptr_t kClosed = 1;
+// Queued blocks are kAlignment-aligned: the low bits of `head` are free.
+inline constexpr uintptr_t kNews = 2;
 
 // The whole front-end's used bytes and their peak (see Accounting above).
 struct UsageTotals {
@@ -206,14 +234,22 @@ struct UsageTotals {
   // only when the peak rises.
   void Add(size_t delta) {
     if (delta == 0) return;
+    if (static_cast<std::ptrdiff_t>(delta) < 0) {
+      Drop(-delta);
+    } else {
+      Rise(delta);
+    }
+  }
+  // Add, for a delta known to be a rise / a drop.
+  void Rise(size_t bytes) {
     const size_t total =
-        used.fetch_add(delta, std::memory_order_relaxed) + delta;
-    if (static_cast<std::ptrdiff_t>(delta) < 0) return;
+        used.fetch_add(bytes, std::memory_order_relaxed) + bytes;
     size_t seen = peak.load(std::memory_order_relaxed);
     while (total > seen && !peak.compare_exchange_weak(
                                seen, total, std::memory_order_relaxed)) {
     }
   }
+  void Drop(size_t bytes) { used.fetch_sub(bytes, std::memory_order_relaxed); }
 };
 
 // Records of type T for the pools' RemoteQueues, from the metadata arena
@@ -280,13 +316,32 @@ class Pool final : public ThreadState {
  public:
   // --- Owner-only (the bound thread, or its exit hook) ---
   RegionSet regions;
+  // Small free blocks in front of `regions` (fmemp/size_class_cache.h):
+  // the pool is its Source (the members below under "Source").
+  SizeClassCache cache;
+  // Every condition the inline hits test besides the catch-up, in one byte:
+  // kCacheOff: debug modes are on, the cache is bypassed (and empty).
+  // kNoPark: tagging was used, nothing more is parked.
+  // kNoRegions: the pool has no region (as of the last Publish()).
+  uint8_t cache_mode = kNoRegions;
+  static constexpr uint8_t kCacheOff = 1;
+  static constexpr uint8_t kNoPark = 2;
+  static constexpr uint8_t kNoRegions = 4;
+  // The front-end's marker key as of the pool's last catch-up (Clear draws
+  // a new one).
+  uintptr_t cache_key = 0;
+  // The pool's own peak of used bytes (cached blocks not counted), and the
+  // PoolingMemp's peak epoch it was last reset for.
+  size_t peak = 0;
+  uint64_t seen_peak_epoch = 0;
   PoolExhaustion on_exhaustion = PoolExhaustion::kFallBackToShared;
   uint64_t seen_epoch = 0;
   uint64_t generation = 0;  // the PoolingMemp's Clear generation it is of
   uint64_t fallbacks = 0;
   uint64_t uncounted_failures = 0;  // failures that a fallback then served
-  bool has_regions = false;         // as of the last Publish()
-  // Used bytes of `regions` last added to *totals.
+  bool has_regions() const { return (cache_mode & kNoRegions) == 0; }
+  // Used bytes of `regions`, cached blocks not counted, last added to
+  // *totals.
   size_t accounted_used = 0;
   UsageTotals* totals = nullptr;  // the PoolingMemp's
 
@@ -296,7 +351,10 @@ class Pool final : public ThreadState {
   // pool, for pushes racing the thread's exit).
   RemoteQueue* queue = nullptr;
 
-  // The figures Probe() reads, stored by the owner after each call.
+  // The figures Probe() reads, stored by the owner after each call but a
+  // cache hit (which changes none of them). Used bytes and live blocks are
+  // the regions', cached blocks included: Published() takes the cache's
+  // own figures (cache.bytes(), cache.blocks()) off.
   std::atomic<size_t> published_capacity{0};
   std::atomic<size_t> published_used{0};
   std::atomic<size_t> published_peak{0};
@@ -308,7 +366,8 @@ class Pool final : public ThreadState {
 
   void Publish() {
     const MempStats s = regions.Probe();
-    has_regions = s.region_count != 0;
+    cache_mode = static_cast<uint8_t>((cache_mode & ~kNoRegions) |
+                                      (s.region_count == 0 ? kNoRegions : 0));
     constexpr auto kRelaxed = std::memory_order_relaxed;
     published_capacity.store(s.capacity_bytes, kRelaxed);
     published_regions.store(s.region_count, kRelaxed);
@@ -320,17 +379,68 @@ class Pool final : public ThreadState {
   // free can change: usage, and the misuse a debug mode may find meanwhile.
   // (Failures, fallbacks and regions change only on the paths that call
   // Publish.)
+  // Blocks parked in the cache are live for the heaps but free for the
+  // user: used bytes and live blocks here leave them out, so that the
+  // totals (and so the peaks) count only what the program holds. A refill
+  // or a trim moves bytes between the regions' used and the cache: no
+  // change here.
   void PublishUsage() {
     const MempStats s = regions.Probe();
-    if (s.used_bytes != accounted_used) {
-      totals->Add(s.used_bytes - accounted_used);
-      accounted_used = s.used_bytes;
+    const size_t cached = cache.bytes();
+    const size_t used = s.used_bytes - cached;
+    if (used != accounted_used) {
+      totals->Add(used - accounted_used);
+      accounted_used = used;
     }
+    if (used > peak) peak = used;
     constexpr auto kRelaxed = std::memory_order_relaxed;
     published_used.store(s.used_bytes, kRelaxed);
-    published_peak.store(s.peak_used_bytes, kRelaxed);
+    published_peak.store(peak, kRelaxed);
     published_live.store(s.live_blocks, kRelaxed);
     published_invalid.store(s.invalid_frees, kRelaxed);
+  }
+  // PublishUsage for a cache hit, which changes nothing but the program's
+  // used bytes (by `span`: up for a pop, kRise, down for a push): the
+  // regions' figures stay, the cache's are its own. O(1), inline, no call.
+  // `front_totals` is *totals, passed by the caller, who has its address
+  // at hand.
+  template <bool kRise>
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void PublishHit(size_t span,
+                                               UsageTotals& front_totals) {
+    if (kRise) {
+      accounted_used += span;
+      front_totals.Rise(span);
+      if (ABSL_PREDICT_FALSE(accounted_used > peak)) {
+        peak = accounted_used;
+        published_peak.store(peak, std::memory_order_relaxed);
+      }
+    } else {
+      accounted_used -= span;
+      front_totals.Drop(span);
+    }
+  }
+
+  // --- Source (fmemp/size_class_cache.h): the pool's own regions, no lock
+  // (owner only) ---
+  const RegionTable& table() const { return regions.table(); }
+  // The table holds every region of the front-end: the pool's own are
+  // those whose owner is its queue.
+  const void* owner() const { return queue; }
+  uintptr_t marker_key() const { return cache_key; }
+  size_t AllocateBatch(size_t usable, size_t count, void** out) {
+    return regions.AllocateBatch(usable, count, out);
+  }
+  void ReturnChain(ParkedBlock* chain) {
+    while (chain != nullptr)
+      regions.Free(SizeClassCache::TakeFromChain(&chain));
+  }
+  void ReportDamagedLink(const void* link) {
+    regions.ReportMisuse(MempError::kUseAfterFreeWrite, link);
+  }
+  // Returns every parked block to the regions. O(parked blocks).
+  void FlushCache() {
+    cache.ReleaseDownTo(*this, 0);
+    PublishUsage();
   }
 
   PoolStats Published() const {
@@ -338,11 +448,18 @@ class Pool final : public ThreadState {
     PoolStats out;
     out.thread_id = thread_id;
     MempStats& s = out.stats;
+    // The cache's figures may be newer than the regions' (a refill parks
+    // blocks before the regions' figures are published): clamped, so that
+    // used + cached + free == capacity always.
     s.capacity_bytes = published_capacity.load(kRelaxed);
-    s.used_bytes = std::min(published_used.load(kRelaxed), s.capacity_bytes);
-    s.free_bytes = s.capacity_bytes - s.used_bytes;
+    const size_t regions_used =
+        std::min(published_used.load(kRelaxed), s.capacity_bytes);
+    s.cached_bytes = std::min(cache.bytes(), regions_used);
+    s.used_bytes = regions_used - s.cached_bytes;
+    s.free_bytes = s.capacity_bytes - regions_used;
     s.peak_used_bytes = std::max(published_peak.load(kRelaxed), s.used_bytes);
-    s.live_blocks = published_live.load(kRelaxed);
+    const size_t regions_live = published_live.load(kRelaxed);
+    s.live_blocks = regions_live - std::min(cache.blocks(), regions_live);
     s.region_count = published_regions.load(kRelaxed);
     s.failed_allocations = published_failed.load(kRelaxed);
     s.invalid_frees = published_invalid.load(kRelaxed);
@@ -364,8 +481,7 @@ class PoolingMemp final : private ThreadStateOwner {
   static constexpr bool kThreadSafe = true;
   using OutOfMemoryHandler = typename Memp<LockPolicy>::OutOfMemoryHandler;
 
-  PoolingMemp()
-      : marker_key_(thread_cache_internal::NewMarkerKey(this, owner_id())) {
+  PoolingMemp() : marker_key_(NewMarkerKey(this, owner_id())) {
     // The registry's function-local static is set up now, not on some
     // thread's first call (a fork() inside its guard would hang the child).
     RegistryMutex();
@@ -428,6 +544,7 @@ class PoolingMemp final : private ThreadStateOwner {
         return {ManagementError::kBoundToOtherThread, begin};
       }
       ApplyRemoteFrees(mine, &shared);
+      mine->FlushCache();  // parked blocks never keep a region alive
       const ManagementResult removed = mine->regions.RemoveRegion(begin);
       mine->Publish();
       return removed;
@@ -440,12 +557,17 @@ class PoolingMemp final : private ThreadStateOwner {
   void Clear() {
     shared_.WithRegions([this](RegionSet& shared) {
       NoWaitLock hold(&bindings_mu_);
+      const uintptr_t old_key = marker_key_.load(std::memory_order_relaxed);
+      uintptr_t key = NewMarkerKey(this, owner_id());
+      if (key == old_key) key ^= 2;  // (the clock may not have moved)
+      marker_key_.store(key, std::memory_order_relaxed);
+      clear_generation_.fetch_add(1, std::memory_order_relaxed);
+      epoch_.fetch_add(1, std::memory_order_release);
+      NotifyPools();
       pools_.clear();
       retired_failed_ = retired_invalid_ = 0;
       totals_.used.store(0, std::memory_order_relaxed);
       totals_.peak.store(0, std::memory_order_relaxed);
-      clear_generation_.fetch_add(1, std::memory_order_relaxed);
-      epoch_.fetch_add(1, std::memory_order_release);
       shared.Clear();
       // The pools' entries too: each pool's RegionSet then finds none of
       // its own to erase when it clears on its thread's next call.
@@ -491,11 +613,16 @@ class PoolingMemp final : private ThreadStateOwner {
         pool->on_exhaustion = on_exhaustion;
         return {};
       }
-      if (!pool->has_regions) {
+      if (!pool->has_regions()) {
         // A pool takes the debug modes of the regions it will hold.
-        const ManagementResult s =
-            pool->regions.SetDebugOptions(shared.debug_options());
+        const DebugOptions& debug = shared.debug_options();
+        const ManagementResult s = pool->regions.SetDebugOptions(debug);
         if (!s.ok()) return s;
+        // A debug mode checks every block: none may skip it in the cache.
+        pool->cache_mode = static_cast<uint8_t>(
+            (pool->cache_mode & (Pool::kNoPark | Pool::kNoRegions)) |
+            (debug.poison || debug.canaries || debug.asan ? Pool::kCacheOff
+                                                          : 0));
       }
       // The region's table entry stays through the move; Attach makes the
       // pool its owner in place.
@@ -536,6 +663,15 @@ class PoolingMemp final : private ThreadStateOwner {
     return absl::OkStatus();
   }
 
+  // Returns the blocks parked in the calling thread's pool cache to its
+  // regions (also done on unbind, thread exit, RemoveRegion of its own
+  // region, List, and when the pool runs out of room). Only the
+  // owner can: another thread's cache is not reachable while it runs.
+  // O(parked blocks); no lock.
+  void FlushThisThread() {
+    if (Pool* const pool = SyncedPool()) pool->FlushCache();
+  }
+
   // Whether the calling thread has a pool with at least one region.
   bool ThisThreadHasPool() { return BoundPool() != nullptr; }
 
@@ -550,17 +686,28 @@ class PoolingMemp final : private ThreadStateOwner {
   // --- Hot path (Memp's semantics) ---
 
   void* Allocate(size_t bytes) noexcept {
-    return AllocateWith(
-        bytes, tlsf::kAlignment,
-        [bytes](RegionSet& r) { return r.Allocate(bytes); },
-        [this, bytes] {
-          return shared_.AllocateWith(
-              bytes, tlsf::kAlignment, [this, bytes](RegionSet& r) {
-                return Counted(r, [&] { return r.Allocate(bytes); });
-              });
-        });
+    // The hit, inline and without a call: a pop from the calling thread's
+    // pool cache. Anything else (no pool yet, a pending catch-up or queue,
+    // an empty list, the cache off) takes AllocateSlow.
+    if (bytes <= SizeClassCache::kMaxCachedRequest) {
+      if (Pool* const pool = ReadyPool()) {
+        if ((pool->cache_mode & (Pool::kCacheOff | Pool::kNoRegions)) == 0) {
+          const size_t span = tlsf::SpanForRequest(bytes);
+          void* p =
+              pool->cache.PopFast(span, pool->regions.table(), pool->cache_key);
+          if (ABSL_PREDICT_TRUE(p != nullptr)) {
+            pool->PublishHit</*kRise=*/true>(span, totals_);
+            return p;
+          }
+        }
+      }
+    }
+    return AllocateSlow(bytes);
   }
   void* AllocateAligned(size_t alignment, size_t bytes) noexcept {
+    if (alignment <= tlsf::kAlignment && tlsf::IsPowerOfTwo(alignment)) {
+      return Allocate(bytes);
+    }
     return AllocateWith(
         bytes, alignment,
         [alignment, bytes](RegionSet& r) {
@@ -583,20 +730,28 @@ class PoolingMemp final : private ThreadStateOwner {
     return ReallocateWith(ptr, bytes, nullptr);
   }
   bool Free(void* ptr) noexcept {
-    if (ptr == nullptr) return true;
-    if (Pool* const pool = BoundPool()) {
-      switch (pool->regions.TryFree(ptr)) {
-        case RegionSet::FreeOutcome::kFreed:
-          pool->PublishUsage();
+    // The hit, inline and without a call: a live block of a cacheable span
+    // in the region of the pool's last lookup, parked if its marker's claim
+    // wins and the budget has room. Its heap gives the size only if it
+    // would free the block too (UsableSizeIfFreeable), so an overflow is
+    // refused and reported by FreeSlow, as by the heap. Anything else
+    // (nullptr included: it lies in no region) takes FreeSlow.
+    if (Pool* const pool = ReadyPool();
+        pool != nullptr && pool->cache_mode == 0) {
+      const RegionTable::Entry* region = pool->regions.table().FindInHint(
+          reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
+      if (region != nullptr && region->owner == pool->queue) {
+        const size_t usable = SizeClassCache::FreeableUsable(region->heap, ptr);
+        const size_t span = usable + tlsf::kBlockOverhead;
+        if (SizeClassCache::IsCacheableUsable(usable) &&
+            pool->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
+                                pool->cache_key)) {
+          pool->PublishHit</*kRise=*/false>(span, totals_);
           return true;
-        case RegionSet::FreeOutcome::kRefused:
-          pool->Publish();  // misuse, counted
-          return false;
-        case RegionSet::FreeOutcome::kOutside:
-          break;
+        }
       }
     }
-    return FreeElsewhere(ptr);
+    return FreeSlow(ptr);
   }
   // The usable size of a live block anywhere in this front-end; 0 if ptr is
   // not one.
@@ -605,16 +760,20 @@ class PoolingMemp final : private ThreadStateOwner {
     RegionTable::Entry entry;
     if (!table_.Find(reinterpret_cast<uintptr_t>(ptr), &entry)) return 0;
     if (pool != nullptr && entry.owner == pool->queue) {
-      return pool->regions.UsableSize(ptr);
+      const size_t usable = pool->regions.UsableSize(ptr);
+      return usable != 0 && IsParkedOrQueued(ptr) ? 0 : usable;
     }
     // Under the shared lock, which keeps the region where it is found.
     return shared_.WithRegions([&](const RegionSet& shared) -> size_t {
       if (!table_.Find(reinterpret_cast<uintptr_t>(ptr), &entry)) return 0;
       if (entry.owner == nullptr) return shared.UsableSize(ptr);
-      return static_cast<const tlsf::Heap*>(entry.heap)->UsableSize(ptr);
+      const size_t usable =
+          static_cast<const tlsf::Heap*>(entry.heap)->UsableSize(ptr);
+      return usable != 0 && IsParkedOrQueued(ptr) ? 0 : usable;
     });
   }
   void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
+    NoteTagging();
     return AllocateWith(
         bytes, alignment,
         [&](RegionSet& r) {
@@ -625,6 +784,7 @@ class PoolingMemp final : private ThreadStateOwner {
         [&] { return SharedTagged(alignment, bytes, tag); });
   }
   void* ReallocateTagged(void* ptr, size_t bytes, const BlockTag& tag) {
+    NoteTagging();
     return ReallocateWith(ptr, bytes, &tag);
   }
 
@@ -705,6 +865,7 @@ class PoolingMemp final : private ThreadStateOwner {
         const MempStats s = pool->Published().stats;
         total.capacity_bytes += s.capacity_bytes;
         total.used_bytes += s.used_bytes;
+        total.cached_bytes += s.cached_bytes;
         total.free_bytes += s.free_bytes;
         total.live_blocks += s.live_blocks;
         total.region_count += s.region_count;
@@ -731,6 +892,9 @@ class PoolingMemp final : private ThreadStateOwner {
     });
   }
   // The shared regions and the calling thread's own, in address order.
+  // A region's figures are its heap's: blocks parked in the calling
+  // thread's cache count as used there (FlushThisThread first for figures
+  // without them), as under CachingMemp.
   RegionStatsList ProbeRegions() {
     RegionStatsList out = shared_.ProbeRegions();
     if (Pool* const pool = BoundPool()) {
@@ -747,7 +911,12 @@ class PoolingMemp final : private ThreadStateOwner {
   // The shared regions' peak and the calling thread's pool's now; every
   // other pool's at its thread's next call.
   void ResetPeak() noexcept {
+    peak_epoch_.fetch_add(1, std::memory_order_relaxed);
     epoch_.fetch_add(1, std::memory_order_release);
+    {
+      NoWaitLock hold(&bindings_mu_);
+      NotifyPools();
+    }
     totals_.peak.store(totals_.used.load(std::memory_order_relaxed),
                        std::memory_order_relaxed);
     shared_.ResetPeak();
@@ -772,6 +941,7 @@ class PoolingMemp final : private ThreadStateOwner {
   void List(absl::FunctionRef<void(absl::string_view)> sink) {
     shared_.List(sink);
     if (Pool* const pool = BoundPool()) {
+      pool->FlushCache();  // the listing shows only blocks in use
       sink(absl::StrFormat("pool of thread %d:", pool->thread_id));
       pool->regions.List(sink);
     }
@@ -798,6 +968,7 @@ class PoolingMemp final : private ThreadStateOwner {
   using RemoteBlock = thread_pool_internal::RemoteBlock;
   using RemoteQueue = thread_pool_internal::RemoteQueue;
   static constexpr uintptr_t kClosed = thread_pool_internal::kClosed;
+  static constexpr uintptr_t kNews = thread_pool_internal::kNews;
 
   // The pool that a table entry of a bound region names (entry.owner is
   // its RemoteQueue). REQUIRES: the shared lock (which keeps the binding
@@ -834,6 +1005,11 @@ class PoolingMemp final : private ThreadStateOwner {
     pool->regions.SetReportHandler(&PoolingMemp::ForwardReport, this);
     pool->generation = clear_generation_.load(std::memory_order_relaxed);
     pool->seen_epoch = epoch_.load(std::memory_order_acquire);
+    pool->seen_peak_epoch = peak_epoch_.load(std::memory_order_relaxed);
+    pool->cache_key = marker_key_.load(std::memory_order_relaxed);
+    if (tagging_used_.load(std::memory_order_relaxed)) {
+      pool->cache_mode |= Pool::kNoPark;
+    }
     return pool;
   }
 
@@ -843,9 +1019,11 @@ class PoolingMemp final : private ThreadStateOwner {
     ThreadState* state = ThreadStateFor(this);
     if (state == nullptr) return nullptr;
     Pool* const pool = static_cast<Pool*>(state);
+    // Acquire: news seen here comes with the epoch it announces.
+    const uintptr_t head = pool->queue->head.load(std::memory_order_acquire);
     const uint64_t epoch = epoch_.load(std::memory_order_acquire);
     if (pool->seen_epoch != epoch) CatchUp(pool, epoch);
-    if (pool->queue->head.load(std::memory_order_relaxed) != 0) {
+    if (head != 0 || pool->queue->head.load(std::memory_order_relaxed) != 0) {
       ApplyRemoteFrees(pool, nullptr);
     }
     return pool;
@@ -853,7 +1031,126 @@ class PoolingMemp final : private ThreadStateOwner {
   // As SyncedPool, but only a pool with a region to allocate from.
   Pool* BoundPool() {
     Pool* const pool = SyncedPool();
-    return pool != nullptr && pool->has_regions ? pool : nullptr;
+    return pool != nullptr && pool->has_regions() ? pool : nullptr;
+  }
+
+  // The calling thread's pool when its own calls may take the inline hit:
+  // it was the thread's last-used state and has nothing to catch up on (its
+  // queue's head is 0: no queued frees, no news of a Clear, ResetPeak or
+  // tagging); else nullptr (the slow path syncs). The caller tests
+  // cache_mode (regions, cache on). Inline, no call.
+  Pool* ReadyPool() {
+    Pool* const pool = static_cast<Pool*>(LastUsedThreadStateFor(this));
+    if (pool == nullptr ||
+        pool->queue->head.load(std::memory_order_relaxed) != 0) {
+      return nullptr;
+    }
+    return pool;
+  }
+
+  // Allocate without the inline hit: the cache after a sync (refilling it
+  // when the class is empty), else the pool's regions or the shared ones.
+  ABSL_ATTRIBUTE_NOINLINE void* AllocateSlow(size_t bytes) noexcept {
+    if (bytes <= SizeClassCache::kMaxCachedRequest) {
+      if (Pool* const pool = BoundPool();
+          pool != nullptr && (pool->cache_mode & Pool::kCacheOff) == 0) {
+        if (void* p = TakeFromCache(pool, tlsf::SpanForRequest(bytes))) {
+          return p;
+        }
+      }
+    }
+    return AllocateWith(
+        bytes, tlsf::kAlignment,
+        [bytes](RegionSet& r) { return r.Allocate(bytes); },
+        [this, bytes] {
+          return shared_.AllocateWith(
+              bytes, tlsf::kAlignment, [this, bytes](RegionSet& r) {
+                return Counted(r, [&] { return r.Allocate(bytes); });
+              });
+        });
+  }
+
+  // Free without the inline hit.
+  ABSL_ATTRIBUTE_NOINLINE bool FreeSlow(void* ptr) noexcept {
+    if (ptr == nullptr) return true;
+    if (Pool* const pool = BoundPool()) return FreeInPool(pool, ptr);
+    return FreeElsewhere(ptr);
+  }
+
+  // Allocate's miss: a pop after a refill from the pool's regions
+  // (nullptr when they have no room; the caller then takes the uncached
+  // path, which counts the failure and may flush the cache).
+  ABSL_ATTRIBUTE_NOINLINE void* TakeFromCache(Pool* pool, size_t span) {
+    void* p = pool->cache.Take(*pool, span);
+    pool->PublishUsage();
+    return p;
+  }
+
+  // Free's miss for a calling thread with a pool: parks a block of the
+  // pool's regions (reporting a double free: its marker is set, in this
+  // cache or queued to this pool), or frees it into the pool's regions, or
+  // hands it on to FreeElsewhere when it is not in them.
+  ABSL_ATTRIBUTE_NOINLINE bool FreeInPool(Pool* pool, void* ptr) {
+    if ((pool->cache_mode & Pool::kCacheOff) == 0) {
+      const size_t span = SizeClassCache::CacheableSpan(
+          pool->regions.table(), pool->queue, ptr, &pool->cache.region_hint);
+      if (span != 0) {
+        const bool park = (pool->cache_mode & Pool::kNoPark) == 0;
+        switch (pool->cache.Put(*pool, ptr, span, park)) {
+          case SizeClassCache::kParked:
+            pool->PublishUsage();
+            return true;
+          case SizeClassCache::kDoubleFree:
+            pool->regions.ReportMisuse(MempError::kDoubleFree, ptr);
+            pool->Publish();  // misuse, counted
+            return false;
+          case SizeClassCache::kNotParked:
+            break;
+        }
+      }
+    }
+    switch (pool->regions.TryFree(ptr)) {
+      case RegionSet::FreeOutcome::kFreed:
+        pool->PublishUsage();
+        return true;
+      case RegionSet::FreeOutcome::kRefused:
+        pool->Publish();  // misuse, counted
+        return false;
+      case RegionSet::FreeOutcome::kOutside:
+        break;
+    }
+    return FreeElsewhere(ptr);
+  }
+
+  // Whether the live block at ptr carries this front-end's marker: parked
+  // in a pool's cache or queued to its owner (freed, for the user).
+  // REQUIRES: ptr is a live block of a region of this front-end.
+  bool IsParkedOrQueued(const void* ptr) const {
+    const auto* block = static_cast<const ParkedBlock*>(ptr);
+    return SizeClassCache::LoadMarker(block) ==
+           SizeClassCache::MarkerFor(
+               block, marker_key_.load(std::memory_order_relaxed));
+  }
+
+  // Stops every pool parking blocks, from its next call on (a parked
+  // block would keep its tag while free).
+  void NoteTagging() {
+    if (!tagging_used_.load(std::memory_order_relaxed)) {
+      tagging_used_.store(true, std::memory_order_relaxed);
+      epoch_.fetch_add(1, std::memory_order_release);
+      NoWaitLock hold(&bindings_mu_);
+      NotifyPools();
+    }
+  }
+
+  // Makes every pool's next own call leave its inline hit and catch up
+  // with epoch_ (its hits test only its queue's head). Call after changing
+  // epoch_: the owner that sees kNews (acquire) then sees the new epoch.
+  // O(pools).
+  void NotifyPools() ABSL_EXCLUSIVE_LOCKS_REQUIRED(bindings_mu_) {
+    for (Pool* pool : pools_) {
+      pool->queue->head.fetch_or(kNews, std::memory_order_release);
+    }
   }
 
   // Out of line, as the other rare paths of an own call below: inlined,
@@ -861,15 +1158,26 @@ class PoolingMemp final : private ThreadStateOwner {
   ABSL_ATTRIBUTE_NOINLINE void CatchUp(Pool* pool, uint64_t epoch) {
     const uint64_t generation =
         clear_generation_.load(std::memory_order_relaxed);
+    const uint64_t peak_epoch = peak_epoch_.load(std::memory_order_relaxed);
     if (pool->generation != generation) {
+      // Parked and queued blocks lie in forgotten regions: dropped, not
+      // touched (their markers are stale under the new key).
+      pool->cache.Forget();
       pool->regions.Clear();
-      // Queued blocks lie in forgotten regions: dropped, not touched.
-      pool->queue->head.store(0, std::memory_order_relaxed);
+      // (Keeping news that may have come since `epoch` was read.)
+      pool->queue->head.fetch_and(kNews, std::memory_order_relaxed);
       pool->accounted_used = 0;  // Clear zeroed the totals
+      pool->peak = 0;
+      pool->cache_key = marker_key_.load(std::memory_order_relaxed);
       pool->generation = generation;
       pool->fallbacks = pool->uncounted_failures = 0;
-    } else {
+    } else if (pool->seen_peak_epoch != peak_epoch) {
       pool->regions.ResetPeak();
+      pool->peak = pool->accounted_used;
+    }
+    pool->seen_peak_epoch = peak_epoch;
+    if (tagging_used_.load(std::memory_order_relaxed)) {
+      pool->cache_mode |= Pool::kNoPark;
     }
     pool->seen_epoch = epoch;
     pool->Publish();
@@ -908,12 +1216,19 @@ class PoolingMemp final : private ThreadStateOwner {
   // `shared` is the shared regions when the caller holds the shared lock, else
   // nullptr. Owner only. O(queued blocks); no allocation.
   ABSL_ATTRIBUTE_NOINLINE void ApplyRemoteFrees(Pool* pool, RegionSet* shared) {
-    uintptr_t list = pool->queue->head.exchange(0, std::memory_order_acquire);
-    if (list == kClosed) {  // cannot happen on a live owner; keep it closed
+    const uintptr_t head =
+        pool->queue->head.exchange(0, std::memory_order_acq_rel);
+    if ((head & kClosed) != 0) {  // cannot happen on a live owner
       pool->queue->head.store(kClosed, std::memory_order_relaxed);
       return;
     }
-    ApplyList(pool, list, shared);
+    ApplyList(pool, head & ~kNews, shared);
+    if ((head & kNews) != 0) {
+      // The exchange took the news: act on it now (acquire: its epoch is
+      // visible).
+      const uint64_t epoch = epoch_.load(std::memory_order_acquire);
+      if (pool->seen_epoch != epoch) CatchUp(pool, epoch);
+    }
     pool->Publish();
   }
   void ApplyList(Pool* pool, uintptr_t list, RegionSet* shared) {
@@ -927,6 +1242,19 @@ class PoolingMemp final : private ThreadStateOwner {
       }
       auto* block = reinterpret_cast<RemoteBlock*>(list);
       list = block->next;
+      // A block of the pool's own regions goes into its cache, its marker
+      // (claimed by the freeing thread, with the same key) kept.
+      const size_t span = pool->cache_mode == 0
+                              ? SizeClassCache::CacheableSpan(
+                                    pool->regions.table(), pool->queue, block,
+                                    &pool->cache.region_hint)
+                              : 0;
+      if (span != 0 && span <= pool->cache.max_bytes() &&
+          pool->cache_key == marker_key_.load(std::memory_order_relaxed)) {
+        pool->cache.ParkClaimed(*pool, reinterpret_cast<ParkedBlock*>(block),
+                                span);
+        continue;
+      }
       // Unclaimed before the heap sees it (a later free must not find it
       // queued).
       __atomic_store_n(&block->marker, 0, __ATOMIC_RELEASE);
@@ -947,7 +1275,7 @@ class PoolingMemp final : private ThreadStateOwner {
     if (entry->end - address < sizeof(RemoteBlock)) return false;
     const auto* block = reinterpret_cast<const RemoteBlock*>(address);
     return __atomic_load_n(&block->marker, __ATOMIC_ACQUIRE) ==
-           (address ^ marker_key_);
+           (address ^ marker_key_.load(std::memory_order_relaxed));
   }
   // The rest of a remote-free list from a damaged link on is dropped (those
   // blocks stay allocated, never reused), reported once.
@@ -1012,7 +1340,19 @@ class PoolingMemp final : private ThreadStateOwner {
                                                   Attempt attempt) {
     const bool no_room = failures != 0;
     void* p = nullptr;
-    if (no_room && pool->on_exhaustion == PoolExhaustion::kFail &&
+    if (no_room && pool->cache.bytes() != 0) {
+      // Blocks parked in the cache may make room: give them back, retry.
+      pool->FlushCache();
+      const uint64_t failed_before = pool->regions.failed_allocations();
+      p = attempt(pool->regions);
+      if (p == nullptr) {
+        // One call, one failure: the first attempt's.
+        pool->uncounted_failures +=
+            pool->regions.failed_allocations() - failed_before;
+      }
+    }
+    if (p == nullptr && no_room &&
+        pool->on_exhaustion == PoolExhaustion::kFail &&
         AskOutOfMemoryHandler(bytes, alignment)) {
       p = attempt(pool->regions);
     }
@@ -1061,6 +1401,12 @@ class PoolingMemp final : private ThreadStateOwner {
     }
     Pool* const pool = BoundPool();
     if (InPool(pool, ptr)) {
+      if (pool->regions.UsableSize(ptr) != 0 && IsParkedOrQueued(ptr)) {
+        // Freed already: the heap still counts it live, so say it here.
+        pool->regions.ReportMisuse(MempError::kDoubleFree, ptr);
+        pool->Publish();
+        return nullptr;
+      }
       void* p = PoolAttempt</*kAllocation=*/false>(
           pool, bytes, tlsf::kAlignment, [&](RegionSet& r) {
             void* moved = r.Reallocate(ptr, bytes);
@@ -1115,6 +1461,10 @@ class PoolingMemp final : private ThreadStateOwner {
       alignment = heap->BlockAlignment(ptr);
       if (usable == 0) {
         shared.ReportMisuse(MempError::kInvalidFree, ptr);
+        return kNotLive;
+      }
+      if (IsParkedOrQueued(ptr)) {
+        shared.ReportMisuse(MempError::kDoubleFree, ptr);
         return kNotLive;
       }
       return kMove;
@@ -1188,7 +1538,8 @@ class PoolingMemp final : private ThreadStateOwner {
     }
     constexpr auto kRelaxed = std::memory_order_relaxed;
     auto* block = static_cast<RemoteBlock*>(ptr);
-    const uintptr_t marker = address ^ marker_key_;
+    const uintptr_t marker =
+        address ^ marker_key_.load(std::memory_order_relaxed);
     uintptr_t seen = __atomic_load_n(&block->marker, __ATOMIC_RELAXED);
     do {
       if (seen == marker) return kQueuedTwice;
@@ -1197,13 +1548,13 @@ class PoolingMemp final : private ThreadStateOwner {
                                           __ATOMIC_RELAXED));
     uintptr_t head = queue->head.load(kRelaxed);
     do {
-      if (head == kClosed) {
+      if ((head & kClosed) != 0) {
         __atomic_store_n(&block->marker, 0, __ATOMIC_RELEASE);
         return kTakeLock;
       }
-      block->next = head;
+      block->next = head & ~kNews;
     } while (!queue->head.compare_exchange_weak(
-        head, address, std::memory_order_release, kRelaxed));
+        head, address | (head & kNews), std::memory_order_release, kRelaxed));
     return kQueued;
   }
 
@@ -1256,6 +1607,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // thread.
   void ReturnRegions(RegionSet& shared, Pool* pool) {
     ApplyRemoteFrees(pool, &shared);
+    pool->FlushCache();
     for (const RegionStats& r : pool->regions.ProbeRegions()) {
       RegionSet::DetachedRegion region;
       if (!pool->regions.Detach(r.begin, &region).ok()) continue;
@@ -1285,7 +1637,8 @@ class PoolingMemp final : private ThreadStateOwner {
       // exchange (applied here; its block is now in the shared regions) or
       // finds it closed and takes the shared lock, after this.
       ApplyList(pool,
-                pool->queue->head.exchange(kClosed, std::memory_order_acq_rel),
+                pool->queue->head.exchange(kClosed, std::memory_order_acq_rel) &
+                    ~kNews,
                 &shared);
       // Its peak and its counts of failures and misuse outlive it.
       const PoolStats last = pool->Published();
@@ -1357,7 +1710,16 @@ class PoolingMemp final : private ThreadStateOwner {
   // metadata arena.
   thread_pool_internal::StableRecords<RemoteQueue> queues_
       ABSL_GUARDED_BY(bindings_mu_);
-  const uintptr_t marker_key_;  // a queued block's marker: address ^ key
+  // A queued or parked block's marker: address ^ key (one key for both, so
+  // that a block in either is refused wherever it is freed). Replaced by
+  // Clear (which must not race other calls): markers left in forgotten
+  // memory never match again.
+  std::atomic<uintptr_t> marker_key_;
+  // Bumped by ResetPeak: each pool resets its own peak on its next call.
+  std::atomic<uint64_t> peak_epoch_{0};
+  // Set once a tagged call was made: pools park no more blocks (a parked
+  // block would keep its tag while free).
+  std::atomic<bool> tagging_used_{false};
   thread_pool_internal::UsageTotals totals_;
   // Every pool that has been bound since Clear and whose thread lives.
   std::vector<Pool*, ArenaAllocator<Pool*>> pools_

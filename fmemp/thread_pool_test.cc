@@ -3,6 +3,7 @@
 
 #include "fmemp/thread_pool.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -101,7 +102,7 @@ struct MisuseLog {
 template <typename Front>
 void ExpectBalanced(Front& memp) {
   const MempStats s = memp.Probe();
-  EXPECT_EQ(s.used_bytes + s.free_bytes, s.capacity_bytes);
+  EXPECT_EQ(s.used_bytes + s.cached_bytes + s.free_bytes, s.capacity_bytes);
   EXPECT_LE(s.used_bytes, s.peak_used_bytes);
   EXPECT_TRUE(memp.Check().ok()) << memp.Check();
 }
@@ -745,7 +746,7 @@ TYPED_TEST(PoolingMempTest, ConcurrentOwnAndRemoteFrees) {
   std::thread prober([&] {
     while (!done.load()) {
       const MempStats s = this->memp_.Probe();
-      EXPECT_EQ(s.used_bytes + s.free_bytes, s.capacity_bytes);
+      EXPECT_EQ(s.used_bytes + s.cached_bytes + s.free_bytes, s.capacity_bytes);
       EXPECT_TRUE(this->memp_.Check().ok());
       this->memp_.ProbePools();
     }
@@ -802,6 +803,172 @@ TYPED_TEST(PoolingMempTest, ConcurrentOwnAndRemoteFrees) {
   EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
   EXPECT_EQ(this->memp_.Probe().region_count, kThreads + 1u);
   ExpectBalanced(this->memp_);
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+// A bound thread's small frees park in its pool's cache: they count as
+// cached (neither used nor free), the next allocation of the class reuses
+// them, and a second free of a parked block is refused as a double free,
+// on the owner as on any other thread.
+TYPED_TEST(PoolingMempTest, OwnFreesParkInThePoolCacheAndRefuseDoubleFrees) {
+  Region own;
+  Worker owner;
+  void* p = nullptr;
+  owner.Run([&] {
+    this->BindHere(own);
+    p = this->memp_.Allocate(100);
+    ASSERT_TRUE(own.Holds(p));
+    EXPECT_TRUE(this->memp_.Free(p));
+    const PoolStatsList pools = this->memp_.ProbePools();
+    ASSERT_EQ(pools.size(), 1u);
+    EXPECT_GT(pools[0].stats.cached_bytes, 0u);
+    EXPECT_EQ(pools[0].stats.used_bytes, 0u);
+    EXPECT_EQ(pools[0].stats.live_blocks, 0u);
+    EXPECT_EQ(pools[0].stats.used_bytes + pools[0].stats.cached_bytes +
+                  pools[0].stats.free_bytes,
+              pools[0].stats.capacity_bytes);
+    EXPECT_EQ(this->memp_.Probe().cached_bytes, pools[0].stats.cached_bytes);
+    EXPECT_EQ(this->memp_.UsableSize(p), 0u);  // freed
+    EXPECT_FALSE(this->memp_.Free(p));
+    EXPECT_EQ(this->misuse_.last(), MempError::kDoubleFree);
+    EXPECT_EQ(this->memp_.Reallocate(p, 200), nullptr);
+    EXPECT_EQ(this->misuse_.last(), MempError::kDoubleFree);
+  });
+  // From another thread: its marker is set, the push is refused.
+  EXPECT_FALSE(this->memp_.Free(p));
+  EXPECT_EQ(this->misuse_.last(), MempError::kDoubleFree);
+  EXPECT_EQ(this->misuse_.count(), 3u);
+  owner.Run([&] {
+    EXPECT_EQ(this->memp_.Allocate(100), p);  // the parked block, reused
+    EXPECT_TRUE(this->memp_.Free(p));
+    ExpectBalanced(this->memp_);
+  });
+}
+
+// Frees queued by other threads are drained into the owner's cache, not
+// its regions: the owner's next allocation of that class gets one back
+// without a refill.
+TYPED_TEST(PoolingMempTest, RemoteFreesDrainIntoTheOwnersCache) {
+  Region own;
+  Worker owner;
+  std::vector<void*> blocks;
+  owner.Run([&] {
+    this->BindHere(own);
+    for (int i = 0; i < 20; ++i) blocks.push_back(this->memp_.Allocate(48));
+  });
+  for (void* p : blocks) EXPECT_TRUE(this->memp_.Free(p));
+  owner.Run([&] {
+    const size_t cached_before = this->memp_.ProbePools()[0].stats.cached_bytes;
+    EXPECT_TRUE(this->memp_.SyncThisThread());
+    const PoolStats pool = this->memp_.ProbePools()[0];
+    EXPECT_EQ(pool.stats.used_bytes, 0u);
+    EXPECT_EQ(pool.stats.cached_bytes,
+              cached_before + blocks.size() * tlsf::SpanForRequest(48));
+    void* again = this->memp_.Allocate(48);
+    // A block freed from the other thread, now parked here.
+    EXPECT_NE(std::find(blocks.begin(), blocks.end(), again), blocks.end());
+    EXPECT_TRUE(this->memp_.Free(again));
+  });
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+// Unbinding and thread exit hand parked blocks back to the regions before
+// the regions move: nothing stays cached, nothing is lost.
+TYPED_TEST(PoolingMempTest, UnbindAndExitHandParkedBlocksBack) {
+  Region a, b;
+  {
+    Worker worker;
+    worker.Run([&] {
+      this->BindHere(a);
+      for (int i = 0; i < 30; ++i) this->memp_.Free(this->memp_.Allocate(64));
+      EXPECT_GT(this->memp_.Probe().cached_bytes, 0u);
+      ASSERT_TRUE(this->memp_.UnbindThisThread().ok());
+      EXPECT_EQ(this->memp_.Probe().cached_bytes, 0u);
+      this->BindHere(b);
+      for (int i = 0; i < 30; ++i) this->memp_.Free(this->memp_.Allocate(64));
+      EXPECT_GT(this->memp_.Probe().cached_bytes, 0u);
+    });
+  }  // the worker exits with blocks parked
+  const MempStats s = this->memp_.Probe();
+  EXPECT_EQ(s.cached_bytes, 0u);
+  EXPECT_EQ(s.used_bytes, 0u);
+  EXPECT_EQ(s.live_blocks, 0u);
+  ExpectBalanced(this->memp_);
+  // Both regions are whole again: they can be removed.
+  EXPECT_TRUE(this->memp_.RemoveRegion(a.begin()).ok());
+  EXPECT_TRUE(this->memp_.RemoveRegion(b.begin()).ok());
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+// Parked blocks never keep the owner's own region alive, and the peak
+// counts what the program held, not what the cache took in a refill.
+TYPED_TEST(PoolingMempTest, CachedBlocksNeitherBlockRemovalNorRaiseThePeak) {
+  Region own;
+  Worker owner;
+  owner.Run([&] {
+    this->BindHere(own);
+    void* p = this->memp_.Allocate(100);
+    const size_t span = tlsf::SpanForRequest(100);
+    EXPECT_EQ(this->memp_.Probe().peak_used_bytes, span);
+    EXPECT_EQ(this->memp_.ProbePools()[0].stats.peak_used_bytes, span);
+    this->memp_.Free(p);
+    EXPECT_GT(this->memp_.Probe().cached_bytes, 0u);
+    EXPECT_TRUE(this->memp_.RemoveRegion(own.begin()).ok());
+    EXPECT_EQ(this->memp_.Probe().cached_bytes, 0u);
+  });
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+// Clear forgets parked blocks without touching them; the same memory,
+// added and bound again, is not mistaken for parked blocks.
+TYPED_TEST(PoolingMempTest, ClearForgetsParkedBlocks) {
+  Region own;
+  Worker owner;
+  owner.Run([&] {
+    this->BindHere(own);
+    for (int i = 0; i < 10; ++i) this->memp_.Free(this->memp_.Allocate(64));
+  });
+  this->memp_.Clear();
+  ASSERT_TRUE(
+      this->memp_.AddRegion(this->shared_.begin(), this->shared_.bytes).ok());
+  owner.Run([&] {
+    this->BindHere(own);
+    EXPECT_EQ(this->memp_.Probe().cached_bytes, 0u);
+    std::vector<void*> blocks;
+    for (int i = 0; i < 10; ++i) blocks.push_back(this->memp_.Allocate(64));
+    for (void* p : blocks) EXPECT_TRUE(this->memp_.Free(p));
+    ExpectBalanced(this->memp_);
+  });
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+// An owner whose calls are all cache hits still hears of ResetPeak and of
+// tagging at its next call (the news rides on its queue's head).
+TYPED_TEST(PoolingMempTest, InlineHitsStillCatchUpWithResetPeakAndTagging) {
+  Region own;
+  Worker owner;
+  owner.Run([&] {
+    this->BindHere(own);
+    this->memp_.Free(this->memp_.Allocate(16));  // class 16 now warm
+    this->memp_.Free(this->memp_.Allocate(10000));
+  });
+  EXPECT_GE(this->memp_.ProbePools()[0].stats.peak_used_bytes, 10000u);
+  this->memp_.ResetPeak();
+  owner.Run([&] { this->memp_.Free(this->memp_.Allocate(16)); });  // hits
+  EXPECT_LT(this->memp_.ProbePools()[0].stats.peak_used_bytes, 100u);
+
+  // A tagged call anywhere stops every pool parking blocks.
+  BlockTag tag;
+  tag.file = __FILE__;
+  void* tagged = this->memp_.AllocateTagged(16, 100, tag);  // shared
+  ASSERT_NE(tagged, nullptr);
+  owner.Run([&] {
+    void* p = this->memp_.Allocate(16);
+    const size_t cached = this->memp_.ProbePools()[0].stats.cached_bytes;
+    EXPECT_TRUE(this->memp_.Free(p));
+    EXPECT_EQ(this->memp_.ProbePools()[0].stats.cached_bytes, cached);
+  });
+  EXPECT_TRUE(this->memp_.Free(tagged));
   EXPECT_EQ(this->misuse_.count(), 0u);
 }
 

@@ -241,6 +241,7 @@ std::vector<PoolUsage> CApiFrontEnd::ProbePools() {
     u.used = p.used;
     u.free = p.free_bytes;
     u.live = p.live_blocks;
+    u.cached = p.cached_bytes;
     out.push_back(u);
   }
   return out;

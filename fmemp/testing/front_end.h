@@ -133,6 +133,7 @@ struct PoolUsage {
   uint64_t used = 0;
   uint64_t free = 0;
   uint64_t live = 0;
+  uint64_t cached = 0;  // parked in the pool's cache
 };
 
 // Counts misuse reports. Thread-safe; a report is counted before the call
@@ -346,6 +347,7 @@ class CppFrontEnd {
         u.used = p.stats.used_bytes;
         u.free = p.stats.free_bytes;
         u.live = p.stats.live_blocks;
+        u.cached = p.stats.cached_bytes;
         out.push_back(u);
       }
     }

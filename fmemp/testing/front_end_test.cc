@@ -255,7 +255,7 @@ TYPED_TEST(FrontEndTest, PoolsAreWhereTheEntrySaysTheyAre) {
   ASSERT_EQ(pools.size(), 1u);
   EXPECT_EQ(pools[0].live, 1u);
   EXPECT_GE(pools[0].used, 1000u);
-  EXPECT_EQ(pools[0].used + pools[0].free, pools[0].capacity);
+  EXPECT_EQ(pools[0].used + pools[0].cached + pools[0].free, pools[0].capacity);
   // Without fallback an exhausted pool fails the request.
   EXPECT_EQ(f.Allocate(kRegionBytes), nullptr);
   EXPECT_EQ(f.SyncThisThread(), Outcome::kOk);

@@ -947,12 +947,13 @@ class StressHarness {
         }
       }
       for (const PoolUsage& p : backend_.ProbePools()) {
-        if (p.used > p.capacity || p.used + p.free != p.capacity ||
+        if (p.used > p.capacity || p.used + p.cached + p.free != p.capacity ||
             p.capacity > kPoolBytes) {
-          Fail(t, absl::StrFormat(
-                      "ProbePools: pool of thread %d capacity %u used %u free "
-                      "%u live %u",
-                      p.thread_id, p.capacity, p.used, p.free, p.live));
+          Fail(t,
+               absl::StrFormat(
+                   "ProbePools: pool of thread %d capacity %u used %u "
+                   "cached %u free %u live %u",
+                   p.thread_id, p.capacity, p.used, p.cached, p.free, p.live));
         }
       }
       probes_.fetch_add(1, std::memory_order_relaxed);
