@@ -32,9 +32,9 @@ using ::testing::Not;
 // RegionSet::CheckRegionOf as the front-ends' absl::Status: the damage it
 // describes, or its result.
 absl::Status CheckRegionOf(const RegionSet& set, const void* ptr) {
-  absl::Status damage;
+  tlsf::CheckFindings damage;
   const ManagementResult result = set.CheckRegionOf(ptr, &damage);
-  return damage.ok() ? result.ToStatus() : damage;
+  return CheckToStatus(result, damage);
 }
 
 constexpr size_t kRegionBytes = 64 << 10;

@@ -599,25 +599,19 @@ FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage) {
 FError FMempCheckRegionOf(FMemp* memp, const void* ptr) {
   return fmemp::WithMemp<FError>(
       memp, FMEMP_ERR_NOT_INIT, [ptr](auto& m) -> FError {
-        // Only a damaged region is described (and that allocates).
-        absl::Status damage;
+        fmemp::tlsf::CheckFindings damage;
         const fmemp::ManagementResult result = m.TryCheckRegionOf(ptr, &damage);
-        if (!damage.ok()) {
-          std::fprintf(stderr, "fmemp: integrity check failed: %s\n",
-                       damage.ToString().c_str());
-        }
+        fmemp::WriteCheckFailureToStderr(damage);
         return fmemp::ToFError(result);
       });
 }
 
 FError FMempCheck(FMemp* memp) {
   return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [](auto& m) {
-    // OK or DataLoss, described on stderr (the description allocates).
-    const absl::Status status = m.Check();
-    if (status.ok()) return FMEMP_SUCCESS;
-    std::fprintf(stderr, "fmemp: integrity check failed: %s\n",
-                 status.ToString().c_str());
-    return FMEMP_ERR_CORRUPT;
+    fmemp::tlsf::CheckFindings findings;
+    const fmemp::ManagementResult result = m.TryCheck(&findings);
+    fmemp::WriteCheckFailureToStderr(findings);
+    return fmemp::ToFError(result);
   });
 }
 

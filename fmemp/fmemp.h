@@ -44,8 +44,9 @@
  * call (FMempAddRegion, FMempRemoveRegion, FMempBindThread, FMempCheckRegionOf
  * of a pointer in no region, ...) never allocates: its error is a plain value
  * inside the library, so a program whose operator new or malloc is routed
- * into this FMemp may call them (only FMempCheck and FMempCheckRegionOf's
- * description of a damaged heap on stderr allocates). A NULL or uninitialised
+ * into this FMemp may call them. FMempCheck and FMempCheckRegionOf allocate
+ * nothing either, even on a damaged heap: they describe the damage on stderr
+ * from a fixed-size buffer. A NULL or uninitialised
  * FMemp makes every call return NULL or FMEMP_ERR_NOT_INIT and touch
  * nothing. Freeing (or reallocating) a pointer this FMemp did not hand out,
  * or a block twice, is reported to the error handler (default: one line on
@@ -359,7 +360,7 @@ FError FMempInitDebug(FMemp* memp, void* begin_addr, void* end_addr,
  * checks of its blocks): FMEMP_SUCCESS, FMEMP_ERR_CORRUPT (described on
  * stderr), FMEMP_ERR_REGION_NOT_FOUND when ptr lies in no region,
  * FMEMP_ERR_REGION_BUSY when it lies in a region bound to another thread
- * (FMEMP_POLICY_THREAD_POOLS), FMEMP_ERR_NOT_INIT. */
+ * (FMEMP_POLICY_THREAD_POOLS), FMEMP_ERR_NOT_INIT. Allocates nothing. */
 FError FMempCheckRegionOf(FMemp* memp, const void* ptr);
 
 /* Makes every page of [begin_addr, end_addr) resident and writable now,
@@ -374,7 +375,8 @@ FError FMempCheckRegionOf(FMemp* memp, const void* ptr);
 FError FMempPrefault(void* begin_addr, void* end_addr);
 
 /* Full integrity check: FMEMP_SUCCESS or FMEMP_ERR_CORRUPT (described on
- * stderr). */
+ * stderr: the count of problems and the first 16, each damaged block named
+ * by its address). Allocates nothing. */
 FError FMempCheck(FMemp* memp);
 
 /* Misuse reports. kind: FMEMP_MISUSE_*. The handler runs inside the pool's

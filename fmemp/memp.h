@@ -241,9 +241,24 @@ class Memp {
     sync::ScopedLock<LockPolicy> hold(lock_);
     regions_.ResetPeak();
   }
+  // Every region's integrity (RegionSet::Check): OK or DataLoss. The
+  // findings are gathered under the lock without allocating; the Status
+  // (whose message allocates) is built after the lock is released.
   absl::Status Check() const {
-    sync::ScopedLock<LockPolicy> hold(lock_);
-    return regions_.Check();
+    tlsf::CheckFindings findings;
+    TryCheck(&findings).IgnoreError();
+    return findings.ToStatus();
+  }
+  // As RegionSet::Check: allocates nothing; kCorrupt if it added a problem
+  // to `findings`.
+  ManagementResult TryCheck(tlsf::CheckFindings* findings) const {
+    const size_t found_before = findings->count();
+    {
+      sync::ScopedLock<LockPolicy> hold(lock_);
+      regions_.Check(findings);
+    }
+    if (findings->count() == found_before) return {};
+    return ManagementError::kCorrupt;
   }
   // Writes the listing (see RegionSet::List) to `sink`, under the lock:
   // `sink` must not call into this Memp.
@@ -290,15 +305,14 @@ class Memp {
   }
   // The integrity check of the one region holding ptr (NotFound if none):
   // O(blocks in it), so it can run often in a debug build. A damaged
-  // region's DataLoss status is described under the lock (that allocates).
+  // region's DataLoss status is described after the lock is released.
   absl::Status CheckRegionOf(const void* ptr) const {
-    absl::Status damage;
-    const ManagementResult result = TryCheckRegionOf(ptr, &damage);
-    return damage.ok() ? result.ToStatus() : damage;
+    tlsf::CheckFindings damage;
+    return CheckToStatus(TryCheckRegionOf(ptr, &damage), damage);
   }
-  // As RegionSet::CheckRegionOf.
-  ManagementResult TryCheckRegionOf(const void* ptr,
-                                    absl::Status* damage = nullptr) const {
+  // As RegionSet::CheckRegionOf: allocates nothing.
+  ManagementResult TryCheckRegionOf(
+      const void* ptr, tlsf::CheckFindings* damage = nullptr) const {
     sync::ScopedLock<LockPolicy> hold(lock_);
     return regions_.CheckRegionOf(ptr, damage);
   }

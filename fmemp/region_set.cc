@@ -106,13 +106,6 @@ size_t DescribeMempReportTo(const MempReport& report, char* buf, size_t n) {
   return used;
 }
 
-// For Check's messages (a management call: a std::string is fine there).
-std::string DescribeMempReport(const MempReport& report) {
-  char buf[kMempReportBytes];
-  const size_t n = DescribeMempReportTo(report, buf, sizeof(buf));
-  return std::string(buf, n);
-}
-
 }  // namespace
 
 size_t FormatMempReportTo(const MempReport& report, char* buf, size_t n) {
@@ -133,17 +126,36 @@ std::string FormatMempReport(const MempReport& report) {
   return std::string(buf, n);
 }
 
-void WriteMempReportToStderr(const MempReport& report) {
-  char buf[kMempReportBytes + 1];
-  size_t n = FormatMempReportTo(report, buf, kMempReportBytes);
-  buf[n++] = '\n';
-  // write(2), not stdio: nothing on this path allocates.
+namespace {
+
+// buf[0..n) to stderr with write(2), not stdio: allocates nothing.
+void WriteToStderr(const char* buf, size_t n) {
   size_t done = 0;
   while (done < n) {
     const ssize_t w = write(STDERR_FILENO, buf + done, n - done);
     if (w <= 0) break;
     done += static_cast<size_t>(w);
   }
+}
+
+}  // namespace
+
+void WriteMempReportToStderr(const MempReport& report) {
+  char buf[kMempReportBytes + 1];
+  size_t n = FormatMempReportTo(report, buf, kMempReportBytes);
+  buf[n++] = '\n';
+  WriteToStderr(buf, n);
+}
+
+void WriteCheckFailureToStderr(const tlsf::CheckFindings& findings) {
+  if (findings.ok()) return;
+  char buf[tlsf::CheckFindings::kTextBytes + 96];
+  const int n = std::snprintf(
+      buf, sizeof(buf),
+      "fmemp: integrity check failed: %s (%zu problem(s) found)\n",
+      findings.text(), findings.count());
+  if (n > 0)
+    WriteToStderr(buf, std::min(sizeof(buf) - 1, static_cast<size_t>(n)));
 }
 
 const char* MempErrorName(MempError error) {
@@ -843,8 +855,13 @@ RegionStatsList RegionSet::ProbeRegions() const {
   return out;
 }
 
-absl::Status RegionSet::CheckRegion(const Region& r, bool with_tags) const {
-  if (absl::Status s = r.heap.Check(); !s.ok()) {
+void RegionSet::CheckRegion(const Region& r, bool with_tags,
+                            tlsf::CheckFindings* findings) const noexcept {
+  void* const begin = reinterpret_cast<void*>(r.begin);
+  void* const end = reinterpret_cast<void*>(r.end);
+  tlsf::CheckFindings heap_findings;
+  r.heap.Check(&heap_findings);
+  if (!heap_findings.ok()) {
     // A debug finding is named with the block's tag, when it has one.
     bool found = false;
     MempReport first;
@@ -852,68 +869,76 @@ absl::Status RegionSet::CheckRegion(const Region& r, bool with_tags) const {
       if (!found) first = FromHeapReport(report);
       found = true;
     });
-    return absl::DataLossError(absl::StrFormat(
-        "region [%p, %p): %s%s%s", reinterpret_cast<void*>(r.begin),
-        reinterpret_cast<void*>(r.end),
-        found ? DescribeMempReport(first) : std::string(),
-        found ? "; heap check: " : "", s.message()));
+    char tagged[kMempReportBytes] = "";
+    if (found) DescribeMempReportTo(first, tagged, sizeof(tagged));
+    findings->AddWithin(heap_findings, "region [%p, %p): %s%s", begin, end,
+                        tagged, found ? "; heap check: " : "");
+    return;
   }
   if (r.entry.bin != IndexedBin(r)) {
-    return absl::DataLossError(absl::StrFormat(
-        "region [%p, %p) is indexed under bin %d, its heap says %d",
-        reinterpret_cast<void*>(r.begin), reinterpret_cast<void*>(r.end),
-        r.entry.bin, IndexedBin(r)));
+    findings->Add("region [%p, %p) is indexed under bin %d, its heap says %d",
+                  begin, end, r.entry.bin, IndexedBin(r));
+    return;
   }
-  if (!with_tags) return absl::OkStatus();
+  if (!with_tags) return;
   for (const auto& [ptr, tag] : tags_) {
     const uintptr_t at = Addr(ptr);
     if (at >= r.begin && at < r.end && r.heap.UsableSize(ptr) == 0) {
-      return absl::DataLossError(absl::StrFormat(
-          "region [%p, %p): tag for %p, which is not a live block",
-          reinterpret_cast<void*>(r.begin), reinterpret_cast<void*>(r.end),
-          ptr));
+      findings->Add("region [%p, %p): tag for %p, which is not a live block",
+                    begin, end, ptr);
     }
   }
-  return absl::OkStatus();
 }
 
-ManagementResult RegionSet::CheckRegionOf(const void* ptr,
-                                          absl::Status* damage) const {
+ManagementResult RegionSet::CheckRegionOf(
+    const void* ptr, tlsf::CheckFindings* damage) const noexcept {
   const Region* const r = FindRegion(ptr);
   if (r == nullptr) return {ManagementError::kNotInRegion, ptr};
-  absl::Status found = CheckRegion(*r, /*with_tags=*/true);
-  if (found.ok()) return {};
-  if (damage != nullptr) *damage = std::move(found);
+  tlsf::CheckFindings own;
+  tlsf::CheckFindings* const findings = damage != nullptr ? damage : &own;
+  const size_t found_before = findings->count();
+  CheckRegion(*r, /*with_tags=*/true, findings);
+  if (findings->count() == found_before) return {};
   return {ManagementError::kCorrupt, ptr};
 }
 
+absl::Status CheckToStatus(ManagementResult result,
+                           const tlsf::CheckFindings& findings) {
+  return findings.ok() ? result.ToStatus() : findings.ToStatus();
+}
+
 absl::Status RegionSet::Check() const {
+  tlsf::CheckFindings findings;
+  Check(&findings);
+  return findings.ToStatus();
+}
+
+void RegionSet::Check(tlsf::CheckFindings* findings) const noexcept {
+  const size_t found_before = findings->count();
   size_t capacity = 0, used = 0, live = 0;
   for (const auto& [key, r] : regions_) {
     // The tags are checked once for all regions, below.
-    if (absl::Status s = CheckRegion(*r, /*with_tags=*/false); !s.ok()) {
-      return s;
-    }
+    CheckRegion(*r, /*with_tags=*/false, findings);
     const HeapStats s = r->heap.Stats();
     capacity += s.capacity_bytes;
     used += s.used_bytes;
     live += s.live_blocks;
   }
+  // A damaged region's counters are already named by its heap's check.
+  if (findings->count() != found_before) return;
   if (capacity != capacity_bytes_ || used != UsedBytes() ||
       live != LiveBlocks() || peak_used_bytes_ < used) {
-    return absl::DataLossError(absl::StrFormat(
-        "aggregate counters disagree with the regions: capacity %d/%d used "
-        "%d/%d live %d/%d peak %d",
+    findings->Add(
+        "aggregate counters disagree with the regions: capacity %zu/%zu used "
+        "%zu/%zu live %zu/%zu peak %zu",
         capacity_bytes_, capacity, UsedBytes(), used, LiveBlocks(), live,
-        peak_used_bytes_));
+        peak_used_bytes_);
   }
   for (const auto& [ptr, tag] : tags_) {
     if (UsableSize(ptr) == 0) {
-      return absl::DataLossError(
-          absl::StrFormat("tag for %p, which is not a live block", ptr));
+      findings->Add("tag for %p, which is not a live block", ptr);
     }
   }
-  return absl::OkStatus();
 }
 
 void RegionSet::List(absl::FunctionRef<void(absl::string_view)> sink) const {

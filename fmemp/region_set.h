@@ -18,8 +18,9 @@
 //   control structure, the region array, the region table and the tag table
 //   come from the metadata arena (fmemp/metadata_arena.h), never from malloc
 //   or operator new. Management calls report failure as a ManagementResult
-//   (fmemp/management_error.h), which never allocates; List and the
-//   description of damage that Check and CheckRegionOf give still do.
+//   (fmemp/management_error.h), and Check and CheckRegionOf their findings
+//   in a fixed-size tlsf::CheckFindings: neither allocates. List, and
+//   turning either into an absl::Status, still do.
 // * A region is removed only when no live block lies in it; its memory is
 //   never handed out again. Misuse (foreign, interior, freed pointers) is
 //   reported to the error handler, counted, and leaves every heap intact.
@@ -119,10 +120,21 @@ inline constexpr size_t kMempReportBytes = 512;
 // FormatMempReport's line into buf[0..n) (NUL-terminated, cut at n - 1
 // bytes); its length. Allocates nothing.
 size_t FormatMempReportTo(const MempReport& report, char* buf, size_t n);
+// A check's absl::Status: `findings` as DataLoss if it holds a problem,
+// otherwise result.ToStatus() (OK, or e.g. NotFound for CheckRegionOf of a
+// pointer in no region). Allocates the message: the C++ front-ends call it
+// after releasing their locks.
+absl::Status CheckToStatus(ManagementResult result,
+                           const tlsf::CheckFindings& findings);
+
 // What a RegionSet with no handler does with a report: FormatMempReport's
 // line on stderr, through a stack buffer and write(2): the misuse path
 // allocates nothing (a program's operator new may be this pool).
 void WriteMempReportToStderr(const MempReport& report);
+// What the C API does with a failed check: "fmemp: integrity check failed:
+// <findings> (<n> problem(s) found)" on stderr, through a stack buffer and
+// write(2), allocating nothing. Writes nothing for findings that are ok().
+void WriteCheckFailureToStderr(const tlsf::CheckFindings& findings);
 
 // As MempErrorHandler, with the report's details. Same rules.
 using MempReportHandler = void (*)(void* context, const MempReport& report);
@@ -329,19 +341,23 @@ class RegionSet {
   void ResetPeak() noexcept;
 
   // Every region's heap check, the index and the aggregated counters. With
-  // debug modes on, also every canary and (poisoning) every free byte; the
-  // first damaged block is named with its tag. OK or DataLoss.
+  // debug modes on, also every canary and (poisoning) every free byte; a
+  // damaged region is named with its first damaged block and that block's
+  // tag. Adds each problem to `findings`: allocates nothing, so a front-end
+  // runs it under its lock even with operator new routed into it.
+  void Check(tlsf::CheckFindings* findings) const noexcept;
+  // As above, as OK or DataLoss (the message allocates).
   absl::Status Check() const;
 
   // The part of Check() for the one region holding `ptr`: its heap check
   // (with the debug modes' checks of its blocks), its index entry and the
   // tags of its blocks. O(blocks of that region + tags), plus its free bytes
-  // under poisoning. kNotInRegion (allocating nothing) if `ptr` is in no
-  // region; otherwise OK or kCorrupt, and then, if `damage` is not null,
-  // *damage is the DataLoss status naming the region and the first problem
-  // (that description allocates).
-  ManagementResult CheckRegionOf(const void* ptr,
-                                 absl::Status* damage = nullptr) const;
+  // under poisoning. Allocates nothing. kNotInRegion if `ptr` is in no
+  // region; otherwise OK or kCorrupt, and then, if `damage` is not null, the
+  // problems (naming the region and its first damaged block) are added to
+  // *damage.
+  ManagementResult CheckRegionOf(
+      const void* ptr, tlsf::CheckFindings* damage = nullptr) const noexcept;
 
   // Writes, line by line: every region (range and usage), every live block
   // (address, size, tag), the totals and the result of Check().
@@ -428,8 +444,10 @@ class RegionSet {
   // Erases the entry of `r` from `table` if it is there (matched by heap:
   // another set's entry at the same address is left alone).
   static void EraseEntry(RegionTable* table, const Region& r);
-  // CheckRegionOf's checks; `with_tags`: also the tags in the region.
-  absl::Status CheckRegion(const Region& region, bool with_tags) const;
+  // CheckRegionOf's checks, added to `findings`; `with_tags`: also the
+  // tags in the region.
+  void CheckRegion(const Region& region, bool with_tags,
+                   tlsf::CheckFindings* findings) const noexcept;
   void Report(MempError error, const void* ptr) noexcept;
   void Report(const MempReport& report) noexcept;
   MempReport FromHeapReport(const tlsf::HeapReport& report) const;

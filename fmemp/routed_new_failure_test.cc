@@ -19,6 +19,14 @@
 // through the routed operator new (after the front-end's locks are
 // released) without a hang or an abort.
 //
+// Then each damages its heap on purpose (a live block's header overwritten,
+// as an underflow would) and checks it: FMempCheck and FMempCheckRegionOf
+// return FMEMP_ERR_CORRUPT and call operator new 0 times (the findings are
+// gathered in a fixed buffer under the lock and printed through a stack
+// buffer); the C++ Check() and CheckRegionOf() return DataLoss naming the
+// block, their message built through the routed operator new after the
+// lock is released.
+//
 // Each case runs in a child process (fork) with alarm(30): a hang ends it
 // with SIGALRM, and the parent reports the case as failed. A plain main,
 // not GoogleTest: the test owns operator new (see routed_new_test.cc). Run
@@ -40,6 +48,7 @@
 #include <type_traits>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "fmemp/fmemp.h"
 #include "fmemp/memp.h"
 #include "fmemp/thread_cache.h"
@@ -174,6 +183,21 @@ int g_failures = 0;
 void Failed(const char* what, const char* detail) {
   std::fprintf(stderr, "  FAILED: %s: %s\n", what, detail);
   ++g_failures;
+}
+
+// Damages the heap on purpose: overwrites the header word in front of the
+// live block `p` (as an underflow of the block before it would).
+void DamageHeader(void* p) {
+  const uint64_t garbage = 0;
+  std::memcpy(static_cast<unsigned char*>(p) - sizeof(uint64_t), &garbage,
+              sizeof(garbage));
+}
+
+// Whether `message` names the block `p` (its address as %p prints it).
+bool Names(absl::string_view message, const void* p) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "%p", p);
+  return message.find(name) != absl::string_view::npos;
 }
 
 // --- The C API ---
@@ -317,6 +341,19 @@ int RunCApi(FMempPolicy policy) {
   FMempFree(&g_memp, block);
   ExpectFError("FMempCheck after the failures", FMEMP_SUCCESS,
                [&] { return FMempCheck(&g_memp); });
+
+  // A damaged heap: checking it describes the damage without operator new.
+  void* const victim = FMempMalloc(&g_memp, 256);
+  void* const after = FMempMalloc(&g_memp, 256);
+  if (victim == nullptr || after == nullptr) return 2;
+  DamageHeader(victim);
+  ExpectFError("FMempCheck of a damaged heap", FMEMP_ERR_CORRUPT,
+               [&] { return FMempCheck(&g_memp); });
+  ExpectFError("FMempCheckRegionOf a damaged region", FMEMP_ERR_CORRUPT,
+               [&] { return FMempCheckRegionOf(&g_memp, after); });
+  ExpectFError("FMempCheckRegionOf a foreign pointer, heap damaged",
+               FMEMP_ERR_REGION_NOT_FOUND,
+               [&] { return FMempCheckRegionOf(&g_memp, spare + 64); });
   return g_failures == 0 ? 0 : 1;
 }
 
@@ -395,6 +432,24 @@ int RunCpp() {
   }
   delete live;
   if (!memp.Check().ok()) Failed("Check after the failures", "not OK");
+
+  // A damaged heap: DataLoss naming the block, its message built through
+  // the routed operator new once the lock is released.
+  void* const victim = memp.Allocate(256);
+  void* const after = memp.Allocate(256);
+  if (victim == nullptr || after == nullptr) return 2;
+  DamageHeader(victim);
+  absl::Status check, scoped;
+  ExpectCode("Check of a damaged heap", absl::StatusCode::kDataLoss,
+             [&] { return check = memp.Check(); });
+  ExpectCode("CheckRegionOf a damaged region", absl::StatusCode::kDataLoss,
+             [&] { return scoped = memp.CheckRegionOf(after); });
+  if (!Names(check.message(), victim)) {
+    Failed("Check of a damaged heap", "does not name the damaged block");
+  }
+  if (!Names(scoped.message(), victim)) {
+    Failed("CheckRegionOf a damaged region", "does not name the damaged block");
+  }
   return g_failures == 0 ? 0 : 1;
 }
 

@@ -408,6 +408,9 @@ class CachingMemp final : private ThreadStateOwner {
   RegionStatsList ProbeRegions() const { return shared_.ProbeRegions(); }
   void ResetPeak() noexcept { shared_.ResetPeak(); }
   absl::Status Check() const { return shared_.Check(); }
+  ManagementResult TryCheck(tlsf::CheckFindings* findings) const {
+    return shared_.TryCheck(findings);
+  }
   // Returns every cache's blocks to the shared regions first (as
   // DrainAllCaches), so the listing shows only blocks in use.
   void List(absl::FunctionRef<void(absl::string_view)> sink) {
@@ -439,8 +442,8 @@ class CachingMemp final : private ThreadStateOwner {
   absl::Status CheckRegionOf(const void* ptr) const {
     return shared_.CheckRegionOf(ptr);
   }
-  ManagementResult TryCheckRegionOf(const void* ptr,
-                                    absl::Status* damage = nullptr) const {
+  ManagementResult TryCheckRegionOf(
+      const void* ptr, tlsf::CheckFindings* damage = nullptr) const {
     return shared_.TryCheckRegionOf(ptr, damage);
   }
 

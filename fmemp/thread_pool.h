@@ -841,13 +841,12 @@ class PoolingMemp final : private ThreadStateOwner {
   // pool (a region bound to another thread cannot be checked from here:
   // FailedPrecondition).
   absl::Status CheckRegionOf(const void* ptr) {
-    absl::Status damage;
-    const ManagementResult result = TryCheckRegionOf(ptr, &damage);
-    return damage.ok() ? result.ToStatus() : damage;
+    tlsf::CheckFindings damage;
+    return CheckToStatus(TryCheckRegionOf(ptr, &damage), damage);
   }
   // As Memp::TryCheckRegionOf.
   ManagementResult TryCheckRegionOf(const void* ptr,
-                                    absl::Status* damage = nullptr) {
+                                    tlsf::CheckFindings* damage = nullptr) {
     if (Pool* const pool = BoundPool(); InPool(pool, ptr)) {
       return pool->regions.CheckRegionOf(ptr, damage);
     }
@@ -932,9 +931,18 @@ class PoolingMemp final : private ThreadStateOwner {
   }
   // The shared regions and the calling thread's own pool.
   absl::Status Check() {
-    if (absl::Status s = shared_.Check(); !s.ok()) return s;
-    if (Pool* const pool = BoundPool()) return pool->regions.Check();
-    return absl::OkStatus();
+    tlsf::CheckFindings findings;
+    TryCheck(&findings).IgnoreError();
+    return findings.ToStatus();
+  }
+  // As Memp::TryCheck, for the shared regions and the calling thread's own
+  // pool: allocates nothing.
+  ManagementResult TryCheck(tlsf::CheckFindings* findings) {
+    const size_t found_before = findings->count();
+    shared_.TryCheck(findings).IgnoreError();
+    if (Pool* const pool = BoundPool()) pool->regions.Check(findings);
+    if (findings->count() == found_before) return {};
+    return ManagementError::kCorrupt;
   }
   // The shared regions' listing, then the calling thread's own pool's.
   void List(absl::FunctionRef<void(absl::string_view)> sink) {

@@ -204,34 +204,71 @@ const char* FirstNotEqual(const char* from, const char* to,
 }
 
 void DefaultReportHandler(void*, const HeapReport& report) {
-  std::fprintf(stderr, "%s\n", FormatHeapReport(report).c_str());
+  char line[kHeapReportBytes];
+  FormatHeapReportTo(report, line, sizeof(line));
+  std::fprintf(stderr, "%s\n", line);
 }
 
-// Collects the first integrity problem and counts the rest.
-class Findings {
- public:
-  template <typename... Args>
-  void Add(const absl::FormatSpec<Args...>& format, const Args&... args) {
-    if (count_ == 0) {
-      first_ = absl::StrFormat(format, args...);
-    } else if (count_ < static_cast<size_t>(Heap::kMaxFindings)) {
-      absl::StrAppend(&first_, "; ", absl::StrFormat(format, args...));
-    }
-    ++count_;
-  }
-  bool empty() const { return count_ == 0; }
-  absl::Status ToStatus() const {
-    if (count_ == 0) return absl::OkStatus();
-    return absl::DataLossError(
-        absl::StrCat(first_, " (", count_, " problem(s) found)"));
-  }
-
- private:
-  size_t count_ = 0;
-  std::string first_;
-};
-
 }  // namespace
+
+bool CheckFindings::BeginEntry() noexcept {
+  ++count_;
+  if (named_ == kMaxNamed) return false;
+  if (named_++ != 0) Append("; ");
+  return true;
+}
+
+void CheckFindings::AppendV(const char* format, va_list args) noexcept {
+  if (length_ + 1 >= kTextBytes) return;
+  const int wrote =
+      std::vsnprintf(text_ + length_, kTextBytes - length_, format, args);
+  if (wrote < 0) return;
+  if (length_ + static_cast<size_t>(wrote) < kTextBytes) {
+    length_ += static_cast<size_t>(wrote);
+    return;
+  }
+  // Cut: end the text in "..." so that a reader knows.
+  length_ = kTextBytes - 1;
+  std::memcpy(text_ + length_ - 3, "...", 3);
+}
+
+void CheckFindings::Append(const char* text) noexcept {
+  const size_t n = std::strlen(text);
+  if (length_ + n < kTextBytes) {
+    std::memcpy(text_ + length_, text, n + 1);
+    length_ += n;
+  } else if (length_ + 1 < kTextBytes) {
+    length_ = kTextBytes - 1;
+    std::memcpy(text_ + length_ - 3, "...", 4);
+  }
+}
+
+void CheckFindings::Add(const char* format, ...) noexcept {
+  if (!BeginEntry()) return;
+  va_list args;
+  va_start(args, format);
+  AppendV(format, args);
+  va_end(args);
+}
+
+void CheckFindings::AddWithin(const CheckFindings& inner, const char* format,
+                              ...) noexcept {
+  if (inner.ok()) return;
+  const bool named = BeginEntry();
+  count_ += inner.count_ - 1;
+  if (!named) return;
+  va_list args;
+  va_start(args, format);
+  AppendV(format, args);
+  va_end(args);
+  Append(inner.text_);
+}
+
+absl::Status CheckFindings::ToStatus() const {
+  if (ok()) return absl::OkStatus();
+  return absl::DataLossError(
+      absl::StrCat(text_, " (", count_, " problem(s) found)"));
+}
 
 const size_t Heap::kPoolOverhead = kPoolFixedOverhead;
 const size_t Heap::kMinPoolBytes = kPoolFixedOverhead + kMinFreeSpan;
@@ -256,30 +293,46 @@ const char* HeapErrorName(HeapError error) {
   return "unknown heap error";
 }
 
-namespace {
-
-// A report without the "fmemp tlsf: " prefix (for Check's messages).
-std::string DescribeHeapReport(const HeapReport& report) {
-  return DescribeBlockFinding(HeapErrorName(report.error), report.ptr,
-                              report.size, report.damage);
-}
-
-}  // namespace
-
-std::string DescribeBlockFinding(const char* what, const void* ptr, size_t size,
-                                 const void* damage) {
-  std::string line = absl::StrFormat("%s: %p", what, ptr);
-  if (size != 0) absl::StrAppendFormat(&line, " (%d bytes)", size);
-  if (damage != nullptr) {
-    absl::StrAppendFormat(
-        &line, ", first damaged byte at %p (offset %d)", damage,
-        static_cast<int64_t>(Addr(damage)) - static_cast<int64_t>(Addr(ptr)));
+size_t DescribeBlockFindingTo(char* buf, size_t n, const char* what,
+                              const void* ptr, size_t size,
+                              const void* damage) noexcept {
+  if (n == 0) return 0;
+  int wrote = std::snprintf(buf, n, "%s: %p", what, ptr);
+  size_t used = wrote > 0 ? std::min(n - 1, static_cast<size_t>(wrote)) : 0;
+  if (size != 0 && used + 1 < n) {
+    wrote = std::snprintf(buf + used, n - used, " (%zu bytes)", size);
+    if (wrote > 0) used = std::min(n - 1, used + static_cast<size_t>(wrote));
   }
-  return line;
+  if (damage != nullptr && used + 1 < n) {
+    wrote = std::snprintf(
+        buf + used, n - used, ", first damaged byte at %p (offset %lld)",
+        damage,
+        static_cast<long long>(Addr(damage)) -   // NOLINT(runtime/int)
+            static_cast<long long>(Addr(ptr)));  // NOLINT(runtime/int)
+    if (wrote > 0) used = std::min(n - 1, used + static_cast<size_t>(wrote));
+  }
+  return used;
 }
 
 std::string FormatHeapReport(const HeapReport& report) {
-  return absl::StrCat("fmemp tlsf: ", DescribeHeapReport(report));
+  char buf[kHeapReportBytes];
+  const size_t n = FormatHeapReportTo(report, buf, sizeof(buf));
+  return std::string(buf, n);
+}
+
+size_t FormatHeapReportTo(const HeapReport& report, char* buf,
+                          size_t n) noexcept {
+  static constexpr char kPrefix[] = "fmemp tlsf: ";
+  constexpr size_t kPrefixBytes = sizeof(kPrefix) - 1;
+  if (n <= kPrefixBytes) {
+    if (n != 0) buf[0] = '\0';
+    return 0;
+  }
+  std::memcpy(buf, kPrefix, kPrefixBytes);
+  return kPrefixBytes +
+         DescribeBlockFindingTo(buf + kPrefixBytes, n - kPrefixBytes,
+                                HeapErrorName(report.error), report.ptr,
+                                report.size, report.damage);
 }
 
 // --- Block accessors, generic over the (private) block type ---
@@ -1727,12 +1780,21 @@ uintptr_t Resync(uintptr_t from, uintptr_t last, IsHeaderFn is_header) {
 }  // namespace
 
 absl::Status Heap::CheckPool(const Pool* pool) const {
-  Findings findings;
+  if (pool == nullptr || RangeOfPool(pool) == nullptr) {
+    return absl::NotFoundError("not a pool of this heap");
+  }
+  CheckFindings findings;
+  FindPoolProblems(pool, &findings);
+  return findings.ToStatus();
+}
+
+void Heap::FindPoolProblems(const Pool* pool,
+                            CheckFindings* findings) const noexcept {
   const PoolRange* const r = pool != nullptr ? RangeOfPool(pool) : nullptr;
-  if (r == nullptr) return absl::NotFoundError("not a pool of this heap");
+  if (r == nullptr) return;
   if (pool->magic != pool->ExpectedMagic() || pool->heap != this) {
-    findings.Add("pool %p: record damaged (an underflow of its first block?)",
-                 static_cast<const void*>(pool));
+    findings->Add("pool %p: record damaged (an underflow of its first block?)",
+                  static_cast<const void*>(pool));
   }
   const uintptr_t last = r->last;
   const Block* block = reinterpret_cast<const Block*>(r->first);
@@ -1741,8 +1803,9 @@ absl::Status Heap::CheckPool(const Pool* pool) const {
   for (;;) {
     const uint64_t word = LoadWord(block);
     if (!IsHeader(block, word)) {
-      findings.Add("block %p: header damaged (word %#x)",
-                   static_cast<const void*>(PayloadOf(block)), word);
+      findings->Add("block %p: header damaged (word %#llx)",
+                    static_cast<const void*>(PayloadOf(block)),
+                    static_cast<unsigned long long>(word));  // NOLINT
       const uintptr_t next =
           Resync(Addr(block), last, [&](uintptr_t at, size_t* span) {
             const Block* const b = reinterpret_cast<const Block*>(at);
@@ -1758,99 +1821,98 @@ absl::Status Heap::CheckPool(const Pool* pool) const {
       continue;
     }
     if (((word & kPrevFree) != 0) != prev_free) {
-      findings.Add("block %p: prev-free flag disagrees with the walk",
-                   static_cast<const void*>(block));
+      findings->Add("block %p: prev-free flag disagrees with the walk",
+                    static_cast<const void*>(block));
     }
     if (prev_free && prev != nullptr && PrevPhysical(block) != prev) {
-      findings.Add("block %p: back pointer does not name its predecessor",
-                   static_cast<const void*>(block));
+      findings->Add("block %p: back pointer does not name its predecessor",
+                    static_cast<const void*>(block));
     }
     const size_t span = word & kSpanMask;
     if (span == 0) {
       if (Addr(block) != last) {
-        findings.Add("pool %p: end sentinel at %p is not at the pool end",
-                     static_cast<const void*>(pool),
-                     static_cast<const void*>(block));
+        findings->Add("pool %p: end sentinel at %p is not at the pool end",
+                      static_cast<const void*>(pool),
+                      static_cast<const void*>(block));
       }
       if ((word & kFree) != 0) {
-        findings.Add("pool %p: end sentinel marked free",
-                     static_cast<const void*>(pool));
+        findings->Add("pool %p: end sentinel marked free",
+                      static_cast<const void*>(pool));
       }
       break;
     }
     if (span > last - Addr(block)) {
-      findings.Add("block %p: span %d runs past the pool end",
-                   static_cast<const void*>(block), span);
+      findings->Add("block %p: span %zu runs past the pool end",
+                    static_cast<const void*>(block), span);
       break;
     }
     const bool free = (word & kFree) != 0;
     if ((word & kLost) != 0) {
-      findings.Add("block %p (%d bytes): out of service, damaged",
-                   static_cast<const void*>(PayloadOf(block)), span);
+      findings->Add("block %p (%zu bytes): out of service, damaged",
+                    static_cast<const void*>(PayloadOf(block)), span);
     }
     if (free && prev_free) {
-      findings.Add("blocks %p and %p: adjacent free blocks were not merged",
-                   static_cast<const void*>(prev),
-                   static_cast<const void*>(block));
+      findings->Add("blocks %p and %p: adjacent free blocks were not merged",
+                    static_cast<const void*>(prev),
+                    static_cast<const void*>(block));
     }
     if (!free && span < kMinFreeSpan) {
-      findings.Add("block %p: live block of span %d is below the minimum",
-                   static_cast<const void*>(block), span);
+      findings->Add("block %p: live block of span %zu is below the minimum",
+                    static_cast<const void*>(block), span);
     }
     prev = block;
     prev_free = free;
     block = Offset(block, span);
   }
-  return findings.ToStatus();
 }
 
-absl::Status Heap::CheckLists(size_t* listed_blocks) const {
-  Findings findings;
+size_t Heap::FindListProblems(CheckFindings* findings) const noexcept {
   // Any list longer than this bound has a cycle or foreign nodes.
   const size_t max_nodes = stats_.capacity_bytes / kMinFreeSpan + 1;
   size_t listed = 0;
   for (int first = 0; first < kFirstLevelCount; ++first) {
     const bool first_bit = (first_level_bitmap_ >> first) & 1u;
     if (first_bit != (second_level_bitmap_[first] != 0)) {
-      findings.Add("first-level bit %d disagrees with its second level", first);
+      findings->Add("first-level bit %d disagrees with its second level",
+                    first);
     }
     for (int second = 0; second < kSecondLevelCount; ++second) {
       const Block* block = free_lists_[first][second];
       const bool second_bit = (second_level_bitmap_[first] >> second) & 1u;
       if (second_bit != (block != nullptr)) {
-        findings.Add("bin (%d, %d): bitmap bit %d but list %s", first, second,
-                     second_bit, block != nullptr ? "non-empty" : "empty");
+        findings->Add("bin (%d, %d): bitmap bit %d but list %s", first, second,
+                      second_bit, block != nullptr ? "non-empty" : "empty");
       }
       const Block* prev = nullptr;
       size_t steps = 0;
       while (block != nullptr) {
         if (++steps > max_nodes) {
-          findings.Add("bin (%d, %d): list has a cycle", first, second);
+          findings->Add("bin (%d, %d): list has a cycle", first, second);
           break;
         }
         const PoolRange* const r = RangeFor(Addr(block));
         if (!IsAligned(Addr(block)) || r == nullptr ||
             r->last - Addr(block) < kMinFreeSpan) {
-          findings.Add("bin (%d, %d): node %p lies outside every pool", first,
-                       second, static_cast<const void*>(block));
+          findings->Add("bin (%d, %d): node %p lies outside every pool", first,
+                        second, static_cast<const void*>(block));
           break;
         }
         const uint64_t word = LoadWord(block);
         if (!IsHeader(block, word) || (word & (kFree | kLost)) != kFree) {
-          findings.Add("bin (%d, %d): node %p is not a free block%s", first,
-                       second, static_cast<const void*>(PayloadOf(block)),
-                       IsHeader(block, word) ? " (out of service)"
-                                             : " (header damaged)");
+          findings->Add("bin (%d, %d): node %p is not a free block%s", first,
+                        second, static_cast<const void*>(PayloadOf(block)),
+                        IsHeader(block, word) ? " (out of service)"
+                                              : " (header damaged)");
           break;
         }
         const size_t span = word & kSpanMask;
         if (span < kMinFreeSpan || !(BinForSpan(span) == Bin{first, second})) {
-          findings.Add("bin (%d, %d): node %p of span %d is in the wrong bin",
-                       first, second, static_cast<const void*>(block), span);
+          findings->Add("bin (%d, %d): node %p of span %zu is in the wrong bin",
+                        first, second, static_cast<const void*>(block), span);
         }
         if (LoadLink(block, kPrevFreeOffset) != prev) {
-          findings.Add("bin (%d, %d): node %p has a wrong prev link", first,
-                       second, static_cast<const void*>(block));
+          findings->Add("bin (%d, %d): node %p has a wrong prev link", first,
+                        second, static_cast<const void*>(block));
         }
         ++listed;
         prev = block;
@@ -1858,24 +1920,27 @@ absl::Status Heap::CheckLists(size_t* listed_blocks) const {
       }
     }
   }
-  *listed_blocks = listed;
-  return findings.ToStatus();
+  return listed;
 }
 
 absl::Status Heap::Check() const {
-  Findings findings;
-  size_t listed = 0;
-  if (absl::Status s = CheckLists(&listed); !s.ok()) {
-    findings.Add("%s", std::string(s.message()));
-  }
+  CheckFindings findings;
+  Check(&findings);
+  return findings.ToStatus();
+}
+
+void Heap::Check(CheckFindings* findings) const noexcept {
+  const size_t found_before = findings->count();
+  const size_t listed = FindListProblems(findings);
   size_t capacity = 0, used = 0, free_bytes = 0, live = 0, listable = 0;
   size_t lost = 0;
   bool walked = true;
   for (size_t i = 0; i < stats_.pool_count; ++i) {
     const Pool* const p =
         reinterpret_cast<const Pool*>(pools_[i].first - sizeof(Pool));
-    if (absl::Status s = CheckPool(p); !s.ok()) {
-      findings.Add("%s", std::string(s.message()));
+    const size_t found = findings->count();
+    FindPoolProblems(p, findings);
+    if (findings->count() != found) {
       walked = false;
       continue;
     }
@@ -1898,31 +1963,34 @@ absl::Status Heap::Check() const {
     if (capacity != stats_.capacity_bytes || used != stats_.used_bytes ||
         free_bytes != Stats().free_bytes || live != stats_.live_blocks ||
         lost != stats_.lost_bytes) {
-      findings.Add(
-          "counters disagree with the walk: capacity %d/%d used %d/%d "
-          "free %d/%d live %d/%d lost %d/%d",
+      findings->Add(
+          "counters disagree with the walk: capacity %zu/%zu used %zu/%zu "
+          "free %zu/%zu live %zu/%zu lost %zu/%zu",
           stats_.capacity_bytes, capacity, stats_.used_bytes, used,
           Stats().free_bytes, free_bytes, stats_.live_blocks, live,
           stats_.lost_bytes, lost);
     }
     if (listable != listed) {
-      findings.Add("%d free blocks in the pools but %d in the free lists",
-                   listable, listed);
+      findings->Add("%zu free blocks in the pools but %zu in the free lists",
+                    listable, listed);
     }
     if (stats_.peak_used_bytes < stats_.used_bytes) {
-      findings.Add("peak %d is below used %d", stats_.peak_used_bytes,
-                   stats_.used_bytes);
+      findings->Add("peak %zu is below used %zu", stats_.peak_used_bytes,
+                    stats_.used_bytes);
     }
   }
-  if (findings.empty()) {
+  if (findings->count() == found_before) {
     for (size_t i = 0; i < stats_.pool_count; ++i) {
       FindDamage(reinterpret_cast<const Pool*>(pools_[i].first - sizeof(Pool)),
                  [&](const HeapReport& report) {
-                   findings.Add("%s", DescribeHeapReport(report));
+                   char line[kHeapReportBytes];
+                   DescribeBlockFindingTo(
+                       line, sizeof(line), HeapErrorName(report.error),
+                       report.ptr, report.size, report.damage);
+                   findings->Add("%s", line);
                  });
     }
   }
-  return findings.ToStatus();
 }
 
 size_t Heap::FindDamage(const Pool* pool,

@@ -71,6 +71,7 @@
 #ifndef FMEMP_TLSF_HEAP_H_
 #define FMEMP_TLSF_HEAP_H_
 
+#include <cstdarg>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -149,15 +150,73 @@ struct HeapReport {
 // As HeapErrorHandler, with the report's details.
 using HeapReportHandler = void (*)(void* context, const HeapReport& report);
 
-// One line describing `report`, as the default handler prints it.
+// One line describing `report` ("fmemp tlsf: " and DescribeBlockFindingTo's
+// text), as the default handler prints it.
 std::string FormatHeapReport(const HeapReport& report);
+// The longest line FormatHeapReportTo writes, with its NUL.
+inline constexpr size_t kHeapReportBytes = 256;
+// FormatHeapReport's line into buf[0..n) (NUL-terminated, cut at n - 1
+// bytes); its length. Allocates nothing.
+size_t FormatHeapReportTo(const HeapReport& report, char* buf,
+                          size_t n) noexcept;
 
 // "<what>: <ptr> (<size> bytes), first damaged byte at <damage> (offset
-// <n>)", leaving out the size when 0 and the damage when nullptr: the
-// description of a block finding that the heap's and the front-end's
-// reports share.
-std::string DescribeBlockFinding(const char* what, const void* ptr, size_t size,
-                                 const void* damage);
+// <n>)", leaving out the size when 0 and the damage when nullptr, into
+// buf[0..n) (NUL-terminated, cut at n - 1 bytes); its length. The
+// description of a block finding that the heap's reports and Check share.
+// Allocates nothing.
+size_t DescribeBlockFindingTo(char* buf, size_t n, const char* what,
+                              const void* ptr, size_t size,
+                              const void* damage) noexcept;
+
+// What an integrity check found: how many problems, and the first
+// kMaxNamed of them described as text in a fixed buffer (the problems are
+// separated by "; "). Building one or adding to one never allocates (text
+// is written with vsnprintf), so a front-end can run Heap::Check while it
+// holds a lock that its program's operator new may also take, and build an
+// absl::Status (ToStatus) only after it has released that lock.
+//
+// Every problem is counted; the first kMaxNamed are named. A description
+// that does not fit in kTextBytes is cut, and the text then ends in "...".
+// Not thread-safe; about 3 KiB, meant to live on the caller's stack.
+class CheckFindings {
+ public:
+  static constexpr size_t kMaxNamed = 16;
+  static constexpr size_t kTextBytes = 3072;
+
+  CheckFindings() noexcept { text_[0] = '\0'; }
+  CheckFindings(const CheckFindings&) = delete;
+  CheckFindings& operator=(const CheckFindings&) = delete;
+
+  bool ok() const noexcept { return count_ == 0; }
+  // Every problem added, named or not.
+  size_t count() const noexcept { return count_; }
+  // The named problems ("" while ok()); NUL-terminated.
+  const char* text() const noexcept { return text_; }
+
+  // Counts one problem and, while fewer than kMaxNamed are named, appends
+  // its printf-style description.
+  void Add(const char* format, ...) noexcept ABSL_PRINTF_ATTRIBUTE(2, 3);
+  // Adds `inner`'s problems as one named entry, "<printf-style
+  // prefix><inner's text>", counting each of them.
+  void AddWithin(const CheckFindings& inner, const char* format, ...) noexcept
+      ABSL_PRINTF_ATTRIBUTE(3, 4);
+
+  // OK, or DataLoss "<text> (<count> problem(s) found)". Allocates the
+  // message: call it only outside any lock the program's operator new may
+  // take.
+  absl::Status ToStatus() const;
+
+ private:
+  bool BeginEntry() noexcept;
+  void AppendV(const char* format, va_list args) noexcept;
+  void Append(const char* text) noexcept;
+
+  size_t count_ = 0;
+  size_t named_ = 0;
+  size_t length_ = 0;
+  char text_[kTextBytes];
+};
 
 // Debug modes, all off by default (see docs/HARDENING.md). With every mode
 // off the heap's hot path pays one predictable branch per call; each mode on
@@ -458,22 +517,26 @@ class Heap {
   bool WalkPool(const Pool* pool,
                 absl::FunctionRef<bool(const BlockInfo&)> fn) const;
 
-  // Full integrity check; never aborts, never loops and never reads outside
-  // the pools, whatever their memory holds. Verifies: bitmaps agree with
-  // the free lists; every listed block is free, tagged, in the right bin
-  // and doubly linked (links decoded and bounds-checked before they are
-  // followed); a physical walk of every pool reaches its end sentinel
-  // exactly; no two free blocks are adjacent; back pointers and prev-free
-  // flags agree; the counters equal the walk's totals. Names every block
-  // out of service (HeapStats::lost_blocks) and every damaged header: past
-  // a damaged header the walk resumes at the next word that validates as a
-  // header (O(pool bytes) then). With debug modes on, also what FindDamage
-  // finds in every pool (so O(pool bytes) under poisoning). Returns OK or
-  // DataLoss naming the first kMaxFindings problems and the count. Reports
-  // nothing to the handler.
+  // Full integrity check; never aborts, never loops, never allocates and
+  // never reads outside the pools, whatever their memory holds. Verifies:
+  // bitmaps agree with the free lists; every listed block is free, tagged,
+  // in the right bin and doubly linked (links decoded and bounds-checked
+  // before they are followed); a physical walk of every pool reaches its
+  // end sentinel exactly; no two free blocks are adjacent; back pointers
+  // and prev-free flags agree; the counters equal the walk's totals. Finds
+  // every block out of service (HeapStats::lost_blocks) and every damaged
+  // header: past a damaged header the walk resumes at the next word that
+  // validates as a header (O(pool bytes) then). With debug modes on, also
+  // what FindDamage finds in every pool (so O(pool bytes) under poisoning).
+  // Adds each problem to `findings` (which names the first
+  // CheckFindings::kMaxNamed and counts all). Reports nothing to the
+  // handler.
+  void Check(CheckFindings* findings) const noexcept;
+  // As above, as OK or DataLoss (findings.ToStatus(): the message
+  // allocates).
   absl::Status Check() const;
-  static constexpr int kMaxFindings = 16;
-  // The physical-walk part of Check() for one pool.
+  // The physical-walk part of Check() for one pool: OK, DataLoss, or
+  // NotFound if `pool` is not a pool of this heap. The message allocates.
   absl::Status CheckPool(const Pool* pool) const;
 
   // The debug modes' part of Check() for one pool: calls `fn` for each
@@ -689,7 +752,12 @@ class Heap {
   void UpdatePeak() noexcept;
 
   bool OwnsPool(const Pool* pool) const;
-  absl::Status CheckLists(size_t* listed_blocks) const;
+  // Check()'s parts, adding to `findings`: the free lists and bitmaps
+  // (returns how many blocks the lists hold), and the physical walk of one
+  // pool of this heap.
+  size_t FindListProblems(CheckFindings* findings) const noexcept;
+  void FindPoolProblems(const Pool* pool,
+                        CheckFindings* findings) const noexcept;
 
   uint32_t first_level_bitmap_ = 0;
   uint8_t debug_ = 0;  // kDebug* bits; 0 keeps the hot path plain

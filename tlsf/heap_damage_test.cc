@@ -293,6 +293,14 @@ TEST_F(HeapDamageTest, CheckNamesEveryDamagedBlock) {
   std::snprintf(name5, sizeof(name5), "%p", static_cast<void*>(blocks[5]));
   EXPECT_THAT(message, HasSubstr(name2));
   EXPECT_THAT(message, HasSubstr(name5));
+  // The same findings, into the caller's fixed buffer (what a front-end
+  // does under its lock): both blocks named, and counted.
+  CheckFindings findings;
+  heap_.Check(&findings);
+  EXPECT_EQ(findings.count(), 2u);
+  EXPECT_THAT(findings.text(), HasSubstr(name2));
+  EXPECT_THAT(findings.text(), HasSubstr(name5));
+  EXPECT_THAT(message, HasSubstr("(2 problem(s) found)"));
   // The listing stops cleanly at the first damaged header.
   size_t walked = 0;
   EXPECT_TRUE(heap_.WalkPool(pool_, [&](const BlockInfo&) {
@@ -372,6 +380,48 @@ TEST(HeapPoolTableTest, AtMostMaxPoolsAndLookupByBisection) {
   EXPECT_TRUE(heap.Check().ok());
   // A foreign pointer between pools is refused without reading it.
   EXPECT_FALSE(heap.Free(base + Heap::kMaxPools * kBytes + 64));
+}
+
+TEST(CheckFindingsTest, CountsEveryProblemAndNamesTheFirstSixteen) {
+  CheckFindings findings;
+  EXPECT_TRUE(findings.ok());
+  EXPECT_STREQ(findings.text(), "");
+  EXPECT_TRUE(findings.ToStatus().ok());
+  for (int i = 0; i < 20; ++i) findings.Add("problem %d", i);
+  EXPECT_EQ(findings.count(), 20u);
+  const std::string text = findings.text();
+  EXPECT_THAT(text, HasSubstr("problem 0; problem 1; "));
+  EXPECT_THAT(text, HasSubstr("problem 15"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("problem 16")));
+  const absl::Status status = findings.ToStatus();
+  EXPECT_TRUE(absl::IsDataLoss(status));
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("problem 15 (20 problem(s) found)"));
+}
+
+TEST(CheckFindingsTest, AddWithinCountsTheInnerProblemsAsOneEntry) {
+  CheckFindings inner;
+  inner.Add("a");
+  inner.Add("b");
+  CheckFindings outer;
+  outer.Add("first");
+  outer.AddWithin(inner, "region %d: ", 7);
+  EXPECT_EQ(outer.count(), 3u);
+  EXPECT_STREQ(outer.text(), "first; region 7: a; b");
+  CheckFindings empty;
+  outer.AddWithin(empty, "nothing");
+  EXPECT_EQ(outer.count(), 3u);
+}
+
+TEST(CheckFindingsTest, ALongDescriptionIsCutAndEndsInDots) {
+  const std::string long_text(CheckFindings::kTextBytes * 2, 'x');
+  CheckFindings findings;
+  findings.Add("%s", long_text.c_str());
+  findings.Add("more");
+  EXPECT_EQ(findings.count(), 2u);
+  const std::string text = findings.text();
+  EXPECT_EQ(text.size(), CheckFindings::kTextBytes - 1);
+  EXPECT_EQ(text.substr(text.size() - 4), "x...");
 }
 
 }  // namespace
