@@ -95,6 +95,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -156,6 +157,7 @@ class CachingMemp final : private ThreadStateOwner {
                    ? kFencedBarrier
                    : 0)) {
     shared_.SetOutOfMemoryHandler(&CachingMemp::OnOutOfMemory, this);
+    ForgetDepot();  // links the depot's records into its free list
     // Initialise the barrier's (above) and the registry's function-local
     // statics now, not on some thread's first call: a fork() while another
     // thread holds such an initialisation guard would hang the child.
@@ -293,7 +295,7 @@ class CachingMemp final : private ThreadStateOwner {
       Cache* const c = CacheOfThisThread();
       const size_t span = tlsf::SpanForRequest(bytes);
       void* p = OwnerOp(c, [this, c, span] {
-        SharedSource source{this};
+        DepotSource source{this};
         return c->lists.Take(source, span);
       });
       if (p != nullptr) return p;
@@ -318,7 +320,7 @@ class CachingMemp final : private ThreadStateOwner {
         const bool park = (mode & kTagging) == 0;
         const SizeClassCache::PutResult result =
             OwnerOp(c, [this, c, ptr, span, park] {
-              SharedSource source{this};
+              DepotSource source{this};
               return c->lists.Put(source, ptr, span, park);
             });
         if (ABSL_PREDICT_TRUE(result == SizeClassCache::kParked)) return true;
@@ -378,9 +380,16 @@ class CachingMemp final : private ThreadStateOwner {
       SharedSource source{this};
       c->lists.ReleaseDownTo(source, 0);
     });
+    DrainDepot();
   }
 
-  // Bytes parked in caches (sum of what each thread last published).
+  // Bytes parked in the depot (batches that trims handed over for other
+  // threads' refills; part of CachedBytes).
+  size_t DepotBytes() const {
+    return depot_bytes_.load(std::memory_order_relaxed);
+  }
+  // Bytes parked in caches and the depot (sum of what each thread last
+  // published, plus the depot's bytes).
   size_t CachedBytes() const {
     NoWaitLock hold(&RegistryMutex());
     return SumPublished().first;
@@ -447,12 +456,17 @@ class CachingMemp final : private ThreadStateOwner {
   // Fork support, as Memp's. The caller also holds the process-wide
   // registry across fork() (LockRegistryForFork, before these; the C API's
   // atfork handlers do), since every CachingMemp shares it.
-  void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { shared_.LockForFork(); }
+  void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    depot_lock_.lock();
+    shared_.LockForFork();
+  }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.UnlockAfterFork();
+    depot_lock_.unlock();
   }
   void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.ResetLockInForkChild();
+    new (&depot_lock_) LockPolicy();
   }
 
  private:
@@ -578,6 +592,7 @@ class CachingMemp final : private ThreadStateOwner {
   // memory, added again, never looks parked.
   void DropAllCaches() {
     ForEachCache([](Cache* c) { c->lists.Forget(); });
+    ForgetDepot();
     const uintptr_t old_key = marker_key();
     uintptr_t key = NewMarkerKey(this, owner_id());
     if (key == old_key) key ^= 2;  // (the clock may not have moved)
@@ -597,7 +612,8 @@ class CachingMemp final : private ThreadStateOwner {
       bytes += c->lists.bytes();
       blocks += c->lists.blocks();
     });
-    return {bytes, blocks};
+    return {bytes + depot_bytes_.load(std::memory_order_relaxed),
+            blocks + depot_blocks_.load(std::memory_order_relaxed)};
   }
   bool AnyCachedBytes() const { return CachedBytes() != 0; }
 
@@ -626,6 +642,111 @@ class CachingMemp final : private ThreadStateOwner {
     }
     void ReportDamagedLink(const void* link) { memp->ReportDamagedLink(link); }
   };
+  // SharedSource with the depot in front: what a thread's refills and trims
+  // use (drains and thread exits return blocks to the regions).
+  struct DepotSource : SharedSource {
+    bool OfferBatch(size_t span, const SizeClassCache::Batch& batch) {
+      return this->memp->OfferToDepot(span, batch);
+    }
+    bool TakeBatch(size_t span, SizeClassCache::Batch* out) {
+      return this->memp->TakeFromDepot(span, out);
+    }
+  };
+
+  // --- The depot ---
+  //
+  // Batches of parked blocks (SizeClassCache::Batch), by class, that one
+  // thread's trim handed over and another thread's refill takes whole: a
+  // block freed by a thread other than the one that allocated it reaches
+  // the allocating thread again without the shared regions' lock nor any
+  // TLSF work. Its blocks keep their markers (a free of one is refused as a
+  // double free) and count as cached. Bounded: at most
+  // max_bytes_per_thread bytes and kDepotRecords batches; a batch that does
+  // not fit goes to the regions. Each call takes depot_lock_ for O(1)
+  // (a pop or push of one record); no allocation.
+  struct DepotRecord {
+    SizeClassCache::Batch batch;
+    DepotRecord* next = nullptr;
+  };
+  static constexpr size_t kDepotRecords = 256;
+
+  bool OfferToDepot(size_t span, const SizeClassCache::Batch& batch) {
+    const size_t bytes = batch.count * span;
+    if (depot_bytes_.load(std::memory_order_relaxed) + bytes >
+        options_.max_bytes_per_thread) {
+      return false;
+    }
+    sync::ScopedLock<LockPolicy> hold(depot_lock_);
+    DepotRecord* const record = depot_free_;
+    if (record == nullptr) return false;
+    depot_free_ = record->next;
+    record->batch = batch;
+    DepotRecord*& list = depot_lists_[SizeClassCache::ClassOf(span)];
+    record->next = list;
+    list = record;
+    depot_bytes_.store(depot_bytes_.load(std::memory_order_relaxed) + bytes,
+                       std::memory_order_relaxed);
+    depot_blocks_.store(
+        depot_blocks_.load(std::memory_order_relaxed) + batch.count,
+        std::memory_order_relaxed);
+    return true;
+  }
+  bool TakeFromDepot(size_t span, SizeClassCache::Batch* out) {
+    if (depot_blocks_.load(std::memory_order_relaxed) == 0) return false;
+    sync::ScopedLock<LockPolicy> hold(depot_lock_);
+    DepotRecord*& list = depot_lists_[SizeClassCache::ClassOf(span)];
+    DepotRecord* const record = list;
+    if (record == nullptr) return false;
+    list = record->next;
+    *out = record->batch;
+    record->next = depot_free_;
+    depot_free_ = record;
+    depot_bytes_.store(
+        depot_bytes_.load(std::memory_order_relaxed) - out->count * span,
+        std::memory_order_relaxed);
+    depot_blocks_.store(
+        depot_blocks_.load(std::memory_order_relaxed) - out->count,
+        std::memory_order_relaxed);
+    return true;
+  }
+  // Returns every batch of the depot to the regions, validating each link
+  // first (a bad one drops the rest of its batch, reported, as a cache
+  // does). O(blocks in the depot).
+  void DrainDepot() {
+    SharedSource source{this};
+    RegionTable::Hint hint;
+    ParkedBlock* chain = nullptr;
+    for (size_t cls = 0; cls < SizeClassCache::kClassCount; ++cls) {
+      while (true) {
+        SizeClassCache::Batch batch;
+        if (!TakeFromDepot(cls * tlsf::kAlignment, &batch)) break;
+        ParkedBlock* b = batch.head;
+        for (size_t i = 0; i < batch.count; ++i) {
+          if (!SizeClassCache::IsValidLink(source, b, &hint)) {
+            source.ReportDamagedLink(b);
+            break;
+          }
+          ParkedBlock* const next = b->next;
+          b->next = chain;
+          chain = b;
+          b = next;
+        }
+      }
+    }
+    if (chain != nullptr) source.ReturnChain(chain);
+  }
+  // Empties the depot without touching a block (see DropAllCaches).
+  void ForgetDepot() {
+    sync::ScopedLock<LockPolicy> hold(depot_lock_);
+    depot_free_ = nullptr;
+    for (DepotRecord*& list : depot_lists_) list = nullptr;
+    for (DepotRecord& record : depot_records_) {
+      record.next = depot_free_;
+      depot_free_ = &record;
+    }
+    depot_bytes_.store(0, std::memory_order_relaxed);
+    depot_blocks_.store(0, std::memory_order_relaxed);
+  }
 
   void ReportDamagedLink(const void* link) {
     damaged_lists_.fetch_add(1, std::memory_order_relaxed);
@@ -667,6 +788,15 @@ class CachingMemp final : private ThreadStateOwner {
   std::atomic<uintptr_t> marker_key_;
   std::atomic<uint64_t> damaged_lists_{0};
   std::atomic<uint8_t> mode_;  // kNoCacheBudget, kDebug, kTagging
+  // The depot (see there). Its figures are written under depot_lock_ and
+  // read from any thread.
+  LockPolicy depot_lock_;
+  DepotRecord depot_records_[kDepotRecords] ABSL_GUARDED_BY(depot_lock_);
+  DepotRecord* depot_free_ ABSL_GUARDED_BY(depot_lock_) = nullptr;
+  DepotRecord* depot_lists_[SizeClassCache::kClassCount] ABSL_GUARDED_BY(
+      depot_lock_) = {};
+  std::atomic<size_t> depot_bytes_{0};
+  std::atomic<size_t> depot_blocks_{0};
   absl::Mutex oom_mu_;
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(oom_mu_) = nullptr;
   void* oom_context_ ABSL_GUARDED_BY(oom_mu_) = nullptr;
