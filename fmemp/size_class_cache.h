@@ -350,7 +350,11 @@ class SizeClassCache {
   // budget is full. REQUIRES: span <= max_bytes().
   template <typename Source>
   void ParkClaimed(Source& source, ParkedBlock* block, size_t span) {
-    if (bytes() + span > max_bytes_) ReleaseDownTo(source, max_bytes_ / 2);
+    if (bytes() + span > max_bytes_) {
+      bool handed = false;
+      if constexpr (kHasDepot<Source>) handed = HandBatchOn(source, span);
+      if (!handed) ReleaseDownTo(source, max_bytes_ / 2);
+    }
     Link(block, span, bytes() + span);
   }
 
@@ -541,6 +545,37 @@ class SizeClassCache {
     batch.tail->next = *head;
     *head = batch.head;
     Count(batch_bytes, batch.count);
+    return true;
+  }
+  // A full cache's cheap way out, before a trim: the newest
+  // BatchBlocks(span) blocks of the list of `span` (each validated) go to
+  // the depot as one batch, or to the source (one ReturnChain) when the
+  // depot is full. False, having changed nothing, if the list is shorter
+  // or a link is bad (the trim's Recount then deals with it).
+  // O(BatchBlocks(span)). With a stream of frees of one
+  // class (another thread's blocks), the cache hands them on a batch at a
+  // time, as fast as they come, instead of in half-budget bursts that the
+  // depot cannot hold.
+  template <typename Source>
+  bool HandBatchOn(Source& source, size_t span) {
+    const size_t most = BatchBlocks(span);
+    ParkedBlock** head = &lists_[ClassOf(span)];
+    Batch batch;
+    batch.head = *head;
+    for (ParkedBlock* b = batch.head; batch.count < most; b = b->next) {
+      if (b == nullptr || !IsValidLink(source, b, &region_hint)) return false;
+      batch.tail = b;
+      ++batch.count;
+    }
+    // Read before the offer: from then on another thread may take the
+    // batch and relink its tail.
+    *head = batch.tail->next;
+    // Published before the depot or the source sees the blocks.
+    Count(-(most * span), -most);
+    if (!source.OfferBatch(span, batch)) {
+      batch.tail->next = nullptr;
+      source.ReturnChain(batch.head);
+    }
     return true;
   }
   // ReleaseDownTo's hand-back of one batch of `span`: published as gone
