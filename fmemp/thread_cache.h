@@ -159,6 +159,8 @@ class CachingMemp final : private ThreadStateOwner {
   static constexpr size_t kMaxCachedSpan = SizeClassCache::kMaxCachedSpan;
   // The largest request (usable bytes) a cached block serves.
   static constexpr size_t kMaxCachedRequest = SizeClassCache::kMaxCachedRequest;
+  // The depot holds at most this many times max_bytes_per_thread.
+  static constexpr size_t kDepotBudgets = 4;
 
   explicit CachingMemp(CacheOptions options = {})
       : options_(options),
@@ -683,7 +685,6 @@ class CachingMemp final : private ThreadStateOwner {
     SizeClassCache::Batch batch;
     DepotRecord* next = nullptr;
   };
-  static constexpr size_t kDepotBudgets = 4;
   static constexpr size_t kDepotRecords = 1024;
 
   bool OfferToDepot(size_t span, const SizeClassCache::Batch& batch) {
