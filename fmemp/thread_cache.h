@@ -805,6 +805,11 @@ class CachingMemp final : private ThreadStateOwner {
   std::atomic<uintptr_t> marker_key_;
   std::atomic<uint64_t> damaged_lists_{0};
   std::atomic<uint8_t> mode_;  // kNoCacheBudget, kDebug, kTagging
+  absl::Mutex oom_mu_;
+  OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(oom_mu_) = nullptr;
+  void* oom_context_ ABSL_GUARDED_BY(oom_mu_) = nullptr;
+  Memp<LockPolicy> shared_;
+  // Last: the hot paths' members above stay within short offsets.
   // The depot (see there). Its figures are written under depot_lock_ and
   // read from any thread.
   LockPolicy depot_lock_;
@@ -814,10 +819,6 @@ class CachingMemp final : private ThreadStateOwner {
       depot_lock_) = {};
   std::atomic<size_t> depot_bytes_{0};
   std::atomic<size_t> depot_blocks_{0};
-  absl::Mutex oom_mu_;
-  OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(oom_mu_) = nullptr;
-  void* oom_context_ ABSL_GUARDED_BY(oom_mu_) = nullptr;
-  Memp<LockPolicy> shared_;
 };
 
 }  // namespace fmemp
