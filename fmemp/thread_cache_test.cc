@@ -151,8 +151,8 @@ TEST(CachingMempTest, ProducerConsumerStaysBounded) {
     stage.store(2 * r + 1, std::memory_order_release);
   }
   consumer.join();
-  // Two caches (producer's and consumer's) and the depot, each within the
-  // budget.
+  // Two caches (producer's and consumer's), each within the budget, and the
+  // depot, within kDepotBudgets budgets.
   constexpr size_t kDepot = CachingMemp<sync::Mutex>::kDepotBudgets;
   EXPECT_LE(worst_cached, (2 + kDepot) * options.max_bytes_per_thread);
   const MempStats s = memp.Probe();
