@@ -34,8 +34,17 @@
 //                                      // taking each with TakeFromChain
 //   void ReportDamagedLink(const void* link);
 //                                      // a kUseAfterFreeWrite, counted
-// Each Source call may take the Source's lock; the cache calls it at most
-// once per refill or trim.
+//   bool OfferBatch(size_t span, const Batch& batch);
+//   bool TakeBatch(size_t span, Batch* out);
+//                                      // optional, both or neither: a
+//                                      // depot of parked batches shared by
+//                                      // caches. OfferBatch keeps the
+//                                      // batch (true) or refuses it; a
+//                                      // refill first asks TakeBatch for a
+//                                      // batch of its span.
+// Each Source call may take the Source's lock; the cache calls AllocateBatch
+// and ReturnChain at most once per refill or trim (the depot's calls once
+// per batch).
 //
 // A cached block stays a live block of its TLSF heap: the cache links it
 // through its own payload (ParkedBlock), so parking costs no bookkeeping.
@@ -84,6 +93,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
@@ -117,6 +127,14 @@ struct ParkedBlock {
 // call: the clock is mixed in), low bit set. O(1), thread-safe.
 uintptr_t NewMarkerKey(const void* self, uint64_t owner_id);
 
+namespace size_class_cache_internal {
+template <typename Source, typename = void>
+struct HasDepot : std::false_type {};
+template <typename Source>
+struct HasDepot<Source, std::void_t<decltype(&Source::OfferBatch)>>
+    : std::true_type {};
+}  // namespace size_class_cache_internal
+
 class SizeClassCache {
  public:
   // Requests up to 1 KiB (span 1040) are cached: a workload of sizes up to
@@ -136,6 +154,26 @@ class SizeClassCache {
   static constexpr size_t kFirstRefillBlocks = 4;
 
   enum PutResult { kParked, kNotParked, kDoubleFree };
+
+  // Parked blocks of one span, linked head to tail through `next` (the
+  // tail's link is not part of the batch): what a trim hands to a Source's
+  // depot and a refill takes from it.
+  struct Batch {
+    ParkedBlock* head = nullptr;
+    ParkedBlock* tail = nullptr;
+    size_t count = 0;
+  };
+  // Whether Source has a depot (the optional Source members OfferBatch and
+  // TakeBatch, see the contract above).
+  template <typename Source>
+  static constexpr bool kHasDepot =
+      size_class_cache_internal::HasDepot<Source>::value;
+
+  // Blocks of `span` one refill asks for at most (and one depot batch
+  // holds): refill_bytes worth, at least one, at most kMaxBatch.
+  size_t BatchBlocks(size_t span) const {
+    return std::min(kMaxBatch, std::max<size_t>(1, refill_bytes_ / span));
+  }
 
   explicit SizeClassCache(const CacheOptions& options = {})
       : max_bytes_(options.max_bytes_per_thread),
@@ -217,6 +255,22 @@ class SizeClassCache {
     return block;
   }
 
+  // Whether `block` may be trusted as a block parked under the source's key:
+  // whole inside a region of its table, aligned, carrying its marker. Safe
+  // for any value: nothing outside a region is read.
+  template <typename Source>
+  static bool IsValidLink(const Source& source, const ParkedBlock* block,
+                          RegionTable::Hint* hint) {
+    const uintptr_t address = reinterpret_cast<uintptr_t>(block);
+    if (address % tlsf::kAlignment != 0) return false;
+    const RegionTable::Entry* region = source.table().Find(address, hint);
+    if (region == nullptr || region->owner != source.owner() ||
+        region->end - address < sizeof(ParkedBlock)) {
+      return false;
+    }
+    return LoadMarker(block) == MarkerFor(block, source.marker_key());
+  }
+
   // --- Figures (any thread) ---
 
   size_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
@@ -296,7 +350,11 @@ class SizeClassCache {
   // budget is full. REQUIRES: span <= max_bytes().
   template <typename Source>
   void ParkClaimed(Source& source, ParkedBlock* block, size_t span) {
-    if (bytes() + span > max_bytes_) ReleaseDownTo(source, max_bytes_ / 2);
+    if (bytes() + span > max_bytes_) {
+      bool handed = false;
+      if constexpr (kHasDepot<Source>) handed = HandBatchOn(source, span);
+      if (!handed) ReleaseDownTo(source, max_bytes_ / 2);
+    }
     Link(block, span, bytes() + span);
   }
 
@@ -316,7 +374,6 @@ class SizeClassCache {
     if (bytes_before <= target) return;
     ParkedBlock* chain = nullptr;  // the blocks to return, linked
     size_t bytes_left = bytes_before;
-    size_t taken = 0;
     bool whole_lists = target == 0;
     while (bytes_left > target) {
       bool took = false;
@@ -333,14 +390,25 @@ class SizeClassCache {
             cut = &(*cut)->next;
           }
         }
+        // The cut blocks go in batches of at most BatchBlocks(span) (one
+        // batch per class for a source without a depot): each is offered
+        // to the depot, and what it refuses joins the chain.
+        const size_t batch_most = kHasDepot<Source> && *cut != nullptr
+                                      ? BatchBlocks(span)
+                                      : ~size_t{0};
+        Batch batch;
         for (ParkedBlock* b = *cut; b != nullptr;) {
           ParkedBlock* next = b->next;
           bytes_left -= span;
-          ++taken;
-          b->next = chain;
-          chain = b;
+          b->next = batch.head;
+          batch.head = b;
+          if (batch.tail == nullptr) batch.tail = b;
+          ++batch.count;
           b = next;
           took = true;
+          if (batch.count == batch_most || b == nullptr) {
+            HandBack(source, span, &batch, &chain);
+          }
         }
         *cut = nullptr;
         next_victim_ = cls + 1;
@@ -348,10 +416,7 @@ class SizeClassCache {
       // Only lists of one block are left: take them whole.
       if (!took) whole_lists = true;
     }
-    // Publish the drop before the source sees the blocks free (a reader of
-    // bytes() and the source's used bytes never sees them twice).
-    Count(bytes_left - bytes_before, -taken);
-    source.ReturnChain(chain);
+    if (chain != nullptr) source.ReturnChain(chain);
   }
 
   // Walks every list, cutting each at its first invalid link (the rest is
@@ -389,22 +454,6 @@ class SizeClassCache {
   }
 
  private:
-  // Whether `block` may be trusted as a block parked under the source's key:
-  // whole inside a region of its table, aligned, carrying its marker. Safe
-  // for any value: nothing outside a region is read.
-  template <typename Source>
-  static bool IsValidLink(const Source& source, const ParkedBlock* block,
-                          RegionTable::Hint* hint) {
-    const uintptr_t address = reinterpret_cast<uintptr_t>(block);
-    if (address % tlsf::kAlignment != 0) return false;
-    const RegionTable::Entry* region = source.table().Find(address, hint);
-    if (region == nullptr || region->owner != source.owner() ||
-        region->end - address < sizeof(ParkedBlock)) {
-      return false;
-    }
-    return LoadMarker(block) == MarkerFor(block, source.marker_key());
-  }
-
   // A block of `span` from its list, or nullptr if it is empty. Validated
   // before it is handed out: a damaged list is dropped (reported, counts
   // redone) and nullptr returned.
@@ -436,8 +485,10 @@ class SizeClassCache {
   // parked.
   template <typename Source>
   ABSL_ATTRIBUTE_NOINLINE bool Refill(Source& source, size_t span) {
-    const size_t most =
-        std::min(kMaxBatch, std::max<size_t>(1, refill_bytes_ / span));
+    if constexpr (kHasDepot<Source>) {
+      if (RefillFromDepot(source, span)) return true;
+    }
+    const size_t most = BatchBlocks(span);
     uint8_t& next_count = refill_count_[ClassOf(span)];
     size_t want = std::min<size_t>(
         most, next_count == 0 ? kFirstRefillBlocks : next_count);
@@ -474,6 +525,75 @@ class SizeClassCache {
     }
     if (unfit != nullptr) source.ReturnChain(unfit);
     return refilled;
+  }
+
+  // A refill from the source's depot: one batch of `span`, whose blocks
+  // keep their markers (parked all along), spliced in whole. Its links are
+  // validated as any list's, when popped or walked. Trims first, as Refill
+  // does, when the batch would not fit. True if a batch came.
+  template <typename Source>
+  bool RefillFromDepot(Source& source, size_t span) {
+    Batch batch;
+    if (!source.TakeBatch(span, &batch)) return false;
+    const size_t batch_bytes = batch.count * span;
+    if (bytes() + batch_bytes > max_bytes_) {
+      ReleaseDownTo(source, max_bytes_ > batch_bytes
+                                ? (max_bytes_ - batch_bytes) / 2
+                                : 0);
+    }
+    ParkedBlock** head = &lists_[ClassOf(span)];
+    batch.tail->next = *head;
+    *head = batch.head;
+    Count(batch_bytes, batch.count);
+    return true;
+  }
+  // A full cache's cheap way out, before a trim: the newest
+  // BatchBlocks(span) blocks of the list of `span` (each validated) go to
+  // the depot as one batch, or to the source (one ReturnChain) when the
+  // depot is full. False, having changed nothing, if the list is shorter
+  // or a link is bad (the trim's Recount then deals with it).
+  // O(BatchBlocks(span)). With a stream of frees of one
+  // class (another thread's blocks), the cache hands them on a batch at a
+  // time, as fast as they come, instead of in half-budget bursts that the
+  // depot cannot hold.
+  template <typename Source>
+  bool HandBatchOn(Source& source, size_t span) {
+    const size_t most = BatchBlocks(span);
+    ParkedBlock** head = &lists_[ClassOf(span)];
+    Batch batch;
+    batch.head = *head;
+    for (ParkedBlock* b = batch.head; batch.count < most; b = b->next) {
+      if (b == nullptr || !IsValidLink(source, b, &region_hint)) return false;
+      batch.tail = b;
+      ++batch.count;
+    }
+    // Read before the offer: from then on another thread may take the
+    // batch and relink its tail.
+    *head = batch.tail->next;
+    // Published before the depot or the source sees the blocks.
+    Count(-(most * span), -most);
+    if (!source.OfferBatch(span, batch)) {
+      batch.tail->next = nullptr;
+      source.ReturnChain(batch.head);
+    }
+    return true;
+  }
+  // ReleaseDownTo's hand-back of one batch of `span`: published as gone
+  // from this cache first (a reader of bytes() and the source's figures
+  // never sees a block twice), then offered to the source's depot, or
+  // prepended to *chain (for ReturnChain) when there is none or it refuses.
+  // Leaves *batch empty.
+  template <typename Source>
+  void HandBack(Source& source, size_t span, Batch* batch,
+                ParkedBlock** chain) {
+    Count(-(batch->count * span), -batch->count);
+    bool kept = false;
+    if constexpr (kHasDepot<Source>) kept = source.OfferBatch(span, *batch);
+    if (!kept) {
+      batch->tail->next = *chain;
+      *chain = batch->head;
+    }
+    *batch = Batch();
   }
 
   // Files `block`, whose marker is set, on the list of `span`; the cache

@@ -109,7 +109,11 @@ TEST(CachingMempTest, CacheStaysWithinItsByteBudget) {
   for (int i = 0; i < 500; ++i) blocks.push_back(memp.Allocate(16 + i % 900));
   for (void* p : blocks) {
     memp.Free(p);
-    ASSERT_LE(memp.Probe().cached_bytes, options.max_bytes_per_thread);
+    // This thread's cache and the depot, each within the budget.
+    constexpr size_t kDepot = CachingMemp<sync::SpinLock>::kDepotBudgets;
+    ASSERT_LE(memp.Probe().cached_bytes,
+              (1 + kDepot) * options.max_bytes_per_thread);
+    ASSERT_LE(memp.DepotBytes(), kDepot * options.max_bytes_per_thread);
   }
   ExpectBalanced(memp);
 }
@@ -147,11 +151,15 @@ TEST(CachingMempTest, ProducerConsumerStaysBounded) {
     stage.store(2 * r + 1, std::memory_order_release);
   }
   consumer.join();
-  // Two caches (producer's and consumer's), each within its budget.
-  EXPECT_LE(worst_cached, 2 * options.max_bytes_per_thread);
+  // Two caches (producer's and consumer's), each within the budget, and the
+  // depot, within kDepotBudgets budgets.
+  constexpr size_t kDepot = CachingMemp<sync::Mutex>::kDepotBudgets;
+  EXPECT_LE(worst_cached, (2 + kDepot) * options.max_bytes_per_thread);
   const MempStats s = memp.Probe();
   EXPECT_EQ(s.used_bytes, 0u);
-  EXPECT_LE(s.cached_bytes, options.max_bytes_per_thread);  // producer's
+  // The producer's cache and the depot.
+  EXPECT_LE(s.cached_bytes, (1 + kDepot) * options.max_bytes_per_thread);
+  EXPECT_LE(memp.DepotBytes(), kDepot * options.max_bytes_per_thread);
   ExpectBalanced(memp);
 }
 
@@ -357,6 +365,43 @@ TEST(CachingMempTest, ClearForgetsCachedBlocks) {
   void* p = memp.Allocate(32);
   EXPECT_NE(p, nullptr);
   memp.Free(p);
+  ExpectBalanced(memp);
+}
+
+// Blocks freed by one thread reach another thread's refills through the
+// depot, still parked: a free of one of them, anywhere, is refused; a drain
+// returns the depot to the regions.
+TEST(CachingMempTest, DepotHandsRemoteFreesToRefillsAndRefusesDoubleFrees) {
+  Region region;
+  CacheOptions options;
+  options.max_bytes_per_thread = 16 << 10;
+  CachingMemp<sync::SpinLock> memp(options);
+  ASSERT_TRUE(memp.AddRegion(region.begin(), kRegionBytes).ok());
+  MisuseLog log;
+  memp.SetErrorHandler(&MisuseLog::Record, &log);
+  std::vector<void*> blocks;
+  for (int i = 0; i < 1000; ++i) blocks.push_back(memp.Allocate(64));
+  std::thread freer([&] {
+    for (void* p : blocks) ASSERT_TRUE(memp.Free(p));
+    // Every block is parked in this cache or the depot: all refused.
+    for (void* p : blocks) EXPECT_FALSE(memp.Free(p));
+  });
+  freer.join();
+  EXPECT_EQ(log.double_frees, static_cast<int>(blocks.size()));
+  const size_t depot_before = memp.DepotBytes();
+  ASSERT_GT(depot_before, 0u);
+  ExpectBalanced(memp);
+  // This thread's refill of the class takes a batch from the depot.
+  memp.FlushThisThread();
+  void* p = memp.Allocate(64);
+  ASSERT_NE(p, nullptr);
+  EXPECT_LT(memp.DepotBytes(), depot_before);
+  memp.Free(p);
+  ExpectBalanced(memp);
+  memp.DrainAllCaches();
+  EXPECT_EQ(memp.DepotBytes(), 0u);
+  EXPECT_EQ(memp.Probe().cached_bytes, 0u);
+  EXPECT_EQ(memp.Probe().used_bytes, 0u);
   ExpectBalanced(memp);
 }
 
