@@ -62,17 +62,17 @@ bool CrossThreadFrees(FMempPolicy policy, const char* name) {
   }
   FMempDrainThreadCaches(&memp);
   FMempUsage usage = {};
-  bool ok = Check(FMempProbe64(&memp, &usage) == FMEMP_SUCCESS, "FMempProbe64",
-                  name);
-  std::printf("%s: %d threads x %d blocks, peak %llu bytes, now used %llu, "
-              "live blocks %llu\n",
-              name, kThreads, kRounds,
-              static_cast<unsigned long long>(usage.max_used),
-              static_cast<unsigned long long>(usage.used),
-              static_cast<unsigned long long>(usage.live_blocks));
+  bool ok =
+      Check(FMempProbe64(&memp, &usage) == FMEMP_SUCCESS, "FMempProbe64", name);
+  std::printf(
+      "%s: %d threads x %d blocks, peak %llu bytes, now used %llu, "
+      "live blocks %llu\n",
+      name, kThreads, kRounds, static_cast<unsigned long long>(usage.max_used),
+      static_cast<unsigned long long>(usage.used),
+      static_cast<unsigned long long>(usage.live_blocks));
   ok &= Check(failed.load() == 0, "every malloc served", name);
-  ok &= Check(usage.used == 0 && usage.live_blocks == 0, "usage back to 0",
-              name);
+  ok &=
+      Check(usage.used == 0 && usage.live_blocks == 0, "usage back to 0", name);
   ok &= Check(FMempCheck(&memp) == FMEMP_SUCCESS, "FMempCheck", name);
   FMempRemove(&memp);
   return ok;
@@ -86,8 +86,8 @@ bool FrontEnd() {
     return false;
   }
   void* p = memp.Allocate(100);
-  bool ok = Check(p != nullptr && memp.Probe().used_bytes > 0, "Allocate",
-                  "Memp");
+  bool ok =
+      Check(p != nullptr && memp.Probe().used_bytes > 0, "Allocate", "Memp");
   ok &= Check(memp.Free(p) && memp.Probe().used_bytes == 0, "Free", "Memp");
   ok &= Check(memp.Check().ok(), "Check", "Memp");
   return ok;

@@ -39,8 +39,8 @@ static void* Work(void* arg) {
       atomic_fetch_add(&shared->failed, 1);
       continue;
     }
-    void* old = atomic_exchange(&shared->slots[(i * 31 + t * 17) % kSlots],
-                                fresh);
+    void* old =
+        atomic_exchange(&shared->slots[(i * 31 + t * 17) % kSlots], fresh);
     if (old != NULL) FMempFree(&shared->memp, old);
   }
   return NULL;
@@ -80,11 +80,11 @@ static int CrossThreadFrees(FMempPolicy policy, const char* name) {
     FMempUsage usage = {0};
     ok &= Check(FMempProbe64(&shared.memp, &usage) == FMEMP_SUCCESS,
                 "FMempProbe64", name);
-    printf("%s: %d threads x %d blocks, peak %llu bytes, now used %llu, "
-           "live blocks %llu\n",
-           name, kThreads, kRounds, (unsigned long long)usage.max_used,
-           (unsigned long long)usage.used,
-           (unsigned long long)usage.live_blocks);
+    printf(
+        "%s: %d threads x %d blocks, peak %llu bytes, now used %llu, "
+        "live blocks %llu\n",
+        name, kThreads, kRounds, (unsigned long long)usage.max_used,
+        (unsigned long long)usage.used, (unsigned long long)usage.live_blocks);
     ok &= Check(atomic_load(&shared.failed) == 0, "every malloc served", name);
     ok &= Check(usage.used == 0 && usage.live_blocks == 0, "usage back to 0",
                 name);
