@@ -47,7 +47,9 @@ fi
 step "ctest"
 if ! ctest --test-dir "${BUILD_DIR}" -j "${JOBS}" --output-on-failure \
     >"${scratch}/ctest.log" 2>&1; then
-  tail -n 80 "${scratch}/ctest.log"
+  # The failing tests' output, without the lines of those that passed.
+  grep -vE '^ *Start +[0-9]+:|Test +#[0-9]+: .* Passed' "${scratch}/ctest.log" |
+    tail -n 150
   fail "ctest failed"
 fi
 grep -E 'tests passed|Total Test time' "${scratch}/ctest.log"
