@@ -4,8 +4,9 @@
 # `cmake` stage.
 #
 #   1. configures and builds fmemp with CMake (Release) in a build folder
-#      kept between runs, ~/.cache/fmemp/cmake-build, so a rerun rebuilds
-#      only what changed (FMEMP_CMAKE_BUILD_DIR overrides it);
+#      kept between runs, one per checkout under ~/.cache/fmemp/cmake-build
+#      (a build folder belongs to one source tree), so a rerun rebuilds only
+#      what changed (FMEMP_CMAKE_BUILD_DIR overrides it);
 #   2. runs the test suite with ctest;
 #   3. installs into a temporary prefix;
 #   4. builds and runs two outside consumers against that prefix, each a
@@ -23,7 +24,8 @@ cd "$(dirname "$0")/../.."
 readonly ROOT=${PWD}
 tools/setup.sh
 
-readonly BUILD_DIR=${FMEMP_CMAKE_BUILD_DIR:-${HOME}/.cache/fmemp/cmake-build}
+checkout=${ROOT#/}
+readonly BUILD_DIR=${FMEMP_CMAKE_BUILD_DIR:-${HOME}/.cache/fmemp/cmake-build/${checkout//\//_}}
 readonly JOBS=${FMEMP_CMAKE_JOBS:-$(nproc)}
 scratch=$(mktemp -d)
 trap 'rm -rf "${scratch}"' EXIT
