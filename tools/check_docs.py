@@ -11,8 +11,8 @@ Checked, in every line of README.md and docs/*.md:
   * C API names (FMempMalloc, FMempUsage, FMEMP_POLICY_MUTEX): the public
     headers (fmemp/fmemp.h, fmemp/sdk/*.h) must declare them; a name written
     as a call (FMempFoo(...)) must be there, other names (environment
-    variables such as FMEMP_STRESS_SECONDS, test names) may instead be found
-    in the tracked sources.
+    variables such as FMEMP_STRESS_SECONDS, test names, CMake options) may
+    instead be found in the tracked sources.
 
     tools/check_docs.py        prints each dangling name with file:line;
                                exits 1 if there is one
@@ -98,12 +98,14 @@ def public_c_names():
 
 def source_c_names(files):
     """Names the sources use though the public headers do not declare them:
-    environment variables (FMEMP_STRESS_SECONDS) and test names."""
+    environment variables (FMEMP_STRESS_SECONDS), test names and CMake
+    options (FMEMP_SANITIZER, in CMakeLists.txt)."""
     names = set()
     for f in files:
         if f == SELF:  # its self-test names made-up ones on purpose
             continue
-        if f.endswith((".h", ".cc", ".c", ".sh", ".py", ".bzl", ".bazel")):
+        if f.endswith((".h", ".cc", ".c", ".sh", ".py", ".bzl", ".bazel",
+                       ".cmake", "CMakeLists.txt")):
             path = ROOT / f
             if path.is_file():
                 names.update(C_NAME_RE.findall(path.read_text(errors="replace")))

@@ -17,6 +17,7 @@ PACKAGES=(
   g++ clang libclang-rt-14-dev
   googletest libbenchmark-dev
   valgrind dpkg-dev
+  cmake pkg-config
   libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev
 )
 PACKAGES+=(redis-tools)

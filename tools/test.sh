@@ -28,7 +28,7 @@ BAZEL_FLAGS=(
   "--color=no"
   "--curses=no"
 )
-STAGES=${FMEMP_TEST_STAGES:-"docs default tsan asan tsa fuzz outside"}
+STAGES=${FMEMP_TEST_STAGES:-"docs default tsan asan tsa fuzz outside cmake"}
 
 passed=0
 failed=0
@@ -130,9 +130,12 @@ for stage in ${STAGES}; do
     tsa) build_stage tsa --config=tsa //... ;;
     fuzz) fuzz_stage ;;
     outside) script_stage outside tests/outside_workspace/run.sh ;;
+    cmake) script_stage cmake tests/cmake_consumer/run.sh ;;
     docs)
       script_stage docs-check-self-test python3 tools/check_docs.py --self-test
       script_stage docs-check python3 tools/check_docs.py
+      script_stage build-drift-self-test python3 tools/check_build_drift.py --self-test
+      script_stage build-drift python3 tools/check_build_drift.py
       ;;
     *) echo "unknown stage ${stage}"; failed=$((failed + 1)) ;;
   esac
