@@ -20,11 +20,15 @@ pool_line='^pool of thread ([0-9]+): used [0-9]+, peak ([0-9]+), live blocks [0-
 mapfile -t pools < <(grep -E "${pool_line}" <<<"${output}")
 [[ ${#pools[@]} -eq 4 ]] || fail "expected 4 pool lines, got ${#pools[@]}"
 declare -A threads=()
+# Which worker takes which request is up to the scheduler (a worker may get
+# none on a loaded machine), so only some pool must have served one.
+busy=0
 for line in "${pools[@]}"; do
   [[ ${line} =~ ${pool_line} ]] || fail "unreadable: ${line}"
   threads[${BASH_REMATCH[1]}]=1
-  [[ ${BASH_REMATCH[2]} -gt 0 ]] || fail "nothing allocated: ${line}"
+  [[ ${BASH_REMATCH[2]} -gt 0 ]] && busy=$((busy + 1))
 done
+[[ ${busy} -gt 0 ]] || fail "no pool allocated anything"
 [[ ${#threads[@]} -eq 4 ]] || fail "pools of ${#threads[@]} distinct threads"
 
 grep -qE '^while bound: 5 regions, capacity [0-9]+, used [1-9][0-9]*,' \
