@@ -25,7 +25,9 @@
  *   address a malloc returns after a free may differ.
  * - A region's figures (FMempProbeRegion) and the listing (FMemListAll)
  *   first give every cache back to the regions: O(threads).
- * Misuse is detected and reported as under every policy, at the call.
+ * Misuse (a foreign, interior or already freed pointer, a damaged header)
+ * is detected and reported at the call, as under FMEMP_POLICY_MUTEX: the
+ * bad-input table of docs/HARDENING.md runs under every policy.
  * Under FMEMP_POLICY_THREAD_POOLS max_used is the true peak of the shared
  * regions and every pool together (one atomic total of used bytes).
  *

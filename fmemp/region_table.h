@@ -14,10 +14,12 @@
 // lookup.
 //
 // Guarantees
-// * Find is wait-free for readers apart from retries while a writer is
-//   mid-update (a sequence lock); it never blocks a writer and never reads
-//   freed memory: arrays replaced by a larger one are kept until the table
-//   is destroyed (geometric growth bounds them to twice the largest array).
+// * Find takes no lock and writes no shared memory, so it never blocks a
+//   writer; it retries while a writer is mid-update (a sequence lock), so
+//   it is not wait-free: a writer stopped mid-update stalls it. It never
+//   reads freed memory: arrays replaced by a larger one are kept until the
+//   table is destroyed (geometric growth bounds them to twice the largest
+//   array).
 // * Writers (Insert, Erase, SetOwner, Clear) must be serialised by the
 //   caller (the front-end's lock). O(regions) each: they are not on the hot
 //   path. SetOwner changes one entry in place: a reader sees the old owner
