@@ -4,7 +4,9 @@
  * fmemp/fmemp.h
  *
  * The SDK memory pool C API (FMemp over TLSF), source-compatible with the
- * SDK's fmemory_pool.h, over fmemp's C++ front-end (fmemp/memp.h). Code
+ * SDK's fmemory_pool.h, over fmemp's C++ front-ends (fmemp/memp.h,
+ * fmemp/thread_cache.h, fmemp/thread_pool.h; fmemp/policy_table.h maps a
+ * policy to one). Code
  * written for the SDK compiles unchanged: include this header or the SDK's
  * names for it ("fmemory_pool.h", "fmempory_pool.h").
  *
@@ -241,9 +243,9 @@ typedef struct {
                              failures are its pool's, and stay in this
                              total after the thread exits */
   u64 invalid_frees;
-  u64 cached_bytes; /* free blocks parked in per-thread caches (policy
-                       FMEMP_POLICY_THREAD_CACHE; else 0); used excludes
-                       them */
+  u64 cached_bytes; /* free blocks parked in per-thread caches (policies
+                       FMEMP_POLICY_THREAD_CACHE and _THREAD_POOLS; else
+                       0); used excludes them */
   u64 lost_bytes;   /* damaged free blocks taken out of service (a write
                        into freed memory or heap metadata): never handed
                        out again; used + cached_bytes + free_bytes +

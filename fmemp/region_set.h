@@ -169,7 +169,8 @@ struct MempStats {
   size_t peak_used_bytes = 0;  // true peak of used_bytes since init/reset
   size_t live_blocks = 0;
   // Bytes (spans) of free blocks parked in per-thread caches
-  // (fmemp/thread_cache.h); always 0 for other front-ends. They are neither
+  // (fmemp/thread_cache.h, and the pools' caches of fmemp/thread_pool.h); 0
+  // for the front-ends without caches. They are neither
   // in used_bytes nor in free_bytes (see lost_bytes for the sum).
   size_t cached_bytes = 0;
   size_t region_count = 0;
@@ -431,8 +432,9 @@ class RegionSet {
   auto InRegion(Region* r, Op op) noexcept;
   // InRegion for a free of ptr.
   bool FreeIn(Region* r, void* ptr) noexcept;
-  // Allocates from solo_, or through the index (AllocateIndexed); counts a
-  // failure. REQUIRES: alignment >= kAlignment, a power of two.
+  // Allocates from solo_, or through the index (AllocateIndexed); counts
+  // nothing (the owner notes a failure, NoteFailure). REQUIRES: alignment >=
+  // kAlignment, a power of two.
   void* AllocateWith(size_t alignment, size_t bytes) noexcept;
   // The index's choice of region for a request (and the fallback regions
   // filed under its own bin); nullptr if none serves it. Counts nothing.

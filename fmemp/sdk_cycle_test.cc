@@ -9,7 +9,7 @@
 // slower.
 //
 // 10,000 cycles under every policy. The time per cycle is not measured here
-// (see bench/sdk_cycle_bench.cc and docs/BENCHMARKS.md); what would make it
+// (see fmemp/sdk_cycle_benchmark.cc and docs/BENCHMARKS.md); what would make it
 // grow is: bookkeeping records piling up in the metadata arena, and
 // per-thread states piling up on the thread. Both are counted exactly, and
 // resident memory is bounded.

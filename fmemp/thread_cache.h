@@ -31,9 +31,10 @@
 //   rare branches (refill, trim, misuse, first use by a thread) are out of
 //   line.
 // * Miss: a refill takes the shared lock once and allocates a batch (slow
-//   start, see SizeClassCache); an overfull cache gives back half its
-//   bytes under one lock. The shared lock is taken once per batch, not per
-//   call.
+//   start, see SizeClassCache), after looking in the depot; an overfull
+//   cache trims down to half its budget, batch by batch, into the depot
+//   or, when it is full, the regions under one lock. The shared lock is
+//   taken once per batch, not per call.
 // * A block freed by a thread other than the one that allocated it goes into
 //   the freeing thread's cache, as any free does. Once that cache is full,
 //   each further free hands the newest batch of its class (one refill's
@@ -48,9 +49,10 @@
 //   whatever the pattern, no thread waits on another, and an idle
 //   allocating thread strands nothing. Measured with mimalloc-bench's
 //   xmalloc-test (one thread allocates, another frees; bench/programs):
-//   frees per CPU second went from ~0.45x glibc's to ~0.7-0.9x. A trim (a
-//   refill that does not fit, a free whose class holds less than a batch)
-//   and a thread's exit still return blocks to the regions.
+//   frees per CPU second went from ~0.45x glibc's to ~0.7-0.9x. A trim
+//   offers each batch it gives up to the depot first (the regions take
+//   what the depot has no room for); a thread's exit and a drain return
+//   blocks to the regions directly.
 // * Each cache holds at most CacheOptions::max_bytes_per_thread bytes,
 //   counting block spans, and the depot at most kDepotBudgets (4) times
 //   that; the bounds hold under any pattern. DrainAllCaches empties the

@@ -43,8 +43,10 @@
 //   owner's RemoteQueue for a bound region. Binding, unbinding and a
 //   thread's exit change the owner of an entry in place (one write of the
 //   table's sequence lock), so a lock-free reader never misses a region
-//   on the move. Every lookup of this front-end asks it: cross-thread
-//   free, reallocation, usable size, region removal, binding, CheckRegionOf.
+//   on the move. Every lookup by address outside a held set asks it:
+//   cross-thread free, reallocation, usable size, region removal, binding,
+//   CheckRegionOf; a free into a set the caller holds (the shared one under
+//   its lock, the owner's own pool) uses that set's own lookup.
 // * Cross-thread frees are lock-free, allocation-free and bounded. The
 //   freeing thread finds the block's region with one lookup in table_
 //   (lock-free reads), whose entry names the region's heap and the owner's

@@ -21,7 +21,8 @@
 // * Per-allocation overhead is one 64-bit word. Pools and blocks may exceed
 //   4 GiB, up to kMaxSpan (1 TiB) each.
 // * Hot-path calls are noexcept, never allocate, and report failure with
-//   nullptr or false. Management calls return absl::Status.
+//   nullptr or false. Management calls return a PoolError (TryAddPool,
+//   TryRemovePool: no allocation) or, in their wrappers, absl::Status.
 // * Misuse is detected and leaves the heap intact: each block header carries a
 //   tag derived from its address, this heap and every other bit of the word,
 //   so freeing a pointer this heap did not hand out, an interior pointer, or
