@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "fmemp/fmemp.h"
+#include "fmemp/testing/routed_operator_new.h"
 
 namespace {
 
@@ -103,66 +104,17 @@ void Deallocate(void* p) noexcept {
   FMempFree(&g_memp, p);
 }
 
-void* AllocateOrAbort(size_t bytes, size_t align) {
-  void* p = Allocate(bytes, align);
-  if (p == nullptr) {
-    static const char kMessage[] = "routed_new_test: out of memory\n";
-    ssize_t ignored = write(2, kMessage, sizeof(kMessage) - 1);
-    (void)ignored;
-    std::abort();
-  }
-  return p;
-}
-
 }  // namespace
 
-// Every replaceable form.
-void* operator new(size_t n) { return AllocateOrAbort(n, 16); }
-void* operator new[](size_t n) { return AllocateOrAbort(n, 16); }
-void* operator new(size_t n, const std::nothrow_t&) noexcept {
-  return Allocate(n, 16);
+// Every replaceable operator new and delete comes from
+// //fmemp/testing:routed_operator_new and lands here.
+namespace fmemp::testkit::routed_new {
+void* Allocate(size_t bytes, size_t alignment) noexcept {
+  return ::Allocate(bytes, alignment);
 }
-void* operator new[](size_t n, const std::nothrow_t&) noexcept {
-  return Allocate(n, 16);
-}
-void* operator new(size_t n, std::align_val_t a) {
-  return AllocateOrAbort(n, static_cast<size_t>(a));
-}
-void* operator new[](size_t n, std::align_val_t a) {
-  return AllocateOrAbort(n, static_cast<size_t>(a));
-}
-void* operator new(size_t n, std::align_val_t a,
-                   const std::nothrow_t&) noexcept {
-  return Allocate(n, static_cast<size_t>(a));
-}
-void* operator new[](size_t n, std::align_val_t a,
-                     const std::nothrow_t&) noexcept {
-  return Allocate(n, static_cast<size_t>(a));
-}
-void operator delete(void* p) noexcept { Deallocate(p); }
-void operator delete[](void* p) noexcept { Deallocate(p); }
-void operator delete(void* p, size_t) noexcept { Deallocate(p); }
-void operator delete[](void* p, size_t) noexcept { Deallocate(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { Deallocate(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  Deallocate(p);
-}
-void operator delete(void* p, std::align_val_t) noexcept { Deallocate(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { Deallocate(p); }
-void operator delete(void* p, size_t, std::align_val_t) noexcept {
-  Deallocate(p);
-}
-void operator delete[](void* p, size_t, std::align_val_t) noexcept {
-  Deallocate(p);
-}
-void operator delete(void* p, std::align_val_t,
-                     const std::nothrow_t&) noexcept {
-  Deallocate(p);
-}
-void operator delete[](void* p, std::align_val_t,
-                       const std::nothrow_t&) noexcept {
-  Deallocate(p);
-}
+void Deallocate(void* p) noexcept { ::Deallocate(p); }
+const char* ProgramName() noexcept { return "routed_new_test"; }
+}  // namespace fmemp::testkit::routed_new
 
 namespace {
 
