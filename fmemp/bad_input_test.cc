@@ -45,6 +45,7 @@
 #include "absl/status/status.h"
 #include "fmemp/fmemp.h"
 #include "fmemp/memp.h"
+#include "fmemp/misuse_kind.h"
 #include "fmemp/test_util.h"
 #include "fmemp/testing/front_end.h"
 #include "fmemp/testing/front_end_list.h"
@@ -164,7 +165,7 @@ struct Reports {
   // The front-end's handler.
   static void RecordMemp(void* context, MempError error, const void* ptr) {
     static_cast<Reports*>(context)->seen.push_back(
-        Report{testkit::MisuseKindOf(error), ptr});
+        Report{ToMisuseKind(error), ptr});
   }
 };
 

@@ -27,6 +27,7 @@
 #include "fmemp/management_error.h"
 #include "fmemp/memp.h"
 #include "fmemp/metadata_arena.h"
+#include "fmemp/misuse_kind.h"
 #include "fmemp/policy_table.h"
 #include "fmemp/prefault.h"
 #include "fmemp/thread_pool.h"
@@ -72,24 +73,6 @@ FError ToFError(ManagementResult result) {
       break;
   }
   return FMEMP_ERR_INIT_TLFS;
-}
-
-int ToMisuseKind(MempError error) {
-  switch (error) {
-    case MempError::kForeignPointer:
-      return FMEMP_MISUSE_FOREIGN_POINTER;
-    case MempError::kInvalidFree:
-      return FMEMP_MISUSE_INVALID_FREE;
-    case MempError::kDoubleFree:
-      return FMEMP_MISUSE_DOUBLE_FREE;
-    case MempError::kCorruptHeap:
-      return FMEMP_MISUSE_CORRUPT_HEAP;
-    case MempError::kUseAfterFreeWrite:
-      return FMEMP_MISUSE_USE_AFTER_FREE_WRITE;
-    case MempError::kCanaryDamaged:
-      return FMEMP_MISUSE_CANARY_DAMAGED;
-  }
-  return 0;
 }
 
 u32 Saturate(size_t value) {
@@ -410,6 +393,25 @@ FError WithOffer(FMemp* memp, FError unsupported, Fn fn) {
 }
 
 }  // namespace
+
+int ToMisuseKind(MempError error) {
+  switch (error) {
+    case MempError::kForeignPointer:
+      return FMEMP_MISUSE_FOREIGN_POINTER;
+    case MempError::kInvalidFree:
+      return FMEMP_MISUSE_INVALID_FREE;
+    case MempError::kDoubleFree:
+      return FMEMP_MISUSE_DOUBLE_FREE;
+    case MempError::kCorruptHeap:
+      return FMEMP_MISUSE_CORRUPT_HEAP;
+    case MempError::kUseAfterFreeWrite:
+      return FMEMP_MISUSE_USE_AFTER_FREE_WRITE;
+    case MempError::kCanaryDamaged:
+      return FMEMP_MISUSE_CANARY_DAMAGED;
+  }
+  return 0;
+}
+
 }  // namespace fmemp
 
 using fmemp::BlockTag;

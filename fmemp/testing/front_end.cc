@@ -101,24 +101,6 @@ std::ostream& operator<<(std::ostream& out, Outcome outcome) {
   return out << OutcomeName(outcome);
 }
 
-int MisuseKindOf(MempError error) {
-  switch (error) {
-    case MempError::kForeignPointer:
-      return FMEMP_MISUSE_FOREIGN_POINTER;
-    case MempError::kInvalidFree:
-      return FMEMP_MISUSE_INVALID_FREE;
-    case MempError::kDoubleFree:
-      return FMEMP_MISUSE_DOUBLE_FREE;
-    case MempError::kCorruptHeap:
-      return FMEMP_MISUSE_CORRUPT_HEAP;
-    case MempError::kUseAfterFreeWrite:
-      return FMEMP_MISUSE_USE_AFTER_FREE_WRITE;
-    case MempError::kCanaryDamaged:
-      return FMEMP_MISUSE_CANARY_DAMAGED;
-  }
-  return 0;
-}
-
 // --- ReportCounter ---
 
 void ReportCounter::Note(int kind, const void* ptr) {
@@ -140,7 +122,7 @@ uint64_t ReportCounter::OnThisThread() { return reports_on_this_thread; }
 
 void ReportCounter::OnMempError(void* context, MempError error,
                                 const void* ptr) {
-  static_cast<ReportCounter*>(context)->Note(MisuseKindOf(error), ptr);
+  static_cast<ReportCounter*>(context)->Note(ToMisuseKind(error), ptr);
 }
 
 void ReportCounter::OnCApiError(void* user, int kind, const void* ptr) {

@@ -69,6 +69,7 @@
 #include "absl/strings/string_view.h"
 #include "fmemp/fmemp.h"
 #include "fmemp/memp.h"
+#include "fmemp/misuse_kind.h"
 #include "fmemp/region_set.h"
 #include "fmemp/thread_cache.h"
 #include "fmemp/thread_pool.h"
@@ -97,9 +98,6 @@ Outcome OutcomeOf(const absl::Status& status);
 Outcome OutcomeOf(FError error);
 const char* OutcomeName(Outcome outcome);
 std::ostream& operator<<(std::ostream& out, Outcome outcome);
-
-// A misuse report's kind in the C API's terms (FMEMP_MISUSE_*).
-int MisuseKindOf(MempError error);
 
 // Probe figures, the same for every wrapper. cached: free blocks parked in
 // per-thread caches (neither used nor free; 0 without caches).
