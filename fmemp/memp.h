@@ -244,6 +244,14 @@ class Memp {
     regions_.UseBudget(&budget_);
     budget_.SetSoftLimit(bytes, hysteresis, handler, context);
   }
+  // Removes both limits and stops charging (the C API's FMempInit: a new
+  // life cycle starts without limits). O(1).
+  void RemoveLimits() noexcept {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    budget_.SetLimit(Budget::kNoLimit);
+    budget_.SetSoftLimit(Budget::kNoLimit, 0, nullptr, nullptr);
+    regions_.UseBudget(nullptr);
+  }
   // The budget (figures: usage, limits, refusals). Its charges move only
   // once a limit was set. Thread-safe (atomics).
   Budget& budget() noexcept { return budget_; }

@@ -378,6 +378,7 @@ class CachingMemp final : private ThreadStateOwner {
                     Budget::SoftLimitHandler handler, void* context) noexcept {
     shared_.SetSoftLimit(bytes, hysteresis, handler, context);
   }
+  void RemoveLimits() noexcept { shared_.RemoveLimits(); }
   Budget& budget() noexcept { return shared_.budget(); }
   const Budget& budget() const noexcept { return shared_.budget(); }
 
