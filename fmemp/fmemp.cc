@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "fmemp/budget.h"
 #include "fmemp/management_error.h"
 #include "fmemp/memp.h"
 #include "fmemp/metadata_arena.h"
@@ -179,6 +180,11 @@ class CApiPool {
       }
       error = ToFError(front_end.TryAddRegion(begin, end));
       Callbacks::Install(callbacks, front_end);
+      // A life cycle starts without limits (FMempRemove keeps none).
+      if constexpr (CApiPolicies::RowOf<decltype(front_end)>::Has(
+                        Offers::kLimits)) {
+        front_end.RemoveLimits();
+      }
     });
     if (error != FMEMP_SUCCESS) {
       return error == FMEMP_ERR_INVALID_BUF ? error : FMEMP_ERR_INIT_TLFS;
@@ -203,6 +209,30 @@ class CApiPool {
     memp->is_ready = 0;
   }
 
+  // The soft limit's C handler, called through ForwardSoftLimit (the
+  // Budget's handler, with this CApiPool as its context).
+  FError SetSoftLimit(u64 bytes, u64 hysteresis, FMempSoftLimitHandler handler,
+                      void* user) {
+    absl::MutexLock hold(&admin_);
+    const size_t limit = ToLimit(bytes);
+    soft_user_.store(user, std::memory_order_relaxed);
+    soft_handler_.store(handler, std::memory_order_relaxed);
+    return Dispatch<FError>(FMEMP_ERR_NOT_INIT, [&](auto& m) -> FError {
+      if constexpr (CApiPolicies::RowOf<decltype(m)>::Has(Offers::kLimits)) {
+        m.SetSoftLimit(limit, static_cast<size_t>(hysteresis),
+                       limit == Budget::kNoLimit ? nullptr : &ForwardSoftLimit,
+                       this);
+        return FMEMP_SUCCESS;
+      } else {
+        return FMEMP_ERR_NOT_SUPPORTED;
+      }
+    });
+  }
+  // FMEMP_LIMIT_NONE (and anything above SIZE_MAX) as Budget::kNoLimit.
+  static size_t ToLimit(u64 bytes) {
+    return bytes >= SIZE_MAX ? Budget::kNoLimit : static_cast<size_t>(bytes);
+  }
+
   FError SetErrorHandler(FMempErrorHandler handler, void* user) {
     return ChangeCallbacks([&](Callbacks& c) {
       c.misuse = handler;
@@ -218,6 +248,17 @@ class CApiPool {
   }
 
  private:
+  static void ForwardSoftLimit(void* context,
+                               const Budget::SoftLimitEvent& event) {
+    const CApiPool* self = static_cast<const CApiPool*>(context);
+    const FMempSoftLimitHandler handler =
+        self->soft_handler_.load(std::memory_order_relaxed);
+    if (handler != nullptr) {
+      handler(self->soft_user_.load(std::memory_order_relaxed), event.usage,
+              event.soft_limit);
+    }
+  }
+
   // Applies `change` to a copy of the current callbacks and installs the
   // result on the active front-end. Sets are kept until FMempRelease (a call
   // racing this one may still use the previous set); equal sets are reused,
@@ -267,6 +308,10 @@ class CApiPool {
   std::vector<ArenaPtr<Callbacks>, ArenaAllocator<ArenaPtr<Callbacks>>>
       callback_sets_ ABSL_GUARDED_BY(admin_);
   const Callbacks* callbacks_ ABSL_GUARDED_BY(admin_) = nullptr;
+  // FMempSetSoftLimit's handler and its argument, read by ForwardSoftLimit
+  // on any thread.
+  std::atomic<FMempSoftLimitHandler> soft_handler_{nullptr};
+  std::atomic<void*> soft_user_{nullptr};
 };
 
 // Every live CApiPool, for the fork handlers. In static storage and never
@@ -558,8 +603,37 @@ FError FMempProbe64(FMemp* memp, FMempUsage* usage) {
     usage->invalid_frees = s.invalid_frees;
     usage->cached_bytes = s.cached_bytes;
     usage->lost_bytes = s.lost_bytes;
+    usage->limit = FMEMP_LIMIT_NONE;
+    usage->soft_limit = FMEMP_LIMIT_NONE;
+    if constexpr (fmemp::RowOf<decltype(m)>::Has(fmemp::Offers::kLimits)) {
+      const fmemp::Budget& budget = m.budget();
+      if (budget.limit() != fmemp::Budget::kNoLimit)
+        usage->limit = budget.limit();
+      if (budget.soft_limit() != fmemp::Budget::kNoLimit) {
+        usage->soft_limit = budget.soft_limit();
+      }
+    }
+    usage->limit_refusals = s.limit_refusals;
     return FMEMP_SUCCESS;
   });
+}
+
+FError FMempSetLimit(FMemp* memp, u64 bytes) {
+  return fmemp::WithOffer<fmemp::Offers::kLimits>(
+      memp, FMEMP_ERR_NOT_SUPPORTED, [bytes](auto& m) {
+        m.SetLimit(fmemp::CApiPool::ToLimit(bytes));
+        return FMEMP_SUCCESS;
+      });
+}
+
+FError FMempSetSoftLimit(FMemp* memp, u64 bytes, u64 hysteresis,
+                         FMempSoftLimitHandler handler, void* user) {
+  fmemp::CApiPool* pool = fmemp::PoolOf(memp);
+  if (pool == nullptr) return FMEMP_ERR_NOT_INIT;
+  if (bytes != FMEMP_LIMIT_NONE && (handler == nullptr || hysteresis > bytes)) {
+    return FMEMP_ERR_INVALID_ARG;
+  }
+  return pool->SetSoftLimit(bytes, hysteresis, handler, user);
 }
 
 u32 FMempRegionCount(FMemp* memp) {

@@ -76,6 +76,11 @@ enum class Offers : unsigned {
   // without it) and FMempThreadPoolCount (0 without it). The front-end has
   // BindThisThread, UnbindThisThread, SyncThisThread and ProbePools.
   kThreadPools = 1u << 2,
+  // Hard and soft limits (fmemp/budget.h): FMempSetLimit and
+  // FMempSetSoftLimit (FMEMP_ERR_NOT_SUPPORTED without it), and the limits
+  // in FMempProbe64. The front-end has SetLimit, SetSoftLimit,
+  // RemoveLimits and budget().
+  kLimits = 1u << 3,
 };
 
 constexpr Offers operator|(Offers a, Offers b) {
@@ -287,11 +292,11 @@ class PolicyTable {
 // type. The two rows with per-thread caches (FMempInit's THREAD_CACHE, then
 // THREAD_POOLS) are visited inline.
 using CApiPolicies = PolicyTable<
-    PolicyRow<FMEMP_POLICY_MUTEX, Memp<sync::Mutex>, Offers::kNone>,
-    PolicyRow<FMEMP_POLICY_SPINLOCK, Memp<sync::SpinLock>, Offers::kNone>,
-    PolicyRow<FMEMP_POLICY_SINGLE_THREAD, Memp<sync::NoLock>, Offers::kNone>,
+    PolicyRow<FMEMP_POLICY_MUTEX, Memp<sync::Mutex>, Offers::kLimits>,
+    PolicyRow<FMEMP_POLICY_SPINLOCK, Memp<sync::SpinLock>, Offers::kLimits>,
+    PolicyRow<FMEMP_POLICY_SINGLE_THREAD, Memp<sync::NoLock>, Offers::kLimits>,
     PolicyRow<FMEMP_POLICY_THREAD_CACHE, CachingMemp<sync::SpinLock>,
-              Offers::kThreadCaches | Offers::kCacheDrain>,
+              Offers::kThreadCaches | Offers::kCacheDrain | Offers::kLimits>,
     PolicyRow<FMEMP_POLICY_THREAD_POOLS, PoolingMemp<sync::SpinLock>,
               Offers::kThreadCaches | Offers::kThreadPools>>;
 

@@ -106,6 +106,13 @@ struct HasDrainAllCaches<
     FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().DrainAllCaches())>>
     : std::true_type {};
 
+template <typename FrontEnd, typename = void>
+struct HasSetLimit : std::false_type {};
+template <typename FrontEnd>
+struct HasSetLimit<FrontEnd,
+                   std::void_t<decltype(std::declval<FrontEnd&>().SetLimit(0))>>
+    : std::true_type {};
+
 TEST(PolicyTableTest, RowsOfferExactlyWhatTheirFrontEndsHave) {
   CApiPolicies::ForEachRow([](auto row) {
     using Row = decltype(row);
@@ -115,6 +122,36 @@ TEST(PolicyTableTest, RowsOfferExactlyWhatTheirFrontEndsHave) {
               HasBindThisThread<FrontEnd>::value);
     EXPECT_EQ(Row::Has(Offers::kCacheDrain),
               HasDrainAllCaches<FrontEnd>::value);
+    EXPECT_EQ(Row::Has(Offers::kLimits), HasSetLimit<FrontEnd>::value);
+  });
+}
+
+void IgnoreSoftLimit(void*, u64, u64) {}
+
+TEST(PolicyTableTest, LimitCallsWorkExactlyOnLimitRows) {
+  CApiPolicies::ForEachRow([](auto row) {
+    using Row = decltype(row);
+    SCOPED_TRACE(RowName<Row>());
+    RowPool<Row> pool;
+    FMemp* memp = pool.memp();
+    if constexpr (Row::Has(Offers::kLimits)) {
+      EXPECT_EQ(FMempSetLimit(memp, 4096), FMEMP_SUCCESS);
+      EXPECT_EQ(FMempSetSoftLimit(memp, 2048, 0, &IgnoreSoftLimit, nullptr),
+                FMEMP_SUCCESS);
+      EXPECT_EQ(Usage(memp).limit, 4096u);
+      EXPECT_EQ(Usage(memp).soft_limit, 2048u);
+      EXPECT_EQ(FMempMalloc(memp, 8192), nullptr);
+      EXPECT_EQ(Usage(memp).limit_refusals, 1u);
+    } else {
+      EXPECT_EQ(FMempSetLimit(memp, 4096), FMEMP_ERR_NOT_SUPPORTED);
+      EXPECT_EQ(FMempSetSoftLimit(memp, 2048, 0, &IgnoreSoftLimit, nullptr),
+                FMEMP_ERR_NOT_SUPPORTED);
+      EXPECT_EQ(Usage(memp).limit, FMEMP_LIMIT_NONE);
+      void* p = FMempMalloc(memp, 8192);
+      EXPECT_NE(p, nullptr);
+      FMempFree(memp, p);
+      EXPECT_EQ(Usage(memp).limit_refusals, 0u);
+    }
   });
 }
 
