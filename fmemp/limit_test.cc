@@ -155,7 +155,7 @@ TYPED_TEST(LimitTest, SoftLimitHandlerEvictsOncePerCrossing) {
 // usage never passes it; at the end every block is freed and usage is 0.
 TYPED_TEST(LimitTest, RacingThreadsNeverPassTheLimit) {
   if (!TypeParam::kThreadSafe) GTEST_SKIP() << "one thread at a time";
-  constexpr size_t kLimit = 300'007;
+  constexpr size_t kLimit = 100'003;  // below one thread's filled slots
   constexpr int kThreads = 8;
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
   constexpr int kOps = 20'000;
@@ -174,7 +174,10 @@ TYPED_TEST(LimitTest, RacingThreadsNeverPassTheLimit) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        void*& slot = held[x % held.size()];
+        // Every slot filled first, so that even threads that run one after
+        // another reach the limit; then random slots are freed or refilled.
+        void*& slot =
+            held[i < static_cast<int>(held.size()) ? i : x % held.size()];
         if (slot != nullptr) {
           this->memp_.Free(slot);
           slot = nullptr;
@@ -204,8 +207,8 @@ TYPED_TEST(LimitTest, RacingThreadsNeverPassTheLimit) {
 TEST(PoolLimitTest, BoundThreadsRacingNeverPassTheFrontEndsOrTheirPoolsLimit) {
   constexpr int kThreads = 8;
   constexpr size_t kRegion = size_t{1} << 20;
-  constexpr size_t kLimit = 1'500'007;    // below what 8 pools would hold
-  constexpr size_t kPoolLimit = 150'000;  // thread 0's own
+  constexpr size_t kLimit = 600'007;      // below what 8 threads' slots hold
+  constexpr size_t kPoolLimit = 100'000;  // thread 0's own
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
   constexpr int kOps = 20'000;
 #else
@@ -239,7 +242,10 @@ TEST(PoolLimitTest, BoundThreadsRacingNeverPassTheFrontEndsOrTheirPoolsLimit) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        void*& slot = held[x % held.size()];
+        // Every slot filled first, so that even threads that run one after
+        // another reach the limit; then random slots are freed or refilled.
+        void*& slot =
+            held[i < static_cast<int>(held.size()) ? i : x % held.size()];
         if (slot != nullptr) {
           memp.Free(slot);
           slot = nullptr;
