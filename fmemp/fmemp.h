@@ -335,10 +335,12 @@ typedef struct {
   u64 failed_allocations; /* this thread's calls that returned NULL (a
                              request the shared regions served is not one) */
   u64 invalid_frees;
-  u64 fallbacks;    /* requests passed on to the shared regions */
-  u64 cached_bytes; /* free blocks parked in the pool's cache: in neither
-                       used nor free_bytes (used + cached_bytes + free_bytes
-                       == total) */
+  u64 fallbacks;      /* requests passed on to the shared regions */
+  u64 cached_bytes;   /* free blocks parked in the pool's cache: in neither
+                         used nor free_bytes (used + cached_bytes + free_bytes
+                         == total) */
+  u64 limit;          /* FMempSetThreadPoolLimit's, or FMEMP_LIMIT_NONE */
+  u64 limit_refusals; /* of failed_allocations, those a limit refused */
 } FMempPoolUsage;
 
 /* Number of threads with a pool (0 for other policies or when not ready). */
@@ -426,8 +428,13 @@ FError FMempSetOomHandler(FMemp* memp, FMempOomHandler handler, void* user);
  * allocate and call any function on memp. It is called again only after
  * usage has fallen below bytes - hysteresis and crossed once more.
  *
- * Both return FMEMP_SUCCESS, FMEMP_ERR_NOT_INIT, or FMEMP_ERR_NOT_SUPPORTED
- * (FMEMP_POLICY_THREAD_POOLS, not yet); FMempSetSoftLimit also
+ * Under FMEMP_POLICY_THREAD_POOLS the limits cover the shared regions and
+ * every pool's together, and each pool may have limits of its own
+ * (FMempSetThreadPoolLimit): a bound thread's request that would pass its
+ * pool's limit or the FMemp's returns NULL without falling back to the
+ * shared regions.
+ *
+ * Both return FMEMP_SUCCESS or FMEMP_ERR_NOT_INIT; FMempSetSoftLimit also
  * FMEMP_ERR_INVALID_ARG, changing nothing, for a NULL handler with a limit
  * (FMEMP_LIMIT_NONE with any handler removes it) or a hysteresis above the
  * limit. FMempProbe64 reports both limits and the refusals. */
@@ -436,6 +443,19 @@ typedef void (*FMempSoftLimitHandler)(void* user, u64 usage, u64 soft_limit);
 FError FMempSetLimit(FMemp* memp, u64 bytes);
 FError FMempSetSoftLimit(FMemp* memp, u64 bytes, u64 hysteresis,
                          FMempSoftLimitHandler handler, void* user);
+/* A per-thread pool's own limits (FMEMP_POLICY_THREAD_POOLS), over the bytes
+ * of its regions in use or parked in its cache, with the semantics above;
+ * the soft handler runs on the pool's thread. thread_id names the pool's
+ * thread (FMempPoolUsage.thread_id; 0: the calling thread's, e.g. right
+ * after FMempBindThread). Any thread may change them at any time.
+ * FMEMP_ERR_INVALID_ARG when that thread has no pool (or as
+ * FMempSetSoftLimit), FMEMP_ERR_NOT_SUPPORTED for other policies,
+ * FMEMP_ERR_NOT_INIT. FMempProbeThreadPool reports the hard limit and the
+ * pool's refusals. */
+FError FMempSetThreadPoolLimit(FMemp* memp, u64 thread_id, u64 bytes);
+FError FMempSetThreadPoolSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
+                                   u64 hysteresis,
+                                   FMempSoftLimitHandler handler, void* user);
 
 /* --- Tagging (the SDK's FMEMP_TAG_DEBUG) ---
  * Tagged allocations record file, line, message and thread; FMemListAll

@@ -1,8 +1,8 @@
 // Copyright 2026 The fmemp Authors.
 // SPDX-License-Identifier: Apache-2.0
 //
-// The C API's budgets (FMempSetLimit, FMempSetSoftLimit) under every policy
-// that offers them, as SDK code meets them: refusals with a clear count,
+// The C API's budgets (FMempSetLimit, FMempSetSoftLimit) under every
+// policy, as SDK code meets them: refusals with a clear count,
 // the OOM handler left out, eviction from the soft handler, bad input, and
 // the SDK's init/remove cycle starting each time without limits.
 
@@ -36,20 +36,19 @@ FMempUsage Usage(FMemp* memp) {
   return usage;
 }
 
-// Runs body(memp) for an FMemp under each policy that offers limits.
+// Runs body(memp) for an FMemp under each policy (unbound threads under
+// FMEMP_POLICY_THREAD_POOLS: its shared regions).
 template <typename Body>
 void ForEachLimitPolicy(Body body) {
   CApiPolicies::ForEachRow([&body](auto row) {
     using Row = decltype(row);
-    if constexpr (Row::Has(Offers::kLimits)) {
-      SCOPED_TRACE("policy " + std::to_string(static_cast<int>(Row::kPolicy)));
-      Buffer buffer;
-      ScopedFMemp pool;
-      ASSERT_EQ(FMempInitWithPolicy(pool.get(), buffer.begin(), buffer.end(),
-                                    Row::kPolicy),
-                FMEMP_SUCCESS);
-      body(pool.get());
-    }
+    SCOPED_TRACE("policy " + std::to_string(static_cast<int>(Row::kPolicy)));
+    Buffer buffer;
+    ScopedFMemp pool;
+    ASSERT_EQ(FMempInitWithPolicy(pool.get(), buffer.begin(), buffer.end(),
+                                  Row::kPolicy),
+              FMEMP_SUCCESS);
+    body(pool.get());
   });
 }
 

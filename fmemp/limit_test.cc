@@ -16,6 +16,7 @@
 #include "fmemp/budget.h"
 #include "fmemp/memp.h"
 #include "fmemp/thread_cache.h"
+#include "fmemp/thread_pool.h"
 #include "gtest/gtest.h"
 #include "sync/mutex.h"
 #include "sync/no_lock.h"
@@ -44,7 +45,8 @@ class LimitTest : public ::testing::Test {
 
 using FrontEnds =
     ::testing::Types<Memp<sync::Mutex>, Memp<sync::SpinLock>,
-                     Memp<sync::NoLock>, CachingMemp<sync::SpinLock>>;
+                     Memp<sync::NoLock>, CachingMemp<sync::SpinLock>,
+                     PoolingMemp<sync::SpinLock>>;
 TYPED_TEST_SUITE(LimitTest, FrontEnds);
 
 int oom_calls = 0;
@@ -153,7 +155,7 @@ TYPED_TEST(LimitTest, SoftLimitHandlerEvictsOncePerCrossing) {
 // usage never passes it; at the end every block is freed and usage is 0.
 TYPED_TEST(LimitTest, RacingThreadsNeverPassTheLimit) {
   if (!TypeParam::kThreadSafe) GTEST_SKIP() << "one thread at a time";
-  constexpr size_t kLimit = 300'007;
+  constexpr size_t kLimit = 100'003;  // below one thread's filled slots
   constexpr int kThreads = 8;
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
   constexpr int kOps = 20'000;
@@ -172,7 +174,10 @@ TYPED_TEST(LimitTest, RacingThreadsNeverPassTheLimit) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        void*& slot = held[x % held.size()];
+        // Every slot filled first, so that even threads that run one after
+        // another reach the limit; then random slots are freed or refilled.
+        void*& slot =
+            held[i < static_cast<int>(held.size()) ? i : x % held.size()];
         if (slot != nullptr) {
           this->memp_.Free(slot);
           slot = nullptr;
@@ -193,6 +198,111 @@ TYPED_TEST(LimitTest, RacingThreadsNeverPassTheLimit) {
   EXPECT_EQ(stats.limit_refusals, stats.failed_allocations);
   EXPECT_EQ(stats.limit_refusals, nulls.load());
   EXPECT_EQ(this->memp_.budget().usage(), this->TakenBytes());
+}
+
+// Per-thread pools: 8 threads each bind a region of their own and race to
+// allocate against the front-end's limit, which covers every pool; a
+// thread's own pool limit holds for that pool alone, and a refusal never
+// falls back to the shared regions.
+TEST(PoolLimitTest, BoundThreadsRacingNeverPassTheFrontEndsOrTheirPoolsLimit) {
+  constexpr int kThreads = 8;
+  constexpr size_t kRegion = size_t{1} << 20;
+  constexpr size_t kLimit = 600'007;      // below what 8 threads' slots hold
+  constexpr size_t kPoolLimit = 100'000;  // thread 0's own
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  constexpr int kOps = 20'000;
+#else
+  constexpr int kOps = 125'000;
+#endif
+  std::vector<std::unique_ptr<unsigned char[]>> buffers;
+  PoolingMemp<sync::SpinLock> memp;
+  auto shared = std::make_unique<unsigned char[]>(kRegion);
+  ASSERT_TRUE(memp.AddRegion(shared.get(), kRegion).ok());
+  for (int t = 0; t < kThreads; ++t) {
+    buffers.push_back(std::make_unique<unsigned char[]>(kRegion));
+    ASSERT_TRUE(memp.AddRegion(buffers.back().get(), kRegion).ok());
+  }
+  memp.SetLimit(kLimit);
+  std::atomic<bool> passed{false};
+  std::atomic<bool> pool_passed{false};
+  std::atomic<uint64_t> nulls{0};
+  std::atomic<int> bound{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      ASSERT_TRUE(memp.BindThisThread(buffers[t].get()).ok());
+      if (t == 0) {
+        ASSERT_TRUE(memp.TrySetThreadPoolLimit(0, kPoolLimit).ok());
+      }
+      bound.fetch_add(1);
+      while (bound.load() < kThreads) std::this_thread::yield();
+      std::vector<void*> held(96, nullptr);
+      uint64_t x = 0x2545f4914f6cdd1dULL * (t + 1);
+      for (int i = 0; i < kOps; ++i) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Every slot filled first, so that even threads that run one after
+        // another reach the limit; then random slots are freed or refilled.
+        void*& slot =
+            held[i < static_cast<int>(held.size()) ? i : x % held.size()];
+        if (slot != nullptr) {
+          memp.Free(slot);
+          slot = nullptr;
+        } else {
+          slot = memp.Allocate(16 + (x >> 40) % 3000);
+          if (slot == nullptr) nulls.fetch_add(1);
+        }
+        if (memp.budget().usage() > kLimit) passed.store(true);
+      }
+      if (t == 0) {
+        for (const PoolStats& pool : memp.ProbePools()) {
+          if (pool.limit == kPoolLimit && pool.budget_usage > kPoolLimit) {
+            pool_passed.store(true);
+          }
+        }
+      }
+      for (void* p : held) memp.Free(p);
+      memp.FlushThisThread();
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_FALSE(passed.load());
+  EXPECT_FALSE(pool_passed.load());
+  EXPECT_GT(nulls.load(), 0u);
+  const MempStats stats = memp.Probe();
+  EXPECT_EQ(stats.limit_refusals, nulls.load());
+  EXPECT_EQ(stats.failed_allocations, nulls.load());
+  // Every block is back (the threads exited, their regions returned): the
+  // front-end's usage, charged by pools and shared regions alike, is 0.
+  EXPECT_EQ(stats.used_bytes, 0u);
+  EXPECT_EQ(memp.budget().usage(), 0u);
+}
+
+TEST(PoolLimitTest, PoolSoftLimitRunsOnItsThreadOutsideLocks) {
+  constexpr size_t kRegion = size_t{1} << 20;
+  auto buffer = std::make_unique<unsigned char[]>(kRegion);
+  PoolingMemp<sync::SpinLock> memp;
+  ASSERT_TRUE(memp.AddRegion(buffer.get(), kRegion).ok());
+  std::thread worker([&] {
+    ASSERT_TRUE(memp.BindThisThread(buffer.get()).ok());
+    std::vector<void*> blocks;
+    Evictor<PoolingMemp<sync::SpinLock>> evictor{&memp, &blocks};
+    ASSERT_TRUE(memp.TrySetThreadPoolSoftLimit(
+                        0, 128 << 10, 32 << 10,
+                        &Evict<PoolingMemp<sync::SpinLock>>, &evictor)
+                    .ok());
+    for (int i = 0; i < 2000; ++i) {
+      void* p = memp.Allocate(1500);
+      ASSERT_NE(p, nullptr);
+      blocks.push_back(p);
+    }
+    EXPECT_GT(evictor.calls, 5);
+    for (void* p : blocks) memp.Free(p);
+  });
+  worker.join();
+  EXPECT_EQ(memp.TrySetThreadPoolLimit(12345, 1).error(),
+            ManagementError::kNoPool);
 }
 
 }  // namespace

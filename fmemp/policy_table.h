@@ -57,7 +57,7 @@
 namespace fmemp {
 
 // What the C API offers on a policy beyond the calls every front-end
-// serves (malloc, free, probes, regions, checks, handlers): a bit set,
+// serves (malloc, free, probes, regions, checks, handlers, limits): a bit set,
 // combined with operator|.
 enum class Offers : unsigned {
   kNone = 0,
@@ -76,11 +76,6 @@ enum class Offers : unsigned {
   // without it) and FMempThreadPoolCount (0 without it). The front-end has
   // BindThisThread, UnbindThisThread, SyncThisThread and ProbePools.
   kThreadPools = 1u << 2,
-  // Hard and soft limits (fmemp/budget.h): FMempSetLimit and
-  // FMempSetSoftLimit (FMEMP_ERR_NOT_SUPPORTED without it), and the limits
-  // in FMempProbe64. The front-end has SetLimit, SetSoftLimit,
-  // RemoveLimits and budget().
-  kLimits = 1u << 3,
 };
 
 constexpr Offers operator|(Offers a, Offers b) {
@@ -292,11 +287,11 @@ class PolicyTable {
 // type. The two rows with per-thread caches (FMempInit's THREAD_CACHE, then
 // THREAD_POOLS) are visited inline.
 using CApiPolicies = PolicyTable<
-    PolicyRow<FMEMP_POLICY_MUTEX, Memp<sync::Mutex>, Offers::kLimits>,
-    PolicyRow<FMEMP_POLICY_SPINLOCK, Memp<sync::SpinLock>, Offers::kLimits>,
-    PolicyRow<FMEMP_POLICY_SINGLE_THREAD, Memp<sync::NoLock>, Offers::kLimits>,
+    PolicyRow<FMEMP_POLICY_MUTEX, Memp<sync::Mutex>, Offers::kNone>,
+    PolicyRow<FMEMP_POLICY_SPINLOCK, Memp<sync::SpinLock>, Offers::kNone>,
+    PolicyRow<FMEMP_POLICY_SINGLE_THREAD, Memp<sync::NoLock>, Offers::kNone>,
     PolicyRow<FMEMP_POLICY_THREAD_CACHE, CachingMemp<sync::SpinLock>,
-              Offers::kThreadCaches | Offers::kCacheDrain | Offers::kLimits>,
+              Offers::kThreadCaches | Offers::kCacheDrain>,
     PolicyRow<FMEMP_POLICY_THREAD_POOLS, PoolingMemp<sync::SpinLock>,
               Offers::kThreadCaches | Offers::kThreadPools>>;
 

@@ -293,6 +293,9 @@ class RegionSet {
   // is charged before the old one is refunded. O(1).
   void UseBudget(Budget* budget) noexcept;
   Budget* budget() const noexcept { return budget_; }
+  // Stops charging without refunding (a front-end that reset the budget
+  // itself, or forgets the set's blocks). O(1).
+  void ForgetBudget() noexcept { budget_ = nullptr; }
   // Whether an allocation since the last call was refused by the budget
   // (rather than for lack of room); clears it. The front-end that returns
   // nullptr asks it, to count a limit refusal and to spare the
