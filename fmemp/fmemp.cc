@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "absl/base/attributes.h"
@@ -69,6 +70,8 @@ FError ToFError(ManagementResult result) {
     case ManagementError::kNoMemory:
       return FMEMP_ERR_BAD_MALLOC;
     case ManagementError::kNoPool:
+    case ManagementError::kRetiring:
+    case ManagementError::kNotRetiring:
       return FMEMP_ERR_INVALID_ARG;
     case ManagementError::kHasRegions:
     case ManagementError::kDebugModesDiffer:
@@ -660,6 +663,24 @@ FError FMempProbe64(FMemp* memp, FMempUsage* usage) {
   });
 }
 
+// The C handler is RegionSet's, as is: no record to keep.
+static_assert(
+    std::is_same_v<FMempRetiredHandler, fmemp::RegionSet::RetiredHandler>);
+
+FError FMempRetireRegion(FMemp* memp, void* begin, FMempRetiredHandler handler,
+                         void* user) {
+  return fmemp::WithOffer<fmemp::Offers::kRetirement>(
+      memp, FMEMP_ERR_NOT_SUPPORTED, [&](auto& m) {
+        return fmemp::ToFError(m.TryRetireRegion(begin, handler, user));
+      });
+}
+
+FError FMempCancelRetire(FMemp* memp, void* begin) {
+  return fmemp::WithOffer<fmemp::Offers::kRetirement>(
+      memp, FMEMP_ERR_NOT_SUPPORTED,
+      [begin](auto& m) { return fmemp::ToFError(m.TryCancelRetire(begin)); });
+}
+
 FError FMempSetLimit(FMemp* memp, u64 bytes) {
   return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [bytes](auto& m) {
     m.SetLimit(fmemp::CApiPool::ToLimit(bytes));
@@ -709,6 +730,7 @@ FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage) {
         usage->live_blocks = r.live_blocks;
         usage->failed_allocations = r.failed_allocations;
         usage->lost_bytes = r.lost_bytes;
+        usage->retiring = r.retiring ? 1 : 0;
         return FMEMP_SUCCESS;
       });
 }

@@ -269,6 +269,8 @@ typedef struct {
   u64 failed_allocations; /* requests this region's heap could not serve
                              (another region may have served the call) */
   u64 lost_bytes;         /* damaged free blocks out of service (FMempUsage) */
+  u32 retiring;           /* 1 while retiring (FMempRetireRegion): used is
+                             then the live bytes it waits for */
 } FMempRegionUsage;
 
 /* 64-bit probe. FMEMP_ERR_NOT_INIT / FMEMP_ERR_INVALID_ARG. */
@@ -456,6 +458,27 @@ FError FMempSetThreadPoolLimit(FMemp* memp, u64 thread_id, u64 bytes);
 FError FMempSetThreadPoolSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
                                    u64 hysteresis,
                                    FMempSoftLimitHandler handler, void* user);
+
+/* --- Region retirement ---
+ * FMempRetireRegion takes the region added with `begin` out of service while
+ * blocks still live in it: from then on no thread gets a new block from it
+ * (a growing realloc of one of its blocks moves the block), its live blocks
+ * stay valid, and the free of its last block (by any thread) removes it;
+ * then handler(user, begin, end) runs on that thread, outside every lock of
+ * the FMemp, so that it may munmap the region or call into memp. A region
+ * with no live block goes at once (the handler runs before the call
+ * returns). handler may be NULL. FMempProbeRegion shows a retiring region
+ * (retiring, and its live bytes in used). FMempCancelRetire puts a retiring
+ * region back into service.
+ * Errors, nothing changed: FMEMP_ERR_REGION_NOT_FOUND (no region begins
+ * there, or it already went); FMEMP_ERR_INVALID_ARG (retiring a region
+ * twice, cancelling one that is not retiring); FMEMP_ERR_NOT_SUPPORTED
+ * (FMEMP_POLICY_THREAD_CACHE and _THREAD_POOLS, not yet);
+ * FMEMP_ERR_NOT_INIT. */
+typedef void (*FMempRetiredHandler)(void* user, void* begin, void* end);
+FError FMempRetireRegion(FMemp* memp, void* begin, FMempRetiredHandler handler,
+                         void* user);
+FError FMempCancelRetire(FMemp* memp, void* begin);
 
 /* --- Tagging (the SDK's FMEMP_TAG_DEBUG) ---
  * Tagged allocations record file, line, message and thread; FMemListAll

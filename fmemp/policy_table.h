@@ -76,6 +76,10 @@ enum class Offers : unsigned {
   // without it) and FMempThreadPoolCount (0 without it). The front-end has
   // BindThisThread, UnbindThisThread, SyncThisThread and ProbePools.
   kThreadPools = 1u << 2,
+  // Region retirement: FMempRetireRegion and FMempCancelRetire
+  // (FMEMP_ERR_NOT_SUPPORTED without it). The front-end has
+  // TryRetireRegion and TryCancelRetire.
+  kRetirement = 1u << 3,
 };
 
 constexpr Offers operator|(Offers a, Offers b) {
@@ -287,9 +291,10 @@ class PolicyTable {
 // type. The two rows with per-thread caches (FMempInit's THREAD_CACHE, then
 // THREAD_POOLS) are visited inline.
 using CApiPolicies = PolicyTable<
-    PolicyRow<FMEMP_POLICY_MUTEX, Memp<sync::Mutex>, Offers::kNone>,
-    PolicyRow<FMEMP_POLICY_SPINLOCK, Memp<sync::SpinLock>, Offers::kNone>,
-    PolicyRow<FMEMP_POLICY_SINGLE_THREAD, Memp<sync::NoLock>, Offers::kNone>,
+    PolicyRow<FMEMP_POLICY_MUTEX, Memp<sync::Mutex>, Offers::kRetirement>,
+    PolicyRow<FMEMP_POLICY_SPINLOCK, Memp<sync::SpinLock>, Offers::kRetirement>,
+    PolicyRow<FMEMP_POLICY_SINGLE_THREAD, Memp<sync::NoLock>,
+              Offers::kRetirement>,
     PolicyRow<FMEMP_POLICY_THREAD_CACHE, CachingMemp<sync::SpinLock>,
               Offers::kThreadCaches | Offers::kCacheDrain>,
     PolicyRow<FMEMP_POLICY_THREAD_POOLS, PoolingMemp<sync::SpinLock>,

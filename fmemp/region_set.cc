@@ -39,6 +39,10 @@ struct RegionSet::Region : ArenaAllocated {
   // False while the region is being emptied for removal: it is kept out of
   // the index, so no new block comes from it.
   bool allocatable = true;
+  // Retire's: the region goes when its last live block does.
+  bool retiring = false;
+  RetiredHandler retired_handler = nullptr;
+  void* retired_context = nullptr;
 
   int IndexBin() const {
     return allocatable ? heap.LargestFreeBin() : RegionIndex::kNoBin;
@@ -367,6 +371,7 @@ ManagementResult RegionSet::RemoveRegion(void* begin) {
 
 void RegionSet::Clear() {
   if (budget_ != nullptr) budget_->Refund(UsedBytes());
+  reap_candidate_ = nullptr;  // (retired_'s handlers still run)
   for (auto& [key, r] : regions_) {
     index_.Update(&r->entry, RegionIndex::kNoBin);
   }
@@ -438,6 +443,7 @@ void* RegionSet::DetachedRegion::end() const {
 ManagementResult RegionSet::Detach(void* begin, DetachedRegion* detached) {
   auto it = SlotOf(Addr(begin));
   if (it == regions_.end()) return {ManagementError::kNoRegion, begin};
+  if (it->region->retiring) return {ManagementError::kRetiring, begin};
   Unsolo();
   DetachedRegion& out = *detached;
   out = DetachedRegion();
@@ -624,15 +630,66 @@ inline auto RegionSet::InRegion(Region* r, Op op) noexcept {
 }
 
 inline bool RegionSet::FreeIn(Region* r, void* ptr) noexcept {
+  bool freed;
   if (ABSL_PREDICT_FALSE(budget_ != nullptr)) {
     const size_t used_before = r->heap.Stats().used_bytes;
-    const bool freed = InRegion<PeakEffect::kNone>(
+    freed = InRegion<PeakEffect::kNone>(
         r, [ptr](Heap& heap) { return heap.Free(ptr); });
     budget_->Refund(used_before - r->heap.Stats().used_bytes);
-    return freed;
+  } else {
+    freed = InRegion<PeakEffect::kNone>(
+        r, [ptr](Heap& heap) { return heap.Free(ptr); });
   }
-  return InRegion<PeakEffect::kNone>(
-      r, [ptr](Heap& heap) { return heap.Free(ptr); });
+  if (ABSL_PREDICT_FALSE(r->retiring) && r->heap.Stats().live_blocks == 0) {
+    reap_candidate_ = r;
+  }
+  return freed;
+}
+
+ManagementResult RegionSet::Retire(void* begin, RetiredHandler handler,
+                                   void* context) {
+  auto it = SlotOf(Addr(begin));
+  if (it == regions_.end()) return {ManagementError::kNoRegion, begin};
+  Region& r = *it->region;
+  if (r.retiring) return {ManagementError::kRetiring, begin};
+  r.retiring = true;
+  r.retired_handler = handler;
+  r.retired_context = context;
+  r.allocatable = false;
+  Refile();
+  if (r.heap.Stats().live_blocks == 0) {
+    reap_candidate_ = &r;
+    ReapRetired();
+  }
+  return {};
+}
+
+ManagementResult RegionSet::CancelRetire(void* begin) {
+  auto it = SlotOf(Addr(begin));
+  if (it == regions_.end()) return {ManagementError::kNoRegion, begin};
+  Region& r = *it->region;
+  if (!r.retiring) return {ManagementError::kNotRetiring, begin};
+  r.retiring = false;
+  r.allocatable = true;
+  Refile();
+  return {};
+}
+
+void RegionSet::ReapRetired() noexcept {
+  Region* const r = reap_candidate_;
+  reap_candidate_ = nullptr;
+  const RetiredRegion retired{reinterpret_cast<void*>(r->begin),
+                              reinterpret_cast<void*>(r->end),
+                              r->retired_handler, r->retired_context};
+  // Cannot fail for lack of live blocks; a region whose free block is
+  // damaged stays, retiring (its damage was reported).
+  if (RemoveRegion(retired.begin).ok()) retired_.push_back(retired);
+}
+
+void RegionSet::TakeRetired(
+    std::vector<RetiredRegion, ArenaAllocator<RetiredRegion>>* out) {
+  out->clear();
+  out->swap(retired_);
 }
 
 void RegionSet::UseBudget(Budget* budget) noexcept {
@@ -789,7 +846,9 @@ bool RegionSet::FreeSlow(void* ptr) noexcept {
     Report(MempError::kForeignPointer, ptr);
     return false;
   }
-  return FreeFound(r, ptr);
+  const bool freed = FreeFound(r, ptr);
+  MaybeReapRetired();
+  return freed;
 }
 
 RegionSet::FreeOutcome RegionSet::TryFree(void* ptr) noexcept {
@@ -802,10 +861,19 @@ RegionSet::FreeOutcome RegionSet::TryFree(void* ptr) noexcept {
 RegionSet::FreeOutcome RegionSet::TryFreeSlow(void* ptr) noexcept {
   Region* const r = FindRegion(ptr);
   if (r == nullptr) return FreeOutcome::kOutside;
-  return FreeFound(r, ptr) ? FreeOutcome::kFreed : FreeOutcome::kRefused;
+  const bool freed = FreeFound(r, ptr);
+  MaybeReapRetired();
+  return freed ? FreeOutcome::kFreed : FreeOutcome::kRefused;
 }
 
 void* RegionSet::Reallocate(void* ptr, size_t bytes, bool* no_room) noexcept {
+  void* const p = ReallocateUnreaped(ptr, bytes, no_room);
+  MaybeReapRetired();  // a move may have emptied a retiring region
+  return p;
+}
+
+void* RegionSet::ReallocateUnreaped(void* ptr, size_t bytes,
+                                    bool* no_room) noexcept {
   bool ignored = false;
   if (no_room == nullptr) no_room = &ignored;
   *no_room = false;
@@ -834,8 +902,11 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes, bool* no_room) noexcept {
     FreeIn(r, ptr);
     return nullptr;
   }
-  if (ABSL_PREDICT_FALSE(budget_ != nullptr)) {
-    return ReallocateBudgeted(r, ptr, bytes, no_room);
+  if (ABSL_PREDICT_FALSE(budget_ != nullptr || r->retiring)) {
+    // Under a budget the new block is charged before the old is refunded;
+    // a retiring region's block never grows in place (it gets no new
+    // bytes).
+    return ReallocateByMove(r, ptr, bytes, no_room);
   }
   const uint64_t misuse_before = r->heap.Stats().invalid_frees;
   void* moved = InRegion<PeakEffect::kTransient>(
@@ -861,8 +932,8 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes, bool* no_room) noexcept {
   return moved;
 }
 
-void* RegionSet::ReallocateBudgeted(Region* r, void* ptr, size_t bytes,
-                                    bool* no_room) noexcept {
+void* RegionSet::ReallocateByMove(Region* r, void* ptr, size_t bytes,
+                                  bool* no_room) noexcept {
   const size_t old_usable = r->heap.UsableSize(ptr);
   void* moved = nullptr;
   if (bytes <= old_usable) {
@@ -871,7 +942,9 @@ void* RegionSet::ReallocateBudgeted(Region* r, void* ptr, size_t bytes,
     const uint64_t misuse_before = r->heap.Stats().invalid_frees;
     moved = InRegion<PeakEffect::kTransient>(
         r, [ptr, bytes](Heap& heap) { return heap.Reallocate(ptr, bytes); });
-    budget_->Refund(used_before - r->heap.Stats().used_bytes);
+    if (budget_ != nullptr) {
+      budget_->Refund(used_before - r->heap.Stats().used_bytes);
+    }
     if (moved == nullptr && r->heap.Stats().invalid_frees != misuse_before) {
       return nullptr;  // the heap found the block damaged and reported it
     }
@@ -924,6 +997,7 @@ RegionStatsList RegionSet::ProbeRegions() const {
     region.largest_allocatable = r->heap.LargestAllocatable();
     region.live_blocks = s.live_blocks;
     region.failed_allocations = s.failed_allocations;
+    region.retiring = r->retiring;
     out.push_back(region);
   }
   return out;
