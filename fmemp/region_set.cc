@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <iterator>
@@ -1015,40 +1016,91 @@ void RegionSet::Check(tlsf::CheckFindings* findings) const noexcept {
   }
 }
 
+namespace {
+
+// One line of RegionSet::List, formatted on the stack (List allocates
+// nothing): appended to printf-style, cut at kListLineBytes - 1 characters,
+// always NUL-terminated.
+class ListLine {
+ public:
+  ListLine() { text_[0] = '\0'; }
+  ListLine(const ListLine&) = delete;
+  ListLine& operator=(const ListLine&) = delete;
+
+  void Append(const char* format, ...) ABSL_PRINTF_ATTRIBUTE(2, 3) {
+    va_list args;
+    va_start(args, format);
+    const int n =
+        std::vsnprintf(text_ + length_, sizeof(text_) - length_, format, args);
+    va_end(args);
+    if (n > 0) {
+      length_ = std::min(sizeof(text_) - 1, length_ + static_cast<size_t>(n));
+    }
+  }
+  absl::string_view view() const { return absl::string_view(text_, length_); }
+
+ private:
+  char text_[kListLineBytes];
+  size_t length_ = 0;
+};
+
+}  // namespace
+
 void RegionSet::List(absl::FunctionRef<void(absl::string_view)> sink) const {
   int index = 0;
   for (const auto& [key, r] : regions_) {
     const HeapStats s = r->heap.Stats();
-    sink(absl::StrFormat(
-        "region %d [%p, %p): capacity %d, used %d, free %d, peak %d, "
-        "live blocks %d, largest %d, failed %d",
-        index++, reinterpret_cast<void*>(r->begin),
-        reinterpret_cast<void*>(r->end), s.capacity_bytes, s.used_bytes,
-        s.free_bytes, s.peak_used_bytes, s.live_blocks,
-        r->heap.LargestAllocatable(), s.failed_allocations));
+    {
+      ListLine line;
+      line.Append(
+          "region %d [%p, %p): capacity %zu, used %zu, free %zu, peak %zu, "
+          "live blocks %zu, largest %zu, failed %llu",
+          index++, reinterpret_cast<void*>(r->begin),
+          reinterpret_cast<void*>(r->end), s.capacity_bytes, s.used_bytes,
+          s.free_bytes, s.peak_used_bytes, s.live_blocks,
+          r->heap.LargestAllocatable(),
+          static_cast<unsigned long long>(s.failed_allocations));
+      sink(line.view());
+    }
     r->heap.WalkPool(r->pool, [&](const tlsf::BlockInfo& block) {
       if (!block.used) return true;
-      std::string line =
-          absl::StrFormat("  %p %8d bytes", block.ptr, block.size);
+      ListLine line;
+      line.Append("  %p %8zu bytes", block.ptr, block.size);
       if (auto it = tags_.find(block.ptr); it != tags_.end()) {
         const BlockTag& tag = it->second;
-        absl::StrAppendFormat(&line, "  %s:%d thread %d%s%s",
-                              tag.file != nullptr ? tag.file : "?", tag.line,
-                              tag.thread_id, tag.message != nullptr ? " " : "",
-                              tag.message != nullptr ? tag.message : "");
+        line.Append("  %s:%lu thread %llu%s%s",
+                    tag.file != nullptr ? tag.file : "?", tag.line,
+                    static_cast<unsigned long long>(tag.thread_id),
+                    tag.message != nullptr ? " " : "",
+                    tag.message != nullptr ? tag.message : "");
       }
-      sink(line);
+      sink(line.view());
       return true;
     });
   }
   const MempStats t = Probe();
-  sink(absl::StrFormat(
-      "total: %d regions, capacity %d, used %d, free %d, peak %d, live "
-      "blocks %d, failed allocations %d, invalid frees %d",
-      t.region_count, t.capacity_bytes, t.used_bytes, t.free_bytes,
-      t.peak_used_bytes, t.live_blocks, t.failed_allocations, t.invalid_frees));
-  const absl::Status check = Check();
-  sink(absl::StrCat("integrity check: ", check.ok() ? "OK" : check.ToString()));
+  {
+    ListLine line;
+    line.Append(
+        "total: %zu regions, capacity %zu, used %zu, free %zu, peak %zu, live "
+        "blocks %zu, failed allocations %llu, invalid frees %llu",
+        t.region_count, t.capacity_bytes, t.used_bytes, t.free_bytes,
+        t.peak_used_bytes, t.live_blocks,
+        static_cast<unsigned long long>(t.failed_allocations),
+        static_cast<unsigned long long>(t.invalid_frees));
+    sink(line.view());
+  }
+  // As absl::Status::ToString() writes CheckToStatus's DataLoss.
+  tlsf::CheckFindings findings;
+  Check(&findings);
+  ListLine line;
+  if (findings.ok()) {
+    line.Append("integrity check: OK");
+  } else {
+    line.Append("integrity check: DATA_LOSS: %s (%zu problem(s) found)",
+                findings.text(), findings.count());
+  }
+  sink(line.view());
 }
 
 }  // namespace fmemp
