@@ -333,6 +333,7 @@ class CApiPool {
   template <typename Fn>
   void WithFrontEnd(FMempPolicy policy, Fn fn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_) {
+    admin_.AssertHeld();
     front_ends_.Visit<bool>(policy, false, [&fn](auto& front_end) {
       fn(front_end);
       return true;

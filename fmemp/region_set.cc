@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "fmemp/debug_assert.h"
 
 namespace fmemp {
 
@@ -316,6 +317,7 @@ ManagementResult RegionSet::AddRegion(void* begin, void* end) {
                   region->begin});
   InsertSlot(std::move(region));
   Refile();
+  DebugCheckInvariants();
   return {};
 }
 
@@ -363,6 +365,7 @@ ManagementResult RegionSet::RemoveRegion(void* begin) {
   lost_stale_ = true;
   regions_.erase(it);
   Refile();
+  DebugCheckInvariants();
   return {};
 }
 
@@ -386,6 +389,7 @@ void RegionSet::Clear() {
   failed_allocations_ = invalid_frees_ = limit_refusals_ = 0;
   lost_bytes_ = 0;
   lost_stale_ = false;
+  DebugCheckInvariants();
 }
 
 ManagementResult RegionSet::SetDebugOptions(const DebugOptions& options) {
@@ -465,6 +469,7 @@ ManagementResult RegionSet::Detach(void* begin, DetachedRegion* detached) {
       }
     }
   }
+  DebugCheckInvariants();
   return {};
 }
 
@@ -498,6 +503,7 @@ ManagementResult RegionSet::Attach(DetachedRegion& detached) {
   detached.tags_.clear();
   InsertSlot(std::move(detached.region_));
   Refile();
+  DebugCheckInvariants();
   return {};
 }
 
@@ -507,7 +513,49 @@ ManagementResult RegionSet::SetAllocatable(void* begin, bool allocatable) {
   Region& region = *it->region;
   region.allocatable = allocatable;
   Refile();
+  DebugCheckInvariants();
   return {};
+}
+
+void RegionSet::DebugCheckInvariants() const noexcept {
+  if constexpr (!kDebugChecks) return;
+  size_t capacity = 0, used = 0, live = 0, allocatable = 0;
+  const Region* previous = nullptr;
+  for (const auto& [begin, r] : regions_) {
+    // regions_ is sorted by address and its regions are disjoint.
+    FMEMP_DCHECK(begin == r->begin && r->begin < r->end);
+    FMEMP_DCHECK(previous == nullptr || previous->end <= r->begin);
+    // Each region has its entry in the table, naming its heap and this
+    // set's owner.
+    RegionTable::Entry entry;
+    FMEMP_DCHECK(table_->FindWhole(r->begin, &entry) &&
+                 entry.base == r->begin && entry.end == r->end &&
+                 entry.heap == &r->heap && entry.owner == owner_);
+    const HeapStats& stats = r->heap.Stats();
+    capacity += stats.capacity_bytes;
+    used += stats.used_bytes;
+    live += stats.live_blocks;
+    if (r->allocatable) ++allocatable;
+    previous = r.get();
+  }
+  // The aggregates are the sums of the regions' counters (solo_'s read
+  // through), and the peak is never below what is used.
+  FMEMP_DCHECK(capacity == capacity_bytes_);
+  FMEMP_DCHECK(used == UsedBytes());
+  FMEMP_DCHECK(live == LiveBlocks());
+  FMEMP_DCHECK(peak_used_bytes_ >= used);
+  // solo_ is the only allocatable region, exactly when there is one.
+  FMEMP_DCHECK((solo_ != nullptr) == (allocatable == 1));
+  FMEMP_DCHECK((solo_ == nullptr) == (solo_stats_ == nullptr));
+  FMEMP_DCHECK(solo_ == nullptr || solo_->allocatable);
+  // The lookup cache names only regions of this set.
+  for (const Region* cached : lookup_) {
+    FMEMP_DCHECK(cached == nullptr ||
+                 std::any_of(regions_.begin(), regions_.end(),
+                             [cached](const Slot& slot) {
+                               return slot.region.get() == cached;
+                             }));
+  }
 }
 
 void RegionSet::Unsolo() noexcept {
@@ -910,6 +958,7 @@ void RegionSet::ResetPeak() noexcept {
 }
 
 RegionStatsList RegionSet::ProbeRegions() const {
+  DebugCheckInvariants();  // a probe: lookup_ may be filled by now
   RegionStatsList out;
   out.reserve(regions_.size());
   for (const auto& [key, r] : regions_) {

@@ -492,6 +492,16 @@ class RegionSet {
   // The span a request of `bytes` takes in a region's heap, debug modes
   // included. REQUIRES: bytes <= max_request_.
   size_t RequestSpan(size_t bytes) const noexcept;
+  // Debug builds (fmemp/debug_assert.h): asserts what this header states
+  // of the set after every change to its regions and on ProbeRegions:
+  // regions_ sorted and
+  // disjoint, each with its entry in table_; the aggregates equal to the
+  // sums of the regions' counters, the peak not below them; solo_ the only
+  // allocatable region exactly when there is one; lookup_ naming only
+  // regions of this set. O(regions + kLookupSlots x regions).
+  void DebugCheckInvariants() const noexcept;
+  friend class RegionSetTestPeer;  // fmemp/debug_assert_test.cc
+
   // Erases the entry of `r` from `table` if it is there (matched by heap:
   // another set's entry at the same address is left alone).
   static void EraseEntry(RegionTable* table, const Region& r);

@@ -640,6 +640,7 @@ class CachingMemp final : private ThreadStateOwner {
 
   std::pair<size_t, size_t> SumPublished() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(RegistryMutex()) {
+    RegistryMutex().AssertHeld();
     size_t bytes = 0, blocks = 0;
     ForEachThreadState(const_cast<CachingMemp*>(this), [&](ThreadState* s) {
       const Cache* c = static_cast<const Cache*>(s);

@@ -1254,6 +1254,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // epoch_: the owner that sees kNews (acquire) then sees the new epoch.
   // O(pools).
   void NotifyPools() ABSL_EXCLUSIVE_LOCKS_REQUIRED(bindings_mu_) {
+    bindings_mu_.AssertHeld();
     for (Pool* pool : pools_) {
       pool->queue->head.fetch_or(kNews, std::memory_order_release);
     }
