@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -335,6 +336,7 @@ class CApiPool {
   template <typename Fn>
   void WithFrontEnd(FMempPolicy policy, Fn fn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_) {
+    admin_.AssertHeld();
     front_ends_.Visit<bool>(policy, false, [&fn](auto& front_end) {
       fn(front_end);
       return true;
@@ -594,30 +596,47 @@ void FMemProbe(FMemp* memp, u32* total, u32* used, u32* max_used) {
   if (max_used != nullptr) *max_used = fmemp::Saturate(stats.peak_used_bytes);
 }
 
+namespace {
+
+// Writes all of buf[0..n) to standard output with write(2): stdio's buffer
+// comes from malloc, which may be this FMemp, and the listing runs under its
+// lock.
+void WriteToStdout(const char* buf, size_t n) {
+  while (n != 0) {
+    const ssize_t w = write(STDOUT_FILENO, buf, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    buf += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+}  // namespace
+
 void FMemListAll(FMemp* memp) {
+  // Whatever the program printed before comes first.
+  std::fflush(stdout);
   const bool listed = fmemp::WithMemp<bool>(memp, false, [](auto& m) {
     m.List([](absl::string_view line) {
-      std::printf("%.*s\n", static_cast<int>(line.size()), line.data());
+      WriteToStdout(line.data(), line.size());
+      WriteToStdout("\n", 1);
     });
     return true;
   });
-  if (!listed) std::printf("fmemp: pool is not initialised\n");
-  std::fflush(stdout);
+  if (!listed) {
+    static constexpr char kNotInitialised[] =
+        "fmemp: pool is not initialised\n";
+    WriteToStdout(kNotInitialised, sizeof(kNotInitialised) - 1);
+  }
 }
 
 FError FMemListAllTo(FMemp* memp, FMempLineSink sink, void* user) {
   if (sink == nullptr) return FMEMP_ERR_INVALID_ARG;
   return fmemp::WithMemp<FError>(
       memp, FMEMP_ERR_NOT_INIT, [sink, user](auto& m) {
-        m.List([sink, user](absl::string_view line) {
-          // A NUL-terminated copy on the stack,
-          // not a std::string (no allocation).
-          char text[1024];
-          const size_t n = std::min(line.size(), sizeof(text) - 1);
-          std::memcpy(text, line.data(), n);
-          text[n] = '\0';
-          sink(user, text);
-        });
+        // List's lines are NUL-terminated, on its stack (no allocation).
+        m.List(
+            [sink, user](absl::string_view line) { sink(user, line.data()); });
         return FMEMP_SUCCESS;
       });
 }

@@ -200,14 +200,18 @@ void FMempFree(FMemp* memp, void* ptr);
  * output may be NULL. */
 void FMemProbe(FMemp* memp, u32* total, u32* used, u32* max_used);
 /* Prints every region, every live block (with its tag when tagged), the
- * totals and the integrity check to stdout. */
+ * totals and the integrity check to stdout: after flushing stdout, straight
+ * to file descriptor 1 with write(2). Allocates nothing (each line is
+ * formatted on the stack), so a program whose malloc or operator new is
+ * this FMemp may call it. */
 void FMemListAll(FMemp* memp);
 
 /* --- Extensions --- */
 
-/* FMemListAll, line by line to sink (each line without its newline, cut
- * at 1023 bytes). The
- * sink runs inside the pool's lock and must not call into the same FMemp.
+/* FMemListAll, line by line to sink (each line NUL-terminated, without
+ * its newline, valid during the call; a long tag is cut so that a line
+ * fits in about 3 KiB). Allocates nothing itself. The sink runs inside the
+ * pool's lock and must not call into the same FMemp.
  * FMEMP_ERR_NOT_INIT / FMEMP_ERR_INVALID_ARG (sink NULL). */
 typedef void (*FMempLineSink)(void* user, const char* line);
 FError FMemListAllTo(FMemp* memp, FMempLineSink sink, void* user);

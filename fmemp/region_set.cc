@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <iterator>
@@ -14,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "fmemp/debug_assert.h"
 
 namespace fmemp {
 
@@ -319,6 +321,7 @@ ManagementResult RegionSet::AddRegion(void* begin, void* end) {
                   region->begin});
   InsertSlot(std::move(region));
   Refile();
+  DebugCheckInvariants();
   return {};
 }
 
@@ -366,6 +369,7 @@ ManagementResult RegionSet::RemoveRegion(void* begin) {
   lost_stale_ = true;
   regions_.erase(it);
   Refile();
+  DebugCheckInvariants();
   return {};
 }
 
@@ -390,6 +394,7 @@ void RegionSet::Clear() {
   failed_allocations_ = invalid_frees_ = limit_refusals_ = 0;
   lost_bytes_ = 0;
   lost_stale_ = false;
+  DebugCheckInvariants();
 }
 
 ManagementResult RegionSet::SetDebugOptions(const DebugOptions& options) {
@@ -470,6 +475,7 @@ ManagementResult RegionSet::Detach(void* begin, DetachedRegion* detached) {
       }
     }
   }
+  DebugCheckInvariants();
   return {};
 }
 
@@ -503,6 +509,7 @@ ManagementResult RegionSet::Attach(DetachedRegion& detached) {
   detached.tags_.clear();
   InsertSlot(std::move(detached.region_));
   Refile();
+  DebugCheckInvariants();
   return {};
 }
 
@@ -512,7 +519,49 @@ ManagementResult RegionSet::SetAllocatable(void* begin, bool allocatable) {
   Region& region = *it->region;
   region.allocatable = allocatable;
   Refile();
+  DebugCheckInvariants();
   return {};
+}
+
+void RegionSet::DebugCheckInvariants() const noexcept {
+  if constexpr (!kDebugChecks) return;
+  size_t capacity = 0, used = 0, live = 0, allocatable = 0;
+  const Region* previous = nullptr;
+  for (const auto& [begin, r] : regions_) {
+    // regions_ is sorted by address and its regions are disjoint.
+    FMEMP_DCHECK(begin == r->begin && r->begin < r->end);
+    FMEMP_DCHECK(previous == nullptr || previous->end <= r->begin);
+    // Each region has its entry in the table, naming its heap and this
+    // set's owner.
+    RegionTable::Entry entry;
+    FMEMP_DCHECK(table_->FindWhole(r->begin, &entry) &&
+                 entry.base == r->begin && entry.end == r->end &&
+                 entry.heap == &r->heap && entry.owner == owner_);
+    const HeapStats& stats = r->heap.Stats();
+    capacity += stats.capacity_bytes;
+    used += stats.used_bytes;
+    live += stats.live_blocks;
+    if (r->allocatable) ++allocatable;
+    previous = r.get();
+  }
+  // The aggregates are the sums of the regions' counters (solo_'s read
+  // through), and the peak is never below what is used.
+  FMEMP_DCHECK(capacity == capacity_bytes_);
+  FMEMP_DCHECK(used == UsedBytes());
+  FMEMP_DCHECK(live == LiveBlocks());
+  FMEMP_DCHECK(peak_used_bytes_ >= used);
+  // solo_ is the only allocatable region, exactly when there is one.
+  FMEMP_DCHECK((solo_ != nullptr) == (allocatable == 1));
+  FMEMP_DCHECK((solo_ == nullptr) == (solo_stats_ == nullptr));
+  FMEMP_DCHECK(solo_ == nullptr || solo_->allocatable);
+  // The lookup cache names only regions of this set.
+  for (const Region* cached : lookup_) {
+    FMEMP_DCHECK(cached == nullptr ||
+                 std::any_of(regions_.begin(), regions_.end(),
+                             [cached](const Slot& slot) {
+                               return slot.region.get() == cached;
+                             }));
+  }
 }
 
 void RegionSet::Unsolo() noexcept {
@@ -982,6 +1031,7 @@ void RegionSet::ResetPeak() noexcept {
 }
 
 RegionStatsList RegionSet::ProbeRegions() const {
+  DebugCheckInvariants();  // a probe: lookup_ may be filled by now
   RegionStatsList out;
   out.reserve(regions_.size());
   for (const auto& [key, r] : regions_) {
@@ -1089,40 +1139,91 @@ void RegionSet::Check(tlsf::CheckFindings* findings) const noexcept {
   }
 }
 
+namespace {
+
+// One line of RegionSet::List, formatted on the stack (List allocates
+// nothing): appended to printf-style, cut at kListLineBytes - 1 characters,
+// always NUL-terminated.
+class ListLine {
+ public:
+  ListLine() { text_[0] = '\0'; }
+  ListLine(const ListLine&) = delete;
+  ListLine& operator=(const ListLine&) = delete;
+
+  void Append(const char* format, ...) ABSL_PRINTF_ATTRIBUTE(2, 3) {
+    va_list args;
+    va_start(args, format);
+    const int n =
+        std::vsnprintf(text_ + length_, sizeof(text_) - length_, format, args);
+    va_end(args);
+    if (n > 0) {
+      length_ = std::min(sizeof(text_) - 1, length_ + static_cast<size_t>(n));
+    }
+  }
+  absl::string_view view() const { return absl::string_view(text_, length_); }
+
+ private:
+  char text_[kListLineBytes];
+  size_t length_ = 0;
+};
+
+}  // namespace
+
 void RegionSet::List(absl::FunctionRef<void(absl::string_view)> sink) const {
   int index = 0;
   for (const auto& [key, r] : regions_) {
     const HeapStats s = r->heap.Stats();
-    sink(absl::StrFormat(
-        "region %d [%p, %p): capacity %d, used %d, free %d, peak %d, "
-        "live blocks %d, largest %d, failed %d",
-        index++, reinterpret_cast<void*>(r->begin),
-        reinterpret_cast<void*>(r->end), s.capacity_bytes, s.used_bytes,
-        s.free_bytes, s.peak_used_bytes, s.live_blocks,
-        r->heap.LargestAllocatable(), s.failed_allocations));
+    {
+      ListLine line;
+      line.Append(
+          "region %d [%p, %p): capacity %zu, used %zu, free %zu, peak %zu, "
+          "live blocks %zu, largest %zu, failed %llu",
+          index++, reinterpret_cast<void*>(r->begin),
+          reinterpret_cast<void*>(r->end), s.capacity_bytes, s.used_bytes,
+          s.free_bytes, s.peak_used_bytes, s.live_blocks,
+          r->heap.LargestAllocatable(),
+          static_cast<unsigned long long>(s.failed_allocations));
+      sink(line.view());
+    }
     r->heap.WalkPool(r->pool, [&](const tlsf::BlockInfo& block) {
       if (!block.used) return true;
-      std::string line =
-          absl::StrFormat("  %p %8d bytes", block.ptr, block.size);
+      ListLine line;
+      line.Append("  %p %8zu bytes", block.ptr, block.size);
       if (auto it = tags_.find(block.ptr); it != tags_.end()) {
         const BlockTag& tag = it->second;
-        absl::StrAppendFormat(&line, "  %s:%d thread %d%s%s",
-                              tag.file != nullptr ? tag.file : "?", tag.line,
-                              tag.thread_id, tag.message != nullptr ? " " : "",
-                              tag.message != nullptr ? tag.message : "");
+        line.Append("  %s:%lu thread %llu%s%s",
+                    tag.file != nullptr ? tag.file : "?", tag.line,
+                    static_cast<unsigned long long>(tag.thread_id),
+                    tag.message != nullptr ? " " : "",
+                    tag.message != nullptr ? tag.message : "");
       }
-      sink(line);
+      sink(line.view());
       return true;
     });
   }
   const MempStats t = Probe();
-  sink(absl::StrFormat(
-      "total: %d regions, capacity %d, used %d, free %d, peak %d, live "
-      "blocks %d, failed allocations %d, invalid frees %d",
-      t.region_count, t.capacity_bytes, t.used_bytes, t.free_bytes,
-      t.peak_used_bytes, t.live_blocks, t.failed_allocations, t.invalid_frees));
-  const absl::Status check = Check();
-  sink(absl::StrCat("integrity check: ", check.ok() ? "OK" : check.ToString()));
+  {
+    ListLine line;
+    line.Append(
+        "total: %zu regions, capacity %zu, used %zu, free %zu, peak %zu, live "
+        "blocks %zu, failed allocations %llu, invalid frees %llu",
+        t.region_count, t.capacity_bytes, t.used_bytes, t.free_bytes,
+        t.peak_used_bytes, t.live_blocks,
+        static_cast<unsigned long long>(t.failed_allocations),
+        static_cast<unsigned long long>(t.invalid_frees));
+    sink(line.view());
+  }
+  // As absl::Status::ToString() writes CheckToStatus's DataLoss.
+  tlsf::CheckFindings findings;
+  Check(&findings);
+  ListLine line;
+  if (findings.ok()) {
+    line.Append("integrity check: OK");
+  } else {
+    line.Append("integrity check: DATA_LOSS: %s (%zu problem(s) found)",
+                findings.text(), findings.count());
+  }
+  sink(line.view());
 }
 
 }  // namespace fmemp

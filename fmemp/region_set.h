@@ -18,9 +18,10 @@
 //   control structure, the region array, the region table and the tag table
 //   come from the metadata arena (fmemp/metadata_arena.h), never from malloc
 //   or operator new. Management calls report failure as a ManagementResult
-//   (fmemp/management_error.h), and Check and CheckRegionOf their findings
-//   in a fixed-size tlsf::CheckFindings: neither allocates. List, and
-//   turning either into an absl::Status, still do.
+//   (fmemp/management_error.h), Check and CheckRegionOf their findings
+//   in a fixed-size tlsf::CheckFindings, and List formats its lines on the
+//   stack: none of them allocates. Turning a result into an absl::Status
+//   does.
 // * A region is removed only when no live block lies in it; its memory is
 //   never handed out again. Misuse (foreign, interior, freed pointers) is
 //   reported to the error handler, counted, and leaves every heap intact.
@@ -132,6 +133,9 @@ absl::Status CheckToStatus(ManagementResult result,
 // line on stderr, through a stack buffer and write(2): the misuse path
 // allocates nothing (a program's operator new may be this pool).
 void WriteMempReportToStderr(const MempReport& report);
+// The longest line RegionSet::List writes, with its NUL: room for a failed
+// check's findings (tlsf::CheckFindings::kTextBytes) and their prefix.
+inline constexpr size_t kListLineBytes = tlsf::CheckFindings::kTextBytes + 96;
 // What the C API does with a failed check: "fmemp: integrity check failed:
 // <findings> (<n> problem(s) found)" on stderr, through a stack buffer and
 // write(2), allocating nothing. Writes nothing for findings that are ok().
@@ -422,7 +426,11 @@ class RegionSet {
       const void* ptr, tlsf::CheckFindings* damage = nullptr) const noexcept;
 
   // Writes, line by line: every region (range and usage), every live block
-  // (address, size, tag), the totals and the result of Check().
+  // (address, size, tag), the totals and the result of Check(). Allocates
+  // nothing: each line is formatted in a buffer on the stack (at most
+  // kListLineBytes - 1 characters, a long tag cut) and handed to `sink`
+  // NUL-terminated (line.data()[line.size()] == '\0'), valid during the
+  // call. O(regions + blocks + tags).
   void List(absl::FunctionRef<void(absl::string_view)> sink) const;
 
   // Installs the handler for misuse and debug findings; nullptr restores
@@ -523,6 +531,16 @@ class RegionSet {
   // The span a request of `bytes` takes in a region's heap, debug modes
   // included. REQUIRES: bytes <= max_request_.
   size_t RequestSpan(size_t bytes) const noexcept;
+  // Debug builds (fmemp/debug_assert.h): asserts what this header states
+  // of the set after every change to its regions and on ProbeRegions:
+  // regions_ sorted and
+  // disjoint, each with its entry in table_; the aggregates equal to the
+  // sums of the regions' counters, the peak not below them; solo_ the only
+  // allocatable region exactly when there is one; lookup_ naming only
+  // regions of this set. O(regions + kLookupSlots x regions).
+  void DebugCheckInvariants() const noexcept;
+  friend class RegionSetTestPeer;  // fmemp/debug_assert_test.cc
+
   // Erases the entry of `r` from `table` if it is there (matched by heap:
   // another set's entry at the same address is left alone).
   static void EraseEntry(RegionTable* table, const Region& r);

@@ -383,8 +383,8 @@ class CachingMemp final : private ThreadStateOwner {
   const Budget& budget() const noexcept { return shared_.budget(); }
 
   // As Memp's. Before the handler runs, blocks parked in every thread's
-  // cache are returned to the shared regions; the request is retried if
-  // that returned anything or the handler says so.
+  // cache are returned to the shared regions; the request is then retried
+  // once, whatever the handler returns (see OnOutOfMemory).
   using OutOfMemoryHandler = typename Memp<LockPolicy>::OutOfMemoryHandler;
   void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
     NoWaitLock hold(&oom_mu_);
@@ -515,10 +515,23 @@ class CachingMemp final : private ThreadStateOwner {
   // which use LightBarrierGivenMembarrier, are off; the slow paths work.
   static constexpr uint8_t kFencedBarrier = 8;
 
+  // The shared regions' out-of-memory handler: drains every cache when
+  // blocks are parked, or when another thread's out-of-memory drain is
+  // under way (a drain publishes blocks as gone from a cache before it
+  // returns them to the regions, and drains run one at a time, so draining
+  // again waits for those blocks), then asks the user's handler. Always
+  // true: the failed request is tried once more, since another thread's
+  // drain may have returned blocks after this thread's failed attempt even
+  // when nothing is cached by the time it looks (without this retry,
+  // concurrent exhaustions failed with half the region free).
   static bool OnOutOfMemory(void* context, size_t bytes, size_t alignment) {
     auto* self = static_cast<CachingMemp*>(context);
-    const bool drained = self->AnyCachedBytes();
-    if (drained) self->DrainAllCaches();
+    // Announced before looking: of two threads out of memory at once, the
+    // later one sees the earlier one's drain even before it has started.
+    const int others =
+        self->oom_drains_.fetch_add(1, std::memory_order_acq_rel);
+    if (others != 0 || self->AnyCachedBytes()) self->DrainAllCaches();
+    self->oom_drains_.fetch_sub(1, std::memory_order_release);
     OutOfMemoryHandler handler;
     void* handler_context;
     {
@@ -526,9 +539,8 @@ class CachingMemp final : private ThreadStateOwner {
       handler = self->oom_handler_;
       handler_context = self->oom_context_;
     }
-    const bool handled =
-        handler != nullptr && handler(handler_context, bytes, alignment);
-    return drained || handled;
+    if (handler != nullptr) handler(handler_context, bytes, alignment);
+    return true;
   }
 
   // The calling thread's cache, created on its first use. REQUIRES: mode_
@@ -640,6 +652,7 @@ class CachingMemp final : private ThreadStateOwner {
 
   std::pair<size_t, size_t> SumPublished() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(RegistryMutex()) {
+    RegistryMutex().AssertHeld();
     size_t bytes = 0, blocks = 0;
     ForEachThreadState(const_cast<CachingMemp*>(this), [&](ThreadState* s) {
       const Cache* c = static_cast<const Cache*>(s);
@@ -831,6 +844,8 @@ class CachingMemp final : private ThreadStateOwner {
   std::atomic<uintptr_t> marker_key_;
   std::atomic<uint64_t> damaged_lists_{0};
   std::atomic<uint8_t> mode_;  // kNoCacheBudget, kDebug, kTagging
+  // Threads inside OnOutOfMemory now.
+  std::atomic<int> oom_drains_{0};
   absl::Mutex oom_mu_;
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(oom_mu_) = nullptr;
   void* oom_context_ ABSL_GUARDED_BY(oom_mu_) = nullptr;

@@ -170,7 +170,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/memp.h"
@@ -1016,12 +1015,17 @@ class PoolingMemp final : private ThreadStateOwner {
     if (findings->count() == found_before) return {};
     return ManagementError::kCorrupt;
   }
-  // The shared regions' listing, then the calling thread's own pool's.
+  // The shared regions' listing, then the calling thread's own pool's
+  // (RegionSet::List's lines: NUL-terminated, on the stack, no allocation).
   void List(absl::FunctionRef<void(absl::string_view)> sink) {
     shared_.List(sink);
     if (Pool* const pool = BoundPool()) {
       pool->FlushCache();  // the listing shows only blocks in use
-      sink(absl::StrFormat("pool of thread %d:", pool->thread_id));
+      char line[64];       // on the stack: List allocates nothing
+      const int n =
+          std::snprintf(line, sizeof(line), "pool of thread %llu:",
+                        static_cast<unsigned long long>(pool->thread_id));
+      sink(absl::string_view(line, std::min<size_t>(n, sizeof(line) - 1)));
       pool->regions.List(sink);
     }
   }
@@ -1250,6 +1254,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // epoch_: the owner that sees kNews (acquire) then sees the new epoch.
   // O(pools).
   void NotifyPools() ABSL_EXCLUSIVE_LOCKS_REQUIRED(bindings_mu_) {
+    bindings_mu_.AssertHeld();
     for (Pool* pool : pools_) {
       pool->queue->head.fetch_or(kNews, std::memory_order_release);
     }

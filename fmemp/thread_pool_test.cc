@@ -980,6 +980,56 @@ TYPED_TEST(PoolingMempTest, ClearForgetsParkedBlocks) {
   EXPECT_EQ(this->misuse_.count(), 0u);
 }
 
+// Clear draws a new marker key. Blocks queued to an owner (freed by another
+// thread, so marked with the front-end's key) before a Clear leave their
+// markers in memory the Clear forgets; once that memory is added and bound
+// again, blocks handed out at the same addresses are freed normally, by
+// their owner (parked) or by another thread (queued), not refused as double
+// frees. Aligned blocks, because TLSF carves them out of the middle of a
+// free block: nothing of the new heap writes their marker words (a block
+// carved from a free block's front has them overwritten by its links).
+TYPED_TEST(PoolingMempTest, ClearMakesMarkersOfQueuedBlocksStale) {
+  constexpr int kBlocks = 16;
+  constexpr size_t kAlignment = 256;
+  Region own;
+  Worker owner;
+  const auto allocate_blocks = [&](std::vector<void*>* out) {
+    owner.Run([&] {
+      this->BindHere(own);
+      for (int i = 0; i < kBlocks; ++i) {
+        out->push_back(this->memp_.AllocateAligned(kAlignment, 64));
+      }
+    });
+  };
+  std::vector<void*> before;
+  allocate_blocks(&before);
+  // Freed here, queued to the owner, which never applies them.
+  for (void* p : before) ASSERT_TRUE(this->memp_.Free(p));
+  this->memp_.Clear();
+  ASSERT_TRUE(
+      this->memp_.AddRegion(this->shared_.begin(), this->shared_.bytes).ok());
+  std::vector<void*> after;
+  allocate_blocks(&after);
+  // The same memory, laid out the same way: the blocks reuse the addresses
+  // whose marker words still hold the old markers.
+  size_t reused = 0;
+  for (void* p : after) {
+    reused += std::count(before.begin(), before.end(), p);
+  }
+  ASSERT_GT(reused, 0u);
+  // Half freed by another thread (queued), half by the owner (parked).
+  for (int i = 0; i < kBlocks / 2; ++i) EXPECT_TRUE(this->memp_.Free(after[i]));
+  owner.Run([&] {
+    for (int i = kBlocks / 2; i < kBlocks; ++i) {
+      EXPECT_TRUE(this->memp_.Free(after[i]));
+    }
+    this->memp_.FlushThisThread();
+    EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+    ExpectBalanced(this->memp_);
+  });
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
 // An owner whose calls are all cache hits still hears of ResetPeak and of
 // tagging at its next call (the news rides on its queue's head).
 TYPED_TEST(PoolingMempTest, InlineHitsStillCatchUpWithResetPeakAndTagging) {
