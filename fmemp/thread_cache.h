@@ -474,17 +474,33 @@ class CachingMemp final : private ThreadStateOwner {
   // Fork support, as Memp's. The caller also holds the process-wide
   // registry across fork() (LockRegistryForFork, before these; the C API's
   // atfork handlers do), since every CachingMemp shares it.
+  // LockForFork stops every thread's cache as a drainer does (its drain
+  // mutex held, its owner outside any cache operation: an owner mid-way
+  // waits out the stop, one diverted finishes first), then takes the
+  // depot's and the shared lock: lock order registry, drain mutexes, depot,
+  // shared. So the child inherits every cache whole, none marked in use and
+  // no drain mutex held by a thread it lacks, and can drain them all.
+  // O(threads that used this front-end), one HeavyBarrier each.
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    ForEachThreadState(
+        this, [](ThreadState* s) { StopCache(static_cast<Cache*>(s)); });
     depot_lock_.lock();
     shared_.LockForFork();
   }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.UnlockAfterFork();
     depot_lock_.unlock();
+    ForEachThreadState(
+        this, [](ThreadState* s) { ResumeCache(static_cast<Cache*>(s)); });
   }
   void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.ResetLockInForkChild();
     new (&depot_lock_) LockPolicy();
+    ForEachThreadState(this, [](ThreadState* s) {
+      Cache* const c = static_cast<Cache*>(s);
+      new (&c->mu) absl::Mutex();  // may be mid-update by a lost waiter
+      c->drain_requested.store(false, std::memory_order_relaxed);
+    });
   }
 
  private:
@@ -583,7 +599,14 @@ class CachingMemp final : private ThreadStateOwner {
   // fn(c). REQUIRES: RegistryMutex() held, so `c` cannot be deleted.
   template <typename Fn>
   static void WithCacheStopped(Cache* c, Fn fn) {
-    NoWaitLock hold(&c->mu);
+    StopCache(c);
+    fn(c);
+    ResumeCache(c);
+  }
+  // Takes c->mu and waits until c's owner is outside OwnerOp (it then
+  // diverts to c->mu until ResumeCache). REQUIRES: RegistryMutex() held.
+  static void StopCache(Cache* c) ABSL_EXCLUSIVE_LOCK_FUNCTION(c->mu) {
+    LockWithoutWaiting(c->mu);
     c->drain_requested.store(true, std::memory_order_seq_cst);
     HeavyBarrier();
     while (c->in_use.load(kAsymmetricBarrierEnabled
@@ -591,8 +614,10 @@ class CachingMemp final : private ThreadStateOwner {
                               : std::memory_order_seq_cst) != 0) {
       std::this_thread::yield();
     }
-    fn(c);
+  }
+  static void ResumeCache(Cache* c) ABSL_UNLOCK_FUNCTION(c->mu) {
     c->drain_requested.store(false, std::memory_order_release);
+    c->mu.Unlock();
   }
 
   template <typename Fn>
