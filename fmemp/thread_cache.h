@@ -98,7 +98,8 @@
 //   peak_used_bytes and per-region figures count cached blocks as used.
 // * Tagged blocks (AllocateTagged) never enter a cache once tagging is used.
 // * fork(): the child keeps the forking thread's cache; other threads'
-//   caches stay parked (their blocks count as cached) in the child.
+//   caches stay parked (their blocks count as cached) in the child, whole
+//   (LockForFork stopped them), until DrainAllCaches returns them.
 
 #ifndef FMEMP_FMEMP_THREAD_CACHE_H_
 #define FMEMP_FMEMP_THREAD_CACHE_H_
