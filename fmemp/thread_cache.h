@@ -483,16 +483,19 @@ class CachingMemp final : private ThreadStateOwner {
   // no drain mutex held by a thread it lacks, and can drain them all.
   // O(threads that used this front-end), one HeavyBarrier each.
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    ForEachThreadState(
-        this, [](ThreadState* s) { StopCache(static_cast<Cache*>(s)); });
+    // (Held across fork(): a lambda the analysis cannot pair.)
+    ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      StopCache(static_cast<Cache*>(s));
+    });
     depot_lock_.lock();
     shared_.LockForFork();
   }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.UnlockAfterFork();
     depot_lock_.unlock();
-    ForEachThreadState(
-        this, [](ThreadState* s) { ResumeCache(static_cast<Cache*>(s)); });
+    ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      ResumeCache(static_cast<Cache*>(s));
+    });
   }
   void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.ResetLockInForkChild();
