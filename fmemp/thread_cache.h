@@ -120,6 +120,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/asymmetric_barrier.h"
+#include "fmemp/drain_protocol.h"
 #include "fmemp/memp.h"
 #include "fmemp/no_wait_lock.h"
 #include "fmemp/region_table.h"
@@ -133,15 +134,11 @@ namespace fmemp {
 namespace thread_cache_internal {
 
 // One thread's cache for one CachingMemp: the size-class lists
-// (fmemp/size_class_cache.h) and the protocol with a drainer.
-class Cache final : public ThreadState {
+// (fmemp/size_class_cache.h) and the protocol with a drainer
+// (fmemp/drain_protocol.h).
+class Cache final : public ThreadState, public Drainable {
  public:
   explicit Cache(const CacheOptions& options) : lists(options) {}
-
-  // Protocol with a drainer (see CachingMemp::OwnerOp and WithCacheStopped).
-  std::atomic<uint32_t> in_use{0};
-  std::atomic<bool> drain_requested{false};
-  absl::Mutex mu;  // held by a drainer, and by the owner when diverted
 
   // Owned by the thread (or by a drainer that stopped it); its bytes() and
   // blocks() are read by Probe() from any thread.
@@ -485,7 +482,7 @@ class CachingMemp final : private ThreadStateOwner {
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     // (Held across fork(): a lambda the analysis cannot pair.)
     ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      StopCache(static_cast<Cache*>(s));
+      StopOwner(static_cast<Cache*>(s));
     });
     depot_lock_.lock();
     shared_.LockForFork();
@@ -494,16 +491,14 @@ class CachingMemp final : private ThreadStateOwner {
     shared_.UnlockAfterFork();
     depot_lock_.unlock();
     ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      ResumeCache(static_cast<Cache*>(s));
+      ResumeOwner(static_cast<Cache*>(s));
     });
   }
   void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.ResetLockInForkChild();
     new (&depot_lock_) LockPolicy();
     ForEachThreadState(this, [](ThreadState* s) {
-      Cache* const c = static_cast<Cache*>(s);
-      new (&c->mu) absl::Mutex();  // may be mid-update by a lost waiter
-      c->drain_requested.store(false, std::memory_order_relaxed);
+      ResetOwnerInForkChild(static_cast<Cache*>(s));
     });
   }
 
@@ -545,90 +540,23 @@ class CachingMemp final : private ThreadStateOwner {
     return static_cast<Cache*>(RegisterThreadState(this, new Cache(options_)));
   }
 
-  // Runs op() as the cache's owner: either on the fast path, marked in use,
-  // or, when a drainer has asked for the cache, under its mutex once the
-  // drainer is done. op() is inlined once, for both branches; the diverted
-  // branch's work is out of line.
-  template <typename Op>
-  static auto OwnerOp(Cache* c, Op op) {
-    const bool diverted = !EnterOwnerOp(c);
-    if (ABSL_PREDICT_FALSE(diverted)) WaitForDrainer(c);
-    auto result = op();
-    if (ABSL_PREDICT_FALSE(diverted)) {
-      ResumeAfterDrainer(c);
-    } else {
-      c->in_use.store(0, std::memory_order_release);
-    }
-    return result;
-  }
-  // OwnerOp for the inline hit paths: runs op() on the fast path, or returns
-  // `otherwise` without running it when a drainer has asked for the cache
-  // (the caller then takes its slow path, which uses OwnerOp).
-  // REQUIRES: mode_ without kFencedBarrier.
+  // The owner side of the drain protocol (fmemp/drain_protocol.h) for the
+  // inline hit paths. REQUIRES: mode_ without kFencedBarrier.
   template <typename R, typename Op>
-  static R OwnerOpUnlessDiverted(Cache* c, R otherwise, Op op) {
-    R result = otherwise;
-    if (ABSL_PREDICT_TRUE(EnterOwnerOp<true>(c))) result = op();
-    c->in_use.store(0, std::memory_order_release);
-    return result;
-  }
-  // Marks `c` in use; false if a drainer has asked for it (the caller must
-  // then clear in_use and not touch the cache outside c->mu).
-  // kGivenMembarrier: the caller checked that mode_ has no kFencedBarrier.
-  template <bool kGivenMembarrier = false>
-  static bool EnterOwnerOp(Cache* c) {
-    c->in_use.store(1, kFastSideOrder);
-    if (kGivenMembarrier) {
-      LightBarrierGivenMembarrier();
-    } else {
-      LightBarrier();
-    }
-    return !c->drain_requested.load(kAsymmetricBarrierEnabled
-                                        ? std::memory_order_acquire
-                                        : std::memory_order_seq_cst);
-  }
-  // OwnerOp's diverted branch: leaves the fast path and takes the cache's
-  // mutex, which the drainer holds until it is done; then gives it back.
-  ABSL_ATTRIBUTE_NOINLINE static void WaitForDrainer(Cache* c)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    c->in_use.store(0, std::memory_order_release);
-    LockWithoutWaiting(c->mu);
-  }
-  ABSL_ATTRIBUTE_NOINLINE static void ResumeAfterDrainer(Cache* c)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    c->mu.Unlock();
-  }
-
-  // Stops `c` (its owner is outside OwnerOp or waits on c->mu) and runs
-  // fn(c). REQUIRES: RegistryMutex() held, so `c` cannot be deleted.
-  template <typename Fn>
-  static void WithCacheStopped(Cache* c, Fn fn) {
-    StopCache(c);
-    fn(c);
-    ResumeCache(c);
-  }
-  // Takes c->mu and waits until c's owner is outside OwnerOp (it then
-  // diverts to c->mu until ResumeCache). REQUIRES: RegistryMutex() held.
-  static void StopCache(Cache* c) ABSL_EXCLUSIVE_LOCK_FUNCTION(c->mu) {
-    LockWithoutWaiting(c->mu);
-    c->drain_requested.store(true, std::memory_order_seq_cst);
-    HeavyBarrier();
-    while (c->in_use.load(kAsymmetricBarrierEnabled
-                              ? std::memory_order_acquire
-                              : std::memory_order_seq_cst) != 0) {
-      std::this_thread::yield();
-    }
-  }
-  static void ResumeCache(Cache* c) ABSL_UNLOCK_FUNCTION(c->mu) {
-    c->drain_requested.store(false, std::memory_order_release);
-    c->mu.Unlock();
+  ABSL_ATTRIBUTE_ALWAYS_INLINE static R OwnerOpUnlessDiverted(Cache* c,
+                                                              R otherwise,
+                                                              Op op) {
+    return fmemp::OwnerOpUnlessDiverted</*kGivenMembarrier=*/true>(c, otherwise,
+                                                                   op);
   }
 
   template <typename Fn>
   void ForEachCache(Fn fn) {
     NoWaitLock hold(&RegistryMutex());
     ForEachThreadState(this, [&](ThreadState* s) {
-      WithCacheStopped(static_cast<Cache*>(s), fn);
+      WithOwnerStopped(static_cast<Cache*>(s), [&fn](Drainable* stopped) {
+        fn(static_cast<Cache*>(stopped));
+      });
     });
   }
 

@@ -1,0 +1,202 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// fmemp/drain_protocol.h
+//
+// How another thread (a drainer) stops the owner of per-thread state (a
+// CachingMemp's cache, a PoolingMemp's pool) to work on that state, even
+// while the owner is idle, without the owner paying for a lock or an
+// atomic read-modify-write on its fast path.
+//
+//   // Owner, around every access to its state s:
+//   void* p = OwnerOp(s, [&] { return ...; });
+//   // or, on an inline fast path that can fall back to a slow one:
+//   void* p = OwnerOpUnlessDiverted(s, nullptr, [&] { return ...; });
+//   // Drainer (its caller keeps s alive, e.g. under RegistryMutex()):
+//   WithOwnerStopped(s, [](Drainable* s) { ... });
+//
+// Protocol. The owner marks its state in use (a relaxed store), issues
+// LightBarrier() and reads the drain flag; the drainer takes the state's
+// mutex, sets the flag, issues HeavyBarrier() (fmemp/asymmetric_barrier.h)
+// and waits for the in-use mark to clear. So either the drainer sees the
+// owner in use and waits, or the owner sees the flag and diverts: it
+// clears its mark and takes the mutex, which the drainer holds until it
+// is done.
+//
+// Guarantees
+// * A drainer runs fn(s) only while no owner operation on s is running;
+//   an owner operation that starts meanwhile waits (on s->mu) until it is
+//   done. Owner operations may nest (a handler that calls back into
+//   fmemp): the in-use mark counts them, and only the outermost one can
+//   divert.
+// * Owner side: no lock, no read-modify-write; a store, a compiler barrier
+//   (a fence when membarrier(2) is missing or under TSan) and a load, and a
+//   store at the end. Drainer side: O(1) plus one HeavyBarrier and the wait
+//   for the owner's current operation.
+// * REQUIRES: an owner never waits for a drainer of its own state inside an
+//   owner operation (it would wait for itself).
+// * fork(): StopOwner on every state before fork() and ResumeOwner after it
+//   (ResetOwnerInForkChild in the child) leave a child no state marked in
+//   use and no mutex held by a thread it lacks.
+
+#ifndef FMEMP_FMEMP_DRAIN_PROTOCOL_H_
+#define FMEMP_FMEMP_DRAIN_PROTOCOL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <new>
+#include <thread>
+
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "fmemp/asymmetric_barrier.h"
+#include "fmemp/no_wait_lock.h"
+
+namespace fmemp {
+
+// The part of per-thread state that the protocol uses.
+struct Drainable {
+  // Owner operations running on the owner's thread (nested ones counted);
+  // written only by the owner.
+  std::atomic<uint32_t> in_use{0};
+  std::atomic<bool> drain_requested{false};
+  absl::Mutex mu;  // held by a drainer, and by the owner when diverted
+};
+
+// Marks `s` in use; false if a drainer has asked for it (the caller must
+// then take DivertToDrainer's path). An operation nested in another never
+// diverts (the drainer waits for the outer one). Returns the depth to
+// restore in *depth. kGivenMembarrier: the caller knows that
+// HeavyBarrierIsMembarrier() (see LightBarrierGivenMembarrier).
+template <bool kGivenMembarrier = false>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool EnterOwnerOp(Drainable* s,
+                                                      uint32_t* depth) {
+  *depth = s->in_use.load(std::memory_order_relaxed);
+  s->in_use.store(*depth + 1, kFastSideOrder);
+  if (kGivenMembarrier) {
+    LightBarrierGivenMembarrier();
+  } else {
+    LightBarrier();
+  }
+  return *depth != 0 ||
+         !s->drain_requested.load(kAsymmetricBarrierEnabled
+                                      ? std::memory_order_acquire
+                                      : std::memory_order_seq_cst);
+}
+// Ends an operation that EnterOwnerOp let through.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void LeaveOwnerOp(Drainable* s,
+                                                      uint32_t depth) {
+  s->in_use.store(depth, std::memory_order_release);
+}
+// After EnterOwnerOp returned false: leaves the fast path and takes s->mu,
+// which the drainer holds until it is done.
+ABSL_ATTRIBUTE_NOINLINE inline void DivertToDrainer(Drainable* s)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  s->in_use.store(0, std::memory_order_release);
+  LockWithoutWaiting(s->mu);
+}
+// Ends a diverted operation.
+ABSL_ATTRIBUTE_NOINLINE inline void ResumeAfterDrainer(Drainable* s)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  s->mu.Unlock();
+}
+
+// Runs op() as the owner of `s`: marked in use, or, when a drainer has
+// asked for `s`, under its mutex once the drainer is done.
+template <typename Op>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline auto OwnerOp(Drainable* s, Op op) {
+  uint32_t depth;
+  const bool diverted = !EnterOwnerOp(s, &depth);
+  if (ABSL_PREDICT_FALSE(diverted)) DivertToDrainer(s);
+  auto result = op();
+  if (ABSL_PREDICT_FALSE(diverted)) {
+    ResumeAfterDrainer(s);
+  } else {
+    LeaveOwnerOp(s, depth);
+  }
+  return result;
+}
+
+// OwnerOp for inline fast paths: runs op(), or returns `otherwise` without
+// running it when a drainer has asked for `s` (the caller then takes its
+// slow path, which uses OwnerOp).
+template <bool kGivenMembarrier = false, typename R, typename Op>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline R OwnerOpUnlessDiverted(Drainable* s,
+                                                            R otherwise,
+                                                            Op op) {
+  R result = otherwise;
+  uint32_t depth;
+  if (ABSL_PREDICT_TRUE(EnterOwnerOp<kGivenMembarrier>(s, &depth))) {
+    result = op();
+  }
+  LeaveOwnerOp(s, depth);
+  return result;
+}
+
+// An owner operation for the life of the object, for slow paths with many
+// returns. Nests.
+class OwnerOpScope {
+ public:
+  // s == nullptr: nothing to mark (Adopt may give it later).
+  explicit OwnerOpScope(Drainable* s) { Adopt(s); }
+  OwnerOpScope(const OwnerOpScope&) = delete;
+  OwnerOpScope& operator=(const OwnerOpScope&) = delete;
+  ~OwnerOpScope() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (s_ == nullptr) return;
+    if (diverted_) {
+      ResumeAfterDrainer(s_);
+    } else {
+      LeaveOwnerOp(s_, depth_);
+    }
+  }
+  // Starts the operation on `s` (nullptr: none). REQUIRES: none started.
+  void Adopt(Drainable* s) {
+    s_ = s;
+    if (s == nullptr) return;
+    diverted_ = !EnterOwnerOp(s, &depth_);
+    if (ABSL_PREDICT_FALSE(diverted_)) DivertToDrainer(s);
+  }
+
+ private:
+  Drainable* s_ = nullptr;
+  uint32_t depth_ = 0;
+  bool diverted_ = false;
+};
+
+// Drainer side: takes s->mu and waits until no owner operation on `s`
+// runs; from then on the owner's operations wait until ResumeOwner.
+// The caller keeps `s` alive.
+inline void StopOwner(Drainable* s) ABSL_EXCLUSIVE_LOCK_FUNCTION(s->mu) {
+  LockWithoutWaiting(s->mu);
+  s->drain_requested.store(true, std::memory_order_seq_cst);
+  HeavyBarrier();
+  while (s->in_use.load(kAsymmetricBarrierEnabled
+                            ? std::memory_order_acquire
+                            : std::memory_order_seq_cst) != 0) {
+    std::this_thread::yield();
+  }
+}
+inline void ResumeOwner(Drainable* s) ABSL_UNLOCK_FUNCTION(s->mu) {
+  s->drain_requested.store(false, std::memory_order_release);
+  s->mu.Unlock();
+}
+// Stops the owner of `s`, runs fn(s), resumes it.
+template <typename Fn>
+void WithOwnerStopped(Drainable* s, Fn fn) {
+  StopOwner(s);
+  fn(s);
+  ResumeOwner(s);
+}
+// In a fork child, for a state that StopOwner stopped before fork(): a
+// fresh mutex (the old one may be mid-update by a waiter the child lacks)
+// and no drain request.
+inline void ResetOwnerInForkChild(Drainable* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  ::new (&s->mu) absl::Mutex();
+  s->drain_requested.store(false, std::memory_order_relaxed);
+}
+
+}  // namespace fmemp
+
+#endif  // FMEMP_FMEMP_DRAIN_PROTOCOL_H_
