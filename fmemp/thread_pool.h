@@ -173,6 +173,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "fmemp/drain_protocol.h"
 #include "fmemp/memp.h"
 #include "fmemp/metadata_arena.h"
 #include "fmemp/no_wait_lock.h"
@@ -319,8 +320,10 @@ class StableRecords {
   T* free_ = nullptr;  // released records, through next_free
 };
 
-// One thread's pool in one PoolingMemp.
-class Pool final : public ThreadState {
+// One thread's pool in one PoolingMemp. Its owner touches it only inside
+// owner operations of the drain protocol (fmemp/drain_protocol.h), so that
+// DrainAllCaches can stop it and return its cache.
+class Pool final : public ThreadState, public Drainable {
  public:
   // --- Owner-only (the bound thread, or its exit hook) ---
   RegionSet regions;
@@ -541,6 +544,7 @@ class PoolingMemp final : private ThreadStateOwner {
     return TryRemoveRegion(begin).ToStatus();
   }
   ManagementResult TryRemoveRegion(void* begin) {
+    OwnerOpScope own(PoolOfThisThread());
     Pool* const mine = SyncedPool();
     return shared_.WithRegions([&](RegionSet& shared) -> ManagementResult {
       RegionTable::Entry entry;
@@ -603,11 +607,13 @@ class PoolingMemp final : private ThreadStateOwner {
   ManagementResult TryBindThisThread(
       void* begin,
       PoolExhaustion on_exhaustion = PoolExhaustion::kFallBackToShared) {
+    OwnerOpScope own(PoolOfThisThread());
     Pool* pool = SyncedPool();
     if (pool == nullptr) {
       pool = NewPool();
       if (pool == nullptr) return {ManagementError::kNoMemory, begin};
       pool = static_cast<Pool*>(RegisterThreadState(this, pool));
+      own.Adopt(pool);
     }
     return shared_.WithRegions([&](RegionSet& shared) -> ManagementResult {
       const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
@@ -661,6 +667,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // freed from any thread). Queued frees are applied first. A thread with
   // no pool has nothing to do: OK. Also done when the thread exits.
   absl::Status UnbindThisThread() {
+    OwnerOpScope own(PoolOfThisThread());
     Pool* const pool = SyncedPool();
     if (pool == nullptr) return absl::OkStatus();
     shared_.WithRegions([&](RegionSet& shared) {
@@ -672,15 +679,47 @@ class PoolingMemp final : private ThreadStateOwner {
 
   // Returns the blocks parked in the calling thread's pool cache to its
   // regions (also done on unbind, thread exit, RemoveRegion of its own
-  // region, List, and when the pool runs out of room). Only the
-  // owner can: another thread's cache is not reachable while it runs.
-  // O(parked blocks); no lock.
+  // region, List, and when the pool runs out of room; DrainAllCaches does
+  // it for every pool). O(parked blocks); no lock.
   void FlushThisThread() {
+    OwnerOpScope own(PoolOfThisThread());
     if (Pool* const pool = SyncedPool()) pool->FlushCache();
   }
 
+  // Returns every pool's parked blocks to that pool's regions, now, idle
+  // threads' pools included: each pool's owner is stopped as CachingMemp
+  // stops a cache (fmemp/drain_protocol.h: its next call waits until its
+  // pool is done). Skipped: a pool that a Clear has not reached yet (its
+  // regions are forgotten; its thread's next call drops its blocks) and the
+  // calling thread's own pool when called from inside one of its own
+  // operations (a handler). Blocks while another drain runs.
+  // O(threads with a pool + parked blocks), one HeavyBarrier per pool.
+  void DrainAllCaches() {
+    const uint64_t generation =
+        clear_generation_.load(std::memory_order_relaxed);
+    Pool* const mine = PoolOfThisThread();
+    const auto flush = [generation](Pool* pool) {
+      if (pool->generation == generation) pool->FlushCache();
+    };
+    NoWaitLock hold(&RegistryMutex());
+    ForEachThreadState(this, [&](ThreadState* s) {
+      Pool* const pool = static_cast<Pool*>(s);
+      if (pool == mine) {
+        // No other drainer can be at it (they hold RegistryMutex()).
+        if (pool->in_use.load(std::memory_order_relaxed) == 0) flush(pool);
+        return;
+      }
+      WithOwnerStopped(pool, [&flush](Drainable* stopped) {
+        flush(static_cast<Pool*>(stopped));
+      });
+    });
+  }
+
   // Whether the calling thread has a pool with at least one region.
-  bool ThisThreadHasPool() { return BoundPool() != nullptr; }
+  bool ThisThreadHasPool() {
+    OwnerOpScope own(PoolOfThisThread());
+    return BoundPool() != nullptr;
+  }
 
   // Applies what other threads left for the calling thread's pool, as its
   // next allocation or free would: the frees they queued to it, and a
@@ -688,7 +727,10 @@ class PoolingMemp final : private ThreadStateOwner {
   // for requests), so that Probe counts those blocks free without waiting
   // for its next call. Returns whether the thread has a pool. Takes no lock
   // when nothing is pending; O(queued frees) otherwise.
-  bool SyncThisThread() { return SyncedPool() != nullptr; }
+  bool SyncThisThread() {
+    OwnerOpScope own(PoolOfThisThread());
+    return SyncedPool() != nullptr;
+  }
 
   // --- Hot path (Memp's semantics) ---
 
@@ -696,17 +738,25 @@ class PoolingMemp final : private ThreadStateOwner {
     // The hit, inline and without a call: a pop from the calling thread's
     // pool cache. Anything else (no pool yet, a pending catch-up or queue,
     // an empty list, the cache off) takes AllocateSlow.
+    // The hit is an owner operation (fmemp/drain_protocol.h): a drainer at
+    // work sends it to AllocateSlow.
     if (bytes <= SizeClassCache::kMaxCachedRequest) {
       if (Pool* const pool = ReadyPool()) {
-        if ((pool->cache_mode & (Pool::kCacheOff | Pool::kNoRegions)) == 0) {
-          const size_t span = tlsf::SpanForRequest(bytes);
-          void* p =
-              pool->cache.PopFast(span, pool->regions.table(), pool->cache_key);
-          if (ABSL_PREDICT_TRUE(p != nullptr)) {
-            pool->PublishHit</*kRise=*/true>(span, totals_);
-            return p;
-          }
-        }
+        void* p = OwnerOpUnlessDiverted(
+            pool, static_cast<void*>(nullptr), [this, pool, bytes]() -> void* {
+              if ((pool->cache_mode & (Pool::kCacheOff | Pool::kNoRegions)) !=
+                  0) {
+                return nullptr;
+              }
+              const size_t span = tlsf::SpanForRequest(bytes);
+              void* block = pool->cache.PopFast(span, pool->regions.table(),
+                                                pool->cache_key);
+              if (ABSL_PREDICT_TRUE(block != nullptr)) {
+                pool->PublishHit</*kRise=*/true>(span, totals_);
+              }
+              return block;
+            });
+        if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
       }
     }
     return AllocateSlow(bytes);
@@ -715,6 +765,7 @@ class PoolingMemp final : private ThreadStateOwner {
     if (alignment <= tlsf::kAlignment && tlsf::IsPowerOfTwo(alignment)) {
       return Allocate(bytes);
     }
+    OwnerOpScope own(PoolOfThisThread());
     return AllocateWith(
         bytes, alignment,
         [alignment, bytes](RegionSet& r) {
@@ -728,6 +779,7 @@ class PoolingMemp final : private ThreadStateOwner {
                const BlockTag* tag = nullptr) noexcept {
     size_t bytes = 0;
     if (__builtin_mul_overflow(count, size, &bytes)) {
+      OwnerOpScope own(PoolOfThisThread());
       CountFailedCall();
       return nullptr;
     }
@@ -745,20 +797,28 @@ class PoolingMemp final : private ThreadStateOwner {
     // wins and the budget has room. Its heap gives the size only if it
     // would free the block too (UsableSizeIfFreeable), so an overflow is
     // refused and reported by FreeSlow, as by the heap. Anything else
-    // (nullptr included: it lies in no region) takes FreeSlow.
-    if (Pool* const pool = ReadyPool();
-        pool != nullptr && pool->cache_mode == 0) {
-      const RegionTable::Entry* region = pool->regions.table().FindInHint(
-          reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
-      if (region != nullptr && region->owner == pool->queue) {
-        const size_t usable = SizeClassCache::FreeableUsable(region->heap, ptr);
-        const size_t span = usable + tlsf::kBlockOverhead;
-        if (SizeClassCache::IsCacheableUsable(usable) &&
-            pool->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
-                                pool->cache_key)) {
-          pool->PublishHit</*kRise=*/false>(span, totals_);
-          return true;
-        }
+    // (nullptr included: it lies in no region) takes FreeSlow. The hit is
+    // an owner operation (fmemp/drain_protocol.h).
+    if (Pool* const pool = ReadyPool()) {
+      if (OwnerOpUnlessDiverted(pool, false, [this, pool, ptr] {
+            if (pool->cache_mode != 0) return false;
+            const RegionTable::Entry* region = pool->regions.table().FindInHint(
+                reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
+            if (region == nullptr || region->owner != pool->queue) {
+              return false;
+            }
+            const size_t usable =
+                SizeClassCache::FreeableUsable(region->heap, ptr);
+            const size_t span = usable + tlsf::kBlockOverhead;
+            if (!SizeClassCache::IsCacheableUsable(usable) ||
+                !pool->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
+                                     pool->cache_key)) {
+              return false;
+            }
+            pool->PublishHit</*kRise=*/false>(span, totals_);
+            return true;
+          })) {
+        return true;
       }
     }
     return FreeSlow(ptr);
@@ -766,6 +826,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // The usable size of a live block anywhere in this front-end; 0 if ptr is
   // not one.
   size_t UsableSize(const void* ptr) noexcept {
+    OwnerOpScope own(PoolOfThisThread());
     Pool* const pool = BoundPool();
     RegionTable::Entry entry;
     if (!table_.Find(reinterpret_cast<uintptr_t>(ptr), &entry)) return 0;
@@ -783,6 +844,7 @@ class PoolingMemp final : private ThreadStateOwner {
     });
   }
   void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
+    OwnerOpScope own(PoolOfThisThread());
     NoteTagging();
     return AllocateWith(
         bytes, alignment,
@@ -849,6 +911,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // As Memp::TryCheckRegionOf.
   ManagementResult TryCheckRegionOf(const void* ptr,
                                     tlsf::CheckFindings* damage = nullptr) {
+    OwnerOpScope own(PoolOfThisThread());
     if (Pool* const pool = BoundPool(); InPool(pool, ptr)) {
       return pool->regions.CheckRegionOf(ptr, damage);
     }
@@ -905,6 +968,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // thread's cache count as used there (FlushThisThread first for figures
   // without them), as under CachingMemp.
   RegionStatsList ProbeRegions() {
+    OwnerOpScope own(PoolOfThisThread());
     RegionStatsList out = shared_.ProbeRegions();
     if (Pool* const pool = BoundPool()) {
       for (const RegionStats& r : pool->regions.ProbeRegions()) {
@@ -920,6 +984,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // The shared regions' peak and the calling thread's pool's now; every
   // other pool's at its thread's next call.
   void ResetPeak() noexcept {
+    OwnerOpScope own(PoolOfThisThread());
     peak_epoch_.fetch_add(1, std::memory_order_relaxed);
     epoch_.fetch_add(1, std::memory_order_release);
     {
@@ -940,6 +1005,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // As Memp::TryCheck, for the shared regions and the calling thread's own
   // pool: allocates nothing.
   ManagementResult TryCheck(tlsf::CheckFindings* findings) {
+    OwnerOpScope own(PoolOfThisThread());
     const size_t found_before = findings->count();
     shared_.TryCheck(findings).IgnoreError();
     if (Pool* const pool = BoundPool()) pool->regions.Check(findings);
@@ -948,6 +1014,7 @@ class PoolingMemp final : private ThreadStateOwner {
   }
   // The shared regions' listing, then the calling thread's own pool's.
   void List(absl::FunctionRef<void(absl::string_view)> sink) {
+    OwnerOpScope own(PoolOfThisThread());
     shared_.List(sink);
     if (Pool* const pool = BoundPool()) {
       pool->FlushCache();  // the listing shows only blocks in use
@@ -956,8 +1023,15 @@ class PoolingMemp final : private ThreadStateOwner {
     }
   }
 
-  // Fork support, as Memp's: every lock of this front-end, in lock order.
+  // Fork support, as Memp's: every pool stopped (as DrainAllCaches stops
+  // it), then every lock of this front-end, in lock order. The caller holds
+  // the process-wide registry across fork() (LockRegistryForFork, before
+  // these; the C API's atfork handlers do). So a child inherits no pool in
+  // the middle of an operation and can drain them all.
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      StopOwner(static_cast<Pool*>(s));
+    });
     shared_.LockForFork();
     LockWithoutWaiting(bindings_mu_);
     LockWithoutWaiting(handlers_mu_);
@@ -966,11 +1040,17 @@ class PoolingMemp final : private ThreadStateOwner {
     handlers_mu_.Unlock();
     bindings_mu_.Unlock();
     shared_.UnlockAfterFork();
+    ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      ResumeOwner(static_cast<Pool*>(s));
+    });
   }
   void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     new (&handlers_mu_) absl::Mutex();
     new (&bindings_mu_) absl::Mutex();
     shared_.ResetLockInForkChild();
+    ForEachThreadState(this, [](ThreadState* s) {
+      ResetOwnerInForkChild(static_cast<Pool*>(s));
+    });
   }
 
  private:
@@ -1022,8 +1102,13 @@ class PoolingMemp final : private ThreadStateOwner {
     return pool;
   }
 
+  // The calling thread's pool as it is, or nullptr: what an OwnerOpScope
+  // marks in use around every call that touches it (see DrainAllCaches).
+  Pool* PoolOfThisThread() { return static_cast<Pool*>(ThreadStateFor(this)); }
+
   // The calling thread's pool, brought up to date with Clear, ResetPeak
   // and queued frees; nullptr if the thread never bound a region.
+  // REQUIRES: inside an owner operation on it (OwnerOpScope).
   Pool* SyncedPool() {
     ThreadState* state = ThreadStateFor(this);
     if (state == nullptr) return nullptr;
@@ -1060,6 +1145,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // Allocate without the inline hit: the cache after a sync (refilling it
   // when the class is empty), else the pool's regions or the shared ones.
   ABSL_ATTRIBUTE_NOINLINE void* AllocateSlow(size_t bytes) noexcept {
+    OwnerOpScope own(PoolOfThisThread());
     if (bytes <= SizeClassCache::kMaxCachedRequest) {
       if (Pool* const pool = BoundPool();
           pool != nullptr && (pool->cache_mode & Pool::kCacheOff) == 0) {
@@ -1084,6 +1170,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // Free without the inline hit.
   ABSL_ATTRIBUTE_NOINLINE bool FreeSlow(void* ptr) noexcept {
     if (ptr == nullptr) return true;
+    OwnerOpScope own(PoolOfThisThread());
     if (Pool* const pool = BoundPool()) return FreeInPool(pool, ptr);
     return FreeElsewhere(ptr);
   }
@@ -1427,6 +1514,7 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   void* ReallocateWith(void* ptr, size_t bytes, const BlockTag* tag) {
+    OwnerOpScope own(PoolOfThisThread());
     if (ptr == nullptr) {
       return tag != nullptr ? AllocateTagged(tlsf::kAlignment, bytes, *tag)
                             : Allocate(bytes);
