@@ -190,11 +190,15 @@ void WithOwnerStopped(Drainable* s, Fn fn) {
   ResumeOwner(s);
 }
 // In a fork child, for a state that StopOwner stopped before fork(): a
-// fresh mutex (the old one may be mid-update by a waiter the child lacks)
-// and no drain request.
+// fresh mutex (the old one may be mid-update by a waiter the child lacks),
+// no drain request, and no mark in use (an owner that met the stop may
+// have been between marking and unmarking at the fork; the child runs none
+// of the parent's other threads, and the forking thread is inside no
+// operation).
 inline void ResetOwnerInForkChild(Drainable* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   ::new (&s->mu) absl::Mutex();
   s->drain_requested.store(false, std::memory_order_relaxed);
+  s->in_use.store(0, std::memory_order_relaxed);
 }
 
 }  // namespace fmemp

@@ -280,9 +280,10 @@ FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage);
  * doing nothing). FMempFlushThreadCache returns the calling thread's cached
  * blocks to the shared regions (under pools: to its pool's regions);
  * FMempDrainThreadCaches does it for every thread, idle ones included,
- * before it returns (not under pools: each pool's cache is returned by its
- * own thread, on unbind, exit or FMempFlushThreadCache). A thread's cache is
- * also returned when the thread exits. FMEMP_ERR_NOT_INIT. */
+ * before it returns (under pools, every pool's cache to that pool's
+ * regions; an owner calling meanwhile waits until its pool is done). A
+ * thread's cache is also returned when the thread exits.
+ * FMEMP_ERR_NOT_INIT. */
 FError FMempFlushThreadCache(FMemp* memp);
 FError FMempDrainThreadCaches(FMemp* memp);
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -82,7 +83,8 @@ TEST_P(FMempForkTest, ChildKeepsAllocatingWhileParentThreadsHoldLocks) {
 
 // Forks `rounds` times while `workers` threads allocate and free blocks of
 // many sizes (so that their caches refill and trim, taking the shared lock
-// the fork handlers hold) and `drainers` threads drain every cache; each
+// the fork handlers hold; under the pools policy, in pools of their own)
+// and `drainers` threads drain every cache; each
 // child runs child_work(&memp) under a watchdog and exits with its result.
 // Returns "" or what went wrong.
 template <typename ChildWork>
@@ -98,8 +100,15 @@ std::string ForkWhileBusy(FMempPolicy policy, int workers, int drainers,
   }
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
+  // Under the pools policy each worker binds a region of its own.
+  constexpr size_t kOwnBytes = 512 << 10;
+  std::unique_ptr<uint8_t[]> own(new uint8_t[kOwnBytes * workers]);
   for (int t = 0; t < workers; ++t) {
-    threads.emplace_back([&memp, &stop, t] {
+    threads.emplace_back([&memp, &stop, &own, t] {
+      uint8_t* const region = own.get() + kOwnBytes * t;
+      if (FMempAddRegion(&memp, region, region + kOwnBytes) == FMEMP_SUCCESS) {
+        FMempBindThread(&memp, region);  // NOT_SUPPORTED but under pools
+      }
       void* blocks[64] = {};
       size_t round = static_cast<size_t>(t);
       while (!stop.load(std::memory_order_relaxed)) {
@@ -113,8 +122,12 @@ std::string ForkWhileBusy(FMempPolicy policy, int workers, int drainers,
   }
   for (int t = 0; t < drainers; ++t) {
     threads.emplace_back([&memp, &stop] {
+      // Drains back to back would hold the thread registry's lock (a lock
+      // without a queue: fmemp/no_wait_lock.h) nearly all the time and
+      // starve the fork handler; a program drains now and then.
       while (!stop.load(std::memory_order_relaxed)) {
         FMempDrainThreadCaches(&memp);
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
       }
     });
   }

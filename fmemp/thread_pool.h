@@ -27,7 +27,11 @@
 //   its RegionSet, which serves it (the Pool is the cache's Source): small
 //   blocks freed by the owner are parked there and handed out again
 //   without the heap; refills and trims go to the pool's own regions, with
-//   no lock. Only the owner ever touches its cache.
+//   no lock. Only the owner touches its pool (cache and regions), or a
+//   drainer that stopped it (DrainAllCaches, fork): every own call is an
+//   owner operation of fmemp/drain_protocol.h, as CachingMemp's cache
+//   operations are (the inline hits pay a store, a compiler barrier and a
+//   load more, and a store at the end).
 // * Own calls (the fast path): a thread-local lookup of the pool, one
 //   relaxed load of the head of its remote-free list (which also carries
 //   kNews: Clear, ResetPeak and the first tagged call set it on every pool,
@@ -140,13 +144,16 @@
 // * Clear() and ResetPeak() reach a pool on its thread's next call. Clear
 //   must not race other calls (as for the C API's FMempRemove).
 // * Parked blocks go back to the pool's regions on unbind, thread exit,
-//   RemoveRegion of the owner's region, List, FlushThisThread, and when the
-//   pool runs out of room (before the fallback): nothing is lost, nothing
-//   applied twice. With a debug mode on, the cache is bypassed; once tagging is
-//   used, nothing more is parked (a parked block would keep its tag).
+//   RemoveRegion of the owner's region, List, FlushThisThread, when the
+//   pool runs out of room (before the fallback), and for every pool, idle
+//   threads' included, on DrainAllCaches from any thread: nothing is lost,
+//   nothing applied twice. With a debug mode on, the cache is bypassed; once
+//   tagging is used, nothing more is parked (a parked block would keep its
+//   tag).
 // * fork(): the child keeps the forking thread's pool, its cache
-//   included. Pools of other threads stay bound in the child, whose blocks
-//   freed there are queued and never reused.
+//   included. Pools of other threads stay bound in the child, whole
+//   (LockForFork stopped them), whose blocks freed there are queued and
+//   never reused; DrainAllCaches in the child returns their caches.
 // * Clear() drops parked and queued blocks without touching them (their
 //   memory is forgotten with the regions) and draws a new marker key, so
 //   markers left in that memory never match again.
