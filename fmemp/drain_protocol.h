@@ -31,13 +31,16 @@
 //   divert.
 // * Owner side: no lock, no read-modify-write; a store, a compiler barrier
 //   (a fence when membarrier(2) is missing or under TSan) and a load, and a
-//   store at the end. Drainer side: O(1) plus one HeavyBarrier and the wait
-//   for the owner's current operation.
+//   store at the end (a scoped operation also loads its nesting depth). Drainer
+//   side: O(1) plus one HeavyBarrier and the wait for the owner's current
+//   operation.
 // * REQUIRES: an owner never waits for a drainer of its own state inside an
 //   owner operation (it would wait for itself).
 // * fork(): StopOwner on every state before fork() and ResumeOwner after it
 //   (ResetOwnerInForkChild in the child) leave a child no state marked in
 //   use and no mutex held by a thread it lacks.
+// * Cost on the owner's inline hits (OwnerOpUnlessDiverted): two relaxed
+//   stores, a compiler barrier and a load, as before this header existed.
 
 #ifndef FMEMP_FMEMP_DRAIN_PROTOCOL_H_
 #define FMEMP_FMEMP_DRAIN_PROTOCOL_H_
@@ -58,85 +61,61 @@ namespace fmemp {
 
 // The part of per-thread state that the protocol uses.
 struct Drainable {
-  // Owner operations running on the owner's thread (nested ones counted);
-  // written only by the owner.
+  // The owner's marks, written only by the owner: in_use while an inline
+  // hit runs (0 or 1, OwnerOpUnlessDiverted), in_scope for every other
+  // owner operation (OwnerOp, OwnerOpScope), nested ones counted. Two
+  // words so that the hits keep the cheapest form (two stores) and a hit
+  // nested in another operation (a handler calling back) cannot clear the
+  // outer one's mark.
   std::atomic<uint32_t> in_use{0};
+  std::atomic<uint32_t> in_scope{0};
   std::atomic<bool> drain_requested{false};
   absl::Mutex mu;  // held by a drainer, and by the owner when diverted
 };
 
-// Marks `s` in use; false if a drainer has asked for it (the caller must
-// then take DivertToDrainer's path). An operation nested in another never
-// diverts (the drainer waits for the outer one). Returns the depth to
-// restore in *depth. kGivenMembarrier: the caller knows that
-// HeavyBarrierIsMembarrier() (see LightBarrierGivenMembarrier).
+// The drain flag as the owner reads it, after its mark and LightBarrier.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool DrainRequested(const Drainable* s) {
+  return s->drain_requested.load(kAsymmetricBarrierEnabled
+                                     ? std::memory_order_acquire
+                                     : std::memory_order_seq_cst);
+}
+
+// The inline hits' side: marks `s` in use and returns whether the hit may
+// go on (false: a drainer has asked for `s`; the caller must not touch it
+// and, after LeaveInlineOp, takes its slow path). kGivenMembarrier: the
+// caller knows that HeavyBarrierIsMembarrier() (see
+// LightBarrierGivenMembarrier).
 template <bool kGivenMembarrier = false>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool EnterOwnerOp(Drainable* s,
-                                                      uint32_t* depth) {
-  *depth = s->in_use.load(std::memory_order_relaxed);
-  s->in_use.store(*depth + 1, kFastSideOrder);
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool EnterInlineOp(Drainable* s) {
+  s->in_use.store(1, kFastSideOrder);
   if (kGivenMembarrier) {
     LightBarrierGivenMembarrier();
   } else {
     LightBarrier();
   }
-  return *depth != 0 ||
-         !s->drain_requested.load(kAsymmetricBarrierEnabled
-                                      ? std::memory_order_acquire
-                                      : std::memory_order_seq_cst);
+  return !DrainRequested(s);
 }
-// Ends an operation that EnterOwnerOp let through.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void LeaveOwnerOp(Drainable* s,
-                                                      uint32_t depth) {
-  s->in_use.store(depth, std::memory_order_release);
-}
-// After EnterOwnerOp returned false: leaves the fast path and takes s->mu,
-// which the drainer holds until it is done.
-ABSL_ATTRIBUTE_NOINLINE inline void DivertToDrainer(Drainable* s)
-    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void LeaveInlineOp(Drainable* s) {
   s->in_use.store(0, std::memory_order_release);
-  LockWithoutWaiting(s->mu);
-}
-// Ends a diverted operation.
-ABSL_ATTRIBUTE_NOINLINE inline void ResumeAfterDrainer(Drainable* s)
-    ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  s->mu.Unlock();
-}
-
-// Runs op() as the owner of `s`: marked in use, or, when a drainer has
-// asked for `s`, under its mutex once the drainer is done.
-template <typename Op>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline auto OwnerOp(Drainable* s, Op op) {
-  uint32_t depth;
-  const bool diverted = !EnterOwnerOp(s, &depth);
-  if (ABSL_PREDICT_FALSE(diverted)) DivertToDrainer(s);
-  auto result = op();
-  if (ABSL_PREDICT_FALSE(diverted)) {
-    ResumeAfterDrainer(s);
-  } else {
-    LeaveOwnerOp(s, depth);
-  }
-  return result;
 }
 
 // OwnerOp for inline fast paths: runs op(), or returns `otherwise` without
 // running it when a drainer has asked for `s` (the caller then takes its
-// slow path, which uses OwnerOp).
+// slow path, which uses OwnerOp or OwnerOpScope).
 template <bool kGivenMembarrier = false, typename R, typename Op>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline R OwnerOpUnlessDiverted(Drainable* s,
                                                             R otherwise,
                                                             Op op) {
   R result = otherwise;
-  uint32_t depth;
-  if (ABSL_PREDICT_TRUE(EnterOwnerOp<kGivenMembarrier>(s, &depth))) {
-    result = op();
-  }
-  LeaveOwnerOp(s, depth);
+  if (ABSL_PREDICT_TRUE(EnterInlineOp<kGivenMembarrier>(s))) result = op();
+  LeaveInlineOp(s);
   return result;
 }
 
-// An owner operation for the life of the object, for slow paths with many
-// returns. Nests.
+// An owner operation for the life of the object (slow paths, management
+// calls): marked in scope, or, when a drainer has asked for `s`, under
+// s->mu once the drainer is done. Nests: an operation inside another never
+// diverts (the drainer waits for the outer one).
 class OwnerOpScope {
  public:
   // s == nullptr: nothing to mark (Adopt may give it later).
@@ -145,25 +124,42 @@ class OwnerOpScope {
   OwnerOpScope& operator=(const OwnerOpScope&) = delete;
   ~OwnerOpScope() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (s_ == nullptr) return;
-    if (diverted_) {
-      ResumeAfterDrainer(s_);
+    if (ABSL_PREDICT_FALSE(diverted_)) {
+      s_->mu.Unlock();
     } else {
-      LeaveOwnerOp(s_, depth_);
+      s_->in_scope.store(depth_, std::memory_order_release);
     }
   }
   // Starts the operation on `s` (nullptr: none). REQUIRES: none started.
   void Adopt(Drainable* s) {
     s_ = s;
     if (s == nullptr) return;
-    diverted_ = !EnterOwnerOp(s, &depth_);
-    if (ABSL_PREDICT_FALSE(diverted_)) DivertToDrainer(s);
+    depth_ = s->in_scope.load(std::memory_order_relaxed);
+    s->in_scope.store(depth_ + 1, kFastSideOrder);
+    LightBarrier();
+    if (depth_ == 0 && ABSL_PREDICT_FALSE(DrainRequested(s))) Divert(s);
   }
 
  private:
+  // Leaves the mark and takes s->mu, which the drainer holds until done.
+  ABSL_ATTRIBUTE_NOINLINE void Divert(Drainable* s)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    s->in_scope.store(0, std::memory_order_release);
+    LockWithoutWaiting(s->mu);
+    diverted_ = true;
+  }
+
   Drainable* s_ = nullptr;
   uint32_t depth_ = 0;
   bool diverted_ = false;
 };
+
+// Runs op() as the owner of `s` (an OwnerOpScope around it).
+template <typename Op>
+auto OwnerOp(Drainable* s, Op op) {
+  OwnerOpScope scope(s);
+  return op();
+}
 
 // Drainer side: takes s->mu and waits until no owner operation on `s`
 // runs; from then on the owner's operations wait until ResumeOwner.
@@ -172,9 +168,10 @@ inline void StopOwner(Drainable* s) ABSL_EXCLUSIVE_LOCK_FUNCTION(s->mu) {
   LockWithoutWaiting(s->mu);
   s->drain_requested.store(true, std::memory_order_seq_cst);
   HeavyBarrier();
-  while (s->in_use.load(kAsymmetricBarrierEnabled
-                            ? std::memory_order_acquire
-                            : std::memory_order_seq_cst) != 0) {
+  constexpr std::memory_order kOrder = kAsymmetricBarrierEnabled
+                                           ? std::memory_order_acquire
+                                           : std::memory_order_seq_cst;
+  while (s->in_use.load(kOrder) != 0 || s->in_scope.load(kOrder) != 0) {
     std::this_thread::yield();
   }
 }
@@ -199,6 +196,7 @@ inline void ResetOwnerInForkChild(Drainable* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   ::new (&s->mu) absl::Mutex();
   s->drain_requested.store(false, std::memory_order_relaxed);
   s->in_use.store(0, std::memory_order_relaxed);
+  s->in_scope.store(0, std::memory_order_relaxed);
 }
 
 }  // namespace fmemp

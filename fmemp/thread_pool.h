@@ -31,7 +31,7 @@
 //   drainer that stopped it (DrainAllCaches, fork): every own call is an
 //   owner operation of fmemp/drain_protocol.h, as CachingMemp's cache
 //   operations are (the inline hits pay a store, a compiler barrier and a
-//   load more, and a store at the end).
+//   load more, and a store at the end: EnterInlineOp, LeaveInlineOp).
 // * Own calls (the fast path): a thread-local lookup of the pool, one
 //   relaxed load of the head of its remote-free list (which also carries
 //   kNews: Clear, ResetPeak and the first tagged call set it on every pool,
@@ -341,10 +341,13 @@ class Pool final : public ThreadState, public Drainable {
   // kCacheOff: debug modes are on, the cache is bypassed (and empty).
   // kNoPark: tagging was used, nothing more is parked.
   // kNoRegions: the pool has no region (as of the last Publish()).
+  // kFencedBarrier: the drain protocol's fast side must fence (no
+  // membarrier(2)): the inline hits are off; the slow paths work.
   uint8_t cache_mode = kNoRegions;
   static constexpr uint8_t kCacheOff = 1;
   static constexpr uint8_t kNoPark = 2;
   static constexpr uint8_t kNoRegions = 4;
+  static constexpr uint8_t kFencedBarrier = 8;
   // The front-end's marker key as of the pool's last catch-up (Clear draws
   // a new one).
   uintptr_t cache_key = 0;
@@ -640,7 +643,8 @@ class PoolingMemp final : private ThreadStateOwner {
         if (!s.ok()) return s;
         // A debug mode checks every block: none may skip it in the cache.
         pool->cache_mode = static_cast<uint8_t>(
-            (pool->cache_mode & (Pool::kNoPark | Pool::kNoRegions)) |
+            (pool->cache_mode &
+             (Pool::kNoPark | Pool::kNoRegions | Pool::kFencedBarrier)) |
             (debug.poison || debug.canaries || debug.asan ? Pool::kCacheOff
                                                           : 0));
       }
@@ -749,21 +753,24 @@ class PoolingMemp final : private ThreadStateOwner {
     // work sends it to AllocateSlow.
     if (bytes <= SizeClassCache::kMaxCachedRequest) {
       if (Pool* const pool = ReadyPool()) {
-        void* p = OwnerOpUnlessDiverted(
-            pool, static_cast<void*>(nullptr), [this, pool, bytes]() -> void* {
-              if ((pool->cache_mode & (Pool::kCacheOff | Pool::kNoRegions)) !=
-                  0) {
-                return nullptr;
-              }
-              const size_t span = tlsf::SpanForRequest(bytes);
-              void* block = pool->cache.PopFast(span, pool->regions.table(),
-                                                pool->cache_key);
-              if (ABSL_PREDICT_TRUE(block != nullptr)) {
-                pool->PublishHit</*kRise=*/true>(span, totals_);
-              }
-              return block;
-            });
-        if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
+        // (Written out rather than through OwnerOpUnlessDiverted: a lambda
+        // here is not inlined into every caller.)
+        // cache_mode is the owner's alone (a drainer never changes it).
+        if ((pool->cache_mode & (Pool::kCacheOff | Pool::kNoRegions |
+                                 Pool::kFencedBarrier)) == 0) {
+          void* p = nullptr;
+          if (ABSL_PREDICT_TRUE(
+                  EnterInlineOp</*kGivenMembarrier=*/true>(pool))) {
+            const size_t span = tlsf::SpanForRequest(bytes);
+            p = pool->cache.PopFast(span, pool->regions.table(),
+                                    pool->cache_key);
+            if (ABSL_PREDICT_TRUE(p != nullptr)) {
+              pool->PublishHit</*kRise=*/true>(span, totals_);
+            }
+          }
+          LeaveInlineOp(pool);
+          if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
+        }
       }
     }
     return AllocateSlow(bytes);
@@ -807,25 +814,27 @@ class PoolingMemp final : private ThreadStateOwner {
     // (nullptr included: it lies in no region) takes FreeSlow. The hit is
     // an owner operation (fmemp/drain_protocol.h).
     if (Pool* const pool = ReadyPool()) {
-      if (OwnerOpUnlessDiverted(pool, false, [this, pool, ptr] {
-            if (pool->cache_mode != 0) return false;
-            const RegionTable::Entry* region = pool->regions.table().FindInHint(
-                reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
-            if (region == nullptr || region->owner != pool->queue) {
-              return false;
-            }
+      // cache_mode == 0: no kFencedBarrier among the rest (and the owner's
+      // alone: a drainer never changes it).
+      if (pool->cache_mode == 0) {
+        bool parked = false;
+        if (ABSL_PREDICT_TRUE(EnterInlineOp</*kGivenMembarrier=*/true>(pool))) {
+          const RegionTable::Entry* region = pool->regions.table().FindInHint(
+              reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
+          if (region != nullptr && region->owner == pool->queue) {
             const size_t usable =
                 SizeClassCache::FreeableUsable(region->heap, ptr);
             const size_t span = usable + tlsf::kBlockOverhead;
-            if (!SizeClassCache::IsCacheableUsable(usable) ||
-                !pool->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
-                                     pool->cache_key)) {
-              return false;
+            if (SizeClassCache::IsCacheableUsable(usable) &&
+                pool->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
+                                    pool->cache_key)) {
+              pool->PublishHit</*kRise=*/false>(span, totals_);
+              parked = true;
             }
-            pool->PublishHit</*kRise=*/false>(span, totals_);
-            return true;
-          })) {
-        return true;
+          }
+        }
+        LeaveInlineOp(pool);
+        if (parked) return true;
       }
     }
     return FreeSlow(ptr);
@@ -1093,6 +1102,9 @@ class PoolingMemp final : private ThreadStateOwner {
     if (queue == nullptr) return nullptr;
     queue->head.store(0, std::memory_order_relaxed);
     Pool* pool = new Pool;  // in the metadata arena (a ThreadState)
+    if (kAsymmetricBarrierEnabled && !HeavyBarrierIsMembarrier()) {
+      pool->cache_mode |= Pool::kFencedBarrier;
+    }
     pool->queue = queue;
     queue->pool.store(pool, std::memory_order_relaxed);
     // Its regions are table_'s entries owned by its queue.
