@@ -9,9 +9,10 @@
 // atomic read-modify-write on its fast path.
 //
 //   // Owner, around every access to its state s:
-//   void* p = OwnerOp(s, [&] { return ...; });
+//   void* p = OwnerOp(s, [&] { return ...; });  // or an OwnerOpScope
 //   // or, on an inline fast path that can fall back to a slow one:
 //   void* p = OwnerOpUnlessDiverted(s, nullptr, [&] { return ...; });
+//   // (or EnterInlineOp / LeaveInlineOp written out)
 //   // Drainer (its caller keeps s alive, e.g. under RegistryMutex()):
 //   WithOwnerStopped(s, [](Drainable* s) { ... });
 //
@@ -27,8 +28,8 @@
 // * A drainer runs fn(s) only while no owner operation on s is running;
 //   an owner operation that starts meanwhile waits (on s->mu) until it is
 //   done. Owner operations may nest (a handler that calls back into
-//   fmemp): the in-use mark counts them, and only the outermost one can
-//   divert.
+//   fmemp): scoped ones count their depth in in_scope, only the outermost
+//   one can divert, and an inline hit inside one leaves its mark alone.
 // * Owner side: no lock, no read-modify-write; a store, a compiler barrier
 //   (a fence when membarrier(2) is missing or under TSan) and a load, and a
 //   store at the end (a scoped operation also loads its nesting depth). Drainer
