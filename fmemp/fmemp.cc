@@ -31,6 +31,7 @@
 #include "fmemp/memp.h"
 #include "fmemp/metadata_arena.h"
 #include "fmemp/misuse_kind.h"
+#include "fmemp/no_wait_lock.h"
 #include "fmemp/policy_table.h"
 #include "fmemp/prefault.h"
 #include "fmemp/thread_pool.h"
@@ -141,7 +142,9 @@ class CApiPool {
   // lock, so the child inherits pools no other thread is half-way through.
   // In two steps, because the per-thread caches' registry lock sits between
   // admin_ and the front-ends' locks in the lock order.
-  void LockAdminForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { admin_.Lock(); }
+  void LockAdminForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    LockWithoutWaiting(admin_);
+  }
   // Front-ends are locked in table order and unlocked in the reverse (the
   // lambdas take or release a lock the analysis cannot pair).
   void LockFrontEndsForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -170,7 +173,7 @@ class CApiPool {
 
   FError Init(FMemp* memp, void* begin, void* end, FMempPolicy policy,
               const DebugOptions& debug) {
-    absl::MutexLock hold(&admin_);
+    NoWaitLock hold(&admin_);
     if (active_.load(std::memory_order_relaxed) != kNotReady) {
       return FMEMP_ERR_ALREADY_INIT;
     }
@@ -202,7 +205,7 @@ class CApiPool {
   }
 
   void Remove(FMemp* memp) {
-    absl::MutexLock hold(&admin_);
+    NoWaitLock hold(&admin_);
     const int policy = active_.exchange(kNotReady, std::memory_order_acq_rel);
     if (policy == kNotReady) return;
     WithFrontEnd(static_cast<FMempPolicy>(policy),
@@ -308,7 +311,7 @@ class CApiPool {
   // which bounds them by the distinct combinations ever installed.
   template <typename Change>
   FError ChangeCallbacks(Change change) {
-    absl::MutexLock hold(&admin_);
+    NoWaitLock hold(&admin_);
     // A pool that is not ready is not touched (Init and Remove hold admin_).
     if (active_.load(std::memory_order_relaxed) == kNotReady) {
       return FMEMP_ERR_NOT_INIT;
@@ -344,7 +347,9 @@ class CApiPool {
   }
 
   std::atomic<int> active_{kNotReady};
-  absl::Mutex admin_;  // serialises Init, Remove and handler changes
+  // Serialises Init, Remove and handler changes; taken with NoWaitLock, as
+  // every mutex of the C API (fmemp/no_wait_lock.h).
+  absl::Mutex admin_;
   // Created under admin_ before active_ publishes them (release), visited
   // after an acquire load of active_.
   CApiPolicies::FrontEnds front_ends_;
@@ -366,7 +371,7 @@ class CApiPool {
 // destroyed (pools may be removed during static destruction); the set's
 // table lives in the metadata arena.
 struct PoolRegistry {
-  absl::Mutex mu;
+  absl::Mutex mu;  // taken with NoWaitLock (fmemp/no_wait_lock.h)
   absl::flat_hash_set<CApiPool*, absl::Hash<CApiPool*>,
                       std::equal_to<CApiPool*>, ArenaAllocator<CApiPool*>>
       pools ABSL_GUARDED_BY(mu);
@@ -387,7 +392,7 @@ PoolRegistry& Registry() {
 // hang. The child's thread can therefore keep using every FMemp.
 void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   PoolRegistry& registry = Registry();
-  registry.mu.Lock();
+  LockWithoutWaiting(registry.mu);
   // Lock order: every pool's admin_, the per-thread caches' registry, then
   // every front-end's lock.
   for (CApiPool* pool : registry.pools) pool->LockAdminForFork();
@@ -420,13 +425,13 @@ CApiPool::CApiPool() {
   }();
   (void)registered;
   PoolRegistry& registry = Registry();
-  absl::MutexLock hold(&registry.mu);
+  NoWaitLock hold(&registry.mu);
   registry.pools.insert(this);
 }
 
 CApiPool::~CApiPool() {
   PoolRegistry& registry = Registry();
-  absl::MutexLock hold(&registry.mu);
+  NoWaitLock hold(&registry.mu);
   registry.pools.erase(this);
 }
 

@@ -33,11 +33,12 @@
  * Under FMEMP_POLICY_THREAD_POOLS max_used is the true peak of the shared
  * regions and every pool together (one atomic total of used bytes).
  *
- * fork(): pthread_atfork handlers hold every FMemp's locks across fork(),
- * so in the child of a multi-threaded process the thread that called fork()
- * can keep using every FMemp (fmemp_fork_test.cc). Threads the child starts
- * are not covered: Abseil's and the sanitizers' own internals are not
- * fork-safe (seen under ASan: a child thread hanging on first use).
+ * fork(): pthread_atfork handlers hold every FMemp's locks across fork()
+ * and stop every thread's cache, so in the child of a multi-threaded
+ * process the thread that called fork() can keep using every FMemp,
+ * FMempDrainThreadCaches included (it returns the parent's other threads'
+ * caches too), and threads the child starts can allocate, free and exit
+ * under every policy (fmemp_fork_test.cc, also under ASan).
  *
  * Complexity: malloc, calloc, aligned malloc, realloc and free are O(1) (plus
  * O(log regions) to find a pointer's region); FMemProbe is O(1);
@@ -289,9 +290,10 @@ FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage);
  * doing nothing). FMempFlushThreadCache returns the calling thread's cached
  * blocks to the shared regions (under pools: to its pool's regions);
  * FMempDrainThreadCaches does it for every thread, idle ones included,
- * before it returns (not under pools: each pool's cache is returned by its
- * own thread, on unbind, exit or FMempFlushThreadCache). A thread's cache is
- * also returned when the thread exits. FMEMP_ERR_NOT_INIT. */
+ * before it returns (under pools, every pool's cache to that pool's
+ * regions; an owner calling meanwhile waits until its pool is done). A
+ * thread's cache is also returned when the thread exits.
+ * FMEMP_ERR_NOT_INIT. */
 FError FMempFlushThreadCache(FMemp* memp);
 FError FMempDrainThreadCaches(FMemp* memp);
 

@@ -340,7 +340,8 @@ using CApiPolicies = PolicyTable<
     PolicyRow<FMEMP_POLICY_THREAD_CACHE, CachingMemp<sync::SpinLock>,
               Offers::kThreadCaches | Offers::kCacheDrain>,
     PolicyRow<FMEMP_POLICY_THREAD_POOLS, PoolingMemp<sync::SpinLock>,
-              Offers::kThreadCaches | Offers::kThreadPools>>;
+              Offers::kThreadCaches | Offers::kCacheDrain |
+                  Offers::kThreadPools>>;
 
 }  // namespace fmemp
 

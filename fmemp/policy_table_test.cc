@@ -264,7 +264,7 @@ TEST(PolicyTableTest, DrainThreadCachesWorksExactlyOnCacheDrainRows) {
 }
 
 // The calling thread's cache is flushed on every row with thread caches
-// (the pools' too, which no other thread can drain).
+// (the pools' too).
 TEST(PolicyTableTest, FlushThreadCacheWorksExactlyOnThreadCacheRows) {
   ExpectDrainWorksExactlyOnRowsOffering<Offers::kThreadCaches>(
       &FMempFlushThreadCache);

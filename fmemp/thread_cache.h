@@ -98,7 +98,8 @@
 //   peak_used_bytes and per-region figures count cached blocks as used.
 // * Tagged blocks (AllocateTagged) never enter a cache once tagging is used.
 // * fork(): the child keeps the forking thread's cache; other threads'
-//   caches stay parked (their blocks count as cached) in the child.
+//   caches stay parked (their blocks count as cached) in the child, whole
+//   (LockForFork stopped them), until DrainAllCaches returns them.
 
 #ifndef FMEMP_FMEMP_THREAD_CACHE_H_
 #define FMEMP_FMEMP_THREAD_CACHE_H_
@@ -119,6 +120,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/asymmetric_barrier.h"
+#include "fmemp/drain_protocol.h"
 #include "fmemp/memp.h"
 #include "fmemp/no_wait_lock.h"
 #include "fmemp/region_table.h"
@@ -132,15 +134,11 @@ namespace fmemp {
 namespace thread_cache_internal {
 
 // One thread's cache for one CachingMemp: the size-class lists
-// (fmemp/size_class_cache.h) and the protocol with a drainer.
-class Cache final : public ThreadState {
+// (fmemp/size_class_cache.h) and the protocol with a drainer
+// (fmemp/drain_protocol.h).
+class Cache final : public ThreadState, public Drainable {
  public:
   explicit Cache(const CacheOptions& options) : lists(options) {}
-
-  // Protocol with a drainer (see CachingMemp::OwnerOp and WithCacheStopped).
-  std::atomic<uint32_t> in_use{0};
-  std::atomic<bool> drain_requested{false};
-  absl::Mutex mu;  // held by a drainer, and by the owner when diverted
 
   // Owned by the thread (or by a drainer that stopped it); its bytes() and
   // blocks() are read by Probe() from any thread.
@@ -490,17 +488,34 @@ class CachingMemp final : private ThreadStateOwner {
   // Fork support, as Memp's. The caller also holds the process-wide
   // registry across fork() (LockRegistryForFork, before these; the C API's
   // atfork handlers do), since every CachingMemp shares it.
+  // LockForFork stops every thread's cache as a drainer does (its drain
+  // mutex held, its owner outside any cache operation: an owner mid-way
+  // waits out the stop, one diverted finishes first), then takes the
+  // depot's and the shared lock: lock order registry, drain mutexes, depot,
+  // shared. So the child inherits every cache whole, none marked in use and
+  // no drain mutex held by a thread it lacks, and can drain them all.
+  // O(threads that used this front-end), one HeavyBarrier each.
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    // (Held across fork(): a lambda the analysis cannot pair.)
+    ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      StopOwner(static_cast<Cache*>(s));
+    });
     depot_lock_.lock();
     shared_.LockForFork();
   }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.UnlockAfterFork();
     depot_lock_.unlock();
+    ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      ResumeOwner(static_cast<Cache*>(s));
+    });
   }
   void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.ResetLockInForkChild();
     new (&depot_lock_) LockPolicy();
+    ForEachThreadState(this, [](ThreadState* s) {
+      ResetOwnerInForkChild(static_cast<Cache*>(s));
+    });
   }
 
  private:
@@ -553,81 +568,23 @@ class CachingMemp final : private ThreadStateOwner {
     return static_cast<Cache*>(RegisterThreadState(this, new Cache(options_)));
   }
 
-  // Runs op() as the cache's owner: either on the fast path, marked in use,
-  // or, when a drainer has asked for the cache, under its mutex once the
-  // drainer is done. op() is inlined once, for both branches; the diverted
-  // branch's work is out of line.
-  template <typename Op>
-  static auto OwnerOp(Cache* c, Op op) {
-    const bool diverted = !EnterOwnerOp(c);
-    if (ABSL_PREDICT_FALSE(diverted)) WaitForDrainer(c);
-    auto result = op();
-    if (ABSL_PREDICT_FALSE(diverted)) {
-      ResumeAfterDrainer(c);
-    } else {
-      c->in_use.store(0, std::memory_order_release);
-    }
-    return result;
-  }
-  // OwnerOp for the inline hit paths: runs op() on the fast path, or returns
-  // `otherwise` without running it when a drainer has asked for the cache
-  // (the caller then takes its slow path, which uses OwnerOp).
-  // REQUIRES: mode_ without kFencedBarrier.
+  // The owner side of the drain protocol (fmemp/drain_protocol.h) for the
+  // inline hit paths. REQUIRES: mode_ without kFencedBarrier.
   template <typename R, typename Op>
-  static R OwnerOpUnlessDiverted(Cache* c, R otherwise, Op op) {
-    R result = otherwise;
-    if (ABSL_PREDICT_TRUE(EnterOwnerOp<true>(c))) result = op();
-    c->in_use.store(0, std::memory_order_release);
-    return result;
-  }
-  // Marks `c` in use; false if a drainer has asked for it (the caller must
-  // then clear in_use and not touch the cache outside c->mu).
-  // kGivenMembarrier: the caller checked that mode_ has no kFencedBarrier.
-  template <bool kGivenMembarrier = false>
-  static bool EnterOwnerOp(Cache* c) {
-    c->in_use.store(1, kFastSideOrder);
-    if (kGivenMembarrier) {
-      LightBarrierGivenMembarrier();
-    } else {
-      LightBarrier();
-    }
-    return !c->drain_requested.load(kAsymmetricBarrierEnabled
-                                        ? std::memory_order_acquire
-                                        : std::memory_order_seq_cst);
-  }
-  // OwnerOp's diverted branch: leaves the fast path and takes the cache's
-  // mutex, which the drainer holds until it is done; then gives it back.
-  ABSL_ATTRIBUTE_NOINLINE static void WaitForDrainer(Cache* c)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    c->in_use.store(0, std::memory_order_release);
-    LockWithoutWaiting(c->mu);
-  }
-  ABSL_ATTRIBUTE_NOINLINE static void ResumeAfterDrainer(Cache* c)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    c->mu.Unlock();
-  }
-
-  // Stops `c` (its owner is outside OwnerOp or waits on c->mu) and runs
-  // fn(c). REQUIRES: RegistryMutex() held, so `c` cannot be deleted.
-  template <typename Fn>
-  static void WithCacheStopped(Cache* c, Fn fn) {
-    NoWaitLock hold(&c->mu);
-    c->drain_requested.store(true, std::memory_order_seq_cst);
-    HeavyBarrier();
-    while (c->in_use.load(kAsymmetricBarrierEnabled
-                              ? std::memory_order_acquire
-                              : std::memory_order_seq_cst) != 0) {
-      std::this_thread::yield();
-    }
-    fn(c);
-    c->drain_requested.store(false, std::memory_order_release);
+  ABSL_ATTRIBUTE_ALWAYS_INLINE static R OwnerOpUnlessDiverted(Cache* c,
+                                                              R otherwise,
+                                                              Op op) {
+    return fmemp::OwnerOpUnlessDiverted</*kGivenMembarrier=*/true>(c, otherwise,
+                                                                   op);
   }
 
   template <typename Fn>
   void ForEachCache(Fn fn) {
     NoWaitLock hold(&RegistryMutex());
     ForEachThreadState(this, [&](ThreadState* s) {
-      WithCacheStopped(static_cast<Cache*>(s), fn);
+      WithOwnerStopped(static_cast<Cache*>(s), [&fn](Drainable* stopped) {
+        fn(static_cast<Cache*>(stopped));
+      });
     });
   }
 
