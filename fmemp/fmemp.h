@@ -433,8 +433,11 @@ FError FMempSetOomHandler(FMemp* memp, FMempOomHandler handler, void* user);
  *
  * A soft limit calls `handler` once, outside every lock, on the thread whose
  * allocation took usage above `bytes`; the handler may free (evict),
- * allocate and call any function on memp. It is called again only after
- * usage has fallen below bytes - hysteresis and crossed once more.
+ * allocate and call any function on memp, except, under
+ * FMEMP_POLICY_THREAD_POOLS, FMempDrainThreadCaches and FMempProbeRegion
+ * (they stop other threads' pools, and two handlers doing so at once would
+ * wait on each other). It is called again only after usage has fallen
+ * below bytes - hysteresis and crossed once more.
  *
  * Under FMEMP_POLICY_THREAD_POOLS the limits cover the shared regions and
  * every pool's together, and each pool may have limits of its own
