@@ -239,13 +239,6 @@ class SizeClassCache {
     const auto* block = static_cast<const ParkedBlock*>(ptr);
     return LoadMarker(block) == MarkerFor(block, key);
   }
-  // The usable bytes of the block at ptr in `heap` (a tlsf::Heap) if its
-  // heap would free it (tlsf::Heap::UsableSizeIfFreeable), else 0: for the
-  // front-ends' inline free paths, with that check inlined too (flatten).
-  ABSL_ATTRIBUTE_ALWAYS_INLINE __attribute__((flatten)) static size_t
-  FreeableUsable(const void* heap, const void* ptr) noexcept {
-    return static_cast<const tlsf::Heap*>(heap)->UsableSizeIfFreeable(ptr);
-  }
   // For Source::ReturnChain: the first block of *chain, unparked (marker
   // cleared), *chain advanced to the next. REQUIRES: *chain != nullptr.
   static void* TakeFromChain(ParkedBlock** chain) {

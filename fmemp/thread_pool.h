@@ -751,7 +751,8 @@ class PoolingMemp final : private ThreadStateOwner {
       const RegionTable::Entry* region = pool->regions.table().FindInHint(
           reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
       if (region != nullptr && region->owner == pool->queue) {
-        const size_t usable = SizeClassCache::FreeableUsable(region->heap, ptr);
+        const size_t usable = static_cast<const tlsf::Heap*>(region->heap)
+                                  ->UsableSizeIfFreeable(ptr);
         const size_t span = usable + tlsf::kBlockOverhead;
         if (SizeClassCache::IsCacheableUsable(usable) &&
             pool->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
