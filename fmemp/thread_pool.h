@@ -750,7 +750,9 @@ class PoolingMemp final : private ThreadStateOwner {
         pool != nullptr && pool->cache_mode == 0) {
       const RegionTable::Entry* region = pool->regions.table().FindInHint(
           reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
-      if (region != nullptr && region->owner == pool->queue) {
+      // The hint holds only the pool's own regions (region_hint in
+      // fmemp/size_class_cache.h): no owner check.
+      if (region != nullptr) {
         const size_t usable = static_cast<const tlsf::Heap*>(region->heap)
                                   ->UsableSizeIfFreeable(ptr);
         const size_t span = usable + tlsf::kBlockOverhead;
