@@ -753,8 +753,11 @@ class PoolingMemp final : private ThreadStateOwner {
       // The hint holds only the pool's own regions (region_hint in
       // fmemp/size_class_cache.h): no owner check.
       if (region != nullptr) {
-        const size_t usable = static_cast<const tlsf::Heap*>(region->heap)
-                                  ->UsableSizeIfFreeable(ptr);
+        const auto* heap = static_cast<const tlsf::Heap*>(region->heap);
+        // A heap with debug modes takes FreeSlow: no call here, so no
+        // frame.
+        if (ABSL_PREDICT_FALSE(heap->HasDebugModes())) return FreeSlow(ptr);
+        const size_t usable = heap->PlainUsableSizeIfFreeable(ptr);
         const size_t span = usable + tlsf::kBlockOverhead;
         if (SizeClassCache::IsCacheableUsable(usable) &&
             pool->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,

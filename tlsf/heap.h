@@ -462,7 +462,17 @@ class Heap {
   FMEMP_TLSF_INLINE_READER ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
   UsableSizeIfFreeable(const void* ptr) const noexcept {
     // One test of the debug modes, which answer as UsableSize.
-    if (__builtin_expect(debug_ != 0, 0)) return UsableSize(ptr);
+    if (__builtin_expect(HasDebugModes(), 0)) return UsableSize(ptr);
+    return PlainUsableSizeIfFreeable(ptr);
+  }
+  // Whether any debug mode (HeapOptions) is on. Inline.
+  bool HasDebugModes() const noexcept { return debug_ != 0; }
+  // UsableSizeIfFreeable of a heap without debug modes: inline and without
+  // any call, for the front-ends' hit paths, which take their slow path
+  // (UsableSizeIfFreeable) when HasDebugModes(); a hot path without calls
+  // needs no frame. REQUIRES: !HasDebugModes().
+  FMEMP_TLSF_INLINE_READER ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
+  PlainUsableSizeIfFreeable(const void* ptr) const noexcept {
     const size_t usable = PlainUsableSize(ptr);
     if (usable == 0) return 0;
     // A live block's span is its usable bytes and its header word, so its
