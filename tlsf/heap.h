@@ -463,17 +463,18 @@ class Heap {
   UsableSizeIfFreeable(const void* ptr) const noexcept {
     // One test of the debug modes, which answer as UsableSize.
     if (__builtin_expect(HasDebugModes(), 0)) return UsableSize(ptr);
-    return PlainUsableSizeIfFreeable(ptr);
+    return ptr == nullptr ? 0 : PlainUsableSizeIfFreeable(ptr);
   }
   // Whether any debug mode (HeapOptions) is on. Inline.
   bool HasDebugModes() const noexcept { return debug_ != 0; }
   // UsableSizeIfFreeable of a heap without debug modes: inline and without
   // any call, for the front-ends' hit paths, which take their slow path
   // (UsableSizeIfFreeable) when HasDebugModes(); a hot path without calls
-  // needs no frame. REQUIRES: !HasDebugModes().
+  // needs no frame. REQUIRES: !HasDebugModes(); ptr lies in a pool of
+  // this heap (so it is not null: the callers found its region).
   FMEMP_TLSF_INLINE_READER ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
   PlainUsableSizeIfFreeable(const void* ptr) const noexcept {
-    const size_t usable = PlainUsableSize(ptr);
+    const size_t usable = NonNullPlainUsableSize(ptr);
     if (usable == 0) return 0;
     // A live block's span is its usable bytes and its header word, so its
     // successor's block starts one word before the payload's end, and the
@@ -734,8 +735,13 @@ class Heap {
   // UsableSize without canaries (no debug mode changes the answer then).
   FMEMP_TLSF_INLINE_READER ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
   PlainUsableSize(const void* ptr) const noexcept {
+    return ptr == nullptr ? 0 : NonNullPlainUsableSize(ptr);
+  }
+  // PlainUsableSize of a non-null ptr.
+  FMEMP_TLSF_INLINE_READER ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
+  NonNullPlainUsableSize(const void* ptr) const noexcept {
     const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
-    if (address == 0 || address % kAlignment != 0) return 0;
+    if (address % kAlignment != 0) return 0;
     // The header is the word just before the payload. One atomic load: the
     // heap may flip its kPrevFree bit under another thread's lock.
     const uintptr_t block = address - kAlignment;
