@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "fmemp/budget.h"
 #include "fmemp/management_error.h"
 #include "fmemp/memp.h"
 #include "fmemp/metadata_arena.h"
@@ -67,6 +68,8 @@ FError ToFError(ManagementResult result) {
       return FMEMP_ERR_CORRUPT;
     case ManagementError::kNoMemory:
       return FMEMP_ERR_BAD_MALLOC;
+    case ManagementError::kNoPool:
+      return FMEMP_ERR_INVALID_ARG;
     case ManagementError::kHasRegions:
     case ManagementError::kDebugModesDiffer:
     case ManagementError::kNothingToAttach:
@@ -179,6 +182,8 @@ class CApiPool {
       }
       error = ToFError(front_end.TryAddRegion(begin, end));
       Callbacks::Install(callbacks, front_end);
+      // A life cycle starts without limits (FMempRemove keeps none).
+      front_end.RemoveLimits();
     });
     if (error != FMEMP_SUCCESS) {
       return error == FMEMP_ERR_INVALID_BUF ? error : FMEMP_ERR_INIT_TLFS;
@@ -203,6 +208,61 @@ class CApiPool {
     memp->is_ready = 0;
   }
 
+  // The soft limit's C handler, called through ForwardSoftLimit (the
+  // Budget's handler, with this CApiPool as its context).
+  FError SetSoftLimit(u64 bytes, u64 hysteresis, FMempSoftLimitHandler handler,
+                      void* user) {
+    absl::MutexLock hold(&admin_);
+    const size_t limit = ToLimit(bytes);
+    soft_user_.store(user, std::memory_order_relaxed);
+    soft_handler_.store(handler, std::memory_order_relaxed);
+    return Dispatch<FError>(FMEMP_ERR_NOT_INIT, [&](auto& m) -> FError {
+      m.SetSoftLimit(limit, static_cast<size_t>(hysteresis),
+                     limit == Budget::kNoLimit ? nullptr : &ForwardSoftLimit,
+                     this);
+      return FMEMP_SUCCESS;
+    });
+  }
+  // A pool's soft limit: its C handler and argument in a record that lives
+  // until FMempRelease (a crossing racing a change may still call it), as
+  // the Budget's context.
+  FError SetThreadPoolSoftLimit(u64 thread_id, u64 bytes, u64 hysteresis,
+                                FMempSoftLimitHandler handler, void* user) {
+    absl::MutexLock hold(&admin_);
+    const size_t limit = ToLimit(bytes);
+    SoftCallback* callback = nullptr;
+    if (limit != Budget::kNoLimit) {
+      for (const auto& existing : soft_callbacks_) {
+        if (existing->handler == handler && existing->user == user) {
+          callback = existing.get();
+        }
+      }
+      if (callback == nullptr) {
+        ArenaPtr<SoftCallback> fresh(ArenaNew<SoftCallback>());
+        if (fresh == nullptr) return FMEMP_ERR_BAD_MALLOC;
+        fresh->handler = handler;
+        fresh->user = user;
+        callback = fresh.get();
+        soft_callbacks_.push_back(std::move(fresh));
+      }
+    }
+    return Dispatch<FError>(FMEMP_ERR_NOT_INIT, [&](auto& m) -> FError {
+      if constexpr (CApiPolicies::RowOf<decltype(m)>::Has(
+                        Offers::kThreadPools)) {
+        return ToFError(m.TrySetThreadPoolSoftLimit(
+            thread_id, limit, static_cast<size_t>(hysteresis),
+            callback != nullptr ? &CallSoftCallback : nullptr, callback));
+      } else {
+        return FMEMP_ERR_NOT_SUPPORTED;
+      }
+    });
+  }
+
+  // FMEMP_LIMIT_NONE (and anything above SIZE_MAX) as Budget::kNoLimit.
+  static size_t ToLimit(u64 bytes) {
+    return bytes >= SIZE_MAX ? Budget::kNoLimit : static_cast<size_t>(bytes);
+  }
+
   FError SetErrorHandler(FMempErrorHandler handler, void* user) {
     return ChangeCallbacks([&](Callbacks& c) {
       c.misuse = handler;
@@ -218,6 +278,26 @@ class CApiPool {
   }
 
  private:
+  struct SoftCallback {
+    FMempSoftLimitHandler handler = nullptr;
+    void* user = nullptr;
+  };
+  static void CallSoftCallback(void* context,
+                               const Budget::SoftLimitEvent& event) {
+    const SoftCallback* callback = static_cast<const SoftCallback*>(context);
+    callback->handler(callback->user, event.usage, event.soft_limit);
+  }
+  static void ForwardSoftLimit(void* context,
+                               const Budget::SoftLimitEvent& event) {
+    const CApiPool* self = static_cast<const CApiPool*>(context);
+    const FMempSoftLimitHandler handler =
+        self->soft_handler_.load(std::memory_order_relaxed);
+    if (handler != nullptr) {
+      handler(self->soft_user_.load(std::memory_order_relaxed), event.usage,
+              event.soft_limit);
+    }
+  }
+
   // Applies `change` to a copy of the current callbacks and installs the
   // result on the active front-end. Sets are kept until FMempRelease (a call
   // racing this one may still use the previous set); equal sets are reused,
@@ -267,6 +347,14 @@ class CApiPool {
   std::vector<ArenaPtr<Callbacks>, ArenaAllocator<ArenaPtr<Callbacks>>>
       callback_sets_ ABSL_GUARDED_BY(admin_);
   const Callbacks* callbacks_ ABSL_GUARDED_BY(admin_) = nullptr;
+  // FMempSetSoftLimit's handler and its argument, read by ForwardSoftLimit
+  // on any thread.
+  std::atomic<FMempSoftLimitHandler> soft_handler_{nullptr};
+  std::atomic<void*> soft_user_{nullptr};
+  // FMempSetThreadPoolSoftLimit's handlers, one record per distinct
+  // handler and argument, kept until the CApiPool goes.
+  std::vector<ArenaPtr<SoftCallback>, ArenaAllocator<ArenaPtr<SoftCallback>>>
+      soft_callbacks_ ABSL_GUARDED_BY(admin_);
 };
 
 // Every live CApiPool, for the fork handlers. In static storage and never
@@ -558,8 +646,35 @@ FError FMempProbe64(FMemp* memp, FMempUsage* usage) {
     usage->invalid_frees = s.invalid_frees;
     usage->cached_bytes = s.cached_bytes;
     usage->lost_bytes = s.lost_bytes;
+    usage->limit = FMEMP_LIMIT_NONE;
+    usage->soft_limit = FMEMP_LIMIT_NONE;
+    const fmemp::Budget& budget = m.budget();
+    if (budget.limit() != fmemp::Budget::kNoLimit) {
+      usage->limit = budget.limit();
+    }
+    if (budget.soft_limit() != fmemp::Budget::kNoLimit) {
+      usage->soft_limit = budget.soft_limit();
+    }
+    usage->limit_refusals = s.limit_refusals;
     return FMEMP_SUCCESS;
   });
+}
+
+FError FMempSetLimit(FMemp* memp, u64 bytes) {
+  return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [bytes](auto& m) {
+    m.SetLimit(fmemp::CApiPool::ToLimit(bytes));
+    return FMEMP_SUCCESS;
+  });
+}
+
+FError FMempSetSoftLimit(FMemp* memp, u64 bytes, u64 hysteresis,
+                         FMempSoftLimitHandler handler, void* user) {
+  fmemp::CApiPool* pool = fmemp::PoolOf(memp);
+  if (pool == nullptr) return FMEMP_ERR_NOT_INIT;
+  if (bytes != FMEMP_LIMIT_NONE && (handler == nullptr || hysteresis > bytes)) {
+    return FMEMP_ERR_INVALID_ARG;
+  }
+  return pool->SetSoftLimit(bytes, hysteresis, handler, user);
 }
 
 u32 FMempRegionCount(FMemp* memp) {
@@ -751,8 +866,30 @@ FError FMempProbeThreadPool(FMemp* memp, u32 index, FMempPoolUsage* usage) {
     usage->failed_allocations = p.stats.failed_allocations;
     usage->invalid_frees = p.stats.invalid_frees;
     usage->fallbacks = p.fallbacks;
+    usage->limit =
+        p.limit == fmemp::Budget::kNoLimit ? FMEMP_LIMIT_NONE : p.limit;
+    usage->limit_refusals = p.stats.limit_refusals;
     return FMEMP_SUCCESS;
   });
+}
+
+FError FMempSetThreadPoolLimit(FMemp* memp, u64 thread_id, u64 bytes) {
+  return WithThreadPools(memp, [thread_id, bytes](auto& m) {
+    return fmemp::ToFError(
+        m.TrySetThreadPoolLimit(thread_id, fmemp::CApiPool::ToLimit(bytes)));
+  });
+}
+
+FError FMempSetThreadPoolSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
+                                   u64 hysteresis,
+                                   FMempSoftLimitHandler handler, void* user) {
+  fmemp::CApiPool* pool = fmemp::PoolOf(memp);
+  if (pool == nullptr) return FMEMP_ERR_NOT_INIT;
+  if (bytes != FMEMP_LIMIT_NONE && (handler == nullptr || hysteresis > bytes)) {
+    return FMEMP_ERR_INVALID_ARG;
+  }
+  return pool->SetThreadPoolSoftLimit(thread_id, bytes, hysteresis, handler,
+                                      user);
 }
 
 FError FMempPrefault(void* begin_addr, void* end_addr) {

@@ -243,14 +243,18 @@ typedef struct {
                              failures are its pool's, and stay in this
                              total after the thread exits */
   u64 invalid_frees;
-  u64 cached_bytes; /* free blocks parked in per-thread caches (policies
-                       FMEMP_POLICY_THREAD_CACHE and _THREAD_POOLS; else
-                       0); used excludes them */
-  u64 lost_bytes;   /* damaged free blocks taken out of service (a write
-                       into freed memory or heap metadata): never handed
-                       out again; used + cached_bytes + free_bytes +
-                       lost_bytes == total. Shared regions only under
-                       FMEMP_POLICY_THREAD_POOLS. */
+  u64 cached_bytes;   /* free blocks parked in per-thread caches (policies
+                         FMEMP_POLICY_THREAD_CACHE and _THREAD_POOLS; else
+                         0); used excludes them */
+  u64 lost_bytes;     /* damaged free blocks taken out of service (a write
+                         into freed memory or heap metadata): never handed
+                         out again; used + cached_bytes + free_bytes +
+                         lost_bytes == total. Shared regions only under
+                         FMEMP_POLICY_THREAD_POOLS. */
+  u64 limit;          /* the hard limit (FMempSetLimit), or FMEMP_LIMIT_NONE */
+  u64 soft_limit;     /* FMempSetSoftLimit's, or FMEMP_LIMIT_NONE */
+  u64 limit_refusals; /* of failed_allocations, those the hard limit
+                         refused */
 } FMempUsage;
 
 typedef struct {
@@ -331,10 +335,12 @@ typedef struct {
   u64 failed_allocations; /* this thread's calls that returned NULL (a
                              request the shared regions served is not one) */
   u64 invalid_frees;
-  u64 fallbacks;    /* requests passed on to the shared regions */
-  u64 cached_bytes; /* free blocks parked in the pool's cache: in neither
-                       used nor free_bytes (used + cached_bytes + free_bytes
-                       == total) */
+  u64 fallbacks;      /* requests passed on to the shared regions */
+  u64 cached_bytes;   /* free blocks parked in the pool's cache: in neither
+                         used nor free_bytes (used + cached_bytes + free_bytes
+                         == total) */
+  u64 limit;          /* FMempSetThreadPoolLimit's, or FMEMP_LIMIT_NONE */
+  u64 limit_refusals; /* of failed_allocations, those a limit refused */
 } FMempPoolUsage;
 
 /* Number of threads with a pool (0 for other policies or when not ready). */
@@ -403,6 +409,53 @@ FError FMempSetErrorHandler(FMemp* memp, FMempErrorHandler handler, void* user);
  * overflow) never reach it. NULL removes it. FMEMP_ERR_NOT_INIT. */
 typedef int (*FMempOomHandler)(void* user, fsize_t size, fsize_t align);
 FError FMempSetOomHandler(FMemp* memp, FMempOomHandler handler, void* user);
+
+/* --- Budgets ---
+ * A hard limit caps the bytes taken from the FMemp's regions: blocks in use
+ * (their spans, headers included: FMempUsage.used) plus blocks parked in
+ * per-thread caches (cached_bytes), whatever the number of regions. An
+ * allocation that would pass it returns NULL, is counted in
+ * failed_allocations and limit_refusals, and never reaches the OOM handler
+ * (which may still add regions for requests under the limit). Usage never
+ * passes the limit by a single byte, however many threads race at it. A
+ * limit below the current usage is accepted: refusals start, nothing is
+ * freed. FMEMP_LIMIT_NONE removes it. Before the first limit or soft limit
+ * nothing is charged; from then on each block taken from or returned to a
+ * region costs one atomic operation (a per-thread cache hit costs nothing).
+ *
+ * A soft limit calls `handler` once, outside every lock, on the thread whose
+ * allocation took usage above `bytes`; the handler may free (evict),
+ * allocate and call any function on memp. It is called again only after
+ * usage has fallen below bytes - hysteresis and crossed once more.
+ *
+ * Under FMEMP_POLICY_THREAD_POOLS the limits cover the shared regions and
+ * every pool's together, and each pool may have limits of its own
+ * (FMempSetThreadPoolLimit): a bound thread's request that would pass its
+ * pool's limit or the FMemp's returns NULL without falling back to the
+ * shared regions.
+ *
+ * Both return FMEMP_SUCCESS or FMEMP_ERR_NOT_INIT; FMempSetSoftLimit also
+ * FMEMP_ERR_INVALID_ARG, changing nothing, for a NULL handler with a limit
+ * (FMEMP_LIMIT_NONE with any handler removes it) or a hysteresis above the
+ * limit. FMempProbe64 reports both limits and the refusals. */
+#define FMEMP_LIMIT_NONE ((u64)-1)
+typedef void (*FMempSoftLimitHandler)(void* user, u64 usage, u64 soft_limit);
+FError FMempSetLimit(FMemp* memp, u64 bytes);
+FError FMempSetSoftLimit(FMemp* memp, u64 bytes, u64 hysteresis,
+                         FMempSoftLimitHandler handler, void* user);
+/* A per-thread pool's own limits (FMEMP_POLICY_THREAD_POOLS), over the bytes
+ * of its regions in use or parked in its cache, with the semantics above;
+ * the soft handler runs on the pool's thread. thread_id names the pool's
+ * thread (FMempPoolUsage.thread_id; 0: the calling thread's, e.g. right
+ * after FMempBindThread). Any thread may change them at any time.
+ * FMEMP_ERR_INVALID_ARG when that thread has no pool (or as
+ * FMempSetSoftLimit), FMEMP_ERR_NOT_SUPPORTED for other policies,
+ * FMEMP_ERR_NOT_INIT. FMempProbeThreadPool reports the hard limit and the
+ * pool's refusals. */
+FError FMempSetThreadPoolLimit(FMemp* memp, u64 thread_id, u64 bytes);
+FError FMempSetThreadPoolSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
+                                   u64 hysteresis,
+                                   FMempSoftLimitHandler handler, void* user);
 
 /* --- Tagging (the SDK's FMEMP_TAG_DEBUG) ---
  * Tagged allocations record file, line, message and thread; FMemListAll

@@ -49,9 +49,10 @@ constexpr Entry kEntries[] = {
     {absl::StatusCode::kInvalidArgument, "no region to attach"},
     {absl::StatusCode::kResourceExhausted, "no memory for fmemp's bookkeeping"},
     {absl::StatusCode::kDataLoss, "integrity check failed"},
+    {absl::StatusCode::kNotFound, "that thread has no pool"},
 };
 static_assert(sizeof(kEntries) / sizeof(kEntries[0]) ==
-                  static_cast<size_t>(ManagementError::kCorrupt) + 1,
+                  static_cast<size_t>(ManagementError::kNoPool) + 1,
               "one entry per ManagementError");
 
 const Entry& EntryOf(ManagementError error) noexcept {

@@ -65,6 +65,7 @@ enum class ManagementError : uint8_t {
   kNothingToAttach,     // InvalidArgument: an empty DetachedRegion
   kNoMemory,            // ResourceExhausted: no memory for bookkeeping
   kCorrupt,             // DataLoss: an integrity check failed
+  kNoPool,              // NotFound: the thread named has no pool
 };
 
 // The absl::StatusCode and the static message of each error (the one

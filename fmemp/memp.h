@@ -218,6 +218,45 @@ class Memp {
     oom_context_ = context;
   }
 
+  // --- Budget (fmemp/budget.h) ---
+  //
+  // A hard limit on the bytes taken from the regions (block spans, headers
+  // included: MempStats::used_bytes, plus what per-thread caches park):
+  // an allocation that would pass it returns nullptr, counted in
+  // failed_allocations and limit_refusals, without asking the out-of-memory
+  // handler; usage never passes it, however many threads race. A limit
+  // below the usage is allowed: refusals start, nothing is freed.
+  // Budget::kNoLimit removes it. Before the first limit the regions are not
+  // charged at all; from then on each heap allocation and free is charged
+  // (one atomic operation; a per-thread cache's hits are not).
+  void SetLimit(size_t bytes) noexcept {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    regions_.UseBudget(&budget_);
+    budget_.SetLimit(bytes);
+  }
+  // A soft limit: when usage goes above `bytes`, `handler` runs once,
+  // outside the lock, on the thread whose allocation crossed it (it may
+  // free, e.g. evict); it runs again only after usage has fallen below
+  // bytes - hysteresis and crossed once more. A null handler removes it.
+  void SetSoftLimit(size_t bytes, size_t hysteresis,
+                    Budget::SoftLimitHandler handler, void* context) noexcept {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    regions_.UseBudget(&budget_);
+    budget_.SetSoftLimit(bytes, hysteresis, handler, context);
+  }
+  // Removes both limits and stops charging (the C API's FMempInit: a new
+  // life cycle starts without limits). O(1).
+  void RemoveLimits() noexcept {
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    budget_.SetLimit(Budget::kNoLimit);
+    budget_.SetSoftLimit(Budget::kNoLimit, 0, nullptr, nullptr);
+    regions_.UseBudget(nullptr);
+  }
+  // The budget (figures: usage, limits, refusals). Its charges move only
+  // once a limit was set. Thread-safe (atomics).
+  Budget& budget() noexcept { return budget_; }
+  const Budget& budget() const noexcept { return budget_; }
+
   // --- Observation ---
 
   MempStats Probe() const noexcept {
@@ -352,13 +391,29 @@ class Memp {
       size_t bytes, size_t alignment, Attempt attempt,
       const bool* no_room = nullptr,
       FailureCountedBy counted_by = FailureCountedBy::kThisMemp) noexcept {
+    void* p;
+    bool refused_by_limit = false;
     {
       sync::ScopedLock<LockPolicy> hold(lock_);
-      void* p = attempt(regions_);
-      if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
+      p = attempt(regions_);
+      if (ABSL_PREDICT_FALSE(p == nullptr)) {
+        refused_by_limit = NoteIfLimitRefused(counted_by);
+      }
     }
-    if (no_room != nullptr && !*no_room) return nullptr;
+    budget_.RunSoftHandlerIfDue();
+    if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
+    if (refused_by_limit || (no_room != nullptr && !*no_room)) return nullptr;
     return RetryOutOfMemory(bytes, alignment, attempt, no_room, counted_by);
+  }
+  // After an attempt returned nullptr, under the lock: if the budget
+  // refused it, counts the failure (unless the caller does) and the limit
+  // refusal, and returns true.
+  bool NoteIfLimitRefused(FailureCountedBy counted_by) noexcept
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock_) {
+    if (!regions_.TakeLimitRefusal()) return false;
+    if (counted_by == FailureCountedBy::kThisMemp) regions_.NoteFailure();
+    regions_.NoteLimitRefusal();
+    return true;
   }
 
   // WithRetry after its first attempt failed for lack of space or bad input.
@@ -382,18 +437,25 @@ class Memp {
       context = oom_context_;
     }
     const bool retry = handler(context, bytes, alignment);
-    sync::ScopedLock<LockPolicy> hold(lock_);
-    void* p = retry ? attempt(regions_) : nullptr;
-    // Refused by the handler, or no room on the retry (a retried
-    // reallocation may meet misuse instead: the handler freed the block).
-    if (p == nullptr && counted_here && (no_room == nullptr || *no_room)) {
-      regions_.NoteFailure();
+    void* p = nullptr;
+    {
+      sync::ScopedLock<LockPolicy> hold(lock_);
+      p = retry ? attempt(regions_) : nullptr;
+      // Refused by the handler, by the limit, or no room on the retry (a
+      // retried reallocation may meet misuse instead: the handler freed
+      // the block).
+      if (p == nullptr && !NoteIfLimitRefused(counted_by) && counted_here &&
+          (no_room == nullptr || *no_room)) {
+        regions_.NoteFailure();
+      }
     }
+    budget_.RunSoftHandlerIfDue();
     return p;
   }
 
   mutable LockPolicy lock_;
   RegionSet regions_ ABSL_GUARDED_BY(lock_);
+  Budget budget_;  // atomics; charged by regions_ once a limit is set
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(lock_) = nullptr;
   void* oom_context_ ABSL_GUARDED_BY(lock_) = nullptr;
 };

@@ -57,7 +57,7 @@
 namespace fmemp {
 
 // What the C API offers on a policy beyond the calls every front-end
-// serves (malloc, free, probes, regions, checks, handlers): a bit set,
+// serves (malloc, free, probes, regions, checks, handlers, limits): a bit set,
 // combined with operator|.
 enum class Offers : unsigned {
   kNone = 0,

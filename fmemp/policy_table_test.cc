@@ -106,6 +106,13 @@ struct HasDrainAllCaches<
     FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().DrainAllCaches())>>
     : std::true_type {};
 
+template <typename FrontEnd, typename = void>
+struct HasSetLimit : std::false_type {};
+template <typename FrontEnd>
+struct HasSetLimit<FrontEnd,
+                   std::void_t<decltype(std::declval<FrontEnd&>().SetLimit(0))>>
+    : std::true_type {};
+
 TEST(PolicyTableTest, RowsOfferExactlyWhatTheirFrontEndsHave) {
   CApiPolicies::ForEachRow([](auto row) {
     using Row = decltype(row);
@@ -115,6 +122,48 @@ TEST(PolicyTableTest, RowsOfferExactlyWhatTheirFrontEndsHave) {
               HasBindThisThread<FrontEnd>::value);
     EXPECT_EQ(Row::Has(Offers::kCacheDrain),
               HasDrainAllCaches<FrontEnd>::value);
+    EXPECT_TRUE(HasSetLimit<FrontEnd>::value);  // every row has limits
+  });
+}
+
+void IgnoreSoftLimit(void*, u64, u64) {}
+
+// Limits hold under every row, a bound thread's pool included (RowPool
+// binds the region on a kThreadPools row); per-pool limits exactly on
+// kThreadPools rows.
+TEST(PolicyTableTest, LimitsWorkOnEveryRowAndPoolLimitsOnPoolRows) {
+  CApiPolicies::ForEachRow([](auto row) {
+    using Row = decltype(row);
+    SCOPED_TRACE(RowName<Row>());
+    RowPool<Row> pool;
+    FMemp* memp = pool.memp();
+    EXPECT_EQ(FMempSetLimit(memp, 4096), FMEMP_SUCCESS);
+    EXPECT_EQ(FMempSetSoftLimit(memp, 2048, 0, &IgnoreSoftLimit, nullptr),
+              FMEMP_SUCCESS);
+    EXPECT_EQ(Usage(memp).limit, 4096u);
+    EXPECT_EQ(Usage(memp).soft_limit, 2048u);
+    EXPECT_EQ(FMempMalloc(memp, 8192), nullptr);
+    EXPECT_EQ(Usage(memp).limit_refusals, 1u);
+    EXPECT_EQ(FMempSetLimit(memp, FMEMP_LIMIT_NONE), FMEMP_SUCCESS);
+    if constexpr (Row::Has(Offers::kThreadPools)) {
+      EXPECT_EQ(FMempSetThreadPoolLimit(memp, 0, 4096), FMEMP_SUCCESS);
+      EXPECT_EQ(FMempMalloc(memp, 8192), nullptr);
+      FMempPoolUsage usage = {};
+      ASSERT_EQ(FMempProbeThreadPool(memp, 0, &usage), FMEMP_SUCCESS);
+      EXPECT_EQ(usage.limit, 4096u);
+      EXPECT_EQ(usage.limit_refusals, 2u);  // the FMemp's, then its own
+      EXPECT_EQ(FMempSetThreadPoolLimit(memp, 0, FMEMP_LIMIT_NONE),
+                FMEMP_SUCCESS);
+    } else {
+      EXPECT_EQ(FMempSetThreadPoolLimit(memp, 0, 4096),
+                FMEMP_ERR_NOT_SUPPORTED);
+      EXPECT_EQ(FMempSetThreadPoolSoftLimit(memp, 0, 4096, 0, &IgnoreSoftLimit,
+                                            nullptr),
+                FMEMP_ERR_NOT_SUPPORTED);
+    }
+    void* p = FMempMalloc(memp, 8192);
+    EXPECT_NE(p, nullptr);
+    FMempFree(memp, p);
   });
 }
 

@@ -366,6 +366,7 @@ ManagementResult RegionSet::RemoveRegion(void* begin) {
 }
 
 void RegionSet::Clear() {
+  if (budget_ != nullptr) budget_->Refund(UsedBytes());
   for (auto& [key, r] : regions_) {
     index_.Update(&r->entry, RegionIndex::kNoBin);
   }
@@ -381,7 +382,7 @@ void RegionSet::Clear() {
   solo_stats_ = nullptr;
   tags_.clear();
   capacity_bytes_ = used_bytes_ = peak_used_bytes_ = live_blocks_ = 0;
-  failed_allocations_ = invalid_frees_ = 0;
+  failed_allocations_ = invalid_frees_ = limit_refusals_ = 0;
   lost_bytes_ = 0;
   lost_stale_ = false;
 }
@@ -451,6 +452,7 @@ ManagementResult RegionSet::Detach(void* begin, DetachedRegion* detached) {
   lost_stale_ = true;
   used_bytes_ -= s.used_bytes;
   live_blocks_ -= s.live_blocks;
+  if (budget_ != nullptr) budget_->Refund(s.used_bytes);
   if (!tags_.empty()) {
     for (auto tag = tags_.begin(); tag != tags_.end();) {
       const uintptr_t at = Addr(tag->first);
@@ -485,6 +487,7 @@ ManagementResult RegionSet::Attach(DetachedRegion& detached) {
   used_bytes_ += s.used_bytes;
   live_blocks_ += s.live_blocks;
   peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_);
+  if (budget_ != nullptr) budget_->ForceCharge(s.used_bytes);
   if (detached.table_ != table_ || !table_->SetOwner(r.first_payload, owner_)) {
     if (detached.table_ != nullptr) EraseEntry(detached.table_, r);
     table_->Insert({r.first_payload, r.end, &r.heap, owner_, r.begin});
@@ -621,8 +624,23 @@ inline auto RegionSet::InRegion(Region* r, Op op) noexcept {
 }
 
 inline bool RegionSet::FreeIn(Region* r, void* ptr) noexcept {
+  if (ABSL_PREDICT_FALSE(budget_ != nullptr)) {
+    const size_t used_before = r->heap.Stats().used_bytes;
+    const bool freed = InRegion<PeakEffect::kNone>(
+        r, [ptr](Heap& heap) { return heap.Free(ptr); });
+    budget_->Refund(used_before - r->heap.Stats().used_bytes);
+    return freed;
+  }
   return InRegion<PeakEffect::kNone>(
       r, [ptr](Heap& heap) { return heap.Free(ptr); });
+}
+
+void RegionSet::UseBudget(Budget* budget) noexcept {
+  if (budget == budget_) return;
+  const size_t used = UsedBytes();
+  if (budget_ != nullptr) budget_->Refund(used);
+  budget_ = budget;
+  if (budget_ != nullptr) budget_->ForceCharge(used);
 }
 
 // --- Allocation ---
@@ -676,6 +694,27 @@ inline size_t RegionSet::RequestSpan(size_t bytes) const noexcept {
 
 // Inline: with Allocate's constant alignment it folds into one heap call.
 inline void* RegionSet::AllocateWith(size_t alignment, size_t bytes) noexcept {
+  if (ABSL_PREDICT_FALSE(budget_ != nullptr)) {
+    return AllocateCharged(alignment, bytes);
+  }
+  return AllocateUncharged(alignment, bytes);
+}
+
+void* RegionSet::AllocateCharged(size_t alignment, size_t bytes) noexcept {
+  const size_t peak_before = peak_used_bytes_;
+  void* const p = AllocateUncharged(alignment, bytes);
+  if (p == nullptr) return nullptr;
+  Region* const r = FindRegion(p);
+  if (budget_->TryCharge(r->heap.BlockSpan(p))) return p;
+  // Refused: the heaps and the aggregate peak as they were.
+  InRegion<PeakEffect::kNone>(r, [p](Heap& heap) { return heap.Free(p); });
+  peak_used_bytes_ = peak_before;
+  limit_refused_ = true;
+  return nullptr;
+}
+
+inline void* RegionSet::AllocateUncharged(size_t alignment,
+                                          size_t bytes) noexcept {
   void* p = nullptr;
   if (bytes <= max_request_) {
     if (solo_ != nullptr) {
@@ -731,7 +770,8 @@ inline RegionSet::Region* RegionSet::SoloHolding(
     const void* ptr) const noexcept {
   Region* const r = solo_;
   const uintptr_t at = Addr(ptr);
-  return r != nullptr && at >= r->first_payload && at < r->end && tags_.empty()
+  return r != nullptr && at >= r->first_payload && at < r->end &&
+                 tags_.empty() && budget_ == nullptr
              ? r
              : nullptr;
 }
@@ -794,6 +834,9 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes, bool* no_room) noexcept {
     FreeIn(r, ptr);
     return nullptr;
   }
+  if (ABSL_PREDICT_FALSE(budget_ != nullptr)) {
+    return ReallocateBudgeted(r, ptr, bytes, no_room);
+  }
   const uint64_t misuse_before = r->heap.Stats().invalid_frees;
   void* moved = InRegion<PeakEffect::kTransient>(
       r, [ptr, bytes](Heap& heap) { return heap.Reallocate(ptr, bytes); });
@@ -810,6 +853,37 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes, bool* no_room) noexcept {
     }
     std::memcpy(moved, ptr, std::min(old_usable, bytes));
     FreeIn(r, ptr);
+  }
+  if (moved != ptr && !tags_.empty()) {
+    auto tag = tags_.extract(ptr);
+    if (!tag.empty()) tags_.emplace(moved, tag.mapped());
+  }
+  return moved;
+}
+
+void* RegionSet::ReallocateBudgeted(Region* r, void* ptr, size_t bytes,
+                                    bool* no_room) noexcept {
+  const size_t old_usable = r->heap.UsableSize(ptr);
+  void* moved = nullptr;
+  if (bytes <= old_usable) {
+    // Shrinks (or keeps) the block in place: its span never grows.
+    const size_t used_before = r->heap.Stats().used_bytes;
+    const uint64_t misuse_before = r->heap.Stats().invalid_frees;
+    moved = InRegion<PeakEffect::kTransient>(
+        r, [ptr, bytes](Heap& heap) { return heap.Reallocate(ptr, bytes); });
+    budget_->Refund(used_before - r->heap.Stats().used_bytes);
+    if (moved == nullptr && r->heap.Stats().invalid_frees != misuse_before) {
+      return nullptr;  // the heap found the block damaged and reported it
+    }
+  }
+  if (moved == nullptr) {
+    moved = AllocateAligned(r->heap.BlockAlignment(ptr), bytes);  // charged
+    if (moved == nullptr) {
+      *no_room = true;  // ptr is unchanged
+      return nullptr;
+    }
+    std::memcpy(moved, ptr, std::min(old_usable, bytes));
+    FreeIn(r, ptr);  // refunded
   }
   if (moved != ptr && !tags_.empty()) {
     auto tag = tags_.extract(ptr);

@@ -51,6 +51,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "fmemp/budget.h"
 #include "fmemp/management_error.h"
 #include "fmemp/metadata_arena.h"
 #include "fmemp/region_index.h"
@@ -181,6 +182,9 @@ struct MempStats {
   // served is not one.
   uint64_t failed_allocations = 0;
   uint64_t invalid_frees = 0;  // misuse reports
+  // Of failed_allocations, those refused because the block would have
+  // taken usage past the hard limit (Memp::SetLimit, fmemp/budget.h).
+  uint64_t limit_refusals = 0;
   // Spans of damaged free blocks the heaps took out of service (a write
   // into freed memory or heap metadata; tlsf/heap.h): never handed out
   // again, in neither used_bytes nor free_bytes:
@@ -279,6 +283,29 @@ class RegionSet {
   // kHasRegions, changing nothing, while the set has a region.
   ManagementResult UseTable(RegionTable* table, const void* owner);
 
+  // Charges `budget` (fmemp/budget.h) with the span of every block this set
+  // hands out of a heap from now on, and refunds it when the block returns;
+  // the set's live bytes are charged at once (ForceCharge), and a set that
+  // uses another budget refunds that one first. nullptr: no budget (no
+  // charge, no refusal). An allocation the budget refuses returns nullptr
+  // with the heaps unchanged and makes TakeLimitRefusal() true; a growing
+  // reallocation then moves the block (new block, copy, free), so that it
+  // is charged before the old one is refunded. O(1).
+  void UseBudget(Budget* budget) noexcept;
+  Budget* budget() const noexcept { return budget_; }
+  // Stops charging without refunding (a front-end that reset the budget
+  // itself, or forgets the set's blocks). O(1).
+  void ForgetBudget() noexcept { budget_ = nullptr; }
+  // Whether an allocation since the last call was refused by the budget
+  // (rather than for lack of room); clears it. The front-end that returns
+  // nullptr asks it, to count a limit refusal and to spare the
+  // out-of-memory handler. O(1).
+  bool TakeLimitRefusal() noexcept {
+    const bool refused = limit_refused_;
+    limit_refused_ = false;
+    return refused;
+  }
+
   // Whether ptr lies inside one of this set's regions (O(log regions)).
   bool Contains(const void* ptr) const noexcept;
 
@@ -319,6 +346,8 @@ class RegionSet {
   // API that it returns nullptr for, where it returns it. Probe and List
   // report the count; Clear zeroes it. O(1).
   void NoteFailure() noexcept { ++failed_allocations_; }
+  // Of those, one the budget refused (MempStats::limit_refusals). O(1).
+  void NoteLimitRefusal() noexcept { ++limit_refusals_; }
 
   // Records `tag` for the live block at ptr; dropped when it is freed.
   void SetTag(const void* ptr, const BlockTag& tag);
@@ -336,6 +365,7 @@ class RegionSet {
     stats.region_count = regions_.size();
     stats.failed_allocations = failed_allocations_;
     stats.invalid_frees = invalid_frees_;
+    stats.limit_refusals = limit_refusals_;
     return stats;
   }
   RegionStatsList ProbeRegions() const;
@@ -432,14 +462,25 @@ class RegionSet {
   auto InRegion(Region* r, Op op) noexcept;
   // InRegion for a free of ptr.
   bool FreeIn(Region* r, void* ptr) noexcept;
-  // Allocates from solo_, or through the index (AllocateIndexed); counts
-  // nothing (the owner notes a failure, NoteFailure). REQUIRES: alignment >=
-  // kAlignment, a power of two.
+  // Allocates from solo_, or through the index (AllocateIndexed), charging
+  // the budget if one is set; counts nothing (the owner notes a failure,
+  // NoteFailure). REQUIRES: alignment >= kAlignment, a power of two.
   void* AllocateWith(size_t alignment, size_t bytes) noexcept;
   // The index's choice of region for a request (and the fallback regions
   // filed under its own bin); nullptr if none serves it. Counts nothing.
   void* AllocateIndexed(size_t search_span, size_t alignment,
                         size_t bytes) noexcept;
+  // AllocateWith under a budget: AllocateUncharged, then the block's span
+  // charged, or the block freed (heaps and peak as before) if refused.
+  ABSL_ATTRIBUTE_NOINLINE void* AllocateCharged(size_t alignment,
+                                                size_t bytes) noexcept;
+  // AllocateWith's allocation, charging nothing.
+  void* AllocateUncharged(size_t alignment, size_t bytes) noexcept;
+  // Reallocate under a budget: in place when it does not grow, else a
+  // charged new block, a copy and a free.
+  ABSL_ATTRIBUTE_NOINLINE void* ReallocateBudgeted(Region* r, void* ptr,
+                                                   size_t bytes,
+                                                   bool* no_room) noexcept;
   // The span a request of `bytes` takes in a region's heap, debug modes
   // included. REQUIRES: bytes <= max_request_.
   size_t RequestSpan(size_t bytes) const noexcept;
@@ -499,6 +540,8 @@ class RegionSet {
   int lookup_shift_ = 0;
   RegionTable own_table_;
   RegionTable* table_ = &own_table_;  // own_table_, or UseTable's
+  Budget* budget_ = nullptr;          // UseBudget's, charged if not null
+  bool limit_refused_ = false;        // TakeLimitRefusal's answer
   const void* owner_ = nullptr;       // what this set's entries name
   absl::flat_hash_map<const void*, BlockTag, absl::Hash<const void*>,
                       std::equal_to<const void*>,
@@ -511,6 +554,7 @@ class RegionSet {
   size_t live_blocks_ = 0;
   uint64_t failed_allocations_ = 0;
   uint64_t invalid_frees_ = 0;
+  uint64_t limit_refusals_ = 0;
   // Sum of the heaps' lost_bytes. A heap loses bytes only on a call that
   // also reports damage, so every heap report (and every Attach/Detach)
   // marks the sum stale, and the next Probe recounts it: O(regions) after

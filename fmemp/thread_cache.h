@@ -316,7 +316,10 @@ class CachingMemp final : private ThreadStateOwner {
         DepotSource source{this};
         return c->lists.Take(source, span);
       });
-      if (p != nullptr) return p;
+      if (p != nullptr) {
+        shared_.budget().RunSoftHandlerIfDue();  // a refill may cross it
+        return p;
+      }
       // The shared regions could not refill the class; the locked path
       // below drains every cache before it gives up (OnOutOfMemory).
     }
@@ -369,6 +372,19 @@ class CachingMemp final : private ThreadStateOwner {
     }
     return shared_.ReallocateTagged(ptr, bytes, tag);
   }
+  // As Memp's (fmemp/memp.h, fmemp/budget.h). Blocks parked in the caches
+  // count as taken: a refill is charged when it takes them from the
+  // regions, a cache hit is not charged, and a trim refunds. At the hard
+  // limit the caches are not drained for room: a refusal is a refusal.
+  void SetLimit(size_t bytes) noexcept { shared_.SetLimit(bytes); }
+  void SetSoftLimit(size_t bytes, size_t hysteresis,
+                    Budget::SoftLimitHandler handler, void* context) noexcept {
+    shared_.SetSoftLimit(bytes, hysteresis, handler, context);
+  }
+  void RemoveLimits() noexcept { shared_.RemoveLimits(); }
+  Budget& budget() noexcept { return shared_.budget(); }
+  const Budget& budget() const noexcept { return shared_.budget(); }
+
   // As Memp's. Before the handler runs, blocks parked in every thread's
   // cache are returned to the shared regions; the request is retried if
   // that returned anything or the handler says so.
@@ -652,8 +668,13 @@ class CachingMemp final : private ThreadStateOwner {
     const void* owner() const { return nullptr; }  // Memp's own entries
     uintptr_t marker_key() const { return memp->marker_key(); }
     size_t AllocateBatch(size_t usable, size_t count, void** out) {
-      return memp->shared_.WithRegions(
-          [&](RegionSet& r) { return r.AllocateBatch(usable, count, out); });
+      // A batch the limit cuts short is no failed call: the call that then
+      // finds no block asks the shared regions, which count it.
+      return memp->shared_.WithRegions([&](RegionSet& r) {
+        const size_t got = r.AllocateBatch(usable, count, out);
+        r.TakeLimitRefusal();
+        return got;
+      });
     }
     void ReturnChain(ParkedBlock* chain) {
       memp->shared_.WithRegions([&chain](RegionSet& r) {

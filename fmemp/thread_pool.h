@@ -198,6 +198,12 @@ struct PoolStats {
   // true peak of used_bytes.
   MempStats stats;
   uint64_t fallbacks = 0;  // requests it passed to the shared regions
+  // Its hard limit (SetThreadPoolLimit; Budget::kNoLimit when none) and
+  // the bytes it counts against it: blocks of its regions in use or parked
+  // in its cache (stats.used_bytes + stats.cached_bytes, as of its
+  // thread's last call). stats.limit_refusals counts its refusals.
+  size_t limit = Budget::kNoLimit;
+  size_t budget_usage = 0;
 };
 
 // What ProbePools returns (in the metadata arena, as RegionStatsList).
@@ -324,6 +330,13 @@ class Pool final : public ThreadState {
  public:
   // --- Owner-only (the bound thread, or its exit hook) ---
   RegionSet regions;
+  // What `regions` charges (UseBudget from its creation on), chained to the
+  // front-end's budget: the pool's own limit and the front-end's. Its
+  // settings may be changed from any thread (atomics).
+  Budget budget;
+  // Whether the pool's last attempt was refused by a budget (set by
+  // PoolAttemptFailed): the call then fails without a fallback.
+  bool refused_by_limit = false;
   // Small free blocks in front of `regions` (fmemp/size_class_cache.h):
   // the pool is its Source (the members below under "Source").
   SizeClassCache cache;
@@ -369,6 +382,7 @@ class Pool final : public ThreadState {
   std::atomic<size_t> published_regions{0};
   std::atomic<uint64_t> published_failed{0};
   std::atomic<uint64_t> published_invalid{0};
+  std::atomic<uint64_t> published_limit_refusals{0};
   std::atomic<uint64_t> published_fallbacks{0};
 
   void Publish() {
@@ -379,6 +393,7 @@ class Pool final : public ThreadState {
     published_capacity.store(s.capacity_bytes, kRelaxed);
     published_regions.store(s.region_count, kRelaxed);
     published_failed.store(s.failed_allocations, kRelaxed);
+    published_limit_refusals.store(s.limit_refusals, kRelaxed);
     published_fallbacks.store(fallbacks, kRelaxed);
     PublishUsage();
   }
@@ -470,6 +485,9 @@ class Pool final : public ThreadState {
     s.region_count = published_regions.load(kRelaxed);
     s.failed_allocations = published_failed.load(kRelaxed);
     s.invalid_frees = published_invalid.load(kRelaxed);
+    s.limit_refusals = published_limit_refusals.load(kRelaxed);
+    out.limit = budget.limit();
+    out.budget_usage = budget.usage();
     out.fallbacks = published_fallbacks.load(kRelaxed);
     return out;
   }
@@ -573,10 +591,13 @@ class PoolingMemp final : private ThreadStateOwner {
       epoch_.fetch_add(1, std::memory_order_release);
       NotifyPools();
       pools_.clear();
-      retired_failed_ = retired_invalid_ = 0;
+      retired_failed_ = retired_invalid_ = retired_limit_refusals_ = 0;
       totals_.used.store(0, std::memory_order_relaxed);
       totals_.peak.store(0, std::memory_order_relaxed);
       shared.Clear();
+      // Every pool's charges too: each pool forgets its own on its next
+      // call (CatchUp), without refunding.
+      shared_.budget().Reset();
       // The pools' entries too: each pool's RegionSet then finds none of
       // its own to erase when it clears on its thread's next call.
       table_.Clear();
@@ -831,6 +852,53 @@ class PoolingMemp final : private ThreadStateOwner {
     error_context_ = context;
   }
 
+  // --- Budgets (fmemp/budget.h) ---
+  //
+  // The front-end's hard and soft limits, as Memp's, over every region:
+  // the shared ones and every pool's. A pool's regions are charged from its
+  // creation on (one atomic operation on its budget and one on the
+  // front-end's per block taken from or returned to a heap: a refill or
+  // trim of its cache, an uncached request; never a cache hit); the shared
+  // regions once a limit is set.
+  void SetLimit(size_t bytes) noexcept { shared_.SetLimit(bytes); }
+  void SetSoftLimit(size_t bytes, size_t hysteresis,
+                    Budget::SoftLimitHandler handler, void* context) noexcept {
+    shared_.SetSoftLimit(bytes, hysteresis, handler, context);
+  }
+  void RemoveLimits() noexcept {
+    shared_.RemoveLimits();
+    NoWaitLock hold(&bindings_mu_);
+    for (Pool* pool : pools_) {
+      pool->budget.SetLimit(Budget::kNoLimit);
+      pool->budget.SetSoftLimit(Budget::kNoLimit, 0, nullptr, nullptr);
+    }
+  }
+  Budget& budget() noexcept { return shared_.budget(); }
+  const Budget& budget() const noexcept { return shared_.budget(); }
+
+  // A pool's own hard limit, over the bytes of its regions in use or parked
+  // in its cache; a request that would pass it fails (no fallback to the
+  // shared regions, no out-of-memory handler), counted in the pool's
+  // failed_allocations and limit_refusals. `thread_id` names the pool's
+  // thread (PoolStats::thread_id; 0: the calling thread's). May be set
+  // right after binding, and changed from any thread at any time.
+  // Budget::kNoLimit removes it. kNoPool if that thread has no pool.
+  // O(pools).
+  ManagementResult TrySetThreadPoolLimit(uint64_t thread_id, size_t bytes) {
+    return WithPoolOf(thread_id,
+                      [bytes](Pool* pool) { pool->budget.SetLimit(bytes); });
+  }
+  // A pool's own soft limit, with Budget's semantics; the handler runs on
+  // the pool's thread, outside every lock.
+  ManagementResult TrySetThreadPoolSoftLimit(uint64_t thread_id, size_t bytes,
+                                             size_t hysteresis,
+                                             Budget::SoftLimitHandler handler,
+                                             void* context) {
+    return WithPoolOf(thread_id, [&](Pool* pool) {
+      pool->budget.SetSoftLimit(bytes, hysteresis, handler, context);
+    });
+  }
+
   // --- Debug modes (Memp's) ---
 
   // Only while no region exists, shared or bound (FailedPrecondition).
@@ -876,6 +944,7 @@ class PoolingMemp final : private ThreadStateOwner {
       NoWaitLock hold(&bindings_mu_);
       total.failed_allocations += retired_failed_;
       total.invalid_frees += retired_invalid_;
+      total.limit_refusals += retired_limit_refusals_;
       for (const Pool* pool : pools_) {
         const MempStats s = pool->Published().stats;
         total.capacity_bytes += s.capacity_bytes;
@@ -886,6 +955,7 @@ class PoolingMemp final : private ThreadStateOwner {
         total.region_count += s.region_count;
         total.failed_allocations += s.failed_allocations;
         total.invalid_frees += s.invalid_frees;
+        total.limit_refusals += s.limit_refusals;
       }
       // The true peak (the sum's, not a sum of peaks); never below the
       // used bytes just summed, which may include a change whose delta is
@@ -985,6 +1055,21 @@ class PoolingMemp final : private ThreadStateOwner {
   static constexpr uintptr_t kClosed = thread_pool_internal::kClosed;
   static constexpr uintptr_t kNews = thread_pool_internal::kNews;
 
+  // Runs fn(pool) for the pool of thread `thread_id` (0: the calling
+  // thread's), under bindings_mu_; kNoPool if there is none.
+  template <typename Fn>
+  ManagementResult WithPoolOf(uint64_t thread_id, Fn fn) {
+    if (thread_id == 0) thread_id = thread_pool_internal::CurrentThreadId();
+    NoWaitLock hold(&bindings_mu_);
+    for (Pool* pool : pools_) {
+      if (pool->thread_id == thread_id) {
+        fn(pool);
+        return {};
+      }
+    }
+    return ManagementError::kNoPool;
+  }
+
   // The pool that a table entry of a bound region names (entry.owner is
   // its RemoteQueue). REQUIRES: the shared lock (which keeps the binding
   // as found).
@@ -1017,6 +1102,8 @@ class PoolingMemp final : private ThreadStateOwner {
     // Its regions are table_'s entries owned by its queue.
     pool->regions.UseTable(&table_, queue).IgnoreError();  // no region yet
     pool->totals = &totals_;
+    pool->budget.SetParent(&shared_.budget());
+    pool->regions.UseBudget(&pool->budget);  // no region yet: charges 0
     pool->regions.SetReportHandler(&PoolingMemp::ForwardReport, this);
     pool->generation = clear_generation_.load(std::memory_order_relaxed);
     pool->seen_epoch = epoch_.load(std::memory_order_acquire);
@@ -1099,7 +1186,11 @@ class PoolingMemp final : private ThreadStateOwner {
   // path, which counts the failure and may flush the cache).
   ABSL_ATTRIBUTE_NOINLINE void* TakeFromCache(Pool* pool, size_t span) {
     void* p = pool->cache.Take(*pool, span);
+    // A refill cut short by a budget is no call's outcome yet: the call
+    // then asks the regions, whose refusal counts.
+    pool->regions.TakeLimitRefusal();
     pool->PublishUsage();
+    pool->budget.RunSoftHandlerIfDue();  // a refill may cross it
     return p;
   }
 
@@ -1180,7 +1271,12 @@ class PoolingMemp final : private ThreadStateOwner {
       // Parked and queued blocks lie in forgotten regions: dropped, not
       // touched (their markers are stale under the new key).
       pool->cache.Forget();
+      // Clear reset the front-end's budget: the pool's regions are
+      // forgotten, not refunded to it.
+      pool->regions.ForgetBudget();
       pool->regions.Clear();
+      pool->budget.Reset();
+      pool->regions.UseBudget(&pool->budget);
       // (Keeping news that may have come since `epoch` was read.)
       pool->queue->head.fetch_and(kNews, std::memory_order_relaxed);
       pool->accounted_used = 0;  // Clear zeroed the totals
@@ -1388,15 +1484,21 @@ class PoolingMemp final : private ThreadStateOwner {
     };
     void* p = nullptr;
     if (lacks_room() && pool->cache.bytes() != 0) {
-      // Blocks parked in the cache may make room: give them back, retry.
+      // Blocks parked in the cache may make room (and, under a limit, are
+      // charged): give them back, retry.
+      pool->regions.TakeLimitRefusal();
       pool->FlushCache();
       p = attempt(pool->regions);
     }
-    if (p == nullptr && lacks_room() &&
+    // A budget's refusal is final: no out-of-memory handler, no fallback.
+    pool->refused_by_limit = p == nullptr && pool->regions.TakeLimitRefusal();
+    if (p == nullptr && !pool->refused_by_limit && lacks_room() &&
         pool->on_exhaustion == PoolExhaustion::kFail &&
         AskOutOfMemoryHandler(bytes, alignment)) {
       p = attempt(pool->regions);
+      pool->refused_by_limit = p == nullptr && pool->regions.TakeLimitRefusal();
     }
+    if (pool->refused_by_limit) pool->regions.NoteLimitRefusal();
     pool->Publish();
     return p;
   }
@@ -1411,9 +1513,14 @@ class PoolingMemp final : private ThreadStateOwner {
   void* AllocateWith(size_t bytes, size_t alignment, PoolAttemptFn pool_attempt,
                      SharedAttemptFn shared_attempt) {
     if (Pool* const pool = BoundPool()) {
+      pool->refused_by_limit = false;
       void* p = PoolAttempt(pool, bytes, alignment, pool_attempt,
                             /*no_room=*/nullptr);
-      if (p == nullptr &&
+      if (p != nullptr) {
+        pool->budget.RunSoftHandlerIfDue();
+        return p;
+      }
+      if (!pool->refused_by_limit &&
           pool->on_exhaustion == PoolExhaustion::kFallBackToShared) {
         ++pool->fallbacks;
         pool->Publish();
@@ -1450,6 +1557,7 @@ class PoolingMemp final : private ThreadStateOwner {
         return nullptr;
       }
       bool no_room = false;
+      pool->refused_by_limit = false;
       void* p = PoolAttempt(
           pool, bytes, tlsf::kAlignment,
           [&](RegionSet& r) {
@@ -1459,7 +1567,8 @@ class PoolingMemp final : private ThreadStateOwner {
           },
           &no_room);
       if (p != nullptr || !no_room) return p;  // done, or misuse (reported)
-      if (pool->on_exhaustion == PoolExhaustion::kFallBackToShared) {
+      if (!pool->refused_by_limit &&
+          pool->on_exhaustion == PoolExhaustion::kFallBackToShared) {
         ++pool->fallbacks;
         pool->Publish();
         p = MoveBlock(ptr, bytes, tag, pool->regions.UsableSize(ptr),
@@ -1684,13 +1793,15 @@ class PoolingMemp final : private ThreadStateOwner {
                     ~kNews,
                 &shared);
       // Its peak and its counts of failures and misuse outlive it: once
-      // the pool is gone, retired_failed_ and retired_invalid_ are the one
-      // place these figures live (each was counted once, in the pool, where
-      // it happened; this moves it, it corrects nothing).
+      // the pool is gone, retired_failed_, retired_invalid_ and
+      // retired_limit_refusals_ are the one place these figures live (each was
+      // counted once, in the pool, where it happened; this moves it, it
+      // corrects nothing).
       const PoolStats last = pool->Published();
       NoWaitLock hold(&bindings_mu_);
       retired_failed_ += last.stats.failed_allocations;
       retired_invalid_ += last.stats.invalid_frees;
+      retired_limit_refusals_ += last.stats.limit_refusals;
       pools_.erase(std::remove(pools_.begin(), pools_.end(), pool),
                    pools_.end());
       queues_.Release(pool->queue);
@@ -1772,6 +1883,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // them here; Probe adds them).
   uint64_t retired_failed_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   uint64_t retired_invalid_ ABSL_GUARDED_BY(bindings_mu_) = 0;
+  uint64_t retired_limit_refusals_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   absl::Mutex handlers_mu_;
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(handlers_mu_) = nullptr;
   void* oom_context_ ABSL_GUARDED_BY(handlers_mu_) = nullptr;

@@ -15,7 +15,11 @@
 #      FLUSHALL frees every entry and the server removes and unmaps the empty
 #      regions, so regions come and go under load;
 #   5. stops the server with SIGTERM (it frees everything and runs fmemp's
-#      integrity check) and runs the small-pool tour (examples/tlsf_demo: one
+#      integrity check);
+#   6. budgets: a server with maxmemory 16 MiB on fmemp's hard limit takes
+#      300 MB of SETs with allkeys-random eviction driven by fmemp's soft
+#      limit, then, with noeviction, refuses a SET with -OOM at the limit;
+#   7. runs the small-pool tour (examples/tlsf_demo: one
 #      heap over three regions, FMemListAll-style block listing, misuse
 #      reports, region removal).
 # Everything it starts is stopped on exit, also on Ctrl-C.
@@ -144,6 +148,61 @@ wait "${server_pid}" || rc=$?
 server_pid=""
 tail -n 2 "${work}/server.log" | sed 's/^/  /'
 echo "  exit status ${rc}"
+
+section "6. Budgets: maxmemory 16 MiB on fmemp's hard limit, eviction from its soft limit"
+# start_budget_server POLICY: a second server whose maxmemory is fmemp's
+# hard limit (FMempSetLimit); with allkeys-random, fmemp's soft limit at 90 %
+# calls the store's eviction (down to 80 %) outside fmemp's locks.
+start_budget_server() {
+  rm -f "${work}/port"
+  "${SERVER}" --port=0 --port_file="${work}/port" --threads=2 \
+    --policy="${POLICY}" --region_mb=2 --max_mb=16 \
+    --maxmemory_policy="$1" >"${work}/server.log" 2>&1 &
+  server_pid=$!
+  for ((i = 0; i < 100; i++)); do
+    [[ -s "${work}/port" ]] && break
+    sleep 0.05
+  done
+  port=$(<"${work}/port")
+}
+stop_budget_server() {
+  kill -TERM "${server_pid}"
+  wait "${server_pid}" || true
+  server_pid=""
+}
+stat_field() { cli INFO stats | tr -d '\r' | sed -n "s/^$1://p"; }
+start_budget_server allkeys-random
+echo "  allkeys-random: 300000 SETs of 1 KiB values (about 300 MB) into 16 MiB"
+timeout 60 redis-benchmark -p "${port}" -n 300000 -c 16 -r 1000000 -d 1024 \
+  -t set -q >"${work}/bench3.txt" 2>&1 &
+bench_pid=$!
+background_pids+=("${bench_pid}")
+printf '  %-10s %-14s %s\n' used_memory evicted_keys fmemp_evictions
+while kill -0 "${bench_pid}" 2>/dev/null; do
+  printf '  %-10s %-14s %s\n' "$(field used_memory)" \
+    "$(stat_field evicted_keys)" "$(field fmemp_evictions)"
+  sleep 1
+done
+wait "${bench_pid}" || true
+tr '\r' '\n' <"${work}/bench3.txt" | grep 'requests per second' | sed 's/^/  /'
+printf '  after: used_memory %s (limit %s), keys %s, evicted %s, refused %s\n' \
+  "$(field used_memory)" "$(field fmemp_limit)" "$(cli DBSIZE)" \
+  "$(stat_field evicted_keys)" "$(field fmemp_limit_refusals)"
+stop_budget_server
+start_budget_server noeviction
+echo "  noeviction: SETs of 1 MB values until fmemp's hard limit refuses one"
+head -c 1000000 /dev/zero | tr '\0' v >"${work}/value"
+for ((i = 0; i < 40; i++)); do
+  reply=$(cli -x SET "big${i}" <"${work}/value")
+  if [[ "${reply}" != OK ]]; then
+    printf '  SET big%s -> %s\n' "${i}" "${reply}"
+    break
+  fi
+done
+printf '  used_memory %s of limit %s; fmemp_limit_refusals %s; GET big0: %s bytes\n' \
+  "$(field used_memory)" "$(field fmemp_limit)" \
+  "$(field fmemp_limit_refusals)" "$(cli GET big0 | wc -c)"
+stop_budget_server
 
 section "A small pool, block by block (examples/tlsf_demo, FMemListAll-style listing)"
 "${TOUR}"

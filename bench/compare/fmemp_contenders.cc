@@ -185,7 +185,10 @@ class PeakKeeper {
 //   workloads never allocate from.
 constexpr size_t kPoolsSharedBytes = size_t{1} << 20;
 
-template <typename FrontEnd, size_t kCacheBudget = 0>
+// kLimit: a hard limit set after the regions are added (0: none), far above
+// what any workload takes: the cost of a budget that charges but never
+// refuses (issue 15).
+template <typename FrontEnd, size_t kCacheBudget = 0, size_t kLimit = 0>
 class FrontEndAdapter : public AdapterDefaults {
  public:
   static constexpr bool kThreadSafe = FrontEnd::kThreadSafe;
@@ -197,6 +200,7 @@ class FrontEndAdapter : public AdapterDefaults {
     auto adapter = std::make_unique<FrontEndAdapter>(spec);
     const RegionMemory& memory = adapter->memory_;
     FrontEnd& front = adapter->front_;
+    if constexpr (kLimit != 0) front.SetLimit(kLimit);
     if (kPools && !FrontEnd::kIsCApi) return adapter;  // no shared regions
     if (!memory.ok()) return nullptr;
     for (int i = 0; i < memory.count(); ++i) {
@@ -301,6 +305,10 @@ std::vector<Contender> AllContenders(const std::string& malloc_name) {
                                                       Family::kFmemp),
       MakeContender<FrontEndAdapter<CApiThreadPools>>("c-api-thread-pools",
                                                       Family::kFmemp),
+      // The default policy with a hard limit set (1 TiB: charged, never
+      // reached), against c-api-thread-cache: what a limit costs.
+      MakeContender<FrontEndAdapter<CApiThreadCache, 0, size_t{1} << 40>>(
+          "c-api-thread-cache-limit", Family::kFmemp),
       // New fmemp front-ends go here, one entry each: a FrontEndAdapter
       // over an entry of fmemp/testing/front_end_list.h (a new policy is
       // added to the adapter first). Every workload, table and chart picks

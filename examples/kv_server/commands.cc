@@ -179,10 +179,11 @@ void CommandHandler::Info(absl::Span<const absl::string_view> args,
     text += "\r\n";
   }
   if (wanted("stats")) {
-    absl::StrAppend(&text, "# Stats\r\ntotal_commands_processed:",
-                    commands_.load(std::memory_order_relaxed), "\r\n",
-                    "oom_replies:",
-                    oom_replies_.load(std::memory_order_relaxed), "\r\n\r\n");
+    absl::StrAppend(
+        &text, "# Stats\r\ntotal_commands_processed:",
+        commands_.load(std::memory_order_relaxed), "\r\n",
+        "oom_replies:", oom_replies_.load(std::memory_order_relaxed), "\r\n",
+        "evicted_keys:", store_->evicted_keys(), "\r\n\r\n");
   }
   if (wanted("keyspace")) {
     absl::StrAppend(&text, "# Keyspace\r\n");

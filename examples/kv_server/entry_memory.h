@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -63,6 +64,17 @@ class EntryMemory {
   virtual uint64_t UsedBytes() const = 0;
   // Full integrity check of the allocator's structures.
   virtual absl::Status Check() = 0;
+
+  // Eviction (--maxmemory_policy=allkeys-random): `evict(bytes)` frees at
+  // least `bytes` of entries if it can and returns what it freed. An
+  // implementation that supports it calls it when usage goes above its soft
+  // limit, on the thread whose allocation crossed it, with no lock of its
+  // own held (so it may free). Returns false if unsupported.
+  using Evictor = std::function<size_t(size_t bytes)>;
+  virtual bool SetEvictor(Evictor evict) {
+    (void)evict;
+    return false;
+  }
 };
 
 }  // namespace kv_server

@@ -159,7 +159,45 @@ absl::Status FmempEntryMemory::Init() {
   mappings_.push_back({first, options_.region_bytes, false});
   mapped_bytes_ = options_.region_bytes;
   FMempSetOomHandler(&memp_, &FmempEntryMemory::OnOutOfMemory, this);
+  if (const FError e = FMempSetLimit(&memp_, options_.max_bytes);
+      e != FMEMP_SUCCESS) {
+    return absl::InternalError(
+        absl::StrFormat("FMempSetLimit failed: 0x%x", e));
+  }
   return absl::OkStatus();
+}
+
+bool FmempEntryMemory::SetEvictor(Evictor evict) {
+  evict_ = std::move(evict);
+  const uint64_t soft = options_.max_bytes / 100 * options_.evict_at_percent;
+  const uint64_t to = options_.max_bytes / 100 * options_.evict_to_percent;
+  return FMempSetSoftLimit(&memp_, soft, soft - to,
+                           &FmempEntryMemory::OnSoftLimit,
+                           this) == FMEMP_SUCCESS;
+}
+
+void FmempEntryMemory::OnSoftLimit(void* user, u64 usage, u64 soft_limit) {
+  auto* self = static_cast<FmempEntryMemory*>(user);
+  (void)usage;  // other workers may have allocated since: probe instead
+  (void)soft_limit;
+  const uint64_t to =
+      self->options_.max_bytes / 100 * self->options_.evict_to_percent;
+  self->evictions_.fetch_add(1, std::memory_order_relaxed);
+  // Evict until what the pool has taken (used + cached, fmemp's measure)
+  // is under the mark that re-arms the soft limit, in a few rounds: other
+  // workers keep writing meanwhile.
+  for (int round = 0; round < 8; ++round) {
+    FMempUsage now = {};
+    FMempProbe64(&self->memp_, &now);
+    const uint64_t taken = now.used + now.cached_bytes;
+    if (taken < to) break;
+    const size_t freed = self->evict_(taken - to + (64 << 10));
+    // What this thread freed may sit in its per-thread cache, still
+    // counted as taken: give it back.
+    FMempFlushThreadCache(&self->memp_);
+    self->evicted_bytes_.fetch_add(freed, std::memory_order_relaxed);
+    if (freed == 0) break;
+  }
 }
 
 FmempEntryMemory::~FmempEntryMemory() {
@@ -210,7 +248,7 @@ bool FmempEntryMemory::Grow(size_t size, size_t align) {
 }
 
 char* FmempEntryMemory::AddMappedRegion(size_t bytes, bool bound) {
-  if (mapped_bytes_ + bytes > options_.max_bytes) {
+  if (mapped_bytes_ + bytes > 2 * options_.max_bytes) {
     ++growth_refused_;
     return nullptr;
   }
@@ -327,6 +365,14 @@ void FmempEntryMemory::AppendInfo(std::string* out) const {
   absl::StrAppend(out, "fmemp_live_blocks:", usage.live_blocks, "\r\n",
                   "fmemp_failed_allocations:", usage.failed_allocations, "\r\n",
                   "fmemp_invalid_frees:", usage.invalid_frees, "\r\n");
+  absl::StrAppend(
+      out, "fmemp_limit:", usage.limit, "\r\n",
+      "fmemp_limit_refusals:", usage.limit_refusals, "\r\n",
+      "fmemp_soft_limit:",
+      usage.soft_limit == FMEMP_LIMIT_NONE ? 0 : usage.soft_limit, "\r\n",
+      "fmemp_evictions:", evictions_.load(std::memory_order_relaxed), "\r\n",
+      "fmemp_evicted_bytes:", evicted_bytes_.load(std::memory_order_relaxed),
+      "\r\n");
   absl::StrAppend(out, "fmemp_region_bytes:", options_.region_bytes, "\r\n",
                   "fmemp_mapped_bytes:", mapped_bytes_, "\r\n",
                   "fmemp_regions_added:", regions_added_, "\r\n",

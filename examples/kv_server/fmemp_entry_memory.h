@@ -6,12 +6,24 @@
 // FmempEntryMemory: the server's keys and values in one FMemp pool (the SDK
 // C API, fmemp/fmemp.h) over regions mapped with mmap.
 //
+// * maxmemory is fmemp's hard limit (FMempSetLimit(max_bytes)): a SET whose
+//   entry would take the pool's usage (entries, headers and blocks parked in
+//   per-thread caches) past it is refused by fmemp itself, exactly, and the
+//   server answers -OOM; nothing aborts. The server keeps no count of its
+//   own.
+// * Eviction (SetEvictor, --maxmemory_policy=allkeys-random): a soft limit
+//   at `evict_at_percent` of max_bytes (FMempSetSoftLimit) calls the
+//   evictor, outside fmemp's locks, on the thread whose allocation crossed
+//   it, to free entries down to `evict_to_percent`; the handler is re-armed
+//   once usage is back under that mark.
 // * Growth: the pool starts with one region of `region_bytes`. When an
 //   allocation finds no room, fmemp calls the out-of-memory handler (outside
 //   the pool's lock); it maps another region (region_bytes, or more for a
 //   larger request), adds it with FMempAddRegion and has the request retried,
-//   as long as the mapped total stays within `max_bytes`. Past the cap the
-//   allocation fails (the server answers -OOM); nothing aborts.
+//   as long as the mapped total stays within twice max_bytes (room for
+//   the heaps' overhead, fragmentation and the workers' own regions, so that
+//   the limit, not the mapping, decides; pages are touched only as blocks
+//   use them). A request the limit refuses never reaches the handler.
 // * Shrinking: Trim removes every region beyond the first that holds no live
 //   block (FMempRemoveRegion refuses busy ones with FMEMP_ERR_REGION_BUSY)
 //   and unmaps it. It runs after FLUSHALL (first draining per-thread
@@ -65,7 +77,11 @@ std::vector<PoolPolicy> AvailablePoolPolicies();
 struct FmempOptions {
   PoolPolicy policy = PoolPolicy::kMutex;
   size_t region_bytes = size_t{8} << 20;  // each region mapped on growth
-  size_t max_bytes = size_t{256} << 20;   // cap on all regions together
+  size_t max_bytes = size_t{256} << 20;   // fmemp's hard limit (maxmemory)
+  // With an evictor: the soft limit, and where eviction stops, in percent
+  // of max_bytes.
+  int evict_at_percent = 90;
+  int evict_to_percent = 80;
 };
 
 class FmempEntryMemory : public EntryMemory {
@@ -88,6 +104,7 @@ class FmempEntryMemory : public EntryMemory {
   void AppendInfo(std::string* out) const override ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t UsedBytes() const override;
   absl::Status Check() override;
+  bool SetEvictor(Evictor evict) override;
 
   // Regions in the pool now (the first one included).
   uint32_t RegionCount() const;
@@ -102,6 +119,7 @@ class FmempEntryMemory : public EntryMemory {
   explicit FmempEntryMemory(const FmempOptions& options);
   absl::Status Init();
   static int OnOutOfMemory(void* user, fsize_t size, fsize_t align);
+  static void OnSoftLimit(void* user, u64 usage, u64 soft_limit);
   bool Grow(size_t size, size_t align) ABSL_LOCKS_EXCLUDED(mu_);
   // Maps `bytes` and adds them as a region; nullptr past the cap or on error.
   char* AddMappedRegion(size_t bytes, bool bound)
@@ -119,6 +137,10 @@ class FmempEntryMemory : public EntryMemory {
   uint64_t regions_removed_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t growth_refused_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> frees_{0};
+  // Set once, before the server starts (SetEvictor); read by OnSoftLimit.
+  Evictor evict_;
+  std::atomic<uint64_t> evictions_{0};      // soft-limit crossings handled
+  std::atomic<uint64_t> evicted_bytes_{0};  // entry bytes they freed
 };
 
 }  // namespace kv_server

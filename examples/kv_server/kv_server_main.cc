@@ -47,8 +47,11 @@ ABSL_FLAG(std::string, policy, "mutex",
           "fmemp policy: mutex, spinlock, thread_cache or thread_pools");
 ABSL_FLAG(int64_t, region_mb, 8, "size of each fmemp region, MiB");
 ABSL_FLAG(int64_t, max_mb, 256,
-          "cap on the memory for keys and values, MiB; past it SET "
-          "answers -OOM");
+          "maxmemory: cap on the memory for keys and values, MiB (fmemp's "
+          "hard limit); past it SET answers -OOM");
+ABSL_FLAG(std::string, maxmemory_policy, "noeviction",
+          "noeviction, or allkeys-random: from 90% of --max_mb (fmemp's soft "
+          "limit) random keys are evicted down to 80% (--allocator=fmemp)");
 ABSL_FLAG(std::string, port_file, "",
           "if set, the bound port is written there (for scripts)");
 ABSL_FLAG(int64_t, max_bulk_kb, 1024, "largest argument accepted, KiB");
@@ -143,6 +146,19 @@ int Main() {
         absl::StrCat("--allocator must be fmemp or glibc, not ", allocator)));
   }
   Store store(memory.get());
+  const std::string maxmemory_policy = absl::GetFlag(FLAGS_maxmemory_policy);
+  if (maxmemory_policy == "allkeys-random") {
+    if (!memory->SetEvictor(
+            [&store](size_t bytes) { return store.Evict(bytes); })) {
+      return Fail(absl::InvalidArgumentError(
+          "--maxmemory_policy=allkeys-random needs --allocator=fmemp"));
+    }
+  } else if (maxmemory_policy != "noeviction") {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--maxmemory_policy must be noeviction or allkeys-random, not ",
+        maxmemory_policy)));
+  }
+  absl::StrAppend(&description, "maxmemory_policy:", maxmemory_policy, "\r\n");
 
   ServerOptions options;
   options.bind = absl::GetFlag(FLAGS_bind);

@@ -13,7 +13,9 @@
 # before any SET (and, with fmemp, the region count back to one); malformed
 # and oversized requests and abrupt disconnects get an error or a closed
 # connection while the server stays up; -OOM once a tiny --max_mb is
-# reached, with SET working again after FLUSHALL; SIGTERM and SIGINT give a
+# reached (fmemp's hard limit), with SET working again after FLUSHALL; with
+# --maxmemory_policy=allkeys-random, writes past the cap succeed as fmemp's
+# soft limit evicts keys; SIGTERM and SIGINT give a
 # clean exit (status 0, fmemp's check ok, nothing in use).
 #
 # The '$' in the raw requests below is RESP's, not the shell's.
@@ -211,6 +213,25 @@ expect_eq "$(cli GET big0 | wc -c)" 200001 "GET big0 after -OOM"
 note "-OOM after ${oom} SETs of 200 KB (cap 4 MiB)"
 expect_eq "$(cli FLUSHALL)" OK "FLUSHALL after -OOM"
 expect_eq "$(cli -x SET again <"${TMP}/value")" OK "SET after FLUSHALL"
+if [[ "${VARIANT}" != glibc ]]; then
+  refusals=$(info_field fmemp_limit_refusals)
+  [[ ${refusals} -ge 1 ]] || fail "fmemp_limit_refusals is '${refusals}'"
+  note "the -OOM was fmemp's hard limit: fmemp_limit_refusals:${refusals}"
+fi
 stop_server INT
+
+# --- 6. Eviction from fmemp's soft limit (allkeys-random) ---
+if [[ "${VARIANT}" != glibc ]]; then
+  start_server --region_mb=1 --max_mb=4 --maxmemory_policy=allkeys-random
+  for ((i = 0; i < 60; i++)); do  # 12 MB of writes under a 4 MiB cap
+    expect_eq "$(cli -x SET "big${i}" <"${TMP}/value")" OK "SET big${i}"
+  done
+  evicted=$(info_field evicted_keys)
+  used=$(info_field used_memory)
+  [[ ${evicted} -ge 30 ]] || fail "evicted_keys is '${evicted}'"
+  [[ ${used} -le 4194304 ]] || fail "used_memory ${used} above the cap"
+  note "60 SETs of 200 KB under a 4 MiB cap: ${evicted} keys evicted, used ${used}"
+  stop_server TERM
+fi
 
 echo "PASS [${VARIANT}]"

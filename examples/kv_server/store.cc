@@ -121,4 +121,32 @@ size_t Store::Clear() {
   return cleared;
 }
 
+size_t Store::Evict(size_t bytes) {
+  // A few entries per shard visit, so that eviction spreads over shards.
+  constexpr size_t kPerShard = 16;
+  size_t freed = 0;
+  std::vector<Entry*> doomed;
+  for (size_t visited = 0; visited < kShards && freed < bytes; ++visited) {
+    Shard& shard =
+        shards_[next_victim_shard_.fetch_add(1, std::memory_order_relaxed) %
+                kShards];
+    doomed.clear();
+    {
+      absl::MutexLock hold(&shard.mu);
+      for (auto it = shard.map.begin(); it != shard.map.end() &&
+                                        doomed.size() < kPerShard &&
+                                        freed < bytes;) {
+        Entry* entry = it->second;
+        freed += sizeof(Entry) + entry->key_size + entry->value_size;
+        doomed.push_back(entry);
+        shard.map.erase(it++);
+      }
+    }
+    evicted_keys_.fetch_add(doomed.size(), std::memory_order_relaxed);
+    for (Entry* entry : doomed) memory_->Free(entry);
+    if (!doomed.empty()) visited = 0;  // keep going while shards give
+  }
+  return freed;
+}
+
 }  // namespace kv_server

@@ -30,6 +30,7 @@
 #ifndef FMEMP_EXAMPLES_KV_SERVER_STORE_H_
 #define FMEMP_EXAMPLES_KV_SERVER_STORE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -64,6 +65,15 @@ class Store {
   size_t Size() const;
   // Removes and frees every entry; returns how many there were.
   size_t Clear();
+  // Removes and frees entries until their blocks' requested bytes reach
+  // `bytes` or the store is empty ("allkeys-random": each shard's entries
+  // in its table's order, shards round-robin from where the last eviction
+  // stopped). Returns the bytes freed; evicted_keys() counts the entries.
+  // Thread-safe; takes one shard's lock at a time and frees outside it.
+  size_t Evict(size_t bytes);
+  uint64_t evicted_keys() const {
+    return evicted_keys_.load(std::memory_order_relaxed);
+  }
 
  private:
   struct Entry;
@@ -76,6 +86,8 @@ class Store {
 
   EntryMemory* const memory_;
   mutable Shard shards_[kShards];
+  std::atomic<size_t> next_victim_shard_{0};
+  std::atomic<uint64_t> evicted_keys_{0};
 };
 
 }  // namespace kv_server

@@ -91,9 +91,16 @@ TEST(FmempEntryMemoryTest, GrowsToTheCapThenRefusesAndTrimsBack) {
     ++stored;
     ASSERT_LT(stored, 1000) << "the cap was never reached";
   }
-  // About 1 MiB of 10 KB entries, in four regions.
+  // About 1 MiB of 10 KB entries (fmemp's hard limit refused the next),
+  // in four or five regions (mapped up to the limit plus one region).
   EXPECT_GT(stored, 80);
-  EXPECT_EQ(memory->RegionCount(), 4u);
+  EXPECT_LE(memory->UsedBytes(), size_t{1} << 20);
+  EXPECT_GE(memory->RegionCount(), 4u);
+  EXPECT_LE(memory->RegionCount(), 5u);
+  std::string info;
+  memory->AppendInfo(&info);
+  EXPECT_NE(info.find("fmemp_limit:1048576\r\n"), std::string::npos);
+  EXPECT_NE(info.find("fmemp_limit_refusals:1\r\n"), std::string::npos) << info;
   // A refused SET keeps the old value.
   EXPECT_FALSE(store.Set("key0", std::string(300000, 'w')));
   EXPECT_EQ(Value(store, "key0"), value);
@@ -108,6 +115,53 @@ TEST(FmempEntryMemoryTest, GrowsToTheCapThenRefusesAndTrimsBack) {
   memory->Trim();
   EXPECT_EQ(memory->RegionCount(), 1u);
   EXPECT_TRUE(memory->Check().ok());
+}
+
+// maxmemory-policy allkeys-random: fmemp's soft limit calls the store's
+// eviction, so writes far beyond maxmemory keep succeeding while usage stays
+// under it, under every policy.
+TEST(FmempEntryMemoryTest, SoftLimitEvictsSoWritesGoOnUnderEveryPolicy) {
+  for (PoolPolicy policy : AvailablePoolPolicies()) {
+    SCOPED_TRACE(PoolPolicyName(policy));
+    constexpr size_t kMax = size_t{4} << 20;
+    auto memory = MakeFmemp(policy, size_t{1} << 20, kMax);
+    ASSERT_NE(memory, nullptr);
+    {
+      Store store(memory.get());
+      ASSERT_TRUE(memory->SetEvictor(
+          [&store](size_t bytes) { return store.Evict(bytes); }));
+      const std::string value(10000, 'v');
+      for (int i = 0; i < 2000; ++i) {  // ~20 MB of writes
+        ASSERT_TRUE(store.Set(absl::StrCat("key", i), value)) << i;
+        ASSERT_LE(memory->UsedBytes(), kMax);
+      }
+      EXPECT_GT(store.evicted_keys(), 1000u);
+      EXPECT_LT(store.Size(), 400u);
+      std::string info;
+      memory->AppendInfo(&info);
+      EXPECT_EQ(info.find("fmemp_evictions:0\r\n"), std::string::npos) << info;
+      EXPECT_NE(info.find("fmemp_limit_refusals:0\r\n"), std::string::npos)
+          << info;
+      store.Clear();
+    }
+    EXPECT_TRUE(memory->Check().ok());
+  }
+}
+
+TEST(StoreTest, EvictFreesAtLeastWhatItIsAskedForThenStopsWhenEmpty) {
+  GlibcEntryMemory memory(size_t{64} << 20);
+  Store store(&memory);
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(store.Set(absl::StrCat("k", i), std::string(100, 'x')));
+  }
+  const size_t freed = store.Evict(5000);
+  EXPECT_GE(freed, 5000u);
+  EXPECT_LT(freed, 5000u + 200);
+  EXPECT_EQ(store.Size(), 1000u - store.evicted_keys());
+  EXPECT_GT(store.Evict(size_t{1} << 30), 0u);
+  EXPECT_EQ(store.Size(), 0u);
+  EXPECT_EQ(store.evicted_keys(), 1000u);
+  EXPECT_EQ(store.Evict(100), 0u);
 }
 
 TEST(FmempEntryMemoryTest, InfoListsEveryRegion) {

@@ -41,6 +41,7 @@
 //   std::vector<PoolUsage> ProbePools(); Outcome Check(std::string* why);
 //   Outcome List(line sink); bool ResetPeak();
 //   void SetOutOfMemoryHandler(handler, context);
+//   void SetLimit(bytes);                 the hard limit (fmemp/budget.h)
 //   ReportCounter& reports();            every misuse report, counted
 //
 // Results are Outcomes, one vocabulary for absl::Status and FError, so a
@@ -369,6 +370,7 @@ class CppFrontEnd {
     memp_.ResetPeak();
     return true;
   }
+  void SetLimit(size_t bytes) { memp_.SetLimit(bytes); }
   void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
     memp_.SetOutOfMemoryHandler(handler, context);
   }
@@ -474,6 +476,7 @@ class CApiFrontEnd {
   Outcome List(absl::FunctionRef<void(absl::string_view)> line);
   bool ResetPeak() { return false; }  // not in the C API
   // Installed now when ready, and by every later Init.
+  void SetLimit(size_t bytes) { FMempSetLimit(&memp_, bytes); }
   void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context);
 
  private:

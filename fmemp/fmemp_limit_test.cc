@@ -1,0 +1,178 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// The C API's budgets (FMempSetLimit, FMempSetSoftLimit) under every
+// policy, as SDK code meets them: refusals with a clear count,
+// the OOM handler left out, eviction from the soft handler, bad input, and
+// the SDK's init/remove cycle starting each time without limits.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fmemp/fmemp.h"
+#include "fmemp/policy_table.h"
+#include "fmemp/test_util.h"
+#include "gtest/gtest.h"
+
+namespace fmemp {
+namespace {
+
+using test_util::ScopedFMemp;
+
+constexpr size_t kBufferBytes = size_t{2} << 20;
+
+struct Buffer {
+  Buffer() : data(new uint64_t[kBufferBytes / 8]) {}
+  char* begin() { return reinterpret_cast<char*>(data.get()); }
+  char* end() { return begin() + kBufferBytes; }
+  std::unique_ptr<uint64_t[]> data;
+};
+
+FMempUsage Usage(FMemp* memp) {
+  FMempUsage usage = {};
+  EXPECT_EQ(FMempProbe64(memp, &usage), FMEMP_SUCCESS);
+  return usage;
+}
+
+// Runs body(memp) for an FMemp under each policy (unbound threads under
+// FMEMP_POLICY_THREAD_POOLS: its shared regions).
+template <typename Body>
+void ForEachLimitPolicy(Body body) {
+  CApiPolicies::ForEachRow([&body](auto row) {
+    using Row = decltype(row);
+    SCOPED_TRACE("policy " + std::to_string(static_cast<int>(Row::kPolicy)));
+    Buffer buffer;
+    ScopedFMemp pool;
+    ASSERT_EQ(FMempInitWithPolicy(pool.get(), buffer.begin(), buffer.end(),
+                                  Row::kPolicy),
+              FMEMP_SUCCESS);
+    body(pool.get());
+  });
+}
+
+int oom_calls = 0;
+int CountOom(void*, fsize_t, fsize_t) {
+  ++oom_calls;
+  return 0;
+}
+
+TEST(FMempLimitTest, RefusesPastTheLimitCountedAndWithoutTheOomHandler) {
+  ForEachLimitPolicy([](FMemp* memp) {
+    constexpr u64 kLimit = 100 << 10;
+    oom_calls = 0;
+    ASSERT_EQ(FMempSetOomHandler(memp, &CountOom, nullptr), FMEMP_SUCCESS);
+    ASSERT_EQ(FMempSetLimit(memp, kLimit), FMEMP_SUCCESS);
+    std::vector<void*> blocks;
+    while (void* p = FMempMalloc(memp, 1500)) blocks.push_back(p);
+    FMempUsage usage = Usage(memp);
+    EXPECT_LE(usage.used + usage.cached_bytes, kLimit);
+    EXPECT_GT(usage.used + usage.cached_bytes + 2 * 1536, kLimit);
+    EXPECT_EQ(usage.limit, kLimit);
+    EXPECT_EQ(usage.failed_allocations, 1u);
+    EXPECT_EQ(usage.limit_refusals, 1u);
+    EXPECT_EQ(oom_calls, 0);
+    // Under the limit the OOM handler is still asked: a request larger than
+    // the region, with no limit.
+    ASSERT_EQ(FMempSetLimit(memp, FMEMP_LIMIT_NONE), FMEMP_SUCCESS);
+    EXPECT_EQ(FMempMalloc(memp, kBufferBytes), nullptr);
+    EXPECT_EQ(oom_calls, 1);
+    usage = Usage(memp);
+    EXPECT_EQ(usage.limit, FMEMP_LIMIT_NONE);
+    EXPECT_EQ(usage.failed_allocations, 2u);
+    EXPECT_EQ(usage.limit_refusals, 1u);
+    for (void* p : blocks) FMempFree(memp, p);
+  });
+}
+
+struct Evictor {
+  FMemp* memp;
+  std::vector<void*> blocks;
+  int calls = 0;
+  u64 last_usage = 0;
+};
+
+void EvictHalf(void* user, u64 usage, u64 soft_limit) {
+  auto* evictor = static_cast<Evictor*>(user);
+  ++evictor->calls;
+  evictor->last_usage = usage;
+  EXPECT_GT(usage, soft_limit);
+  const size_t keep = evictor->blocks.size() / 2;
+  for (size_t i = keep; i < evictor->blocks.size(); ++i) {
+    FMempFree(evictor->memp, evictor->blocks[i]);  // outside every lock
+  }
+  evictor->blocks.resize(keep);
+}
+
+TEST(FMempLimitTest, SoftLimitHandlerEvictsFromInsideTheCall) {
+  ForEachLimitPolicy([](FMemp* memp) {
+    Evictor evictor{memp, {}};
+    constexpr u64 kSoft = 200 << 10;
+    ASSERT_EQ(FMempSetSoftLimit(memp, kSoft, kSoft / 4, &EvictHalf, &evictor),
+              FMEMP_SUCCESS);
+    for (int i = 0; i < 3000; ++i) {
+      void* p = FMempMalloc(memp, 2000);
+      ASSERT_NE(p, nullptr);
+      evictor.blocks.push_back(p);
+    }
+    EXPECT_GT(evictor.calls, 5);
+    EXPECT_GT(evictor.last_usage, kSoft);
+    const FMempUsage usage = Usage(memp);
+    EXPECT_EQ(usage.soft_limit, kSoft);
+    EXPECT_LT(usage.used + usage.cached_bytes, kSoft + kSoft / 2);
+    for (void* p : evictor.blocks) FMempFree(memp, p);
+  });
+}
+
+TEST(FMempLimitTest, BadInputIsRefusedAndChangesNothing) {
+  ScopedFMemp zeroed;
+  EXPECT_EQ(FMempSetLimit(zeroed.get(), 1000), FMEMP_ERR_NOT_INIT);
+  EXPECT_EQ(FMempSetSoftLimit(zeroed.get(), 1000, 0, &EvictHalf, nullptr),
+            FMEMP_ERR_NOT_INIT);
+  EXPECT_EQ(FMempSetLimit(nullptr, 1000), FMEMP_ERR_NOT_INIT);
+  ForEachLimitPolicy([](FMemp* memp) {
+    EXPECT_EQ(FMempSetSoftLimit(memp, 1000, 0, nullptr, nullptr),
+              FMEMP_ERR_INVALID_ARG);
+    EXPECT_EQ(FMempSetSoftLimit(memp, 1000, 1001, &EvictHalf, nullptr),
+              FMEMP_ERR_INVALID_ARG);
+    EXPECT_EQ(Usage(memp).soft_limit, FMEMP_LIMIT_NONE);
+    // Removing with no handler is fine.
+    EXPECT_EQ(FMempSetSoftLimit(memp, FMEMP_LIMIT_NONE, 0, nullptr, nullptr),
+              FMEMP_SUCCESS);
+  });
+}
+
+TEST(FMempLimitTest, LimitBelowUsageRefusesAndFreesNothing) {
+  ForEachLimitPolicy([](FMemp* memp) {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 64; ++i) blocks.push_back(FMempMalloc(memp, 4000));
+    const u64 used = Usage(memp).used;
+    ASSERT_EQ(FMempSetLimit(memp, used / 2), FMEMP_SUCCESS);
+    EXPECT_EQ(Usage(memp).used, used);
+    EXPECT_EQ(FMempMalloc(memp, 4000), nullptr);
+    EXPECT_EQ(Usage(memp).limit_refusals, 1u);
+    for (void* p : blocks) FMempFree(memp, p);
+    void* p = FMempMalloc(memp, 4000);
+    EXPECT_NE(p, nullptr);
+    FMempFree(memp, p);
+  });
+}
+
+TEST(FMempLimitTest, EachSdkLifeCycleStartsWithoutLimits) {
+  Buffer buffer;
+  for (int cycle = 0; cycle < 3; ++cycle) {
+    FMemp memp = {};
+    ASSERT_EQ(FMempInit(&memp, buffer.begin(), buffer.end()), FMEMP_SUCCESS);
+    const FMempUsage usage = Usage(&memp);
+    EXPECT_EQ(usage.limit, FMEMP_LIMIT_NONE);
+    EXPECT_EQ(usage.soft_limit, FMEMP_LIMIT_NONE);
+    EXPECT_EQ(usage.limit_refusals, 0u);
+    ASSERT_EQ(FMempSetLimit(&memp, 1024), FMEMP_SUCCESS);
+    EXPECT_EQ(FMempMalloc(&memp, 4096), nullptr);
+    FMempRemove(&memp);
+  }
+}
+
+}  // namespace
+}  // namespace fmemp
