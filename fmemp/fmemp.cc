@@ -14,9 +14,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "absl/base/attributes.h"
@@ -29,6 +31,7 @@
 #include "fmemp/memp.h"
 #include "fmemp/metadata_arena.h"
 #include "fmemp/misuse_kind.h"
+#include "fmemp/no_wait_lock.h"
 #include "fmemp/policy_table.h"
 #include "fmemp/prefault.h"
 #include "fmemp/thread_pool.h"
@@ -69,6 +72,8 @@ FError ToFError(ManagementResult result) {
     case ManagementError::kNoMemory:
       return FMEMP_ERR_BAD_MALLOC;
     case ManagementError::kNoPool:
+    case ManagementError::kRetiring:
+    case ManagementError::kNotRetiring:
       return FMEMP_ERR_INVALID_ARG;
     case ManagementError::kHasRegions:
     case ManagementError::kDebugModesDiffer:
@@ -137,7 +142,9 @@ class CApiPool {
   // lock, so the child inherits pools no other thread is half-way through.
   // In two steps, because the per-thread caches' registry lock sits between
   // admin_ and the front-ends' locks in the lock order.
-  void LockAdminForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { admin_.Lock(); }
+  void LockAdminForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    LockWithoutWaiting(admin_);
+  }
   // Front-ends are locked in table order and unlocked in the reverse (the
   // lambdas take or release a lock the analysis cannot pair).
   void LockFrontEndsForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -166,7 +173,7 @@ class CApiPool {
 
   FError Init(FMemp* memp, void* begin, void* end, FMempPolicy policy,
               const DebugOptions& debug) {
-    absl::MutexLock hold(&admin_);
+    NoWaitLock hold(&admin_);
     if (active_.load(std::memory_order_relaxed) != kNotReady) {
       return FMEMP_ERR_ALREADY_INIT;
     }
@@ -198,7 +205,7 @@ class CApiPool {
   }
 
   void Remove(FMemp* memp) {
-    absl::MutexLock hold(&admin_);
+    NoWaitLock hold(&admin_);
     const int policy = active_.exchange(kNotReady, std::memory_order_acq_rel);
     if (policy == kNotReady) return;
     WithFrontEnd(static_cast<FMempPolicy>(policy),
@@ -304,7 +311,7 @@ class CApiPool {
   // which bounds them by the distinct combinations ever installed.
   template <typename Change>
   FError ChangeCallbacks(Change change) {
-    absl::MutexLock hold(&admin_);
+    NoWaitLock hold(&admin_);
     // A pool that is not ready is not touched (Init and Remove hold admin_).
     if (active_.load(std::memory_order_relaxed) == kNotReady) {
       return FMEMP_ERR_NOT_INIT;
@@ -332,6 +339,7 @@ class CApiPool {
   template <typename Fn>
   void WithFrontEnd(FMempPolicy policy, Fn fn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(admin_) {
+    admin_.AssertHeld();
     front_ends_.Visit<bool>(policy, false, [&fn](auto& front_end) {
       fn(front_end);
       return true;
@@ -339,7 +347,9 @@ class CApiPool {
   }
 
   std::atomic<int> active_{kNotReady};
-  absl::Mutex admin_;  // serialises Init, Remove and handler changes
+  // Serialises Init, Remove and handler changes; taken with NoWaitLock, as
+  // every mutex of the C API (fmemp/no_wait_lock.h).
+  absl::Mutex admin_;
   // Created under admin_ before active_ publishes them (release), visited
   // after an acquire load of active_.
   CApiPolicies::FrontEnds front_ends_;
@@ -361,7 +371,7 @@ class CApiPool {
 // destroyed (pools may be removed during static destruction); the set's
 // table lives in the metadata arena.
 struct PoolRegistry {
-  absl::Mutex mu;
+  absl::Mutex mu;  // taken with NoWaitLock (fmemp/no_wait_lock.h)
   absl::flat_hash_set<CApiPool*, absl::Hash<CApiPool*>,
                       std::equal_to<CApiPool*>, ArenaAllocator<CApiPool*>>
       pools ABSL_GUARDED_BY(mu);
@@ -382,7 +392,7 @@ PoolRegistry& Registry() {
 // hang. The child's thread can therefore keep using every FMemp.
 void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   PoolRegistry& registry = Registry();
-  registry.mu.Lock();
+  LockWithoutWaiting(registry.mu);
   // Lock order: every pool's admin_, the per-thread caches' registry, then
   // every front-end's lock.
   for (CApiPool* pool : registry.pools) pool->LockAdminForFork();
@@ -415,13 +425,13 @@ CApiPool::CApiPool() {
   }();
   (void)registered;
   PoolRegistry& registry = Registry();
-  absl::MutexLock hold(&registry.mu);
+  NoWaitLock hold(&registry.mu);
   registry.pools.insert(this);
 }
 
 CApiPool::~CApiPool() {
   PoolRegistry& registry = Registry();
-  absl::MutexLock hold(&registry.mu);
+  NoWaitLock hold(&registry.mu);
   registry.pools.erase(this);
 }
 
@@ -591,30 +601,47 @@ void FMemProbe(FMemp* memp, u32* total, u32* used, u32* max_used) {
   if (max_used != nullptr) *max_used = fmemp::Saturate(stats.peak_used_bytes);
 }
 
+namespace {
+
+// Writes all of buf[0..n) to standard output with write(2): stdio's buffer
+// comes from malloc, which may be this FMemp, and the listing runs under its
+// lock.
+void WriteToStdout(const char* buf, size_t n) {
+  while (n != 0) {
+    const ssize_t w = write(STDOUT_FILENO, buf, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    buf += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+}  // namespace
+
 void FMemListAll(FMemp* memp) {
+  // Whatever the program printed before comes first.
+  std::fflush(stdout);
   const bool listed = fmemp::WithMemp<bool>(memp, false, [](auto& m) {
     m.List([](absl::string_view line) {
-      std::printf("%.*s\n", static_cast<int>(line.size()), line.data());
+      WriteToStdout(line.data(), line.size());
+      WriteToStdout("\n", 1);
     });
     return true;
   });
-  if (!listed) std::printf("fmemp: pool is not initialised\n");
-  std::fflush(stdout);
+  if (!listed) {
+    static constexpr char kNotInitialised[] =
+        "fmemp: pool is not initialised\n";
+    WriteToStdout(kNotInitialised, sizeof(kNotInitialised) - 1);
+  }
 }
 
 FError FMemListAllTo(FMemp* memp, FMempLineSink sink, void* user) {
   if (sink == nullptr) return FMEMP_ERR_INVALID_ARG;
   return fmemp::WithMemp<FError>(
       memp, FMEMP_ERR_NOT_INIT, [sink, user](auto& m) {
-        m.List([sink, user](absl::string_view line) {
-          // A NUL-terminated copy on the stack,
-          // not a std::string (no allocation).
-          char text[1024];
-          const size_t n = std::min(line.size(), sizeof(text) - 1);
-          std::memcpy(text, line.data(), n);
-          text[n] = '\0';
-          sink(user, text);
-        });
+        // List's lines are NUL-terminated, on its stack (no allocation).
+        m.List(
+            [sink, user](absl::string_view line) { sink(user, line.data()); });
         return FMEMP_SUCCESS;
       });
 }
@@ -658,6 +685,24 @@ FError FMempProbe64(FMemp* memp, FMempUsage* usage) {
     usage->limit_refusals = s.limit_refusals;
     return FMEMP_SUCCESS;
   });
+}
+
+// The C handler is RegionSet's, as is: no record to keep.
+static_assert(
+    std::is_same_v<FMempRetiredHandler, fmemp::RegionSet::RetiredHandler>);
+
+FError FMempRetireRegion(FMemp* memp, void* begin, FMempRetiredHandler handler,
+                         void* user) {
+  return fmemp::WithOffer<fmemp::Offers::kRetirement>(
+      memp, FMEMP_ERR_NOT_SUPPORTED, [&](auto& m) {
+        return fmemp::ToFError(m.TryRetireRegion(begin, handler, user));
+      });
+}
+
+FError FMempCancelRetire(FMemp* memp, void* begin) {
+  return fmemp::WithOffer<fmemp::Offers::kRetirement>(
+      memp, FMEMP_ERR_NOT_SUPPORTED,
+      [begin](auto& m) { return fmemp::ToFError(m.TryCancelRetire(begin)); });
 }
 
 FError FMempSetLimit(FMemp* memp, u64 bytes) {
@@ -709,6 +754,7 @@ FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage) {
         usage->live_blocks = r.live_blocks;
         usage->failed_allocations = r.failed_allocations;
         usage->lost_bytes = r.lost_bytes;
+        usage->retiring = r.retiring ? 1 : 0;
         return FMEMP_SUCCESS;
       });
 }

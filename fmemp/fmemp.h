@@ -33,11 +33,12 @@
  * Under FMEMP_POLICY_THREAD_POOLS max_used is the true peak of the shared
  * regions and every pool together (one atomic total of used bytes).
  *
- * fork(): pthread_atfork handlers hold every FMemp's locks across fork(),
- * so in the child of a multi-threaded process the thread that called fork()
- * can keep using every FMemp (fmemp_fork_test.cc). Threads the child starts
- * are not covered: Abseil's and the sanitizers' own internals are not
- * fork-safe (seen under ASan: a child thread hanging on first use).
+ * fork(): pthread_atfork handlers hold every FMemp's locks across fork()
+ * and stop every thread's cache, so in the child of a multi-threaded
+ * process the thread that called fork() can keep using every FMemp,
+ * FMempDrainThreadCaches included (it returns the parent's other threads'
+ * caches too), and threads the child starts can allocate, free and exit
+ * under every policy (fmemp_fork_test.cc, also under ASan).
  *
  * Complexity: malloc, calloc, aligned malloc, realloc and free are O(1) (plus
  * O(log regions) to find a pointer's region); FMemProbe is O(1);
@@ -200,14 +201,18 @@ void FMempFree(FMemp* memp, void* ptr);
  * output may be NULL. */
 void FMemProbe(FMemp* memp, u32* total, u32* used, u32* max_used);
 /* Prints every region, every live block (with its tag when tagged), the
- * totals and the integrity check to stdout. */
+ * totals and the integrity check to stdout: after flushing stdout, straight
+ * to file descriptor 1 with write(2). Allocates nothing (each line is
+ * formatted on the stack), so a program whose malloc or operator new is
+ * this FMemp may call it. */
 void FMemListAll(FMemp* memp);
 
 /* --- Extensions --- */
 
-/* FMemListAll, line by line to sink (each line without its newline, cut
- * at 1023 bytes). The
- * sink runs inside the pool's lock and must not call into the same FMemp.
+/* FMemListAll, line by line to sink (each line NUL-terminated, without
+ * its newline, valid during the call; a long tag is cut so that a line
+ * fits in about 3 KiB). Allocates nothing itself. The sink runs inside the
+ * pool's lock and must not call into the same FMemp.
  * FMEMP_ERR_NOT_INIT / FMEMP_ERR_INVALID_ARG (sink NULL). */
 typedef void (*FMempLineSink)(void* user, const char* line);
 FError FMemListAllTo(FMemp* memp, FMempLineSink sink, void* user);
@@ -269,6 +274,8 @@ typedef struct {
   u64 failed_allocations; /* requests this region's heap could not serve
                              (another region may have served the call) */
   u64 lost_bytes;         /* damaged free blocks out of service (FMempUsage) */
+  u32 retiring;           /* 1 while retiring (FMempRetireRegion): used is
+                             then the live bytes it waits for */
 } FMempRegionUsage;
 
 /* 64-bit probe. FMEMP_ERR_NOT_INIT / FMEMP_ERR_INVALID_ARG. */
@@ -283,9 +290,10 @@ FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage);
  * doing nothing). FMempFlushThreadCache returns the calling thread's cached
  * blocks to the shared regions (under pools: to its pool's regions);
  * FMempDrainThreadCaches does it for every thread, idle ones included,
- * before it returns (not under pools: each pool's cache is returned by its
- * own thread, on unbind, exit or FMempFlushThreadCache). A thread's cache is
- * also returned when the thread exits. FMEMP_ERR_NOT_INIT. */
+ * before it returns (under pools, every pool's cache to that pool's
+ * regions; an owner calling meanwhile waits until its pool is done). A
+ * thread's cache is also returned when the thread exits.
+ * FMEMP_ERR_NOT_INIT. */
 FError FMempFlushThreadCache(FMemp* memp);
 FError FMempDrainThreadCaches(FMemp* memp);
 
@@ -456,6 +464,27 @@ FError FMempSetThreadPoolLimit(FMemp* memp, u64 thread_id, u64 bytes);
 FError FMempSetThreadPoolSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
                                    u64 hysteresis,
                                    FMempSoftLimitHandler handler, void* user);
+
+/* --- Region retirement ---
+ * FMempRetireRegion takes the region added with `begin` out of service while
+ * blocks still live in it: from then on no thread gets a new block from it
+ * (a growing realloc of one of its blocks moves the block), its live blocks
+ * stay valid, and the free of its last block (by any thread) removes it;
+ * then handler(user, begin, end) runs on that thread, outside every lock of
+ * the FMemp, so that it may munmap the region or call into memp. A region
+ * with no live block goes at once (the handler runs before the call
+ * returns). handler may be NULL. FMempProbeRegion shows a retiring region
+ * (retiring, and its live bytes in used). FMempCancelRetire puts a retiring
+ * region back into service.
+ * Errors, nothing changed: FMEMP_ERR_REGION_NOT_FOUND (no region begins
+ * there, or it already went); FMEMP_ERR_INVALID_ARG (retiring a region
+ * twice, cancelling one that is not retiring); FMEMP_ERR_NOT_SUPPORTED
+ * (FMEMP_POLICY_THREAD_CACHE and _THREAD_POOLS, not yet);
+ * FMEMP_ERR_NOT_INIT. */
+typedef void (*FMempRetiredHandler)(void* user, void* begin, void* end);
+FError FMempRetireRegion(FMemp* memp, void* begin, FMempRetiredHandler handler,
+                         void* user);
+FError FMempCancelRetire(FMemp* memp, void* begin);
 
 /* --- Tagging (the SDK's FMEMP_TAG_DEBUG) ---
  * Tagged allocations record file, line, message and thread; FMemListAll

@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -76,6 +78,168 @@ TEST_P(FMempForkTest, ChildKeepsAllocatingWhileParentThreadsHoldLocks) {
   for (std::thread& w : workers) w.join();
   EXPECT_EQ(FMempCheck(&memp), FMEMP_SUCCESS);
   FMempRelease(&memp);
+#endif
+}
+
+// Forks `rounds` times while `workers` threads allocate and free blocks of
+// many sizes (so that their caches refill and trim, taking the shared lock
+// the fork handlers hold; under the pools policy, in pools of their own)
+// and `drainers` threads drain every cache; each
+// child runs child_work(&memp) under a watchdog and exits with its result.
+// Returns "" or what went wrong.
+template <typename ChildWork>
+std::string ForkWhileBusy(FMempPolicy policy, int workers, int drainers,
+                          int rounds, ChildWork child_work) {
+  constexpr size_t kBytes = 4 << 20;
+  std::unique_ptr<uint8_t[]> buffer(new uint8_t[kBytes]);
+  FMemp memp;
+  std::memset(&memp, 0, sizeof(memp));
+  if (FMempInitWithPolicy(&memp, buffer.get(), buffer.get() + kBytes, policy) !=
+      FMEMP_SUCCESS) {
+    return "init failed";
+  }
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  // Under the pools policy each worker binds a region of its own.
+  constexpr size_t kOwnBytes = 512 << 10;
+  std::unique_ptr<uint8_t[]> own(new uint8_t[kOwnBytes * workers]);
+  for (int t = 0; t < workers; ++t) {
+    threads.emplace_back([&memp, &stop, &own, t] {
+      uint8_t* const region = own.get() + kOwnBytes * t;
+      if (FMempAddRegion(&memp, region, region + kOwnBytes) == FMEMP_SUCCESS) {
+        FMempBindThread(&memp, region);  // NOT_SUPPORTED but under pools
+      }
+      void* blocks[64] = {};
+      size_t round = static_cast<size_t>(t);
+      while (!stop.load(std::memory_order_relaxed)) {
+        for (size_t i = 0; i < 64; ++i) {
+          blocks[i] = FMempMalloc(&memp, 16 + (i * 37 + round) % 900);
+        }
+        for (void* p : blocks) FMempFree(&memp, p);
+        ++round;
+      }
+    });
+  }
+  for (int t = 0; t < drainers; ++t) {
+    threads.emplace_back([&memp, &stop] {
+      // Drains back to back would hold the thread registry's lock (a lock
+      // without a queue: fmemp/no_wait_lock.h) nearly all the time and
+      // starve the fork handler; a program drains now and then.
+      while (!stop.load(std::memory_order_relaxed)) {
+        FMempDrainThreadCaches(&memp);
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    });
+  }
+  std::string failure;
+  for (int round = 0; round < rounds && failure.empty(); ++round) {
+    const pid_t pid = fork();
+    if (pid < 0) {
+      failure = "fork failed";
+      break;
+    }
+    if (pid == 0) {
+      alarm(10);  // a lock or a stopped cache inherited held: SIGALRM
+      _exit(child_work(&memp));
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) {
+      failure = "waitpid failed";
+    } else if (!WIFEXITED(status)) {
+      failure = "round " + std::to_string(round) + ": child killed by signal " +
+                std::to_string(WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    } else if (WEXITSTATUS(status) != 0) {
+      failure = "round " + std::to_string(round) + ": child failed step " +
+                std::to_string(WEXITSTATUS(status));
+    }
+  }
+  stop.store(true);
+  for (std::thread& t : threads) t.join();
+  if (failure.empty() && FMempCheck(&memp) != FMEMP_SUCCESS) {
+    failure = "parent's check failed";
+  }
+  FMempRelease(&memp);
+  return failure;
+}
+
+// In the child: drains every cache (the parent's threads' included, which
+// the child does not have), flushes its own, allocates and frees, checks.
+[[maybe_unused]] int DrainInChild(FMemp* memp) {
+  if (FMempDrainThreadCaches(memp) != FMEMP_SUCCESS) return 1;
+  if (FMempFlushThreadCache(memp) != FMEMP_SUCCESS) return 2;
+  for (int i = 0; i < 200; ++i) {
+    void* p = FMempMalloc(memp, 16 + static_cast<size_t>(i) * 5);
+    if (p == nullptr) return 3;
+    std::memset(p, 0x6b, 16);
+    FMempFree(memp, p);
+  }
+  if (FMempDrainThreadCaches(memp) != FMEMP_SUCCESS) return 4;
+  if (FMempCheck(memp) != FMEMP_SUCCESS) return 5;
+  return 0;
+}
+
+// fork() while drainers stop caches and owners refill (an owner may hold
+// its cache's drain mutex, or be mid-operation waiting for the shared lock
+// that the fork handlers hold): the child must still drain every cache,
+// including the caches of threads it does not have.
+TEST_P(FMempForkTest, ChildDrainsCachesAfterForkDuringDrains) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "TSan does not support a multi-threaded fork";
+#else
+  EXPECT_EQ(ForkWhileBusy(GetParam(), /*workers=*/3, /*drainers=*/2,
+                          /*rounds=*/60, &DrainInChild),
+            "");
+#endif
+}
+
+// In the child: two new threads allocate, free and exit, each with its own
+// region bound under the pool policy (other policies ignore the bind's
+// NOT_SUPPORTED); then the child drains and checks.
+[[maybe_unused]] int ThreadsInChild(FMemp* memp) {
+  constexpr size_t kRegion = 256 << 10;
+  static uint8_t regions[2][kRegion];
+  std::atomic<int> failed{0};
+  std::thread threads[2];
+  for (int t = 0; t < 2; ++t) {
+    threads[t] = std::thread([memp, t, &failed] {
+      if (FMempAddRegion(memp, regions[t], regions[t] + kRegion) !=
+          FMEMP_SUCCESS) {
+        failed = 10 + t;
+        return;
+      }
+      const FError bound = FMempBindThread(memp, regions[t]);
+      if (bound != FMEMP_SUCCESS && bound != FMEMP_ERR_NOT_SUPPORTED) {
+        failed = 20 + t;
+        return;
+      }
+      void* blocks[32] = {};
+      for (int round = 0; round < 100; ++round) {
+        for (size_t i = 0; i < 32; ++i) {
+          blocks[i] = FMempMalloc(memp, 16 + (i * 29 + round) % 700);
+          if (blocks[i] == nullptr) failed = 30 + t;
+        }
+        for (void* p : blocks) FMempFree(memp, p);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  if (failed.load() != 0) return failed.load();
+  if (FMempDrainThreadCaches(memp) != FMEMP_SUCCESS) return 40;
+  if (FMempCheck(memp) != FMEMP_SUCCESS) return 41;
+  void* p = FMempMalloc(memp, 100);
+  if (p == nullptr) return 42;
+  FMempFree(memp, p);
+  return 0;
+}
+
+// Threads started in a fork child allocate, free and exit.
+TEST_P(FMempForkTest, ThreadsStartedInChildAllocateFreeAndExit) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "TSan does not support a multi-threaded fork";
+#else
+  EXPECT_EQ(ForkWhileBusy(GetParam(), /*workers=*/3, /*drainers=*/1,
+                          /*rounds=*/20, &ThreadsInChild),
+            "");
 #endif
 }
 

@@ -96,6 +96,41 @@ TEST(FMempThreadPoolTest, WorkerBindsAllocatesAndExits) {
 
 // Frees of a pool's blocks by another thread wait for the owner's next call;
 // FMempSyncThreadPool is such a call that neither allocates nor frees.
+// FMempDrainThreadCaches reaches the pool of a thread that stays idle:
+// its parked blocks are free when the call returns.
+TEST(FMempThreadPoolTest, DrainReachesAnIdleThreadsPool) {
+  ScopedFMemp pool;
+  FMemp* memp = pool.get();
+  Buffer shared, own;
+  ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
+                                FMEMP_POLICY_THREAD_POOLS),
+            FMEMP_SUCCESS);
+  std::atomic<int> step{0};
+  std::thread worker([&] {
+    ASSERT_EQ(FMempAddRegion(memp, own.begin(), own.end()), FMEMP_SUCCESS);
+    ASSERT_EQ(FMempBindThread(memp, own.begin()), FMEMP_SUCCESS);
+    for (int i = 0; i < 20; ++i) FMempFree(memp, FMempMalloc(memp, 24 + i));
+    step.store(1);
+    while (step.load() != 2) std::this_thread::yield();  // idle
+    void* p = FMempMalloc(memp, 64);  // carries on after the drain
+    EXPECT_TRUE(own.Holds(p));
+    FMempFree(memp, p);
+  });
+  while (step.load() != 1) std::this_thread::yield();
+  const FMempUsage before = Usage(memp);
+  EXPECT_GT(before.cached_bytes, 0u);
+  ASSERT_EQ(FMempDrainThreadCaches(memp), FMEMP_SUCCESS);
+  const FMempUsage after = Usage(memp);
+  EXPECT_EQ(after.cached_bytes, 0u);
+  EXPECT_EQ(after.free_bytes, before.free_bytes + before.cached_bytes);
+  FMempPoolUsage usage = {};
+  ASSERT_EQ(FMempProbeThreadPool(memp, 0, &usage), FMEMP_SUCCESS);
+  EXPECT_EQ(usage.cached_bytes, 0u);
+  step.store(2);
+  worker.join();
+  EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
+}
+
 TEST(FMempThreadPoolTest, SyncAppliesFreesQueuedByOtherThreads) {
   ScopedFMemp pool;
   FMemp* memp = pool.get();

@@ -50,9 +50,11 @@ constexpr Entry kEntries[] = {
     {absl::StatusCode::kResourceExhausted, "no memory for fmemp's bookkeeping"},
     {absl::StatusCode::kDataLoss, "integrity check failed"},
     {absl::StatusCode::kNotFound, "that thread has no pool"},
+    {absl::StatusCode::kFailedPrecondition, "region is retiring"},
+    {absl::StatusCode::kFailedPrecondition, "region is not retiring"},
 };
 static_assert(sizeof(kEntries) / sizeof(kEntries[0]) ==
-                  static_cast<size_t>(ManagementError::kNoPool) + 1,
+                  static_cast<size_t>(ManagementError::kNotRetiring) + 1,
               "one entry per ManagementError");
 
 const Entry& EntryOf(ManagementError error) noexcept {

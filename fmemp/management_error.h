@@ -66,6 +66,8 @@ enum class ManagementError : uint8_t {
   kNoMemory,            // ResourceExhausted: no memory for bookkeeping
   kCorrupt,             // DataLoss: an integrity check failed
   kNoPool,              // NotFound: the thread named has no pool
+  kRetiring,            // FailedPrecondition: the region is retiring
+  kNotRetiring,         // FailedPrecondition: the region is not retiring
 };
 
 // The absl::StatusCode and the static message of each error (the one

@@ -29,7 +29,7 @@ TEST(ManagementResultTest, DefaultIsOkAndConvertsToOk) {
 
 TEST(ManagementResultTest, EveryErrorHasAFailingCodeAndAMessage) {
   for (int e = static_cast<int>(ManagementError::kNullBound);
-       e <= static_cast<int>(ManagementError::kNoPool); ++e) {
+       e <= static_cast<int>(ManagementError::kNotRetiring); ++e) {
     const auto error = static_cast<ManagementError>(e);
     const ManagementResult result(error);
     EXPECT_FALSE(result.ok()) << e;

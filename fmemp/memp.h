@@ -159,8 +159,14 @@ class Memp {
         &no_room);
   }
   bool Free(void* ptr) noexcept {
-    sync::ScopedLock<LockPolicy> hold(lock_);
-    return regions_.Free(ptr);
+    bool freed, retired;
+    {
+      sync::ScopedLock<LockPolicy> hold(lock_);
+      freed = regions_.Free(ptr);
+      retired = regions_.has_retired();
+    }
+    if (ABSL_PREDICT_FALSE(retired)) RunRetiredHandlers();
+    return freed;
   }
   // Who counts a call that returns nullptr (MempStats::failed_allocations):
   // this Memp, or a layer over it whose own call then fails (a pool that
@@ -216,6 +222,35 @@ class Memp {
     sync::ScopedLock<LockPolicy> hold(lock_);
     oom_handler_ = handler;
     oom_context_ = context;
+  }
+
+  // --- Retirement (RegionSet::Retire) ---
+  //
+  // The region AddRegion was given `begin` for gets no new block from now
+  // on; its live blocks stay valid, and when the last is freed (by any
+  // thread, any path) the region is removed and `handler(context, begin,
+  // end)` runs on that thread, outside the lock (it may munmap the
+  // region, or call this Memp). A region without live blocks goes at once
+  // (the handler runs before this call returns). Errors, nothing changed:
+  // kNoRegion; kRetiring. CancelRetire: kNoRegion; kNotRetiring. ProbeRegions
+  // shows a retiring region (RegionStats::retiring) and its live bytes.
+  ManagementResult TryRetireRegion(void* begin,
+                                   RegionSet::RetiredHandler handler,
+                                   void* context) {
+    return WithRegions([&](RegionSet& regions) {
+      return regions.Retire(begin, handler, context);
+    });
+  }
+  ManagementResult TryCancelRetire(void* begin) {
+    return WithRegions(
+        [&](RegionSet& regions) { return regions.CancelRetire(begin); });
+  }
+  absl::Status RetireRegion(void* begin, RegionSet::RetiredHandler handler,
+                            void* context) {
+    return TryRetireRegion(begin, handler, context).ToStatus();
+  }
+  absl::Status CancelRetire(void* begin) {
+    return TryCancelRetire(begin).ToStatus();
   }
 
   // --- Budget (fmemp/budget.h) ---
@@ -361,10 +396,19 @@ class Memp {
   // Runs fn(RegionSet&) under the lock and returns its result: one lock
   // acquisition for a batch of operations. `fn` must not call into this
   // Memp.
+  // Runs the handlers of regions retirement removed meanwhile, after the
+  // lock is released.
   template <typename Fn>
   auto WithRegions(Fn fn) {
-    sync::ScopedLock<LockPolicy> hold(lock_);
-    return fn(regions_);
+    bool retired;
+    auto result = [&] {
+      sync::ScopedLock<LockPolicy> hold(lock_);
+      auto r = fn(regions_);
+      retired = regions_.has_retired();
+      return r;
+    }();
+    if (ABSL_PREDICT_FALSE(retired)) RunRetiredHandlers();
+    return result;
   }
   template <typename Fn>
   auto WithRegions(Fn fn) const {
@@ -393,13 +437,17 @@ class Memp {
       FailureCountedBy counted_by = FailureCountedBy::kThisMemp) noexcept {
     void* p;
     bool refused_by_limit = false;
+    bool retired = false;
     {
       sync::ScopedLock<LockPolicy> hold(lock_);
       p = attempt(regions_);
       if (ABSL_PREDICT_FALSE(p == nullptr)) {
         refused_by_limit = NoteIfLimitRefused(counted_by);
       }
+      // A reallocation (no_room given) may have emptied a retiring region.
+      retired = no_room != nullptr && regions_.has_retired();
     }
+    if (ABSL_PREDICT_FALSE(retired)) RunRetiredHandlers();
     budget_.RunSoftHandlerIfDue();
     if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
     if (refused_by_limit || (no_room != nullptr && !*no_room)) return nullptr;
@@ -451,6 +499,21 @@ class Memp {
     }
     budget_.RunSoftHandlerIfDue();
     return p;
+  }
+
+  // Takes the records of retired regions under the lock and runs their
+  // handlers after it. Out of line: rare.
+  ABSL_ATTRIBUTE_NOINLINE void RunRetiredHandlers() noexcept {
+    std::vector<RegionSet::RetiredRegion,
+                ArenaAllocator<RegionSet::RetiredRegion>>
+        retired;
+    {
+      sync::ScopedLock<LockPolicy> hold(lock_);
+      regions_.TakeRetired(&retired);
+    }
+    for (const RegionSet::RetiredRegion& r : retired) {
+      if (r.handler != nullptr) r.handler(r.context, r.begin, r.end);
+    }
   }
 
   mutable LockPolicy lock_;

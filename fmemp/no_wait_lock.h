@@ -6,9 +6,9 @@
 // NoWaitLock: a scoped lock of an absl::Mutex that never waits inside
 // Abseil. It spins on TryLock, yielding the CPU between tries. The thread
 // registry's mutex, a cache's drain mutex, the cache front-end's handler
-// mutex and the pool front-end's bindings and handlers are taken this way;
-// the C API's admin_ and the fork registry's mutex (rare management calls)
-// and the MUTEX policy's lock still block.
+// mutex, the pool front-end's bindings and handlers, the C API's admin_
+// and the fork registry's mutex are taken this way; only the MUTEX
+// policy's lock blocks.
 //
 // Why: when a thread blocks on a contended absl::Mutex, Abseil creates the
 // thread's identity (mmap) and the unlocking thread later writes into it

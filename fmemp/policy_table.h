@@ -76,6 +76,10 @@ enum class Offers : unsigned {
   // without it) and FMempThreadPoolCount (0 without it). The front-end has
   // BindThisThread, UnbindThisThread, SyncThisThread and ProbePools.
   kThreadPools = 1u << 2,
+  // Region retirement: FMempRetireRegion and FMempCancelRetire
+  // (FMEMP_ERR_NOT_SUPPORTED without it). The front-end has
+  // TryRetireRegion and TryCancelRetire.
+  kRetirement = 1u << 3,
 };
 
 constexpr Offers operator|(Offers a, Offers b) {
@@ -83,8 +87,40 @@ constexpr Offers operator|(Offers a, Offers b) {
                              static_cast<unsigned>(b));
 }
 
+namespace policy_table_internal {
+
+// Whether FrontEnd has what each Offers bit promises (the members named in
+// its comment): PolicyRow asserts it at compile time.
+template <typename FrontEnd, typename = void>
+struct HasFlush : std::false_type {};
+template <typename FrontEnd>
+struct HasFlush<
+    FrontEnd,
+    std::void_t<decltype(std::declval<FrontEnd&>().FlushThisThread())>>
+    : std::true_type {};
+template <typename FrontEnd, typename = void>
+struct HasDrain : std::false_type {};
+template <typename FrontEnd>
+struct HasDrain<
+    FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().DrainAllCaches())>>
+    : std::true_type {};
+template <typename FrontEnd, typename = void>
+struct HasPools : std::false_type {};
+template <typename FrontEnd>
+struct HasPools<
+    FrontEnd,
+    std::void_t<decltype(std::declval<FrontEnd&>().BindThisThread(nullptr)),
+                decltype(std::declval<FrontEnd&>().UnbindThisThread()),
+                decltype(std::declval<FrontEnd&>().SyncThisThread()),
+                decltype(std::declval<FrontEnd&>().ProbePools())>>
+    : std::true_type {};
+
+}  // namespace policy_table_internal
+
 // One row: policy kPolicy is served by a FrontEnd (default-constructed, one
-// per FMemp) and offers kOffers.
+// per FMemp) and offers kOffers. A row is consistent, or does not compile:
+// each bit it offers names members its front-end has (see Offers), and a
+// cache drain comes with thread caches.
 template <FMempPolicy kPolicyValue, typename FrontEndType, Offers kOffersValue>
 struct PolicyRow {
   static constexpr FMempPolicy kPolicy = kPolicyValue;
@@ -99,6 +135,16 @@ struct PolicyRow {
 
   static_assert(!Has(Offers::kCacheDrain) || Has(Offers::kThreadCaches),
                 "a row that offers a cache drain must have thread caches");
+  static_assert(!Has(Offers::kThreadCaches) ||
+                    policy_table_internal::HasFlush<FrontEnd>::value,
+                "kThreadCaches: the front-end must have FlushThisThread()");
+  static_assert(!Has(Offers::kCacheDrain) ||
+                    policy_table_internal::HasDrain<FrontEnd>::value,
+                "kCacheDrain: the front-end must have DrainAllCaches()");
+  static_assert(!Has(Offers::kThreadPools) ||
+                    policy_table_internal::HasPools<FrontEnd>::value,
+                "kThreadPools: the front-end must have BindThisThread, "
+                "UnbindThisThread, SyncThisThread and ProbePools");
 
   // Whether PolicyTable::FrontEnds::Visit reaches this row inline: a cache
   // hit is a few dozen instructions and takes no lock, so a call would
@@ -287,13 +333,15 @@ class PolicyTable {
 // type. The two rows with per-thread caches (FMempInit's THREAD_CACHE, then
 // THREAD_POOLS) are visited inline.
 using CApiPolicies = PolicyTable<
-    PolicyRow<FMEMP_POLICY_MUTEX, Memp<sync::Mutex>, Offers::kNone>,
-    PolicyRow<FMEMP_POLICY_SPINLOCK, Memp<sync::SpinLock>, Offers::kNone>,
-    PolicyRow<FMEMP_POLICY_SINGLE_THREAD, Memp<sync::NoLock>, Offers::kNone>,
+    PolicyRow<FMEMP_POLICY_MUTEX, Memp<sync::Mutex>, Offers::kRetirement>,
+    PolicyRow<FMEMP_POLICY_SPINLOCK, Memp<sync::SpinLock>, Offers::kRetirement>,
+    PolicyRow<FMEMP_POLICY_SINGLE_THREAD, Memp<sync::NoLock>,
+              Offers::kRetirement>,
     PolicyRow<FMEMP_POLICY_THREAD_CACHE, CachingMemp<sync::SpinLock>,
               Offers::kThreadCaches | Offers::kCacheDrain>,
     PolicyRow<FMEMP_POLICY_THREAD_POOLS, PoolingMemp<sync::SpinLock>,
-              Offers::kThreadCaches | Offers::kThreadPools>>;
+              Offers::kThreadCaches | Offers::kCacheDrain |
+                  Offers::kThreadPools>>;
 
 }  // namespace fmemp
 

@@ -113,6 +113,13 @@ struct HasSetLimit<FrontEnd,
                    std::void_t<decltype(std::declval<FrontEnd&>().SetLimit(0))>>
     : std::true_type {};
 
+template <typename FrontEnd, typename = void>
+struct HasTryRetireRegion : std::false_type {};
+template <typename FrontEnd>
+struct HasTryRetireRegion<
+    FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().TryRetireRegion(
+                  nullptr, nullptr, nullptr))>> : std::true_type {};
+
 TEST(PolicyTableTest, RowsOfferExactlyWhatTheirFrontEndsHave) {
   CApiPolicies::ForEachRow([](auto row) {
     using Row = decltype(row);
@@ -123,6 +130,8 @@ TEST(PolicyTableTest, RowsOfferExactlyWhatTheirFrontEndsHave) {
     EXPECT_EQ(Row::Has(Offers::kCacheDrain),
               HasDrainAllCaches<FrontEnd>::value);
     EXPECT_TRUE(HasSetLimit<FrontEnd>::value);  // every row has limits
+    EXPECT_EQ(Row::Has(Offers::kRetirement),
+              HasTryRetireRegion<FrontEnd>::value);
   });
 }
 
@@ -255,7 +264,7 @@ TEST(PolicyTableTest, DrainThreadCachesWorksExactlyOnCacheDrainRows) {
 }
 
 // The calling thread's cache is flushed on every row with thread caches
-// (the pools' too, which no other thread can drain).
+// (the pools' too).
 TEST(PolicyTableTest, FlushThreadCacheWorksExactlyOnThreadCacheRows) {
   ExpectDrainWorksExactlyOnRowsOffering<Offers::kThreadCaches>(
       &FMempFlushThreadCache);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <iterator>
@@ -14,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "fmemp/debug_assert.h"
 
 namespace fmemp {
 
@@ -39,6 +41,10 @@ struct RegionSet::Region : ArenaAllocated {
   // False while the region is being emptied for removal: it is kept out of
   // the index, so no new block comes from it.
   bool allocatable = true;
+  // Retire's: the region goes when its last live block does.
+  bool retiring = false;
+  RetiredHandler retired_handler = nullptr;
+  void* retired_context = nullptr;
 
   int IndexBin() const {
     return allocatable ? heap.LargestFreeBin() : RegionIndex::kNoBin;
@@ -315,6 +321,7 @@ ManagementResult RegionSet::AddRegion(void* begin, void* end) {
                   region->begin});
   InsertSlot(std::move(region));
   Refile();
+  DebugCheckInvariants();
   return {};
 }
 
@@ -362,11 +369,13 @@ ManagementResult RegionSet::RemoveRegion(void* begin) {
   lost_stale_ = true;
   regions_.erase(it);
   Refile();
+  DebugCheckInvariants();
   return {};
 }
 
 void RegionSet::Clear() {
   if (budget_ != nullptr) budget_->Refund(UsedBytes());
+  reap_candidate_ = nullptr;  // (retired_'s handlers still run)
   for (auto& [key, r] : regions_) {
     index_.Update(&r->entry, RegionIndex::kNoBin);
   }
@@ -385,6 +394,7 @@ void RegionSet::Clear() {
   failed_allocations_ = invalid_frees_ = limit_refusals_ = 0;
   lost_bytes_ = 0;
   lost_stale_ = false;
+  DebugCheckInvariants();
 }
 
 ManagementResult RegionSet::SetDebugOptions(const DebugOptions& options) {
@@ -438,6 +448,7 @@ void* RegionSet::DetachedRegion::end() const {
 ManagementResult RegionSet::Detach(void* begin, DetachedRegion* detached) {
   auto it = SlotOf(Addr(begin));
   if (it == regions_.end()) return {ManagementError::kNoRegion, begin};
+  if (it->region->retiring) return {ManagementError::kRetiring, begin};
   Unsolo();
   DetachedRegion& out = *detached;
   out = DetachedRegion();
@@ -464,6 +475,7 @@ ManagementResult RegionSet::Detach(void* begin, DetachedRegion* detached) {
       }
     }
   }
+  DebugCheckInvariants();
   return {};
 }
 
@@ -497,6 +509,7 @@ ManagementResult RegionSet::Attach(DetachedRegion& detached) {
   detached.tags_.clear();
   InsertSlot(std::move(detached.region_));
   Refile();
+  DebugCheckInvariants();
   return {};
 }
 
@@ -506,7 +519,49 @@ ManagementResult RegionSet::SetAllocatable(void* begin, bool allocatable) {
   Region& region = *it->region;
   region.allocatable = allocatable;
   Refile();
+  DebugCheckInvariants();
   return {};
+}
+
+void RegionSet::DebugCheckInvariants() const noexcept {
+  if constexpr (!kDebugChecks) return;
+  size_t capacity = 0, used = 0, live = 0, allocatable = 0;
+  const Region* previous = nullptr;
+  for (const auto& [begin, r] : regions_) {
+    // regions_ is sorted by address and its regions are disjoint.
+    FMEMP_DCHECK(begin == r->begin && r->begin < r->end);
+    FMEMP_DCHECK(previous == nullptr || previous->end <= r->begin);
+    // Each region has its entry in the table, naming its heap and this
+    // set's owner.
+    RegionTable::Entry entry;
+    FMEMP_DCHECK(table_->FindWhole(r->begin, &entry) &&
+                 entry.base == r->begin && entry.end == r->end &&
+                 entry.heap == &r->heap && entry.owner == owner_);
+    const HeapStats& stats = r->heap.Stats();
+    capacity += stats.capacity_bytes;
+    used += stats.used_bytes;
+    live += stats.live_blocks;
+    if (r->allocatable) ++allocatable;
+    previous = r.get();
+  }
+  // The aggregates are the sums of the regions' counters (solo_'s read
+  // through), and the peak is never below what is used.
+  FMEMP_DCHECK(capacity == capacity_bytes_);
+  FMEMP_DCHECK(used == UsedBytes());
+  FMEMP_DCHECK(live == LiveBlocks());
+  FMEMP_DCHECK(peak_used_bytes_ >= used);
+  // solo_ is the only allocatable region, exactly when there is one.
+  FMEMP_DCHECK((solo_ != nullptr) == (allocatable == 1));
+  FMEMP_DCHECK((solo_ == nullptr) == (solo_stats_ == nullptr));
+  FMEMP_DCHECK(solo_ == nullptr || solo_->allocatable);
+  // The lookup cache names only regions of this set.
+  for (const Region* cached : lookup_) {
+    FMEMP_DCHECK(cached == nullptr ||
+                 std::any_of(regions_.begin(), regions_.end(),
+                             [cached](const Slot& slot) {
+                               return slot.region.get() == cached;
+                             }));
+  }
 }
 
 void RegionSet::Unsolo() noexcept {
@@ -624,15 +679,66 @@ inline auto RegionSet::InRegion(Region* r, Op op) noexcept {
 }
 
 inline bool RegionSet::FreeIn(Region* r, void* ptr) noexcept {
+  bool freed;
   if (ABSL_PREDICT_FALSE(budget_ != nullptr)) {
     const size_t used_before = r->heap.Stats().used_bytes;
-    const bool freed = InRegion<PeakEffect::kNone>(
+    freed = InRegion<PeakEffect::kNone>(
         r, [ptr](Heap& heap) { return heap.Free(ptr); });
     budget_->Refund(used_before - r->heap.Stats().used_bytes);
-    return freed;
+  } else {
+    freed = InRegion<PeakEffect::kNone>(
+        r, [ptr](Heap& heap) { return heap.Free(ptr); });
   }
-  return InRegion<PeakEffect::kNone>(
-      r, [ptr](Heap& heap) { return heap.Free(ptr); });
+  if (ABSL_PREDICT_FALSE(r->retiring) && r->heap.Stats().live_blocks == 0) {
+    reap_candidate_ = r;
+  }
+  return freed;
+}
+
+ManagementResult RegionSet::Retire(void* begin, RetiredHandler handler,
+                                   void* context) {
+  auto it = SlotOf(Addr(begin));
+  if (it == regions_.end()) return {ManagementError::kNoRegion, begin};
+  Region& r = *it->region;
+  if (r.retiring) return {ManagementError::kRetiring, begin};
+  r.retiring = true;
+  r.retired_handler = handler;
+  r.retired_context = context;
+  r.allocatable = false;
+  Refile();
+  if (r.heap.Stats().live_blocks == 0) {
+    reap_candidate_ = &r;
+    ReapRetired();
+  }
+  return {};
+}
+
+ManagementResult RegionSet::CancelRetire(void* begin) {
+  auto it = SlotOf(Addr(begin));
+  if (it == regions_.end()) return {ManagementError::kNoRegion, begin};
+  Region& r = *it->region;
+  if (!r.retiring) return {ManagementError::kNotRetiring, begin};
+  r.retiring = false;
+  r.allocatable = true;
+  Refile();
+  return {};
+}
+
+void RegionSet::ReapRetired() noexcept {
+  Region* const r = reap_candidate_;
+  reap_candidate_ = nullptr;
+  const RetiredRegion retired{reinterpret_cast<void*>(r->begin),
+                              reinterpret_cast<void*>(r->end),
+                              r->retired_handler, r->retired_context};
+  // Cannot fail for lack of live blocks; a region whose free block is
+  // damaged stays, retiring (its damage was reported).
+  if (RemoveRegion(retired.begin).ok()) retired_.push_back(retired);
+}
+
+void RegionSet::TakeRetired(
+    std::vector<RetiredRegion, ArenaAllocator<RetiredRegion>>* out) {
+  out->clear();
+  out->swap(retired_);
 }
 
 void RegionSet::UseBudget(Budget* budget) noexcept {
@@ -789,7 +895,9 @@ bool RegionSet::FreeSlow(void* ptr) noexcept {
     Report(MempError::kForeignPointer, ptr);
     return false;
   }
-  return FreeFound(r, ptr);
+  const bool freed = FreeFound(r, ptr);
+  MaybeReapRetired();
+  return freed;
 }
 
 RegionSet::FreeOutcome RegionSet::TryFree(void* ptr) noexcept {
@@ -802,10 +910,19 @@ RegionSet::FreeOutcome RegionSet::TryFree(void* ptr) noexcept {
 RegionSet::FreeOutcome RegionSet::TryFreeSlow(void* ptr) noexcept {
   Region* const r = FindRegion(ptr);
   if (r == nullptr) return FreeOutcome::kOutside;
-  return FreeFound(r, ptr) ? FreeOutcome::kFreed : FreeOutcome::kRefused;
+  const bool freed = FreeFound(r, ptr);
+  MaybeReapRetired();
+  return freed ? FreeOutcome::kFreed : FreeOutcome::kRefused;
 }
 
 void* RegionSet::Reallocate(void* ptr, size_t bytes, bool* no_room) noexcept {
+  void* const p = ReallocateUnreaped(ptr, bytes, no_room);
+  MaybeReapRetired();  // a move may have emptied a retiring region
+  return p;
+}
+
+void* RegionSet::ReallocateUnreaped(void* ptr, size_t bytes,
+                                    bool* no_room) noexcept {
   bool ignored = false;
   if (no_room == nullptr) no_room = &ignored;
   *no_room = false;
@@ -834,8 +951,11 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes, bool* no_room) noexcept {
     FreeIn(r, ptr);
     return nullptr;
   }
-  if (ABSL_PREDICT_FALSE(budget_ != nullptr)) {
-    return ReallocateBudgeted(r, ptr, bytes, no_room);
+  if (ABSL_PREDICT_FALSE(budget_ != nullptr || r->retiring)) {
+    // Under a budget the new block is charged before the old is refunded;
+    // a retiring region's block never grows in place (it gets no new
+    // bytes).
+    return ReallocateByMove(r, ptr, bytes, no_room);
   }
   const uint64_t misuse_before = r->heap.Stats().invalid_frees;
   void* moved = InRegion<PeakEffect::kTransient>(
@@ -861,8 +981,8 @@ void* RegionSet::Reallocate(void* ptr, size_t bytes, bool* no_room) noexcept {
   return moved;
 }
 
-void* RegionSet::ReallocateBudgeted(Region* r, void* ptr, size_t bytes,
-                                    bool* no_room) noexcept {
+void* RegionSet::ReallocateByMove(Region* r, void* ptr, size_t bytes,
+                                  bool* no_room) noexcept {
   const size_t old_usable = r->heap.UsableSize(ptr);
   void* moved = nullptr;
   if (bytes <= old_usable) {
@@ -871,7 +991,9 @@ void* RegionSet::ReallocateBudgeted(Region* r, void* ptr, size_t bytes,
     const uint64_t misuse_before = r->heap.Stats().invalid_frees;
     moved = InRegion<PeakEffect::kTransient>(
         r, [ptr, bytes](Heap& heap) { return heap.Reallocate(ptr, bytes); });
-    budget_->Refund(used_before - r->heap.Stats().used_bytes);
+    if (budget_ != nullptr) {
+      budget_->Refund(used_before - r->heap.Stats().used_bytes);
+    }
     if (moved == nullptr && r->heap.Stats().invalid_frees != misuse_before) {
       return nullptr;  // the heap found the block damaged and reported it
     }
@@ -909,6 +1031,7 @@ void RegionSet::ResetPeak() noexcept {
 }
 
 RegionStatsList RegionSet::ProbeRegions() const {
+  DebugCheckInvariants();  // a probe: lookup_ may be filled by now
   RegionStatsList out;
   out.reserve(regions_.size());
   for (const auto& [key, r] : regions_) {
@@ -924,6 +1047,7 @@ RegionStatsList RegionSet::ProbeRegions() const {
     region.largest_allocatable = r->heap.LargestAllocatable();
     region.live_blocks = s.live_blocks;
     region.failed_allocations = s.failed_allocations;
+    region.retiring = r->retiring;
     out.push_back(region);
   }
   return out;
@@ -1015,40 +1139,91 @@ void RegionSet::Check(tlsf::CheckFindings* findings) const noexcept {
   }
 }
 
+namespace {
+
+// One line of RegionSet::List, formatted on the stack (List allocates
+// nothing): appended to printf-style, cut at kListLineBytes - 1 characters,
+// always NUL-terminated.
+class ListLine {
+ public:
+  ListLine() { text_[0] = '\0'; }
+  ListLine(const ListLine&) = delete;
+  ListLine& operator=(const ListLine&) = delete;
+
+  void Append(const char* format, ...) ABSL_PRINTF_ATTRIBUTE(2, 3) {
+    va_list args;
+    va_start(args, format);
+    const int n =
+        std::vsnprintf(text_ + length_, sizeof(text_) - length_, format, args);
+    va_end(args);
+    if (n > 0) {
+      length_ = std::min(sizeof(text_) - 1, length_ + static_cast<size_t>(n));
+    }
+  }
+  absl::string_view view() const { return absl::string_view(text_, length_); }
+
+ private:
+  char text_[kListLineBytes];
+  size_t length_ = 0;
+};
+
+}  // namespace
+
 void RegionSet::List(absl::FunctionRef<void(absl::string_view)> sink) const {
   int index = 0;
   for (const auto& [key, r] : regions_) {
     const HeapStats s = r->heap.Stats();
-    sink(absl::StrFormat(
-        "region %d [%p, %p): capacity %d, used %d, free %d, peak %d, "
-        "live blocks %d, largest %d, failed %d",
-        index++, reinterpret_cast<void*>(r->begin),
-        reinterpret_cast<void*>(r->end), s.capacity_bytes, s.used_bytes,
-        s.free_bytes, s.peak_used_bytes, s.live_blocks,
-        r->heap.LargestAllocatable(), s.failed_allocations));
+    {
+      ListLine line;
+      line.Append(
+          "region %d [%p, %p): capacity %zu, used %zu, free %zu, peak %zu, "
+          "live blocks %zu, largest %zu, failed %llu",
+          index++, reinterpret_cast<void*>(r->begin),
+          reinterpret_cast<void*>(r->end), s.capacity_bytes, s.used_bytes,
+          s.free_bytes, s.peak_used_bytes, s.live_blocks,
+          r->heap.LargestAllocatable(),
+          static_cast<unsigned long long>(s.failed_allocations));
+      sink(line.view());
+    }
     r->heap.WalkPool(r->pool, [&](const tlsf::BlockInfo& block) {
       if (!block.used) return true;
-      std::string line =
-          absl::StrFormat("  %p %8d bytes", block.ptr, block.size);
+      ListLine line;
+      line.Append("  %p %8zu bytes", block.ptr, block.size);
       if (auto it = tags_.find(block.ptr); it != tags_.end()) {
         const BlockTag& tag = it->second;
-        absl::StrAppendFormat(&line, "  %s:%d thread %d%s%s",
-                              tag.file != nullptr ? tag.file : "?", tag.line,
-                              tag.thread_id, tag.message != nullptr ? " " : "",
-                              tag.message != nullptr ? tag.message : "");
+        line.Append("  %s:%lu thread %llu%s%s",
+                    tag.file != nullptr ? tag.file : "?", tag.line,
+                    static_cast<unsigned long long>(tag.thread_id),
+                    tag.message != nullptr ? " " : "",
+                    tag.message != nullptr ? tag.message : "");
       }
-      sink(line);
+      sink(line.view());
       return true;
     });
   }
   const MempStats t = Probe();
-  sink(absl::StrFormat(
-      "total: %d regions, capacity %d, used %d, free %d, peak %d, live "
-      "blocks %d, failed allocations %d, invalid frees %d",
-      t.region_count, t.capacity_bytes, t.used_bytes, t.free_bytes,
-      t.peak_used_bytes, t.live_blocks, t.failed_allocations, t.invalid_frees));
-  const absl::Status check = Check();
-  sink(absl::StrCat("integrity check: ", check.ok() ? "OK" : check.ToString()));
+  {
+    ListLine line;
+    line.Append(
+        "total: %zu regions, capacity %zu, used %zu, free %zu, peak %zu, live "
+        "blocks %zu, failed allocations %llu, invalid frees %llu",
+        t.region_count, t.capacity_bytes, t.used_bytes, t.free_bytes,
+        t.peak_used_bytes, t.live_blocks,
+        static_cast<unsigned long long>(t.failed_allocations),
+        static_cast<unsigned long long>(t.invalid_frees));
+    sink(line.view());
+  }
+  // As absl::Status::ToString() writes CheckToStatus's DataLoss.
+  tlsf::CheckFindings findings;
+  Check(&findings);
+  ListLine line;
+  if (findings.ok()) {
+    line.Append("integrity check: OK");
+  } else {
+    line.Append("integrity check: DATA_LOSS: %s (%zu problem(s) found)",
+                findings.text(), findings.count());
+  }
+  sink(line.view());
 }
 
 }  // namespace fmemp

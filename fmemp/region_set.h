@@ -18,9 +18,10 @@
 //   control structure, the region array, the region table and the tag table
 //   come from the metadata arena (fmemp/metadata_arena.h), never from malloc
 //   or operator new. Management calls report failure as a ManagementResult
-//   (fmemp/management_error.h), and Check and CheckRegionOf their findings
-//   in a fixed-size tlsf::CheckFindings: neither allocates. List, and
-//   turning either into an absl::Status, still do.
+//   (fmemp/management_error.h), Check and CheckRegionOf their findings
+//   in a fixed-size tlsf::CheckFindings, and List formats its lines on the
+//   stack: none of them allocates. Turning a result into an absl::Status
+//   does.
 // * A region is removed only when no live block lies in it; its memory is
 //   never handed out again. Misuse (foreign, interior, freed pointers) is
 //   reported to the error handler, counted, and leaves every heap intact.
@@ -132,6 +133,9 @@ absl::Status CheckToStatus(ManagementResult result,
 // line on stderr, through a stack buffer and write(2): the misuse path
 // allocates nothing (a program's operator new may be this pool).
 void WriteMempReportToStderr(const MempReport& report);
+// The longest line RegionSet::List writes, with its NUL: room for a failed
+// check's findings (tlsf::CheckFindings::kTextBytes) and their prefix.
+inline constexpr size_t kListLineBytes = tlsf::CheckFindings::kTextBytes + 96;
 // What the C API does with a failed check: "fmemp: integrity check failed:
 // <findings> (<n> problem(s) found)" on stderr, through a stack buffer and
 // write(2), allocating nothing. Writes nothing for findings that are ok().
@@ -157,6 +161,9 @@ struct RegionStats {
   size_t largest_allocatable = 0;  // exact: Allocate(n) succeeds in it
   size_t live_blocks = 0;
   uint64_t failed_allocations = 0;  // requests this region could not serve
+  // Retiring (RegionSet::Retire): no new block comes from it, and it goes
+  // when its last live block is freed; used_bytes are its live bytes.
+  bool retiring = false;
   // Spans of damaged free blocks its heap took out of service
   // (tlsf::HeapStats::lost_bytes): used + free + lost == capacity.
   size_t lost_bytes = 0;
@@ -259,7 +266,7 @@ class RegionSet {
   // its blocks are no longer this set's to free. Its table entry stays,
   // naming this set's owner, until the region is attached or destroyed.
   // O(regions + tags). kNoRegion (and *out untouched) if no region begins
-  // there.
+  // there; kRetiring for a retiring region (it stays).
   ManagementResult Detach(void* begin, DetachedRegion* out);
 
   // Adds a region taken from another set (see Detach), with its live
@@ -308,6 +315,34 @@ class RegionSet {
 
   // Whether ptr lies inside one of this set's regions (O(log regions)).
   bool Contains(const void* ptr) const noexcept;
+
+  // --- Retirement ---
+  //
+  // A retiring region hands out no new block; its live blocks stay valid,
+  // and the free (by whatever path) of its last one removes it from the set
+  // and queues (begin, end) for `handler` (may be nullptr), which the
+  // front-end runs outside its locks (TakeRetired) so that it may, say,
+  // munmap the region. A region with no live block is removed at once.
+  // Errors, nothing changed: kNoRegion; kRetiring (already retiring). O(1)
+  // plus a refile of the index.
+  using RetiredHandler = void (*)(void* context, void* begin, void* end);
+  ManagementResult Retire(void* begin, RetiredHandler handler, void* context);
+  // Puts a retiring region back into service. kNoRegion; kNotRetiring.
+  ManagementResult CancelRetire(void* begin);
+  // A region retirement removed, with its handler, not yet run.
+  struct RetiredRegion {
+    void* begin;
+    void* end;
+    RetiredHandler handler;
+    void* context;
+  };
+  // Whether a retired region's handler waits to be run. O(1), inline.
+  bool has_retired() const noexcept { return !retired_.empty(); }
+  // Moves the waiting handlers' records to *out (cleared first) and
+  // forgets them here; the caller runs each handler once its locks are
+  // released. Allocates only from the metadata arena.
+  void TakeRetired(
+      std::vector<RetiredRegion, ArenaAllocator<RetiredRegion>>* out);
 
   // Takes the region that begins at `begin` out of (false) or back into
   // (true) service: while out, no new block is placed in it, so blocks that
@@ -391,7 +426,11 @@ class RegionSet {
       const void* ptr, tlsf::CheckFindings* damage = nullptr) const noexcept;
 
   // Writes, line by line: every region (range and usage), every live block
-  // (address, size, tag), the totals and the result of Check().
+  // (address, size, tag), the totals and the result of Check(). Allocates
+  // nothing: each line is formatted in a buffer on the stack (at most
+  // kListLineBytes - 1 characters, a long tag cut) and handed to `sink`
+  // NUL-terminated (line.data()[line.size()] == '\0'), valid during the
+  // call. O(regions + blocks + tags).
   void List(absl::FunctionRef<void(absl::string_view)> sink) const;
 
   // Installs the handler for misuse and debug findings; nullptr restores
@@ -470,20 +509,38 @@ class RegionSet {
   // filed under its own bin); nullptr if none serves it. Counts nothing.
   void* AllocateIndexed(size_t search_span, size_t alignment,
                         size_t bytes) noexcept;
+  // Reallocate, without reaping a retiring region it emptied.
+  void* ReallocateUnreaped(void* ptr, size_t bytes, bool* no_room) noexcept;
   // AllocateWith under a budget: AllocateUncharged, then the block's span
   // charged, or the block freed (heaps and peak as before) if refused.
   ABSL_ATTRIBUTE_NOINLINE void* AllocateCharged(size_t alignment,
                                                 size_t bytes) noexcept;
   // AllocateWith's allocation, charging nothing.
   void* AllocateUncharged(size_t alignment, size_t bytes) noexcept;
-  // Reallocate under a budget: in place when it does not grow, else a
-  // charged new block, a copy and a free.
-  ABSL_ATTRIBUTE_NOINLINE void* ReallocateBudgeted(Region* r, void* ptr,
-                                                   size_t bytes,
-                                                   bool* no_room) noexcept;
+  // Reallocate under a budget or in a retiring region: in place when it
+  // does not grow, else a new block (charged), a copy and a free.
+  ABSL_ATTRIBUTE_NOINLINE void* ReallocateByMove(Region* r, void* ptr,
+                                                 size_t bytes,
+                                                 bool* no_room) noexcept;
+  // After a free that left a retiring region without live blocks
+  // (reap_candidate_): removes it and queues its handler.
+  ABSL_ATTRIBUTE_NOINLINE void ReapRetired() noexcept;
+  void MaybeReapRetired() noexcept {
+    if (ABSL_PREDICT_FALSE(reap_candidate_ != nullptr)) ReapRetired();
+  }
   // The span a request of `bytes` takes in a region's heap, debug modes
   // included. REQUIRES: bytes <= max_request_.
   size_t RequestSpan(size_t bytes) const noexcept;
+  // Debug builds (fmemp/debug_assert.h): asserts what this header states
+  // of the set after every change to its regions and on ProbeRegions:
+  // regions_ sorted and
+  // disjoint, each with its entry in table_; the aggregates equal to the
+  // sums of the regions' counters, the peak not below them; solo_ the only
+  // allocatable region exactly when there is one; lookup_ naming only
+  // regions of this set. O(regions + kLookupSlots x regions).
+  void DebugCheckInvariants() const noexcept;
+  friend class RegionSetTestPeer;  // fmemp/debug_assert_test.cc
+
   // Erases the entry of `r` from `table` if it is there (matched by heap:
   // another set's entry at the same address is left alone).
   static void EraseEntry(RegionTable* table, const Region& r);
@@ -541,8 +598,12 @@ class RegionSet {
   RegionTable own_table_;
   RegionTable* table_ = &own_table_;  // own_table_, or UseTable's
   Budget* budget_ = nullptr;          // UseBudget's, charged if not null
-  bool limit_refused_ = false;        // TakeLimitRefusal's answer
-  const void* owner_ = nullptr;       // what this set's entries name
+  // A retiring region a free just emptied (FreeIn), reaped by the public
+  // call before it returns; and the handlers of reaped regions.
+  Region* reap_candidate_ = nullptr;
+  std::vector<RetiredRegion, ArenaAllocator<RetiredRegion>> retired_;
+  bool limit_refused_ = false;   // TakeLimitRefusal's answer
+  const void* owner_ = nullptr;  // what this set's entries name
   absl::flat_hash_map<const void*, BlockTag, absl::Hash<const void*>,
                       std::equal_to<const void*>,
                       ArenaAllocator<std::pair<const void* const, BlockTag>>>

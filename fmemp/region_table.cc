@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "absl/base/macros.h"
+#include "fmemp/debug_assert.h"
 
 namespace fmemp {
 
@@ -57,8 +57,8 @@ RegionTable::Entry RegionTable::Load(const Slot& slot,
 void RegionTable::Insert(const Entry& inserted) {
   Entry entry = inserted;
   if (entry.base == 0) entry.base = entry.begin;
-  ABSL_ASSERT(entry.base <= entry.begin && entry.begin < entry.end);
-  ABSL_ASSERT(!Overlapping(entry.base, entry.end, nullptr));
+  FMEMP_DCHECK(entry.base <= entry.begin && entry.begin < entry.end);
+  FMEMP_DCHECK(!Overlapping(entry.base, entry.end, nullptr));
   Array* array = array_.load(std::memory_order_relaxed);
   const size_t count = count_.load(std::memory_order_relaxed);
   // Entries are kept sorted by begin; collect them with the new one.
@@ -82,6 +82,7 @@ void RegionTable::Insert(const Entry& inserted) {
     count_.store(entries.size(), std::memory_order_release);
     array_.store(bigger, std::memory_order_release);
     EndWrite();
+    DebugCheckInvariants();
     return;
   }
   BeginWrite();
@@ -89,6 +90,24 @@ void RegionTable::Insert(const Entry& inserted) {
     Store(array->slots[i], entries[i]);
   count_.store(entries.size(), std::memory_order_release);
   EndWrite();
+  DebugCheckInvariants();
+}
+
+void RegionTable::DebugCheckInvariants() const noexcept {
+  if constexpr (!kDebugChecks) return;
+  const Array* array = array_.load(std::memory_order_relaxed);
+  const size_t count = count_.load(std::memory_order_relaxed);
+  FMEMP_DCHECK(count <= array->capacity);
+  for (size_t i = 0; i < count; ++i) {
+    const Entry entry = Load(array->slots[i], std::memory_order_relaxed);
+    FMEMP_DCHECK(entry.base <= entry.begin && entry.begin < entry.end);
+    if (i > 0) {
+      // Sorted and disjoint: the previous region ends at or before this
+      // one's first byte.
+      FMEMP_DCHECK(array->slots[i - 1].end.load(std::memory_order_relaxed) <=
+                   entry.base);
+    }
+  }
 }
 
 size_t RegionTable::IndexOf(uintptr_t address) const noexcept {
@@ -121,6 +140,7 @@ void RegionTable::Erase(uintptr_t begin) {
   }
   count_.store(count - 1, std::memory_order_release);
   EndWrite();
+  DebugCheckInvariants();
 }
 
 bool RegionTable::SetOwner(uintptr_t begin, const void* owner) {
@@ -130,6 +150,7 @@ bool RegionTable::SetOwner(uintptr_t begin, const void* owner) {
   BeginWrite();
   slot.owner.store(owner, std::memory_order_release);
   EndWrite();
+  DebugCheckInvariants();
   return true;
 }
 

@@ -24,8 +24,10 @@
 //   caller (the front-end's lock). O(regions) each: they are not on the hot
 //   path. SetOwner changes one entry in place: a reader sees the old owner
 //   or the new one, never a missing entry.
-// * Entries never overlap (their whole regions, [base, end)): Insert
-//   asserts it in debug builds; callers check first (Overlapping).
+// * Entries are sorted by address and never overlap (their whole regions,
+//   [base, end)), each with base <= begin < end: asserted after every
+//   write in debug builds (FMEMP_DCHECK, fmemp/debug_assert.h); callers
+//   check for overlap first (Overlapping).
 // * Find is O(log regions). All shared words are atomics, so the table is
 //   clean under ThreadSanitizer.
 //
@@ -191,6 +193,11 @@ class RegionTable {
 
   void BeginWrite();
   void EndWrite();
+  // Debug builds: asserts that the entries are sorted and disjoint, each
+  // with base <= begin < end. O(regions). REQUIRES: serialised with
+  // writers.
+  void DebugCheckInvariants() const noexcept;
+  friend class RegionTableTestPeer;  // fmemp/debug_assert_test.cc
   static void Store(Slot& slot, const Entry& entry);
   static Entry Load(const Slot& slot, std::memory_order order);
 

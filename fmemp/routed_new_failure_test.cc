@@ -19,6 +19,9 @@
 // through the routed operator new (after the front-end's locks are
 // released) without a hang or an abort.
 //
+// Each lists itself (FMemListAll, FMemListAllTo, List), with a tagged
+// block in the C API and on a damaged heap too: no operator new.
+//
 // Then each damages its heap on purpose (a live block's header overwritten,
 // as an underflow would) and checks it: FMempCheck and FMempCheckRegionOf
 // return FMEMP_ERR_CORRUPT and call operator new 0 times (the findings are
@@ -32,6 +35,7 @@
 // not GoogleTest: the test owns operator new (see routed_new_test.cc). Run
 // it under --config=asan and --config=tsan too.
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -205,6 +209,62 @@ void ExpectFError(const char* what, FError expected, Call call) {
   }
 }
 
+// --- The listing ---
+
+// What a listing's sink saw, gathered without allocating.
+struct ListingSeen {
+  int lines = 0;
+  bool tag_seen = false;  // a line naming this file (a tagged block)
+  char last[48] = {};     // the start of the last line (the check's)
+};
+
+void SeeLine(void* user, const char* line) {
+  auto* seen = static_cast<ListingSeen*>(user);
+  ++seen->lines;
+  if (std::strstr(line, "routed_new_failure_test.cc") != nullptr) {
+    seen->tag_seen = true;
+  }
+  std::strncpy(seen->last, line, sizeof(seen->last) - 1);
+}
+
+// Whether the last line a listing sent starts with `check`.
+bool EndsWithCheck(const ListingSeen& seen, const char* check) {
+  return std::strncmp(seen.last, check, std::strlen(check)) == 0;
+}
+
+// Runs call() with file descriptor 1 on /dev/null (FMemListAll's output
+// would clutter the test log). Allocates nothing.
+template <typename Call>
+void WithStdoutDiscarded(Call call) {
+  std::fflush(stdout);
+  const int saved = dup(STDOUT_FILENO);
+  const int null = open("/dev/null", O_WRONLY);
+  if (null >= 0) {
+    dup2(null, STDOUT_FILENO);
+    close(null);
+  }
+  call();
+  if (saved >= 0) {
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+  }
+}
+
+// Both C API listings of g_memp: FMEMP_SUCCESS, no operator new, and the
+// last line starting with `check`.
+void ExpectListingAllocatesNothing(const char* what, const char* check) {
+  ListingSeen seen;
+  ExpectFError(what, FMEMP_SUCCESS,
+               [&] { return FMemListAllTo(&g_memp, &SeeLine, &seen); });
+  if (seen.lines < 3 || !EndsWithCheck(seen, check)) {
+    Failed(what, "FMemListAllTo's lines are not a listing");
+  }
+  ExpectFError(what, FMEMP_SUCCESS, [&] {
+    WithStdoutDiscarded([] { FMemListAll(&g_memp); });
+    return FMEMP_SUCCESS;
+  });
+}
+
 int RunCApi(FMempPolicy policy) {
   unsigned char* const base = MapRegions();
   if (base == nullptr) return 2;
@@ -286,6 +346,14 @@ int RunCApi(FMempPolicy policy) {
     owner.join();
   }
 
+  // The listing allocates nothing (each line is formatted on the stack),
+  // with a tagged block among the live ones.
+  void* const tagged =
+      FMempMallocTag(&g_memp, 48, __FILE__, __LINE__, "listed block");
+  if (tagged == nullptr) return 2;
+  ExpectListingAllocatesNothing("list a sound heap", "integrity check: OK");
+  FMempFreeTag(&g_memp, tagged);
+
   // Nothing changed: the live blocks are intact and the FMemp is sound.
   if (live->size() != 200 || (*live)[199] != 'x') {
     Failed("after the failures", "a live block changed");
@@ -307,6 +375,8 @@ int RunCApi(FMempPolicy policy) {
   ExpectFError("FMempCheckRegionOf a foreign pointer, heap damaged",
                FMEMP_ERR_REGION_NOT_FOUND,
                [&] { return FMempCheckRegionOf(&g_memp, spare + 64); });
+  ExpectListingAllocatesNothing("list a damaged heap",
+                                "integrity check: DATA_LOSS");
   return g_failures == 0 ? 0 : 1;
 }
 
@@ -346,6 +416,28 @@ void ExpectCode(const char* what, absl::StatusCode expected, Call call) {
   }
 }
 
+// Runs memp.List: no operator new, and a last line starting with `check`.
+template <typename FrontEnd>
+void ExpectListAllocatesNothing(const char* what, FrontEnd& memp,
+                                const char* check) {
+  ListingSeen seen;
+  const uint64_t news = g_news.load();
+  memp.List([&seen](absl::string_view line) {
+    // List's lines are NUL-terminated.
+    SeeLine(&seen, line.data());
+  });
+  const uint64_t during = g_news.load() - news;
+  if (during != 0) {
+    char detail[80];
+    std::snprintf(detail, sizeof(detail), "called operator new %llu times",
+                  static_cast<unsigned long long>(during));
+    Failed(what, detail);
+  }
+  if (seen.lines < 3 || !EndsWithCheck(seen, check)) {
+    Failed(what, "its lines are not a listing");
+  }
+}
+
 template <typename FrontEnd>
 int RunCpp() {
   constexpr bool kPools = std::is_same_v<FrontEnd, PoolingMemp<sync::SpinLock>>;
@@ -380,6 +472,7 @@ int RunCpp() {
     ExpectCode("BindThisThread unknown", absl::StatusCode::kNotFound,
                [&] { return memp.BindThisThread(spare); });
   }
+  ExpectListAllocatesNothing("List a sound heap", memp, "integrity check: OK");
   if (live->size() != 200 || (*live)[199] != 'x') {
     Failed("after the failures", "a live block changed");
   }
@@ -403,6 +496,8 @@ int RunCpp() {
   if (!Names(scoped.message(), victim)) {
     Failed("CheckRegionOf a damaged region", "does not name the damaged block");
   }
+  ExpectListAllocatesNothing("List a damaged heap", memp,
+                             "integrity check: DATA_LOSS");
   return g_failures == 0 ? 0 : 1;
 }
 

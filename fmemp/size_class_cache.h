@@ -97,6 +97,7 @@
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
+#include "fmemp/debug_assert.h"
 #include "fmemp/region_table.h"
 #include "tlsf/heap.h"
 #include "tlsf/size_class.h"
@@ -358,6 +359,7 @@ class SizeClassCache {
       if (!handed) ReleaseDownTo(source, max_bytes_ / 2);
     }
     Link(block, span, bytes() + span);
+    DebugCheckCounts();
   }
 
   // Returns blocks to the source, in one ReturnChain, until the cache holds
@@ -419,6 +421,8 @@ class SizeClassCache {
       if (!took) whole_lists = true;
     }
     if (chain != nullptr) source.ReturnChain(chain);
+    FMEMP_DCHECK(bytes() <= target);
+    DebugCheckCounts();
   }
 
   // Walks every list, cutting each at its first invalid link (the rest is
@@ -444,6 +448,7 @@ class SizeClassCache {
     }
     bytes_.store(total_bytes, std::memory_order_relaxed);
     blocks_.store(total_blocks, std::memory_order_relaxed);
+    DebugCheckCounts();
   }
 
   // Empties every list without touching a block (their memory may be gone:
@@ -488,7 +493,10 @@ class SizeClassCache {
   template <typename Source>
   ABSL_ATTRIBUTE_NOINLINE bool Refill(Source& source, size_t span) {
     if constexpr (kHasDepot<Source>) {
-      if (RefillFromDepot(source, span)) return true;
+      if (RefillFromDepot(source, span)) {
+        DebugCheckCounts();
+        return true;
+      }
     }
     const size_t most = BatchBlocks(span);
     uint8_t& next_count = refill_count_[ClassOf(span)];
@@ -526,6 +534,7 @@ class SizeClassCache {
       refilled |= block_span == span;
     }
     if (unfit != nullptr) source.ReturnChain(unfit);
+    DebugCheckCounts();
     return refilled;
   }
 
@@ -597,6 +606,18 @@ class SizeClassCache {
     }
     *batch = Batch();
   }
+
+  // Debug builds (fmemp/debug_assert.h), after every refill, trim and
+  // slow-path park: the budget holds (bytes() <= max_bytes()), and the
+  // counts agree (every parked block spans at least tlsf::kMinFreeSpan
+  // bytes; no bytes without blocks). O(1); the lists are not walked (their
+  // links are the user's to damage, and Recount's to validate).
+  void DebugCheckCounts() const {
+    FMEMP_DCHECK(bytes() <= max_bytes_);
+    FMEMP_DCHECK(blocks() * tlsf::kMinFreeSpan <= bytes());
+    FMEMP_DCHECK((blocks() == 0) == (bytes() == 0));
+  }
+  friend class SizeClassCacheTestPeer;  // fmemp/debug_assert_test.cc
 
   // Files `block`, whose marker is set, on the list of `span`; the cache
   // then holds `bytes_after` bytes (the callers have just computed it).

@@ -98,7 +98,8 @@
 //   peak_used_bytes and per-region figures count cached blocks as used.
 // * Tagged blocks (AllocateTagged) never enter a cache once tagging is used.
 // * fork(): the child keeps the forking thread's cache; other threads'
-//   caches stay parked (their blocks count as cached) in the child.
+//   caches stay parked (their blocks count as cached) in the child, whole
+//   (LockForFork stopped them), until DrainAllCaches returns them.
 
 #ifndef FMEMP_FMEMP_THREAD_CACHE_H_
 #define FMEMP_FMEMP_THREAD_CACHE_H_
@@ -119,6 +120,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/asymmetric_barrier.h"
+#include "fmemp/drain_protocol.h"
 #include "fmemp/memp.h"
 #include "fmemp/no_wait_lock.h"
 #include "fmemp/region_table.h"
@@ -132,15 +134,11 @@ namespace fmemp {
 namespace thread_cache_internal {
 
 // One thread's cache for one CachingMemp: the size-class lists
-// (fmemp/size_class_cache.h) and the protocol with a drainer.
-class Cache final : public ThreadState {
+// (fmemp/size_class_cache.h) and the protocol with a drainer
+// (fmemp/drain_protocol.h).
+class Cache final : public ThreadState, public Drainable {
  public:
   explicit Cache(const CacheOptions& options) : lists(options) {}
-
-  // Protocol with a drainer (see CachingMemp::OwnerOp and WithCacheStopped).
-  std::atomic<uint32_t> in_use{0};
-  std::atomic<bool> drain_requested{false};
-  absl::Mutex mu;  // held by a drainer, and by the owner when diverted
 
   // Owned by the thread (or by a drainer that stopped it); its bytes() and
   // blocks() are read by Probe() from any thread.
@@ -386,8 +384,8 @@ class CachingMemp final : private ThreadStateOwner {
   const Budget& budget() const noexcept { return shared_.budget(); }
 
   // As Memp's. Before the handler runs, blocks parked in every thread's
-  // cache are returned to the shared regions; the request is retried if
-  // that returned anything or the handler says so.
+  // cache are returned to the shared regions; the request is then retried
+  // once, whatever the handler returns (see OnOutOfMemory).
   using OutOfMemoryHandler = typename Memp<LockPolicy>::OutOfMemoryHandler;
   void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
     NoWaitLock hold(&oom_mu_);
@@ -493,17 +491,34 @@ class CachingMemp final : private ThreadStateOwner {
   // Fork support, as Memp's. The caller also holds the process-wide
   // registry across fork() (LockRegistryForFork, before these; the C API's
   // atfork handlers do), since every CachingMemp shares it.
+  // LockForFork stops every thread's cache as a drainer does (its drain
+  // mutex held, its owner outside any cache operation: an owner mid-way
+  // waits out the stop, one diverted finishes first), then takes the
+  // depot's and the shared lock: lock order registry, drain mutexes, depot,
+  // shared. So the child inherits every cache whole, none marked in use and
+  // no drain mutex held by a thread it lacks, and can drain them all.
+  // O(threads that used this front-end), one HeavyBarrier each.
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    // (Held across fork(): a lambda the analysis cannot pair.)
+    ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      StopOwner(static_cast<Cache*>(s));
+    });
     depot_lock_.lock();
     shared_.LockForFork();
   }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.UnlockAfterFork();
     depot_lock_.unlock();
+    ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      ResumeOwner(static_cast<Cache*>(s));
+    });
   }
   void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     shared_.ResetLockInForkChild();
     new (&depot_lock_) LockPolicy();
+    ForEachThreadState(this, [](ThreadState* s) {
+      ResetOwnerInForkChild(static_cast<Cache*>(s));
+    });
   }
 
  private:
@@ -518,10 +533,23 @@ class CachingMemp final : private ThreadStateOwner {
   // which use LightBarrierGivenMembarrier, are off; the slow paths work.
   static constexpr uint8_t kFencedBarrier = 8;
 
+  // The shared regions' out-of-memory handler: drains every cache when
+  // blocks are parked, or when another thread's out-of-memory drain is
+  // under way (a drain publishes blocks as gone from a cache before it
+  // returns them to the regions, and drains run one at a time, so draining
+  // again waits for those blocks), then asks the user's handler. Always
+  // true: the failed request is tried once more, since another thread's
+  // drain may have returned blocks after this thread's failed attempt even
+  // when nothing is cached by the time it looks (without this retry,
+  // concurrent exhaustions failed with half the region free).
   static bool OnOutOfMemory(void* context, size_t bytes, size_t alignment) {
     auto* self = static_cast<CachingMemp*>(context);
-    const bool drained = self->AnyCachedBytes();
-    if (drained) self->DrainAllCaches();
+    // Announced before looking: of two threads out of memory at once, the
+    // later one sees the earlier one's drain even before it has started.
+    const int others =
+        self->oom_drains_.fetch_add(1, std::memory_order_acq_rel);
+    if (others != 0 || self->AnyCachedBytes()) self->DrainAllCaches();
+    self->oom_drains_.fetch_sub(1, std::memory_order_release);
     OutOfMemoryHandler handler;
     void* handler_context;
     {
@@ -529,9 +557,8 @@ class CachingMemp final : private ThreadStateOwner {
       handler = self->oom_handler_;
       handler_context = self->oom_context_;
     }
-    const bool handled =
-        handler != nullptr && handler(handler_context, bytes, alignment);
-    return drained || handled;
+    if (handler != nullptr) handler(handler_context, bytes, alignment);
+    return true;
   }
 
   // The calling thread's cache, created on its first use. REQUIRES: mode_
@@ -544,81 +571,23 @@ class CachingMemp final : private ThreadStateOwner {
     return static_cast<Cache*>(RegisterThreadState(this, new Cache(options_)));
   }
 
-  // Runs op() as the cache's owner: either on the fast path, marked in use,
-  // or, when a drainer has asked for the cache, under its mutex once the
-  // drainer is done. op() is inlined once, for both branches; the diverted
-  // branch's work is out of line.
-  template <typename Op>
-  static auto OwnerOp(Cache* c, Op op) {
-    const bool diverted = !EnterOwnerOp(c);
-    if (ABSL_PREDICT_FALSE(diverted)) WaitForDrainer(c);
-    auto result = op();
-    if (ABSL_PREDICT_FALSE(diverted)) {
-      ResumeAfterDrainer(c);
-    } else {
-      c->in_use.store(0, std::memory_order_release);
-    }
-    return result;
-  }
-  // OwnerOp for the inline hit paths: runs op() on the fast path, or returns
-  // `otherwise` without running it when a drainer has asked for the cache
-  // (the caller then takes its slow path, which uses OwnerOp).
-  // REQUIRES: mode_ without kFencedBarrier.
+  // The owner side of the drain protocol (fmemp/drain_protocol.h) for the
+  // inline hit paths. REQUIRES: mode_ without kFencedBarrier.
   template <typename R, typename Op>
-  static R OwnerOpUnlessDiverted(Cache* c, R otherwise, Op op) {
-    R result = otherwise;
-    if (ABSL_PREDICT_TRUE(EnterOwnerOp<true>(c))) result = op();
-    c->in_use.store(0, std::memory_order_release);
-    return result;
-  }
-  // Marks `c` in use; false if a drainer has asked for it (the caller must
-  // then clear in_use and not touch the cache outside c->mu).
-  // kGivenMembarrier: the caller checked that mode_ has no kFencedBarrier.
-  template <bool kGivenMembarrier = false>
-  static bool EnterOwnerOp(Cache* c) {
-    c->in_use.store(1, kFastSideOrder);
-    if (kGivenMembarrier) {
-      LightBarrierGivenMembarrier();
-    } else {
-      LightBarrier();
-    }
-    return !c->drain_requested.load(kAsymmetricBarrierEnabled
-                                        ? std::memory_order_acquire
-                                        : std::memory_order_seq_cst);
-  }
-  // OwnerOp's diverted branch: leaves the fast path and takes the cache's
-  // mutex, which the drainer holds until it is done; then gives it back.
-  ABSL_ATTRIBUTE_NOINLINE static void WaitForDrainer(Cache* c)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    c->in_use.store(0, std::memory_order_release);
-    LockWithoutWaiting(c->mu);
-  }
-  ABSL_ATTRIBUTE_NOINLINE static void ResumeAfterDrainer(Cache* c)
-      ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    c->mu.Unlock();
-  }
-
-  // Stops `c` (its owner is outside OwnerOp or waits on c->mu) and runs
-  // fn(c). REQUIRES: RegistryMutex() held, so `c` cannot be deleted.
-  template <typename Fn>
-  static void WithCacheStopped(Cache* c, Fn fn) {
-    NoWaitLock hold(&c->mu);
-    c->drain_requested.store(true, std::memory_order_seq_cst);
-    HeavyBarrier();
-    while (c->in_use.load(kAsymmetricBarrierEnabled
-                              ? std::memory_order_acquire
-                              : std::memory_order_seq_cst) != 0) {
-      std::this_thread::yield();
-    }
-    fn(c);
-    c->drain_requested.store(false, std::memory_order_release);
+  ABSL_ATTRIBUTE_ALWAYS_INLINE static R OwnerOpUnlessDiverted(Cache* c,
+                                                              R otherwise,
+                                                              Op op) {
+    return fmemp::OwnerOpUnlessDiverted</*kGivenMembarrier=*/true>(c, otherwise,
+                                                                   op);
   }
 
   template <typename Fn>
   void ForEachCache(Fn fn) {
     NoWaitLock hold(&RegistryMutex());
     ForEachThreadState(this, [&](ThreadState* s) {
-      WithCacheStopped(static_cast<Cache*>(s), fn);
+      WithOwnerStopped(static_cast<Cache*>(s), [&fn](Drainable* stopped) {
+        fn(static_cast<Cache*>(stopped));
+      });
     });
   }
 
@@ -643,6 +612,7 @@ class CachingMemp final : private ThreadStateOwner {
 
   std::pair<size_t, size_t> SumPublished() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(RegistryMutex()) {
+    RegistryMutex().AssertHeld();
     size_t bytes = 0, blocks = 0;
     ForEachThreadState(const_cast<CachingMemp*>(this), [&](ThreadState* s) {
       const Cache* c = static_cast<const Cache*>(s);
@@ -834,6 +804,8 @@ class CachingMemp final : private ThreadStateOwner {
   std::atomic<uintptr_t> marker_key_;
   std::atomic<uint64_t> damaged_lists_{0};
   std::atomic<uint8_t> mode_;  // kNoCacheBudget, kDebug, kTagging
+  // Threads inside OnOutOfMemory now.
+  std::atomic<int> oom_drains_{0};
   absl::Mutex oom_mu_;
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(oom_mu_) = nullptr;
   void* oom_context_ ABSL_GUARDED_BY(oom_mu_) = nullptr;

@@ -304,6 +304,56 @@ TEST(CachingMempTest, ExhaustionDrainsOtherCachesBeforeFailing) {
   ExpectBalanced(memp);
 }
 
+// Several threads run out of room at once while another thread's cache
+// holds the memory: one of them drains every cache, and each of the others
+// retries once that drain has returned the blocks, even when it finds
+// nothing cached any more (the drain emptied the caches between its failed
+// attempt and its look). Before, such a thread gave up: nullptr with half
+// the region free (thread_churn_test's waves met it under load).
+TEST(CachingMempTest, ConcurrentExhaustionsAllRetryAfterOneDrain) {
+  constexpr size_t kSmall = 256 << 10;
+  constexpr int kThreads = 4;
+  constexpr int kRounds = 20;
+  constexpr size_t kBig = 16 << 10;  // uncached: the shared regions serve it
+  std::unique_ptr<uint64_t[]> memory(new uint64_t[kSmall / 8]);
+  CachingMemp<sync::SpinLock> memp;
+  ASSERT_TRUE(memp.AddRegion(memory.get(), kSmall).ok());
+  std::atomic<int> failures{0};
+  for (int round = 0; round < kRounds; ++round) {
+    // A parker fills the region with blocks and frees them into its own
+    // cache (its budget exceeds the region), then stays alive.
+    std::atomic<int> step{0};
+    std::thread parker([&] {
+      std::vector<void*> blocks;
+      while (void* p = memp.Allocate(512)) blocks.push_back(p);
+      for (void* p : blocks) memp.Free(p);
+      step = 1;
+      while (step.load() != 2) std::this_thread::yield();
+    });
+    while (step.load() != 1) std::this_thread::yield();
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&] {
+        ++ready;
+        while (ready.load() != kThreads) {
+        }
+        void* p = memp.Allocate(kBig);  // needs the parked blocks back
+        if (p == nullptr) {
+          ++failures;
+        } else {
+          memp.Free(p);
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    step = 2;
+    parker.join();
+  }
+  EXPECT_EQ(failures.load(), 0);
+  ExpectBalanced(memp);
+}
+
 // A small request whose cache cannot refill and whose locked retry finds
 // no room either is one failed allocation; the refill's short batch is not
 // one, and neither is a small request another thread's parked blocks serve.

@@ -27,7 +27,11 @@
 //   its RegionSet, which serves it (the Pool is the cache's Source): small
 //   blocks freed by the owner are parked there and handed out again
 //   without the heap; refills and trims go to the pool's own regions, with
-//   no lock. Only the owner ever touches its cache.
+//   no lock. Only the owner touches its pool (cache and regions), or a
+//   drainer that stopped it (DrainAllCaches, fork): every own call is an
+//   owner operation of fmemp/drain_protocol.h, as CachingMemp's cache
+//   operations are (the inline hits pay a store, a compiler barrier and a
+//   load more, and a store at the end: EnterInlineOp, LeaveInlineOp).
 // * Own calls (the fast path): a thread-local lookup of the pool, one
 //   relaxed load of the head of its remote-free list (which also carries
 //   kNews: Clear, ResetPeak and the first tagged call set it on every pool,
@@ -140,13 +144,16 @@
 // * Clear() and ResetPeak() reach a pool on its thread's next call. Clear
 //   must not race other calls (as for the C API's FMempRemove).
 // * Parked blocks go back to the pool's regions on unbind, thread exit,
-//   RemoveRegion of the owner's region, List, FlushThisThread, and when the
-//   pool runs out of room (before the fallback): nothing is lost, nothing
-//   applied twice. With a debug mode on, the cache is bypassed; once tagging is
-//   used, nothing more is parked (a parked block would keep its tag).
+//   RemoveRegion of the owner's region, List, FlushThisThread, when the
+//   pool runs out of room (before the fallback), and for every pool, idle
+//   threads' included, on DrainAllCaches from any thread: nothing is lost,
+//   nothing applied twice. With a debug mode on, the cache is bypassed; once
+//   tagging is used, nothing more is parked (a parked block would keep its
+//   tag).
 // * fork(): the child keeps the forking thread's pool, its cache
-//   included. Pools of other threads stay bound in the child, whose blocks
-//   freed there are queued and never reused.
+//   included. Pools of other threads stay bound in the child, whole
+//   (LockForFork stopped them), whose blocks freed there are queued and
+//   never reused; DrainAllCaches in the child returns their caches.
 // * Clear() drops parked and queued blocks without touching them (their
 //   memory is forgotten with the regions) and draws a new marker key, so
 //   markers left in that memory never match again.
@@ -170,9 +177,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "fmemp/drain_protocol.h"
 #include "fmemp/memp.h"
 #include "fmemp/metadata_arena.h"
 #include "fmemp/no_wait_lock.h"
@@ -325,8 +332,10 @@ class StableRecords {
   T* free_ = nullptr;  // released records, through next_free
 };
 
-// One thread's pool in one PoolingMemp.
-class Pool final : public ThreadState {
+// One thread's pool in one PoolingMemp. Its owner touches it only inside
+// owner operations of the drain protocol (fmemp/drain_protocol.h), so that
+// DrainAllCaches can stop it and return its cache.
+class Pool final : public ThreadState, public Drainable {
  public:
   // --- Owner-only (the bound thread, or its exit hook) ---
   RegionSet regions;
@@ -344,10 +353,13 @@ class Pool final : public ThreadState {
   // kCacheOff: debug modes are on, the cache is bypassed (and empty).
   // kNoPark: tagging was used, nothing more is parked.
   // kNoRegions: the pool has no region (as of the last Publish()).
+  // kFencedBarrier: the drain protocol's fast side must fence (no
+  // membarrier(2)): the inline hits are off; the slow paths work.
   uint8_t cache_mode = kNoRegions;
   static constexpr uint8_t kCacheOff = 1;
   static constexpr uint8_t kNoPark = 2;
   static constexpr uint8_t kNoRegions = 4;
+  static constexpr uint8_t kFencedBarrier = 8;
   // The front-end's marker key as of the pool's last catch-up (Clear draws
   // a new one).
   uintptr_t cache_key = 0;
@@ -559,6 +571,7 @@ class PoolingMemp final : private ThreadStateOwner {
     return TryRemoveRegion(begin).ToStatus();
   }
   ManagementResult TryRemoveRegion(void* begin) {
+    OwnerOpScope own(PoolOfThisThread());
     Pool* const mine = SyncedPool();
     return shared_.WithRegions([&](RegionSet& shared) -> ManagementResult {
       RegionTable::Entry entry;
@@ -624,11 +637,13 @@ class PoolingMemp final : private ThreadStateOwner {
   ManagementResult TryBindThisThread(
       void* begin,
       PoolExhaustion on_exhaustion = PoolExhaustion::kFallBackToShared) {
+    OwnerOpScope own(PoolOfThisThread());
     Pool* pool = SyncedPool();
     if (pool == nullptr) {
       pool = NewPool();
       if (pool == nullptr) return {ManagementError::kNoMemory, begin};
       pool = static_cast<Pool*>(RegisterThreadState(this, pool));
+      own.Adopt(pool);
     }
     return shared_.WithRegions([&](RegionSet& shared) -> ManagementResult {
       const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
@@ -648,7 +663,8 @@ class PoolingMemp final : private ThreadStateOwner {
         if (!s.ok()) return s;
         // A debug mode checks every block: none may skip it in the cache.
         pool->cache_mode = static_cast<uint8_t>(
-            (pool->cache_mode & (Pool::kNoPark | Pool::kNoRegions)) |
+            (pool->cache_mode &
+             (Pool::kNoPark | Pool::kNoRegions | Pool::kFencedBarrier)) |
             (debug.poison || debug.canaries || debug.asan ? Pool::kCacheOff
                                                           : 0));
       }
@@ -682,6 +698,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // freed from any thread). Queued frees are applied first. A thread with
   // no pool has nothing to do: OK. Also done when the thread exits.
   absl::Status UnbindThisThread() {
+    OwnerOpScope own(PoolOfThisThread());
     Pool* const pool = SyncedPool();
     if (pool == nullptr) return absl::OkStatus();
     shared_.WithRegions([&](RegionSet& shared) {
@@ -693,15 +710,47 @@ class PoolingMemp final : private ThreadStateOwner {
 
   // Returns the blocks parked in the calling thread's pool cache to its
   // regions (also done on unbind, thread exit, RemoveRegion of its own
-  // region, List, and when the pool runs out of room). Only the
-  // owner can: another thread's cache is not reachable while it runs.
-  // O(parked blocks); no lock.
+  // region, List, and when the pool runs out of room; DrainAllCaches does
+  // it for every pool). O(parked blocks); no lock.
   void FlushThisThread() {
+    OwnerOpScope own(PoolOfThisThread());
     if (Pool* const pool = SyncedPool()) pool->FlushCache();
   }
 
+  // Returns every pool's parked blocks to that pool's regions, now, idle
+  // threads' pools included: each pool's owner is stopped as CachingMemp
+  // stops a cache (fmemp/drain_protocol.h: its next call waits until its
+  // pool is done). Skipped: a pool that a Clear has not reached yet (its
+  // regions are forgotten; its thread's next call drops its blocks) and the
+  // calling thread's own pool when called from inside one of its own
+  // operations (a handler). Blocks while another drain runs.
+  // O(threads with a pool + parked blocks), one HeavyBarrier per pool.
+  void DrainAllCaches() {
+    const uint64_t generation =
+        clear_generation_.load(std::memory_order_relaxed);
+    Pool* const mine = PoolOfThisThread();
+    const auto flush = [generation](Pool* pool) {
+      if (pool->generation == generation) pool->FlushCache();
+    };
+    NoWaitLock hold(&RegistryMutex());
+    ForEachThreadState(this, [&](ThreadState* s) {
+      Pool* const pool = static_cast<Pool*>(s);
+      if (pool == mine) {
+        // No other drainer can be at it (they hold RegistryMutex()).
+        if (pool->in_use.load(std::memory_order_relaxed) == 0) flush(pool);
+        return;
+      }
+      WithOwnerStopped(pool, [&flush](Drainable* stopped) {
+        flush(static_cast<Pool*>(stopped));
+      });
+    });
+  }
+
   // Whether the calling thread has a pool with at least one region.
-  bool ThisThreadHasPool() { return BoundPool() != nullptr; }
+  bool ThisThreadHasPool() {
+    OwnerOpScope own(PoolOfThisThread());
+    return BoundPool() != nullptr;
+  }
 
   // Applies what other threads left for the calling thread's pool, as its
   // next allocation or free would: the frees they queued to it, and a
@@ -709,7 +758,10 @@ class PoolingMemp final : private ThreadStateOwner {
   // for requests), so that Probe counts those blocks free without waiting
   // for its next call. Returns whether the thread has a pool. Takes no lock
   // when nothing is pending; O(queued frees) otherwise.
-  bool SyncThisThread() { return SyncedPool() != nullptr; }
+  bool SyncThisThread() {
+    OwnerOpScope own(PoolOfThisThread());
+    return SyncedPool() != nullptr;
+  }
 
   // --- Hot path (Memp's semantics) ---
 
@@ -717,16 +769,27 @@ class PoolingMemp final : private ThreadStateOwner {
     // The hit, inline and without a call: a pop from the calling thread's
     // pool cache. Anything else (no pool yet, a pending catch-up or queue,
     // an empty list, the cache off) takes AllocateSlow.
+    // The hit is an owner operation (fmemp/drain_protocol.h): a drainer at
+    // work sends it to AllocateSlow.
     if (bytes <= SizeClassCache::kMaxCachedRequest) {
       if (Pool* const pool = ReadyPool()) {
-        if ((pool->cache_mode & (Pool::kCacheOff | Pool::kNoRegions)) == 0) {
-          const size_t span = tlsf::SpanForRequest(bytes);
-          void* p =
-              pool->cache.PopFast(span, pool->regions.table(), pool->cache_key);
-          if (ABSL_PREDICT_TRUE(p != nullptr)) {
-            pool->PublishHit</*kRise=*/true>(span, totals_);
-            return p;
+        // (Written out rather than through OwnerOpUnlessDiverted: a lambda
+        // here is not inlined into every caller.)
+        // cache_mode is the owner's alone (a drainer never changes it).
+        if ((pool->cache_mode & (Pool::kCacheOff | Pool::kNoRegions |
+                                 Pool::kFencedBarrier)) == 0) {
+          void* p = nullptr;
+          if (ABSL_PREDICT_TRUE(
+                  EnterInlineOp</*kGivenMembarrier=*/true>(pool))) {
+            const size_t span = tlsf::SpanForRequest(bytes);
+            p = pool->cache.PopFast(span, pool->regions.table(),
+                                    pool->cache_key);
+            if (ABSL_PREDICT_TRUE(p != nullptr)) {
+              pool->PublishHit</*kRise=*/true>(span, totals_);
+            }
           }
+          LeaveInlineOp(pool);
+          if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
         }
       }
     }
@@ -736,6 +799,7 @@ class PoolingMemp final : private ThreadStateOwner {
     if (alignment <= tlsf::kAlignment && tlsf::IsPowerOfTwo(alignment)) {
       return Allocate(bytes);
     }
+    OwnerOpScope own(PoolOfThisThread());
     return AllocateWith(
         bytes, alignment,
         [alignment, bytes](RegionSet& r) {
@@ -749,6 +813,7 @@ class PoolingMemp final : private ThreadStateOwner {
                const BlockTag* tag = nullptr) noexcept {
     size_t bytes = 0;
     if (__builtin_mul_overflow(count, size, &bytes)) {
+      OwnerOpScope own(PoolOfThisThread());
       CountFailedCall();
       return nullptr;
     }
@@ -766,26 +831,34 @@ class PoolingMemp final : private ThreadStateOwner {
     // wins and the budget has room. Its heap gives the size only if it
     // would free the block too (UsableSizeIfFreeable), so an overflow is
     // refused and reported by FreeSlow, as by the heap. Anything else
-    // (nullptr included: it lies in no region) takes FreeSlow.
-    if (Pool* const pool = ReadyPool();
-        pool != nullptr && pool->cache_mode == 0) {
-      const RegionTable::Entry* region = pool->regions.table().FindInHint(
-          reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
-      // The hint holds only the pool's own regions (region_hint in
-      // fmemp/size_class_cache.h): no owner check.
-      if (region != nullptr) {
-        const auto* heap = static_cast<const tlsf::Heap*>(region->heap);
-        // A heap with debug modes takes FreeSlow: no call here, so no
-        // frame.
-        if (ABSL_PREDICT_FALSE(heap->HasDebugModes())) return FreeSlow(ptr);
-        const size_t usable = heap->PlainUsableSizeIfFreeable(ptr);
-        const size_t span = usable + tlsf::kBlockOverhead;
-        if (SizeClassCache::IsCacheableUsable(usable) &&
-            pool->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
-                                pool->cache_key)) {
-          pool->PublishHit</*kRise=*/false>(span, totals_);
-          return true;
+    // (nullptr included: it lies in no region) takes FreeSlow. The hit is
+    // an owner operation (fmemp/drain_protocol.h).
+    if (Pool* const pool = ReadyPool()) {
+      // cache_mode == 0: no kFencedBarrier among the rest (and the owner's
+      // alone: a drainer never changes it).
+      if (pool->cache_mode == 0) {
+        bool parked = false;
+        if (ABSL_PREDICT_TRUE(EnterInlineOp</*kGivenMembarrier=*/true>(pool))) {
+          const RegionTable::Entry* region = pool->regions.table().FindInHint(
+              reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
+          // The hint holds only the pool's own regions (region_hint in
+          // fmemp/size_class_cache.h): no owner check. A heap with debug
+          // modes takes FreeSlow: no call here, so no frame.
+          if (region != nullptr &&
+              !static_cast<const tlsf::Heap*>(region->heap)->HasDebugModes()) {
+            const size_t usable = static_cast<const tlsf::Heap*>(region->heap)
+                                      ->PlainUsableSizeIfFreeable(ptr);
+            const size_t span = usable + tlsf::kBlockOverhead;
+            if (SizeClassCache::IsCacheableUsable(usable) &&
+                pool->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
+                                    pool->cache_key)) {
+              pool->PublishHit</*kRise=*/false>(span, totals_);
+              parked = true;
+            }
+          }
         }
+        LeaveInlineOp(pool);
+        if (parked) return true;
       }
     }
     return FreeSlow(ptr);
@@ -793,6 +866,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // The usable size of a live block anywhere in this front-end; 0 if ptr is
   // not one.
   size_t UsableSize(const void* ptr) noexcept {
+    OwnerOpScope own(PoolOfThisThread());
     Pool* const pool = BoundPool();
     RegionTable::Entry entry;
     if (!table_.Find(reinterpret_cast<uintptr_t>(ptr), &entry)) return 0;
@@ -810,6 +884,7 @@ class PoolingMemp final : private ThreadStateOwner {
     });
   }
   void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
+    OwnerOpScope own(PoolOfThisThread());
     NoteTagging();
     return AllocateWith(
         bytes, alignment,
@@ -923,6 +998,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // As Memp::TryCheckRegionOf.
   ManagementResult TryCheckRegionOf(const void* ptr,
                                     tlsf::CheckFindings* damage = nullptr) {
+    OwnerOpScope own(PoolOfThisThread());
     if (Pool* const pool = BoundPool(); InPool(pool, ptr)) {
       return pool->regions.CheckRegionOf(ptr, damage);
     }
@@ -981,6 +1057,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // thread's cache count as used there (FlushThisThread first for figures
   // without them), as under CachingMemp.
   RegionStatsList ProbeRegions() {
+    OwnerOpScope own(PoolOfThisThread());
     RegionStatsList out = shared_.ProbeRegions();
     if (Pool* const pool = BoundPool()) {
       for (const RegionStats& r : pool->regions.ProbeRegions()) {
@@ -996,6 +1073,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // The shared regions' peak and the calling thread's pool's now; every
   // other pool's at its thread's next call.
   void ResetPeak() noexcept {
+    OwnerOpScope own(PoolOfThisThread());
     peak_epoch_.fetch_add(1, std::memory_order_relaxed);
     epoch_.fetch_add(1, std::memory_order_release);
     {
@@ -1016,24 +1094,38 @@ class PoolingMemp final : private ThreadStateOwner {
   // As Memp::TryCheck, for the shared regions and the calling thread's own
   // pool: allocates nothing.
   ManagementResult TryCheck(tlsf::CheckFindings* findings) {
+    OwnerOpScope own(PoolOfThisThread());
     const size_t found_before = findings->count();
     shared_.TryCheck(findings).IgnoreError();
     if (Pool* const pool = BoundPool()) pool->regions.Check(findings);
     if (findings->count() == found_before) return {};
     return ManagementError::kCorrupt;
   }
-  // The shared regions' listing, then the calling thread's own pool's.
+  // The shared regions' listing, then the calling thread's own pool's
+  // (RegionSet::List's lines: NUL-terminated, on the stack, no allocation).
   void List(absl::FunctionRef<void(absl::string_view)> sink) {
+    OwnerOpScope own(PoolOfThisThread());
     shared_.List(sink);
     if (Pool* const pool = BoundPool()) {
       pool->FlushCache();  // the listing shows only blocks in use
-      sink(absl::StrFormat("pool of thread %d:", pool->thread_id));
+      char line[64];       // on the stack: List allocates nothing
+      const int n =
+          std::snprintf(line, sizeof(line), "pool of thread %llu:",
+                        static_cast<unsigned long long>(pool->thread_id));
+      sink(absl::string_view(line, std::min<size_t>(n, sizeof(line) - 1)));
       pool->regions.List(sink);
     }
   }
 
-  // Fork support, as Memp's: every lock of this front-end, in lock order.
+  // Fork support, as Memp's: every pool stopped (as DrainAllCaches stops
+  // it), then every lock of this front-end, in lock order. The caller holds
+  // the process-wide registry across fork() (LockRegistryForFork, before
+  // these; the C API's atfork handlers do). So a child inherits no pool in
+  // the middle of an operation and can drain them all.
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      StopOwner(static_cast<Pool*>(s));
+    });
     shared_.LockForFork();
     LockWithoutWaiting(bindings_mu_);
     LockWithoutWaiting(handlers_mu_);
@@ -1042,11 +1134,17 @@ class PoolingMemp final : private ThreadStateOwner {
     handlers_mu_.Unlock();
     bindings_mu_.Unlock();
     shared_.UnlockAfterFork();
+    ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      ResumeOwner(static_cast<Pool*>(s));
+    });
   }
   void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     new (&handlers_mu_) absl::Mutex();
     new (&bindings_mu_) absl::Mutex();
     shared_.ResetLockInForkChild();
+    ForEachThreadState(this, [](ThreadState* s) {
+      ResetOwnerInForkChild(static_cast<Pool*>(s));
+    });
   }
 
  private:
@@ -1097,6 +1195,9 @@ class PoolingMemp final : private ThreadStateOwner {
     if (queue == nullptr) return nullptr;
     queue->head.store(0, std::memory_order_relaxed);
     Pool* pool = new Pool;  // in the metadata arena (a ThreadState)
+    if (kAsymmetricBarrierEnabled && !HeavyBarrierIsMembarrier()) {
+      pool->cache_mode |= Pool::kFencedBarrier;
+    }
     pool->queue = queue;
     queue->pool.store(pool, std::memory_order_relaxed);
     // Its regions are table_'s entries owned by its queue.
@@ -1115,8 +1216,13 @@ class PoolingMemp final : private ThreadStateOwner {
     return pool;
   }
 
+  // The calling thread's pool as it is, or nullptr: what an OwnerOpScope
+  // marks in use around every call that touches it (see DrainAllCaches).
+  Pool* PoolOfThisThread() { return static_cast<Pool*>(ThreadStateFor(this)); }
+
   // The calling thread's pool, brought up to date with Clear, ResetPeak
   // and queued frees; nullptr if the thread never bound a region.
+  // REQUIRES: inside an owner operation on it (OwnerOpScope).
   Pool* SyncedPool() {
     ThreadState* state = ThreadStateFor(this);
     if (state == nullptr) return nullptr;
@@ -1153,6 +1259,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // Allocate without the inline hit: the cache after a sync (refilling it
   // when the class is empty), else the pool's regions or the shared ones.
   ABSL_ATTRIBUTE_NOINLINE void* AllocateSlow(size_t bytes) noexcept {
+    OwnerOpScope own(PoolOfThisThread());
     if (bytes <= SizeClassCache::kMaxCachedRequest) {
       if (Pool* const pool = BoundPool();
           pool != nullptr && (pool->cache_mode & Pool::kCacheOff) == 0) {
@@ -1177,6 +1284,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // Free without the inline hit.
   ABSL_ATTRIBUTE_NOINLINE bool FreeSlow(void* ptr) noexcept {
     if (ptr == nullptr) return true;
+    OwnerOpScope own(PoolOfThisThread());
     if (Pool* const pool = BoundPool()) return FreeInPool(pool, ptr);
     return FreeElsewhere(ptr);
   }
@@ -1256,6 +1364,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // epoch_: the owner that sees kNews (acquire) then sees the new epoch.
   // O(pools).
   void NotifyPools() ABSL_EXCLUSIVE_LOCKS_REQUIRED(bindings_mu_) {
+    bindings_mu_.AssertHeld();
     for (Pool* pool : pools_) {
       pool->queue->head.fetch_or(kNews, std::memory_order_release);
     }
@@ -1540,6 +1649,7 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   void* ReallocateWith(void* ptr, size_t bytes, const BlockTag* tag) {
+    OwnerOpScope own(PoolOfThisThread());
     if (ptr == nullptr) {
       return tag != nullptr ? AllocateTagged(tlsf::kAlignment, bytes, *tag)
                             : Allocate(bytes);

@@ -980,6 +980,56 @@ TYPED_TEST(PoolingMempTest, ClearForgetsParkedBlocks) {
   EXPECT_EQ(this->misuse_.count(), 0u);
 }
 
+// Clear draws a new marker key. Blocks queued to an owner (freed by another
+// thread, so marked with the front-end's key) before a Clear leave their
+// markers in memory the Clear forgets; once that memory is added and bound
+// again, blocks handed out at the same addresses are freed normally, by
+// their owner (parked) or by another thread (queued), not refused as double
+// frees. Aligned blocks, because TLSF carves them out of the middle of a
+// free block: nothing of the new heap writes their marker words (a block
+// carved from a free block's front has them overwritten by its links).
+TYPED_TEST(PoolingMempTest, ClearMakesMarkersOfQueuedBlocksStale) {
+  constexpr int kBlocks = 16;
+  constexpr size_t kAlignment = 256;
+  Region own;
+  Worker owner;
+  const auto allocate_blocks = [&](std::vector<void*>* out) {
+    owner.Run([&] {
+      this->BindHere(own);
+      for (int i = 0; i < kBlocks; ++i) {
+        out->push_back(this->memp_.AllocateAligned(kAlignment, 64));
+      }
+    });
+  };
+  std::vector<void*> before;
+  allocate_blocks(&before);
+  // Freed here, queued to the owner, which never applies them.
+  for (void* p : before) ASSERT_TRUE(this->memp_.Free(p));
+  this->memp_.Clear();
+  ASSERT_TRUE(
+      this->memp_.AddRegion(this->shared_.begin(), this->shared_.bytes).ok());
+  std::vector<void*> after;
+  allocate_blocks(&after);
+  // The same memory, laid out the same way: the blocks reuse the addresses
+  // whose marker words still hold the old markers.
+  size_t reused = 0;
+  for (void* p : after) {
+    reused += std::count(before.begin(), before.end(), p);
+  }
+  ASSERT_GT(reused, 0u);
+  // Half freed by another thread (queued), half by the owner (parked).
+  for (int i = 0; i < kBlocks / 2; ++i) EXPECT_TRUE(this->memp_.Free(after[i]));
+  owner.Run([&] {
+    for (int i = kBlocks / 2; i < kBlocks; ++i) {
+      EXPECT_TRUE(this->memp_.Free(after[i]));
+    }
+    this->memp_.FlushThisThread();
+    EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+    ExpectBalanced(this->memp_);
+  });
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
 // An owner whose calls are all cache hits still hears of ResetPeak and of
 // tagging at its next call (the news rides on its queue's head).
 TYPED_TEST(PoolingMempTest, InlineHitsStillCatchUpWithResetPeakAndTagging) {
@@ -1007,6 +1057,105 @@ TYPED_TEST(PoolingMempTest, InlineHitsStillCatchUpWithResetPeakAndTagging) {
     EXPECT_EQ(this->memp_.ProbePools()[0].stats.cached_bytes, cached);
   });
   EXPECT_TRUE(this->memp_.Free(tagged));
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+}  // namespace
+}  // namespace fmemp
+
+namespace fmemp {
+namespace {
+
+// DrainAllCaches returns an idle thread's parked blocks to its pool's
+// regions before it returns (the owner is stopped as a cache's is); the
+// owner carries on afterwards.
+TYPED_TEST(PoolingMempTest, DrainAllCachesReachesAnIdleThreadsPool) {
+  Region own;
+  Worker owner;
+  owner.Run([&] {
+    this->BindHere(own);
+    std::vector<void*> blocks;
+    for (int i = 0; i < 40; ++i) {
+      blocks.push_back(this->memp_.Allocate(16 + 8 * static_cast<size_t>(i)));
+    }
+    for (void* p : blocks) EXPECT_TRUE(this->memp_.Free(p));
+  });
+  const MempStats before = this->memp_.Probe();
+  ASSERT_GT(before.cached_bytes, 0u);
+  this->memp_.DrainAllCaches();  // the owner is idle, in Worker's wait
+  const MempStats after = this->memp_.Probe();
+  EXPECT_EQ(after.cached_bytes, 0u);
+  EXPECT_EQ(after.used_bytes, 0u);
+  EXPECT_EQ(after.free_bytes, before.free_bytes + before.cached_bytes);
+  const PoolStatsList pools = this->memp_.ProbePools();
+  ASSERT_EQ(pools.size(), 1u);
+  EXPECT_EQ(pools[0].stats.cached_bytes, 0u);
+  EXPECT_EQ(pools[0].stats.live_blocks, 0u);
+  owner.Run([&] {
+    void* p = this->memp_.Allocate(100);
+    EXPECT_TRUE(own.Holds(p));
+    EXPECT_TRUE(this->memp_.Free(p));
+    ExpectBalanced(this->memp_);
+  });
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
+// Owners allocate, fill, check and free in their pools (hits, refills,
+// trims, remote frees) while another thread drains every pool over and
+// over: no block is handed out twice or lost (run under TSan too).
+TYPED_TEST(PoolingMempTest, DrainsRaceOwnersWithoutLosingBlocks) {
+  constexpr int kOwners = 2;
+  constexpr int kRounds = 300;
+  Region own[kOwners];
+  std::atomic<int> running{kOwners};
+  std::atomic<void*> handed{nullptr};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kOwners; ++t) {
+    threads.emplace_back([&, t] {
+      this->BindHere(own[t]);
+      void* blocks[32];
+      for (int round = 0; round < kRounds; ++round) {
+        for (size_t i = 0; i < 32; ++i) {
+          const size_t bytes = 16 + (i * 41 + static_cast<size_t>(round)) % 600;
+          blocks[i] = this->memp_.Allocate(bytes);
+          if (blocks[i] == nullptr) {
+            bad.fetch_add(1);
+            continue;
+          }
+          Fill(blocks[i], 16, static_cast<uint8_t>(t * 64 + i));
+        }
+        for (size_t i = 0; i < 32; ++i) {
+          if (blocks[i] == nullptr) continue;
+          if (!HasFill(blocks[i], 16, static_cast<uint8_t>(t * 64 + i))) {
+            bad.fetch_add(1);
+          }
+          if (i == 0) {
+            // One block per round goes to the other owner to free.
+            void* other = handed.exchange(blocks[i]);
+            if (other != nullptr) this->memp_.Free(other);
+          } else {
+            this->memp_.Free(blocks[i]);
+          }
+        }
+      }
+      running.fetch_sub(1);
+      while (running.load() != 0) std::this_thread::yield();
+      this->memp_.SyncThisThread();
+      this->memp_.FlushThisThread();
+    });
+  }
+  std::thread drainer([&] {
+    while (running.load() != 0) this->memp_.DrainAllCaches();
+  });
+  for (std::thread& t : threads) t.join();
+  drainer.join();
+  if (void* last = handed.exchange(nullptr)) this->memp_.Free(last);
+  EXPECT_EQ(bad.load(), 0);
+  const MempStats s = this->memp_.Probe();
+  EXPECT_EQ(s.used_bytes, 0u);
+  EXPECT_EQ(s.cached_bytes, 0u);
+  ExpectBalanced(this->memp_);
   EXPECT_EQ(this->misuse_.count(), 0u);
 }
 

@@ -57,6 +57,7 @@ struct RegistryInternals {
   // s->owner_ == owner.
   static void UnlinkFromOwner(ThreadState* s, ThreadStateOwner* owner)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(RegistryMutex()) {
+    RegistryMutex().AssertHeld();
     if (s->prev_in_owner_ != nullptr) {
       s->prev_in_owner_->next_in_owner_ = s->next_in_owner_;
     } else {
@@ -178,6 +179,7 @@ size_t ThreadStateCountOfThisThread() {
 
 void ForEachThreadState(ThreadStateOwner* owner,
                         absl::FunctionRef<void(ThreadState*)> fn) {
+  RegistryMutex().AssertHeld();
   for (ThreadState* s = owner->first_; s != nullptr; s = s->next_in_owner_) {
     fn(s);
   }

@@ -5,7 +5,8 @@
 // user builds it: a plain cc_test, WITHOUT tools/tsan_suppressions.cc (see
 // fmemp/BUILD.bazel), so any report from fmemp or the Abseil it uses stops
 // it. Threads allocate, free, hand blocks to each other and probe, under
-// the default policy (FMempInit) and the pools policy. Run it with
+// the default policy (FMempInit) and the pools policy; then threads change
+// handlers and create and remove FMemps at once. Run it with
 // --config=tsan --runs_per_test=6.
 
 #include <atomic>
@@ -88,11 +89,58 @@ int Run(FMempPolicy policy) {
   return ok ? 0 : Fail("errors or a failed check");
 }
 
+int IgnoreOom(void* /*user*/, fsize_t /*size*/, fsize_t /*align*/) { return 0; }
+void IgnoreMisuse(void* /*user*/, int /*kind*/, const void* /*ptr*/) {}
+
+// Threads contend on the C API's management locks: each changes the shared
+// FMemp's handlers (its admin_ mutex) and creates and removes FMemps of its
+// own (the fork handlers' registry of FMemps), while allocating.
+int RunManagement() {
+  std::unique_ptr<uint8_t[]> buffer(new uint8_t[kRegionBytes]);
+  FMemp shared = {};
+  if (FMempInit(&shared, buffer.get(), buffer.get() + kRegionBytes) !=
+      FMEMP_SUCCESS) {
+    return Fail("init");
+  }
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      constexpr size_t kOwnBytes = 64 << 10;
+      std::unique_ptr<uint8_t[]> own(new uint8_t[kOwnBytes]);
+      for (int step = 0; step < 2000; ++step) {
+        if (FMempSetOomHandler(&shared, &IgnoreOom, nullptr) != FMEMP_SUCCESS ||
+            FMempSetErrorHandler(&shared,
+                                 (step + t) % 2 ? &IgnoreMisuse : nullptr,
+                                 nullptr) != FMEMP_SUCCESS) {
+          errors.fetch_add(1);
+        }
+        FMemp mine = {};
+        if (FMempInit(&mine, own.get(), own.get() + kOwnBytes) !=
+            FMEMP_SUCCESS) {
+          errors.fetch_add(1);
+          continue;
+        }
+        FMempFree(&mine, FMempMalloc(&mine, 32));
+        FMempFree(&shared, FMempMalloc(&shared, 48));
+        FMempRemove(&mine);
+        FMempRelease(&mine);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const bool ok = errors.load() == 0 && FMempCheck(&shared) == FMEMP_SUCCESS;
+  FMempRemove(&shared);
+  FMempRelease(&shared);
+  return ok ? 0 : Fail("errors or a failed check (management)");
+}
+
 }  // namespace
 
 int main() {
   if (int rc = Run(FMEMP_POLICY_THREAD_CACHE)) return rc;
   if (int rc = Run(FMEMP_POLICY_THREAD_POOLS)) return rc;
+  if (int rc = RunManagement()) return rc;
   std::printf("tsan_user_build_test: ok\n");
   return 0;
 }

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "fmemp/debug_assert.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define FMEMP_HEAP_ASAN 1
@@ -1591,7 +1592,24 @@ PoolError Heap::TryAddPool(void* mem, size_t bytes, Pool** out) noexcept {
   ++stats_.pool_count;
   InsertFree(block, span);
   *out = pool;
+  DebugCheckPools();
   return PoolError::kNone;
+}
+
+void Heap::DebugCheckPools() const noexcept {
+  if constexpr (!fmemp::kDebugChecks) return;
+  FMEMP_DCHECK(stats_.pool_count <= static_cast<size_t>(kMaxPools));
+  size_t capacity = 0;
+  for (size_t i = 0; i < stats_.pool_count; ++i) {
+    const PoolRange& range = pools_[i];
+    FMEMP_DCHECK(range.first < range.last && range.capacity != 0);
+    // Sorted and disjoint: this pool's record starts after the previous
+    // pool's end sentinel.
+    FMEMP_DCHECK(i == 0 || pools_[i - 1].last < range.first - sizeof(Pool));
+    capacity += range.capacity;
+  }
+  FMEMP_DCHECK(capacity == stats_.capacity_bytes);
+  FMEMP_DCHECK(stats_.used_bytes + stats_.lost_bytes <= stats_.capacity_bytes);
 }
 
 bool Heap::OwnsPool(const Pool* pool) const {
@@ -1657,6 +1675,7 @@ PoolError Heap::TryRemovePool(Pool* pool) noexcept {
   pools_[stats_.pool_count - 1] = PoolRange{};
   stats_.capacity_bytes -= range.capacity;
   --stats_.pool_count;
+  DebugCheckPools();
   return PoolError::kNone;
 }
 

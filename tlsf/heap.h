@@ -614,6 +614,11 @@ class Heap {
   }
   const PoolRange* SearchRange(uintptr_t address) const noexcept;
   const PoolRange* RangeOfPool(const Pool* pool) const noexcept;
+  // Debug builds (FMEMP_DCHECK, fmemp/debug_assert.h), after a pool is
+  // added or removed: pools_ sorted by address and disjoint, each with
+  // first < last, their capacities summing to capacity_bytes, and used plus
+  // lost bytes within it. O(pools).
+  void DebugCheckPools() const noexcept;
 
   // Free-list links, stored encoded (safe-linking): the target's address
   // XOR the slot's address >> 3 XOR link_key_.

@@ -1,0 +1,219 @@
+// Copyright 2026 The fmemp Authors.
+// SPDX-License-Identifier: Apache-2.0
+//
+// Region retirement (issue 15) at the lock-policy front-end: a retiring
+// region hands out nothing, keeps its live blocks valid, and goes (its
+// handler run outside the lock) with its last block, by any free path;
+// cancel, bad input, and threads racing frees and allocations against it.
+
+#include <atomic>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "fmemp/memp.h"
+#include "gtest/gtest.h"
+#include "sync/mutex.h"
+#include "sync/no_lock.h"
+#include "sync/spin_lock.h"
+
+namespace fmemp {
+namespace {
+
+constexpr size_t kRegionBytes = size_t{256} << 10;
+
+template <typename Memp>
+struct Retirements {
+  Memp* memp = nullptr;
+  int calls = 0;
+  void* begin = nullptr;
+  void* end = nullptr;
+  bool lock_was_free = false;
+};
+
+// Runs outside the lock: calling back into the Memp would deadlock a mutex
+// otherwise.
+template <typename Memp>
+void OnRetired(void* context, void* begin, void* end) {
+  auto* r = static_cast<Retirements<Memp>*>(context);
+  ++r->calls;
+  r->begin = begin;
+  r->end = end;
+  r->lock_was_free = r->memp->Probe().region_count >= 0;
+}
+
+template <typename Memp>
+class RetireTest : public ::testing::Test {
+ protected:
+  RetireTest() {
+    for (auto& region : regions_) {
+      region = std::make_unique<unsigned char[]>(kRegionBytes);
+      EXPECT_TRUE(memp_.AddRegion(region.get(), kRegionBytes).ok());
+    }
+  }
+  bool InRegion(const void* p, int i) const {
+    const auto* b = static_cast<const unsigned char*>(p);
+    return b >= regions_[i].get() && b < regions_[i].get() + kRegionBytes;
+  }
+  const RegionStats* StatsOf(const RegionStatsList& list, int i) const {
+    for (const RegionStats& s : list) {
+      if (s.begin == regions_[i].get()) return &s;
+    }
+    return nullptr;
+  }
+
+  std::unique_ptr<unsigned char[]> regions_[3];
+  Memp memp_;
+};
+
+using LockPolicies = ::testing::Types<Memp<sync::Mutex>, Memp<sync::SpinLock>,
+                                      Memp<sync::NoLock>>;
+TYPED_TEST_SUITE(RetireTest, LockPolicies);
+
+TYPED_TEST(RetireTest, RetiringRegionHandsOutNothingAndGoesWithItsLastBlock) {
+  // 20 blocks; the region of the first is the one retired (v).
+  std::vector<void*> in_v, others;
+  std::vector<void*> first20;
+  for (int i = 0; i < 20; ++i) {
+    void* p = this->memp_.Allocate(1000);
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0x5a, 1000);
+    first20.push_back(p);
+  }
+  int v = 0;
+  while (!this->InRegion(first20[0], v)) ++v;
+  for (void* p : first20) (this->InRegion(p, v) ? in_v : others).push_back(p);
+  Retirements<TypeParam> retired{&this->memp_};
+  ASSERT_TRUE(this->memp_
+                  .RetireRegion(this->regions_[v].get(), &OnRetired<TypeParam>,
+                                &retired)
+                  .ok());
+  // Its figures show it retiring, with its live bytes.
+  const RegionStats* s = this->StatsOf(this->memp_.ProbeRegions(), v);
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(s->retiring);
+  EXPECT_EQ(s->live_blocks, in_v.size());
+  EXPECT_GT(s->used_bytes, in_v.size() * 1000);
+  // Nothing new comes from it.
+  for (int i = 0; i < 400; ++i) {
+    void* p = this->memp_.Allocate(16 + i);
+    ASSERT_NE(p, nullptr);
+    EXPECT_FALSE(this->InRegion(p, v));
+    others.push_back(p);
+  }
+  // Its blocks stay valid; freeing all but one keeps it.
+  for (size_t i = 1; i < in_v.size(); ++i) {
+    EXPECT_EQ(static_cast<unsigned char*>(in_v[i])[999], 0x5a);
+    this->memp_.Free(in_v[i]);
+  }
+  EXPECT_EQ(retired.calls, 0);
+  EXPECT_EQ(this->memp_.Probe().region_count, 3u);
+  // The last one, through a moving reallocation, takes it away.
+  void* moved = this->memp_.Reallocate(in_v[0], 50000);
+  ASSERT_NE(moved, nullptr);
+  EXPECT_FALSE(this->InRegion(moved, v));
+  EXPECT_EQ(static_cast<unsigned char*>(moved)[999], 0x5a);
+  EXPECT_EQ(retired.calls, 1);
+  EXPECT_EQ(retired.begin, this->regions_[v].get());
+  EXPECT_TRUE(retired.lock_was_free);
+  EXPECT_EQ(this->memp_.Probe().region_count, 2u);
+  EXPECT_EQ(this->StatsOf(this->memp_.ProbeRegions(), v), nullptr);
+  // Its memory is the caller's again: nothing of fmemp's lives there.
+  std::memset(this->regions_[v].get(), 0, kRegionBytes);
+  this->memp_.Free(moved);
+  for (void* p : others) this->memp_.Free(p);
+  EXPECT_TRUE(this->memp_.Check().ok());
+}
+
+TYPED_TEST(RetireTest, EmptyRegionGoesAtOnceAndBadInputChangesNothing) {
+  Retirements<TypeParam> retired{&this->memp_};
+  int dummy = 0;
+  EXPECT_EQ(this->memp_.TryRetireRegion(&dummy, nullptr, nullptr).error(),
+            ManagementError::kNoRegion);
+  EXPECT_EQ(this->memp_.TryCancelRetire(this->regions_[1].get()).error(),
+            ManagementError::kNotRetiring);
+  ASSERT_TRUE(this->memp_
+                  .RetireRegion(this->regions_[1].get(), &OnRetired<TypeParam>,
+                                &retired)
+                  .ok());
+  EXPECT_EQ(retired.calls, 1);  // no live block: gone before the return
+  EXPECT_EQ(this->memp_.Probe().region_count, 2u);
+  EXPECT_EQ(
+      this->memp_.TryRetireRegion(this->regions_[1].get(), nullptr, nullptr)
+          .error(),
+      ManagementError::kNoRegion);
+}
+
+TYPED_TEST(RetireTest, CancelPutsItBackAndTwiceIsRefused) {
+  void* p = nullptr;
+  while (p == nullptr || !this->InRegion(p, 2)) {
+    p = this->memp_.Allocate(20000);
+    ASSERT_NE(p, nullptr);
+  }
+  ASSERT_TRUE(
+      this->memp_.RetireRegion(this->regions_[2].get(), nullptr, nullptr).ok());
+  EXPECT_EQ(
+      this->memp_.TryRetireRegion(this->regions_[2].get(), nullptr, nullptr)
+          .error(),
+      ManagementError::kRetiring);
+  ASSERT_TRUE(this->memp_.CancelRetire(this->regions_[2].get()).ok());
+  const RegionStats* s = this->StatsOf(this->memp_.ProbeRegions(), 2);
+  ASSERT_NE(s, nullptr);
+  EXPECT_FALSE(s->retiring);
+  this->memp_.Free(p);  // no longer retiring: the region stays
+  EXPECT_EQ(this->memp_.Probe().region_count, 3u);
+}
+
+// Threads allocate and free while the main thread retires a region: no
+// block from it after the retirement, none lost, and it goes once the
+// threads have freed theirs.
+TYPED_TEST(RetireTest, RacingThreadsNeverGetABlockOfTheRetiredRegion) {
+  if (!TypeParam::kThreadSafe) GTEST_SKIP() << "one thread at a time";
+  constexpr int kThreads = 4;
+  std::atomic<bool> retired_flag{false};
+  std::atomic<bool> bad{false};
+  std::atomic<int> started{0};
+  Retirements<TypeParam> retired{&this->memp_};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<void*> held(64, nullptr);
+      uint64_t x = 88172645463325252ULL + t;
+      started.fetch_add(1);
+      for (int i = 0; i < 20000; ++i) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        void*& slot = held[x % held.size()];
+        if (slot != nullptr) {
+          this->memp_.Free(slot);
+          slot = nullptr;
+        } else {
+          const bool after = retired_flag.load(std::memory_order_acquire);
+          slot = this->memp_.Allocate(16 + (x >> 40) % 2000);
+          if (slot != nullptr && after && this->InRegion(slot, 0)) {
+            bad.store(true);
+          }
+        }
+      }
+      for (void* p : held) this->memp_.Free(p);
+    });
+  }
+  while (started.load() < kThreads) std::this_thread::yield();
+  ASSERT_TRUE(this->memp_
+                  .RetireRegion(this->regions_[0].get(), &OnRetired<TypeParam>,
+                                &retired)
+                  .ok());
+  retired_flag.store(true, std::memory_order_release);
+  for (auto& thread : threads) thread.join();
+  EXPECT_FALSE(bad.load());
+  EXPECT_EQ(retired.calls, 1);
+  EXPECT_EQ(this->memp_.Probe().region_count, 2u);
+  EXPECT_EQ(this->memp_.Probe().live_blocks, 0u);
+  EXPECT_TRUE(this->memp_.Check().ok());
+}
+
+}  // namespace
+}  // namespace fmemp
