@@ -193,10 +193,12 @@ bool RegionTable::FindWhole(uintptr_t address, Entry* out) const noexcept {
 }
 
 const RegionTable::Entry* RegionTable::FindAndRemember(
-    uintptr_t address, Hint* hint) const noexcept {
+    uintptr_t address, Hint* hint, bool filter,
+    const void* owner) const noexcept {
   Entry found;
   uint64_t sequence;
   if (!Search(address, &found, &sequence)) return nullptr;
+  if (filter && found.owner != owner) return nullptr;  // hint kept as it was
   hint->entry = found;
   hint->size = found.end - found.begin;
   hint->sequence = sequence;

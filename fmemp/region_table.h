@@ -117,7 +117,23 @@ class RegionTable {
   // with a hint that no other thread uses.
   const Entry* Find(uintptr_t address, Hint* hint) const noexcept {
     if (const Entry* entry = FindInHint(address, *hint)) return entry;
-    return FindAndRemember(address, hint);
+    return FindAndRemember(address, hint, /*filter=*/false, nullptr);
+  }
+  // As Find(address, hint), counting only regions of `owner` (Entry::owner):
+  // the entry that holds `address` if its owner is `owner`, else nullptr;
+  // and it remembers only such an entry. So a hint filled only by this
+  // call, always with the same `owner`, holds nothing but that owner's
+  // regions, and FindInHint's answer from it is one of them (SetOwner
+  // changes the table's version, as every write does). The per-thread
+  // caches fill their hints only so: their inline paths then need no owner
+  // check. Safe from any thread at any time, with a hint that no other
+  // thread uses.
+  const Entry* FindOwned(uintptr_t address, const void* owner,
+                         Hint* hint) const noexcept {
+    if (const Entry* entry = FindInHint(address, *hint)) {
+      return entry->owner == owner ? entry : nullptr;
+    }
+    return FindAndRemember(address, hint, /*filter=*/true, owner);
   }
   // Find's answer from `hint` alone: its entry when the table has not
   // changed since `hint` was filled and `address` lies in the entry, else
@@ -170,7 +186,10 @@ class RegionTable {
   // The index of the entry whose payload range holds `address`, or count_.
   // REQUIRES: serialised with writers.
   size_t IndexOf(uintptr_t address) const noexcept;
-  const Entry* FindAndRemember(uintptr_t address, Hint* hint) const noexcept;
+  // The hinted lookups' search: the entry holding `address` (when
+  // `filter`, only if its owner is `owner`), remembered in *hint.
+  const Entry* FindAndRemember(uintptr_t address, Hint* hint, bool filter,
+                               const void* owner) const noexcept;
 
   void BeginWrite();
   void EndWrite();

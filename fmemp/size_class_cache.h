@@ -216,13 +216,14 @@ class SizeClassCache {
   // The span of `ptr` if it may be parked: a live block (for its heap, with
   // its successor's header intact), in a region of `table`, of a cacheable
   // span; else 0. Safe for any pointer: nothing outside a region is read.
-  // Only regions of `owner` (RegionTable::Entry::owner) count.
+  // Only regions of `owner` (RegionTable::Entry::owner) count, and only
+  // they are remembered in *hint (RegionTable::FindOwned).
   static size_t CacheableSpan(const RegionTable& table, const void* owner,
                               const void* ptr,
                               RegionTable::Hint* hint) noexcept {
     const RegionTable::Entry* region =
-        table.Find(reinterpret_cast<uintptr_t>(ptr), hint);
-    if (region == nullptr || region->owner != owner) return 0;
+        table.FindOwned(reinterpret_cast<uintptr_t>(ptr), owner, hint);
+    if (region == nullptr) return 0;
     const size_t usable =
         static_cast<const tlsf::Heap*>(region->heap)->UsableSizeIfFreeable(ptr);
     return IsCacheableUsable(usable) ? usable + tlsf::kBlockOverhead : 0;
@@ -239,13 +240,6 @@ class SizeClassCache {
     if (!IsCacheableUsable(usable)) return false;
     const auto* block = static_cast<const ParkedBlock*>(ptr);
     return LoadMarker(block) == MarkerFor(block, key);
-  }
-  // The usable bytes of the block at ptr in `heap` (a tlsf::Heap) if its
-  // heap would free it (tlsf::Heap::UsableSizeIfFreeable), else 0: for the
-  // front-ends' inline free paths, with that check inlined too (flatten).
-  ABSL_ATTRIBUTE_ALWAYS_INLINE __attribute__((flatten)) static size_t
-  FreeableUsable(const void* heap, const void* ptr) noexcept {
-    return static_cast<const tlsf::Heap*>(heap)->UsableSizeIfFreeable(ptr);
   }
   // For Source::ReturnChain: the first block of *chain, unparked (marker
   // cleared), *chain advanced to the next. REQUIRES: *chain != nullptr.
@@ -264,9 +258,9 @@ class SizeClassCache {
                           RegionTable::Hint* hint) {
     const uintptr_t address = reinterpret_cast<uintptr_t>(block);
     if (address % tlsf::kAlignment != 0) return false;
-    const RegionTable::Entry* region = source.table().Find(address, hint);
-    if (region == nullptr || region->owner != source.owner() ||
-        region->end - address < sizeof(ParkedBlock)) {
+    const RegionTable::Entry* region =
+        source.table().FindOwned(address, source.owner(), hint);
+    if (region == nullptr || region->end - address < sizeof(ParkedBlock)) {
       return false;
     }
     return LoadMarker(block) == MarkerFor(block, source.marker_key());
@@ -281,12 +275,20 @@ class SizeClassCache {
   // --- Owner operations ---
 
   // The owner's last region lookup (RegionTable::Hint): its own, never a
-  // drainer's.
+  // drainer's. Filled only through RegionTable::FindOwned with the
+  // source's owner (CacheableSpan, IsValidLink; a front-end passes its
+  // Source's owner() to CacheableSpan), so it holds only regions of the
+  // source: an answer of FindInHint from it is the source's region, and
+  // PopFast and the front-ends' inline frees need no owner check. (A
+  // PoolingMemp's table also holds the shared regions and other pools',
+  // whose parked blocks carry markers of the same key: a damaged link to
+  // one of those must not be popped here.)
   RegionTable::Hint region_hint;
 
   // The hit: the head of the list of `span` when it is plainly sound
   // (aligned, whole inside the region of the last lookup while no region
-  // changed, carrying its marker), unparked; else nullptr, having changed
+  // changed, which is the source's own (see region_hint), carrying its
+  // marker), unparked; else nullptr, having changed
   // nothing (Take then decides: an empty list, a hint that misses, a
   // damaged link). No call. Payloads are kAlignment-aligned, so an aligned
   // block whose last word lies in the hint's region lies in it whole.

@@ -182,5 +182,51 @@ TEST_F(SizeClassCacheTest, ForgetTouchesNoBlock) {
   EXPECT_EQ(source_.returned, 0u);
 }
 
+// Two sets sharing one table (as PoolingMemp's pools): a cache over one of
+// them never hands out a block of the other, even one that carries a
+// marker of the same key (parked in the other's cache) and is reached
+// through a damaged link right after a lookup of the other's region.
+TEST(SizeClassCacheOwnerTest, ThePopNeverTakesAnotherOwnersParkedBlock) {
+  static constexpr size_t kBytes = 1 << 20;
+  alignas(64) static char mine_buffer[kBytes];
+  alignas(64) static char theirs_buffer[kBytes];
+  static const char kMine = 0, kTheirs = 0;
+  RegionTable table;
+  RegionSet mine, theirs;
+  ASSERT_TRUE(mine.UseTable(&table, &kMine).ok());
+  ASSERT_TRUE(theirs.UseTable(&table, &kTheirs).ok());
+  ASSERT_TRUE(mine.AddRegion(mine_buffer, mine_buffer + kBytes).ok());
+  ASSERT_TRUE(theirs.AddRegion(theirs_buffer, theirs_buffer + kBytes).ok());
+  struct MineSource : CountingSource {
+    const void* owner() const { return &kMine; }
+  } source{{&mine, NewMarkerKey(&table, 1), 0, 0, {}}};
+
+  SizeClassCache cache;
+  void* head = cache.Take(source, kSpan);  // refills: the hint is mine
+  ASSERT_NE(head, nullptr);
+  ASSERT_TRUE(
+      cache.TryPush(static_cast<ParkedBlock*>(head), kSpan, source.key));
+  // Their block, parked in their cache under the same key.
+  auto* foreign = static_cast<ParkedBlock*>(theirs.Allocate(100));
+  ASSERT_NE(foreign, nullptr);
+  ASSERT_TRUE(SizeClassCache::ClaimMarker(
+      foreign, SizeClassCache::MarkerFor(foreign, source.key)));
+  // A lookup of their block (a free on this thread): not ours, and the
+  // hint keeps our region.
+  EXPECT_EQ(
+      SizeClassCache::CacheableSpan(table, &kMine, foreign, &cache.region_hint),
+      0u);
+  EXPECT_EQ(cache.region_hint.entry.owner, &kMine);
+  // A use after free points our head's link at their block.
+  static_cast<ParkedBlock*>(head)->next = foreign;
+  EXPECT_EQ(cache.PopFast(kSpan, table, source.key), head);
+  EXPECT_EQ(cache.PopFast(kSpan, table, source.key), nullptr);
+  // The validated pop refuses it too: reported, the list dropped.
+  EXPECT_NE(cache.Take(source, kSpan), foreign);
+  ASSERT_EQ(source.damaged.size(), 1u);
+  EXPECT_EQ(source.damaged[0], foreign);
+  EXPECT_TRUE(SizeClassCache::IsParked(table, source.key, foreign));
+}
+
 }  // namespace
 }  // namespace fmemp

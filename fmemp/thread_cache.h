@@ -282,8 +282,11 @@ class CachingMemp final : private ThreadStateOwner {
         const RegionTable::Entry* region = shared_.table().FindInHint(
             reinterpret_cast<uintptr_t>(ptr), c->lists.region_hint);
         if (region != nullptr) {
-          const size_t usable = static_cast<const tlsf::Heap*>(region->heap)
-                                    ->UsableSizeIfFreeable(ptr);
+          const auto* heap = static_cast<const tlsf::Heap*>(region->heap);
+          // A heap with debug modes takes FreeSlow: no call here, so no
+          // frame.
+          if (ABSL_PREDICT_FALSE(heap->HasDebugModes())) return FreeSlow(ptr);
+          const size_t usable = heap->PlainUsableSizeIfFreeable(ptr);
           if (!SizeClassCache::IsCacheableUsable(usable)) {
             return FreeShared(ptr);
           }

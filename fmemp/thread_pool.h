@@ -841,9 +841,13 @@ class PoolingMemp final : private ThreadStateOwner {
         if (ABSL_PREDICT_TRUE(EnterInlineOp</*kGivenMembarrier=*/true>(pool))) {
           const RegionTable::Entry* region = pool->regions.table().FindInHint(
               reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
-          if (region != nullptr && region->owner == pool->queue) {
-            const size_t usable =
-                SizeClassCache::FreeableUsable(region->heap, ptr);
+          // The hint holds only the pool's own regions (region_hint in
+          // fmemp/size_class_cache.h): no owner check. A heap with debug
+          // modes takes FreeSlow: no call here, so no frame.
+          if (region != nullptr &&
+              !static_cast<const tlsf::Heap*>(region->heap)->HasDebugModes()) {
+            const size_t usable = static_cast<const tlsf::Heap*>(region->heap)
+                                      ->PlainUsableSizeIfFreeable(ptr);
             const size_t span = usable + tlsf::kBlockOverhead;
             if (SizeClassCache::IsCacheableUsable(usable) &&
                 pool->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,

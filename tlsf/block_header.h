@@ -24,6 +24,9 @@
 //               always caught, any other change with odds of 2^-17 of
 //               passing by chance.
 //
+// The readers below are forced inline: they run on every free of the
+// per-thread caches, where GCC otherwise kept some as calls.
+//
 // The heap writes header words whole and recomputes the tag on every write
 // (a neighbour's kPrevFree flip included), so a reader without the heap's
 // lock that loads the word once sees either the old or the new valid word.
@@ -38,6 +41,7 @@
 
 #include <cstdint>
 
+#include "absl/base/attributes.h"
 #include "tlsf/size_class.h"
 
 namespace fmemp::tlsf::block_header {
@@ -87,8 +91,9 @@ inline constexpr uint64_t kTagMultiplier = 0x9e3779b97f4a7c15ull;
 // never passes for a header. An integrity check against stray writes, not a
 // secret: whoever can read a header can compute a valid one for the same
 // address.
-constexpr uint64_t TagFor(uintptr_t block_address, uint64_t key,
-                          uint64_t rest) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr uint64_t TagFor(uintptr_t block_address,
+                                                       uint64_t key,
+                                                       uint64_t rest) {
   const uint64_t mixed = (rest ^ block_address ^ key) * kTagMultiplier;
   return ((mixed >> 47) << (kTagShift + 1)) | kTagForcedBits;
 }
@@ -100,17 +105,28 @@ constexpr uint64_t WordFor(uintptr_t block_address, uint64_t key,
 }
 
 // Whether `word`, read at `block_address`, is a header the heap whose key
-// is `key` wrote there: its tag matches its other bits.
-constexpr bool IsHeader(uint64_t word, uintptr_t block_address, uint64_t key) {
-  return (word & kTagMask) == TagFor(block_address, key, word & ~kTagMask);
+// is `key` wrote there: its tag matches its other bits. That is
+// (word & kTagMask) == TagFor(block_address, key, word & ~kTagMask),
+// compared kTagShift bits down, where TagFor's constant bits fit an
+// instruction's immediate: one 64-bit constant (the multiplier) instead of
+// four, so that the front-ends' free paths, which check two headers, keep
+// every value in a register without saving any (block_header_test checks
+// the two forms agree).
+ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr bool IsHeader(uint64_t word,
+                                                     uintptr_t block_address,
+                                                     uint64_t key) {
+  const uint64_t rest = (word << (64 - kTagShift)) >> (64 - kTagShift);
+  const uint64_t mixed = (rest ^ block_address ^ key) * kTagMultiplier;
+  return (word >> kTagShift) ==
+         (((mixed >> 47) << 1) | (kTagForcedBits >> kTagShift));
 }
 
 // The usable bytes of the live block whose header is `word` at
 // `block_address`, or 0 when the word is not the header of a live block
 // there (not a header, free, out of service, or a span below a live
 // block's least).
-constexpr size_t LiveUsableBytes(uint64_t word, uintptr_t block_address,
-                                 uint64_t key) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr size_t LiveUsableBytes(
+    uint64_t word, uintptr_t block_address, uint64_t key) {
   const size_t span = word & kSpanMask;
   const bool live = IsHeader(word, block_address, key) &&
                     (word & (kFree | kLost)) == 0 && span >= kMinFreeSpan;
@@ -121,8 +137,8 @@ constexpr size_t LiveUsableBytes(uint64_t word, uintptr_t block_address,
 // physical successor must have: a header (a live, free or out-of-service
 // block, or a pool's end sentinel) without kPrevFree. An overflow past the
 // live block that reached the header fails this (with the tag's odds).
-constexpr bool IsIntactSuccessor(uint64_t word, uintptr_t block_address,
-                                 uint64_t key) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr bool IsIntactSuccessor(
+    uint64_t word, uintptr_t block_address, uint64_t key) {
   return (word & kPrevFree) == 0 && IsHeader(word, block_address, key);
 }
 

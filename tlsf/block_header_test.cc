@@ -97,6 +97,39 @@ TEST(BlockHeaderTest, MultiplierMovesTheTagForEveryByteChange) {
 }
 
 // Wider damage passes only with the tag's odds (2^-17 per word).
+// IsHeader compares the tag shifted down; it must answer exactly as the
+// tag's definition: headers, headers with any one bit flipped, and words
+// that only share the forced bits.
+TEST(BlockHeaderTest, IsHeaderAgreesWithTagFor) {
+  const auto by_definition = [](uint64_t word, uintptr_t address,
+                                uint64_t key) {
+    return (word & kTagMask) == TagFor(address, key, word & ~kTagMask);
+  };
+  uint64_t state = 0x9e3779b97f4a7c15ull;
+  const auto next = [&state] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  size_t headers = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const uintptr_t address = next() & ~uintptr_t{15};
+    const uint64_t key = next() | 1;
+    const uint64_t header = WordFor(address, key, next() & ~kTagMask);
+    for (int bit = -1; bit < 64; ++bit) {
+      const uint64_t word = bit < 0 ? header : header ^ (uint64_t{1} << bit);
+      ASSERT_EQ(IsHeader(word, address, key), by_definition(word, address, key))
+          << std::hex << word << " at " << address;
+      headers += IsHeader(word, address, key);
+    }
+    const uint64_t random = next() | kTagForcedBits;
+    ASSERT_EQ(IsHeader(random, address, key),
+              by_definition(random, address, key));
+  }
+  EXPECT_GE(headers, 20000u);  // every unflipped header passes
+}
+
 TEST(BlockHeaderTest, RandomWordsRarelyPass) {
   uint64_t x = 0x243f6a8885a308d3ull;
   size_t passed = 0;

@@ -78,11 +78,23 @@
 #include <string>
 
 #include "absl/base/attributes.h"
+#include "absl/base/config.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "tlsf/block_header.h"
 #include "tlsf/size_class.h"
+
+// The lock-free readers below (UsableSize, UsableSizeIfFreeable) run on
+// every free of the per-thread caches: forced into their callers, since GCC
+// otherwise calls UsableSizeIfFreeable out of line (a call, a frame and a
+// second debug-mode test: ~15 instructions per free). Not under ASan: GCC
+// refuses to force a no_sanitize_address function into an instrumented one.
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+#define FMEMP_TLSF_INLINE_READER
+#else
+#define FMEMP_TLSF_INLINE_READER ABSL_ATTRIBUTE_ALWAYS_INLINE
+#endif
 
 namespace fmemp::tlsf {
 
@@ -431,20 +443,12 @@ class Heap {
   // word's neighbour flag under another thread's lock.
   //
   // Inline: the per-thread caches call it on every free.
-  ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
+  FMEMP_TLSF_INLINE_READER ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
   UsableSize(const void* ptr) const noexcept {
     if (__builtin_expect((debug_ & kDebugCanaries) != 0, 0)) {
       return DebugUsableSize(ptr);
     }
-    const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
-    if (address == 0 || address % kAlignment != 0) return 0;
-    // The header is the word just before the payload. One atomic load: the
-    // heap may flip its kPrevFree bit under another thread's lock.
-    const uintptr_t block = address - kAlignment;
-    const uint64_t word = __atomic_load_n(
-        reinterpret_cast<const uint64_t*>(address - kBlockOverhead),
-        __ATOMIC_RELAXED);
-    return block_header::LiveUsableBytes(word, block, tag_key_);
+    return PlainUsableSize(ptr);
   }
 
   // As UsableSize, and also 0 when Free(ptr) would refuse the block because
@@ -455,10 +459,23 @@ class Heap {
   // Reading the successor's header without the lock is sound: while the
   // block lives, its successor's header stays where it is, and the heap
   // writes header words whole.
-  ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
+  FMEMP_TLSF_INLINE_READER ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
   UsableSizeIfFreeable(const void* ptr) const noexcept {
-    const size_t usable = UsableSize(ptr);
-    if (usable == 0 || __builtin_expect(debug_ != 0, 0)) return usable;
+    // One test of the debug modes, which answer as UsableSize.
+    if (__builtin_expect(HasDebugModes(), 0)) return UsableSize(ptr);
+    return ptr == nullptr ? 0 : PlainUsableSizeIfFreeable(ptr);
+  }
+  // Whether any debug mode (HeapOptions) is on. Inline.
+  bool HasDebugModes() const noexcept { return debug_ != 0; }
+  // UsableSizeIfFreeable of a heap without debug modes: inline and without
+  // any call, for the front-ends' hit paths, which take their slow path
+  // (UsableSizeIfFreeable) when HasDebugModes(); a hot path without calls
+  // needs no frame. REQUIRES: !HasDebugModes(); ptr lies in a pool of
+  // this heap (so it is not null: the callers found its region).
+  FMEMP_TLSF_INLINE_READER ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
+  PlainUsableSizeIfFreeable(const void* ptr) const noexcept {
+    const size_t usable = NonNullPlainUsableSize(ptr);
+    if (usable == 0) return 0;
     // A live block's span is its usable bytes and its header word, so its
     // successor's block starts one word before the payload's end, and the
     // successor's header word sits right at that end.
@@ -720,6 +737,24 @@ class Heap {
   void* DebugReallocate(void* ptr, size_t bytes) noexcept;
   bool DebugFree(void* ptr) noexcept;
   size_t DebugUsableSize(const void* ptr) const noexcept;
+  // UsableSize without canaries (no debug mode changes the answer then).
+  FMEMP_TLSF_INLINE_READER ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
+  PlainUsableSize(const void* ptr) const noexcept {
+    return ptr == nullptr ? 0 : NonNullPlainUsableSize(ptr);
+  }
+  // PlainUsableSize of a non-null ptr.
+  FMEMP_TLSF_INLINE_READER ABSL_ATTRIBUTE_NO_SANITIZE_ADDRESS size_t
+  NonNullPlainUsableSize(const void* ptr) const noexcept {
+    const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
+    if (address % kAlignment != 0) return 0;
+    // The header is the word just before the payload. One atomic load: the
+    // heap may flip its kPrevFree bit under another thread's lock.
+    const uintptr_t block = address - kAlignment;
+    const uint64_t word = __atomic_load_n(
+        reinterpret_cast<const uint64_t*>(address - kBlockOverhead),
+        __ATOMIC_RELAXED);
+    return block_header::LiveUsableBytes(word, block, tag_key_);
+  }
   // Lays out a live block after allocation or reallocation: ASan shadow,
   // kAllocPattern from `fresh_from` bytes on, canaries. Returns the pointer
   // to hand out.
