@@ -17,7 +17,7 @@
 // over fmemp::Memp<sync::Mutex> (MempBadInputTest), each with rows of its
 // own where the two APIs differ; the rows they share also run under every
 // other front-end of fmemp/testing/front_end_list.h (PolicyBadInputTest:
-// each lock, caches, pools, each C API policy).
+// each lock, caches, thread heaps, each C API policy).
 //
 // RegionStartDeathTest holds the inputs that once made the library read
 // outside the caller's memory (a pointer to a region's first byte); each runs
@@ -213,7 +213,7 @@ class WorldBase {
   const Buffer& b() const { return b_; }
   uint8_t* a_end() const { return a_.begin() + kRegionBytes; }
   uint8_t* b_end() const { return b_.end() - 8; }
-  // Memory for rows' own regions and pools; no part of the world.
+  // Memory for rows' own regions and thread heaps; no part of the world.
   const Buffer& spare() const { return spare_; }
   const std::vector<Live>& live() const { return live_; }
   // The live block of 1000 bytes.
@@ -1208,7 +1208,7 @@ INSTANTIATE_TEST_SUITE_P(Table, MempBadInputTest, testing::ValuesIn(MempRows()),
                          &RowName<MempWorld>);
 
 // The rows both APIs share, under every other front-end of
-// fmemp/testing/front_end_list.h (each lock, caches, pools, each C API
+// fmemp/testing/front_end_list.h (each lock, caches, thread heaps, each C API
 // policy), named "<FrontEnd>_<Row>".
 struct PolicyRow {
   std::string name;

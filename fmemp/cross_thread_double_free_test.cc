@@ -70,7 +70,7 @@ uint64_t LiveBlocks(FMemp* memp) {
 
 struct Case {
   FMempPolicy policy;
-  bool owner_pool;  // THREAD_POOLS: the block lies in the main thread's pool
+  bool owner_heap;  // THREAD_HEAPS: the block lies in the main thread's heap
   const char* name;
 };
 
@@ -97,7 +97,7 @@ TEST_P(CrossThreadDoubleFreeTest, ExactlyOneFreeAppliesAndOneIsReported) {
             FMEMP_SUCCESS);
   double_free_reports = 0;
   other_reports = 0;
-  if (c.owner_pool) {
+  if (c.owner_heap) {
     ASSERT_EQ(FMempAddRegion(memp.get(), own.get(), own.get() + kRegionBytes),
               FMEMP_SUCCESS);
     ASSERT_EQ(FMempBindThread(memp.get(), own.get()), FMEMP_SUCCESS);
@@ -125,17 +125,17 @@ TEST_P(CrossThreadDoubleFreeTest, ExactlyOneFreeAppliesAndOneIsReported) {
   for (int round = 0; round < kRounds; ++round) {
     void* p = FMempMalloc(memp.get(), kBlockBytes);
     ASSERT_NE(p, nullptr);
-    if (c.owner_pool) {
+    if (c.owner_heap) {
       ASSERT_GE(static_cast<uint8_t*>(p), own.get());
       ASSERT_LT(static_cast<uint8_t*>(p), own.get() + kRegionBytes);
     }
     std::memset(p, 0x5a, kBlockBytes);
-    FMempSyncThreadPool(memp.get());
+    FMempSyncThreadHeap(memp.get());
     const uint64_t live_before = LiveBlocks(memp.get());
     victim.store(p);
     barrier.Wait();                   // go
     barrier.Wait();                   // both frees done
-    FMempSyncThreadPool(memp.get());  // applies queued frees (pools)
+    FMempSyncThreadHeap(memp.get());  // applies queued frees (thread heaps)
     ASSERT_EQ(LiveBlocks(memp.get()), live_before - 1) << "round " << round;
     ASSERT_EQ(double_free_reports.load(), round + 1) << "round " << round;
   }
@@ -163,7 +163,7 @@ TEST_P(CrossThreadDoubleFreeTest, ExactlyOneFreeAppliesAndOneIsReported) {
   EXPECT_EQ(FMempCheck(memp.get()), FMEMP_SUCCESS);
   EXPECT_EQ(double_free_reports.load(), kRounds);
   EXPECT_EQ(other_reports.load(), 0);
-  if (c.owner_pool) {
+  if (c.owner_heap) {
     ASSERT_EQ(FMempUnbindThread(memp.get()), FMEMP_SUCCESS);
   }
 }
@@ -171,8 +171,8 @@ TEST_P(CrossThreadDoubleFreeTest, ExactlyOneFreeAppliesAndOneIsReported) {
 INSTANTIATE_TEST_SUITE_P(
     Policies, CrossThreadDoubleFreeTest,
     ::testing::Values(Case{FMEMP_POLICY_THREAD_CACHE, false, "ThreadCache"},
-                      Case{FMEMP_POLICY_THREAD_POOLS, false, "ThreadPools"},
-                      Case{FMEMP_POLICY_THREAD_POOLS, true, "OwnersPool"},
+                      Case{FMEMP_POLICY_THREAD_HEAPS, false, "ThreadHeaps"},
+                      Case{FMEMP_POLICY_THREAD_HEAPS, true, "OwnersHeap"},
                       Case{FMEMP_POLICY_MUTEX, false, "Mutex"},
                       Case{FMEMP_POLICY_SPINLOCK, false, "SpinLock"}),
     [](const ::testing::TestParamInfo<Case>& info) {

@@ -4,8 +4,8 @@
 // fmemp/drain_protocol.h
 //
 // How another thread (a drainer) stops the owner of per-thread state (a
-// CachingMemp's cache, a PoolingMemp's pool) to work on that state, even
-// while the owner is idle, without the owner paying for a lock or an
+// CachingMemp's cache, a ThreadHeapMemp's thread heap) to work on that state,
+// even while the owner is idle, without the owner paying for a lock or an
 // atomic read-modify-write on its fast path.
 //
 //   // Owner, around every access to its state s:

@@ -34,7 +34,7 @@
 #include "fmemp/no_wait_lock.h"
 #include "fmemp/policy_table.h"
 #include "fmemp/prefault.h"
-#include "fmemp/thread_pool.h"
+#include "fmemp/thread_heap.h"
 #include "fmemp/thread_registry.h"
 
 namespace fmemp {
@@ -64,14 +64,14 @@ FError ToFError(ManagementResult result) {
       return FMEMP_ERR_REGION_NOT_FOUND;
     case ManagementError::kLiveBlocks:
     case ManagementError::kBoundToOtherThread:
-    case ManagementError::kInOtherThreadsPool:
+    case ManagementError::kInOtherThreadsHeap:
       return FMEMP_ERR_REGION_BUSY;
     case ManagementError::kRegionUnlistable:
     case ManagementError::kCorrupt:
       return FMEMP_ERR_CORRUPT;
     case ManagementError::kNoMemory:
       return FMEMP_ERR_BAD_MALLOC;
-    case ManagementError::kNoPool:
+    case ManagementError::kNoThreadHeap:
     case ManagementError::kRetiring:
     case ManagementError::kNotRetiring:
       return FMEMP_ERR_INVALID_ARG;
@@ -230,10 +230,10 @@ class CApiPool {
       return FMEMP_SUCCESS;
     });
   }
-  // A pool's soft limit: its C handler and argument in a record that lives
-  // until FMempRelease (a crossing racing a change may still call it), as
+  // A thread heap's soft limit: its C handler and argument in a record that
+  // lives until FMempRelease (a crossing racing a change may still call it), as
   // the Budget's context.
-  FError SetThreadPoolSoftLimit(u64 thread_id, u64 bytes, u64 hysteresis,
+  FError SetThreadHeapSoftLimit(u64 thread_id, u64 bytes, u64 hysteresis,
                                 FMempSoftLimitHandler handler, void* user) {
     absl::MutexLock hold(&admin_);
     const size_t limit = ToLimit(bytes);
@@ -255,8 +255,8 @@ class CApiPool {
     }
     return Dispatch<FError>(FMEMP_ERR_NOT_INIT, [&](auto& m) -> FError {
       if constexpr (CApiPolicies::RowOf<decltype(m)>::Has(
-                        Offers::kThreadPools)) {
-        return ToFError(m.TrySetThreadPoolSoftLimit(
+                        Offers::kThreadHeaps)) {
+        return ToFError(m.TrySetThreadHeapSoftLimit(
             thread_id, limit, static_cast<size_t>(hysteresis),
             callback != nullptr ? &CallSoftCallback : nullptr, callback));
       } else {
@@ -361,7 +361,7 @@ class CApiPool {
   // on any thread.
   std::atomic<FMempSoftLimitHandler> soft_handler_{nullptr};
   std::atomic<void*> soft_user_{nullptr};
-  // FMempSetThreadPoolSoftLimit's handlers, one record per distinct
+  // FMempSetThreadHeapSoftLimit's handlers, one record per distinct
   // handler and argument, kept until the CApiPool goes.
   std::vector<ArenaPtr<SoftCallback>, ArenaAllocator<ArenaPtr<SoftCallback>>>
       soft_callbacks_ ABSL_GUARDED_BY(admin_);
@@ -723,7 +723,7 @@ FError FMempSetSoftLimit(FMemp* memp, u64 bytes, u64 hysteresis,
 }
 
 u32 FMempRegionCount(FMemp* memp) {
-  // As many as FMempProbeRegion can show (for per-thread pools, the shared
+  // As many as FMempProbeRegion can show (for per-thread heaps, the shared
   // regions and the calling thread's own).
   return fmemp::WithMemp<u32>(memp, 0u, [](auto& m) {
     return static_cast<u32>(m.ProbeRegions().size());
@@ -848,20 +848,20 @@ FError FMempDrainThreadCaches(FMemp* memp) {
 }
 
 namespace {
-// Runs fn(front-end) if memp's policy offers per-thread pools.
+// Runs fn(front-end) if memp's policy offers per-thread heaps.
 template <typename Fn>
-FError WithThreadPools(FMemp* memp, Fn fn) {
-  return fmemp::WithOffer<fmemp::Offers::kThreadPools>(
+FError WithThreadHeaps(FMemp* memp, Fn fn) {
+  return fmemp::WithOffer<fmemp::Offers::kThreadHeaps>(
       memp, FMEMP_ERR_NOT_SUPPORTED, fn);
 }
 }  // namespace
 
 FError FMempBindThreadWithFlags(FMemp* memp, void* region_begin, u32 flags) {
-  const fmemp::PoolExhaustion on_exhaustion =
+  const fmemp::ThreadHeapExhaustion on_exhaustion =
       (flags & FMEMP_BIND_NO_FALLBACK) != 0
-          ? fmemp::PoolExhaustion::kFail
-          : fmemp::PoolExhaustion::kFallBackToShared;
-  return WithThreadPools(memp, [&](auto& m) -> FError {
+          ? fmemp::ThreadHeapExhaustion::kFail
+          : fmemp::ThreadHeapExhaustion::kFallBackToShared;
+  return WithThreadHeaps(memp, [&](auto& m) -> FError {
     if ((flags & ~FMEMP_BIND_NO_FALLBACK) != 0) return FMEMP_ERR_INVALID_ARG;
     return fmemp::ToFError(m.TryBindThisThread(region_begin, on_exhaustion));
   });
@@ -872,35 +872,36 @@ FError FMempBindThread(FMemp* memp, void* region_begin) {
 }
 
 FError FMempUnbindThread(FMemp* memp) {
-  return WithThreadPools(memp, [](auto& m) {
+  return WithThreadHeaps(memp, [](auto& m) {
     // Never fails; an OK absl::Status allocates nothing.
     m.UnbindThisThread().IgnoreError();
     return FMEMP_SUCCESS;
   });
 }
 
-FError FMempSyncThreadPool(FMemp* memp) {
-  return WithThreadPools(memp, [](auto& m) {
+FError FMempSyncThreadHeap(FMemp* memp) {
+  return WithThreadHeaps(memp, [](auto& m) {
     m.SyncThisThread();
     return FMEMP_SUCCESS;
   });
 }
 
-u32 FMempThreadPoolCount(FMemp* memp) {
+u32 FMempThreadHeapCount(FMemp* memp) {
   u32 count = 0;
-  WithThreadPools(memp, [&count](auto& m) {
-    count = static_cast<u32>(m.ProbePools().size());
+  WithThreadHeaps(memp, [&count](auto& m) {
+    count = static_cast<u32>(m.ProbeThreadHeaps().size());
     return FMEMP_SUCCESS;
   });
   return count;
 }
 
-FError FMempProbeThreadPool(FMemp* memp, u32 index, FMempPoolUsage* usage) {
+FError FMempProbeThreadHeap(FMemp* memp, u32 index,
+                            FMempThreadHeapUsage* usage) {
   if (usage == nullptr) return FMEMP_ERR_INVALID_ARG;
-  return WithThreadPools(memp, [index, usage](auto& m) -> FError {
-    const fmemp::PoolStatsList pools = m.ProbePools();
-    if (index >= pools.size()) return FMEMP_ERR_INVALID_ARG;
-    const fmemp::PoolStats& p = pools[index];
+  return WithThreadHeaps(memp, [index, usage](auto& m) -> FError {
+    const fmemp::ThreadHeapStatsList heaps = m.ProbeThreadHeaps();
+    if (index >= heaps.size()) return FMEMP_ERR_INVALID_ARG;
+    const fmemp::ThreadHeapStats& p = heaps[index];
     usage->thread_id = p.thread_id;
     usage->total = p.stats.capacity_bytes;
     usage->used = p.stats.used_bytes;
@@ -919,14 +920,14 @@ FError FMempProbeThreadPool(FMemp* memp, u32 index, FMempPoolUsage* usage) {
   });
 }
 
-FError FMempSetThreadPoolLimit(FMemp* memp, u64 thread_id, u64 bytes) {
-  return WithThreadPools(memp, [thread_id, bytes](auto& m) {
+FError FMempSetThreadHeapLimit(FMemp* memp, u64 thread_id, u64 bytes) {
+  return WithThreadHeaps(memp, [thread_id, bytes](auto& m) {
     return fmemp::ToFError(
-        m.TrySetThreadPoolLimit(thread_id, fmemp::CApiPool::ToLimit(bytes)));
+        m.TrySetThreadHeapLimit(thread_id, fmemp::CApiPool::ToLimit(bytes)));
   });
 }
 
-FError FMempSetThreadPoolSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
+FError FMempSetThreadHeapSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
                                    u64 hysteresis,
                                    FMempSoftLimitHandler handler, void* user) {
   fmemp::CApiPool* pool = fmemp::PoolOf(memp);
@@ -934,7 +935,7 @@ FError FMempSetThreadPoolSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
   if (bytes != FMEMP_LIMIT_NONE && (handler == nullptr || hysteresis > bytes)) {
     return FMEMP_ERR_INVALID_ARG;
   }
-  return pool->SetThreadPoolSoftLimit(thread_id, bytes, hysteresis, handler,
+  return pool->SetThreadHeapSoftLimit(thread_id, bytes, hysteresis, handler,
                                       user);
 }
 

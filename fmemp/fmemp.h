@@ -5,7 +5,7 @@
  *
  * The SDK memory pool C API (FMemp over TLSF), source-compatible with the
  * SDK's fmemory_pool.h, over fmemp's C++ front-ends (fmemp/memp.h,
- * fmemp/thread_cache.h, fmemp/thread_pool.h; fmemp/policy_table.h maps a
+ * fmemp/thread_cache.h, fmemp/thread_heap.h; fmemp/policy_table.h maps a
  * policy to one). Code
  * written for the SDK compiles unchanged: include this header or the SDK's
  * names for it ("fmemory_pool.h", "fmempory_pool.h").
@@ -30,8 +30,8 @@
  * Misuse (a foreign, interior or already freed pointer, a damaged header)
  * is detected and reported at the call, as under FMEMP_POLICY_MUTEX: the
  * bad-input table of docs/HARDENING.md runs under every policy.
- * Under FMEMP_POLICY_THREAD_POOLS max_used is the true peak of the shared
- * regions and every pool together (one atomic total of used bytes).
+ * Under FMEMP_POLICY_THREAD_HEAPS max_used is the true peak of the shared
+ * regions and every thread heap together (one atomic total of used bytes).
  *
  * fork(): pthread_atfork handlers hold every FMemp's locks across fork()
  * and stop every thread's cache, so in the child of a multi-threaded
@@ -156,14 +156,14 @@ typedef enum {
                                      caches of small blocks over spin-locked
                                      regions (fmemp/thread_cache.h); the
                                      fastest with one thread or several */
-  FMEMP_POLICY_THREAD_POOLS = 4   /* threads may bind regions of their own
+  FMEMP_POLICY_THREAD_HEAPS = 4   /* threads may bind regions of their own
                                      (FMempBindThread) and allocate from them
                                      without a lock; the other regions are
-                                     spin-locked (fmemp/thread_pool.h) */
+                                     spin-locked (fmemp/thread_heap.h) */
 } FMempPolicy;
 
-/* Defined since per-thread pools (FMempBindThread) exist. */
-#define FMEMP_POLICY_THREAD_POOLS_AVAILABLE 1
+/* Defined since per-thread heaps (FMempBindThread) exist. */
+#define FMEMP_POLICY_THREAD_HEAPS_AVAILABLE 1
 
 /* --- The SDK's API --- */
 
@@ -243,19 +243,19 @@ typedef struct {
   u64 failed_allocations; /* calls (malloc, calloc, aligned malloc, realloc
                              growth) that returned NULL, once each: not a
                              first attempt that the OOM handler's retry, a
-                             cache drain or a pool's fallback then served.
-                             FMEMP_POLICY_THREAD_POOLS: a bound thread's
-                             failures are its pool's, and stay in this
+                             cache drain or a thread heap's fallback then
+                             served. FMEMP_POLICY_THREAD_HEAPS: a bound thread's
+                             failures are its thread heap's, and stay in this
                              total after the thread exits */
   u64 invalid_frees;
   u64 cached_bytes;   /* free blocks parked in per-thread caches (policies
-                         FMEMP_POLICY_THREAD_CACHE and _THREAD_POOLS; else
+                         FMEMP_POLICY_THREAD_CACHE and _THREAD_HEAPS; else
                          0); used excludes them */
   u64 lost_bytes;     /* damaged free blocks taken out of service (a write
                          into freed memory or heap metadata): never handed
                          out again; used + cached_bytes + free_bytes +
                          lost_bytes == total. Shared regions only under
-                         FMEMP_POLICY_THREAD_POOLS. */
+                         FMEMP_POLICY_THREAD_HEAPS. */
   u64 limit;          /* the hard limit (FMempSetLimit), or FMEMP_LIMIT_NONE */
   u64 soft_limit;     /* FMempSetSoftLimit's, or FMEMP_LIMIT_NONE */
   u64 limit_refusals; /* of failed_allocations, those the hard limit
@@ -286,29 +286,30 @@ u32 FMempRegionCount(FMemp* memp);
  * is out of range or usage is NULL. */
 FError FMempProbeRegion(FMemp* memp, u32 index, FMempRegionUsage* usage);
 /* Per-thread caches (FMEMP_POLICY_THREAD_CACHE, and the caches in front of
- * FMEMP_POLICY_THREAD_POOLS' pools; other policies have none and succeed
+ * FMEMP_POLICY_THREAD_HEAPS' thread heaps; other policies have none and succeed
  * doing nothing). FMempFlushThreadCache returns the calling thread's cached
- * blocks to the shared regions (under pools: to its pool's regions);
- * FMempDrainThreadCaches does it for every thread, idle ones included,
- * before it returns (under pools, every pool's cache to that pool's
- * regions; an owner calling meanwhile waits until its pool is done). A
+ * blocks to the shared regions (under thread heaps: to its thread heap's
+ * regions); FMempDrainThreadCaches does it for every thread, idle ones
+ * included, before it returns (under thread heaps, every thread heap's cache
+ * to that heap's regions; an owner calling meanwhile waits until its heap is
+ * done). A
  * thread's cache is also returned when the thread exits.
  * FMEMP_ERR_NOT_INIT. */
 FError FMempFlushThreadCache(FMemp* memp);
 FError FMempDrainThreadCaches(FMemp* memp);
 
-/* Per-thread pools (FMEMP_POLICY_THREAD_POOLS; other policies return
+/* Per-thread heaps (FMEMP_POLICY_THREAD_HEAPS; other policies return
  * FMEMP_ERR_NOT_SUPPORTED).
  *
  * FMempBindThread moves the region that FMempAddRegion (or FMempInit) was
  * given `region_begin` for, with any blocks living in it, into the calling
- * thread's own pool: that thread's malloc, calloc, aligned malloc, realloc
- * and free then use its pool first, with no lock. Blocks of the pool freed
+ * thread's own heap: that thread's malloc, calloc, aligned malloc, realloc
+ * and free then use its heap first, with no lock. Blocks of that heap freed
  * by other threads are queued to the owner and applied on its next call.
- * When the pool cannot serve a request it falls back to the shared regions,
- * or, with FMEMP_BIND_NO_FALLBACK, returns NULL (after the OOM handler). A
- * thread may bind several regions. Binding a region already bound to the
- * calling thread only updates the flags.
+ * When the thread heap cannot serve a request it falls back to the shared
+ * regions, or, with FMEMP_BIND_NO_FALLBACK, returns NULL (after the OOM
+ * handler). A thread may bind several regions. Binding a region already bound
+ * to the calling thread only updates the flags.
  *   FMEMP_ERR_REGION_NOT_FOUND  no shared region begins there;
  *   FMEMP_ERR_REGION_BUSY       it is bound to another thread;
  *   FMEMP_ERR_INVALID_ARG       unknown flags.
@@ -318,19 +319,19 @@ FError FMempDrainThreadCaches(FMemp* memp);
  * blocks live in it) and refuses one bound to another thread
  * (FMEMP_ERR_REGION_BUSY).
  *
- * FMempProbe64 covers every pool (each as of its thread's last call);
+ * FMempProbe64 covers every thread heap (each as of its thread's last call);
  * FMempRegionCount, FMempProbeRegion, FMempCheck and FMemListAll cover the
- * shared regions and the calling thread's own pool. FMempThreadPoolCount and
- * FMempProbeThreadPool give each bound thread's pool. */
+ * shared regions and the calling thread's own heap. FMempThreadHeapCount and
+ * FMempProbeThreadHeap give each bound thread's heap. */
 #define FMEMP_BIND_NO_FALLBACK 0x1U
 FError FMempBindThread(FMemp* memp, void* region_begin);
 FError FMempBindThreadWithFlags(FMemp* memp, void* region_begin, u32 flags);
 FError FMempUnbindThread(FMemp* memp);
-/* Applies the frees other threads queued to the calling thread's pool, as
+/* Applies the frees other threads queued to the calling thread's heap, as
  * its next malloc or free would: an idle worker calls it so that probes see
- * those blocks free. FMEMP_SUCCESS (also for a thread without a pool),
+ * those blocks free. FMEMP_SUCCESS (also for a thread without a thread heap),
  * FMEMP_ERR_NOT_SUPPORTED for other policies, FMEMP_ERR_NOT_INIT. */
-FError FMempSyncThreadPool(FMemp* memp);
+FError FMempSyncThreadHeap(FMemp* memp);
 
 typedef struct {
   u64 thread_id; /* the bound thread (gettid) */
@@ -343,20 +344,22 @@ typedef struct {
   u64 failed_allocations; /* this thread's calls that returned NULL (a
                              request the shared regions served is not one) */
   u64 invalid_frees;
-  u64 fallbacks;      /* requests passed on to the shared regions */
-  u64 cached_bytes;   /* free blocks parked in the pool's cache: in neither
-                         used nor free_bytes (used + cached_bytes + free_bytes
-                         == total) */
-  u64 limit;          /* FMempSetThreadPoolLimit's, or FMEMP_LIMIT_NONE */
+  u64 fallbacks;    /* requests passed on to the shared regions */
+  u64 cached_bytes; /* free blocks parked in the thread heap's cache: in neither
+                       used nor free_bytes (used + cached_bytes + free_bytes
+                       == total) */
+  u64 limit;        /* FMempSetThreadHeapLimit's, or FMEMP_LIMIT_NONE */
   u64 limit_refusals; /* of failed_allocations, those a limit refused */
-} FMempPoolUsage;
+} FMempThreadHeapUsage;
 
-/* Number of threads with a pool (0 for other policies or when not ready). */
-u32 FMempThreadPoolCount(FMemp* memp);
-/* Usage of pool `index` (in binding order). FMEMP_ERR_INVALID_ARG when index
- * is out of range or usage is NULL; FMEMP_ERR_NOT_SUPPORTED for other
+/* Number of threads with a thread heap (0 for other policies or when not
+   ready). */
+u32 FMempThreadHeapCount(FMemp* memp);
+/* Usage of thread heap `index` (in binding order). FMEMP_ERR_INVALID_ARG when
+ * index is out of range or usage is NULL; FMEMP_ERR_NOT_SUPPORTED for other
  * policies. */
-FError FMempProbeThreadPool(FMemp* memp, u32 index, FMempPoolUsage* usage);
+FError FMempProbeThreadHeap(FMemp* memp, u32 index,
+                            FMempThreadHeapUsage* usage);
 
 /* Debug modes, chosen at init (off with FMempInit / FMempInitWithPolicy;
  * docs/HARDENING.md): FMEMP_DEBUG_POISON fills freed memory and new blocks
@@ -378,7 +381,7 @@ FError FMempInitDebug(FMemp* memp, void* begin_addr, void* end_addr,
  * checks of its blocks): FMEMP_SUCCESS, FMEMP_ERR_CORRUPT (described on
  * stderr), FMEMP_ERR_REGION_NOT_FOUND when ptr lies in no region,
  * FMEMP_ERR_REGION_BUSY when it lies in a region bound to another thread
- * (FMEMP_POLICY_THREAD_POOLS), FMEMP_ERR_NOT_INIT. Allocates nothing. */
+ * (FMEMP_POLICY_THREAD_HEAPS), FMEMP_ERR_NOT_INIT. Allocates nothing. */
 FError FMempCheckRegionOf(FMemp* memp, const void* ptr);
 
 /* Makes every page of [begin_addr, end_addr) resident and writable now,
@@ -434,15 +437,15 @@ FError FMempSetOomHandler(FMemp* memp, FMempOomHandler handler, void* user);
  * A soft limit calls `handler` once, outside every lock, on the thread whose
  * allocation took usage above `bytes`; the handler may free (evict),
  * allocate and call any function on memp, except, under
- * FMEMP_POLICY_THREAD_POOLS, FMempDrainThreadCaches and FMempProbeRegion
- * (they stop other threads' pools, and two handlers doing so at once would
+ * FMEMP_POLICY_THREAD_HEAPS, FMempDrainThreadCaches and FMempProbeRegion
+ * (they stop other threads' heaps, and two handlers doing so at once would
  * wait on each other). It is called again only after usage has fallen
  * below bytes - hysteresis and crossed once more.
  *
- * Under FMEMP_POLICY_THREAD_POOLS the limits cover the shared regions and
- * every pool's together, and each pool may have limits of its own
- * (FMempSetThreadPoolLimit): a bound thread's request that would pass its
- * pool's limit or the FMemp's returns NULL without falling back to the
+ * Under FMEMP_POLICY_THREAD_HEAPS the limits cover the shared regions and
+ * every thread heap's together, and each thread heap may have limits of its
+ * own (FMempSetThreadHeapLimit): a bound thread's request that would pass its
+ * heap's limit or the FMemp's returns NULL without falling back to the
  * shared regions.
  *
  * Both return FMEMP_SUCCESS or FMEMP_ERR_NOT_INIT; FMempSetSoftLimit also
@@ -454,17 +457,17 @@ typedef void (*FMempSoftLimitHandler)(void* user, u64 usage, u64 soft_limit);
 FError FMempSetLimit(FMemp* memp, u64 bytes);
 FError FMempSetSoftLimit(FMemp* memp, u64 bytes, u64 hysteresis,
                          FMempSoftLimitHandler handler, void* user);
-/* A per-thread pool's own limits (FMEMP_POLICY_THREAD_POOLS), over the bytes
+/* A per-thread heap's own limits (FMEMP_POLICY_THREAD_HEAPS), over the bytes
  * of its regions in use or parked in its cache, with the semantics above;
- * the soft handler runs on the pool's thread. thread_id names the pool's
- * thread (FMempPoolUsage.thread_id; 0: the calling thread's, e.g. right
+ * the soft handler runs on the heap's thread. thread_id names the heap's
+ * thread (FMempThreadHeapUsage.thread_id; 0: the calling thread's, e.g. right
  * after FMempBindThread). Any thread may change them at any time.
- * FMEMP_ERR_INVALID_ARG when that thread has no pool (or as
+ * FMEMP_ERR_INVALID_ARG when that thread has no thread heap (or as
  * FMempSetSoftLimit), FMEMP_ERR_NOT_SUPPORTED for other policies,
- * FMEMP_ERR_NOT_INIT. FMempProbeThreadPool reports the hard limit and the
- * pool's refusals. */
-FError FMempSetThreadPoolLimit(FMemp* memp, u64 thread_id, u64 bytes);
-FError FMempSetThreadPoolSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
+ * FMEMP_ERR_NOT_INIT. FMempProbeThreadHeap reports the hard limit and the
+ * heap's refusals. */
+FError FMempSetThreadHeapLimit(FMemp* memp, u64 thread_id, u64 bytes);
+FError FMempSetThreadHeapSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
                                    u64 hysteresis,
                                    FMempSoftLimitHandler handler, void* user);
 
@@ -482,7 +485,7 @@ FError FMempSetThreadPoolSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
  * Errors, nothing changed: FMEMP_ERR_REGION_NOT_FOUND (no region begins
  * there, or it already went); FMEMP_ERR_INVALID_ARG (retiring a region
  * twice, cancelling one that is not retiring); FMEMP_ERR_NOT_SUPPORTED
- * (FMEMP_POLICY_THREAD_CACHE and _THREAD_POOLS, not yet);
+ * (FMEMP_POLICY_THREAD_CACHE and _THREAD_HEAPS, not yet);
  * FMEMP_ERR_NOT_INIT. */
 typedef void (*FMempRetiredHandler)(void* user, void* begin, void* end);
 FError FMempRetireRegion(FMemp* memp, void* begin, FMempRetiredHandler handler,

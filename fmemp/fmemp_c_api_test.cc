@@ -504,7 +504,7 @@ TEST_F(FMempTest, ProbeUsedGrowsWithAllocationsAndReturnsToZero) {
 TEST(FMempPolicyProbeTest, MaxUsedIsTheExactPeakWithoutCaches) {
   for (FMempPolicy policy :
        {FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK, FMEMP_POLICY_SINGLE_THREAD,
-        FMEMP_POLICY_THREAD_POOLS}) {
+        FMEMP_POLICY_THREAD_HEAPS}) {
     SCOPED_TRACE(static_cast<int>(policy));
     Buffer buffer(kBufferBytes);
     Pool pool;
@@ -1269,11 +1269,11 @@ INSTANTIATE_TEST_SUITE_P(Policies, FMempPolicyTest,
                                          FMEMP_POLICY_SPINLOCK,
                                          FMEMP_POLICY_SINGLE_THREAD,
                                          FMEMP_POLICY_THREAD_CACHE,
-                                         FMEMP_POLICY_THREAD_POOLS),
+                                         FMEMP_POLICY_THREAD_HEAPS),
                          [](const testing::TestParamInfo<FMempPolicy>& info) {
                            switch (info.param) {
-                             case FMEMP_POLICY_THREAD_POOLS:
-                               return std::string("ThreadPools");
+                             case FMEMP_POLICY_THREAD_HEAPS:
+                               return std::string("ThreadHeaps");
                              case FMEMP_POLICY_THREAD_CACHE:
                                return std::string("ThreadCache");
                              case FMEMP_POLICY_MUTEX:

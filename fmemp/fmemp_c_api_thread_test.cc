@@ -417,11 +417,11 @@ INSTANTIATE_TEST_SUITE_P(ThreadSafePolicies, FMempThreadTest,
                          testing::Values(FMEMP_POLICY_MUTEX,
                                          FMEMP_POLICY_SPINLOCK,
                                          FMEMP_POLICY_THREAD_CACHE,
-                                         FMEMP_POLICY_THREAD_POOLS),
+                                         FMEMP_POLICY_THREAD_HEAPS),
                          [](const testing::TestParamInfo<FMempPolicy>& info) {
                            switch (info.param) {
-                             case FMEMP_POLICY_THREAD_POOLS:
-                               return std::string("ThreadPools");
+                             case FMEMP_POLICY_THREAD_HEAPS:
+                               return std::string("ThreadHeaps");
                              case FMEMP_POLICY_MUTEX:
                                return std::string("Mutex");
                              case FMEMP_POLICY_SPINLOCK:

@@ -2,8 +2,9 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // The debug modes through the C API (FMempInitDebug, FMempCheckRegionOf)
-// under every policy, and through the cache and pool front-ends. The modes
-// themselves are tested in tlsf/heap_debug_test.cc and fmemp/debug_test.cc.
+// under every policy, and through the cache and thread-heap front-ends. The
+// modes themselves are tested in tlsf/heap_debug_test.cc and
+// fmemp/debug_test.cc.
 
 #include <atomic>
 #include <cstdint>
@@ -15,7 +16,7 @@
 #include "fmemp/fmemp.h"
 #include "fmemp/test_util.h"
 #include "fmemp/thread_cache.h"
-#include "fmemp/thread_pool.h"
+#include "fmemp/thread_heap.h"
 #include "gtest/gtest.h"
 #include "sync/spin_lock.h"
 
@@ -122,12 +123,12 @@ INSTANTIATE_TEST_SUITE_P(Policies, FMempDebugTest,
                                          FMEMP_POLICY_SPINLOCK,
                                          FMEMP_POLICY_SINGLE_THREAD,
                                          FMEMP_POLICY_THREAD_CACHE,
-                                         FMEMP_POLICY_THREAD_POOLS));
+                                         FMEMP_POLICY_THREAD_HEAPS));
 
-// A bound thread's pool takes the modes of its regions, and its own
+// A bound thread's heap takes the modes of its regions, and its own
 // blocks are checked.
-TEST(PoolingMempDebugTest, BoundPoolsKeepTheModes) {
-  fmemp::PoolingMemp<fmemp::sync::SpinLock> memp;
+TEST(ThreadHeapMempDebugTest, BoundThreadHeapsKeepTheModes) {
+  fmemp::ThreadHeapMemp<fmemp::sync::SpinLock> memp;
   fmemp::DebugOptions options;
   options.canaries = true;
   ASSERT_TRUE(memp.SetDebugOptions(options).ok());

@@ -247,6 +247,6 @@ INSTANTIATE_TEST_SUITE_P(Policies, FMempForkTest,
                          testing::Values(FMEMP_POLICY_MUTEX,
                                          FMEMP_POLICY_SPINLOCK,
                                          FMEMP_POLICY_THREAD_CACHE,
-                                         FMEMP_POLICY_THREAD_POOLS));
+                                         FMEMP_POLICY_THREAD_HEAPS));
 
 }  // namespace

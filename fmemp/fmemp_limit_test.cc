@@ -37,7 +37,7 @@ FMempUsage Usage(FMemp* memp) {
 }
 
 // Runs body(memp) for an FMemp under each policy (unbound threads under
-// FMEMP_POLICY_THREAD_POOLS: its shared regions).
+// FMEMP_POLICY_THREAD_HEAPS: its shared regions).
 template <typename Body>
 void ForEachLimitPolicy(Body body) {
   CApiPolicies::ForEachRow([&body](auto row) {

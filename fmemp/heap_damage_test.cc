@@ -51,7 +51,7 @@ namespace {
 
 constexpr FMempPolicy kPolicies[] = {
     FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK, FMEMP_POLICY_SINGLE_THREAD,
-    FMEMP_POLICY_THREAD_CACHE, FMEMP_POLICY_THREAD_POOLS};
+    FMEMP_POLICY_THREAD_CACHE, FMEMP_POLICY_THREAD_HEAPS};
 // Bins from the smallest to the large ones; 20 and 100 leave padding
 // between the requested size and the block's end.
 constexpr size_t kSizes[] = {20, 24, 40, 100, 200, 1000, 5000};
@@ -179,7 +179,7 @@ class Case {
         FMEMP_SUCCESS) {
       return Fail("no error handler");
     }
-    if (policy_ == FMEMP_POLICY_THREAD_POOLS &&
+    if (policy_ == FMEMP_POLICY_THREAD_HEAPS &&
         FMempBindThread(memp, region_) != FMEMP_SUCCESS) {
       return Fail("bind failed");
     }
@@ -280,7 +280,7 @@ class Case {
     for (char* p : blocks) {
       if (p != a && p != n) FreeAndSee(memp, p);
     }
-    if (policy_ == FMEMP_POLICY_THREAD_POOLS) FMempUnbindThread(memp);
+    if (policy_ == FMEMP_POLICY_THREAD_HEAPS) FMempUnbindThread(memp);
     return "";
   }
 

@@ -16,7 +16,7 @@
 #include "fmemp/budget.h"
 #include "fmemp/memp.h"
 #include "fmemp/thread_cache.h"
-#include "fmemp/thread_pool.h"
+#include "fmemp/thread_heap.h"
 #include "gtest/gtest.h"
 #include "sync/mutex.h"
 #include "sync/no_lock.h"
@@ -46,7 +46,7 @@ class LimitTest : public ::testing::Test {
 using FrontEnds =
     ::testing::Types<Memp<sync::Mutex>, Memp<sync::SpinLock>,
                      Memp<sync::NoLock>, CachingMemp<sync::SpinLock>,
-                     PoolingMemp<sync::SpinLock>>;
+                     ThreadHeapMemp<sync::SpinLock>>;
 TYPED_TEST_SUITE(LimitTest, FrontEnds);
 
 int oom_calls = 0;
@@ -200,22 +200,23 @@ TYPED_TEST(LimitTest, RacingThreadsNeverPassTheLimit) {
   EXPECT_EQ(this->memp_.budget().usage(), this->TakenBytes());
 }
 
-// Per-thread pools: 8 threads each bind a region of their own and race to
-// allocate against the front-end's limit, which covers every pool; a
-// thread's own pool limit holds for that pool alone, and a refusal never
+// Per-thread heaps: 8 threads each bind a region of their own and race to
+// allocate against the front-end's limit, which covers every thread heap;
+// a thread's own heap limit holds for that heap alone, and a refusal never
 // falls back to the shared regions.
-TEST(PoolLimitTest, BoundThreadsRacingNeverPassTheFrontEndsOrTheirPoolsLimit) {
+TEST(ThreadHeapLimitTest,
+     BoundThreadsRacingNeverPassTheFrontEndsOrTheirHeapsLimit) {
   constexpr int kThreads = 8;
   constexpr size_t kRegion = size_t{1} << 20;
   constexpr size_t kLimit = 600'007;      // below what 8 threads' slots hold
-  constexpr size_t kPoolLimit = 100'000;  // thread 0's own
+  constexpr size_t kHeapLimit = 100'000;  // thread 0's own
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
   constexpr int kOps = 20'000;
 #else
   constexpr int kOps = 125'000;
 #endif
   std::vector<std::unique_ptr<unsigned char[]>> buffers;
-  PoolingMemp<sync::SpinLock> memp;
+  ThreadHeapMemp<sync::SpinLock> memp;
   auto shared = std::make_unique<unsigned char[]>(kRegion);
   ASSERT_TRUE(memp.AddRegion(shared.get(), kRegion).ok());
   for (int t = 0; t < kThreads; ++t) {
@@ -224,7 +225,7 @@ TEST(PoolLimitTest, BoundThreadsRacingNeverPassTheFrontEndsOrTheirPoolsLimit) {
   }
   memp.SetLimit(kLimit);
   std::atomic<bool> passed{false};
-  std::atomic<bool> pool_passed{false};
+  std::atomic<bool> heap_passed{false};
   std::atomic<uint64_t> nulls{0};
   std::atomic<int> bound{0};
   std::vector<std::thread> threads;
@@ -232,7 +233,7 @@ TEST(PoolLimitTest, BoundThreadsRacingNeverPassTheFrontEndsOrTheirPoolsLimit) {
     threads.emplace_back([&, t] {
       ASSERT_TRUE(memp.BindThisThread(buffers[t].get()).ok());
       if (t == 0) {
-        ASSERT_TRUE(memp.TrySetThreadPoolLimit(0, kPoolLimit).ok());
+        ASSERT_TRUE(memp.TrySetThreadHeapLimit(0, kHeapLimit).ok());
       }
       bound.fetch_add(1);
       while (bound.load() < kThreads) std::this_thread::yield();
@@ -256,9 +257,9 @@ TEST(PoolLimitTest, BoundThreadsRacingNeverPassTheFrontEndsOrTheirPoolsLimit) {
         if (memp.budget().usage() > kLimit) passed.store(true);
       }
       if (t == 0) {
-        for (const PoolStats& pool : memp.ProbePools()) {
-          if (pool.limit == kPoolLimit && pool.budget_usage > kPoolLimit) {
-            pool_passed.store(true);
+        for (const ThreadHeapStats& heap : memp.ProbeThreadHeaps()) {
+          if (heap.limit == kHeapLimit && heap.budget_usage > kHeapLimit) {
+            heap_passed.store(true);
           }
         }
       }
@@ -268,29 +269,29 @@ TEST(PoolLimitTest, BoundThreadsRacingNeverPassTheFrontEndsOrTheirPoolsLimit) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_FALSE(passed.load());
-  EXPECT_FALSE(pool_passed.load());
+  EXPECT_FALSE(heap_passed.load());
   EXPECT_GT(nulls.load(), 0u);
   const MempStats stats = memp.Probe();
   EXPECT_EQ(stats.limit_refusals, nulls.load());
   EXPECT_EQ(stats.failed_allocations, nulls.load());
   // Every block is back (the threads exited, their regions returned): the
-  // front-end's usage, charged by pools and shared regions alike, is 0.
+  // front-end's usage, charged by thread heaps and shared regions alike, is 0.
   EXPECT_EQ(stats.used_bytes, 0u);
   EXPECT_EQ(memp.budget().usage(), 0u);
 }
 
-TEST(PoolLimitTest, PoolSoftLimitRunsOnItsThreadOutsideLocks) {
+TEST(ThreadHeapLimitTest, ThreadHeapSoftLimitRunsOnItsThreadOutsideLocks) {
   constexpr size_t kRegion = size_t{1} << 20;
   auto buffer = std::make_unique<unsigned char[]>(kRegion);
-  PoolingMemp<sync::SpinLock> memp;
+  ThreadHeapMemp<sync::SpinLock> memp;
   ASSERT_TRUE(memp.AddRegion(buffer.get(), kRegion).ok());
   std::thread worker([&] {
     ASSERT_TRUE(memp.BindThisThread(buffer.get()).ok());
     std::vector<void*> blocks;
-    Evictor<PoolingMemp<sync::SpinLock>> evictor{&memp, &blocks};
-    ASSERT_TRUE(memp.TrySetThreadPoolSoftLimit(
+    Evictor<ThreadHeapMemp<sync::SpinLock>> evictor{&memp, &blocks};
+    ASSERT_TRUE(memp.TrySetThreadHeapSoftLimit(
                         0, 128 << 10, 32 << 10,
-                        &Evict<PoolingMemp<sync::SpinLock>>, &evictor)
+                        &Evict<ThreadHeapMemp<sync::SpinLock>>, &evictor)
                     .ok());
     for (int i = 0; i < 2000; ++i) {
       void* p = memp.Allocate(1500);
@@ -301,8 +302,8 @@ TEST(PoolLimitTest, PoolSoftLimitRunsOnItsThreadOutsideLocks) {
     for (void* p : blocks) memp.Free(p);
   });
   worker.join();
-  EXPECT_EQ(memp.TrySetThreadPoolLimit(12345, 1).error(),
-            ManagementError::kNoPool);
+  EXPECT_EQ(memp.TrySetThreadHeapLimit(12345, 1).error(),
+            ManagementError::kNoThreadHeap);
 }
 
 }  // namespace

@@ -49,7 +49,7 @@ constexpr Entry kEntries[] = {
     {absl::StatusCode::kInvalidArgument, "no region to attach"},
     {absl::StatusCode::kResourceExhausted, "no memory for fmemp's bookkeeping"},
     {absl::StatusCode::kDataLoss, "integrity check failed"},
-    {absl::StatusCode::kNotFound, "that thread has no pool"},
+    {absl::StatusCode::kNotFound, "that thread has no thread heap"},
     {absl::StatusCode::kFailedPrecondition, "region is retiring"},
     {absl::StatusCode::kFailedPrecondition, "region is not retiring"},
 };

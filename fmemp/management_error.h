@@ -11,8 +11,8 @@
 // Why: a program may route its global operator new/delete into an FMemp
 // (fmemp/routed_new_test.cc). An absl::Status with a message is a call to
 // operator new; built while a front-end holds its lock, it re-enters that
-// front-end, which hangs (a spin lock, the caches, the pools) or aborts (a
-// mutex). So, under every lock, a management call only returns a
+// front-end, which hangs (a spin lock, the caches, the thread heaps) or aborts
+// (a mutex). So, under every lock, a management call only returns a
 // ManagementResult:
 // * the C API (fmemp/fmemp.cc) maps it to an FError and never constructs an
 //   absl::Status for it: a failing management call allocates nothing;
@@ -57,7 +57,7 @@ enum class ManagementError : uint8_t {
   kBoundToOtherThread,  // FailedPrecondition: the region is bound to another
                         // thread
   kNotInRegion,         // NotFound: the pointer is in no region
-  kInOtherThreadsPool,  // FailedPrecondition: the pointer lies in a region
+  kInOtherThreadsHeap,  // FailedPrecondition: the pointer lies in a region
                         // bound to another thread
   kHasRegions,          // FailedPrecondition: only while there is no region
   kDebugModesDiffer,    // FailedPrecondition: a region laid out under other
@@ -65,7 +65,7 @@ enum class ManagementError : uint8_t {
   kNothingToAttach,     // InvalidArgument: an empty DetachedRegion
   kNoMemory,            // ResourceExhausted: no memory for bookkeeping
   kCorrupt,             // DataLoss: an integrity check failed
-  kNoPool,              // NotFound: the thread named has no pool
+  kNoThreadHeap,        // NotFound: the thread named has no thread heap
   kRetiring,            // FailedPrecondition: the region is retiring
   kNotRetiring,         // FailedPrecondition: the region is not retiring
 };

@@ -169,13 +169,13 @@ class Memp {
     return freed;
   }
   // Who counts a call that returns nullptr (MempStats::failed_allocations):
-  // this Memp, or a layer over it whose own call then fails (a pool that
+  // this Memp, or a layer over it whose own call then fails (a thread heap that
   // fell back to these regions counts the failure among its figures).
   enum class FailureCountedBy { kThisMemp, kCaller };
   // An allocation made by attempt(regions) under the lock, with Allocate's
   // out-of-memory handling (the handler, then attempt once more); attempt
   // returns the block or nullptr, and nullptr means no room (or bad input).
-  // For a front-end that wraps the allocation (PoolingMemp counts its used
+  // For a front-end that wraps the allocation (ThreadHeapMemp counts its used
   // bytes there). A nullptr result is counted here only with kThisMemp.
   template <typename Attempt>
   void* AllocateWith(
@@ -300,7 +300,7 @@ class Memp {
   }
   // As Probe, then add(stats) under the same lock acquisition: a layer on
   // this front-end folds in figures that move together with the regions
-  // (fmemp/thread_pool.h). `add` must not call into this Memp.
+  // (fmemp/thread_heap.h). `add` must not call into this Memp.
   MempStats ProbeAnd(absl::FunctionRef<void(MempStats&)> add) const {
     sync::ScopedLock<LockPolicy> hold(lock_);
     MempStats stats = regions_.Probe();

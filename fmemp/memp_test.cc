@@ -241,7 +241,7 @@ TYPED_TEST(MempTest, ReallocMovesAcrossRegionsKeepingAlignment) {
 }
 
 // A layer's allocation (AllocateWith) that fails is counted here unless
-// the layer says it counts the failure itself (a pool whose fallback
+// the layer says it counts the failure itself (a thread heap whose fallback
 // failed); the out-of-memory handler is asked either way.
 TYPED_TEST(MempTest, AllocateWithCountsAFailureWhereTheCallerSays) {
   auto& memp = this->memp_;

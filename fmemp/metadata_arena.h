@@ -4,7 +4,7 @@
 // fmemp/metadata_arena.h
 //
 // Where fmemp's own bookkeeping lives: region records and their sorted
-// arrays, the region table's arrays, per-thread caches and pools, the C
+// arrays, the region table's arrays, per-thread caches and thread heaps, the C
 // API's front-ends and registries. None of it comes from malloc or operator
 // new, so a program may route its global operator new/delete (and later
 // malloc) into an FMemp without fmemp ever calling back into itself.

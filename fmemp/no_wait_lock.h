@@ -6,7 +6,7 @@
 // NoWaitLock: a scoped lock of an absl::Mutex that never waits inside
 // Abseil. It spins on TryLock, yielding the CPU between tries. The thread
 // registry's mutex, a cache's drain mutex, the cache front-end's handler
-// mutex, the pool front-end's bindings and handlers, the C API's admin_
+// mutex, the thread-heap front-end's bindings and handlers, the C API's admin_
 // and the fork registry's mutex are taken this way; only the MUTEX
 // policy's lock blocks.
 //

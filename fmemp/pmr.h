@@ -27,19 +27,19 @@
 //     /* any result */ Free(void* ptr) noexcept;
 //
 // fmemp::Memp<LockPolicy> (fmemp/memp.h), fmemp::CachingMemp<LockPolicy>
-// (fmemp/thread_cache.h) and fmemp::PoolingMemp<LockPolicy>
-// (fmemp/thread_pool.h) all have them, so they need no adapter. The SDK's
+// (fmemp/thread_cache.h) and fmemp::ThreadHeapMemp<LockPolicy>
+// (fmemp/thread_heap.h) all have them, so they need no adapter. The SDK's
 // C API pool works too: with `Pool` = FMemp (from fmemp/fmemp.h) the calls
 // go to FMempMalloc, FMempMallocAlign and FMempFree. Another pool type can
 // be adapted by specialising fmemp::PoolTraits.
 //
-// Per-thread pools (PoolingMemp, or an FMemp under
-// FMEMP_POLICY_THREAD_POOLS): one resource serves every thread. Each
-// allocation comes from the calling thread's own pool when it has bound
+// Per-thread heaps (ThreadHeapMemp, or an FMemp under
+// FMEMP_POLICY_THREAD_HEAPS): one resource serves every thread. Each
+// allocation comes from the calling thread's own heap when it has bound
 // one (BindThisThread / FMempBindThread), otherwise from the shared
-// regions, so a container's blocks may lie in several threads' pools. A
+// regions, so a container's blocks may lie in several threads' heaps. A
 // container may be destroyed, or shrunk, on any thread: a block of another
-// thread's pool is queued to that thread and given back on its next call
+// thread's heap is queued to that thread and given back on its next call
 // into the pool (or when it unbinds or exits), so until then Probe() still
 // counts it as used. Memory outlives the thread that allocated it: when a
 // thread unbinds or exits, its regions and the blocks in them go back to
@@ -57,7 +57,7 @@
 // * Thread safety: a resource or allocator is immutable after construction;
 //   concurrent calls on it (or on copies of it) are as safe as concurrent
 //   calls on the pool: fine with Memp<Mutex>, Memp<SpinLock>, CachingMemp,
-//   PoolingMemp and an FMemp, one thread at a time with Memp<NoLock>. A
+//   ThreadHeapMemp and an FMemp, one thread at a time with Memp<NoLock>. A
 //   container is, as always, not safe for concurrent modification; handing
 //   one to another thread needs the usual happens-before (a mutex, a
 //   queue, a join).

@@ -7,11 +7,11 @@
 // and returns to where it started when they are gone, exhaustion throws
 // std::bad_alloc and leaves the pool intact, alignment is honoured, and
 // threads sharing one pool (run under --config=tsan too) keep it consistent.
-// Over per-thread pools (PoolingMemp, and the C API's
-// FMEMP_POLICY_THREAD_POOLS): containers live in the pool of the thread
+// Over per-thread heaps (ThreadHeapMemp, and the C API's
+// FMEMP_POLICY_THREAD_HEAPS): containers live in the heap of the thread
 // that filled them, may be destroyed on another thread (the frees are
-// queued to the owner) or outlive their thread, and the pools' usage still
-// returns to zero.
+// queued to the owner) or outlive their thread, and the thread heaps' usage
+// still returns to zero.
 
 #include "fmemp/pmr.h"
 
@@ -38,7 +38,7 @@
 #include "absl/synchronization/notification.h"
 #include "fmemp/fmemp.h"
 #include "fmemp/memp.h"
-#include "fmemp/thread_pool.h"
+#include "fmemp/thread_heap.h"
 #include "gtest/gtest.h"
 #include "sync/mutex.h"
 #include "sync/no_lock.h"
@@ -96,11 +96,11 @@ class TestPool<FMemp> {
   FMemp pool_ = {};
 };
 
-// A PoolingMemp in which the thread that made it (the test's) has a pool
-// of its own: the buffer's second half is bound to it and the first half
-// is shared, so what the pool cannot serve falls back to the first half.
+// A ThreadHeapMemp in which the thread that made it (the test's) has a thread
+// heap of its own: the buffer's second half is bound to it and the first half
+// is shared, so what the thread heap cannot serve falls back to the first half.
 template <typename Lock>
-class TestPool<PoolingMemp<Lock>> {
+class TestPool<ThreadHeapMemp<Lock>> {
  public:
   explicit TestPool(size_t bytes) : bytes_(bytes), buffer_(new char[bytes]) {
     char* const half = buffer_.get() + bytes / 2;
@@ -109,11 +109,11 @@ class TestPool<PoolingMemp<Lock>> {
     EXPECT_TRUE(pool_.BindThisThread(half).ok());
   }
   ~TestPool() { EXPECT_TRUE(pool_.UnbindThisThread().ok()); }
-  PoolingMemp<Lock>* pool() { return &pool_; }
-  // As this thread sees it: frees that other threads queued to its pool are
-  // applied first (ThisThreadHasPool is a call into the pool).
+  ThreadHeapMemp<Lock>* pool() { return &pool_; }
+  // As this thread sees it: frees that other threads queued to its thread heap
+  // are applied first (ThisThreadHasHeap is a call into the pool).
   size_t Used() {
-    EXPECT_TRUE(pool_.ThisThreadHasPool());
+    EXPECT_TRUE(pool_.ThisThreadHasHeap());
     return pool_.Probe().used_bytes;
   }
   bool Intact() { return pool_.Check().ok(); }
@@ -125,7 +125,7 @@ class TestPool<PoolingMemp<Lock>> {
  private:
   size_t bytes_;
   std::unique_ptr<char[]> buffer_;
-  PoolingMemp<Lock> pool_;
+  ThreadHeapMemp<Lock> pool_;
 };
 
 // While alive, any use of the default memory resource throws, so a
@@ -165,8 +165,8 @@ class PmrTest : public ::testing::Test {
 
 using Pools =
     ::testing::Types<Memp<sync::NoLock>, Memp<sync::SpinLock>,
-                     Memp<sync::Mutex>, FMemp, PoolingMemp<sync::SpinLock>,
-                     PoolingMemp<sync::Mutex>>;
+                     Memp<sync::Mutex>, FMemp, ThreadHeapMemp<sync::SpinLock>,
+                     ThreadHeapMemp<sync::Mutex>>;
 TYPED_TEST_SUITE(PmrTest, Pools);
 
 TYPED_TEST(PmrTest, VectorGrowsInsideThePool) {
@@ -545,7 +545,8 @@ class PmrThreadTest : public PmrTest<Pool> {};
 
 using ThreadSafePools =
     ::testing::Types<Memp<sync::SpinLock>, Memp<sync::Mutex>, FMemp,
-                     PoolingMemp<sync::SpinLock>, PoolingMemp<sync::Mutex>>;
+                     ThreadHeapMemp<sync::SpinLock>,
+                     ThreadHeapMemp<sync::Mutex>>;
 TYPED_TEST_SUITE(PmrThreadTest, ThreadSafePools);
 
 // Each thread churns its own containers over one shared pool, then hands a
@@ -603,7 +604,7 @@ TYPED_TEST(PmrThreadTest, ThreadsWithTheirOwnContainers) {
   handed.clear();
 }
 
-// --- Per-thread pools: every thread binds a region of its own ---
+// --- Per-thread heaps: every thread binds a region of its own ---
 
 // A region's memory, for a worker to add and bind.
 class OwnRegion {
@@ -622,7 +623,7 @@ class OwnRegion {
 };
 
 // What one thread builds for another: a map and a list of strings, every
-// byte of which lies in the builder's pool.
+// byte of which lies in the builder's thread heap.
 struct Parcel {
   static constexpr size_t kKeys = 40;
   static constexpr size_t kLines = 20;
@@ -699,18 +700,18 @@ class Rendezvous {
 };
 
 template <typename Lock>
-class PmrPoolingTest : public ::testing::Test {
+class PmrThreadHeapTest : public ::testing::Test {
  protected:
   static constexpr int kThreads = 4;
   // Room for every parcel a slow receiver may leave waiting.
   static constexpr size_t kOwnBytes = size_t{2} << 20;
 
-  PmrPoolingTest() : shared_(4 * kOwnBytes), resource_(&memp_) {
+  PmrThreadHeapTest() : shared_(4 * kOwnBytes), resource_(&memp_) {
     EXPECT_TRUE(memp_.AddRegion(shared_.begin(), shared_.end()).ok());
     own_.reserve(kThreads);
     for (int t = 0; t < kThreads; ++t) own_.emplace_back(kOwnBytes);
   }
-  // Every test ends with the memory back: nothing used, every pool given
+  // Every test ends with the memory back: nothing used, every thread heap given
   // back to the shared regions (the workers have exited), each worker's
   // region removable.
   void TearDown() override {
@@ -719,37 +720,37 @@ class PmrPoolingTest : public ::testing::Test {
     EXPECT_EQ(stats.used_bytes, 0u);
     EXPECT_EQ(stats.live_blocks, 0u);
     EXPECT_EQ(stats.region_count, 1u + added);
-    EXPECT_TRUE(memp_.ProbePools().empty());
+    EXPECT_TRUE(memp_.ProbeThreadHeaps().empty());
     EXPECT_TRUE(memp_.Check().ok());
     for (int t = 0; t < added; ++t) {
       EXPECT_TRUE(memp_.RemoveRegion(own_[t].begin()).ok()) << "region " << t;
     }
   }
 
-  // Run by worker t first: own_[t] becomes its pool.
+  // Run by worker t first: own_[t] becomes its thread heap.
   void AddAndBind(int t) {
     EXPECT_TRUE(memp_.AddRegion(own_[t].begin(), own_[t].end()).ok());
     EXPECT_TRUE(memp_.BindThisThread(own_[t].begin()).ok());
-    EXPECT_TRUE(memp_.ThisThreadHasPool());
+    EXPECT_TRUE(memp_.ThisThreadHasHeap());
     added_.fetch_add(1);
   }
 
-  // The regions' memory outlives the pool.
+  // The regions' memory outlives the thread heap.
   OwnRegion shared_;
   std::vector<OwnRegion> own_;
   std::atomic<int> added_{0};  // own_[0, added_) were added
-  PoolingMemp<Lock> memp_;
-  MemoryResource<PoolingMemp<Lock>> resource_;
+  ThreadHeapMemp<Lock> memp_;
+  MemoryResource<ThreadHeapMemp<Lock>> resource_;
 };
 
-using PoolingLocks = ::testing::Types<sync::SpinLock, sync::Mutex>;
-TYPED_TEST_SUITE(PmrPoolingTest, PoolingLocks);
+using ThreadHeapLocks = ::testing::Types<sync::SpinLock, sync::Mutex>;
+TYPED_TEST_SUITE(PmrThreadHeapTest, ThreadHeapLocks);
 
-// Each thread fills containers in its own pool and hands some to the main
-// thread, which destroys them while the builders still run: those frees
+// Each thread fills containers in its own thread heap and hands some to the
+// main thread, which destroys them while the builders still run: those frees
 // wait in the builders' queues (usage unchanged) until each builder's next
 // call applies them.
-TYPED_TEST(PmrPoolingTest, ContainersFreedByAnotherThreadWhileTheOwnerRuns) {
+TYPED_TEST(PmrThreadHeapTest, ContainersFreedByAnotherThreadWhileTheOwnerRuns) {
   constexpr int kThreads = TestFixture::kThreads;
   std::vector<std::unique_ptr<Parcel>> handed(kThreads);
   std::vector<int> errors(kThreads, 0);
@@ -765,7 +766,7 @@ TYPED_TEST(PmrPoolingTest, ContainersFreedByAnotherThreadWhileTheOwnerRuns) {
       this->AddAndBind(t);
       const OwnRegion& own = this->own_[t];
       {
-        // Churn: vectors, strings and maps, all in this thread's pool.
+        // Churn: vectors, strings and maps, all in this thread's heap.
         std::pmr::vector<int> v(&this->resource_);
         std::pmr::string s(&this->resource_);
         std::pmr::unordered_map<int, std::pmr::string> map(&this->resource_);
@@ -777,7 +778,7 @@ TYPED_TEST(PmrPoolingTest, ContainersFreedByAnotherThreadWhileTheOwnerRuns) {
         }
         errors[t] += !own.Holds(v.data()) + !own.Holds(s.data());
         for (const auto& entry : map) errors[t] += !own.Holds(&entry);
-        errors[t] += !this->memp_.Check().ok();  // covers this thread's pool
+        errors[t] += !this->memp_.Check().ok();  // covers this thread's heap
       }
       auto parcel = std::make_unique<Parcel>(&this->resource_, t, 0);
       parcel->Fill();
@@ -785,8 +786,8 @@ TYPED_TEST(PmrPoolingTest, ContainersFreedByAnotherThreadWhileTheOwnerRuns) {
       handed[t] = std::move(parcel);
       built.DecrementCount();
       freed.WaitForNotification();
-      // This call applies the frees queued to the pool.
-      errors[t] += !this->memp_.ThisThreadHasPool();
+      // This call applies the frees queued to the thread heap.
+      errors[t] += !this->memp_.ThisThreadHasHeap();
       applied.DecrementCount();
       may_exit.WaitForNotification();
       // Half of the threads unbind; the others just exit (which unbinds).
@@ -796,11 +797,11 @@ TYPED_TEST(PmrPoolingTest, ContainersFreedByAnotherThreadWhileTheOwnerRuns) {
   built.Wait();
   const MempStats before = this->memp_.Probe();
   EXPECT_GT(before.used_bytes, 0u);
-  const PoolStatsList pools = this->memp_.ProbePools();
-  ASSERT_EQ(pools.size(), static_cast<size_t>(kThreads));
-  for (const PoolStats& pool : pools) {
-    EXPECT_GT(pool.stats.used_bytes, 0u);
-    EXPECT_EQ(pool.fallbacks, 0u);
+  const ThreadHeapStatsList thread_heaps = this->memp_.ProbeThreadHeaps();
+  ASSERT_EQ(thread_heaps.size(), static_cast<size_t>(kThreads));
+  for (const ThreadHeapStats& thread_heap : thread_heaps) {
+    EXPECT_GT(thread_heap.stats.used_bytes, 0u);
+    EXPECT_EQ(thread_heap.fallbacks, 0u);
   }
   for (int t = 0; t < kThreads; ++t) {
     EXPECT_TRUE(handed[t]->Intact()) << "thread " << t;
@@ -812,20 +813,20 @@ TYPED_TEST(PmrPoolingTest, ContainersFreedByAnotherThreadWhileTheOwnerRuns) {
   freed.Notify();
   applied.Wait();
   EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
-  for (const PoolStats& pool : this->memp_.ProbePools()) {
-    EXPECT_EQ(pool.stats.used_bytes, 0u);
-    EXPECT_EQ(pool.stats.live_blocks, 0u);
-    EXPECT_GT(pool.stats.peak_used_bytes, 0u);
+  for (const ThreadHeapStats& thread_heap : this->memp_.ProbeThreadHeaps()) {
+    EXPECT_EQ(thread_heap.stats.used_bytes, 0u);
+    EXPECT_EQ(thread_heap.stats.live_blocks, 0u);
+    EXPECT_GT(thread_heap.stats.peak_used_bytes, 0u);
   }
   may_exit.Notify();
   for (auto& thread : threads) thread.join();
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(errors[t], 0) << "thread " << t;
 }
 
-// Containers outlive the threads that filled them: at exit each pool's
+// Containers outlive the threads that filled them: at exit each thread heap's
 // region goes back to the shared regions with the containers' blocks, which
 // stay valid and are freed there.
-TYPED_TEST(PmrPoolingTest, ContainersOutliveTheirThread) {
+TYPED_TEST(PmrThreadHeapTest, ContainersOutliveTheirThread) {
   constexpr int kThreads = TestFixture::kThreads;
   std::vector<std::unique_ptr<Parcel>> handed(kThreads);
   std::vector<std::thread> threads;
@@ -839,7 +840,7 @@ TYPED_TEST(PmrPoolingTest, ContainersOutliveTheirThread) {
     });
   }
   for (auto& thread : threads) thread.join();
-  EXPECT_TRUE(this->memp_.ProbePools().empty());
+  EXPECT_TRUE(this->memp_.ProbeThreadHeaps().empty());
   EXPECT_GT(this->memp_.Probe().used_bytes, 0u);
   EXPECT_TRUE(this->memp_.Check().ok());  // every region is shared again
   for (int t = 0; t < kThreads; ++t) {
@@ -852,11 +853,11 @@ TYPED_TEST(PmrPoolingTest, ContainersOutliveTheirThread) {
   }
 }
 
-// Every thread, bound to its own pool, builds parcels and posts them to the
-// next thread, which checks and destroys them while their builder keeps
+// Every thread, bound to its own thread heap, builds parcels and posts them to
+// the next thread, which checks and destroys them while their builder keeps
 // allocating: frees queued to a running owner, all the time, from every
 // side.
-TYPED_TEST(PmrPoolingTest, ThreadsPassContainersRound) {
+TYPED_TEST(PmrThreadHeapTest, ThreadsPassContainersRound) {
   constexpr int kThreads = TestFixture::kThreads;
   constexpr int kRounds = 60;
   struct Mailbox {
@@ -909,39 +910,40 @@ TYPED_TEST(PmrPoolingTest, ThreadsPassContainersRound) {
   }
 }
 
-// A pool that cannot serve a container falls back to the shared regions by
-// default; bound with PoolExhaustion::kFail it makes the container throw
-// std::bad_alloc instead, with the shared regions untouched.
-TYPED_TEST(PmrPoolingTest, ExhaustedPoolFallsBackOrThrows) {
+// A thread heap that cannot serve a container falls back to the shared regions
+// by default; bound with ThreadHeapExhaustion::kFail it makes the container
+// throw std::bad_alloc instead, with the shared regions untouched.
+TYPED_TEST(PmrThreadHeapTest, ExhaustedThreadHeapFallsBackOrThrows) {
   std::thread([this] {
     this->AddAndBind(0);
     {
       std::pmr::vector<char> v(&this->resource_);
       v.resize(TestFixture::kOwnBytes / 2);
       EXPECT_TRUE(this->own_[0].Holds(v.data()));
-      v.resize(TestFixture::kOwnBytes + 1000);  // more than the pool has
+      v.resize(TestFixture::kOwnBytes + 1000);  // more than the thread heap has
       EXPECT_TRUE(this->shared_.Holds(v.data()));
-      const PoolStatsList pools = this->memp_.ProbePools();
-      ASSERT_EQ(pools.size(), 1u);
-      EXPECT_GE(pools[0].fallbacks, 1u);
+      const ThreadHeapStatsList thread_heaps = this->memp_.ProbeThreadHeaps();
+      ASSERT_EQ(thread_heaps.size(), 1u);
+      EXPECT_GE(thread_heaps[0].fallbacks, 1u);
     }
     ASSERT_TRUE(
-        this->memp_.BindThisThread(this->own_[0].begin(), PoolExhaustion::kFail)
+        this->memp_
+            .BindThisThread(this->own_[0].begin(), ThreadHeapExhaustion::kFail)
             .ok());
     const size_t shared_used = this->memp_.Probe().used_bytes;
     std::pmr::vector<char> v(&this->resource_);
     EXPECT_THROW(v.resize(TestFixture::kOwnBytes + 1000), std::bad_alloc);
     EXPECT_TRUE(v.empty());
     EXPECT_EQ(this->memp_.Probe().used_bytes, shared_used);
-    v.resize(1000);  // the pool serves again
+    v.resize(1000);  // the thread heap serves again
     EXPECT_TRUE(this->own_[0].Holds(v.data()));
   }).join();
 }
 
-// The C API's per-thread pools through MemoryResource<FMemp>: threads bind
+// The C API's per-thread heaps through MemoryResource<FMemp>: threads bind
 // regions with FMempBindThread, fill containers, and hand them to the main
 // thread, which frees them after the threads exited.
-TEST(PmrCApiPoolsTest, ContainersInBoundRegions) {
+TEST(PmrCApiThreadHeapsTest, ContainersInBoundRegions) {
   constexpr int kThreads = 3;
   constexpr size_t kBytes = size_t{1} << 20;
   OwnRegion shared(kBytes);
@@ -950,7 +952,7 @@ TEST(PmrCApiPoolsTest, ContainersInBoundRegions) {
   for (int t = 0; t < kThreads; ++t) own.emplace_back(kBytes);
   FMemp memp = {};
   ASSERT_EQ(FMempInitWithPolicy(&memp, shared.begin(), shared.end(),
-                                FMEMP_POLICY_THREAD_POOLS),
+                                FMEMP_POLICY_THREAD_HEAPS),
             FMEMP_SUCCESS);
   {
     MemoryResource<FMemp> resource(&memp);
@@ -969,7 +971,7 @@ TEST(PmrCApiPoolsTest, ContainersInBoundRegions) {
       });
     }
     for (auto& thread : threads) thread.join();
-    EXPECT_EQ(FMempThreadPoolCount(&memp), 0u);
+    EXPECT_EQ(FMempThreadHeapCount(&memp), 0u);
     for (int t = 0; t < kThreads; ++t) {
       EXPECT_TRUE(handed[t]->Intact());
       handed[t].reset();

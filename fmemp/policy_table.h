@@ -9,21 +9,21 @@
 // or to decide whether a policy supports a call: a new policy is one row in
 // CApiPolicies (and its enumerator in fmemp.h). C++ users do not need this
 // header; they name a front-end type directly (memp.h, thread_cache.h,
-// thread_pool.h).
+// thread_heap.h).
 //
 //   CApiPolicies::FrontEnds front_ends;
 //   if (!front_ends.Create(policy)) ...;          // arena exhausted
 //   void* p = front_ends.Visit<void*>(policy, nullptr,
 //                                     [](auto& m) { return m.Allocate(64); });
 //   using Row = CApiPolicies::RowOf<Memp<sync::Mutex>>;
-//   if constexpr (Row::Has(Offers::kThreadPools)) ...;
+//   if constexpr (Row::Has(Offers::kThreadHeaps)) ...;
 //
 // Guarantees
 // * Everything about a row is known at compile time: IsPolicy and RowOf
 //   are constexpr, and a capability check is an `if constexpr`, so a call a
 //   policy does not offer compiles to its refusal alone.
 // * Visit keeps the C API's hot path short: the rows with per-thread caches
-//   (the default FMEMP_POLICY_THREAD_CACHE, then THREAD_POOLS, whose hits
+//   (the default FMEMP_POLICY_THREAD_CACHE, then THREAD_HEAPS, whose hits
 //   are a few dozen instructions) are a compare each and their calls are
 //   inlined into the caller; every other policy takes a lock anyway and is
 //   reached through one out-of-line call, which keeps their code (and the
@@ -49,7 +49,7 @@
 #include "fmemp/memp.h"
 #include "fmemp/metadata_arena.h"
 #include "fmemp/thread_cache.h"
-#include "fmemp/thread_pool.h"
+#include "fmemp/thread_heap.h"
 #include "sync/mutex.h"
 #include "sync/no_lock.h"
 #include "sync/spin_lock.h"
@@ -71,11 +71,11 @@ enum class Offers : unsigned {
   // it they do nothing. The front-end has DrainAllCaches(). Requires
   // kThreadCaches.
   kCacheDrain = 1u << 1,
-  // Threads may own pools: FMempBindThread(WithFlags), FMempUnbindThread,
-  // FMempSyncThreadPool, FMempProbeThreadPool (FMEMP_ERR_NOT_SUPPORTED
-  // without it) and FMempThreadPoolCount (0 without it). The front-end has
-  // BindThisThread, UnbindThisThread, SyncThisThread and ProbePools.
-  kThreadPools = 1u << 2,
+  // Threads may own heaps: FMempBindThread(WithFlags), FMempUnbindThread,
+  // FMempSyncThreadHeap, FMempProbeThreadHeap (FMEMP_ERR_NOT_SUPPORTED
+  // without it) and FMempThreadHeapCount (0 without it). The front-end has
+  // BindThisThread, UnbindThisThread, SyncThisThread and ProbeThreadHeaps.
+  kThreadHeaps = 1u << 2,
   // Region retirement: FMempRetireRegion and FMempCancelRetire
   // (FMEMP_ERR_NOT_SUPPORTED without it). The front-end has
   // TryRetireRegion and TryCancelRetire.
@@ -112,7 +112,7 @@ struct HasPools<
     std::void_t<decltype(std::declval<FrontEnd&>().BindThisThread(nullptr)),
                 decltype(std::declval<FrontEnd&>().UnbindThisThread()),
                 decltype(std::declval<FrontEnd&>().SyncThisThread()),
-                decltype(std::declval<FrontEnd&>().ProbePools())>>
+                decltype(std::declval<FrontEnd&>().ProbeThreadHeaps())>>
     : std::true_type {};
 
 }  // namespace policy_table_internal
@@ -141,10 +141,10 @@ struct PolicyRow {
   static_assert(!Has(Offers::kCacheDrain) ||
                     policy_table_internal::HasDrain<FrontEnd>::value,
                 "kCacheDrain: the front-end must have DrainAllCaches()");
-  static_assert(!Has(Offers::kThreadPools) ||
+  static_assert(!Has(Offers::kThreadHeaps) ||
                     policy_table_internal::HasPools<FrontEnd>::value,
-                "kThreadPools: the front-end must have BindThisThread, "
-                "UnbindThisThread, SyncThisThread and ProbePools");
+                "kThreadHeaps: the front-end must have BindThisThread, "
+                "UnbindThisThread, SyncThisThread and ProbeThreadHeaps");
 
   // Whether PolicyTable::FrontEnds::Visit reaches this row inline: a cache
   // hit is a few dozen instructions and takes no lock, so a call would
@@ -331,7 +331,7 @@ class PolicyTable {
 
 // The C API's policies: the one place a policy number becomes a front-end
 // type. The two rows with per-thread caches (FMempInit's THREAD_CACHE, then
-// THREAD_POOLS) are visited inline.
+// THREAD_HEAPS) are visited inline.
 using CApiPolicies = PolicyTable<
     PolicyRow<FMEMP_POLICY_MUTEX, Memp<sync::Mutex>, Offers::kRetirement>,
     PolicyRow<FMEMP_POLICY_SPINLOCK, Memp<sync::SpinLock>, Offers::kRetirement>,
@@ -339,9 +339,9 @@ using CApiPolicies = PolicyTable<
               Offers::kRetirement>,
     PolicyRow<FMEMP_POLICY_THREAD_CACHE, CachingMemp<sync::SpinLock>,
               Offers::kThreadCaches | Offers::kCacheDrain>,
-    PolicyRow<FMEMP_POLICY_THREAD_POOLS, PoolingMemp<sync::SpinLock>,
+    PolicyRow<FMEMP_POLICY_THREAD_HEAPS, ThreadHeapMemp<sync::SpinLock>,
               Offers::kThreadCaches | Offers::kCacheDrain |
-                  Offers::kThreadPools>>;
+                  Offers::kThreadHeaps>>;
 
 }  // namespace fmemp
 

@@ -32,7 +32,7 @@ static_assert(CApiPolicies::IsPolicy(FMEMP_POLICY_MUTEX));
 static_assert(CApiPolicies::IsPolicy(FMEMP_POLICY_SPINLOCK));
 static_assert(CApiPolicies::IsPolicy(FMEMP_POLICY_SINGLE_THREAD));
 static_assert(CApiPolicies::IsPolicy(FMEMP_POLICY_THREAD_CACHE));
-static_assert(CApiPolicies::IsPolicy(FMEMP_POLICY_THREAD_POOLS));
+static_assert(CApiPolicies::IsPolicy(FMEMP_POLICY_THREAD_HEAPS));
 static_assert(CApiPolicies::kRowCount == 5);
 
 constexpr size_t kBufferBytes = size_t{1} << 20;
@@ -55,9 +55,9 @@ std::string RowName() {
   return "policy " + std::to_string(static_cast<int>(Row::kPolicy));
 }
 
-// An FMemp under Row's policy over one buffer; on a kThreadPools row the
+// An FMemp under Row's policy over one buffer; on a kThreadHeaps row the
 // calling thread binds that region, as a server's worker does, so that its
-// blocks come from its own pool.
+// blocks come from its own thread heap.
 template <typename Row>
 class RowPool {
  public:
@@ -65,12 +65,12 @@ class RowPool {
     EXPECT_EQ(FMempInitWithPolicy(memp(), buffer_.begin(), buffer_.end(),
                                   Row::kPolicy),
               FMEMP_SUCCESS);
-    if constexpr (Row::Has(Offers::kThreadPools)) {
+    if constexpr (Row::Has(Offers::kThreadHeaps)) {
       EXPECT_EQ(FMempBindThread(memp(), buffer_.begin()), FMEMP_SUCCESS);
     }
   }
   ~RowPool() {
-    if constexpr (Row::Has(Offers::kThreadPools)) {
+    if constexpr (Row::Has(Offers::kThreadHeaps)) {
       EXPECT_EQ(FMempUnbindThread(memp()), FMEMP_SUCCESS);
     }
   }
@@ -98,7 +98,7 @@ struct HasBindThisThread : std::false_type {};
 template <typename FrontEnd>
 struct HasBindThisThread<
     FrontEnd, std::void_t<decltype(std::declval<FrontEnd&>().BindThisThread(
-                  nullptr, PoolExhaustion::kFail))>> : std::true_type {};
+                  nullptr, ThreadHeapExhaustion::kFail))>> : std::true_type {};
 template <typename FrontEnd, typename = void>
 struct HasDrainAllCaches : std::false_type {};
 template <typename FrontEnd>
@@ -125,7 +125,7 @@ TEST(PolicyTableTest, RowsOfferExactlyWhatTheirFrontEndsHave) {
     using Row = decltype(row);
     using FrontEnd = typename Row::FrontEnd;
     SCOPED_TRACE(RowName<Row>());
-    EXPECT_EQ(Row::Has(Offers::kThreadPools),
+    EXPECT_EQ(Row::Has(Offers::kThreadHeaps),
               HasBindThisThread<FrontEnd>::value);
     EXPECT_EQ(Row::Has(Offers::kCacheDrain),
               HasDrainAllCaches<FrontEnd>::value);
@@ -137,10 +137,10 @@ TEST(PolicyTableTest, RowsOfferExactlyWhatTheirFrontEndsHave) {
 
 void IgnoreSoftLimit(void*, u64, u64) {}
 
-// Limits hold under every row, a bound thread's pool included (RowPool
-// binds the region on a kThreadPools row); per-pool limits exactly on
-// kThreadPools rows.
-TEST(PolicyTableTest, LimitsWorkOnEveryRowAndPoolLimitsOnPoolRows) {
+// Limits hold under every row, a bound thread's heap included (RowPool
+// binds the region on a kThreadHeaps row); per-thread-heap limits exactly on
+// kThreadHeaps rows.
+TEST(PolicyTableTest, LimitsWorkOnEveryRowAndHeapLimitsOnThreadHeapRows) {
   CApiPolicies::ForEachRow([](auto row) {
     using Row = decltype(row);
     SCOPED_TRACE(RowName<Row>());
@@ -154,19 +154,19 @@ TEST(PolicyTableTest, LimitsWorkOnEveryRowAndPoolLimitsOnPoolRows) {
     EXPECT_EQ(FMempMalloc(memp, 8192), nullptr);
     EXPECT_EQ(Usage(memp).limit_refusals, 1u);
     EXPECT_EQ(FMempSetLimit(memp, FMEMP_LIMIT_NONE), FMEMP_SUCCESS);
-    if constexpr (Row::Has(Offers::kThreadPools)) {
-      EXPECT_EQ(FMempSetThreadPoolLimit(memp, 0, 4096), FMEMP_SUCCESS);
+    if constexpr (Row::Has(Offers::kThreadHeaps)) {
+      EXPECT_EQ(FMempSetThreadHeapLimit(memp, 0, 4096), FMEMP_SUCCESS);
       EXPECT_EQ(FMempMalloc(memp, 8192), nullptr);
-      FMempPoolUsage usage = {};
-      ASSERT_EQ(FMempProbeThreadPool(memp, 0, &usage), FMEMP_SUCCESS);
+      FMempThreadHeapUsage usage = {};
+      ASSERT_EQ(FMempProbeThreadHeap(memp, 0, &usage), FMEMP_SUCCESS);
       EXPECT_EQ(usage.limit, 4096u);
       EXPECT_EQ(usage.limit_refusals, 2u);  // the FMemp's, then its own
-      EXPECT_EQ(FMempSetThreadPoolLimit(memp, 0, FMEMP_LIMIT_NONE),
+      EXPECT_EQ(FMempSetThreadHeapLimit(memp, 0, FMEMP_LIMIT_NONE),
                 FMEMP_SUCCESS);
     } else {
-      EXPECT_EQ(FMempSetThreadPoolLimit(memp, 0, 4096),
+      EXPECT_EQ(FMempSetThreadHeapLimit(memp, 0, 4096),
                 FMEMP_ERR_NOT_SUPPORTED);
-      EXPECT_EQ(FMempSetThreadPoolSoftLimit(memp, 0, 4096, 0, &IgnoreSoftLimit,
+      EXPECT_EQ(FMempSetThreadHeapSoftLimit(memp, 0, 4096, 0, &IgnoreSoftLimit,
                                             nullptr),
                 FMEMP_ERR_NOT_SUPPORTED);
     }
@@ -176,7 +176,7 @@ TEST(PolicyTableTest, LimitsWorkOnEveryRowAndPoolLimitsOnPoolRows) {
   });
 }
 
-TEST(PolicyTableTest, ThreadPoolCallsWorkExactlyOnThreadPoolRows) {
+TEST(PolicyTableTest, ThreadHeapCallsWorkExactlyOnThreadHeapRows) {
   CApiPolicies::ForEachRow([](auto row) {
     using Row = decltype(row);
     SCOPED_TRACE(RowName<Row>());
@@ -186,26 +186,26 @@ TEST(PolicyTableTest, ThreadPoolCallsWorkExactlyOnThreadPoolRows) {
     ASSERT_EQ(
         FMempInitWithPolicy(memp, buffer.begin(), buffer.end(), Row::kPolicy),
         FMEMP_SUCCESS);
-    FMempPoolUsage pool_usage = {};
-    if constexpr (Row::Has(Offers::kThreadPools)) {
+    FMempThreadHeapUsage heap_usage = {};
+    if constexpr (Row::Has(Offers::kThreadHeaps)) {
       EXPECT_EQ(FMempBindThread(memp, buffer.begin()), FMEMP_SUCCESS);
       EXPECT_EQ(FMempBindThreadWithFlags(memp, buffer.begin(),
                                          FMEMP_BIND_NO_FALLBACK),
                 FMEMP_SUCCESS);
-      EXPECT_EQ(FMempSyncThreadPool(memp), FMEMP_SUCCESS);
-      EXPECT_EQ(FMempThreadPoolCount(memp), 1u);
-      EXPECT_EQ(FMempProbeThreadPool(memp, 0, &pool_usage), FMEMP_SUCCESS);
-      EXPECT_EQ(pool_usage.regions, 1u);
+      EXPECT_EQ(FMempSyncThreadHeap(memp), FMEMP_SUCCESS);
+      EXPECT_EQ(FMempThreadHeapCount(memp), 1u);
+      EXPECT_EQ(FMempProbeThreadHeap(memp, 0, &heap_usage), FMEMP_SUCCESS);
+      EXPECT_EQ(heap_usage.regions, 1u);
       EXPECT_EQ(FMempUnbindThread(memp), FMEMP_SUCCESS);
-      EXPECT_EQ(FMempThreadPoolCount(memp), 0u);
+      EXPECT_EQ(FMempThreadHeapCount(memp), 0u);
     } else {
       EXPECT_EQ(FMempBindThread(memp, buffer.begin()), FMEMP_ERR_NOT_SUPPORTED);
       EXPECT_EQ(FMempBindThreadWithFlags(memp, buffer.begin(),
                                          FMEMP_BIND_NO_FALLBACK),
                 FMEMP_ERR_NOT_SUPPORTED);
-      EXPECT_EQ(FMempSyncThreadPool(memp), FMEMP_ERR_NOT_SUPPORTED);
-      EXPECT_EQ(FMempThreadPoolCount(memp), 0u);
-      EXPECT_EQ(FMempProbeThreadPool(memp, 0, &pool_usage),
+      EXPECT_EQ(FMempSyncThreadHeap(memp), FMEMP_ERR_NOT_SUPPORTED);
+      EXPECT_EQ(FMempThreadHeapCount(memp), 0u);
+      EXPECT_EQ(FMempProbeThreadHeap(memp, 0, &heap_usage),
                 FMEMP_ERR_NOT_SUPPORTED);
       EXPECT_EQ(FMempUnbindThread(memp), FMEMP_ERR_NOT_SUPPORTED);
     }
@@ -264,7 +264,7 @@ TEST(PolicyTableTest, DrainThreadCachesWorksExactlyOnCacheDrainRows) {
 }
 
 // The calling thread's cache is flushed on every row with thread caches
-// (the pools' too).
+// (the thread heaps' too).
 TEST(PolicyTableTest, FlushThreadCacheWorksExactlyOnThreadCacheRows) {
   ExpectDrainWorksExactlyOnRowsOffering<Offers::kThreadCaches>(
       &FMempFlushThreadCache);
@@ -384,7 +384,7 @@ TEST(PolicyTableTest, WalksVisitCreatedFrontEndsInTableOrderAndReverse) {
   front_ends.ForEachCreated(record);
   EXPECT_TRUE(seen.empty());
   const std::vector<int> created = {
-      FMEMP_POLICY_THREAD_POOLS, FMEMP_POLICY_MUTEX, FMEMP_POLICY_THREAD_CACHE};
+      FMEMP_POLICY_THREAD_HEAPS, FMEMP_POLICY_MUTEX, FMEMP_POLICY_THREAD_CACHE};
   for (int policy : created) ASSERT_TRUE(front_ends.Create(policy));
   // The created ones, in the order of the table's rows.
   std::vector<int> in_table_order;

@@ -177,16 +177,16 @@ struct MempStats {
   size_t peak_used_bytes = 0;  // true peak of used_bytes since init/reset
   size_t live_blocks = 0;
   // Bytes (spans) of free blocks parked in per-thread caches
-  // (fmemp/thread_cache.h, and the pools' caches of fmemp/thread_pool.h); 0
-  // for the front-ends without caches. They are neither
+  // (fmemp/thread_cache.h, and the thread heaps' caches of
+  // fmemp/thread_heap.h); 0 for the front-ends without caches. They are neither
   // in used_bytes nor in free_bytes (see lost_bytes for the sum).
   size_t cached_bytes = 0;
   size_t region_count = 0;
   // Calls of the front-end's allocation API (malloc, calloc, aligned,
   // realloc growth) that returned nullptr: each counted once, by the
   // front-end that returned it, at that return. An attempt that the
-  // out-of-memory handler's retry, a cache flush or a pool's fallback then
-  // served is not one.
+  // out-of-memory handler's retry, a cache flush or a thread heap's fallback
+  // then served is not one.
   uint64_t failed_allocations = 0;
   uint64_t invalid_frees = 0;  // misuse reports
   // Of failed_allocations, those refused because the block would have
@@ -205,7 +205,7 @@ class RegionSet {
  public:
   // A region taken out of one RegionSet by Detach, with its heap, live
   // blocks, per-region counters and tags, on its way into another by
-  // Attach (per-thread pools move regions between sets this way). A
+  // Attach (per-thread heaps move regions between sets this way). A
   // DetachedRegion that is destroyed unattached takes the region with it:
   // its blocks are forgotten, its memory is never touched again.
   class DetachedRegion {
@@ -282,8 +282,8 @@ class RegionSet {
 
   // Makes this set keep its regions' entries in `table` (nullptr: its own
   // table, the default), each entry naming `owner` (RegionTable::Entry),
-  // so that several sets answer lookups through one table (PoolingMemp's
-  // shared set and pools). REQUIRES: `table` outlives this set's regions
+  // so that several sets answer lookups through one table (ThreadHeapMemp's
+  // shared set and thread heaps). REQUIRES: `table` outlives this set's regions
   // in it, and its writers are serialised with this set's region changes
   // (AddRegion, RemoveRegion, Detach, Attach, Clear); the set's
   // destruction leaves its entries to the table's owner. O(1).
@@ -376,9 +376,9 @@ class RegionSet {
 
   // Failed allocations (MempStats::failed_allocations). No operation of this
   // set counts one: an attempt that fails here may still be served (by the
-  // out-of-memory handler's retry, another pool, the shared regions), so the
-  // front-end that owns this set calls NoteFailure once for each call of its
-  // API that it returns nullptr for, where it returns it. Probe and List
+  // out-of-memory handler's retry, another thread heap, the shared regions), so
+  // the front-end that owns this set calls NoteFailure once for each call of
+  // its API that it returns nullptr for, where it returns it. Probe and List
   // report the count; Clear zeroes it. O(1).
   void NoteFailure() noexcept { ++failed_allocations_; }
   // Of those, one the budget refused (MempStats::limit_refusals). O(1).

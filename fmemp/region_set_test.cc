@@ -2,7 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //
 // Tests of RegionSet::Detach and RegionSet::Attach, the moves per-thread
-// pools are built on. The rest of RegionSet is tested through Memp
+// heaps are built on. The rest of RegionSet is tested through Memp
 // (memp_test.cc, bad_input_test.cc).
 
 #include "fmemp/region_set.h"
@@ -252,8 +252,8 @@ TEST_F(RegionSetMoveTest, CountersStayExactAsRegionsComeAndGo) {
   EXPECT_EQ(from_.Probe().region_count, 1u);
 }
 
-// Sets that share one table (as PoolingMemp's shared set and pools do):
-// every region is in it under its set's owner; a move between them changes
+// Sets that share one table (as ThreadHeapMemp's shared set and thread heaps
+// do): every region is in it under its set's owner; a move between them changes
 // the owner in place; Clear and a dropped detached region take out only
 // their own entries.
 TEST(RegionSetSharedTableTest, MovesChangeTheOwnerInPlace) {

@@ -8,8 +8,8 @@
 // removed and handed between owners under the front-end's lock. It is the
 // front-end's one map from an address to its region: the per-thread caches
 // (fmemp/thread_cache.h) use it on their lock-free free path (a pointer that
-// lies in no region is never dereferenced there), and PoolingMemp
-// (fmemp/thread_pool.h) keeps the shared regions and every thread's pool in
+// lies in no region is never dereferenced there), and ThreadHeapMemp
+// (fmemp/thread_heap.h) keeps the shared regions and every thread's heap in
 // one table, so that a free from any thread finds the block's owner with one
 // lookup.
 //
@@ -62,9 +62,9 @@ class RegionTable {
     uintptr_t begin = 0;         // lowest address of a payload in it
     uintptr_t end = 0;           // one past the region's last byte
     const void* heap = nullptr;  // the region's tlsf::Heap
-    // Who serves the region now, as its user defines it (PoolingMemp:
-    // nullptr for its shared regions, the pool's RemoteQueue for a region
-    // bound to a thread).
+    // Who serves the region now, as its user defines it (ThreadHeapMemp:
+    // nullptr for its shared regions, the thread heap's RemoteQueue for a
+    // region bound to a thread).
     const void* owner = nullptr;
     // The region's first byte, as given to AddRegion (<= begin; its first
     // bytes hold the heap's pool header, no payload). 0: same as begin.

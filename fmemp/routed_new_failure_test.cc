@@ -5,16 +5,16 @@
 // program's global operator new/delete routed into the allocator they are
 // made on. A failing call used to build its absl::Status message (operator
 // new) while holding the front-end's lock, so it re-entered that lock: a
-// hang (spin lock, caches, pools) or an abort (mutex).
+// hang (spin lock, caches, thread heaps) or an abort (mutex).
 //
 // C API, under every policy: each failing management call (an overlapping,
 // too small, null, inverted or misaligned region; removing an unknown
 // region or one with live blocks; binding an unknown region, one bound to
-// another thread, or under a policy without pools; checking a foreign
+// another thread, or under a policy without thread heaps; checking a foreign
 // pointer) returns the right FError and calls operator new 0 times.
 //
 // C++ front-ends (Memp under a mutex and a spin lock, CachingMemp,
-// PoolingMemp), each with operator new routed into itself: the failing
+// ThreadHeapMemp), each with operator new routed into itself: the failing
 // calls return the expected absl::StatusCode, and their message is built
 // through the routed operator new (after the front-end's locks are
 // released) without a hang or an abort.
@@ -57,7 +57,7 @@
 #include "fmemp/memp.h"
 #include "fmemp/testing/routed_operator_new.h"
 #include "fmemp/thread_cache.h"
-#include "fmemp/thread_pool.h"
+#include "fmemp/thread_heap.h"
 #include "sync/mutex.h"
 #include "sync/spin_lock.h"
 
@@ -120,7 +120,7 @@ namespace {
 using ::fmemp::CachingMemp;
 using ::fmemp::DebugOptions;
 using ::fmemp::Memp;
-using ::fmemp::PoolingMemp;
+using ::fmemp::ThreadHeapMemp;
 namespace sync = ::fmemp::sync;
 
 constexpr size_t kRegionBytes = 1 << 20;
@@ -306,8 +306,9 @@ int RunCApi(FMempPolicy policy) {
                FMEMP_ERR_REGION_NOT_FOUND,
                [&] { return FMempCheckRegionOf(&g_memp, spare + 64); });
 
-  if (policy != FMEMP_POLICY_THREAD_POOLS) {
-    ExpectFError("bind under a policy without pools", FMEMP_ERR_NOT_SUPPORTED,
+  if (policy != FMEMP_POLICY_THREAD_HEAPS) {
+    ExpectFError("bind under a policy without thread heaps",
+                 FMEMP_ERR_NOT_SUPPORTED,
                  [&] { return FMempBindThread(&g_memp, first); });
   } else {
     ExpectFError("bind an unknown region", FMEMP_ERR_REGION_NOT_FOUND,
@@ -333,7 +334,7 @@ int RunCApi(FMempPolicy policy) {
       ExpectFError("remove a region bound to another thread",
                    FMEMP_ERR_REGION_BUSY,
                    [&] { return FMempRemoveRegion(&g_memp, bound); });
-      ExpectFError("check a pointer in another thread's pool",
+      ExpectFError("check a pointer in another thread's heap",
                    FMEMP_ERR_REGION_BUSY,
                    [&] { return FMempCheckRegionOf(&g_memp, bound + 64); });
       ExpectFError("add a region overlapping a bound one",
@@ -440,7 +441,8 @@ void ExpectListAllocatesNothing(const char* what, FrontEnd& memp,
 
 template <typename FrontEnd>
 int RunCpp() {
-  constexpr bool kPools = std::is_same_v<FrontEnd, PoolingMemp<sync::SpinLock>>;
+  constexpr bool kThreadHeaps =
+      std::is_same_v<FrontEnd, ThreadHeapMemp<sync::SpinLock>>;
   unsigned char* const base = MapRegions();
   if (base == nullptr) return 2;
   unsigned char* const first = base;
@@ -468,7 +470,7 @@ int RunCpp() {
   ExpectCode("SetDebugOptions with a region",
              absl::StatusCode::kFailedPrecondition,
              [&] { return memp.SetDebugOptions(DebugOptions()); });
-  if constexpr (kPools) {
+  if constexpr (kThreadHeaps) {
     ExpectCode("BindThisThread unknown", absl::StatusCode::kNotFound,
                [&] { return memp.BindThisThread(spare); });
   }
@@ -537,7 +539,7 @@ int RunCppFrontEnd(int which) {
     case 2:
       return RunCpp<CachingMemp<sync::SpinLock>>();
     default:
-      return RunCpp<PoolingMemp<sync::SpinLock>>();
+      return RunCpp<ThreadHeapMemp<sync::SpinLock>>();
   }
 }
 
@@ -552,11 +554,12 @@ int main() {
       {"C API, FMEMP_POLICY_SPINLOCK", FMEMP_POLICY_SPINLOCK},
       {"C API, FMEMP_POLICY_SINGLE_THREAD", FMEMP_POLICY_SINGLE_THREAD},
       {"C API, FMEMP_POLICY_THREAD_CACHE", FMEMP_POLICY_THREAD_CACHE},
-      {"C API, FMEMP_POLICY_THREAD_POOLS", FMEMP_POLICY_THREAD_POOLS},
+      {"C API, FMEMP_POLICY_THREAD_HEAPS", FMEMP_POLICY_THREAD_HEAPS},
   };
-  const char* const front_ends[] = {
-      "C++, Memp<sync::Mutex>", "C++, Memp<sync::SpinLock>",
-      "C++, CachingMemp<sync::SpinLock>", "C++, PoolingMemp<sync::SpinLock>"};
+  const char* const front_ends[] = {"C++, Memp<sync::Mutex>",
+                                    "C++, Memp<sync::SpinLock>",
+                                    "C++, CachingMemp<sync::SpinLock>",
+                                    "C++, ThreadHeapMemp<sync::SpinLock>"};
   int failed = 0;
   for (const auto& p : policies) {
     failed += InChild(p.name, &RunCApiPolicy, p.policy) ? 0 : 1;

@@ -11,7 +11,7 @@
 // fresh FMemp and a deadlock is caught by alarm()) initialises the FMemp,
 // then runs threads that start, allocate objects of every kind, hand half
 // of them to each other through a queue, free what they are handed, and
-// exit. Under FMEMP_POLICY_THREAD_POOLS each thread binds a region of its
+// exit. Under FMEMP_POLICY_THREAD_HEAPS each thread binds a region of its
 // own first. The main thread meanwhile adds and removes a region and
 // probes. The child checks that:
 // * it finishes (no recursion, no deadlock: alarm(60));
@@ -236,7 +236,7 @@ int RunPolicy(FMempPolicy policy) {
       unsigned char* const own = next_own;
       next_own += kOwnBytes;
       workers.emplace_back([&, own, t] {
-        if (policy == FMEMP_POLICY_THREAD_POOLS) {
+        if (policy == FMEMP_POLICY_THREAD_HEAPS) {
           if (FMempAddRegion(&g_memp, own, own + kOwnBytes) != FMEMP_SUCCESS ||
               FMempBindThread(&g_memp, own) != FMEMP_SUCCESS) {
             bind_failures.fetch_add(1);
@@ -339,7 +339,7 @@ int RunPolicy(FMempPolicy policy) {
 int main() {
   const FMempPolicy policies[] = {
       FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK, FMEMP_POLICY_SINGLE_THREAD,
-      FMEMP_POLICY_THREAD_CACHE, FMEMP_POLICY_THREAD_POOLS};
+      FMEMP_POLICY_THREAD_CACHE, FMEMP_POLICY_THREAD_HEAPS};
   int failures = 0;
   for (FMempPolicy policy : policies) {
     const pid_t pid = fork();

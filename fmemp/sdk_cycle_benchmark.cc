@@ -62,7 +62,7 @@ int main() {
                   {FMEMP_POLICY_SPINLOCK, "spinlock"},
                   {FMEMP_POLICY_SINGLE_THREAD, "single_thread"},
                   {FMEMP_POLICY_THREAD_CACHE, "thread_cache (default)"},
-                  {FMEMP_POLICY_THREAD_POOLS, "thread_pools"}};
+                  {FMEMP_POLICY_THREAD_HEAPS, "thread_heaps"}};
   std::printf("%-24s %14s %14s %12s %12s\n", "policy", "first 2k c/s",
               "after 10k c/s", "RSS before", "RSS after");
   for (const auto& p : policies) {

@@ -52,7 +52,7 @@ void Cycle(FMempPolicy policy, int i) {
   if (i % 2 == 0) {
     ASSERT_EQ(FMempSetErrorHandler(&memp, &NoteMisuse, nullptr), FMEMP_SUCCESS);
   }
-  if (policy == FMEMP_POLICY_THREAD_POOLS && i % 3 == 0) {
+  if (policy == FMEMP_POLICY_THREAD_HEAPS && i % 3 == 0) {
     ASSERT_EQ(FMempBindThread(&memp, g_buffer), FMEMP_SUCCESS);
   }
   void* blocks[8];
@@ -147,6 +147,6 @@ INSTANTIATE_TEST_SUITE_P(Policies, SdkCycleTest,
                                          FMEMP_POLICY_SPINLOCK,
                                          FMEMP_POLICY_SINGLE_THREAD,
                                          FMEMP_POLICY_THREAD_CACHE,
-                                         FMEMP_POLICY_THREAD_POOLS));
+                                         FMEMP_POLICY_THREAD_HEAPS));
 
 }  // namespace

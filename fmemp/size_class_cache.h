@@ -6,7 +6,7 @@
 // fmemp::SizeClassCache: one thread's cache of small free blocks, by span
 // in 16-byte classes, in front of "whatever serves it" (a Source): the
 // shared regions behind their lock for CachingMemp (fmemp/thread_cache.h),
-// the thread's own pool regions for PoolingMemp (fmemp/thread_pool.h). It is
+// the thread heap's own regions for ThreadHeapMemp (fmemp/thread_heap.h). It is
 // the one implementation of the per-class lists, the parked-block marker,
 // the validation of popped links, the byte budget, refills and trims. It
 // knows nothing of threads: the front-end decides who may call it.
@@ -80,7 +80,7 @@
 //   out by a pop, or returned to the source. A free that finds it set is
 //   refused as a double free, wherever it is freed: of two racing claims
 //   exactly one wins. A front-end that queues blocks to another thread
-//   (PoolingMemp's remote frees) claims the same word with the same key, so
+//   (ThreadHeapMemp's remote frees) claims the same word with the same key, so
 //   a queued block is refused too, and can be parked as it is (ParkClaimed).
 // * A user's write spoofs it only by writing that block's address XOR the
 //   63-bit key (2^-63 for unrelated data); then the free of that one live
@@ -280,7 +280,7 @@ class SizeClassCache {
   // Source's owner() to CacheableSpan), so it holds only regions of the
   // source: an answer of FindInHint from it is the source's region, and
   // PopFast and the front-ends' inline frees need no owner check. (A
-  // PoolingMemp's table also holds the shared regions and other pools',
+  // ThreadHeapMemp's table also holds the shared regions and other pools',
   // whose parked blocks carry markers of the same key: a damaged link to
   // one of those must not be popped here.)
   RegionTable::Hint region_hint;

@@ -182,7 +182,7 @@ TEST_F(SizeClassCacheTest, ForgetTouchesNoBlock) {
   EXPECT_EQ(source_.returned, 0u);
 }
 
-// Two sets sharing one table (as PoolingMemp's pools): a cache over one of
+// Two sets sharing one table (as ThreadHeapMemp's pools): a cache over one of
 // them never hands out a block of the other, even one that carries a
 // marker of the same key (parked in the other's cache) and is reached
 // through a damaged link right after a lookup of the other's region.

@@ -43,7 +43,7 @@
 //   refill looks first. So blocks freed elsewhere reach the allocating
 //   thread's next refill, still parked, without the regions' lock or TLSF
 //   work; only when the depot is full does a batch go back to the regions.
-//   Why this and not a queue to the allocating thread (as PoolingMemp's
+//   Why this and not a queue to the allocating thread (as ThreadHeapMemp's
 //   remote frees): blocks of the shared regions carry no owner to queue
 //   to, memory held stays bounded by the caches' budgets plus the depot's
 //   whatever the pattern, no thread waits on another, and an idle

@@ -78,7 +78,7 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Combine(testing::Values(FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK,
                                      FMEMP_POLICY_SINGLE_THREAD,
                                      FMEMP_POLICY_THREAD_CACHE,
-                                     FMEMP_POLICY_THREAD_POOLS),
+                                     FMEMP_POLICY_THREAD_HEAPS),
                      testing::Values(Order::kHolderFirst, Order::kFmempFirst)));
 
 // A thread that used many short-lived pools keeps at most one orphaned

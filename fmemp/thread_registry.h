@@ -4,7 +4,7 @@
 // fmemp/thread_registry.h
 //
 // State that one thread keeps for one front-end (a per-thread cache, a
-// per-thread pool), found in O(1) on the hot path and handed back to its
+// per-thread heap), found in O(1) on the hot path and handed back to its
 // front-end when the thread exits. The one place per-thread state is
 // created, found and handed back.
 //

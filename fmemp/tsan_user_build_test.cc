@@ -139,7 +139,7 @@ int RunManagement() {
 
 int main() {
   if (int rc = Run(FMEMP_POLICY_THREAD_CACHE)) return rc;
-  if (int rc = Run(FMEMP_POLICY_THREAD_POOLS)) return rc;
+  if (int rc = Run(FMEMP_POLICY_THREAD_HEAPS)) return rc;
   if (int rc = RunManagement()) return rc;
   std::printf("tsan_user_build_test: ok\n");
   return 0;

@@ -5,13 +5,13 @@
 //
 // libFuzzer target for the fmemp front-end over several regions: the C++
 // front-ends fmemp::Memp<fmemp::sync::NoLock>, fmemp::CachingMemp (per-thread
-// caches) and fmemp::PoolingMemp (per-thread pools), and the SDK's C API
+// caches) and fmemp::ThreadHeapMemp (per-thread heaps), and the SDK's C API
 // (fmemp/fmemp.h) with each of its policies, all through the shared test
 // adapter (fmemp/testing/front_end.h).
 //
 // The input is a program. Its first byte picks the front-end (one of the
 // three C++ ones, or the C API with the mutex, spin-lock, single-thread,
-// thread-cache or thread-pools policy); the second picks
+// thread-cache or thread-heaps policy); the second picks
 // which of four buffers (264 B to 24 KiB, some with odd sizes) start as
 // whole regions (with the C API, the first through FMempInit). Then each
 // operation is an opcode byte and its arguments, read with ByteReader, until
@@ -34,9 +34,10 @@
 //                  Clear()
 //   caches         flush this thread's cache, drain every cache (a no-op for
 //                  front-ends without caches)
-//   pools          bind a region (a region's begin, an address next to it,
+//   thread heaps   bind a region (a region's begin, an address next to it,
 //                  a foreign one; with or without fallback; bad flags) to
-//                  this thread, unbind it; refused where there are no pools
+//                  this thread, unbind it; refused where there are no thread
+//                  heaps
 //
 // After every operation the target checks: the integrity check (Memp::Check
 // / FMempCheck) passes, or reports "not initialised" exactly when the pool
@@ -155,17 +156,17 @@ struct Reports {
 using testkit::RegionUsage;
 using testkit::Usage;
 
-// Counts the lines of a listing, less the lines a per-thread pool's own
+// Counts the lines of a listing, less the lines a per-thread heap's own
 // section adds (its heading, totals and check), so every front-end's count
 // is regions + blocks + 2.
 struct LineCounter {
   size_t lines = 0;
-  size_t pool_extra = 0;
+  size_t heap_extra = 0;
   void Add(absl::string_view line) {
     ++lines;
-    if (absl::StartsWith(line, "pool of thread")) pool_extra += 3;
+    if (absl::StartsWith(line, "heap of thread")) heap_extra += 3;
   }
-  size_t count() const { return lines - pool_extra; }
+  size_t count() const { return lines - heap_extra; }
 };
 
 const BlockTag& FuzzTag() {
@@ -202,16 +203,16 @@ enum class Op {
   kProbe,
   kLifecycle,
   kCaches,
-  kPools,
+  kThreadHeaps,
 };
 
 constexpr Op kOps[] = {
-    Op::kMalloc,    Op::kMalloc,       Op::kMalloc,    Op::kCalloc,
-    Op::kMemalign,  Op::kMemalign,     Op::kRealloc,   Op::kRealloc,
-    Op::kRealloc,   Op::kFree,         Op::kFree,      Op::kFree,
-    Op::kAddRegion, Op::kRemoveRegion, Op::kBadFree,   Op::kBadRealloc,
-    Op::kList,      Op::kProbe,        Op::kLifecycle, Op::kCaches,
-    Op::kPools,
+    Op::kMalloc,      Op::kMalloc,       Op::kMalloc,    Op::kCalloc,
+    Op::kMemalign,    Op::kMemalign,     Op::kRealloc,   Op::kRealloc,
+    Op::kRealloc,     Op::kFree,         Op::kFree,      Op::kFree,
+    Op::kAddRegion,   Op::kRemoveRegion, Op::kBadFree,   Op::kBadRealloc,
+    Op::kList,        Op::kProbe,        Op::kLifecycle, Op::kCaches,
+    Op::kThreadHeaps,
 };
 constexpr size_t kOpCount = sizeof(kOps) / sizeof(kOps[0]);
 
@@ -318,9 +319,9 @@ class MempFuzzer {
       case Op::kCaches:
         FlushCaches(in_.Bool());
         return "flush caches";
-      case Op::kPools:
-        Pools();
-        return "pools";
+      case Op::kThreadHeaps:
+        ThreadHeaps();
+        return "thread heaps";
     }
     return "?";
   }
@@ -378,7 +379,7 @@ class MempFuzzer {
   // what every init attempt starts from.
   void Init(void* begin, void* end, int policy) {
     const bool valid_policy =
-        policy >= FMEMP_POLICY_MUTEX && policy <= FMEMP_POLICY_THREAD_POOLS;
+        policy >= FMEMP_POLICY_MUTEX && policy <= FMEMP_POLICY_THREAD_HEAPS;
     const bool was_ready = front_.ready();
     Outcome want = Outcome::kAlreadyInit;
     if (!valid_policy) {
@@ -706,8 +707,8 @@ class MempFuzzer {
     if (in_.Bool() && front_.ResetPeak()) {
       const Usage u = front_.Probe();
       // The peak restarts from what is held now: under the cache policy
-      // blocks parked in caches count towards it, under pools they do not
-      // (their peak is exact).
+      // blocks parked in caches count towards it, under thread heaps they do
+      // not (their peak is exact).
       FUZZ_CHECK(u.used <= u.peak && u.peak <= u.used + u.cached,
                  "ResetPeak left max_used %llu outside [%llu, %llu]",
                  static_cast<unsigned long long>(u.peak),
@@ -724,15 +725,15 @@ class MempFuzzer {
   }
 
   // Binds a region (or a bad address) to this thread, or unbinds it. With
-  // one thread a pool changes where blocks come from, never what a call
+  // one thread a thread heap changes where blocks come from, never what a call
   // returns, so the rest of the model is unaffected.
-  void Pools() {
+  void ThreadHeaps() {
     const uint8_t how = in_.Byte() % 8;
-    const bool pools = front_.has_pools();
+    const bool heaps = front_.has_thread_heaps();
     if (how == 0) {
       const Outcome got = front_.UnbindThisThread();
       const Outcome want = !front_.ready() ? Outcome::kNotInit
-                           : pools         ? Outcome::kOk
+                           : heaps         ? Outcome::kOk
                                            : Outcome::kNotSupported;
       FUZZ_CHECK(got == want, "unbind returned %d, expected %d",
                  static_cast<int>(got), static_cast<int>(want));
@@ -750,7 +751,7 @@ class MempFuzzer {
     if (bad_flags) flags |= 0x40;
     Outcome want = Outcome::kNotInit;
     if (front_.ready()) {
-      if (!pools) {
+      if (!heaps) {
         want = Outcome::kNotSupported;
       } else if (bad_flags) {
         want = Outcome::kInvalidArg;
@@ -956,14 +957,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
     case 2: {
-      MempFuzzer<testkit::PoolingMempSpinLock> fuzzer(&in, stale_probes);
-      fuzzer.Run(FMEMP_POLICY_THREAD_POOLS);
+      MempFuzzer<testkit::ThreadHeapMempSpinLock> fuzzer(&in, stale_probes);
+      fuzzer.Run(FMEMP_POLICY_THREAD_HEAPS);
       break;
     }
     default: {
       static constexpr int kPolicies[] = {
           FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK, FMEMP_POLICY_SINGLE_THREAD,
-          FMEMP_POLICY_THREAD_CACHE, FMEMP_POLICY_THREAD_POOLS};
+          FMEMP_POLICY_THREAD_CACHE, FMEMP_POLICY_THREAD_HEAPS};
       MempFuzzer<CApiAnyPolicy> fuzzer(&in, stale_probes);
       fuzzer.Run(kPolicies[mode - 3]);
       break;

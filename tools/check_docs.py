@@ -2,7 +2,7 @@
 """Fails when README.md or docs/*.md name something that does not exist.
 
 Checked, in every line of README.md and docs/*.md:
-  * repository paths (fmemp/thread_pool.h, tests/stress/, tools/bench.sh):
+  * repository paths (fmemp/thread_heap.h, tests/stress/, tools/bench.sh):
     the file or folder must be tracked by git, or ignored by it (outputs
     such as bench/compare/results/ that a script writes);
   * Bazel labels (//fmemp:pmr_test, //tests/stress:stress_test): the
@@ -162,7 +162,7 @@ def check(docs):
 
 
 def self_test():
-    good = ("`fmemp/thread_pool.h`, //fmemp:pmr_test, `fmemp/region_set`, "
+    good = ("`fmemp/thread_heap.h`, //fmemp:pmr_test, `fmemp/region_set`, "
             "FMempMalloc(), FMEMP_POLICY_MUTEX, FMEMP_STRESS_SECONDS, "
             "bench/programs/third_party/ (ignored, absent on a clean clone)")
     bad = ["`fmemp/no_such_file.h`", "//fmemp:no_such_test",

@@ -5,7 +5,7 @@
 //
 // The contender list of the glibc binary: glibc malloc and every fmemp
 // allocator (the bare TLSF heap, Memp with each lock policy, per-thread
-// caches, per-thread pools, and the C API with each thread-safe policy),
+// caches, per-thread heaps, and the C API with each thread-safe policy),
 // each over regions cut from MAP_NORESERVE mappings. Linked into the glibc
 // binary only, so that fmemp's own bookkeeping (which comes from the process
 // heap) never runs on jemalloc, tcmalloc or mimalloc.
@@ -114,18 +114,18 @@ class HeapAdapter : public AdapterDefaults {
   tlsf::Heap heap_;
 };
 
-// The memory of per-thread pools. How the pools are sized: every thread
+// The memory of per-thread heaps. How the thread heaps are sized: every thread
 // that calls ThreadStart gets its own copy of the whole HeapSpec (its own
 // MAP_NORESERVE mapping of spec.total_bytes, split into spec.regions
 // regions, all bound to that thread). The workloads size a HeapSpec for
 // everything they keep live over all their threads (bench/compare/
 // workloads.cc: twice the largest live bytes plus 64 MiB), so each thread's
-// pool holds its own live set, the blocks it has handed to other threads
+// thread heap holds its own live set, the blocks it has handed to other threads
 // and not yet got back, and the frees queued to it, with room to spare;
-// only touched pages cost memory. Pools are bound without fallback to the
-// shared regions, so a pool that is too small shows up as a failed
+// only touched pages cost memory. Thread heaps are bound without fallback to
+// the shared regions, so a thread heap that is too small shows up as a failed
 // allocation rather than as quiet borrowing; for the same reason the memory
-// workload's smallest region is the smallest pool.
+// workload's smallest region is the smallest thread heap.
 class ThreadRegions {
  public:
   explicit ThreadRegions(const HeapSpec& spec) : spec_(spec) {}
@@ -145,9 +145,9 @@ class ThreadRegions {
   std::vector<std::unique_ptr<RegionMemory>> memories_;
 };
 
-// Keeps the largest of the peaks handed to it (a pool's peak is read before
-// the thread unbinds: moving its regions back to the shared set keeps their
-// used bytes but not their peak).
+// Keeps the largest of the peaks handed to it (a thread heap's peak is read
+// before the thread unbinds: moving its regions back to the shared set keeps
+// their used bytes but not their peak).
 class PeakKeeper {
  public:
   void Note(size_t peak) {
@@ -168,22 +168,22 @@ class PeakKeeper {
 // Allocate and Free are one inline call into the front-end, as if it were
 // called directly: the adapter is a template, with no virtual call.
 //
-// * Shared regions (no pools): every region of the HeapSpec is added (the
-//   C API: the first through FMempInit / FMempInitWithPolicy).
+// * Shared regions (no thread heaps): every region of the HeapSpec is added
+//   (the C API: the first through FMempInit / FMempInitWithPolicy).
 // * Per-thread caches: ThreadEnd returns the thread's cache
 //   (FlushThisThread / FMempFlushThreadCache), as the thread's exit would,
 //   so that every case starts and ends with empty caches even on the main
 //   thread. kCacheBudget 0 runs the default CacheOptions; another value
 //   sets max_bytes_per_thread (C++ front-ends only).
-// * Per-thread pools: ThreadStart adds the thread's own copy of the
+// * Per-thread heaps: ThreadStart adds the thread's own copy of the
 //   HeapSpec (ThreadRegions) and binds every region of it without fallback
 //   (BindThisThread with FMEMP_BIND_NO_FALLBACK); ThreadEnd unbinds, which
 //   applies the frees other threads queued to it and moves the regions,
 //   with any blocks still live in them, back to the shared set. The C++
 //   front-end has no other regions; the C API needs one for FMempInit, so
-//   its shared part is one small region (kPoolsSharedBytes) that the
+//   its shared part is one small region (kThreadHeapsSharedBytes) that the
 //   workloads never allocate from.
-constexpr size_t kPoolsSharedBytes = size_t{1} << 20;
+constexpr size_t kThreadHeapsSharedBytes = size_t{1} << 20;
 
 // kLimit: a hard limit set after the regions are added (0: none), far above
 // what any workload takes: the cost of a budget that charges but never
@@ -192,7 +192,7 @@ template <typename FrontEnd, size_t kCacheBudget = 0, size_t kLimit = 0>
 class FrontEndAdapter : public AdapterDefaults {
  public:
   static constexpr bool kThreadSafe = FrontEnd::kThreadSafe;
-  static constexpr bool kPools = FrontEnd::kHasPools;
+  static constexpr bool kThreadHeaps = FrontEnd::kHasThreadHeaps;
 
   explicit FrontEndAdapter(const HeapSpec& spec)
       : memory_(SharedSpec(spec)), thread_regions_(spec), front_(Make()) {}
@@ -201,7 +201,8 @@ class FrontEndAdapter : public AdapterDefaults {
     const RegionMemory& memory = adapter->memory_;
     FrontEnd& front = adapter->front_;
     if constexpr (kLimit != 0) front.SetLimit(kLimit);
-    if (kPools && !FrontEnd::kIsCApi) return adapter;  // no shared regions
+    if (kThreadHeaps && !FrontEnd::kIsCApi)
+      return adapter;  // no shared regions
     if (!memory.ok()) return nullptr;
     for (int i = 0; i < memory.count(); ++i) {
       const testkit::Outcome added =
@@ -212,7 +213,7 @@ class FrontEndAdapter : public AdapterDefaults {
     return adapter;
   }
   void ThreadStart() {
-    if constexpr (kPools) {
+    if constexpr (kThreadHeaps) {
       const RegionMemory* memory = thread_regions_.Add();
       bool ok = memory != nullptr;
       for (int i = 0; ok && i < memory->count(); ++i) {
@@ -222,14 +223,14 @@ class FrontEndAdapter : public AdapterDefaults {
                  testkit::Outcome::kOk;
       }
       if (!ok) {
-        std::fprintf(stderr, "%s: cannot bind a pool\n",
+        std::fprintf(stderr, "%s: cannot bind a thread heap\n",
                      FrontEnd::Name().c_str());
       }
     }
   }
   void ThreadEnd() {
     if constexpr (FrontEnd::kHasCaches) front_.FlushThisThread();
-    if constexpr (kPools) {
+    if constexpr (kThreadHeaps) {
       peak_.Note(front_.Probe().peak);
       front_.UnbindThisThread();
     }
@@ -237,12 +238,13 @@ class FrontEndAdapter : public AdapterDefaults {
   void* Allocate(size_t bytes) { return front_.Allocate(bytes); }
   void Free(void* ptr) { front_.FreeUnchecked(ptr); }
   // The probe's peak of used bytes (cached blocks count as used in it);
-  // with pools, the largest of it and of each pool's peak before unbinding.
+  // with thread heaps, the largest of it and of each thread heap's peak before
+  // unbinding.
   size_t PeakBytes() const { return peak_.Max(front_.Probe().peak); }
 
  private:
   static HeapSpec SharedSpec(const HeapSpec& spec) {
-    return kPools ? HeapSpec{kPoolsSharedBytes, 1} : spec;
+    return kThreadHeaps ? HeapSpec{kThreadHeapsSharedBytes, 1} : spec;
   }
   static FrontEnd Make() {
     if constexpr (kCacheBudget != 0) {
@@ -254,8 +256,9 @@ class FrontEndAdapter : public AdapterDefaults {
     }
   }
 
-  RegionMemory memory_;           // outlives front_
-  ThreadRegions thread_regions_;  // used with pools only; outlives front_
+  RegionMemory memory_;  // outlives front_
+  ThreadRegions
+      thread_regions_;  // used with thread heaps only; outlives front_
   PeakKeeper peak_;
   FrontEnd front_;
 };
@@ -268,11 +271,11 @@ std::vector<Contender> AllContenders(const std::string& malloc_name) {
   using testkit::CApiMutex;
   using testkit::CApiSpinLock;
   using testkit::CApiThreadCache;
-  using testkit::CApiThreadPools;
+  using testkit::CApiThreadHeaps;
   using testkit::MempMutex;
   using testkit::MempNoLock;
   using testkit::MempSpinLock;
-  using testkit::PoolingMempSpinLock;
+  using testkit::ThreadHeapMempSpinLock;
   return {
       MallocContender(malloc_name),
       MakeContender<HeapAdapter<NoHeapLock>>("tlsf-heap", Family::kFmemp),
@@ -282,8 +285,8 @@ std::vector<Contender> AllContenders(const std::string& malloc_name) {
       MakeContender<FrontEndAdapter<MempMutex>>("memp-mutex", Family::kFmemp),
       MakeContender<FrontEndAdapter<CachingMempSpinLock>>("memp-thread-cache",
                                                           Family::kFmemp),
-      MakeContender<FrontEndAdapter<PoolingMempSpinLock>>("memp-thread-pool",
-                                                          Family::kFmemp),
+      MakeContender<FrontEndAdapter<ThreadHeapMempSpinLock>>("memp-thread-heap",
+                                                             Family::kFmemp),
       // The same caches with the budget CacheOptions had before ab007e5
       // (256 KiB): less than one 8 KiB refill of each of the 64 size
       // classes, so refills and trims chase each other. Not a policy of its
@@ -303,7 +306,7 @@ std::vector<Contender> AllContenders(const std::string& malloc_name) {
                                                    Family::kFmemp),
       MakeContender<FrontEndAdapter<CApiThreadCache>>("c-api-thread-cache",
                                                       Family::kFmemp),
-      MakeContender<FrontEndAdapter<CApiThreadPools>>("c-api-thread-pools",
+      MakeContender<FrontEndAdapter<CApiThreadHeaps>>("c-api-thread-heaps",
                                                       Family::kFmemp),
       // The default policy with a hard limit set (1 TiB: charged, never
       // reached), against c-api-thread-cache: what a limit costs.

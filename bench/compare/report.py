@@ -432,8 +432,8 @@ def callgrind_section(results, charts):
 # --- Issue 5's targets --------------------------------------------------
 
 CACHES = ["memp-thread-cache", "c-api-thread-cache"]
-PER_THREAD = ["memp-thread-cache", "memp-thread-pool", "c-api-thread-cache",
-              "c-api-thread-pools"]
+PER_THREAD = ["memp-thread-cache", "memp-thread-heap", "c-api-thread-cache",
+              "c-api-thread-heaps"]
 SINGLE_CASE = "16B-1KiB live 1K"
 
 
@@ -469,7 +469,7 @@ def targets_section(results):
                      "≥ 1.0× mimalloc and ≥ 1.0× glibc", f"`{who}`",
                      f"{num(v)} M steps/s = {v / g:.2f}× glibc, "
                      f"{v / m:.2f}× mimalloc", verdict(v >= g and v >= m)])
-    # 2. Two threads: caches and pools >= 0.9x mimalloc, >= 1.0x glibc.
+    # 2. Two threads: caches and thread heaps >= 0.9x mimalloc, >= 1.0x glibc.
     for who in PER_THREAD:
         parts, ok = [], True
         for case, label in (("2 threads", "server"),

@@ -76,7 +76,7 @@ add_probes() {  # add_probes "contender ..." case...
 case "${scale}" in
   smoke)
     add_probes "memp-nolock" "${heap_cases[0]}" "${heap_cases[1]}"
-    add_probes "memp-thread-pool" "${STEP_CASE}|${STEP_HEAP}|1|1000|1024"
+    add_probes "memp-thread-heap" "${STEP_CASE}|${STEP_HEAP}|1|1000|1024"
     cg_ops=50 ;;
   quick)
     add_probes "glibc tlsf-heap memp-nolock" "${heap_cases[@]}"
@@ -84,7 +84,7 @@ case "${scale}" in
     add_probes "@all" "${STEP_CASE}|${STEP_HEAP}|1|1000|1024"
     cg_ops=300 ;;
   *)
-    add_probes "glibc tlsf-heap memp-nolock memp-mutex memp-thread-cache memp-thread-pool fmemp-c-api" \
+    add_probes "glibc tlsf-heap memp-nolock memp-mutex memp-thread-cache memp-thread-heap fmemp-c-api" \
         "${heap_cases[@]}"
     add_probes "tlsf-heap" "${tlsf_cases[@]}"
     add_probes "@all" "${STEP_CASE}|${STEP_HEAP}|1|1000|1024"

@@ -41,14 +41,14 @@ class EntryMemory {
   virtual void* Allocate(size_t bytes) noexcept = 0;
   virtual void Free(void* block) noexcept = 0;
 
-  // Per-worker set-up and tear-down (fmemp's thread_pools policy binds the
+  // Per-worker set-up and tear-down (fmemp's thread_heaps policy binds the
   // thread to a region of its own here). A failed attach is reported and
   // the thread allocates from the shared memory instead.
   virtual absl::Status AttachThread() { return absl::OkStatus(); }
   virtual void DetachThread() {}
   // Called on a worker thread that has had no event for kIdleMs (server.cc)
-  // and on every further idle interval. fmemp's thread_pools policy applies
-  // here the frees that other workers queued to this worker's pool: they
+  // and on every further idle interval. fmemp's thread_heaps policy applies
+  // here the frees that other workers queued to this worker's heap: they
   // otherwise wait for its next allocation or free, which an idle worker
   // may never make (INFO would report them as used forever).
   virtual void OnIdle() {}

@@ -22,22 +22,22 @@
 namespace kv_server {
 namespace {
 
-// --- fmemp's per-thread pools (thread_pools) ---
+// --- fmemp's thread heaps (thread_heaps) ---
 // The only code that depends on whether fmemp/fmemp.h has them yet.
-#ifdef FMEMP_POLICY_THREAD_POOLS_AVAILABLE
-constexpr bool kThreadPoolsApi = true;
-constexpr FMempPolicy kThreadPoolsPolicy = FMEMP_POLICY_THREAD_POOLS;
+#ifdef FMEMP_POLICY_THREAD_HEAPS_AVAILABLE
+constexpr bool kThreadHeapsApi = true;
+constexpr FMempPolicy kThreadHeapsPolicy = FMEMP_POLICY_THREAD_HEAPS;
 FError BindThread(FMemp* memp, void* region) {
   return FMempBindThread(memp, region);
 }
 FError UnbindThread(FMemp* memp) { return FMempUnbindThread(memp); }
-FError SyncThreadPool(FMemp* memp) { return FMempSyncThreadPool(memp); }
+FError SyncThreadHeap(FMemp* memp) { return FMempSyncThreadHeap(memp); }
 #else
-constexpr bool kThreadPoolsApi = false;
-constexpr FMempPolicy kThreadPoolsPolicy = FMEMP_POLICY_MUTEX;  // never used
+constexpr bool kThreadHeapsApi = false;
+constexpr FMempPolicy kThreadHeapsPolicy = FMEMP_POLICY_MUTEX;  // never used
 FError BindThread(FMemp*, void*) { return FMEMP_ERR_INVALID_ARG; }
 FError UnbindThread(FMemp*) { return FMEMP_ERR_INVALID_ARG; }
-FError SyncThreadPool(FMemp*) { return FMEMP_ERR_INVALID_ARG; }
+FError SyncThreadHeap(FMemp*) { return FMEMP_ERR_INVALID_ARG; }
 #endif
 
 FMempPolicy ToFmempPolicy(PoolPolicy policy) {
@@ -48,8 +48,8 @@ FMempPolicy ToFmempPolicy(PoolPolicy policy) {
       return FMEMP_POLICY_SPINLOCK;
     case PoolPolicy::kThreadCache:
       return FMEMP_POLICY_THREAD_CACHE;
-    case PoolPolicy::kThreadPools:
-      return kThreadPoolsPolicy;
+    case PoolPolicy::kThreadHeaps:
+      return kThreadHeapsPolicy;
   }
   return FMEMP_POLICY_MUTEX;
 }
@@ -64,7 +64,7 @@ size_t RoundUp(size_t value, size_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
 
-// The region a worker thread is bound to under thread_pools.
+// The region a worker thread is bound to under thread_heaps.
 struct ThreadBinding {
   const void* owner = nullptr;
   char* region = nullptr;
@@ -81,17 +81,17 @@ absl::StatusOr<PoolPolicy> ParsePoolPolicy(absl::string_view name) {
     policy = PoolPolicy::kSpinLock;
   } else if (name == "thread_cache") {
     policy = PoolPolicy::kThreadCache;
-  } else if (name == "thread_pools") {
-    policy = PoolPolicy::kThreadPools;
+  } else if (name == "thread_heaps") {
+    policy = PoolPolicy::kThreadHeaps;
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown policy '", name,
-        "' (expected mutex, spinlock, thread_cache or thread_pools)"));
+        "' (expected mutex, spinlock, thread_cache or thread_heaps)"));
   }
-  if (policy == PoolPolicy::kThreadPools && !kThreadPoolsApi) {
+  if (policy == PoolPolicy::kThreadHeaps && !kThreadHeapsApi) {
     return absl::UnimplementedError(absl::StrCat(
         "policy '", name,
-        "' needs fmemp's per-thread pools (FMEMP_POLICY_THREAD_POOLS_AVAILABLE "
+        "' needs fmemp's per-thread heaps (FMEMP_POLICY_THREAD_HEAPS_AVAILABLE "
         "in fmemp/fmemp.h), which this build does not have"));
   }
   return policy;
@@ -105,8 +105,8 @@ absl::string_view PoolPolicyName(PoolPolicy policy) {
       return "spinlock";
     case PoolPolicy::kThreadCache:
       return "thread_cache";
-    case PoolPolicy::kThreadPools:
-      return "thread_pools";
+    case PoolPolicy::kThreadHeaps:
+      return "thread_heaps";
   }
   return "unknown";
 }
@@ -114,13 +114,13 @@ absl::string_view PoolPolicyName(PoolPolicy policy) {
 std::vector<PoolPolicy> AvailablePoolPolicies() {
   std::vector<PoolPolicy> policies = {PoolPolicy::kMutex, PoolPolicy::kSpinLock,
                                       PoolPolicy::kThreadCache};
-  if (kThreadPoolsApi) policies.push_back(PoolPolicy::kThreadPools);
+  if (kThreadHeapsApi) policies.push_back(PoolPolicy::kThreadHeaps);
   return policies;
 }
 
 absl::StatusOr<std::unique_ptr<FmempEntryMemory>> FmempEntryMemory::Create(
     const FmempOptions& options) {
-  if (options.policy == PoolPolicy::kThreadPools && !kThreadPoolsApi) {
+  if (options.policy == PoolPolicy::kThreadHeaps && !kThreadHeapsApi) {
     return absl::UnimplementedError(
         absl::StrCat("policy '", PoolPolicyName(options.policy),
                      "' is not available in this build of fmemp"));
@@ -271,7 +271,7 @@ char* FmempEntryMemory::AddMappedRegion(size_t bytes, bool bound) {
 }
 
 absl::Status FmempEntryMemory::AttachThread() {
-  if (options_.policy != PoolPolicy::kThreadPools) return absl::OkStatus();
+  if (options_.policy != PoolPolicy::kThreadHeaps) return absl::OkStatus();
   absl::MutexLock hold(&mu_);
   char* const region = AddMappedRegion(options_.region_bytes, /*bound=*/true);
   if (region == nullptr) {
@@ -300,9 +300,9 @@ void FmempEntryMemory::DetachThread() {
 
 void FmempEntryMemory::OnIdle() {
   if (tls_binding.owner != this) return;
-  // Applies the frees other threads queued to this worker's pool, which
+  // Applies the frees other threads queued to this worker's heap, which
   // otherwise wait for its next malloc or free.
-  SyncThreadPool(&memp_);
+  SyncThreadHeap(&memp_);
 }
 
 void FmempEntryMemory::Trim() {

@@ -31,10 +31,10 @@
 //   kTrimInterval frees (without draining, and only if no other trim runs).
 // * Policies: mutex, spinlock and thread_cache are FMempInitWithPolicy's
 //   policies (thread_cache: per-thread caches of small blocks; their bytes
-//   show as fmemp_cached_bytes in INFO and are not "used"). thread_pools
-//   needs fmemp's per-thread pools; when fmemp/fmemp.h does not define
-//   FMEMP_POLICY_THREAD_POOLS_AVAILABLE it is reported unavailable (Create
-//   fails with a clear message). With thread_pools every worker maps a
+//   show as fmemp_cached_bytes in INFO and are not "used"). thread_heaps
+//   needs fmemp's per-thread heaps; when fmemp/fmemp.h does not define
+//   FMEMP_POLICY_THREAD_HEAPS_AVAILABLE it is reported unavailable (Create
+//   fails with a clear message). With thread_heaps every worker maps a
 //   region of its own, adds it, and binds itself to it (FMempBindThread) in
 //   AttachThread; DetachThread unbinds it, after which the region is shared
 //   and can be trimmed.
@@ -65,9 +65,9 @@
 
 namespace kv_server {
 
-enum class PoolPolicy { kMutex, kSpinLock, kThreadCache, kThreadPools };
+enum class PoolPolicy { kMutex, kSpinLock, kThreadCache, kThreadHeaps };
 
-// "mutex", "spinlock", "thread_cache", "thread_pools"; InvalidArgument for
+// "mutex", "spinlock", "thread_cache", "thread_heaps"; InvalidArgument for
 // other names, Unimplemented for a policy this build of fmemp lacks.
 absl::StatusOr<PoolPolicy> ParsePoolPolicy(absl::string_view name);
 absl::string_view PoolPolicyName(PoolPolicy policy);
@@ -113,7 +113,7 @@ class FmempEntryMemory : public EntryMemory {
   struct Mapping {
     char* begin;
     size_t bytes;
-    bool bound;  // a worker is bound to it (thread_pools)
+    bool bound;  // a worker is bound to it (thread_heaps)
   };
 
   explicit FmempEntryMemory(const FmempOptions& options);

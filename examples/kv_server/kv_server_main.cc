@@ -44,7 +44,7 @@ ABSL_FLAG(int, threads, 2, "worker threads (each has an epoll loop)");
 ABSL_FLAG(std::string, allocator, "fmemp",
           "where keys and values live: fmemp or glibc");
 ABSL_FLAG(std::string, policy, "mutex",
-          "fmemp policy: mutex, spinlock, thread_cache or thread_pools");
+          "fmemp policy: mutex, spinlock, thread_cache or thread_heaps");
 ABSL_FLAG(int64_t, region_mb, 8, "size of each fmemp region, MiB");
 ABSL_FLAG(int64_t, max_mb, 256,
           "maxmemory: cap on the memory for keys and values, MiB (fmemp's "

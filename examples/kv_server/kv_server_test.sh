@@ -3,7 +3,7 @@
 #
 #   kv_server_test.sh SERVER_BINARY VARIANT [REQUESTS]
 #
-# VARIANT is an fmemp policy (mutex, spinlock, thread_cache, thread_pools) or
+# VARIANT is an fmemp policy (mutex, spinlock, thread_cache, thread_heaps) or
 # "glibc" (--allocator=glibc). A policy the binary does not support
 # (--print_policies) is skipped with a message. REQUESTS is redis-benchmark's
 # -n (BUILD.bazel passes fewer under the sanitizer configs).
@@ -148,7 +148,7 @@ keys=$(cli DBSIZE)
 # --- 3. FLUSHALL gives the memory back ---
 expect_eq "$(cli FLUSHALL)" OK "FLUSHALL"
 expect_eq "$(cli DBSIZE)" 0 "DBSIZE after FLUSHALL"
-# Frees from other threads may reach a per-thread pool on its owner's next
+# Frees from other threads may reach a thread heap on its owner's next
 # call: allow a few probes.
 for ((i = 0; i < 20; i++)); do
   [[ "$(info_field used_memory)" == "${used0}" ]] && break

@@ -114,7 +114,7 @@ class Server::Worker {
       }
     }
     // Free every connection's buffers before leaving the thread (and, with
-    // thread_pools, before giving the region back).
+    // thread_heaps, before giving the region back).
     for (auto& [fd, conn] : connections_) close(fd);
     server_->counters_.connected.fetch_sub(
         static_cast<int64_t>(connections_.size()), std::memory_order_relaxed);

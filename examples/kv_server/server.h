@@ -14,7 +14,7 @@
 // epoll_wait: sockets are non-blocking and level-triggered. Chosen over a
 // thread per connection because redis-benchmark opens many connections and
 // a fixed set of workers keeps the thread count (and, with fmemp's
-// thread_pools policy, the number of per-thread regions) equal to
+// thread_heaps policy, the number of per-thread regions) equal to
 // --threads. Each worker calls EntryMemory::AttachThread when it starts and
 // DetachThread when it ends.
 //

@@ -211,13 +211,13 @@ std::vector<RegionUsage> CApiFrontEnd::ProbeRegions() {
   return out;
 }
 
-std::vector<PoolUsage> CApiFrontEnd::ProbePools() {
-  std::vector<PoolUsage> out;
-  const u32 count = FMempThreadPoolCount(&memp_);
+std::vector<ThreadHeapUsage> CApiFrontEnd::ProbeThreadHeaps() {
+  std::vector<ThreadHeapUsage> out;
+  const u32 count = FMempThreadHeapCount(&memp_);
   for (u32 i = 0; i < count; ++i) {
-    FMempPoolUsage p = {};
-    if (FMempProbeThreadPool(&memp_, i, &p) != FMEMP_SUCCESS) break;
-    PoolUsage u;
+    FMempThreadHeapUsage p = {};
+    if (FMempProbeThreadHeap(&memp_, i, &p) != FMEMP_SUCCESS) break;
+    ThreadHeapUsage u;
     u.thread_id = p.thread_id;
     u.capacity = p.total;
     u.used = p.used;

@@ -9,8 +9,8 @@
 // comparison suite). Not for production code: call the front-end you chose.
 //
 // * CppFrontEnd<Front> wraps fmemp::Memp<Lock>, fmemp::CachingMemp<Lock>
-//   (fmemp/thread_cache.h) and fmemp::PoolingMemp<Lock>
-//   (fmemp/thread_pool.h).
+//   (fmemp/thread_cache.h) and fmemp::ThreadHeapMemp<Lock>
+//   (fmemp/thread_heap.h).
 // * CApiFrontEnd wraps the SDK's C API (fmemp/fmemp.h) with a policy chosen
 //   at Init; CApiPolicy<kPolicy> and CApiDefault (FMempInit) fix it.
 //
@@ -23,7 +23,8 @@
 //   static std::string Name();           a readable name (typed lists only)
 //   static constexpr bool kIsCApi, kThreadSafe, kHasUsableSize,
 //       kHasResetPeak;
-//   bool has_caches(), has_pools();      what the policy offers; calls for
+//   bool has_caches(), has_thread_heaps();
+//                                        what the policy offers; calls for
 //                                        what it lacks are refused
 //                                        (kNotSupported) or do nothing
 //   bool ready();                        the C API between Init and Remove
@@ -38,8 +39,9 @@
 //   Outcome BindThisThread(begin, flags), UnbindThisThread(),
 //       SyncThisThread();                flags: FMEMP_BIND_NO_FALLBACK
 //   Usage Probe(); std::vector<RegionUsage> ProbeRegions();
-//   std::vector<PoolUsage> ProbePools(); Outcome Check(std::string* why);
-//   Outcome List(line sink); bool ResetPeak();
+//   std::vector<ThreadHeapUsage> ProbeThreadHeaps();
+//   Outcome Check(std::string* why); Outcome List(line sink);
+//   bool ResetPeak();
 //   void SetOutOfMemoryHandler(handler, context);
 //   void SetLimit(bytes);                 the hard limit (fmemp/budget.h)
 //   ReportCounter& reports();            every misuse report, counted
@@ -73,7 +75,7 @@
 #include "fmemp/misuse_kind.h"
 #include "fmemp/region_set.h"
 #include "fmemp/thread_cache.h"
-#include "fmemp/thread_pool.h"
+#include "fmemp/thread_heap.h"
 #include "sync/mutex.h"
 #include "sync/no_lock.h"
 #include "sync/spin_lock.h"
@@ -125,14 +127,14 @@ struct RegionUsage {
   uint64_t live = 0;
 };
 
-// One per-thread pool's figures, as of its thread's last call.
-struct PoolUsage {
+// One per-thread heap's figures, as of its thread's last call.
+struct ThreadHeapUsage {
   uint64_t thread_id = 0;
   uint64_t capacity = 0;
   uint64_t used = 0;
   uint64_t free = 0;
   uint64_t live = 0;
-  uint64_t cached = 0;     // parked in the pool's cache
+  uint64_t cached = 0;     // parked in the thread heap's cache
   uint64_t failed = 0;     // its thread's allocations that returned nullptr
   uint64_t fallbacks = 0;  // requests it passed to the shared regions
 };
@@ -187,9 +189,9 @@ struct IsCachingMemp : std::false_type {};
 template <typename Lock>
 struct IsCachingMemp<CachingMemp<Lock>> : std::true_type {};
 template <typename T>
-struct IsPoolingMemp : std::false_type {};
+struct IsThreadHeapMemp : std::false_type {};
 template <typename Lock>
-struct IsPoolingMemp<PoolingMemp<Lock>> : std::true_type {};
+struct IsThreadHeapMemp<ThreadHeapMemp<Lock>> : std::true_type {};
 template <typename T>
 struct LockOf;
 template <template <typename> class F, typename Lock>
@@ -204,17 +206,17 @@ class CppFrontEnd {
   using Wrapped = Front;
   static constexpr bool kIsCApi = false;
   static constexpr bool kHasCaches = IsCachingMemp<Front>::value;
-  static constexpr bool kHasPools = IsPoolingMemp<Front>::value;
+  static constexpr bool kHasThreadHeaps = IsThreadHeapMemp<Front>::value;
   static constexpr bool kThreadSafe = LockOf<Front>::type::kThreadSafe;
   static constexpr bool kHasUsableSize = true;
   static constexpr bool kHasResetPeak = true;
 
-  // "MempSpinLock", "CachingMempMutex", "PoolingMempNoLock", ...
+  // "MempSpinLock", "CachingMempMutex", "ThreadHeapMempNoLock", ...
   static std::string Name() {
     using Lock = typename LockOf<Front>::type;
-    const char* front = kHasCaches  ? "CachingMemp"
-                        : kHasPools ? "PoolingMemp"
-                                    : "Memp";
+    const char* front = kHasCaches        ? "CachingMemp"
+                        : kHasThreadHeaps ? "ThreadHeapMemp"
+                                          : "Memp";
     const char* lock = std::is_same<Lock, sync::SpinLock>::value ? "SpinLock"
                        : std::is_same<Lock, sync::Mutex>::value  ? "Mutex"
                                                                  : "NoLock";
@@ -230,7 +232,7 @@ class CppFrontEnd {
   CppFrontEnd& operator=(const CppFrontEnd&) = delete;
 
   static constexpr bool has_caches() { return kHasCaches; }
-  static constexpr bool has_pools() { return kHasPools; }
+  static constexpr bool has_thread_heaps() { return kHasThreadHeaps; }
   static constexpr bool ready() { return true; }
   Front& wrapped() { return memp_; }
   ReportCounter& reports() { return reports_; }
@@ -279,28 +281,28 @@ class CppFrontEnd {
     return Outcome::kOk;
   }
 
-  // flags: 0 or FMEMP_BIND_NO_FALLBACK (an exhausted pool fails the
+  // flags: 0 or FMEMP_BIND_NO_FALLBACK (an exhausted thread heap fails the
   // request instead of passing it to the shared regions); others are
   // kInvalidArg, as in the C API.
   Outcome BindThisThread(void* begin, uint32_t flags = 0) {
-    if constexpr (kHasPools) {
+    if constexpr (kHasThreadHeaps) {
       if ((flags & ~FMEMP_BIND_NO_FALLBACK) != 0) return Outcome::kInvalidArg;
-      return OutcomeOf(
-          memp_.BindThisThread(begin, (flags & FMEMP_BIND_NO_FALLBACK) != 0
-                                          ? PoolExhaustion::kFail
-                                          : PoolExhaustion::kFallBackToShared));
+      return OutcomeOf(memp_.BindThisThread(
+          begin, (flags & FMEMP_BIND_NO_FALLBACK) != 0
+                     ? ThreadHeapExhaustion::kFail
+                     : ThreadHeapExhaustion::kFallBackToShared));
     }
     (void)begin;
     (void)flags;
     return Outcome::kNotSupported;
   }
   Outcome UnbindThisThread() {
-    if constexpr (kHasPools) return OutcomeOf(memp_.UnbindThisThread());
+    if constexpr (kHasThreadHeaps) return OutcomeOf(memp_.UnbindThisThread());
     return Outcome::kNotSupported;
   }
-  // Applies the frees other threads queued to this thread's pool.
+  // Applies the frees other threads queued to this thread's heap.
   Outcome SyncThisThread() {
-    if constexpr (kHasPools) {
+    if constexpr (kHasThreadHeaps) {
       memp_.SyncThisThread();
       return Outcome::kOk;
     }
@@ -337,12 +339,12 @@ class CppFrontEnd {
     }
     return out;
   }
-  // Each bound thread's pool (none without pools).
-  std::vector<PoolUsage> ProbePools() {
-    std::vector<PoolUsage> out;
-    if constexpr (kHasPools) {
-      for (const PoolStats& p : memp_.ProbePools()) {
-        PoolUsage u;
+  // Each bound thread's heap (none without thread heaps).
+  std::vector<ThreadHeapUsage> ProbeThreadHeaps() {
+    std::vector<ThreadHeapUsage> out;
+    if constexpr (kHasThreadHeaps) {
+      for (const ThreadHeapStats& p : memp_.ProbeThreadHeaps()) {
+        ThreadHeapUsage u;
         u.thread_id = p.thread_id;
         u.capacity = p.stats.capacity_bytes;
         u.used = p.stats.used_bytes;
@@ -399,7 +401,7 @@ class CApiFrontEnd {
 
   FMempPolicy policy() const { return policy_; }
   bool has_caches() const { return policy_ == FMEMP_POLICY_THREAD_CACHE; }
-  bool has_pools() const { return policy_ == FMEMP_POLICY_THREAD_POOLS; }
+  bool has_thread_heaps() const { return policy_ == FMEMP_POLICY_THREAD_HEAPS; }
   bool ready() const { return memp_.is_ready == FT_COMPONENT_IS_READY; }
   FMemp* memp() { return &memp_; }
   ReportCounter& reports() { return reports_; }
@@ -464,14 +466,15 @@ class CApiFrontEnd {
     return OutcomeOf(FMempBindThreadWithFlags(&memp_, begin, flags));
   }
   Outcome UnbindThisThread() { return OutcomeOf(FMempUnbindThread(&memp_)); }
-  Outcome SyncThisThread() { return OutcomeOf(FMempSyncThreadPool(&memp_)); }
+  Outcome SyncThisThread() { return OutcomeOf(FMempSyncThreadHeap(&memp_)); }
 
   // All zero when the pool is not ready.
   Usage Probe() const;
   // Region by region; regions removed meanwhile end the list early.
   std::vector<RegionUsage> ProbeRegions();
-  // Pool by pool; pools unbound meanwhile end the list early.
-  std::vector<PoolUsage> ProbePools();
+  // Thread heap by thread heap; thread heaps unbound meanwhile end the list
+  // early.
+  std::vector<ThreadHeapUsage> ProbeThreadHeaps();
   Outcome Check(std::string* why = nullptr);
   Outcome List(absl::FunctionRef<void(absl::string_view)> line);
   bool ResetPeak() { return false; }  // not in the C API
@@ -491,12 +494,12 @@ class CApiFrontEnd {
   void* oom_context_ = nullptr;
 };
 
-// The C API with one policy, named "CApi" + the policy ("CApiThreadPools").
+// The C API with one policy, named "CApi" + the policy ("CApiThreadHeaps").
 template <FMempPolicy kPolicy>
 class CApiPolicy : public CApiFrontEnd {
  public:
   static constexpr bool kHasCaches = kPolicy == FMEMP_POLICY_THREAD_CACHE;
-  static constexpr bool kHasPools = kPolicy == FMEMP_POLICY_THREAD_POOLS;
+  static constexpr bool kHasThreadHeaps = kPolicy == FMEMP_POLICY_THREAD_HEAPS;
   static constexpr bool kThreadSafe = kPolicy != FMEMP_POLICY_SINGLE_THREAD;
 
   static std::string Name() {
@@ -509,8 +512,8 @@ class CApiPolicy : public CApiFrontEnd {
         return "CApiSingleThread";
       case FMEMP_POLICY_THREAD_CACHE:
         return "CApiThreadCache";
-      case FMEMP_POLICY_THREAD_POOLS:
-        return "CApiThreadPools";
+      case FMEMP_POLICY_THREAD_HEAPS:
+        return "CApiThreadHeaps";
     }
     return "CApiUnknown";
   }
@@ -524,7 +527,7 @@ class CApiDefault : public CApiFrontEnd {
  public:
   static constexpr FMempPolicy kPolicy = FMEMP_POLICY_THREAD_CACHE;
   static constexpr bool kHasCaches = true;
-  static constexpr bool kHasPools = false;
+  static constexpr bool kHasThreadHeaps = false;
   static constexpr bool kThreadSafe = true;
 
   static std::string Name() { return "CApiDefault"; }

@@ -8,9 +8,9 @@
 // up:
 //
 // * ThreadSafeFrontEnds: each C++ front-end with each thread-safe lock
-//   (Memp, CachingMemp and PoolingMemp with SpinLock and Mutex), and the C
+//   (Memp, CachingMemp and ThreadHeapMemp with SpinLock and Mutex), and the C
 //   API with each thread-safe policy (mutex, spin lock, thread cache,
-//   thread pools). Ten entries.
+//   thread heaps). Ten entries.
 // * AllFrontEnds: those, plus what only one thread may use (Memp<NoLock>,
 //   the C API's FMEMP_POLICY_SINGLE_THREAD) and the C API as FMempInit
 //   starts it. Thirteen entries.
@@ -24,7 +24,7 @@
 #include "fmemp/memp.h"
 #include "fmemp/testing/front_end.h"
 #include "fmemp/thread_cache.h"
-#include "fmemp/thread_pool.h"
+#include "fmemp/thread_heap.h"
 #include "sync/mutex.h"
 #include "sync/no_lock.h"
 #include "sync/spin_lock.h"
@@ -46,18 +46,18 @@ using MempMutex = CppFrontEnd<Memp<sync::Mutex>>;
 using MempNoLock = CppFrontEnd<Memp<sync::NoLock>>;
 using CachingMempSpinLock = CppFrontEnd<CachingMemp<sync::SpinLock>>;
 using CachingMempMutex = CppFrontEnd<CachingMemp<sync::Mutex>>;
-using PoolingMempSpinLock = CppFrontEnd<PoolingMemp<sync::SpinLock>>;
-using PoolingMempMutex = CppFrontEnd<PoolingMemp<sync::Mutex>>;
+using ThreadHeapMempSpinLock = CppFrontEnd<ThreadHeapMemp<sync::SpinLock>>;
+using ThreadHeapMempMutex = CppFrontEnd<ThreadHeapMemp<sync::Mutex>>;
 using CApiMutex = CApiPolicy<FMEMP_POLICY_MUTEX>;
 using CApiSpinLock = CApiPolicy<FMEMP_POLICY_SPINLOCK>;
 using CApiSingleThread = CApiPolicy<FMEMP_POLICY_SINGLE_THREAD>;
 using CApiThreadCache = CApiPolicy<FMEMP_POLICY_THREAD_CACHE>;
-using CApiThreadPools = CApiPolicy<FMEMP_POLICY_THREAD_POOLS>;
+using CApiThreadHeaps = CApiPolicy<FMEMP_POLICY_THREAD_HEAPS>;
 
 using ThreadSafeFrontEnds =
     FrontEndList<MempSpinLock, MempMutex, CachingMempSpinLock, CachingMempMutex,
-                 PoolingMempSpinLock, PoolingMempMutex, CApiMutex, CApiSpinLock,
-                 CApiThreadCache, CApiThreadPools>;
+                 ThreadHeapMempSpinLock, ThreadHeapMempMutex, CApiMutex,
+                 CApiSpinLock, CApiThreadCache, CApiThreadHeaps>;
 
 using AllFrontEnds = Append<ThreadSafeFrontEnds, MempNoLock, CApiSingleThread,
                             CApiDefault>::type;

@@ -5,7 +5,7 @@
 //
 // The adapter itself, under every entry of AllFrontEnds: each allocates,
 // frees and probes consistently, counts misuse reports, and offers exactly
-// what it says it offers (has_caches, has_pools, kHasUsableSize,
+// what it says it offers (has_caches, has_thread_heaps, kHasUsableSize,
 // kHasResetPeak).
 
 #include "fmemp/testing/front_end.h"
@@ -218,7 +218,7 @@ TYPED_TEST(FrontEndTest, CountsFailedAllocationsAndCallsTheOomHandler) {
 
 // failed_allocations counts calls that returned nullptr, once each, where
 // the front-end returns it: not attempts that an out-of-memory retry, a
-// cache drain or a pool's fallback then served.
+// cache drain or a thread heap's fallback then served.
 
 // An out-of-memory handler that adds `region` (once) and asks for a retry.
 template <typename FrontEnd>
@@ -318,64 +318,65 @@ TYPED_TEST(FrontEndTest, MalformedRequestsCountOnceEach) {
   EXPECT_EQ(f.AllocateAligned(size_t{1} << 40, 16), nullptr);
   EXPECT_EQ(f.Probe().failed, 3u);
   EXPECT_EQ(oom.calls, 0);
-  if (!TypeParam::kHasPools) return;
-  // From a bound thread: in its pool's figures and in the total.
+  if (!TypeParam::kHasThreadHeaps) return;
+  // From a bound thread: in its thread heap's figures and in the total.
   uint8_t* const s = this->second_.begin();
   ASSERT_EQ(f.AddRegion(s, this->second_.end()), Outcome::kOk);
   ASSERT_EQ(f.BindThisThread(s), Outcome::kOk);
   EXPECT_EQ(f.Calloc(SIZE_MAX / 2, 4), nullptr);
   EXPECT_EQ(f.AllocateAligned(48, 16), nullptr);
-  const std::vector<PoolUsage> pools = f.ProbePools();
-  ASSERT_EQ(pools.size(), 1u);
-  EXPECT_EQ(pools[0].failed, 2u);
+  const std::vector<ThreadHeapUsage> thread_heaps = f.ProbeThreadHeaps();
+  ASSERT_EQ(thread_heaps.size(), 1u);
+  EXPECT_EQ(thread_heaps[0].failed, 2u);
   EXPECT_EQ(f.Probe().failed, 5u);
   EXPECT_EQ(oom.calls, 0);
   EXPECT_EQ(f.UnbindThisThread(), Outcome::kOk);
 }
 
 // A bound thread's calls: an exhaustion the shared regions serve counts
-// nothing; a call that fails everywhere counts once, in its pool's figures
-// and in the total (which keeps it after the thread has gone).
-TYPED_TEST(FrontEndTest, PoolFailuresCountOnceInThePoolAndTheTotal) {
-  if (!TypeParam::kHasPools) GTEST_SKIP() << "no pools";
+// nothing; a call that fails everywhere counts once, in its thread heap's
+// figures and in the total (which keeps it after the thread has gone).
+TYPED_TEST(FrontEndTest,
+           ThreadHeapFailuresCountOnceInTheThreadHeapAndTheTotal) {
+  if (!TypeParam::kHasThreadHeaps) GTEST_SKIP() << "no thread heaps";
   TypeParam& f = this->front_;
   uint8_t* const s = this->second_.begin();
   ASSERT_EQ(f.AddRegion(s, this->second_.end()), Outcome::kOk);
   ASSERT_EQ(f.BindThisThread(s), Outcome::kOk);
-  auto pool = [&f] {
-    const std::vector<PoolUsage> pools = f.ProbePools();
-    return pools.size() == 1 ? pools[0] : PoolUsage{};
+  auto thread_heap = [&f] {
+    const std::vector<ThreadHeapUsage> thread_heaps = f.ProbeThreadHeaps();
+    return thread_heaps.size() == 1 ? thread_heaps[0] : ThreadHeapUsage{};
   };
-  void* a = f.Allocate(kRegionBytes * 3 / 4);  // from the pool
+  void* a = f.Allocate(kRegionBytes * 3 / 4);  // from the thread heap
   ASSERT_NE(a, nullptr);
   void* x = f.Allocate(1000);
   ASSERT_NE(x, nullptr);
-  void* b = f.Allocate(kRegionBytes / 2);  // the pool is full: shared
+  void* b = f.Allocate(kRegionBytes / 2);  // the thread heap is full: shared
   ASSERT_NE(b, nullptr);
-  EXPECT_EQ(pool().fallbacks, 1u);
-  EXPECT_EQ(pool().failed, 0u);
+  EXPECT_EQ(thread_heap().fallbacks, 1u);
+  EXPECT_EQ(thread_heap().failed, 0u);
   EXPECT_EQ(f.Probe().failed, 0u);
   ASSERT_TRUE(f.Free(b));
-  // A reallocation the pool cannot hold, moved to the shared regions.
+  // A reallocation the thread heap cannot hold, moved to the shared regions.
   x = f.Reallocate(x, kRegionBytes / 2);
   ASSERT_NE(x, nullptr);
-  EXPECT_EQ(pool().fallbacks, 2u);
-  EXPECT_EQ(pool().failed, 0u);
+  EXPECT_EQ(thread_heap().fallbacks, 2u);
+  EXPECT_EQ(thread_heap().failed, 0u);
   EXPECT_EQ(f.Probe().failed, 0u);
 
-  // Fails in the pool, then in the shared regions: one failure.
+  // Fails in the thread heap, then in the shared regions: one failure.
   EXPECT_EQ(f.Allocate(2 * kRegionBytes), nullptr);
-  EXPECT_EQ(pool().failed, 1u);
+  EXPECT_EQ(thread_heap().failed, 1u);
   EXPECT_EQ(f.Probe().failed, 1u);
   // A reallocation of the shared block that fits nowhere: one more.
   EXPECT_EQ(f.Reallocate(x, 2 * kRegionBytes), nullptr);
-  EXPECT_EQ(pool().failed, 2u);
+  EXPECT_EQ(thread_heap().failed, 2u);
   EXPECT_EQ(f.Probe().failed, 2u);
 
-  // Without fallback the pool's exhaustion is the call's failure.
+  // Without fallback the thread heap's exhaustion is the call's failure.
   ASSERT_EQ(f.BindThisThread(s, FMEMP_BIND_NO_FALLBACK), Outcome::kOk);
   EXPECT_EQ(f.Allocate(kRegionBytes / 2), nullptr);
-  EXPECT_EQ(pool().failed, 3u);
+  EXPECT_EQ(thread_heap().failed, 3u);
   EXPECT_EQ(f.Probe().failed, 3u);
 
   ASSERT_TRUE(f.Free(a));
@@ -392,8 +393,8 @@ TYPED_TEST(FrontEndTest, PoolFailuresCountOnceInThePoolAndTheTotal) {
   EXPECT_EQ(f.Probe().failed, 4u);
 }
 
-// A pool that may not fall back: its thread's handler makes room in the
-// pool, and the retry's success is the call's outcome.
+// A thread heap that may not fall back: its thread's handler makes room in the
+// thread heap, and the retry's success is the call's outcome.
 template <typename FrontEnd>
 struct FreeOnOom {
   FrontEnd* front_end;
@@ -407,8 +408,8 @@ struct FreeOnOom {
   }
 };
 
-TYPED_TEST(FrontEndTest, PoolServedAfterTheOomHandlerCountsNoFailure) {
-  if (!TypeParam::kHasPools) GTEST_SKIP() << "no pools";
+TYPED_TEST(FrontEndTest, ThreadHeapServedAfterTheOomHandlerCountsNoFailure) {
+  if (!TypeParam::kHasThreadHeaps) GTEST_SKIP() << "no thread heaps";
   TypeParam& f = this->front_;
   uint8_t* const s = this->second_.begin();
   ASSERT_EQ(f.AddRegion(s, this->second_.end()), Outcome::kOk);
@@ -419,13 +420,13 @@ TYPED_TEST(FrontEndTest, PoolServedAfterTheOomHandlerCountsNoFailure) {
   void* p = f.Allocate(kRegionBytes * 3 / 4);
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(oom.block, nullptr) << "the handler was not asked";
-  const std::vector<PoolUsage> pools = f.ProbePools();
-  ASSERT_EQ(pools.size(), 1u);
-  EXPECT_EQ(pools[0].failed, 0u);
+  const std::vector<ThreadHeapUsage> thread_heaps = f.ProbeThreadHeaps();
+  ASSERT_EQ(thread_heaps.size(), 1u);
+  EXPECT_EQ(thread_heaps[0].failed, 0u);
   EXPECT_EQ(f.Probe().failed, 0u);
   // Now the handler declines: one failure.
   EXPECT_EQ(f.Allocate(kRegionBytes * 3 / 4), nullptr);
-  EXPECT_EQ(f.ProbePools()[0].failed, 1u);
+  EXPECT_EQ(f.ProbeThreadHeaps()[0].failed, 1u);
   EXPECT_EQ(f.Probe().failed, 1u);
   EXPECT_TRUE(f.Free(p));
   EXPECT_EQ(f.UnbindThisThread(), Outcome::kOk);
@@ -449,15 +450,15 @@ TYPED_TEST(FrontEndTest, CachesAreWhereTheEntrySaysTheyAre) {
   EXPECT_EQ(f.Probe().used, 0u);
 }
 
-TYPED_TEST(FrontEndTest, PoolsAreWhereTheEntrySaysTheyAre) {
+TYPED_TEST(FrontEndTest, ThreadHeapsAreWhereTheEntrySaysTheyAre) {
   TypeParam& f = this->front_;
-  EXPECT_EQ(f.has_pools(), TypeParam::kHasPools);
+  EXPECT_EQ(f.has_thread_heaps(), TypeParam::kHasThreadHeaps);
   uint8_t* const s = this->second_.begin();
   ASSERT_EQ(f.AddRegion(s, this->second_.end()), Outcome::kOk);
-  if (!TypeParam::kHasPools) {
+  if (!TypeParam::kHasThreadHeaps) {
     EXPECT_EQ(f.BindThisThread(s), Outcome::kNotSupported);
     EXPECT_EQ(f.UnbindThisThread(), Outcome::kNotSupported);
-    EXPECT_TRUE(f.ProbePools().empty());
+    EXPECT_TRUE(f.ProbeThreadHeaps().empty());
     return;
   }
   EXPECT_EQ(f.BindThisThread(s, 0x40), Outcome::kInvalidArg);
@@ -466,18 +467,20 @@ TYPED_TEST(FrontEndTest, PoolsAreWhereTheEntrySaysTheyAre) {
   void* p = f.Allocate(1000);
   ASSERT_NE(p, nullptr);
   EXPECT_TRUE(p >= static_cast<void*>(s) && p < this->second_.end())
-      << "a bound thread allocated outside its pool";
-  const std::vector<PoolUsage> pools = f.ProbePools();
-  ASSERT_EQ(pools.size(), 1u);
-  EXPECT_EQ(pools[0].live, 1u);
-  EXPECT_GE(pools[0].used, 1000u);
-  EXPECT_EQ(pools[0].used + pools[0].cached + pools[0].free, pools[0].capacity);
-  // Without fallback an exhausted pool fails the request.
+      << "a bound thread allocated outside its thread heap";
+  const std::vector<ThreadHeapUsage> thread_heaps = f.ProbeThreadHeaps();
+  ASSERT_EQ(thread_heaps.size(), 1u);
+  EXPECT_EQ(thread_heaps[0].live, 1u);
+  EXPECT_GE(thread_heaps[0].used, 1000u);
+  EXPECT_EQ(
+      thread_heaps[0].used + thread_heaps[0].cached + thread_heaps[0].free,
+      thread_heaps[0].capacity);
+  // Without fallback an exhausted thread heap fails the request.
   EXPECT_EQ(f.Allocate(kRegionBytes), nullptr);
   EXPECT_EQ(f.SyncThisThread(), Outcome::kOk);
   EXPECT_TRUE(f.Free(p));
   EXPECT_EQ(f.UnbindThisThread(), Outcome::kOk);
-  EXPECT_TRUE(f.ProbePools().empty());
+  EXPECT_TRUE(f.ProbeThreadHeaps().empty());
   EXPECT_EQ(f.RemoveRegion(s), Outcome::kOk);
 }
 
@@ -533,9 +536,9 @@ TEST(CApiFrontEndTest, NotReadyUntilInitAndAfterRemove) {
   EXPECT_EQ(f.Probe().capacity, 0u);
   EXPECT_EQ(f.Check(), Outcome::kNotInit);
   EXPECT_EQ(f.Init(region.begin(), region.end(), 0x7f), Outcome::kInvalidArg);
-  EXPECT_EQ(f.Init(region.begin(), region.end(), FMEMP_POLICY_THREAD_POOLS),
+  EXPECT_EQ(f.Init(region.begin(), region.end(), FMEMP_POLICY_THREAD_HEAPS),
             Outcome::kOk);
-  EXPECT_TRUE(f.has_pools());
+  EXPECT_TRUE(f.has_thread_heaps());
   EXPECT_EQ(f.Init(region.begin(), region.end()), Outcome::kAlreadyInit);
   // The counter survives re-init: the handler is installed by every Init.
   EXPECT_FALSE(f.Free(region.end() + 64));
@@ -544,7 +547,7 @@ TEST(CApiFrontEndTest, NotReadyUntilInitAndAfterRemove) {
   EXPECT_FALSE(f.ready());
   EXPECT_EQ(f.Init(region.begin(), region.end(), FMEMP_POLICY_SPINLOCK),
             Outcome::kOk);
-  EXPECT_FALSE(f.has_pools());
+  EXPECT_FALSE(f.has_thread_heaps());
   EXPECT_EQ(f.BindThisThread(region.begin()), Outcome::kNotSupported);
 }
 
@@ -565,7 +568,7 @@ TEST(FrontEndListTest, NamesAreUniqueAndListsNest) {
     EXPECT_NE(std::find(all.begin(), all.end(), name), all.end()) << name;
   }
   EXPECT_EQ(MempNoLock::Name(), "MempNoLock");
-  EXPECT_EQ(PoolingMempMutex::Name(), "PoolingMempMutex");
+  EXPECT_EQ(ThreadHeapMempMutex::Name(), "ThreadHeapMempMutex");
   EXPECT_EQ(CApiThreadCache::Name(), "CApiThreadCache");
   EXPECT_FALSE(MempNoLock::kThreadSafe);
   EXPECT_FALSE(CApiSingleThread::kThreadSafe);

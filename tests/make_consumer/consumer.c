@@ -99,7 +99,7 @@ int main(void) {
   int ok = CrossThreadFrees(FMEMP_POLICY_MUTEX, "mutex");
   ok &= CrossThreadFrees(FMEMP_POLICY_SPINLOCK, "spinlock");
   ok &= CrossThreadFrees(FMEMP_POLICY_THREAD_CACHE, "thread_cache");
-  ok &= CrossThreadFrees(FMEMP_POLICY_THREAD_POOLS, "thread_pools");
+  ok &= CrossThreadFrees(FMEMP_POLICY_THREAD_HEAPS, "thread_heaps");
   printf("%s\n", ok ? "make consumer: fmemp works" : "FAILED");
   return ok ? 0 : 1;
 }

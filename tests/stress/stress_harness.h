@@ -24,23 +24,23 @@
 //   slot's inbox (that slot's thread verifies it and frees it or adopts it:
 //   later reallocs and frees happen on a thread that did not allocate it),
 //   UsableSize, and a flush of the thread's own cache.
-// * Per-thread pools (front-ends with kHasPools): even slots have a region of
-//   their own (kPoolBytes), added by the slot's first thread and bound by
-//   every thread of the slot, live blocks and all. Slots 0, 4, ... fall back
-//   to the shared regions when the pool is full, slots 2, 6, ... fail the
-//   request. A bound worker unbinds now and then and rebinds soon after,
-//   checks its own pool with Check, and mostly exits bound: its pool goes
-//   back to the shared regions with the blocks the slot still holds. Odd
-//   slots bind nothing. Blocks of pools travel like any other, so other
-//   threads free (queued to the owner) and reallocate them.
+// * Per-thread heaps (front-ends with kHasThreadHeaps): even slots have a
+//   region of their own (kThreadHeapBytes), added by the slot's first thread
+//   and bound by every thread of the slot, live blocks and all. Slots 0, 4, ...
+//   fall back to the shared regions when the thread heap is full, slots 2, 6,
+//   ... fail the request. A bound worker unbinds now and then and rebinds soon
+//   after, checks its own thread heap with Check, and mostly exits bound: its
+//   thread heap goes back to the shared regions with the blocks the slot still
+//   holds. Odd slots bind nothing. Blocks of thread heaps travel like any
+//   other, so other threads free (queued to the owner) and reallocate them.
 // * The collector: lives through every wave, verifies the blocks sent to it,
 //   holds up to kCollectorHold of them for a while and frees them.
 // * The region manager: removes and re-adds kManagedRegions regions of its
 //   own while everyone allocates. RemoveRegion may say busy; that is fine.
-// * The prober: Probe, ProbeRegions, ProbePools and Check, over and over,
+// * The prober: Probe, ProbeRegions, ProbeThreadHeaps and Check, over and over,
 //   and every eighth round a drain of every thread's cache. Check must
 //   always pass; used <= capacity and used + cached + free == capacity, in
-//   the whole and per region and per pool.
+//   the whole and per region and per thread heap.
 //
 // Every block carries block_pattern.h's pattern over every byte; it is
 // checked before every free, before every realloc (and the preserved prefix
@@ -98,8 +98,8 @@ namespace stress {
 
 using testkit::Outcome;
 using testkit::OutcomeName;
-using testkit::PoolUsage;
 using testkit::RegionUsage;
+using testkit::ThreadHeapUsage;
 using testkit::Usage;
 
 // How long and how hard to run; see StressConfig::FromEnvironment.
@@ -232,7 +232,7 @@ class StressHarness {
   static constexpr size_t kBaseBytes = size_t{512} << 10;
   static constexpr int kManagedRegions = 3;
   static constexpr size_t kManagedBytes = size_t{1} << 20;
-  static constexpr size_t kPoolBytes = size_t{256} << 10;
+  static constexpr size_t kThreadHeapBytes = size_t{256} << 10;
   static constexpr size_t kBigMin = size_t{600} << 10;
   static constexpr size_t kBigMax = size_t{900} << 10;
   static constexpr size_t kMaxSmall = 1024;
@@ -249,10 +249,11 @@ class StressHarness {
     for (int i = 0; i < kManagedRegions; ++i) {
       managed_.push_back(std::make_unique<Managed>(kManagedBytes));
     }
-    if (FrontEnd::kHasPools) {
+    if (FrontEnd::kHasThreadHeaps) {
       for (int i = 0; i < config.threads; ++i) {
-        pools_.push_back(IsPoolSlot(i) ? std::make_unique<Arena>(kPoolBytes)
-                                       : nullptr);
+        thread_heaps_.push_back(IsThreadHeapSlot(i)
+                                    ? std::make_unique<Arena>(kThreadHeapBytes)
+                                    : nullptr);
       }
     }
   }
@@ -346,9 +347,10 @@ class StressHarness {
           << "managed region " << i;
     }
     for (size_t i = 0; i < slots_.size(); ++i) {
-      if (slots_[i].pool_added) {
-        EXPECT_EQ(backend_.RemoveRegion(pools_[i]->begin()), Outcome::kOk)
-            << "pool region of slot " << i;
+      if (slots_[i].thread_heap_added) {
+        EXPECT_EQ(backend_.RemoveRegion(thread_heaps_[i]->begin()),
+                  Outcome::kOk)
+            << "thread heap region of slot " << i;
       }
     }
     const Usage last = backend_.Probe();
@@ -364,15 +366,15 @@ class StressHarness {
         "threads, seed %#x; cross-thread frees %u, collector frees %u, "
         "adopted %u, big blocks %u, blocks in managed regions %u, calls "
         "while a region was removed %u, removals %u (busy %u), probes %u, "
-        "checks %u, NULL from ordinary requests %u, pool binds %u, unbinds "
-        "%u, NULL from full pools %u; failures %d",
+        "checks %u, NULL from ordinary requests %u, heap binds %u, unbinds "
+        "%u, NULL from full heaps %u; failures %d",
         name, calls_.load(), seconds, calls_.load() / seconds, waves,
         config_.threads, config_.seed, cross_thread_frees_.load(),
         collector_frees_.load(), adopted_.load(), big_blocks_.load(),
         in_managed_.load(), calls_while_removed_.load(), removals_.load(),
         busy_removals_.load(), probes_.load(), checks_.load(),
         failed_allocations_.load(), binds_.load(), unbinds_.load(),
-        pool_full_.load(), failures_.count());
+        thread_heap_full_.load(), failures_.count());
     std::printf("%s\n", summary.c_str());
     std::fflush(stdout);
     testing::Test::RecordProperty("allocator_calls",
@@ -391,7 +393,7 @@ class StressHarness {
     EXPECT_GT(calls_while_removed_.load(), 0u)
         << "no allocation ran while a region was removed";
     EXPECT_GT(checks_.load(), 0u);
-    if (FrontEnd::kHasPools) {
+    if (FrontEnd::kHasThreadHeaps) {
       EXPECT_GT(binds_.load(), 0u);
     }
   }
@@ -410,7 +412,8 @@ class StressHarness {
   // wave's or the test thread.
   struct Slot {
     std::vector<Block> live;
-    bool pool_added = false;  // its pool region was added to the front-end
+    bool thread_heap_added =
+        false;  // its thread heap region was added to the front-end
   };
 
   // Per-thread state of every thread of the harness.
@@ -425,8 +428,8 @@ class StressHarness {
     uint64_t calls = 0;      // allocator calls made
     uint64_t published = 0;  // calls already added to calls_
     uint64_t op = 0;         // operations drawn (workers)
-    bool bound = false;      // has a per-thread pool bound
-    bool may_fail = false;   // bound to a pool that fails when full
+    bool bound = false;      // has a per-thread heap bound
+    bool may_fail = false;   // bound to a thread heap that fails when full
 
     uint64_t Generation() { return (uid << 32) | ++next_generation; }
     std::string Where() const {
@@ -456,8 +459,8 @@ class StressHarness {
     t.published = t.calls;
   }
 
-  bool IsPoolSlot(int slot) const {
-    return FrontEnd::kHasPools && slot % 2 == 0;
+  bool IsThreadHeapSlot(int slot) const {
+    return FrontEnd::kHasThreadHeaps && slot % 2 == 0;
   }
 
   // The managed region holding p, or -1.
@@ -475,7 +478,7 @@ class StressHarness {
     for (const auto& m : managed_) {
       if (m->arena.Contains(p)) return &m->arena;
     }
-    for (const auto& a : pools_) {
+    for (const auto& a : thread_heaps_) {
       if (a != nullptr && a->Contains(p)) return a.get();
     }
     return nullptr;
@@ -570,10 +573,11 @@ class StressHarness {
     return b;
   }
 
-  // A NULL from an ordinary request: expected only from a pool that fails
-  // when full; else the pool is short of memory (reported, not an error).
+  // A NULL from an ordinary request: expected only from a thread heap that
+  // fails when full; else the thread heap is short of memory (reported, not an
+  // error).
   void CountFailure(const ThreadContext& t) {
-    (t.may_fail ? pool_full_ : failed_allocations_)
+    (t.may_fail ? thread_heap_full_ : failed_allocations_)
         .fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -687,13 +691,13 @@ class StressHarness {
     }
   }
 
-  // Pool slots: even ones. Slots 0, 4, ... fall back to the shared regions
-  // when their pool is full; slots 2, 6, ... fail instead.
+  // Thread heap slots: even ones. Slots 0, 4, ... fall back to the shared
+  // regions when their thread heap is full; slots 2, 6, ... fail instead.
   bool IsFallBackSlot(int slot) const { return slot % 4 == 0; }
 
   void Bind(ThreadContext& t) {
     const Outcome s = backend_.BindThisThread(
-        pools_[t.slot]->begin(),
+        thread_heaps_[t.slot]->begin(),
         IsFallBackSlot(t.slot) ? 0 : FMEMP_BIND_NO_FALLBACK);
     if (s != Outcome::kOk) {
       Fail(t, absl::StrCat("BindThisThread: ", OutcomeName(s)));
@@ -717,18 +721,19 @@ class StressHarness {
     Slot& s = slots_[slot];
     std::vector<Block>& mine = s.live;
     std::deque<Block> transient;
-    if (IsPoolSlot(slot)) {
+    if (IsThreadHeapSlot(slot)) {
       // This slot's region: added by the slot's first thread, bound by every
       // thread of the slot, live blocks and all.
-      if (!s.pool_added) {
-        const Outcome added =
-            backend_.AddRegion(pools_[slot]->begin(), pools_[slot]->end());
+      if (!s.thread_heap_added) {
+        const Outcome added = backend_.AddRegion(thread_heaps_[slot]->begin(),
+                                                 thread_heaps_[slot]->end());
         if (added != Outcome::kOk) {
-          Fail(t, absl::StrCat("AddRegion (pool): ", OutcomeName(added)));
+          Fail(t,
+               absl::StrCat("AddRegion (thread heap): ", OutcomeName(added)));
         }
-        s.pool_added = added == Outcome::kOk;
+        s.thread_heap_added = added == Outcome::kOk;
       }
-      if (s.pool_added) Bind(t);
+      if (s.thread_heap_added) Bind(t);
     }
     for (;; ++t.op) {
       if (t.op % 16 == 0) {
@@ -748,7 +753,7 @@ class StressHarness {
           Release(t, b);
         }
       }
-      if (IsPoolSlot(slot) && s.pool_added) {
+      if (IsThreadHeapSlot(slot) && s.thread_heap_added) {
         // Mostly bound: unbound now and then, for a short while.
         if (t.bound && t.rng() % 1024 == 0) {
           Unbind(t);
@@ -797,7 +802,7 @@ class StressHarness {
           Fail(t, absl::StrCat("FlushThisThread: ", OutcomeName(flushed)));
         }
       } else if (pick < 952 && t.bound) {
-        // Check covers this thread's own pool only here.
+        // Check covers this thread's own heap only here.
         ++t.calls;
         std::string why;
         if (backend_.Check(&why) != Outcome::kOk) {
@@ -808,7 +813,7 @@ class StressHarness {
       }
     }
     // Exit: managed blocks freed, a quarter of the rest to the collector,
-    // the others stay in the slot for the next wave. A pool thread mostly
+    // the others stay in the slot for the next wave. A bound thread mostly
     // exits bound.
     for (const Block& b : transient) Release(t, b);
     for (size_t n = mine.size() / 4; n > 0; --n) {
@@ -925,8 +930,8 @@ class StressHarness {
 
   void ProbeLoop() {
     ThreadContext t = Context("prober", -1, 0, 4);
-    const uint64_t max_regions =
-        kBaseRegions + kManagedRegions + static_cast<uint64_t>(pools_.size());
+    const uint64_t max_regions = kBaseRegions + kManagedRegions +
+                                 static_cast<uint64_t>(thread_heaps_.size());
     while (!stop_prober_.load(std::memory_order_acquire)) {
       ++t.op;
       const Usage u = backend_.Probe();
@@ -946,12 +951,12 @@ class StressHarness {
                       r.begin, r.end, r.capacity, r.used, r.free));
         }
       }
-      for (const PoolUsage& p : backend_.ProbePools()) {
+      for (const ThreadHeapUsage& p : backend_.ProbeThreadHeaps()) {
         if (p.used > p.capacity || p.used + p.cached + p.free != p.capacity ||
-            p.capacity > kPoolBytes) {
+            p.capacity > kThreadHeapBytes) {
           Fail(t,
                absl::StrFormat(
-                   "ProbePools: pool of thread %d capacity %u used %u "
+                   "ProbeThreadHeaps: heap of thread %d capacity %u used %u "
                    "cached %u free %u live %u",
                    p.thread_id, p.capacity, p.used, p.cached, p.free, p.live));
         }
@@ -978,8 +983,9 @@ class StressHarness {
   FrontEnd backend_;
   std::vector<std::unique_ptr<Arena>> base_;
   std::vector<std::unique_ptr<Managed>> managed_;
-  std::vector<std::unique_ptr<Arena>> pools_;  // per slot; null if unpooled
-  std::vector<BlockQueue> inboxes_;            // per slot
+  std::vector<std::unique_ptr<Arena>>
+      thread_heaps_;                 // per slot; null for a slot without one
+  std::vector<BlockQueue> inboxes_;  // per slot
   std::vector<Slot> slots_;
   BlockQueue collector_inbox_;
   Failures failures_;
@@ -1006,7 +1012,7 @@ class StressHarness {
   std::atomic<uint64_t> probes_{0};
   std::atomic<uint64_t> checks_{0};
   std::atomic<uint64_t> failed_allocations_{0};
-  std::atomic<uint64_t> pool_full_{0};
+  std::atomic<uint64_t> thread_heap_full_{0};
   std::atomic<uint64_t> binds_{0};
   std::atomic<uint64_t> unbinds_{0};
 };

@@ -6,9 +6,9 @@
 // The stress harness (stress_harness.h) under every thread-safe policy
 // (fmemp::testkit::ThreadSafeFrontEnds, fmemp/testing/front_end_list.h):
 // Memp<SpinLock>, Memp<Mutex>, CachingMemp<SpinLock>, CachingMemp<Mutex>,
-// PoolingMemp<SpinLock>, PoolingMemp<Mutex>, and the C API with
+// ThreadHeapMemp<SpinLock>, ThreadHeapMemp<Mutex>, and the C API with
 // FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK, FMEMP_POLICY_THREAD_CACHE and
-// FMEMP_POLICY_THREAD_POOLS. Each policy runs for a bounded time (5 s, or
+// FMEMP_POLICY_THREAD_HEAPS. Each policy runs for a bounded time (5 s, or
 // 400000 allocator calls, by default); docs/STRESS.md gives the long-soak
 // settings. Run under --config=tsan and --config=asan too.
 

@@ -1,7 +1,7 @@
 // Copyright 2026 The fmemp Authors.
 // SPDX-License-Identifier: Apache-2.0
 
-#include "fmemp/thread_pool.h"
+#include "fmemp/thread_heap.h"
 
 #include <algorithm>
 #include <atomic>
@@ -41,7 +41,7 @@ struct Region {
 };
 
 // A thread that runs one task at a time, on request, so a test can act as
-// a particular thread (keeping its pool) step by step.
+// a particular thread (keeping its thread heap) step by step.
 class Worker {
  public:
   Worker() : thread_([this] { Loop(); }) {}
@@ -108,51 +108,51 @@ void ExpectBalanced(Front& memp) {
 }
 
 template <typename T>
-class PoolingMempTest : public ::testing::Test {
+class ThreadHeapMempTest : public ::testing::Test {
  protected:
   void SetUp() override {
     memp_.SetErrorHandler(&MisuseLog::Record, &misuse_);
     ASSERT_TRUE(memp_.AddRegion(shared_.begin(), shared_.bytes).ok());
   }
   // Adds `region` and binds it to the calling thread.
-  void BindHere(Region& region,
-                PoolExhaustion mode = PoolExhaustion::kFallBackToShared) {
+  void BindHere(Region& region, ThreadHeapExhaustion mode =
+                                    ThreadHeapExhaustion::kFallBackToShared) {
     ASSERT_TRUE(memp_.AddRegion(region.begin(), region.bytes).ok());
     ASSERT_TRUE(memp_.BindThisThread(region.begin(), mode).ok());
   }
 
-  PoolingMemp<T> memp_;
+  ThreadHeapMemp<T> memp_;
   Region shared_;
   MisuseLog misuse_;
 };
 
 using LockPolicies = ::testing::Types<sync::SpinLock, sync::Mutex>;
-TYPED_TEST_SUITE(PoolingMempTest, LockPolicies);
+TYPED_TEST_SUITE(ThreadHeapMempTest, LockPolicies);
 
-TYPED_TEST(PoolingMempTest, BoundThreadAllocatesFromItsPool) {
+TYPED_TEST(ThreadHeapMempTest, BoundThreadAllocatesFromItsThreadHeap) {
   Region own;
   Worker worker;
   void* mine = nullptr;
   worker.Run([&] {
     this->BindHere(own);
-    EXPECT_TRUE(this->memp_.ThisThreadHasPool());
+    EXPECT_TRUE(this->memp_.ThisThreadHasHeap());
     mine = this->memp_.Allocate(100);
     Fill(mine, 100, 1);
   });
   EXPECT_TRUE(own.Holds(mine));
-  EXPECT_FALSE(this->memp_.ThisThreadHasPool());
-  void* shared = this->memp_.Allocate(100);  // this thread has no pool
+  EXPECT_FALSE(this->memp_.ThisThreadHasHeap());
+  void* shared = this->memp_.Allocate(100);  // this thread has no thread heap
   EXPECT_TRUE(this->shared_.Holds(shared));
 
   const MempStats total = this->memp_.Probe();
   EXPECT_EQ(total.region_count, 2u);
   EXPECT_EQ(total.live_blocks, 2u);
-  const PoolStatsList pools = this->memp_.ProbePools();
-  ASSERT_EQ(pools.size(), 1u);
-  EXPECT_EQ(pools[0].stats.live_blocks, 1u);
-  EXPECT_EQ(pools[0].stats.region_count, 1u);
-  EXPECT_NE(pools[0].thread_id, 0u);
-  EXPECT_EQ(pools[0].stats.capacity_bytes +
+  const ThreadHeapStatsList thread_heaps = this->memp_.ProbeThreadHeaps();
+  ASSERT_EQ(thread_heaps.size(), 1u);
+  EXPECT_EQ(thread_heaps[0].stats.live_blocks, 1u);
+  EXPECT_EQ(thread_heaps[0].stats.region_count, 1u);
+  EXPECT_NE(thread_heaps[0].thread_id, 0u);
+  EXPECT_EQ(thread_heaps[0].stats.capacity_bytes +
                 this->memp_.ProbeRegions()[0].capacity_bytes,
             total.capacity_bytes);
 
@@ -169,7 +169,7 @@ TYPED_TEST(PoolingMempTest, BoundThreadAllocatesFromItsPool) {
   EXPECT_EQ(this->misuse_.count(), 0u);
 }
 
-TYPED_TEST(PoolingMempTest, RemoteFreesAreQueuedAndAppliedByTheOwner) {
+TYPED_TEST(ThreadHeapMempTest, RemoteFreesAreQueuedAndAppliedByTheOwner) {
   Region own;
   Worker owner;
   std::vector<void*> blocks;
@@ -198,7 +198,7 @@ TYPED_TEST(PoolingMempTest, RemoteFreesAreQueuedAndAppliedByTheOwner) {
 // An idle owner (kv_server's worker with no request) applies its queue with
 // a call that neither allocates nor frees: SyncThisThread, or binding the
 // region it already holds, which changes nothing else.
-TYPED_TEST(PoolingMempTest, SyncOrRebindAppliesQueuedFrees) {
+TYPED_TEST(ThreadHeapMempTest, SyncOrRebindAppliesQueuedFrees) {
   Region own;
   Worker owner;
   std::vector<void*> blocks;
@@ -217,26 +217,27 @@ TYPED_TEST(PoolingMempTest, SyncOrRebindAppliesQueuedFrees) {
   }
   owner.Run([&] {
     EXPECT_TRUE(this->memp_.BindThisThread(own.begin()).ok());
-    EXPECT_TRUE(this->memp_.ThisThreadHasPool());
+    EXPECT_TRUE(this->memp_.ThisThreadHasHeap());
   });
   EXPECT_EQ(this->memp_.Probe().live_blocks, 0u);
   EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
-  EXPECT_FALSE(this->memp_.SyncThisThread()) << "this thread has no pool";
+  EXPECT_FALSE(this->memp_.SyncThisThread())
+      << "this thread has no thread heap";
   owner.Run([&] { ExpectBalanced(this->memp_); });
   EXPECT_EQ(this->misuse_.count(), 0u);
 }
 
-TYPED_TEST(PoolingMempTest, ExhaustedPoolFallsBackOrFails) {
+TYPED_TEST(ThreadHeapMempTest, ExhaustedThreadHeapFallsBackOrFails) {
   Region small_a(64 << 10), small_b(64 << 10);
   Worker falls_back, fails;
   falls_back.Run([&] {
     this->BindHere(small_a);
-    void* big = this->memp_.Allocate(200 << 10);  // more than the pool
+    void* big = this->memp_.Allocate(200 << 10);  // more than the thread heap
     EXPECT_TRUE(this->shared_.Holds(big));
     void* grown = this->memp_.Allocate(1000);
     EXPECT_TRUE(small_a.Holds(grown));
     Fill(grown, 1000, 9);
-    // Growing past the pool moves the block to the shared regions.
+    // Growing past the thread heap moves the block to the shared regions.
     void* moved = this->memp_.Reallocate(grown, 100 << 10);
     ASSERT_NE(moved, nullptr);
     EXPECT_TRUE(this->shared_.Holds(moved));
@@ -244,20 +245,21 @@ TYPED_TEST(PoolingMempTest, ExhaustedPoolFallsBackOrFails) {
     this->memp_.Free(moved);
     this->memp_.Free(big);
   });
-  PoolStatsList pools = this->memp_.ProbePools();
-  ASSERT_EQ(pools.size(), 1u);
-  EXPECT_EQ(pools[0].fallbacks, 2u);
-  EXPECT_EQ(pools[0].stats.failed_allocations, 0u);
+  ThreadHeapStatsList thread_heaps = this->memp_.ProbeThreadHeaps();
+  ASSERT_EQ(thread_heaps.size(), 1u);
+  EXPECT_EQ(thread_heaps[0].fallbacks, 2u);
+  EXPECT_EQ(thread_heaps[0].stats.failed_allocations, 0u);
   EXPECT_EQ(this->memp_.Probe().failed_allocations, 0u);
-  // Too big for the pool and for the shared regions: one failure, counted
-  // by the pool (its thread's call failed), none by the shared regions.
+  // Too big for the thread heap and for the shared regions: one failure,
+  // counted by the thread heap (its thread's call failed), none by the shared
+  // regions.
   falls_back.Run([&] {
     EXPECT_EQ(this->memp_.Allocate(2 * this->shared_.bytes), nullptr);
   });
-  pools = this->memp_.ProbePools();
-  ASSERT_EQ(pools.size(), 1u);
-  EXPECT_EQ(pools[0].fallbacks, 3u);
-  EXPECT_EQ(pools[0].stats.failed_allocations, 1u);
+  thread_heaps = this->memp_.ProbeThreadHeaps();
+  ASSERT_EQ(thread_heaps.size(), 1u);
+  EXPECT_EQ(thread_heaps[0].fallbacks, 3u);
+  EXPECT_EQ(thread_heaps[0].stats.failed_allocations, 1u);
   EXPECT_EQ(this->memp_.Probe().failed_allocations, 1u);
 
   struct Oom {
@@ -271,16 +273,16 @@ TYPED_TEST(PoolingMempTest, ExhaustedPoolFallsBackOrFails) {
       }
       return false;
     }
-    PoolingMemp<TypeParam>* memp;
+    ThreadHeapMemp<TypeParam>* memp;
     void* release = nullptr;
     size_t asked_for = 0;
   } oom{&this->memp_};
   this->memp_.SetOutOfMemoryHandler(&Oom::Handle, &oom);
   fails.Run([&] {
-    this->BindHere(small_b, PoolExhaustion::kFail);
+    this->BindHere(small_b, ThreadHeapExhaustion::kFail);
     EXPECT_EQ(this->memp_.Allocate(200 << 10), nullptr);
     EXPECT_EQ(oom.asked_for, size_t{200} << 10);
-    // The handler makes room in the pool: the retry succeeds.
+    // The handler makes room in the thread heap: the retry succeeds.
     oom.release = this->memp_.Allocate(40 << 10);
     ASSERT_TRUE(small_b.Holds(oom.release));
     void* second = this->memp_.Allocate(40 << 10);
@@ -289,10 +291,10 @@ TYPED_TEST(PoolingMempTest, ExhaustedPoolFallsBackOrFails) {
   });
   // The first request failed; the second, served by the handler's retry,
   // did not.
-  pools = this->memp_.ProbePools();
-  ASSERT_EQ(pools.size(), 2u);
-  EXPECT_EQ(pools[1].stats.failed_allocations, 1u);
-  EXPECT_EQ(pools[1].fallbacks, 0u);
+  thread_heaps = this->memp_.ProbeThreadHeaps();
+  ASSERT_EQ(thread_heaps.size(), 2u);
+  EXPECT_EQ(thread_heaps[1].stats.failed_allocations, 1u);
+  EXPECT_EQ(thread_heaps[1].fallbacks, 0u);
   EXPECT_EQ(this->memp_.Probe().failed_allocations, 2u);
   this->memp_.SetOutOfMemoryHandler(nullptr, nullptr);
   falls_back.Run([&] { ExpectBalanced(this->memp_); });
@@ -300,36 +302,36 @@ TYPED_TEST(PoolingMempTest, ExhaustedPoolFallsBackOrFails) {
   EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
 }
 
-// A pool's counts of failures outlive its thread: the total keeps them.
-TYPED_TEST(PoolingMempTest, FailuresOfAnExitedThreadStayInTheTotal) {
+// A thread heap's counts of failures outlive its thread: the total keeps them.
+TYPED_TEST(ThreadHeapMempTest, FailuresOfAnExitedThreadStayInTheTotal) {
   Region own(64 << 10);
   {
     Worker worker;
     worker.Run([&] {
-      this->BindHere(own, PoolExhaustion::kFail);
+      this->BindHere(own, ThreadHeapExhaustion::kFail);
       EXPECT_EQ(this->memp_.Allocate(200 << 10), nullptr);
       EXPECT_EQ(this->memp_.AllocateAligned(48, 16), nullptr);
     });
-    EXPECT_EQ(this->memp_.ProbePools()[0].stats.failed_allocations, 2u);
+    EXPECT_EQ(this->memp_.ProbeThreadHeaps()[0].stats.failed_allocations, 2u);
     EXPECT_EQ(this->memp_.Probe().failed_allocations, 2u);
   }
-  EXPECT_TRUE(this->memp_.ProbePools().empty());
+  EXPECT_TRUE(this->memp_.ProbeThreadHeaps().empty());
   EXPECT_EQ(this->memp_.Probe().failed_allocations, 2u);
-  // A thread without a pool counts in the shared regions' figures.
+  // A thread without a thread heap counts in the shared regions' figures.
   EXPECT_EQ(this->memp_.Calloc(SIZE_MAX / 2, 4), nullptr);
   EXPECT_EQ(this->memp_.Probe().failed_allocations, 3u);
   this->memp_.Clear();
   EXPECT_EQ(this->memp_.Probe().failed_allocations, 0u);
 }
 
-TYPED_TEST(PoolingMempTest, ThreadExitReturnsItsRegionsWithLiveBlocks) {
+TYPED_TEST(ThreadHeapMempTest, ThreadExitReturnsItsRegionsWithLiveBlocks) {
   Region own;
   std::vector<void*> blocks;
   {
     Worker worker;
     worker.Run([&] {
       this->BindHere(own);
-      this->memp_.Free(this->memp_.Allocate(100000));  // the pool's peak
+      this->memp_.Free(this->memp_.Allocate(100000));  // the thread heap's peak
       for (int i = 0; i < 20; ++i) {
         void* p = this->memp_.Allocate(200);
         Fill(p, 200, static_cast<uint8_t>(i));
@@ -337,9 +339,9 @@ TYPED_TEST(PoolingMempTest, ThreadExitReturnsItsRegionsWithLiveBlocks) {
       }
     });
   }  // the worker exits with its blocks alive
-  EXPECT_TRUE(this->memp_.ProbePools().empty());
+  EXPECT_TRUE(this->memp_.ProbeThreadHeaps().empty());
   EXPECT_EQ(this->memp_.ProbeRegions().size(), 2u);  // both shared now
-  // The pool's peak outlives its thread.
+  // The thread heap's peak outlives its thread.
   EXPECT_GE(this->memp_.Probe().peak_used_bytes, 100000u);
   EXPECT_EQ(this->memp_.Probe().live_blocks, blocks.size());
   ExpectBalanced(this->memp_);
@@ -353,7 +355,7 @@ TYPED_TEST(PoolingMempTest, ThreadExitReturnsItsRegionsWithLiveBlocks) {
   EXPECT_EQ(this->misuse_.count(), 0u);
 }
 
-TYPED_TEST(PoolingMempTest, QueuedFreesSurviveTheOwnersExit) {
+TYPED_TEST(ThreadHeapMempTest, QueuedFreesSurviveTheOwnersExit) {
   Region own;
   std::vector<void*> blocks;
   {
@@ -369,7 +371,7 @@ TYPED_TEST(PoolingMempTest, QueuedFreesSurviveTheOwnersExit) {
   ExpectBalanced(this->memp_);
 }
 
-TYPED_TEST(PoolingMempTest, UnbindMovesRegionsBack) {
+TYPED_TEST(ThreadHeapMempTest, UnbindMovesRegionsBack) {
   Region own;
   Worker worker;
   void* p = nullptr;
@@ -378,10 +380,10 @@ TYPED_TEST(PoolingMempTest, UnbindMovesRegionsBack) {
     p = this->memp_.Allocate(300);
     Fill(p, 300, 3);
     EXPECT_TRUE(this->memp_.UnbindThisThread().ok());
-    EXPECT_FALSE(this->memp_.ThisThreadHasPool());
+    EXPECT_FALSE(this->memp_.ThisThreadHasHeap());
     EXPECT_TRUE(this->memp_.UnbindThisThread().ok());  // nothing to do
   });
-  EXPECT_TRUE(this->memp_.ProbePools().empty());
+  EXPECT_TRUE(this->memp_.ProbeThreadHeaps().empty());
   // The region is shared again: removable once empty, by anyone.
   EXPECT_EQ(this->memp_.RemoveRegion(own.begin()).code(),
             absl::StatusCode::kFailedPrecondition);
@@ -391,7 +393,7 @@ TYPED_TEST(PoolingMempTest, UnbindMovesRegionsBack) {
   ExpectBalanced(this->memp_);
 }
 
-TYPED_TEST(PoolingMempTest, BadBindsAndRemovalsChangeNothing) {
+TYPED_TEST(ThreadHeapMempTest, BadBindsAndRemovalsChangeNothing) {
   Region own, other, unknown;
   Worker a, b;
   a.Run([&] { this->BindHere(own); });
@@ -423,7 +425,7 @@ TYPED_TEST(PoolingMempTest, BadBindsAndRemovalsChangeNothing) {
               absl::StatusCode::kFailedPrecondition);  // live block
     this->memp_.Free(p);
     EXPECT_TRUE(this->memp_.RemoveRegion(own.begin()).ok());
-    EXPECT_FALSE(this->memp_.ThisThreadHasPool());
+    EXPECT_FALSE(this->memp_.ThisThreadHasHeap());
   });
   EXPECT_EQ(this->memp_.Probe().region_count, 2u);
   ExpectBalanced(this->memp_);
@@ -433,7 +435,7 @@ TYPED_TEST(PoolingMempTest, BadBindsAndRemovalsChangeNothing) {
 // Shared and bound regions are entries of one table: AddRegion refuses a
 // range that meets either, a bound region's first bytes (its pool header,
 // before any payload) included, and accepts the gap between them.
-TYPED_TEST(PoolingMempTest, AddRegionRefusesOverlapAcrossSharedAndBound) {
+TYPED_TEST(ThreadHeapMempTest, AddRegionRefusesOverlapAcrossSharedAndBound) {
   constexpr size_t kMiB = size_t{1} << 20;
   Region big(4 * kMiB);
   char* const bound = big.begin() + kMiB;       // [1, 2) MiB: bound
@@ -479,7 +481,7 @@ TYPED_TEST(PoolingMempTest, AddRegionRefusesOverlapAcrossSharedAndBound) {
 // another) is found under its new owner: a free from a third thread of a
 // block the first owner allocated is queued to the second owner, and the
 // second owner applies it.
-TYPED_TEST(PoolingMempTest, CrossThreadFreeAfterRebindReachesTheNewOwner) {
+TYPED_TEST(ThreadHeapMempTest, CrossThreadFreeAfterRebindReachesTheNewOwner) {
   Region own;
   std::vector<void*> blocks;
   {
@@ -493,10 +495,10 @@ TYPED_TEST(PoolingMempTest, CrossThreadFreeAfterRebindReachesTheNewOwner) {
   Worker second;
   second.Run([&] {
     ASSERT_TRUE(this->memp_.BindThisThread(own.begin()).ok());
-    EXPECT_TRUE(this->memp_.ThisThreadHasPool());
+    EXPECT_TRUE(this->memp_.ThisThreadHasHeap());
   });
-  ASSERT_EQ(this->memp_.ProbePools().size(), 1u);
-  EXPECT_EQ(this->memp_.ProbePools()[0].stats.live_blocks, blocks.size());
+  ASSERT_EQ(this->memp_.ProbeThreadHeaps().size(), 1u);
+  EXPECT_EQ(this->memp_.ProbeThreadHeaps()[0].stats.live_blocks, blocks.size());
   for (void* p : blocks) {
     EXPECT_TRUE(own.Holds(p));
     EXPECT_GE(this->memp_.UsableSize(p), 64u);
@@ -514,7 +516,7 @@ TYPED_TEST(PoolingMempTest, CrossThreadFreeAfterRebindReachesTheNewOwner) {
   second.Run([&] { ExpectBalanced(this->memp_); });
 }
 
-TYPED_TEST(PoolingMempTest, MisuseIsReportedAndChangesNothing) {
+TYPED_TEST(ThreadHeapMempTest, MisuseIsReportedAndChangesNothing) {
   Region own;
   Worker owner;
   void* p = nullptr;
@@ -525,7 +527,7 @@ TYPED_TEST(PoolingMempTest, MisuseIsReportedAndChangesNothing) {
     keep = this->memp_.Allocate(64);
     Fill(keep, 64, 4);
     this->memp_.Free(p);
-    EXPECT_FALSE(this->memp_.Free(p));  // double free in the own pool
+    EXPECT_FALSE(this->memp_.Free(p));  // double free in the own thread heap
   });
   EXPECT_EQ(this->misuse_.count(), 1u);
   EXPECT_EQ(this->misuse_.last(), MempError::kDoubleFree);
@@ -552,7 +554,7 @@ TYPED_TEST(PoolingMempTest, MisuseIsReportedAndChangesNothing) {
 // Cross-thread frees are pushed lock-free onto the owner's list while the
 // owner unbinds (even rounds) or exits (odd rounds): every free is applied
 // exactly once (all bytes free at the end, no misuse report).
-TYPED_TEST(PoolingMempTest, RemoteFreesRacingUnbindAndExitAreAppliedOnce) {
+TYPED_TEST(ThreadHeapMempTest, RemoteFreesRacingUnbindAndExitAreAppliedOnce) {
   Region own;
   ASSERT_TRUE(this->memp_.AddRegion(own.begin(), own.bytes).ok());
   constexpr int kRounds = 20;
@@ -598,9 +600,9 @@ TYPED_TEST(PoolingMempTest, RemoteFreesRacingUnbindAndExitAreAppliedOnce) {
   }
 }
 
-// Two pools peak at different times: peak_used_bytes is the most the whole
-// front-end held at once, not the sum of each pool's peak.
-TYPED_TEST(PoolingMempTest, PeakIsTheTrueMaxOfTheSumNotTheSumOfPeaks) {
+// Two thread heaps peak at different times: peak_used_bytes is the most the
+// whole front-end held at once, not the sum of each thread heap's peak.
+TYPED_TEST(ThreadHeapMempTest, PeakIsTheTrueMaxOfTheSumNotTheSumOfPeaks) {
   Region a_region, b_region;
   Worker a, b;
   std::vector<void*> a_blocks, b_blocks;
@@ -628,14 +630,14 @@ TYPED_TEST(PoolingMempTest, PeakIsTheTrueMaxOfTheSumNotTheSumOfPeaks) {
   EXPECT_EQ(s.used_bytes, 0u);
   EXPECT_GT(both, a_top);
   EXPECT_EQ(s.peak_used_bytes, std::max(a_top, both));
-  // Each pool's own peak is still its own.
+  // Each thread heap's own peak is still its own.
   size_t sum_of_peaks = 0;
-  for (const PoolStats& pool : this->memp_.ProbePools()) {
-    sum_of_peaks += pool.stats.peak_used_bytes;
+  for (const ThreadHeapStats& thread_heap : this->memp_.ProbeThreadHeaps()) {
+    sum_of_peaks += thread_heap.stats.peak_used_bytes;
   }
   EXPECT_GT(sum_of_peaks, s.peak_used_bytes);
   // The shared regions count too: a shared block on top of both.
-  void* shared = this->memp_.Allocate(5000);  // this thread has no pool
+  void* shared = this->memp_.Allocate(5000);  // this thread has no thread heap
   ASSERT_TRUE(this->shared_.Holds(shared));
   const size_t with_shared = this->memp_.Probe().used_bytes;
   this->memp_.Free(shared);
@@ -647,7 +649,7 @@ TYPED_TEST(PoolingMempTest, PeakIsTheTrueMaxOfTheSumNotTheSumOfPeaks) {
 
 // A write into a block queued to its owner (a use after free) damages the
 // list's link: the owner stops there, reports it once and does not follow.
-TYPED_TEST(PoolingMempTest, DamagedRemoteFreeLinkIsDroppedNotFollowed) {
+TYPED_TEST(ThreadHeapMempTest, DamagedRemoteFreeLinkIsDroppedNotFollowed) {
   Region own;
   Worker owner;
   void* a = nullptr;
@@ -678,7 +680,7 @@ TYPED_TEST(PoolingMempTest, DamagedRemoteFreeLinkIsDroppedNotFollowed) {
   });
 }
 
-TYPED_TEST(PoolingMempTest, ReallocateAcrossPools) {
+TYPED_TEST(ThreadHeapMempTest, ReallocateAcrossThreadHeaps) {
   Region a_region, b_region;
   Worker a, b;
   void* p = nullptr;
@@ -686,13 +688,13 @@ TYPED_TEST(PoolingMempTest, ReallocateAcrossPools) {
     this->BindHere(a_region);
     p = this->memp_.Reallocate(nullptr, 100);
     Fill(p, 100, 5);
-    p = this->memp_.Reallocate(p, 2000);  // in its own pool
+    p = this->memp_.Reallocate(p, 2000);  // in its own thread heap
     EXPECT_TRUE(a_region.Holds(p));
     EXPECT_TRUE(HasFill(p, 100, 5));
   });
   b.Run([&] {
     this->BindHere(b_region);
-    // Another thread's block moves into the caller's pool.
+    // Another thread's block moves into the caller's thread heap.
     p = this->memp_.Reallocate(p, 3000);
     EXPECT_TRUE(b_region.Holds(p));
     EXPECT_TRUE(HasFill(p, 100, 5));
@@ -712,13 +714,13 @@ TYPED_TEST(PoolingMempTest, ReallocateAcrossPools) {
   EXPECT_EQ(this->misuse_.count(), 0u);
 }
 
-TYPED_TEST(PoolingMempTest, TaggedBlocksAreListedByTheirOwner) {
+TYPED_TEST(ThreadHeapMempTest, TaggedBlocksAreListedByTheirOwner) {
   Region own;
   Worker owner;
   owner.Run([&] {
     this->BindHere(own);
     BlockTag tag;
-    tag.file = "pool_user.cc";
+    tag.file = "thread_heap_user.cc";
     tag.line = 42;
     void* p = this->memp_.AllocateTagged(64, 100, tag);
     ASSERT_NE(p, nullptr);
@@ -728,13 +730,14 @@ TYPED_TEST(PoolingMempTest, TaggedBlocksAreListedByTheirOwner) {
     this->memp_.List([&](absl::string_view line) {
       listing.append(line.data(), line.size()).append("\n");
     });
-    EXPECT_NE(listing.find("pool_user.cc:42"), std::string::npos) << listing;
+    EXPECT_NE(listing.find("thread_heap_user.cc:42"), std::string::npos)
+        << listing;
     EXPECT_NE(listing.find("integrity check: OK"), std::string::npos);
     this->memp_.Free(p);
   });
 }
 
-TYPED_TEST(PoolingMempTest, ClearForgetsPools) {
+TYPED_TEST(ThreadHeapMempTest, ClearForgetsThreadHeaps) {
   Region own;
   Worker owner;
   owner.Run([&] {
@@ -743,9 +746,9 @@ TYPED_TEST(PoolingMempTest, ClearForgetsPools) {
   });
   this->memp_.Clear();
   EXPECT_EQ(this->memp_.Probe().capacity_bytes, 0u);
-  EXPECT_TRUE(this->memp_.ProbePools().empty());
+  EXPECT_TRUE(this->memp_.ProbeThreadHeaps().empty());
   owner.Run([&] {
-    EXPECT_FALSE(this->memp_.ThisThreadHasPool());
+    EXPECT_FALSE(this->memp_.ThisThreadHasHeap());
     EXPECT_EQ(this->memp_.Allocate(100), nullptr);  // no region at all
     // The region can be added and bound afresh.
     this->BindHere(own);
@@ -754,23 +757,23 @@ TYPED_TEST(PoolingMempTest, ClearForgetsPools) {
   EXPECT_EQ(this->memp_.Probe().live_blocks, 1u);
 }
 
-TYPED_TEST(PoolingMempTest, ResetPeakReachesPools) {
+TYPED_TEST(ThreadHeapMempTest, ResetPeakReachesThreadHeaps) {
   Region own;
   Worker owner;
   owner.Run([&] {
     this->BindHere(own);
     this->memp_.Free(this->memp_.Allocate(10000));
   });
-  EXPECT_GE(this->memp_.ProbePools()[0].stats.peak_used_bytes, 10000u);
+  EXPECT_GE(this->memp_.ProbeThreadHeaps()[0].stats.peak_used_bytes, 10000u);
   this->memp_.ResetPeak();
   owner.Run([&] { this->memp_.Free(this->memp_.Allocate(16)); });
-  EXPECT_LT(this->memp_.ProbePools()[0].stats.peak_used_bytes, 100u);
+  EXPECT_LT(this->memp_.ProbeThreadHeaps()[0].stats.peak_used_bytes, 100u);
 }
 
-// Every worker has a pool; each allocates, hands half its blocks to the
+// Every worker has a thread heap; each allocates, hands half its blocks to the
 // next worker to free, and frees the blocks it is handed. Under TSan this
 // checks the queue, the owner's lock-free path and the published counters.
-TYPED_TEST(PoolingMempTest, ConcurrentOwnAndRemoteFrees) {
+TYPED_TEST(ThreadHeapMempTest, ConcurrentOwnAndRemoteFrees) {
   constexpr int kThreads = 4;
   constexpr int kRounds = 300;
   std::vector<Region> regions(kThreads);
@@ -786,7 +789,7 @@ TYPED_TEST(PoolingMempTest, ConcurrentOwnAndRemoteFrees) {
       const MempStats s = this->memp_.Probe();
       EXPECT_EQ(s.used_bytes + s.cached_bytes + s.free_bytes, s.capacity_bytes);
       EXPECT_TRUE(this->memp_.Check().ok());
-      this->memp_.ProbePools();
+      this->memp_.ProbeThreadHeaps();
     }
   });
   std::vector<std::thread> threads;
@@ -837,18 +840,19 @@ TYPED_TEST(PoolingMempTest, ConcurrentOwnAndRemoteFrees) {
     }
   }
   // Every worker has exited: its regions and queued frees are back.
-  EXPECT_TRUE(this->memp_.ProbePools().empty());
+  EXPECT_TRUE(this->memp_.ProbeThreadHeaps().empty());
   EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
   EXPECT_EQ(this->memp_.Probe().region_count, kThreads + 1u);
   ExpectBalanced(this->memp_);
   EXPECT_EQ(this->misuse_.count(), 0u);
 }
 
-// A bound thread's small frees park in its pool's cache: they count as
+// A bound thread's small frees park in its thread heap's cache: they count as
 // cached (neither used nor free), the next allocation of the class reuses
 // them, and a second free of a parked block is refused as a double free,
 // on the owner as on any other thread.
-TYPED_TEST(PoolingMempTest, OwnFreesParkInThePoolCacheAndRefuseDoubleFrees) {
+TYPED_TEST(ThreadHeapMempTest,
+           OwnFreesParkInTheThreadHeapCacheAndRefuseDoubleFrees) {
   Region own;
   Worker owner;
   void* p = nullptr;
@@ -857,15 +861,17 @@ TYPED_TEST(PoolingMempTest, OwnFreesParkInThePoolCacheAndRefuseDoubleFrees) {
     p = this->memp_.Allocate(100);
     ASSERT_TRUE(own.Holds(p));
     EXPECT_TRUE(this->memp_.Free(p));
-    const PoolStatsList pools = this->memp_.ProbePools();
-    ASSERT_EQ(pools.size(), 1u);
-    EXPECT_GT(pools[0].stats.cached_bytes, 0u);
-    EXPECT_EQ(pools[0].stats.used_bytes, 0u);
-    EXPECT_EQ(pools[0].stats.live_blocks, 0u);
-    EXPECT_EQ(pools[0].stats.used_bytes + pools[0].stats.cached_bytes +
-                  pools[0].stats.free_bytes,
-              pools[0].stats.capacity_bytes);
-    EXPECT_EQ(this->memp_.Probe().cached_bytes, pools[0].stats.cached_bytes);
+    const ThreadHeapStatsList thread_heaps = this->memp_.ProbeThreadHeaps();
+    ASSERT_EQ(thread_heaps.size(), 1u);
+    EXPECT_GT(thread_heaps[0].stats.cached_bytes, 0u);
+    EXPECT_EQ(thread_heaps[0].stats.used_bytes, 0u);
+    EXPECT_EQ(thread_heaps[0].stats.live_blocks, 0u);
+    EXPECT_EQ(thread_heaps[0].stats.used_bytes +
+                  thread_heaps[0].stats.cached_bytes +
+                  thread_heaps[0].stats.free_bytes,
+              thread_heaps[0].stats.capacity_bytes);
+    EXPECT_EQ(this->memp_.Probe().cached_bytes,
+              thread_heaps[0].stats.cached_bytes);
     EXPECT_EQ(this->memp_.UsableSize(p), 0u);  // freed
     EXPECT_FALSE(this->memp_.Free(p));
     EXPECT_EQ(this->misuse_.last(), MempError::kDoubleFree);
@@ -886,7 +892,7 @@ TYPED_TEST(PoolingMempTest, OwnFreesParkInThePoolCacheAndRefuseDoubleFrees) {
 // Frees queued by other threads are drained into the owner's cache, not
 // its regions: the owner's next allocation of that class gets one back
 // without a refill.
-TYPED_TEST(PoolingMempTest, RemoteFreesDrainIntoTheOwnersCache) {
+TYPED_TEST(ThreadHeapMempTest, RemoteFreesDrainIntoTheOwnersCache) {
   Region own;
   Worker owner;
   std::vector<void*> blocks;
@@ -896,11 +902,12 @@ TYPED_TEST(PoolingMempTest, RemoteFreesDrainIntoTheOwnersCache) {
   });
   for (void* p : blocks) EXPECT_TRUE(this->memp_.Free(p));
   owner.Run([&] {
-    const size_t cached_before = this->memp_.ProbePools()[0].stats.cached_bytes;
+    const size_t cached_before =
+        this->memp_.ProbeThreadHeaps()[0].stats.cached_bytes;
     EXPECT_TRUE(this->memp_.SyncThisThread());
-    const PoolStats pool = this->memp_.ProbePools()[0];
-    EXPECT_EQ(pool.stats.used_bytes, 0u);
-    EXPECT_EQ(pool.stats.cached_bytes,
+    const ThreadHeapStats thread_heap = this->memp_.ProbeThreadHeaps()[0];
+    EXPECT_EQ(thread_heap.stats.used_bytes, 0u);
+    EXPECT_EQ(thread_heap.stats.cached_bytes,
               cached_before + blocks.size() * tlsf::SpanForRequest(48));
     void* again = this->memp_.Allocate(48);
     // A block freed from the other thread, now parked here.
@@ -912,7 +919,7 @@ TYPED_TEST(PoolingMempTest, RemoteFreesDrainIntoTheOwnersCache) {
 
 // Unbinding and thread exit hand parked blocks back to the regions before
 // the regions move: nothing stays cached, nothing is lost.
-TYPED_TEST(PoolingMempTest, UnbindAndExitHandParkedBlocksBack) {
+TYPED_TEST(ThreadHeapMempTest, UnbindAndExitHandParkedBlocksBack) {
   Region a, b;
   {
     Worker worker;
@@ -940,7 +947,7 @@ TYPED_TEST(PoolingMempTest, UnbindAndExitHandParkedBlocksBack) {
 
 // Parked blocks never keep the owner's own region alive, and the peak
 // counts what the program held, not what the cache took in a refill.
-TYPED_TEST(PoolingMempTest, CachedBlocksNeitherBlockRemovalNorRaiseThePeak) {
+TYPED_TEST(ThreadHeapMempTest, CachedBlocksNeitherBlockRemovalNorRaiseThePeak) {
   Region own;
   Worker owner;
   owner.Run([&] {
@@ -948,7 +955,7 @@ TYPED_TEST(PoolingMempTest, CachedBlocksNeitherBlockRemovalNorRaiseThePeak) {
     void* p = this->memp_.Allocate(100);
     const size_t span = tlsf::SpanForRequest(100);
     EXPECT_EQ(this->memp_.Probe().peak_used_bytes, span);
-    EXPECT_EQ(this->memp_.ProbePools()[0].stats.peak_used_bytes, span);
+    EXPECT_EQ(this->memp_.ProbeThreadHeaps()[0].stats.peak_used_bytes, span);
     this->memp_.Free(p);
     EXPECT_GT(this->memp_.Probe().cached_bytes, 0u);
     EXPECT_TRUE(this->memp_.RemoveRegion(own.begin()).ok());
@@ -959,7 +966,7 @@ TYPED_TEST(PoolingMempTest, CachedBlocksNeitherBlockRemovalNorRaiseThePeak) {
 
 // Clear forgets parked blocks without touching them; the same memory,
 // added and bound again, is not mistaken for parked blocks.
-TYPED_TEST(PoolingMempTest, ClearForgetsParkedBlocks) {
+TYPED_TEST(ThreadHeapMempTest, ClearForgetsParkedBlocks) {
   Region own;
   Worker owner;
   owner.Run([&] {
@@ -988,7 +995,7 @@ TYPED_TEST(PoolingMempTest, ClearForgetsParkedBlocks) {
 // frees. Aligned blocks, because TLSF carves them out of the middle of a
 // free block: nothing of the new heap writes their marker words (a block
 // carved from a free block's front has them overwritten by its links).
-TYPED_TEST(PoolingMempTest, ClearMakesMarkersOfQueuedBlocksStale) {
+TYPED_TEST(ThreadHeapMempTest, ClearMakesMarkersOfQueuedBlocksStale) {
   constexpr int kBlocks = 16;
   constexpr size_t kAlignment = 256;
   Region own;
@@ -1032,7 +1039,7 @@ TYPED_TEST(PoolingMempTest, ClearMakesMarkersOfQueuedBlocksStale) {
 
 // An owner whose calls are all cache hits still hears of ResetPeak and of
 // tagging at its next call (the news rides on its queue's head).
-TYPED_TEST(PoolingMempTest, InlineHitsStillCatchUpWithResetPeakAndTagging) {
+TYPED_TEST(ThreadHeapMempTest, InlineHitsStillCatchUpWithResetPeakAndTagging) {
   Region own;
   Worker owner;
   owner.Run([&] {
@@ -1040,21 +1047,21 @@ TYPED_TEST(PoolingMempTest, InlineHitsStillCatchUpWithResetPeakAndTagging) {
     this->memp_.Free(this->memp_.Allocate(16));  // class 16 now warm
     this->memp_.Free(this->memp_.Allocate(10000));
   });
-  EXPECT_GE(this->memp_.ProbePools()[0].stats.peak_used_bytes, 10000u);
+  EXPECT_GE(this->memp_.ProbeThreadHeaps()[0].stats.peak_used_bytes, 10000u);
   this->memp_.ResetPeak();
   owner.Run([&] { this->memp_.Free(this->memp_.Allocate(16)); });  // hits
-  EXPECT_LT(this->memp_.ProbePools()[0].stats.peak_used_bytes, 100u);
+  EXPECT_LT(this->memp_.ProbeThreadHeaps()[0].stats.peak_used_bytes, 100u);
 
-  // A tagged call anywhere stops every pool parking blocks.
+  // A tagged call anywhere stops every thread heap parking blocks.
   BlockTag tag;
   tag.file = __FILE__;
   void* tagged = this->memp_.AllocateTagged(16, 100, tag);  // shared
   ASSERT_NE(tagged, nullptr);
   owner.Run([&] {
     void* p = this->memp_.Allocate(16);
-    const size_t cached = this->memp_.ProbePools()[0].stats.cached_bytes;
+    const size_t cached = this->memp_.ProbeThreadHeaps()[0].stats.cached_bytes;
     EXPECT_TRUE(this->memp_.Free(p));
-    EXPECT_EQ(this->memp_.ProbePools()[0].stats.cached_bytes, cached);
+    EXPECT_EQ(this->memp_.ProbeThreadHeaps()[0].stats.cached_bytes, cached);
   });
   EXPECT_TRUE(this->memp_.Free(tagged));
   EXPECT_EQ(this->misuse_.count(), 0u);
@@ -1066,10 +1073,10 @@ TYPED_TEST(PoolingMempTest, InlineHitsStillCatchUpWithResetPeakAndTagging) {
 namespace fmemp {
 namespace {
 
-// DrainAllCaches returns an idle thread's parked blocks to its pool's
+// DrainAllCaches returns an idle thread's parked blocks to its thread heap's
 // regions before it returns (the owner is stopped as a cache's is); the
 // owner carries on afterwards.
-TYPED_TEST(PoolingMempTest, DrainAllCachesReachesAnIdleThreadsPool) {
+TYPED_TEST(ThreadHeapMempTest, DrainAllCachesReachesAnIdleThreadsThreadHeap) {
   Region own;
   Worker owner;
   owner.Run([&] {
@@ -1087,10 +1094,10 @@ TYPED_TEST(PoolingMempTest, DrainAllCachesReachesAnIdleThreadsPool) {
   EXPECT_EQ(after.cached_bytes, 0u);
   EXPECT_EQ(after.used_bytes, 0u);
   EXPECT_EQ(after.free_bytes, before.free_bytes + before.cached_bytes);
-  const PoolStatsList pools = this->memp_.ProbePools();
-  ASSERT_EQ(pools.size(), 1u);
-  EXPECT_EQ(pools[0].stats.cached_bytes, 0u);
-  EXPECT_EQ(pools[0].stats.live_blocks, 0u);
+  const ThreadHeapStatsList thread_heaps = this->memp_.ProbeThreadHeaps();
+  ASSERT_EQ(thread_heaps.size(), 1u);
+  EXPECT_EQ(thread_heaps[0].stats.cached_bytes, 0u);
+  EXPECT_EQ(thread_heaps[0].stats.live_blocks, 0u);
   owner.Run([&] {
     void* p = this->memp_.Allocate(100);
     EXPECT_TRUE(own.Holds(p));
@@ -1100,10 +1107,10 @@ TYPED_TEST(PoolingMempTest, DrainAllCachesReachesAnIdleThreadsPool) {
   EXPECT_EQ(this->misuse_.count(), 0u);
 }
 
-// Owners allocate, fill, check and free in their pools (hits, refills,
-// trims, remote frees) while another thread drains every pool over and
+// Owners allocate, fill, check and free in their thread heaps (hits, refills,
+// trims, remote frees) while another thread drains every thread heap over and
 // over: no block is handed out twice or lost (run under TSan too).
-TYPED_TEST(PoolingMempTest, DrainsRaceOwnersWithoutLosingBlocks) {
+TYPED_TEST(ThreadHeapMempTest, DrainsRaceOwnersWithoutLosingBlocks) {
   constexpr int kOwners = 2;
   constexpr int kRounds = 300;
   Region own[kOwners];

@@ -1,7 +1,7 @@
 // Copyright 2026 The fmemp Authors.
 // SPDX-License-Identifier: Apache-2.0
 //
-// The C API's per-thread pools (FMEMP_POLICY_THREAD_POOLS): binding,
+// The C API's per-thread heaps (FMEMP_POLICY_THREAD_HEAPS): binding,
 // unbinding, the errors of each call, probes, and threads that exit bound.
 
 #include <algorithm>
@@ -42,12 +42,12 @@ FMempUsage Usage(FMemp* memp) {
 std::atomic<int> misuse_reports{0};
 void CountMisuse(void*, int, const void*) { misuse_reports.fetch_add(1); }
 
-TEST(FMempThreadPoolTest, WorkerBindsAllocatesAndExits) {
+TEST(FMempThreadHeapTest, WorkerBindsAllocatesAndExits) {
   ScopedFMemp pool;
   FMemp* memp = pool.get();
   Buffer shared, own;
   ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
-                                FMEMP_POLICY_THREAD_POOLS),
+                                FMEMP_POLICY_THREAD_HEAPS),
             FMEMP_SUCCESS);
   misuse_reports.store(0);
   ASSERT_EQ(FMempSetErrorHandler(memp, &CountMisuse, nullptr), FMEMP_SUCCESS);
@@ -66,13 +66,13 @@ TEST(FMempThreadPoolTest, WorkerBindsAllocatesAndExits) {
     void* zeroed = FMempCalloc(memp, 10, 10);
     EXPECT_TRUE(own.Holds(zeroed));
     FMempFree(memp, zeroed);
-    EXPECT_EQ(FMempThreadPoolCount(memp), 1u);
-    FMempPoolUsage usage = {};
-    ASSERT_EQ(FMempProbeThreadPool(memp, 0, &usage), FMEMP_SUCCESS);
+    EXPECT_EQ(FMempThreadHeapCount(memp), 1u);
+    FMempThreadHeapUsage usage = {};
+    ASSERT_EQ(FMempProbeThreadHeap(memp, 0, &usage), FMEMP_SUCCESS);
     EXPECT_EQ(usage.live_blocks, 10u);
     EXPECT_EQ(usage.regions, 1u);
     // Small blocks freed (and refilled) by the worker are parked in its
-    // pool's cache: neither used nor free, in both probes.
+    // thread heap's cache: neither used nor free, in both probes.
     EXPECT_GT(usage.cached_bytes, 0u);
     EXPECT_EQ(usage.used + usage.cached_bytes + usage.free_bytes, usage.total);
     EXPECT_EQ(Usage(memp).cached_bytes, usage.cached_bytes);
@@ -81,7 +81,7 @@ TEST(FMempThreadPoolTest, WorkerBindsAllocatesAndExits) {
     EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
   });
   worker.join();  // exits bound, with its blocks alive
-  EXPECT_EQ(FMempThreadPoolCount(memp), 0u);
+  EXPECT_EQ(FMempThreadHeapCount(memp), 0u);
   EXPECT_EQ(FMempRegionCount(memp), 2u);  // both shared now
   EXPECT_EQ(Usage(memp).live_blocks, 10u);
   for (size_t i = 0; i < blocks.size(); ++i) {
@@ -94,16 +94,16 @@ TEST(FMempThreadPoolTest, WorkerBindsAllocatesAndExits) {
   EXPECT_EQ(misuse_reports.load(), 0);
 }
 
-// Frees of a pool's blocks by another thread wait for the owner's next call;
-// FMempSyncThreadPool is such a call that neither allocates nor frees.
-// FMempDrainThreadCaches reaches the pool of a thread that stays idle:
+// Frees of a thread heap's blocks by another thread wait for the owner's next
+// call; FMempSyncThreadHeap is such a call that neither allocates nor frees.
+// FMempDrainThreadCaches reaches the thread heap of a thread that stays idle:
 // its parked blocks are free when the call returns.
-TEST(FMempThreadPoolTest, DrainReachesAnIdleThreadsPool) {
+TEST(FMempThreadHeapTest, DrainReachesAnIdleThreadsThreadHeap) {
   ScopedFMemp pool;
   FMemp* memp = pool.get();
   Buffer shared, own;
   ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
-                                FMEMP_POLICY_THREAD_POOLS),
+                                FMEMP_POLICY_THREAD_HEAPS),
             FMEMP_SUCCESS);
   std::atomic<int> step{0};
   std::thread worker([&] {
@@ -123,20 +123,20 @@ TEST(FMempThreadPoolTest, DrainReachesAnIdleThreadsPool) {
   const FMempUsage after = Usage(memp);
   EXPECT_EQ(after.cached_bytes, 0u);
   EXPECT_EQ(after.free_bytes, before.free_bytes + before.cached_bytes);
-  FMempPoolUsage usage = {};
-  ASSERT_EQ(FMempProbeThreadPool(memp, 0, &usage), FMEMP_SUCCESS);
+  FMempThreadHeapUsage usage = {};
+  ASSERT_EQ(FMempProbeThreadHeap(memp, 0, &usage), FMEMP_SUCCESS);
   EXPECT_EQ(usage.cached_bytes, 0u);
   step.store(2);
   worker.join();
   EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
 }
 
-TEST(FMempThreadPoolTest, SyncAppliesFreesQueuedByOtherThreads) {
+TEST(FMempThreadHeapTest, SyncAppliesFreesQueuedByOtherThreads) {
   ScopedFMemp pool;
   FMemp* memp = pool.get();
   Buffer shared, own;
   ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
-                                FMEMP_POLICY_THREAD_POOLS),
+                                FMEMP_POLICY_THREAD_HEAPS),
             FMEMP_SUCCESS);
   std::vector<void*> blocks;
   std::atomic<int> stage{0};
@@ -146,7 +146,7 @@ TEST(FMempThreadPoolTest, SyncAppliesFreesQueuedByOtherThreads) {
     for (int i = 0; i < 20; ++i) blocks.push_back(FMempMalloc(memp, 200));
     stage.store(1);
     while (stage.load() != 2) std::this_thread::yield();  // idle owner
-    EXPECT_EQ(FMempSyncThreadPool(memp), FMEMP_SUCCESS);
+    EXPECT_EQ(FMempSyncThreadHeap(memp), FMEMP_SUCCESS);
     stage.store(3);
     while (stage.load() != 4) std::this_thread::yield();
   });
@@ -157,33 +157,33 @@ TEST(FMempThreadPoolTest, SyncAppliesFreesQueuedByOtherThreads) {
   while (stage.load() != 3) std::this_thread::yield();
   EXPECT_EQ(Usage(memp).live_blocks, 0u);
   EXPECT_EQ(Usage(memp).used, 0u);
-  EXPECT_EQ(FMempSyncThreadPool(memp), FMEMP_SUCCESS) << "no pool here";
+  EXPECT_EQ(FMempSyncThreadHeap(memp), FMEMP_SUCCESS) << "no thread heap here";
   stage.store(4);
   owner.join();
   EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
 }
 
-TEST(FMempThreadPoolTest, ErrorsChangeNothing) {
+TEST(FMempThreadHeapTest, ErrorsChangeNothing) {
   ScopedFMemp pool;
   FMemp* memp = pool.get();
   Buffer shared, own, unknown;
   // Not initialised, and other policies.
   EXPECT_EQ(FMempBindThread(memp, own.begin()), FMEMP_ERR_NOT_INIT);
   EXPECT_EQ(FMempUnbindThread(memp), FMEMP_ERR_NOT_INIT);
-  EXPECT_EQ(FMempSyncThreadPool(memp), FMEMP_ERR_NOT_INIT);
+  EXPECT_EQ(FMempSyncThreadHeap(memp), FMEMP_ERR_NOT_INIT);
   EXPECT_EQ(FMempBindThread(nullptr, own.begin()), FMEMP_ERR_NOT_INIT);
-  EXPECT_EQ(FMempThreadPoolCount(nullptr), 0u);
+  EXPECT_EQ(FMempThreadHeapCount(nullptr), 0u);
   ASSERT_EQ(FMempInit(memp, shared.begin(), shared.end()), FMEMP_SUCCESS);
   EXPECT_EQ(FMempBindThread(memp, shared.begin()), FMEMP_ERR_NOT_SUPPORTED);
   EXPECT_EQ(FMempUnbindThread(memp), FMEMP_ERR_NOT_SUPPORTED);
-  EXPECT_EQ(FMempSyncThreadPool(memp), FMEMP_ERR_NOT_SUPPORTED);
-  FMempPoolUsage usage;
-  EXPECT_EQ(FMempProbeThreadPool(memp, 0, &usage), FMEMP_ERR_NOT_SUPPORTED);
-  EXPECT_EQ(FMempThreadPoolCount(memp), 0u);
+  EXPECT_EQ(FMempSyncThreadHeap(memp), FMEMP_ERR_NOT_SUPPORTED);
+  FMempThreadHeapUsage usage;
+  EXPECT_EQ(FMempProbeThreadHeap(memp, 0, &usage), FMEMP_ERR_NOT_SUPPORTED);
+  EXPECT_EQ(FMempThreadHeapCount(memp), 0u);
   FMempRemove(memp);
 
   ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
-                                FMEMP_POLICY_THREAD_POOLS),
+                                FMEMP_POLICY_THREAD_HEAPS),
             FMEMP_SUCCESS);
   ASSERT_EQ(FMempAddRegion(memp, own.begin(), own.end()), FMEMP_SUCCESS);
   const FMempUsage before = Usage(memp);
@@ -192,8 +192,8 @@ TEST(FMempThreadPoolTest, ErrorsChangeNothing) {
             FMEMP_ERR_REGION_NOT_FOUND);
   EXPECT_EQ(FMempBindThreadWithFlags(memp, own.begin(), 0x80),
             FMEMP_ERR_INVALID_ARG);
-  EXPECT_EQ(FMempProbeThreadPool(memp, 0, nullptr), FMEMP_ERR_INVALID_ARG);
-  EXPECT_EQ(FMempProbeThreadPool(memp, 0, &usage), FMEMP_ERR_INVALID_ARG);
+  EXPECT_EQ(FMempProbeThreadHeap(memp, 0, nullptr), FMEMP_ERR_INVALID_ARG);
+  EXPECT_EQ(FMempProbeThreadHeap(memp, 0, &usage), FMEMP_ERR_INVALID_ARG);
   EXPECT_EQ(FMempUnbindThread(memp), FMEMP_SUCCESS);  // nothing bound
 
   std::atomic<bool> bound{false}, release{false};
@@ -218,12 +218,12 @@ TEST(FMempThreadPoolTest, ErrorsChangeNothing) {
   EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
 }
 
-TEST(FMempThreadPoolTest, NoFallbackReturnsNullWhenThePoolIsFull) {
+TEST(FMempThreadHeapTest, NoFallbackReturnsNullWhenTheThreadHeapIsFull) {
   ScopedFMemp pool;
   FMemp* memp = pool.get();
   Buffer shared, own(64 << 10);
   ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
-                                FMEMP_POLICY_THREAD_POOLS),
+                                FMEMP_POLICY_THREAD_HEAPS),
             FMEMP_SUCCESS);
   ASSERT_EQ(FMempAddRegion(memp, own.begin(), own.end()), FMEMP_SUCCESS);
   ASSERT_EQ(FMempBindThreadWithFlags(memp, own.begin(), FMEMP_BIND_NO_FALLBACK),
@@ -242,20 +242,20 @@ TEST(FMempThreadPoolTest, NoFallbackReturnsNullWhenThePoolIsFull) {
   p = FMempRealloc(memp, p, 100 << 10);
   EXPECT_TRUE(shared.Holds(p));
   EXPECT_TRUE(HasFill(p, 1000, 2));
-  FMempPoolUsage usage;
-  ASSERT_EQ(FMempProbeThreadPool(memp, 0, &usage), FMEMP_SUCCESS);
+  FMempThreadHeapUsage usage;
+  ASSERT_EQ(FMempProbeThreadHeap(memp, 0, &usage), FMEMP_SUCCESS);
   EXPECT_EQ(usage.fallbacks, 2u);
   FMempFree(memp, p);
   FMempFree(memp, big);
   EXPECT_EQ(FMempUnbindThread(memp), FMEMP_SUCCESS);
-  EXPECT_EQ(FMempThreadPoolCount(memp), 0u);
+  EXPECT_EQ(FMempThreadHeapCount(memp), 0u);
   EXPECT_EQ(Usage(memp).used, 0u);
   EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
 }
 
-// Workers with pools of their own free each other's blocks; a prober reads
-// the aggregated and per-pool figures throughout.
-TEST(FMempThreadPoolTest, CrossThreadFreesUnderLoad) {
+// Workers with thread heaps of their own free each other's blocks; a prober
+// reads the aggregated and per-thread heap figures throughout.
+TEST(FMempThreadHeapTest, CrossThreadFreesUnderLoad) {
   constexpr int kWorkers = 3;
   constexpr int kRounds = 2000;
   ScopedFMemp pool;
@@ -264,7 +264,7 @@ TEST(FMempThreadPoolTest, CrossThreadFreesUnderLoad) {
   std::vector<std::unique_ptr<Buffer>> own;
   for (int i = 0; i < kWorkers; ++i) own.push_back(std::make_unique<Buffer>());
   ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
-                                FMEMP_POLICY_THREAD_POOLS),
+                                FMEMP_POLICY_THREAD_HEAPS),
             FMEMP_SUCCESS);
   misuse_reports.store(0);
   ASSERT_EQ(FMempSetErrorHandler(memp, &CountMisuse, nullptr), FMEMP_SUCCESS);
@@ -277,10 +277,10 @@ TEST(FMempThreadPoolTest, CrossThreadFreesUnderLoad) {
     while (!done.load()) {
       const FMempUsage u = Usage(memp);
       if (u.used + u.cached_bytes + u.free_bytes != u.total) bad.fetch_add(1);
-      const u32 n = FMempThreadPoolCount(memp);
-      FMempPoolUsage p;
+      const u32 n = FMempThreadHeapCount(memp);
+      FMempThreadHeapUsage p;
       for (u32 i = 0; i < n; ++i) {
-        if (FMempProbeThreadPool(memp, i, &p) == FMEMP_SUCCESS &&
+        if (FMempProbeThreadHeap(memp, i, &p) == FMEMP_SUCCESS &&
             p.used + p.cached_bytes + p.free_bytes != p.total) {
           bad.fetch_add(1);
         }
@@ -326,15 +326,15 @@ TEST(FMempThreadPoolTest, CrossThreadFreesUnderLoad) {
   EXPECT_EQ(FMempCheck(memp), FMEMP_SUCCESS);
 }
 
-// Two workers' pools peak at different times (the first exits before the
+// Two workers' heaps peak at different times (the first exits before the
 // second starts): max_used is the most held at once, not the sum of the
 // two peaks (issue 14).
-TEST(FMempThreadPoolTest, MaxUsedIsTheTruePeakNotTheSumOfPoolPeaks) {
+TEST(FMempThreadHeapTest, MaxUsedIsTheTruePeakNotTheSumOfThreadHeapPeaks) {
   ScopedFMemp pool;
   FMemp* memp = pool.get();
   Buffer shared, a_region, b_region;
   ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
-                                FMEMP_POLICY_THREAD_POOLS),
+                                FMEMP_POLICY_THREAD_HEAPS),
             FMEMP_SUCCESS);
   size_t peaks[2] = {0, 0};
   Buffer* regions[2] = {&a_region, &b_region};

@@ -1,48 +1,48 @@
 // Copyright 2026 The fmemp Authors.
 // SPDX-License-Identifier: Apache-2.0
 //
-// fmemp/thread_pool.h
+// fmemp/thread_heap.h
 //
-// fmemp::PoolingMemp<LockPolicy>: the fmemp front-end with per-thread
-// pools. A server gives a worker thread regions of its own; that thread
+// fmemp::ThreadHeapMemp<LockPolicy>: the fmemp front-end with per-thread
+// heaps. A server gives a worker thread regions of its own; that thread
 // allocates from them and frees into them with no lock, while every other
-// thread (and the worker itself, once its pool is full) uses the shared
+// thread (and the worker itself, once its thread heap is full) uses the shared
 // regions behind LockPolicy.
 //
-//   fmemp::PoolingMemp<fmemp::sync::SpinLock> memp;
+//   fmemp::ThreadHeapMemp<fmemp::sync::SpinLock> memp;
 //   memp.AddRegion(shared_buffer, shared_size);   // for every thread
 //   // In a worker thread:
 //   memp.AddRegion(worker_buffer, worker_size);
-//   memp.BindThisThread(worker_buffer);  // the region becomes its pool
-//   void* p = memp.Allocate(100);        // from the pool, no lock
-//   memp.Free(p);                        // into the pool, no lock
+//   memp.BindThisThread(worker_buffer);  // the region becomes its thread heap
+//   void* p = memp.Allocate(100);        // from the thread heap, no lock
+//   memp.Free(p);                        // into the thread heap, no lock
 //
 // Design
-// * A pool is a RegionSet (fmemp/region_set.h) that only its thread
+// * A thread heap is a RegionSet (fmemp/region_set.h) that only its thread
 //   touches. Binding moves a region, live blocks and all, out of the shared
-//   set into the calling thread's pool (RegionSet::Detach/Attach); unbinding,
+//   set into the calling thread's heap (RegionSet::Detach/Attach); unbinding,
 //   and the thread's exit, move its regions back. A region stays one TLSF
 //   heap throughout: nothing is copied.
-// * Each pool has a SizeClassCache (fmemp/size_class_cache.h) in front of
-//   its RegionSet, which serves it (the Pool is the cache's Source): small
-//   blocks freed by the owner are parked there and handed out again
-//   without the heap; refills and trims go to the pool's own regions, with
-//   no lock. Only the owner touches its pool (cache and regions), or a
-//   drainer that stopped it (DrainAllCaches, fork): every own call is an
+// * Each thread heap has a SizeClassCache (fmemp/size_class_cache.h) in front
+//   of its RegionSet, which serves it (the ThreadHeap is the cache's Source):
+//   small blocks freed by the owner are parked there and handed out again
+//   without the heap; refills and trims go to the thread heap's own regions,
+//   with no lock. Only the owner touches its thread heap (cache and regions),
+//   or a drainer that stopped it (DrainAllCaches, fork): every own call is an
 //   owner operation of fmemp/drain_protocol.h, as CachingMemp's cache
 //   operations are (the inline hits pay a store, a compiler barrier and a
 //   load more, and a store at the end: EnterInlineOp, LeaveInlineOp).
-// * Own calls (the fast path): a thread-local lookup of the pool, one
+// * Own calls (the fast path): a thread-local lookup of the thread heap, one
 //   relaxed load of the head of its remote-free list (which also carries
-//   kNews: Clear, ResetPeak and the first tagged call set it on every pool,
-//   so that the owner leaves the fast path and catches up with the
+//   kNews: Clear, ResetPeak and the first tagged call set it on every thread
+//   heap, so that the owner leaves the fast path and catches up with the
 //   front-end's epoch), a pop from or a push onto the cache (a push: one
 //   compare-exchange on the block's marker word), else the RegionSet
-//   operation, then relaxed stores of the pool's counters for Probe() and
-//   one atomic add to the front-end's used bytes (see Accounting). No lock.
-// * One region map: the shared regions and every pool's regions are
+//   operation, then relaxed stores of the thread heap's counters for Probe()
+//   and one atomic add to the front-end's used bytes (see Accounting). No lock.
+// * One region map: the shared regions and every thread heap's regions are
 //   entries of one RegionTable (table_, fmemp/region_table.h; the shared
-//   RegionSet and every pool's keep their entries there, UseTable), each
+//   RegionSet and every thread heap's keep their entries there, UseTable), each
 //   naming its heap and its owner: nullptr for the shared regions, the
 //   owner's RemoteQueue for a bound region. Binding, unbinding and a
 //   thread's exit change the owner of an entry in place (one write of the
@@ -50,7 +50,7 @@
 //   on the move. Every lookup by address outside a held set asks it:
 //   cross-thread free, reallocation, usable size, region removal, binding,
 //   CheckRegionOf; a free into a set the caller holds (the shared one under
-//   its lock, the owner's own pool) uses that set's own lookup.
+//   its lock, the owner's own heap) uses that set's own lookup.
 // * Cross-thread frees are lock-free, allocation-free and bounded. The
 //   freeing thread finds the block's region with one lookup in table_
 //   (lock-free reads), whose entry names the region's heap and the owner's
@@ -74,9 +74,9 @@
 //   pointers take the locked path, which reports them. The words written are
 //   then the first two of a live block's own payload, which belongs to the
 //   block being freed. The owner frees each queued block through its own
-//   RegionSet, which checks it again with the pool's exclusion; a block
+//   RegionSet, which checks it again with the thread heap's exclusion; a block
 //   whose table entry no longer names its queue (the region was unbound or
-//   bound elsewhere, or the queue was reused by another pool while the
+//   bound elsewhere, or the queue was reused by another thread heap while the
 //   freer looked) is routed again, as a free from another thread, to the
 //   owner the table names now: never freed into the wrong heap.
 //   What remains unsupported, as everywhere in fmemp: a pointer that is not
@@ -91,75 +91,76 @@
 //   the locked path, which finds the region back in the shared set.
 // * RemoteQueues come from the metadata arena (fmemp/metadata_arena.h;
 //   never the allocator fmemp serves) through a type-stable free list of
-//   this front-end (StableRecords): reused only as queues after their pool
-//   ends, and handed back to the arena with the front-end. A reused queue
-//   may receive one racing push meant for its old pool; the new pool's
-//   owner routes it on (above).
-// * When a pool cannot serve a request it either falls back to the shared
-//   regions (PoolExhaustion::kFallBackToShared, the default) or fails
-//   (kFail, after asking the out-of-memory handler once).
+//   this front-end (StableRecords): reused only as queues after their thread
+//   heap ends, and handed back to the arena with the front-end. A reused queue
+//   may receive one racing push meant for its old thread heap; the new thread
+//   heap's owner routes it on (above).
+// * When a thread heap cannot serve a request it either falls back to the
+//   shared regions (ThreadHeapExhaustion::kFallBackToShared, the default) or
+//   fails (kFail, after asking the out-of-memory handler once).
 //
 // Guarantees
 // * Thread safety: every member may be called from any thread (LockPolicy
 //   must be thread-safe). Bind and Unbind act on the calling thread.
 // * Complexity: as Memp (O(1) allocation, O(log regions) to find a block's
 //   region); a thread's own calls take no lock. A free from another thread
-//   into a pool is one table lookup, O(log regions), and lock-free; into
-//   the shared regions it takes the shared lock once. Probe is O(pools).
-// * Accounting: Probe() covers the shared regions and every pool (each
-//   pool's figures as of its thread's last call), with used + cached + free
-//   == capacity: blocks parked in a pool's cache are cached_bytes, neither
-//   used nor free, and count as used nowhere (so a refill or a trim changes
-//   no peak). peak_used_bytes is the true peak of the whole front-end's
-//   used bytes (UsageTotals): every change of used bytes, in a pool or in
-//   the shared regions, adds its delta to one atomic total before the call
+//   into a thread heap is one table lookup, O(log regions), and lock-free; into
+//   the shared regions it takes the shared lock once. Probe is O(thread heaps).
+// * Accounting: Probe() covers the shared regions and every thread heap (each
+//   thread heap's figures as of its thread's last call), with used + cached +
+//   free
+//   == capacity: blocks parked in a thread heap's cache are cached_bytes,
+//   neither used nor free, and count as used nowhere (so a refill or a trim
+//   changes no peak). peak_used_bytes is the true peak of the whole front-end's
+//   used bytes (UsageTotals): every change of used bytes, in a thread heap or
+//   in the shared regions, adds its delta to one atomic total before the call
 //   returns, and a rise past the peak raises it (compare-exchange). A region
-//   moving between the shared set and a pool leaves its old side first, so
-//   the total never counts it twice. Cost: one atomic add on a word shared
+//   moving between the shared set and a thread heap leaves its old side first,
+//   so the total never counts it twice. Cost: one atomic add on a word shared
 //   by all threads per own call that changes used bytes (plus a rarely
 //   taken compare-exchange); exactness across threads needs a shared update,
-//   and this is the one. ProbePools() gives each pool's figures (its own
-//   peak).
+//   and this is the one. ProbeThreadHeaps() gives each thread heap's figures
+//   (its own peak).
 // * Failed allocations are counted once per call that returns nullptr, by
-//   the front-end at that return: a bound thread's in its pool's own
-//   counter (published with the pool's other figures, and kept in the total
-//   after the thread exits), any other thread's in the shared regions'. A
-//   pool exhaustion that the shared regions serve is a fallback, not a
-//   failure; one that fails there too is one failure, the pool's.
-// * What one thread cannot see of another's pool: Check(), List() and
+//   the front-end at that return: a bound thread's in its thread heap's own
+//   counter (published with the thread heap's other figures, and kept in the
+//   total after the thread exits), any other thread's in the shared regions'. A
+//   thread heap exhaustion that the shared regions serve is a fallback, not a
+//   failure; one that fails there too is one failure, the thread heap's.
+// * What one thread cannot see of another's thread heap: Check(), List() and
 //   ProbeRegions() cover the shared regions and the calling thread's own
-//   pool only (another pool's heap is being changed, without a lock, by its
-//   owner).
-// * Misuse: in the owner's own pool and in the shared regions, as Memp. A
-//   free, from any thread, of a block parked in its pool's cache or queued
-//   to its owner is reported (kDoubleFree) on the freeing thread, and Free
-//   returns false (the marker is authoritative: fmemp/size_class_cache.h);
+//   thread heap only (another thread heap is being changed, without a lock, by
+//   its owner).
+// * Misuse: in the owner's own heap and in the shared regions, as Memp. A
+//   free, from any thread, of a block parked in its thread heap's cache or
+//   queued to its owner is reported (kDoubleFree) on the freeing thread, and
+//   Free returns false (the marker is authoritative: fmemp/size_class_cache.h);
 //   so is a Reallocate of such a block, and its UsableSize is 0. A block
 //   already freed for its heap, or a bad pointer, takes the locked path and
 //   is reported there.
 // * Regions: AddRegion refuses overlap with bound regions too. RemoveRegion
-//   of a region bound to the calling thread removes it from its pool
+//   of a region bound to the calling thread removes it from its thread heap
 //   (refused while blocks live in it); of a region bound to another thread
 //   it is refused (FailedPrecondition) until that thread unbinds or exits.
-// * Clear() and ResetPeak() reach a pool on its thread's next call. Clear
-//   must not race other calls (as for the C API's FMempRemove).
-// * Parked blocks go back to the pool's regions on unbind, thread exit,
+// * Clear() and ResetPeak() reach a thread heap on its thread's next call.
+//   Clear must not race other calls (as for the C API's FMempRemove).
+// * Parked blocks go back to the thread heap's regions on unbind, thread exit,
 //   RemoveRegion of the owner's region, List, FlushThisThread, when the
-//   pool runs out of room (before the fallback), and for every pool, idle
-//   threads' included, on DrainAllCaches from any thread: nothing is lost,
-//   nothing applied twice. With a debug mode on, the cache is bypassed; once
-//   tagging is used, nothing more is parked (a parked block would keep its
+//   thread heap runs out of room (before the fallback), and for every thread
+//   heap, idle threads' included, on DrainAllCaches from any thread: nothing is
+//   lost, nothing applied twice. With a debug mode on, the cache is bypassed;
+//   once tagging is used, nothing more is parked (a parked block would keep its
 //   tag).
-// * fork(): the child keeps the forking thread's pool, its cache
-//   included. Pools of other threads stay bound in the child, whole
+// * fork(): the child keeps the forking thread's heap, its cache
+//   included. Thread heaps of other threads stay bound in the child, whole
 //   (LockForFork stopped them), whose blocks freed there are queued and
 //   never reused; DrainAllCaches in the child returns their caches.
 // * Clear() drops parked and queued blocks without touching them (their
 //   memory is forgotten with the regions) and draws a new marker key, so
 //   markers left in that memory never match again.
 
-#ifndef FMEMP_FMEMP_THREAD_POOL_H_
-#define FMEMP_FMEMP_THREAD_POOL_H_
+#ifndef FMEMP_FMEMP_THREAD_HEAP_H_
+#define FMEMP_FMEMP_THREAD_HEAP_H_
 
 #include <algorithm>
 #include <atomic>
@@ -191,21 +192,21 @@
 
 namespace fmemp {
 
-// What a per-thread pool does when it cannot serve a request.
-enum class PoolExhaustion {
+// What a per-thread heap does when it cannot serve a request.
+enum class ThreadHeapExhaustion {
   kFallBackToShared,  // serve it from the shared regions
   kFail,              // return nullptr (after the out-of-memory handler)
 };
 
-// One per-thread pool's figures, as of its thread's last call.
-struct PoolStats {
+// One per-thread heap's figures, as of its thread's last call.
+struct ThreadHeapStats {
   uint64_t thread_id = 0;  // the bound thread (gettid)
   // Its regions; cached_bytes counts the blocks parked in its cache (not
-  // in used_bytes nor free_bytes), and peak_used_bytes is the pool's own
+  // in used_bytes nor free_bytes), and peak_used_bytes is the thread heap's own
   // true peak of used_bytes.
   MempStats stats;
   uint64_t fallbacks = 0;  // requests it passed to the shared regions
-  // Its hard limit (SetThreadPoolLimit; Budget::kNoLimit when none) and
+  // Its hard limit (SetThreadHeapLimit; Budget::kNoLimit when none) and
   // the bytes it counts against it: blocks of its regions in use or parked
   // in its cache (stats.used_bytes + stats.cached_bytes, as of its
   // thread's last call). stats.limit_refusals counts its refusals.
@@ -213,10 +214,11 @@ struct PoolStats {
   size_t budget_usage = 0;
 };
 
-// What ProbePools returns (in the metadata arena, as RegionStatsList).
-using PoolStatsList = std::vector<PoolStats, ArenaAllocator<PoolStats>>;
+// What ProbeThreadHeaps returns (in the metadata arena, as RegionStatsList).
+using ThreadHeapStatsList =
+    std::vector<ThreadHeapStats, ArenaAllocator<ThreadHeapStats>>;
 
-namespace thread_pool_internal {
+namespace thread_heap_internal {
 
 // The calling thread's id as the kernel knows it (gettid).
 uint64_t CurrentThreadId();
@@ -224,21 +226,21 @@ uint64_t CurrentThreadId();
 // A block queued to its owner: its first payload words.
 struct RemoteBlock {
   uintptr_t next;    // the next queued block (0: none); written before the push
-  uintptr_t marker;  // the PoolingMemp's marker while queued; __atomic only
+  uintptr_t marker;  // the ThreadHeapMemp's marker while queued; __atomic only
 };
 
-class Pool;
+class ThreadHeap;
 
 // An owner's list of blocks freed by other threads (see the top). The
-// table's entries of a pool's regions name it as their owner.
+// table's entries of a thread heap's regions name it as their owner.
 struct RemoteQueue {
   // The newest queued block (a RemoteBlock), 0 when empty, kClosed once
   // the owner's thread has exited; with kNews or'ed in when the front-end
   // has news for the owner (Clear, ResetPeak, the first tagged call), so
   // that the owner's inline hits test one word for both.
   alignas(64) std::atomic<uintptr_t> head{0};
-  // The pool it belongs to; read under the shared lock (PoolOf).
-  std::atomic<Pool*> pool{nullptr};
+  // The thread heap it belongs to; read under the shared lock (ThreadHeapOf).
+  std::atomic<ThreadHeap*> thread_heap{nullptr};
   RemoteQueue* next_free = nullptr;    // in StableRecords' free list
   RemoteQueue* next_record = nullptr;  // StableRecords' list of all
 };
@@ -273,13 +275,13 @@ struct UsageTotals {
   void Drop(size_t bytes) { used.fetch_sub(bytes, std::memory_order_relaxed); }
 };
 
-// Records of type T for the pools' RemoteQueues, from the metadata arena
-// and kept type-stable: a record released by a pool goes onto this free
+// Records of type T for the thread heaps' RemoteQueues, from the metadata arena
+// and kept type-stable: a record released by a thread heap goes onto this free
 // list and is reused only as another T; it goes back to the arena
-// (ArenaDelete) only when the StableRecords (its PoolingMemp) is destroyed.
+// (ArenaDelete) only when the StableRecords (its ThreadHeapMemp) is destroyed.
 //
 // Why not ArenaNew/ArenaDelete per record: a thread freeing a block into a
-// pool reads the RemoteQueue that the region's table entry names
+// thread heap reads the RemoteQueue that the region's table entry names
 // (lock-free) and then pushes onto it, with no lock; the owner may
 // meanwhile unbind the region or exit, releasing it. Were it handed back to the
 // arena, the record could be reused as some other bookkeeping of the same
@@ -288,7 +290,7 @@ struct UsageTotals {
 // Kept as a T, the worst case is the documented one: a push lands in a
 // reused queue, whose owner routes the block on (see the top).
 //
-// Not thread-safe: the caller serialises (the PoolingMemp's bindings_mu_).
+// Not thread-safe: the caller serialises (the ThreadHeapMemp's bindings_mu_).
 // New and Release are O(1); never calls the allocator fmemp serves.
 template <typename T>
 class StableRecords {
@@ -332,27 +334,27 @@ class StableRecords {
   T* free_ = nullptr;  // released records, through next_free
 };
 
-// One thread's pool in one PoolingMemp. Its owner touches it only inside
+// One thread's heap in one ThreadHeapMemp. Its owner touches it only inside
 // owner operations of the drain protocol (fmemp/drain_protocol.h), so that
 // DrainAllCaches can stop it and return its cache.
-class Pool final : public ThreadState, public Drainable {
+class ThreadHeap final : public ThreadState, public Drainable {
  public:
   // --- Owner-only (the bound thread, or its exit hook) ---
   RegionSet regions;
   // What `regions` charges (UseBudget from its creation on), chained to the
-  // front-end's budget: the pool's own limit and the front-end's. Its
+  // front-end's budget: the thread heap's own limit and the front-end's. Its
   // settings may be changed from any thread (atomics).
   Budget budget;
-  // Whether the pool's last attempt was refused by a budget (set by
-  // PoolAttemptFailed): the call then fails without a fallback.
+  // Whether the thread heap's last attempt was refused by a budget (set by
+  // ThreadHeapAttemptFailed): the call then fails without a fallback.
   bool refused_by_limit = false;
   // Small free blocks in front of `regions` (fmemp/size_class_cache.h):
-  // the pool is its Source (the members below under "Source").
+  // the thread heap is its Source (the members below under "Source").
   SizeClassCache cache;
   // Every condition the inline hits test besides the catch-up, in one byte:
   // kCacheOff: debug modes are on, the cache is bypassed (and empty).
   // kNoPark: tagging was used, nothing more is parked.
-  // kNoRegions: the pool has no region (as of the last Publish()).
+  // kNoRegions: the thread heap has no region (as of the last Publish()).
   // kFencedBarrier: the drain protocol's fast side must fence (no
   // membarrier(2)): the inline hits are off; the slow paths work.
   uint8_t cache_mode = kNoRegions;
@@ -360,27 +362,27 @@ class Pool final : public ThreadState, public Drainable {
   static constexpr uint8_t kNoPark = 2;
   static constexpr uint8_t kNoRegions = 4;
   static constexpr uint8_t kFencedBarrier = 8;
-  // The front-end's marker key as of the pool's last catch-up (Clear draws
-  // a new one).
+  // The front-end's marker key as of the thread heap's last catch-up (Clear
+  // draws a new one).
   uintptr_t cache_key = 0;
-  // The pool's own peak of used bytes (cached blocks not counted), and the
-  // PoolingMemp's peak epoch it was last reset for.
+  // The thread heap's own peak of used bytes (cached blocks not counted), and
+  // the ThreadHeapMemp's peak epoch it was last reset for.
   size_t peak = 0;
   uint64_t seen_peak_epoch = 0;
-  PoolExhaustion on_exhaustion = PoolExhaustion::kFallBackToShared;
+  ThreadHeapExhaustion on_exhaustion = ThreadHeapExhaustion::kFallBackToShared;
   uint64_t seen_epoch = 0;
-  uint64_t generation = 0;  // the PoolingMemp's Clear generation it is of
+  uint64_t generation = 0;  // the ThreadHeapMemp's Clear generation it is of
   uint64_t fallbacks = 0;
   bool has_regions() const { return (cache_mode & kNoRegions) == 0; }
   // Used bytes of `regions`, cached blocks not counted, last added to
   // *totals.
   size_t accounted_used = 0;
-  UsageTotals* totals = nullptr;  // the PoolingMemp's
+  UsageTotals* totals = nullptr;  // the ThreadHeapMemp's
 
   // --- Shared ---
   const uint64_t thread_id = CurrentThreadId();
-  // Frees from other threads (in the PoolingMemp's arena: it outlives the
-  // pool, for pushes racing the thread's exit).
+  // Frees from other threads (in the ThreadHeapMemp's arena: it outlives the
+  // thread heap, for pushes racing the thread's exit).
   RemoteQueue* queue = nullptr;
 
   // The figures Probe() reads, stored by the owner after each call but a
@@ -454,10 +456,10 @@ class Pool final : public ThreadState, public Drainable {
     }
   }
 
-  // --- Source (fmemp/size_class_cache.h): the pool's own regions, no lock
-  // (owner only) ---
+  // --- Source (fmemp/size_class_cache.h): the thread heap's own regions, no
+  // lock (owner only) ---
   const RegionTable& table() const { return regions.table(); }
-  // The table holds every region of the front-end: the pool's own are
+  // The table holds every region of the front-end: the thread heap's own are
   // those whose owner is its queue.
   const void* owner() const { return queue; }
   uintptr_t marker_key() const { return cache_key; }
@@ -477,9 +479,9 @@ class Pool final : public ThreadState, public Drainable {
     PublishUsage();
   }
 
-  PoolStats Published() const {
+  ThreadHeapStats Published() const {
     constexpr auto kRelaxed = std::memory_order_relaxed;
-    PoolStats out;
+    ThreadHeapStats out;
     out.thread_id = thread_id;
     MempStats& s = out.stats;
     // The cache's figures may be newer than the regions' (a refill parks
@@ -505,13 +507,13 @@ class Pool final : public ThreadState, public Drainable {
   }
 };
 
-}  // namespace thread_pool_internal
+}  // namespace thread_heap_internal
 
 template <typename LockPolicy>
-class PoolingMemp final : private ThreadStateOwner {
+class ThreadHeapMemp final : private ThreadStateOwner {
   static_assert(LockPolicy::kThreadSafe,
-                "per-thread pools share their other regions between threads");
-  using Pool = thread_pool_internal::Pool;
+                "per-thread heaps share their other regions between threads");
+  using ThreadHeap = thread_heap_internal::ThreadHeap;
   using FailureCountedBy = typename Memp<LockPolicy>::FailureCountedBy;
 
  public:
@@ -519,25 +521,25 @@ class PoolingMemp final : private ThreadStateOwner {
   static constexpr bool kThreadSafe = true;
   using OutOfMemoryHandler = typename Memp<LockPolicy>::OutOfMemoryHandler;
 
-  PoolingMemp() : marker_key_(NewMarkerKey(this, owner_id())) {
+  ThreadHeapMemp() : marker_key_(NewMarkerKey(this, owner_id())) {
     // The registry's function-local static is set up now, not on some
     // thread's first call (a fork() inside its guard would hang the child).
     RegistryMutex();
-    shared_.SetReportHandler(&PoolingMemp::ForwardReport, this);
+    shared_.SetReportHandler(&ThreadHeapMemp::ForwardReport, this);
     // The shared regions are the table's entries with no owner.
     shared_.WithRegions([this](RegionSet& shared) {
       shared.UseTable(&table_, nullptr).IgnoreError();  // no region yet
       return 0;
     });
   }
-  ~PoolingMemp() { DetachThreadStates(this); }
+  ~ThreadHeapMemp() { DetachThreadStates(this); }
 
   // --- Regions ---
 
   // Each management call has Memp's two forms: Try* returns a
   // ManagementResult and never allocates; the absl::Status form converts it
   // after every lock is released (fmemp/management_error.h), so a program
-  // whose operator new is routed into this PoolingMemp gets its Status.
+  // whose operator new is routed into this ThreadHeapMemp gets its Status.
 
   // As Memp::AddRegion; also AlreadyExists for overlap with a bound region.
   absl::Status AddRegion(void* begin, void* end) {
@@ -564,22 +566,22 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   // As Memp::RemoveRegion for a shared region. A region bound to the
-  // calling thread is removed from its pool (FailedPrecondition while
+  // calling thread is removed from its thread heap (FailedPrecondition while
   // blocks live in it, after applying queued frees); one bound to another
   // thread is refused with FailedPrecondition.
   absl::Status RemoveRegion(void* begin) {
     return TryRemoveRegion(begin).ToStatus();
   }
   ManagementResult TryRemoveRegion(void* begin) {
-    OwnerOpScope own(PoolOfThisThread());
-    Pool* const mine = SyncedPool();
+    OwnerOpScope own(ThreadHeapOfThisThread());
+    ThreadHeap* const mine = SyncedThreadHeap();
     return shared_.WithRegions([&](RegionSet& shared) -> ManagementResult {
       RegionTable::Entry entry;
       if (!table_.FindWhole(reinterpret_cast<uintptr_t>(begin), &entry) ||
           entry.owner == nullptr) {
         return shared.RemoveRegion(begin);
       }
-      if (PoolOf(entry) != mine) {
+      if (ThreadHeapOf(entry) != mine) {
         return {ManagementError::kBoundToOtherThread, begin};
       }
       ApplyRemoteFrees(mine, &shared);
@@ -591,8 +593,8 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   // Forgets every region and block, shared or bound, and zeroes the
-  // counters. Each pool drops its regions on its thread's next call.
-  // REQUIRES: no other call on this PoolingMemp runs meanwhile.
+  // counters. Each thread heap drops its regions on its thread's next call.
+  // REQUIRES: no other call on this ThreadHeapMemp runs meanwhile.
   void Clear() {
     shared_.WithRegions([this](RegionSet& shared) {
       NoWaitLock hold(&bindings_mu_);
@@ -602,193 +604,202 @@ class PoolingMemp final : private ThreadStateOwner {
       marker_key_.store(key, std::memory_order_relaxed);
       clear_generation_.fetch_add(1, std::memory_order_relaxed);
       epoch_.fetch_add(1, std::memory_order_release);
-      NotifyPools();
-      pools_.clear();
+      NotifyThreadHeaps();
+      thread_heaps_.clear();
       retired_failed_ = retired_invalid_ = retired_limit_refusals_ = 0;
       totals_.used.store(0, std::memory_order_relaxed);
       totals_.peak.store(0, std::memory_order_relaxed);
       shared.Clear();
-      // Every pool's charges too: each pool forgets its own on its next
-      // call (CatchUp), without refunding.
+      // Every thread heap's charges too: each thread heap forgets its own on
+      // its next call (CatchUp), without refunding.
       shared_.budget().Reset();
-      // The pools' entries too: each pool's RegionSet then finds none of
-      // its own to erase when it clears on its thread's next call.
+      // The thread heaps' entries too: each thread heap's RegionSet then finds
+      // none of its own to erase when it clears on its thread's next call.
       table_.Clear();
       return 0;
     });
   }
 
-  // --- Per-thread pools ---
+  // --- Per-thread heaps ---
 
   // Moves the region that AddRegion was given `begin` for, with any blocks
-  // living in it, into the calling thread's pool. The thread then allocates
-  // from its pool first; `on_exhaustion` says what happens when the pool
-  // cannot serve a request (it applies to the whole pool; the last bind
-  // sets it). A thread may bind several regions. Errors, nothing changed:
-  //   NotFound            no shared region begins at `begin`;
+  // living in it, into the calling thread's heap. The thread then allocates
+  // from its thread heap first; `on_exhaustion` says what happens when the
+  // thread heap cannot serve a request (it applies to the whole thread heap;
+  // the last bind sets it). A thread may bind several regions. Errors, nothing
+  //   changed: NotFound            no shared region begins at `begin`;
   //   FailedPrecondition  the region is bound to another thread.
   // Binding a region already bound to the calling thread just sets
   // `on_exhaustion`. O(log regions + tags); takes the shared lock once.
-  absl::Status BindThisThread(
-      void* begin,
-      PoolExhaustion on_exhaustion = PoolExhaustion::kFallBackToShared) {
+  absl::Status BindThisThread(void* begin,
+                              ThreadHeapExhaustion on_exhaustion =
+                                  ThreadHeapExhaustion::kFallBackToShared) {
     return TryBindThisThread(begin, on_exhaustion).ToStatus();
   }
   ManagementResult TryBindThisThread(
-      void* begin,
-      PoolExhaustion on_exhaustion = PoolExhaustion::kFallBackToShared) {
-    OwnerOpScope own(PoolOfThisThread());
-    Pool* pool = SyncedPool();
-    if (pool == nullptr) {
-      pool = NewPool();
-      if (pool == nullptr) return {ManagementError::kNoMemory, begin};
-      pool = static_cast<Pool*>(RegisterThreadState(this, pool));
-      own.Adopt(pool);
+      void* begin, ThreadHeapExhaustion on_exhaustion =
+                       ThreadHeapExhaustion::kFallBackToShared) {
+    OwnerOpScope own(ThreadHeapOfThisThread());
+    ThreadHeap* thread_heap = SyncedThreadHeap();
+    if (thread_heap == nullptr) {
+      thread_heap = NewThreadHeap();
+      if (thread_heap == nullptr) return {ManagementError::kNoMemory, begin};
+      thread_heap =
+          static_cast<ThreadHeap*>(RegisterThreadState(this, thread_heap));
+      own.Adopt(thread_heap);
     }
     return shared_.WithRegions([&](RegionSet& shared) -> ManagementResult {
       const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
       RegionTable::Entry entry;
       if (table_.FindWhole(b, &entry) && entry.base == b &&
           entry.owner != nullptr) {
-        if (PoolOf(entry) != pool) {
+        if (ThreadHeapOf(entry) != thread_heap) {
           return {ManagementError::kBoundToOtherThread, begin};
         }
-        pool->on_exhaustion = on_exhaustion;
+        thread_heap->on_exhaustion = on_exhaustion;
         return {};
       }
-      if (!pool->has_regions()) {
-        // A pool takes the debug modes of the regions it will hold.
+      if (!thread_heap->has_regions()) {
+        // A thread heap takes the debug modes of the regions it will hold.
         const DebugOptions& debug = shared.debug_options();
-        const ManagementResult s = pool->regions.SetDebugOptions(debug);
+        const ManagementResult s = thread_heap->regions.SetDebugOptions(debug);
         if (!s.ok()) return s;
         // A debug mode checks every block: none may skip it in the cache.
-        pool->cache_mode = static_cast<uint8_t>(
-            (pool->cache_mode &
-             (Pool::kNoPark | Pool::kNoRegions | Pool::kFencedBarrier)) |
-            (debug.poison || debug.canaries || debug.asan ? Pool::kCacheOff
-                                                          : 0));
+        thread_heap->cache_mode = static_cast<uint8_t>(
+            (thread_heap->cache_mode &
+             (ThreadHeap::kNoPark | ThreadHeap::kNoRegions |
+              ThreadHeap::kFencedBarrier)) |
+            (debug.poison || debug.canaries || debug.asan
+                 ? ThreadHeap::kCacheOff
+                 : 0));
       }
       // The region's table entry stays through the move; Attach makes the
-      // pool its owner in place.
+      // thread heap its owner in place.
       RegionSet::DetachedRegion region;
       if (const ManagementResult s =
               Counted(shared, [&] { return shared.Detach(begin, &region); });
           !s.ok()) {
         return s;
       }
-      if (const ManagementResult s = pool->regions.Attach(region); !s.ok()) {
+      if (const ManagementResult s = thread_heap->regions.Attach(region);
+          !s.ok()) {
         // Cannot happen (regions of one front-end are disjoint); put it back.
         Counted(shared, [&] { return shared.Attach(region); }).IgnoreError();
         return s;
       }
-      pool->on_exhaustion = on_exhaustion;
+      thread_heap->on_exhaustion = on_exhaustion;
       {
         NoWaitLock hold(&bindings_mu_);
-        if (std::find(pools_.begin(), pools_.end(), pool) == pools_.end()) {
-          pools_.push_back(pool);
+        if (std::find(thread_heaps_.begin(), thread_heaps_.end(),
+                      thread_heap) == thread_heaps_.end()) {
+          thread_heaps_.push_back(thread_heap);
         }
       }
-      pool->Publish();
+      thread_heap->Publish();
       return ManagementResult();
     });
   }
 
-  // Moves every region of the calling thread's pool back to the shared
+  // Moves every region of the calling thread's heap back to the shared
   // regions, with any blocks living in them (they stay valid and may be
   // freed from any thread). Queued frees are applied first. A thread with
-  // no pool has nothing to do: OK. Also done when the thread exits.
+  // no thread heap has nothing to do: OK. Also done when the thread exits.
   absl::Status UnbindThisThread() {
-    OwnerOpScope own(PoolOfThisThread());
-    Pool* const pool = SyncedPool();
-    if (pool == nullptr) return absl::OkStatus();
+    OwnerOpScope own(ThreadHeapOfThisThread());
+    ThreadHeap* const thread_heap = SyncedThreadHeap();
+    if (thread_heap == nullptr) return absl::OkStatus();
     shared_.WithRegions([&](RegionSet& shared) {
-      ReturnRegions(shared, pool);
+      ReturnRegions(shared, thread_heap);
       return 0;
     });
     return absl::OkStatus();
   }
 
-  // Returns the blocks parked in the calling thread's pool cache to its
+  // Returns the blocks parked in the calling thread's heap cache to its
   // regions (also done on unbind, thread exit, RemoveRegion of its own
-  // region, List, and when the pool runs out of room; DrainAllCaches does
-  // it for every pool). O(parked blocks); no lock.
+  // region, List, and when the thread heap runs out of room; DrainAllCaches
+  // does it for every thread heap). O(parked blocks); no lock.
   void FlushThisThread() {
-    OwnerOpScope own(PoolOfThisThread());
-    if (Pool* const pool = SyncedPool()) pool->FlushCache();
+    OwnerOpScope own(ThreadHeapOfThisThread());
+    if (ThreadHeap* const thread_heap = SyncedThreadHeap())
+      thread_heap->FlushCache();
   }
 
-  // Returns every pool's parked blocks to that pool's regions, now, idle
-  // threads' pools included: each pool's owner is stopped as CachingMemp
-  // stops a cache (fmemp/drain_protocol.h: its next call waits until its
-  // pool is done). Skipped: a pool that a Clear has not reached yet (its
-  // regions are forgotten; its thread's next call drops its blocks) and the
-  // calling thread's own pool when called from inside one of its own
-  // operations (a handler). Blocks while another drain runs.
-  // O(threads with a pool + parked blocks), one HeavyBarrier per pool.
+  // Returns every thread heap's parked blocks to that thread heap's regions,
+  // now, idle threads' heaps included: each thread heap's owner is stopped as
+  // CachingMemp stops a cache (fmemp/drain_protocol.h: its next call waits
+  // until its thread heap is done). Skipped: a thread heap that a Clear has not
+  // reached yet (its regions are forgotten; its thread's next call drops its
+  // blocks) and the calling thread's own heap when called from inside one of
+  // its own operations (a handler). Blocks while another drain runs.
+  // O(threads with a thread heap + parked blocks), one HeavyBarrier per thread
+  // heap.
   void DrainAllCaches() {
     const uint64_t generation =
         clear_generation_.load(std::memory_order_relaxed);
-    Pool* const mine = PoolOfThisThread();
-    const auto flush = [generation](Pool* pool) {
-      if (pool->generation == generation) pool->FlushCache();
+    ThreadHeap* const mine = ThreadHeapOfThisThread();
+    const auto flush = [generation](ThreadHeap* thread_heap) {
+      if (thread_heap->generation == generation) thread_heap->FlushCache();
     };
     NoWaitLock hold(&RegistryMutex());
     ForEachThreadState(this, [&](ThreadState* s) {
-      Pool* const pool = static_cast<Pool*>(s);
-      if (pool == mine) {
+      ThreadHeap* const thread_heap = static_cast<ThreadHeap*>(s);
+      if (thread_heap == mine) {
         // No other drainer can be at it (they hold RegistryMutex()).
-        if (pool->in_use.load(std::memory_order_relaxed) == 0) flush(pool);
+        if (thread_heap->in_use.load(std::memory_order_relaxed) == 0)
+          flush(thread_heap);
         return;
       }
-      WithOwnerStopped(pool, [&flush](Drainable* stopped) {
-        flush(static_cast<Pool*>(stopped));
+      WithOwnerStopped(thread_heap, [&flush](Drainable* stopped) {
+        flush(static_cast<ThreadHeap*>(stopped));
       });
     });
   }
 
-  // Whether the calling thread has a pool with at least one region.
-  bool ThisThreadHasPool() {
-    OwnerOpScope own(PoolOfThisThread());
-    return BoundPool() != nullptr;
+  // Whether the calling thread has a thread heap with at least one region.
+  bool ThisThreadHasHeap() {
+    OwnerOpScope own(ThreadHeapOfThisThread());
+    return BoundThreadHeap() != nullptr;
   }
 
-  // Applies what other threads left for the calling thread's pool, as its
+  // Applies what other threads left for the calling thread's heap, as its
   // next allocation or free would: the frees they queued to it, and a
   // Clear or ResetPeak. For an owner that may stay idle (a worker waiting
   // for requests), so that Probe counts those blocks free without waiting
-  // for its next call. Returns whether the thread has a pool. Takes no lock
-  // when nothing is pending; O(queued frees) otherwise.
+  // for its next call. Returns whether the thread has a thread heap. Takes no
+  // lock when nothing is pending; O(queued frees) otherwise.
   bool SyncThisThread() {
-    OwnerOpScope own(PoolOfThisThread());
-    return SyncedPool() != nullptr;
+    OwnerOpScope own(ThreadHeapOfThisThread());
+    return SyncedThreadHeap() != nullptr;
   }
 
   // --- Hot path (Memp's semantics) ---
 
   void* Allocate(size_t bytes) noexcept {
     // The hit, inline and without a call: a pop from the calling thread's
-    // pool cache. Anything else (no pool yet, a pending catch-up or queue,
-    // an empty list, the cache off) takes AllocateSlow.
+    // thread heap cache. Anything else (no thread heap yet, a pending catch-up
+    // or queue, an empty list, the cache off) takes AllocateSlow.
     // The hit is an owner operation (fmemp/drain_protocol.h): a drainer at
     // work sends it to AllocateSlow.
     if (bytes <= SizeClassCache::kMaxCachedRequest) {
-      if (Pool* const pool = ReadyPool()) {
+      if (ThreadHeap* const thread_heap = ReadyThreadHeap()) {
         // (Written out rather than through OwnerOpUnlessDiverted: a lambda
         // here is not inlined into every caller.)
         // cache_mode is the owner's alone (a drainer never changes it).
-        if ((pool->cache_mode & (Pool::kCacheOff | Pool::kNoRegions |
-                                 Pool::kFencedBarrier)) == 0) {
+        if ((thread_heap->cache_mode &
+             (ThreadHeap::kCacheOff | ThreadHeap::kNoRegions |
+              ThreadHeap::kFencedBarrier)) == 0) {
           void* p = nullptr;
           if (ABSL_PREDICT_TRUE(
-                  EnterInlineOp</*kGivenMembarrier=*/true>(pool))) {
+                  EnterInlineOp</*kGivenMembarrier=*/true>(thread_heap))) {
             const size_t span = tlsf::SpanForRequest(bytes);
-            p = pool->cache.PopFast(span, pool->regions.table(),
-                                    pool->cache_key);
+            p = thread_heap->cache.PopFast(span, thread_heap->regions.table(),
+                                           thread_heap->cache_key);
             if (ABSL_PREDICT_TRUE(p != nullptr)) {
-              pool->PublishHit</*kRise=*/true>(span, totals_);
+              thread_heap->PublishHit</*kRise=*/true>(span, totals_);
             }
           }
-          LeaveInlineOp(pool);
+          LeaveInlineOp(thread_heap);
           if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
         }
       }
@@ -799,7 +810,7 @@ class PoolingMemp final : private ThreadStateOwner {
     if (alignment <= tlsf::kAlignment && tlsf::IsPowerOfTwo(alignment)) {
       return Allocate(bytes);
     }
-    OwnerOpScope own(PoolOfThisThread());
+    OwnerOpScope own(ThreadHeapOfThisThread());
     return AllocateWith(
         bytes, alignment,
         [alignment, bytes](RegionSet& r) {
@@ -813,7 +824,7 @@ class PoolingMemp final : private ThreadStateOwner {
                const BlockTag* tag = nullptr) noexcept {
     size_t bytes = 0;
     if (__builtin_mul_overflow(count, size, &bytes)) {
-      OwnerOpScope own(PoolOfThisThread());
+      OwnerOpScope own(ThreadHeapOfThisThread());
       CountFailedCall();
       return nullptr;
     }
@@ -827,21 +838,24 @@ class PoolingMemp final : private ThreadStateOwner {
   }
   bool Free(void* ptr) noexcept {
     // The hit, inline and without a call: a live block of a cacheable span
-    // in the region of the pool's last lookup, parked if its marker's claim
-    // wins and the budget has room. Its heap gives the size only if it
+    // in the region of the thread heap's last lookup, parked if its marker's
+    // claim wins and the budget has room. Its heap gives the size only if it
     // would free the block too (UsableSizeIfFreeable), so an overflow is
     // refused and reported by FreeSlow, as by the heap. Anything else
     // (nullptr included: it lies in no region) takes FreeSlow. The hit is
     // an owner operation (fmemp/drain_protocol.h).
-    if (Pool* const pool = ReadyPool()) {
+    if (ThreadHeap* const thread_heap = ReadyThreadHeap()) {
       // cache_mode == 0: no kFencedBarrier among the rest (and the owner's
       // alone: a drainer never changes it).
-      if (pool->cache_mode == 0) {
+      if (thread_heap->cache_mode == 0) {
         bool parked = false;
-        if (ABSL_PREDICT_TRUE(EnterInlineOp</*kGivenMembarrier=*/true>(pool))) {
-          const RegionTable::Entry* region = pool->regions.table().FindInHint(
-              reinterpret_cast<uintptr_t>(ptr), pool->cache.region_hint);
-          // The hint holds only the pool's own regions (region_hint in
+        if (ABSL_PREDICT_TRUE(
+                EnterInlineOp</*kGivenMembarrier=*/true>(thread_heap))) {
+          const RegionTable::Entry* region =
+              thread_heap->regions.table().FindInHint(
+                  reinterpret_cast<uintptr_t>(ptr),
+                  thread_heap->cache.region_hint);
+          // The hint holds only the thread heap's own regions (region_hint in
           // fmemp/size_class_cache.h): no owner check. A heap with debug
           // modes takes FreeSlow: no call here, so no frame.
           if (region != nullptr &&
@@ -850,14 +864,14 @@ class PoolingMemp final : private ThreadStateOwner {
                                       ->PlainUsableSizeIfFreeable(ptr);
             const size_t span = usable + tlsf::kBlockOverhead;
             if (SizeClassCache::IsCacheableUsable(usable) &&
-                pool->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
-                                    pool->cache_key)) {
-              pool->PublishHit</*kRise=*/false>(span, totals_);
+                thread_heap->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
+                                           thread_heap->cache_key)) {
+              thread_heap->PublishHit</*kRise=*/false>(span, totals_);
               parked = true;
             }
           }
         }
-        LeaveInlineOp(pool);
+        LeaveInlineOp(thread_heap);
         if (parked) return true;
       }
     }
@@ -866,12 +880,12 @@ class PoolingMemp final : private ThreadStateOwner {
   // The usable size of a live block anywhere in this front-end; 0 if ptr is
   // not one.
   size_t UsableSize(const void* ptr) noexcept {
-    OwnerOpScope own(PoolOfThisThread());
-    Pool* const pool = BoundPool();
+    OwnerOpScope own(ThreadHeapOfThisThread());
+    ThreadHeap* const thread_heap = BoundThreadHeap();
     RegionTable::Entry entry;
     if (!table_.Find(reinterpret_cast<uintptr_t>(ptr), &entry)) return 0;
-    if (pool != nullptr && entry.owner == pool->queue) {
-      const size_t usable = pool->regions.UsableSize(ptr);
+    if (thread_heap != nullptr && entry.owner == thread_heap->queue) {
+      const size_t usable = thread_heap->regions.UsableSize(ptr);
       return usable != 0 && IsParkedOrQueued(ptr) ? 0 : usable;
     }
     // Under the shared lock, which keeps the region where it is found.
@@ -884,7 +898,7 @@ class PoolingMemp final : private ThreadStateOwner {
     });
   }
   void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
-    OwnerOpScope own(PoolOfThisThread());
+    OwnerOpScope own(ThreadHeapOfThisThread());
     NoteTagging();
     return AllocateWith(
         bytes, alignment,
@@ -902,9 +916,9 @@ class PoolingMemp final : private ThreadStateOwner {
     return ReallocateWith(ptr, bytes, &tag);
   }
 
-  // As Memp's; for a pool with PoolExhaustion::kFail it is asked too (on
-  // the pool's thread) before a request fails, and a true answer retries the
-  // pool once.
+  // As Memp's; for a thread heap with ThreadHeapExhaustion::kFail it is asked
+  // too (on the thread heap's thread) before a request fails, and a true answer
+  // retries the thread heap once.
   void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
     {
       NoWaitLock hold(&handlers_mu_);
@@ -930,9 +944,9 @@ class PoolingMemp final : private ThreadStateOwner {
   // --- Budgets (fmemp/budget.h) ---
   //
   // The front-end's hard and soft limits, as Memp's, over every region:
-  // the shared ones and every pool's. A pool's regions are charged from its
-  // creation on (one atomic operation on its budget and one on the
-  // front-end's per block taken from or returned to a heap: a refill or
+  // the shared ones and every thread heap's. A thread heap's regions are
+  // charged from its creation on (one atomic operation on its budget and one on
+  // the front-end's per block taken from or returned to a heap: a refill or
   // trim of its cache, an uncached request; never a cache hit); the shared
   // regions once a limit is set.
   void SetLimit(size_t bytes) noexcept { shared_.SetLimit(bytes); }
@@ -943,41 +957,42 @@ class PoolingMemp final : private ThreadStateOwner {
   void RemoveLimits() noexcept {
     shared_.RemoveLimits();
     NoWaitLock hold(&bindings_mu_);
-    for (Pool* pool : pools_) {
-      pool->budget.SetLimit(Budget::kNoLimit);
-      pool->budget.SetSoftLimit(Budget::kNoLimit, 0, nullptr, nullptr);
+    for (ThreadHeap* thread_heap : thread_heaps_) {
+      thread_heap->budget.SetLimit(Budget::kNoLimit);
+      thread_heap->budget.SetSoftLimit(Budget::kNoLimit, 0, nullptr, nullptr);
     }
   }
   Budget& budget() noexcept { return shared_.budget(); }
   const Budget& budget() const noexcept { return shared_.budget(); }
 
-  // A pool's own hard limit, over the bytes of its regions in use or parked
-  // in its cache; a request that would pass it fails (no fallback to the
-  // shared regions, no out-of-memory handler), counted in the pool's
-  // failed_allocations and limit_refusals. `thread_id` names the pool's
-  // thread (PoolStats::thread_id; 0: the calling thread's). May be set
+  // A thread heap's own hard limit, over the bytes of its regions in use or
+  // parked in its cache; a request that would pass it fails (no fallback to the
+  // shared regions, no out-of-memory handler), counted in the thread heap's
+  // failed_allocations and limit_refusals. `thread_id` names the thread heap's
+  // thread (ThreadHeapStats::thread_id; 0: the calling thread's). May be set
   // right after binding, and changed from any thread at any time.
-  // Budget::kNoLimit removes it. kNoPool if that thread has no pool.
-  // O(pools).
-  ManagementResult TrySetThreadPoolLimit(uint64_t thread_id, size_t bytes) {
-    return WithPoolOf(thread_id,
-                      [bytes](Pool* pool) { pool->budget.SetLimit(bytes); });
+  // Budget::kNoLimit removes it. kNoThreadHeap if that thread has no thread
+  // heap. O(thread heaps).
+  ManagementResult TrySetThreadHeapLimit(uint64_t thread_id, size_t bytes) {
+    return WithThreadHeapOf(thread_id, [bytes](ThreadHeap* thread_heap) {
+      thread_heap->budget.SetLimit(bytes);
+    });
   }
-  // A pool's own soft limit, with Budget's semantics; the handler runs on
-  // the pool's thread, outside every lock.
-  ManagementResult TrySetThreadPoolSoftLimit(uint64_t thread_id, size_t bytes,
+  // A thread heap's own soft limit, with Budget's semantics; the handler runs
+  // on the thread heap's thread, outside every lock.
+  ManagementResult TrySetThreadHeapSoftLimit(uint64_t thread_id, size_t bytes,
                                              size_t hysteresis,
                                              Budget::SoftLimitHandler handler,
                                              void* context) {
-    return WithPoolOf(thread_id, [&](Pool* pool) {
-      pool->budget.SetSoftLimit(bytes, hysteresis, handler, context);
+    return WithThreadHeapOf(thread_id, [&](ThreadHeap* thread_heap) {
+      thread_heap->budget.SetSoftLimit(bytes, hysteresis, handler, context);
     });
   }
 
   // --- Debug modes (Memp's) ---
 
   // Only while no region exists, shared or bound (FailedPrecondition).
-  // Pools take the modes when they bind their first region.
+  // Thread heaps take the modes when they bind their first region.
   absl::Status SetDebugOptions(const DebugOptions& options) {
     return TrySetDebugOptions(options).ToStatus();
   }
@@ -989,7 +1004,7 @@ class PoolingMemp final : private ThreadStateOwner {
     });
   }
   // The region holding ptr, in the shared regions or the calling thread's
-  // pool (a region bound to another thread cannot be checked from here:
+  // thread heap (a region bound to another thread cannot be checked from here:
   // FailedPrecondition).
   absl::Status CheckRegionOf(const void* ptr) {
     tlsf::CheckFindings damage;
@@ -998,16 +1013,17 @@ class PoolingMemp final : private ThreadStateOwner {
   // As Memp::TryCheckRegionOf.
   ManagementResult TryCheckRegionOf(const void* ptr,
                                     tlsf::CheckFindings* damage = nullptr) {
-    OwnerOpScope own(PoolOfThisThread());
-    if (Pool* const pool = BoundPool(); InPool(pool, ptr)) {
-      return pool->regions.CheckRegionOf(ptr, damage);
+    OwnerOpScope own(ThreadHeapOfThisThread());
+    if (ThreadHeap* const thread_heap = BoundThreadHeap();
+        InThreadHeap(thread_heap, ptr)) {
+      return thread_heap->regions.CheckRegionOf(ptr, damage);
     }
     return shared_.WithRegions(
         [&](const RegionSet& shared) -> ManagementResult {
           RegionTable::Entry entry;
           if (table_.FindWhole(reinterpret_cast<uintptr_t>(ptr), &entry) &&
               entry.owner != nullptr) {
-            return {ManagementError::kInOtherThreadsPool, ptr};
+            return {ManagementError::kInOtherThreadsHeap, ptr};
           }
           return shared.CheckRegionOf(ptr, damage);
         });
@@ -1021,8 +1037,8 @@ class PoolingMemp final : private ThreadStateOwner {
       total.failed_allocations += retired_failed_;
       total.invalid_frees += retired_invalid_;
       total.limit_refusals += retired_limit_refusals_;
-      for (const Pool* pool : pools_) {
-        const MempStats s = pool->Published().stats;
+      for (const ThreadHeap* thread_heap : thread_heaps_) {
+        const MempStats s = thread_heap->Published().stats;
         total.capacity_bytes += s.capacity_bytes;
         total.used_bytes += s.used_bytes;
         total.cached_bytes += s.cached_bytes;
@@ -1040,13 +1056,13 @@ class PoolingMemp final : private ThreadStateOwner {
           totals_.peak.load(std::memory_order_relaxed), total.used_bytes);
     });
   }
-  // Every pool with at least one region, in binding order.
-  PoolStatsList ProbePools() const {
+  // Every thread heap with at least one region, in binding order.
+  ThreadHeapStatsList ProbeThreadHeaps() const {
     return shared_.WithRegions([this](const RegionSet&) {
-      PoolStatsList out;
+      ThreadHeapStatsList out;
       NoWaitLock hold(&bindings_mu_);
-      for (const Pool* pool : pools_) {
-        PoolStats stats = pool->Published();
+      for (const ThreadHeap* thread_heap : thread_heaps_) {
+        ThreadHeapStats stats = thread_heap->Published();
         if (stats.stats.region_count != 0) out.push_back(stats);
       }
       return out;
@@ -1057,10 +1073,10 @@ class PoolingMemp final : private ThreadStateOwner {
   // thread's cache count as used there (FlushThisThread first for figures
   // without them), as under CachingMemp.
   RegionStatsList ProbeRegions() {
-    OwnerOpScope own(PoolOfThisThread());
+    OwnerOpScope own(ThreadHeapOfThisThread());
     RegionStatsList out = shared_.ProbeRegions();
-    if (Pool* const pool = BoundPool()) {
-      for (const RegionStats& r : pool->regions.ProbeRegions()) {
+    if (ThreadHeap* const thread_heap = BoundThreadHeap()) {
+      for (const RegionStats& r : thread_heap->regions.ProbeRegions()) {
         out.push_back(r);
       }
       std::sort(out.begin(), out.end(),
@@ -1070,61 +1086,62 @@ class PoolingMemp final : private ThreadStateOwner {
     }
     return out;
   }
-  // The shared regions' peak and the calling thread's pool's now; every
-  // other pool's at its thread's next call.
+  // The shared regions' peak and the calling thread's heap's now; every
+  // other thread heap's at its thread's next call.
   void ResetPeak() noexcept {
-    OwnerOpScope own(PoolOfThisThread());
+    OwnerOpScope own(ThreadHeapOfThisThread());
     peak_epoch_.fetch_add(1, std::memory_order_relaxed);
     epoch_.fetch_add(1, std::memory_order_release);
     {
       NoWaitLock hold(&bindings_mu_);
-      NotifyPools();
+      NotifyThreadHeaps();
     }
     totals_.peak.store(totals_.used.load(std::memory_order_relaxed),
                        std::memory_order_relaxed);
     shared_.ResetPeak();
-    SyncedPool();  // catches up with the new epoch
+    SyncedThreadHeap();  // catches up with the new epoch
   }
-  // The shared regions and the calling thread's own pool.
+  // The shared regions and the calling thread's own heap.
   absl::Status Check() {
     tlsf::CheckFindings findings;
     TryCheck(&findings).IgnoreError();
     return findings.ToStatus();
   }
   // As Memp::TryCheck, for the shared regions and the calling thread's own
-  // pool: allocates nothing.
+  // thread heap: allocates nothing.
   ManagementResult TryCheck(tlsf::CheckFindings* findings) {
-    OwnerOpScope own(PoolOfThisThread());
+    OwnerOpScope own(ThreadHeapOfThisThread());
     const size_t found_before = findings->count();
     shared_.TryCheck(findings).IgnoreError();
-    if (Pool* const pool = BoundPool()) pool->regions.Check(findings);
+    if (ThreadHeap* const thread_heap = BoundThreadHeap())
+      thread_heap->regions.Check(findings);
     if (findings->count() == found_before) return {};
     return ManagementError::kCorrupt;
   }
-  // The shared regions' listing, then the calling thread's own pool's
+  // The shared regions' listing, then the calling thread's own heap's
   // (RegionSet::List's lines: NUL-terminated, on the stack, no allocation).
   void List(absl::FunctionRef<void(absl::string_view)> sink) {
-    OwnerOpScope own(PoolOfThisThread());
+    OwnerOpScope own(ThreadHeapOfThisThread());
     shared_.List(sink);
-    if (Pool* const pool = BoundPool()) {
-      pool->FlushCache();  // the listing shows only blocks in use
-      char line[64];       // on the stack: List allocates nothing
-      const int n =
-          std::snprintf(line, sizeof(line), "pool of thread %llu:",
-                        static_cast<unsigned long long>(pool->thread_id));
+    if (ThreadHeap* const thread_heap = BoundThreadHeap()) {
+      thread_heap->FlushCache();  // the listing shows only blocks in use
+      char line[64];              // on the stack: List allocates nothing
+      const int n = std::snprintf(
+          line, sizeof(line), "heap of thread %llu:",
+          static_cast<unsigned long long>(thread_heap->thread_id));
       sink(absl::string_view(line, std::min<size_t>(n, sizeof(line) - 1)));
-      pool->regions.List(sink);
+      thread_heap->regions.List(sink);
     }
   }
 
-  // Fork support, as Memp's: every pool stopped (as DrainAllCaches stops
+  // Fork support, as Memp's: every thread heap stopped (as DrainAllCaches stops
   // it), then every lock of this front-end, in lock order. The caller holds
   // the process-wide registry across fork() (LockRegistryForFork, before
-  // these; the C API's atfork handlers do). So a child inherits no pool in
-  // the middle of an operation and can drain them all.
+  // these; the C API's atfork handlers do). So a child inherits no thread heap
+  // in the middle of an operation and can drain them all.
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      StopOwner(static_cast<Pool*>(s));
+      StopOwner(static_cast<ThreadHeap*>(s));
     });
     shared_.LockForFork();
     LockWithoutWaiting(bindings_mu_);
@@ -1135,7 +1152,7 @@ class PoolingMemp final : private ThreadStateOwner {
     bindings_mu_.Unlock();
     shared_.UnlockAfterFork();
     ForEachThreadState(this, [](ThreadState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      ResumeOwner(static_cast<Pool*>(s));
+      ResumeOwner(static_cast<ThreadHeap*>(s));
     });
   }
   void ResetLockInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -1143,50 +1160,51 @@ class PoolingMemp final : private ThreadStateOwner {
     new (&bindings_mu_) absl::Mutex();
     shared_.ResetLockInForkChild();
     ForEachThreadState(this, [](ThreadState* s) {
-      ResetOwnerInForkChild(static_cast<Pool*>(s));
+      ResetOwnerInForkChild(static_cast<ThreadHeap*>(s));
     });
   }
 
  private:
-  using RemoteBlock = thread_pool_internal::RemoteBlock;
-  using RemoteQueue = thread_pool_internal::RemoteQueue;
-  static constexpr uintptr_t kClosed = thread_pool_internal::kClosed;
-  static constexpr uintptr_t kNews = thread_pool_internal::kNews;
+  using RemoteBlock = thread_heap_internal::RemoteBlock;
+  using RemoteQueue = thread_heap_internal::RemoteQueue;
+  static constexpr uintptr_t kClosed = thread_heap_internal::kClosed;
+  static constexpr uintptr_t kNews = thread_heap_internal::kNews;
 
-  // Runs fn(pool) for the pool of thread `thread_id` (0: the calling
-  // thread's), under bindings_mu_; kNoPool if there is none.
+  // Runs fn(thread heap) for the heap of thread `thread_id` (0: the calling
+  // thread's), under bindings_mu_; kNoThreadHeap if there is none.
   template <typename Fn>
-  ManagementResult WithPoolOf(uint64_t thread_id, Fn fn) {
-    if (thread_id == 0) thread_id = thread_pool_internal::CurrentThreadId();
+  ManagementResult WithThreadHeapOf(uint64_t thread_id, Fn fn) {
+    if (thread_id == 0) thread_id = thread_heap_internal::CurrentThreadId();
     NoWaitLock hold(&bindings_mu_);
-    for (Pool* pool : pools_) {
-      if (pool->thread_id == thread_id) {
-        fn(pool);
+    for (ThreadHeap* thread_heap : thread_heaps_) {
+      if (thread_heap->thread_id == thread_id) {
+        fn(thread_heap);
         return {};
       }
     }
-    return ManagementError::kNoPool;
+    return ManagementError::kNoThreadHeap;
   }
 
-  // The pool that a table entry of a bound region names (entry.owner is
+  // The thread heap that a table entry of a bound region names (entry.owner is
   // its RemoteQueue). REQUIRES: the shared lock (which keeps the binding
   // as found).
-  static Pool* PoolOf(const RegionTable::Entry& entry) {
+  static ThreadHeap* ThreadHeapOf(const RegionTable::Entry& entry) {
     return static_cast<const RemoteQueue*>(entry.owner)
-        ->pool.load(std::memory_order_relaxed);
+        ->thread_heap.load(std::memory_order_relaxed);
   }
-  // Whether ptr lies in a region (pool header included) bound to `pool`
+  // Whether ptr lies in a region (pool header included) bound to `thread_heap`
   // (nullptr: false). One lock-free table lookup; the answer stays true
-  // while `pool` is the caller's own.
-  bool InPool(const Pool* pool, const void* ptr) const {
+  // while `thread_heap` is the caller's own.
+  bool InThreadHeap(const ThreadHeap* thread_heap, const void* ptr) const {
     RegionTable::Entry entry;
-    return pool != nullptr &&
+    return thread_heap != nullptr &&
            table_.FindWhole(reinterpret_cast<uintptr_t>(ptr), &entry) &&
-           entry.owner == pool->queue;
+           entry.owner == thread_heap->queue;
   }
 
-  // A new pool with its queue; nullptr if the queue's memory cannot be had.
-  Pool* NewPool() {
+  // A new thread heap with its queue; nullptr if the queue's memory cannot be
+  // had.
+  ThreadHeap* NewThreadHeap() {
     RemoteQueue* queue;
     {
       NoWaitLock hold(&bindings_mu_);
@@ -1194,76 +1212,87 @@ class PoolingMemp final : private ThreadStateOwner {
     }
     if (queue == nullptr) return nullptr;
     queue->head.store(0, std::memory_order_relaxed);
-    Pool* pool = new Pool;  // in the metadata arena (a ThreadState)
+    ThreadHeap* thread_heap =
+        new ThreadHeap;  // in the metadata arena (a ThreadState)
     if (kAsymmetricBarrierEnabled && !HeavyBarrierIsMembarrier()) {
-      pool->cache_mode |= Pool::kFencedBarrier;
+      thread_heap->cache_mode |= ThreadHeap::kFencedBarrier;
     }
-    pool->queue = queue;
-    queue->pool.store(pool, std::memory_order_relaxed);
+    thread_heap->queue = queue;
+    queue->thread_heap.store(thread_heap, std::memory_order_relaxed);
     // Its regions are table_'s entries owned by its queue.
-    pool->regions.UseTable(&table_, queue).IgnoreError();  // no region yet
-    pool->totals = &totals_;
-    pool->budget.SetParent(&shared_.budget());
-    pool->regions.UseBudget(&pool->budget);  // no region yet: charges 0
-    pool->regions.SetReportHandler(&PoolingMemp::ForwardReport, this);
-    pool->generation = clear_generation_.load(std::memory_order_relaxed);
-    pool->seen_epoch = epoch_.load(std::memory_order_acquire);
-    pool->seen_peak_epoch = peak_epoch_.load(std::memory_order_relaxed);
-    pool->cache_key = marker_key_.load(std::memory_order_relaxed);
+    thread_heap->regions.UseTable(&table_, queue)
+        .IgnoreError();  // no region yet
+    thread_heap->totals = &totals_;
+    thread_heap->budget.SetParent(&shared_.budget());
+    thread_heap->regions.UseBudget(
+        &thread_heap->budget);  // no region yet: charges 0
+    thread_heap->regions.SetReportHandler(&ThreadHeapMemp::ForwardReport, this);
+    thread_heap->generation = clear_generation_.load(std::memory_order_relaxed);
+    thread_heap->seen_epoch = epoch_.load(std::memory_order_acquire);
+    thread_heap->seen_peak_epoch = peak_epoch_.load(std::memory_order_relaxed);
+    thread_heap->cache_key = marker_key_.load(std::memory_order_relaxed);
     if (tagging_used_.load(std::memory_order_relaxed)) {
-      pool->cache_mode |= Pool::kNoPark;
+      thread_heap->cache_mode |= ThreadHeap::kNoPark;
     }
-    return pool;
+    return thread_heap;
   }
 
-  // The calling thread's pool as it is, or nullptr: what an OwnerOpScope
+  // The calling thread's heap as it is, or nullptr: what an OwnerOpScope
   // marks in use around every call that touches it (see DrainAllCaches).
-  Pool* PoolOfThisThread() { return static_cast<Pool*>(ThreadStateFor(this)); }
+  ThreadHeap* ThreadHeapOfThisThread() {
+    return static_cast<ThreadHeap*>(ThreadStateFor(this));
+  }
 
-  // The calling thread's pool, brought up to date with Clear, ResetPeak
+  // The calling thread's heap, brought up to date with Clear, ResetPeak
   // and queued frees; nullptr if the thread never bound a region.
   // REQUIRES: inside an owner operation on it (OwnerOpScope).
-  Pool* SyncedPool() {
+  ThreadHeap* SyncedThreadHeap() {
     ThreadState* state = ThreadStateFor(this);
     if (state == nullptr) return nullptr;
-    Pool* const pool = static_cast<Pool*>(state);
+    ThreadHeap* const thread_heap = static_cast<ThreadHeap*>(state);
     // Acquire: news seen here comes with the epoch it announces.
-    const uintptr_t head = pool->queue->head.load(std::memory_order_acquire);
+    const uintptr_t head =
+        thread_heap->queue->head.load(std::memory_order_acquire);
     const uint64_t epoch = epoch_.load(std::memory_order_acquire);
-    if (pool->seen_epoch != epoch) CatchUp(pool, epoch);
-    if (head != 0 || pool->queue->head.load(std::memory_order_relaxed) != 0) {
-      ApplyRemoteFrees(pool, nullptr);
+    if (thread_heap->seen_epoch != epoch) CatchUp(thread_heap, epoch);
+    if (head != 0 ||
+        thread_heap->queue->head.load(std::memory_order_relaxed) != 0) {
+      ApplyRemoteFrees(thread_heap, nullptr);
     }
-    return pool;
+    return thread_heap;
   }
-  // As SyncedPool, but only a pool with a region to allocate from.
-  Pool* BoundPool() {
-    Pool* const pool = SyncedPool();
-    return pool != nullptr && pool->has_regions() ? pool : nullptr;
+  // As SyncedThreadHeap, but only a thread heap with a region to allocate from.
+  ThreadHeap* BoundThreadHeap() {
+    ThreadHeap* const thread_heap = SyncedThreadHeap();
+    return thread_heap != nullptr && thread_heap->has_regions() ? thread_heap
+                                                                : nullptr;
   }
 
-  // The calling thread's pool when its own calls may take the inline hit:
+  // The calling thread's heap when its own calls may take the inline hit:
   // it was the thread's last-used state and has nothing to catch up on (its
   // queue's head is 0: no queued frees, no news of a Clear, ResetPeak or
   // tagging); else nullptr (the slow path syncs). The caller tests
   // cache_mode (regions, cache on). Inline, no call.
-  Pool* ReadyPool() {
-    Pool* const pool = static_cast<Pool*>(LastUsedThreadStateFor(this));
-    if (pool == nullptr ||
-        pool->queue->head.load(std::memory_order_relaxed) != 0) {
+  ThreadHeap* ReadyThreadHeap() {
+    ThreadHeap* const thread_heap =
+        static_cast<ThreadHeap*>(LastUsedThreadStateFor(this));
+    if (thread_heap == nullptr ||
+        thread_heap->queue->head.load(std::memory_order_relaxed) != 0) {
       return nullptr;
     }
-    return pool;
+    return thread_heap;
   }
 
   // Allocate without the inline hit: the cache after a sync (refilling it
-  // when the class is empty), else the pool's regions or the shared ones.
+  // when the class is empty), else the thread heap's regions or the shared
+  // ones.
   ABSL_ATTRIBUTE_NOINLINE void* AllocateSlow(size_t bytes) noexcept {
-    OwnerOpScope own(PoolOfThisThread());
+    OwnerOpScope own(ThreadHeapOfThisThread());
     if (bytes <= SizeClassCache::kMaxCachedRequest) {
-      if (Pool* const pool = BoundPool();
-          pool != nullptr && (pool->cache_mode & Pool::kCacheOff) == 0) {
-        if (void* p = TakeFromCache(pool, tlsf::SpanForRequest(bytes))) {
+      if (ThreadHeap* const thread_heap = BoundThreadHeap();
+          thread_heap != nullptr &&
+          (thread_heap->cache_mode & ThreadHeap::kCacheOff) == 0) {
+        if (void* p = TakeFromCache(thread_heap, tlsf::SpanForRequest(bytes))) {
           return p;
         }
       }
@@ -1284,53 +1313,57 @@ class PoolingMemp final : private ThreadStateOwner {
   // Free without the inline hit.
   ABSL_ATTRIBUTE_NOINLINE bool FreeSlow(void* ptr) noexcept {
     if (ptr == nullptr) return true;
-    OwnerOpScope own(PoolOfThisThread());
-    if (Pool* const pool = BoundPool()) return FreeInPool(pool, ptr);
+    OwnerOpScope own(ThreadHeapOfThisThread());
+    if (ThreadHeap* const thread_heap = BoundThreadHeap())
+      return FreeInThreadHeap(thread_heap, ptr);
     return FreeElsewhere(ptr);
   }
 
-  // Allocate's miss: a pop after a refill from the pool's regions
+  // Allocate's miss: a pop after a refill from the thread heap's regions
   // (nullptr when they have no room; the caller then takes the uncached
   // path, which counts the failure and may flush the cache).
-  ABSL_ATTRIBUTE_NOINLINE void* TakeFromCache(Pool* pool, size_t span) {
-    void* p = pool->cache.Take(*pool, span);
+  ABSL_ATTRIBUTE_NOINLINE void* TakeFromCache(ThreadHeap* thread_heap,
+                                              size_t span) {
+    void* p = thread_heap->cache.Take(*thread_heap, span);
     // A refill cut short by a budget is no call's outcome yet: the call
     // then asks the regions, whose refusal counts.
-    pool->regions.TakeLimitRefusal();
-    pool->PublishUsage();
-    pool->budget.RunSoftHandlerIfDue();  // a refill may cross it
+    thread_heap->regions.TakeLimitRefusal();
+    thread_heap->PublishUsage();
+    thread_heap->budget.RunSoftHandlerIfDue();  // a refill may cross it
     return p;
   }
 
-  // Free's miss for a calling thread with a pool: parks a block of the
-  // pool's regions (reporting a double free: its marker is set, in this
-  // cache or queued to this pool), or frees it into the pool's regions, or
-  // hands it on to FreeElsewhere when it is not in them.
-  ABSL_ATTRIBUTE_NOINLINE bool FreeInPool(Pool* pool, void* ptr) {
-    if ((pool->cache_mode & Pool::kCacheOff) == 0) {
+  // Free's miss for a calling thread with a thread heap: parks a block of the
+  // thread heap's regions (reporting a double free: its marker is set, in this
+  // cache or queued to this thread heap), or frees it into the thread heap's
+  // regions, or hands it on to FreeElsewhere when it is not in them.
+  ABSL_ATTRIBUTE_NOINLINE bool FreeInThreadHeap(ThreadHeap* thread_heap,
+                                                void* ptr) {
+    if ((thread_heap->cache_mode & ThreadHeap::kCacheOff) == 0) {
       const size_t span = SizeClassCache::CacheableSpan(
-          pool->regions.table(), pool->queue, ptr, &pool->cache.region_hint);
+          thread_heap->regions.table(), thread_heap->queue, ptr,
+          &thread_heap->cache.region_hint);
       if (span != 0) {
-        const bool park = (pool->cache_mode & Pool::kNoPark) == 0;
-        switch (pool->cache.Put(*pool, ptr, span, park)) {
+        const bool park = (thread_heap->cache_mode & ThreadHeap::kNoPark) == 0;
+        switch (thread_heap->cache.Put(*thread_heap, ptr, span, park)) {
           case SizeClassCache::kParked:
-            pool->PublishUsage();
+            thread_heap->PublishUsage();
             return true;
           case SizeClassCache::kDoubleFree:
-            pool->regions.ReportMisuse(MempError::kDoubleFree, ptr);
-            pool->Publish();  // misuse, counted
+            thread_heap->regions.ReportMisuse(MempError::kDoubleFree, ptr);
+            thread_heap->Publish();  // misuse, counted
             return false;
           case SizeClassCache::kNotParked:
             break;
         }
       }
     }
-    switch (pool->regions.TryFree(ptr)) {
+    switch (thread_heap->regions.TryFree(ptr)) {
       case RegionSet::FreeOutcome::kFreed:
-        pool->PublishUsage();
+        thread_heap->PublishUsage();
         return true;
       case RegionSet::FreeOutcome::kRefused:
-        pool->Publish();  // misuse, counted
+        thread_heap->Publish();  // misuse, counted
         return false;
       case RegionSet::FreeOutcome::kOutside:
         break;
@@ -1339,7 +1372,7 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   // Whether the live block at ptr carries this front-end's marker: parked
-  // in a pool's cache or queued to its owner (freed, for the user).
+  // in a thread heap's cache or queued to its owner (freed, for the user).
   // REQUIRES: ptr is a live block of a region of this front-end.
   bool IsParkedOrQueued(const void* ptr) const {
     const auto* block = static_cast<const ParkedBlock*>(ptr);
@@ -1348,61 +1381,62 @@ class PoolingMemp final : private ThreadStateOwner {
                block, marker_key_.load(std::memory_order_relaxed));
   }
 
-  // Stops every pool parking blocks, from its next call on (a parked
+  // Stops every thread heap parking blocks, from its next call on (a parked
   // block would keep its tag while free).
   void NoteTagging() {
     if (!tagging_used_.load(std::memory_order_relaxed)) {
       tagging_used_.store(true, std::memory_order_relaxed);
       epoch_.fetch_add(1, std::memory_order_release);
       NoWaitLock hold(&bindings_mu_);
-      NotifyPools();
+      NotifyThreadHeaps();
     }
   }
 
-  // Makes every pool's next own call leave its inline hit and catch up
+  // Makes every thread heap's next own call leave its inline hit and catch up
   // with epoch_ (its hits test only its queue's head). Call after changing
   // epoch_: the owner that sees kNews (acquire) then sees the new epoch.
-  // O(pools).
-  void NotifyPools() ABSL_EXCLUSIVE_LOCKS_REQUIRED(bindings_mu_) {
+  // O(thread heaps).
+  void NotifyThreadHeaps() ABSL_EXCLUSIVE_LOCKS_REQUIRED(bindings_mu_) {
     bindings_mu_.AssertHeld();
-    for (Pool* pool : pools_) {
-      pool->queue->head.fetch_or(kNews, std::memory_order_release);
+    for (ThreadHeap* thread_heap : thread_heaps_) {
+      thread_heap->queue->head.fetch_or(kNews, std::memory_order_release);
     }
   }
 
   // Out of line, as the other rare paths of an own call below: inlined,
   // they cost every own call registers saved and restored.
-  ABSL_ATTRIBUTE_NOINLINE void CatchUp(Pool* pool, uint64_t epoch) {
+  ABSL_ATTRIBUTE_NOINLINE void CatchUp(ThreadHeap* thread_heap,
+                                       uint64_t epoch) {
     const uint64_t generation =
         clear_generation_.load(std::memory_order_relaxed);
     const uint64_t peak_epoch = peak_epoch_.load(std::memory_order_relaxed);
-    if (pool->generation != generation) {
+    if (thread_heap->generation != generation) {
       // Parked and queued blocks lie in forgotten regions: dropped, not
       // touched (their markers are stale under the new key).
-      pool->cache.Forget();
-      // Clear reset the front-end's budget: the pool's regions are
+      thread_heap->cache.Forget();
+      // Clear reset the front-end's budget: the thread heap's regions are
       // forgotten, not refunded to it.
-      pool->regions.ForgetBudget();
-      pool->regions.Clear();
-      pool->budget.Reset();
-      pool->regions.UseBudget(&pool->budget);
+      thread_heap->regions.ForgetBudget();
+      thread_heap->regions.Clear();
+      thread_heap->budget.Reset();
+      thread_heap->regions.UseBudget(&thread_heap->budget);
       // (Keeping news that may have come since `epoch` was read.)
-      pool->queue->head.fetch_and(kNews, std::memory_order_relaxed);
-      pool->accounted_used = 0;  // Clear zeroed the totals
-      pool->peak = 0;
-      pool->cache_key = marker_key_.load(std::memory_order_relaxed);
-      pool->generation = generation;
-      pool->fallbacks = 0;
-    } else if (pool->seen_peak_epoch != peak_epoch) {
-      pool->regions.ResetPeak();
-      pool->peak = pool->accounted_used;
+      thread_heap->queue->head.fetch_and(kNews, std::memory_order_relaxed);
+      thread_heap->accounted_used = 0;  // Clear zeroed the totals
+      thread_heap->peak = 0;
+      thread_heap->cache_key = marker_key_.load(std::memory_order_relaxed);
+      thread_heap->generation = generation;
+      thread_heap->fallbacks = 0;
+    } else if (thread_heap->seen_peak_epoch != peak_epoch) {
+      thread_heap->regions.ResetPeak();
+      thread_heap->peak = thread_heap->accounted_used;
     }
-    pool->seen_peak_epoch = peak_epoch;
+    thread_heap->seen_peak_epoch = peak_epoch;
     if (tagging_used_.load(std::memory_order_relaxed)) {
-      pool->cache_mode |= Pool::kNoPark;
+      thread_heap->cache_mode |= ThreadHeap::kNoPark;
     }
-    pool->seen_epoch = epoch;
-    pool->Publish();
+    thread_heap->seen_epoch = epoch;
+    thread_heap->Publish();
   }
 
   // Runs fn() on the shared regions `shared` (under the shared lock) and
@@ -1441,12 +1475,12 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   // Counts one call of this front-end that returns nullptr, where it
-  // returns it: among the figures of the calling thread's pool when it has
-  // one (the pool's own counter, published with its other figures), else
+  // returns it: among the figures of the calling thread's heap when it has
+  // one (the thread heap's own counter, published with its other figures), else
   // among the shared regions'.
   void CountFailedCall() {
-    if (Pool* const pool = BoundPool()) {
-      CountFailure(pool);
+    if (ThreadHeap* const thread_heap = BoundThreadHeap()) {
+      CountFailure(thread_heap);
       return;
     }
     shared_.WithRegions([](RegionSet& shared) {
@@ -1454,35 +1488,36 @@ class PoolingMemp final : private ThreadStateOwner {
       return 0;
     });
   }
-  // Owner only: counts a call of `pool`'s thread that returns nullptr.
-  static void CountFailure(Pool* pool) {
-    pool->regions.NoteFailure();
-    pool->Publish();
+  // Owner only: counts a call of `thread_heap`'s thread that returns nullptr.
+  static void CountFailure(ThreadHeap* thread_heap) {
+    thread_heap->regions.NoteFailure();
+    thread_heap->Publish();
   }
 
-  // Applies the frees other threads queued to `pool`: takes the whole list
-  // with one exchange and frees each block into the pool's regions; a block
-  // not in them (its region was unbound meanwhile, or the push raced a
+  // Applies the frees other threads queued to `thread_heap`: takes the whole
+  // list with one exchange and frees each block into the thread heap's regions;
+  // a block not in them (its region was unbound meanwhile, or the push raced a
   // reuse of the queue) is routed again as any free from another thread.
   // `shared` is the shared regions when the caller holds the shared lock, else
   // nullptr. Owner only. O(queued blocks); no allocation.
-  ABSL_ATTRIBUTE_NOINLINE void ApplyRemoteFrees(Pool* pool, RegionSet* shared) {
+  ABSL_ATTRIBUTE_NOINLINE void ApplyRemoteFrees(ThreadHeap* thread_heap,
+                                                RegionSet* shared) {
     const uintptr_t head =
-        pool->queue->head.exchange(0, std::memory_order_acq_rel);
+        thread_heap->queue->head.exchange(0, std::memory_order_acq_rel);
     if ((head & kClosed) != 0) {  // cannot happen on a live owner
-      pool->queue->head.store(kClosed, std::memory_order_relaxed);
+      thread_heap->queue->head.store(kClosed, std::memory_order_relaxed);
       return;
     }
-    ApplyList(pool, head & ~kNews, shared);
+    ApplyList(thread_heap, head & ~kNews, shared);
     if ((head & kNews) != 0) {
       // The exchange took the news: act on it now (acquire: its epoch is
       // visible).
       const uint64_t epoch = epoch_.load(std::memory_order_acquire);
-      if (pool->seen_epoch != epoch) CatchUp(pool, epoch);
+      if (thread_heap->seen_epoch != epoch) CatchUp(thread_heap, epoch);
     }
-    pool->Publish();
+    thread_heap->Publish();
   }
-  void ApplyList(Pool* pool, uintptr_t list, RegionSet* shared) {
+  void ApplyList(ThreadHeap* thread_heap, uintptr_t list, RegionSet* shared) {
     while (list != 0 && list != kClosed) {
       // Every link is checked before it is followed: a write into a queued
       // block (a use after free) must not send the owner into wild memory.
@@ -1493,31 +1528,33 @@ class PoolingMemp final : private ThreadStateOwner {
       }
       auto* block = reinterpret_cast<RemoteBlock*>(list);
       list = block->next;
-      // A block of the pool's own regions goes into its cache, its marker
-      // (claimed by the freeing thread, with the same key) kept.
-      const size_t span = pool->cache_mode == 0
-                              ? SizeClassCache::CacheableSpan(
-                                    pool->regions.table(), pool->queue, block,
-                                    &pool->cache.region_hint)
-                              : 0;
-      if (span != 0 && span <= pool->cache.max_bytes() &&
-          pool->cache_key == marker_key_.load(std::memory_order_relaxed)) {
-        pool->cache.ParkClaimed(*pool, reinterpret_cast<ParkedBlock*>(block),
-                                span);
+      // A block of the thread heap's own regions goes into its cache, its
+      // marker (claimed by the freeing thread, with the same key) kept.
+      const size_t span =
+          thread_heap->cache_mode == 0
+              ? SizeClassCache::CacheableSpan(thread_heap->regions.table(),
+                                              thread_heap->queue, block,
+                                              &thread_heap->cache.region_hint)
+              : 0;
+      if (span != 0 && span <= thread_heap->cache.max_bytes() &&
+          thread_heap->cache_key ==
+              marker_key_.load(std::memory_order_relaxed)) {
+        thread_heap->cache.ParkClaimed(
+            *thread_heap, reinterpret_cast<ParkedBlock*>(block), span);
         continue;
       }
       // Unclaimed before the heap sees it (a later free must not find it
       // queued).
       __atomic_store_n(&block->marker, 0, __ATOMIC_RELEASE);
-      if (region.owner == pool->queue) {
-        pool->regions.Free(block);
+      if (region.owner == thread_heap->queue) {
+        thread_heap->regions.Free(block);
       } else {
         RouteAgain(block, shared);
       }
     }
   }
   // Whether `address` may be trusted as a queued block: aligned, whole
-  // inside a region of this front-end (the pool's own, a bound one, or a
+  // inside a region of this front-end (the thread heap's own, a bound one, or a
   // shared one: found through the lock-free table, so nothing outside a
   // region is read), and carrying its marker. Its region's entry in *entry.
   bool IsQueuedBlock(uintptr_t address, RegionTable::Entry* entry) const {
@@ -1562,80 +1599,88 @@ class PoolingMemp final : private ThreadStateOwner {
     }
   }
 
-  // Runs attempt(pool->regions) and returns its block, or nullptr. On a
-  // failure for lack of space it returns the pool's cached blocks to its
-  // regions and retries; then, for a pool that may not fall back, it asks
-  // the out-of-memory handler and retries once if it says so. no_room:
+  // Runs attempt(thread_heap->regions) and returns its block, or nullptr. On a
+  // failure for lack of space it returns the thread heap's cached blocks to its
+  // regions and retries; then, for a thread heap that may not fall back, it
+  // asks the out-of-memory handler and retries once if it says so. no_room:
   // nullptr for an allocation (every nullptr is lack of space or bad
   // input); for a reallocation, what attempt says of its nullptr (false:
   // misuse, reported). Counts no failure: the caller, which knows whether
   // this nullptr is its call's outcome, does (CountFailure). Only the
   // success path is inline.
   template <typename Attempt>
-  void* PoolAttempt(Pool* pool, size_t bytes, size_t alignment, Attempt attempt,
-                    const bool* no_room) {
-    void* p = attempt(pool->regions);
+  void* ThreadHeapAttempt(ThreadHeap* thread_heap, size_t bytes,
+                          size_t alignment, Attempt attempt,
+                          const bool* no_room) {
+    void* p = attempt(thread_heap->regions);
     if (ABSL_PREDICT_TRUE(p != nullptr)) {
-      pool->PublishUsage();
+      thread_heap->PublishUsage();
       return p;
     }
-    return PoolAttemptFailed(pool, bytes, alignment, attempt, no_room);
+    return ThreadHeapAttemptFailed(thread_heap, bytes, alignment, attempt,
+                                   no_room);
   }
 
-  // PoolAttempt after its first attempt failed.
+  // ThreadHeapAttempt after its first attempt failed.
   template <typename Attempt>
-  ABSL_ATTRIBUTE_NOINLINE void* PoolAttemptFailed(Pool* pool, size_t bytes,
-                                                  size_t alignment,
-                                                  Attempt attempt,
-                                                  const bool* no_room) {
+  ABSL_ATTRIBUTE_NOINLINE void* ThreadHeapAttemptFailed(ThreadHeap* thread_heap,
+                                                        size_t bytes,
+                                                        size_t alignment,
+                                                        Attempt attempt,
+                                                        const bool* no_room) {
     const auto lacks_room = [no_room] {
       return no_room == nullptr || *no_room;
     };
     void* p = nullptr;
-    if (lacks_room() && pool->cache.bytes() != 0) {
+    if (lacks_room() && thread_heap->cache.bytes() != 0) {
       // Blocks parked in the cache may make room (and, under a limit, are
       // charged): give them back, retry.
-      pool->regions.TakeLimitRefusal();
-      pool->FlushCache();
-      p = attempt(pool->regions);
+      thread_heap->regions.TakeLimitRefusal();
+      thread_heap->FlushCache();
+      p = attempt(thread_heap->regions);
     }
     // A budget's refusal is final: no out-of-memory handler, no fallback.
-    pool->refused_by_limit = p == nullptr && pool->regions.TakeLimitRefusal();
-    if (p == nullptr && !pool->refused_by_limit && lacks_room() &&
-        pool->on_exhaustion == PoolExhaustion::kFail &&
+    thread_heap->refused_by_limit =
+        p == nullptr && thread_heap->regions.TakeLimitRefusal();
+    if (p == nullptr && !thread_heap->refused_by_limit && lacks_room() &&
+        thread_heap->on_exhaustion == ThreadHeapExhaustion::kFail &&
         AskOutOfMemoryHandler(bytes, alignment)) {
-      p = attempt(pool->regions);
-      pool->refused_by_limit = p == nullptr && pool->regions.TakeLimitRefusal();
+      p = attempt(thread_heap->regions);
+      thread_heap->refused_by_limit =
+          p == nullptr && thread_heap->regions.TakeLimitRefusal();
     }
-    if (pool->refused_by_limit) pool->regions.NoteLimitRefusal();
-    pool->Publish();
+    if (thread_heap->refused_by_limit) thread_heap->regions.NoteLimitRefusal();
+    thread_heap->Publish();
     return p;
   }
 
-  // Serves a request from the calling thread's pool (pool_attempt) or,
-  // with no pool or on a fallback, from the shared regions
+  // Serves a request from the calling thread's heap (thread_heap_attempt) or,
+  // with no thread heap or on a fallback, from the shared regions
   // (shared_attempt(FailureCountedBy), which applies Memp's out-of-memory
   // handling). A nullptr result is one failed allocation, counted once: by
-  // the pool when the calling thread has one (a fallback that fails too
-  // leaves it to the pool), else by the shared regions.
-  template <typename PoolAttemptFn, typename SharedAttemptFn>
-  void* AllocateWith(size_t bytes, size_t alignment, PoolAttemptFn pool_attempt,
+  // the thread heap when the calling thread has one (a fallback that fails too
+  // leaves it to the thread heap), else by the shared regions.
+  template <typename ThreadHeapAttemptFn, typename SharedAttemptFn>
+  void* AllocateWith(size_t bytes, size_t alignment,
+                     ThreadHeapAttemptFn thread_heap_attempt,
                      SharedAttemptFn shared_attempt) {
-    if (Pool* const pool = BoundPool()) {
-      pool->refused_by_limit = false;
-      void* p = PoolAttempt(pool, bytes, alignment, pool_attempt,
+    if (ThreadHeap* const thread_heap = BoundThreadHeap()) {
+      thread_heap->refused_by_limit = false;
+      void* p =
+          ThreadHeapAttempt(thread_heap, bytes, alignment, thread_heap_attempt,
                             /*no_room=*/nullptr);
       if (p != nullptr) {
-        pool->budget.RunSoftHandlerIfDue();
+        thread_heap->budget.RunSoftHandlerIfDue();
         return p;
       }
-      if (!pool->refused_by_limit &&
-          pool->on_exhaustion == PoolExhaustion::kFallBackToShared) {
-        ++pool->fallbacks;
-        pool->Publish();
+      if (!thread_heap->refused_by_limit &&
+          thread_heap->on_exhaustion ==
+              ThreadHeapExhaustion::kFallBackToShared) {
+        ++thread_heap->fallbacks;
+        thread_heap->Publish();
         p = Shared(shared_attempt, FailureCountedBy::kCaller);
       }
-      if (p == nullptr) CountFailure(pool);
+      if (p == nullptr) CountFailure(thread_heap);
       return p;
     }
     return Shared(shared_attempt, FailureCountedBy::kThisMemp);
@@ -1649,7 +1694,7 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   void* ReallocateWith(void* ptr, size_t bytes, const BlockTag* tag) {
-    OwnerOpScope own(PoolOfThisThread());
+    OwnerOpScope own(ThreadHeapOfThisThread());
     if (ptr == nullptr) {
       return tag != nullptr ? AllocateTagged(tlsf::kAlignment, bytes, *tag)
                             : Allocate(bytes);
@@ -1658,18 +1703,18 @@ class PoolingMemp final : private ThreadStateOwner {
       Free(ptr);
       return nullptr;
     }
-    Pool* const pool = BoundPool();
-    if (InPool(pool, ptr)) {
-      if (pool->regions.UsableSize(ptr) != 0 && IsParkedOrQueued(ptr)) {
+    ThreadHeap* const thread_heap = BoundThreadHeap();
+    if (InThreadHeap(thread_heap, ptr)) {
+      if (thread_heap->regions.UsableSize(ptr) != 0 && IsParkedOrQueued(ptr)) {
         // Freed already: the heap still counts it live, so say it here.
-        pool->regions.ReportMisuse(MempError::kDoubleFree, ptr);
-        pool->Publish();
+        thread_heap->regions.ReportMisuse(MempError::kDoubleFree, ptr);
+        thread_heap->Publish();
         return nullptr;
       }
       bool no_room = false;
-      pool->refused_by_limit = false;
-      void* p = PoolAttempt(
-          pool, bytes, tlsf::kAlignment,
+      thread_heap->refused_by_limit = false;
+      void* p = ThreadHeapAttempt(
+          thread_heap, bytes, tlsf::kAlignment,
           [&](RegionSet& r) {
             void* moved = r.Reallocate(ptr, bytes, &no_room);
             if (moved != nullptr && tag != nullptr) r.SetTag(moved, *tag);
@@ -1677,19 +1722,20 @@ class PoolingMemp final : private ThreadStateOwner {
           },
           &no_room);
       if (p != nullptr || !no_room) return p;  // done, or misuse (reported)
-      if (!pool->refused_by_limit &&
-          pool->on_exhaustion == PoolExhaustion::kFallBackToShared) {
-        ++pool->fallbacks;
-        pool->Publish();
-        p = MoveBlock(ptr, bytes, tag, pool->regions.UsableSize(ptr),
-                      BlockAlignmentIn(pool->regions.table(), ptr),
+      if (!thread_heap->refused_by_limit &&
+          thread_heap->on_exhaustion ==
+              ThreadHeapExhaustion::kFallBackToShared) {
+        ++thread_heap->fallbacks;
+        thread_heap->Publish();
+        p = MoveBlock(ptr, bytes, tag, thread_heap->regions.UsableSize(ptr),
+                      BlockAlignmentIn(thread_heap->regions.table(), ptr),
                       /*shared_only=*/true);
       }
-      if (p == nullptr) CountFailure(pool);
+      if (p == nullptr) CountFailure(thread_heap);
       return p;
     }
     // A block of the shared regions is resized in place there when it can
-    // be; a block of another thread's pool is moved.
+    // be; a block of another thread's heap is moved.
     enum Outcome { kDone, kMove, kNotLive };
     size_t usable = 0, alignment = 0;
     void* result = nullptr;
@@ -1704,7 +1750,7 @@ class PoolingMemp final : private ThreadStateOwner {
             shared, [&] { return shared.Reallocate(ptr, bytes, &no_room); });
         if (result != nullptr && tag != nullptr) shared.SetTag(result, *tag);
         if (result != nullptr || !no_room) return kDone;
-        // No room in any shared region. The caller's pool (or the
+        // No room in any shared region. The caller's thread heap (or the
         // out-of-memory handler) may have some: move it outside the lock,
         // where the allocation that decides the call counts its failure.
         alignment = BlockAlignmentIn(shared.table(), ptr);
@@ -1734,18 +1780,20 @@ class PoolingMemp final : private ThreadStateOwner {
                      /*shared_only=*/false);
   }
 
-  // Allocates bytes with `alignment` (from the caller's pool, unless
+  // Allocates bytes with `alignment` (from the caller's thread heap, unless
   // shared_only, or the shared regions), copies the live block at ptr into
   // it and frees ptr. A failure is counted by the allocation, except under
-  // shared_only (a pool's fallback), where the caller's pool counts it.
+  // shared_only (a thread heap's fallback), where the caller's thread heap
+  // counts it.
   void* MoveBlock(void* ptr, size_t bytes, const BlockTag* tag, size_t usable,
                   size_t alignment, bool shared_only) {
     alignment = std::max(alignment, tlsf::kAlignment);
     void* moved = nullptr;
     if (shared_only) {
-      constexpr FailureCountedBy kByPool = FailureCountedBy::kCaller;
-      moved = tag != nullptr ? SharedTagged(alignment, bytes, *tag, kByPool)
-                             : SharedAligned(alignment, bytes, kByPool);
+      constexpr FailureCountedBy kByThreadHeap = FailureCountedBy::kCaller;
+      moved = tag != nullptr
+                  ? SharedTagged(alignment, bytes, *tag, kByThreadHeap)
+                  : SharedAligned(alignment, bytes, kByThreadHeap);
     } else {
       moved = tag != nullptr ? AllocateTagged(alignment, bytes, *tag)
                              : AllocateAligned(alignment, bytes);
@@ -1781,7 +1829,7 @@ class PoolingMemp final : private ThreadStateOwner {
 
   enum PushOutcome { kQueued, kQueuedTwice, kTakeLock };
 
-  // Queues ptr to the pool whose bound region holds it, without a lock:
+  // Queues ptr to the thread heap whose bound region holds it, without a lock:
   // kQueued; kQueuedTwice if it is queued already (a double free); kTakeLock
   // when it is not a live block of a bound region, or its owner has exited
   // (nothing was written). One table lookup finds the region's heap and
@@ -1820,9 +1868,9 @@ class PoolingMemp final : private ThreadStateOwner {
     return kQueued;
   }
 
-  // A free of a block outside the calling thread's pool: queued to the pool
-  // that owns it, lock-free; or into the shared regions (or reported) under
-  // the shared lock.
+  // A free of a block outside the calling thread's heap: queued to the thread
+  // heap that owns it, lock-free; or into the shared regions (or reported)
+  // under the shared lock.
   ABSL_ATTRIBUTE_NOINLINE bool FreeElsewhere(void* ptr) {
     switch (PushRemote(ptr)) {
       case kQueued:
@@ -1864,57 +1912,61 @@ class PoolingMemp final : private ThreadStateOwner {
     return false;
   }
 
-  // Moves every region of `pool` back into `shared`, applying queued frees
-  // first. REQUIRES: the shared lock (inside WithRegions), on the pool's
-  // thread.
-  void ReturnRegions(RegionSet& shared, Pool* pool) {
-    ApplyRemoteFrees(pool, &shared);
-    pool->FlushCache();
-    for (const RegionStats& r : pool->regions.ProbeRegions()) {
+  // Moves every region of `thread_heap` back into `shared`, applying queued
+  // frees first. REQUIRES: the shared lock (inside WithRegions), on the thread
+  // heap's thread.
+  void ReturnRegions(RegionSet& shared, ThreadHeap* thread_heap) {
+    ApplyRemoteFrees(thread_heap, &shared);
+    thread_heap->FlushCache();
+    for (const RegionStats& r : thread_heap->regions.ProbeRegions()) {
       RegionSet::DetachedRegion region;
-      if (!pool->regions.Detach(r.begin, &region).ok()) continue;
-      pool->PublishUsage();  // the pool's side first: never counted twice
+      if (!thread_heap->regions.Detach(r.begin, &region).ok()) continue;
+      thread_heap->PublishUsage();  // the thread heap's side first: never
+                                    // counted twice
       // Regions of one front-end are disjoint, so this cannot fail.
       // The region's entry changes owner in place (the shared set's).
       Counted(shared, [&] { return shared.Attach(region); }).IgnoreError();
     }
-    pool->Publish();
+    thread_heap->Publish();
   }
 
   void OnThreadExit(ThreadState* state) override {
-    Pool* const pool = static_cast<Pool*>(state);
-    if (pool->generation != clear_generation_.load(std::memory_order_relaxed)) {
+    ThreadHeap* const thread_heap = static_cast<ThreadHeap*>(state);
+    if (thread_heap->generation !=
+        clear_generation_.load(std::memory_order_relaxed)) {
       // Its regions were forgotten by Clear: so are its queued blocks.
       shared_.WithRegions([&](RegionSet&) {
-        pool->queue->head.store(kClosed, std::memory_order_release);
+        thread_heap->queue->head.store(kClosed, std::memory_order_release);
         NoWaitLock hold(&bindings_mu_);
-        queues_.Release(pool->queue);
+        queues_.Release(thread_heap->queue);
         return 0;
       });
       return;
     }
     shared_.WithRegions([&](RegionSet& shared) {
-      ReturnRegions(shared, pool);
+      ReturnRegions(shared, thread_heap);
       // Close the queue: a push racing this exit either landed before the
       // exchange (applied here; its block is now in the shared regions) or
       // finds it closed and takes the shared lock, after this.
-      ApplyList(pool,
-                pool->queue->head.exchange(kClosed, std::memory_order_acq_rel) &
+      ApplyList(thread_heap,
+                thread_heap->queue->head.exchange(kClosed,
+                                                  std::memory_order_acq_rel) &
                     ~kNews,
                 &shared);
       // Its peak and its counts of failures and misuse outlive it: once
-      // the pool is gone, retired_failed_, retired_invalid_ and
+      // the thread heap is gone, retired_failed_, retired_invalid_ and
       // retired_limit_refusals_ are the one place these figures live (each was
-      // counted once, in the pool, where it happened; this moves it, it
+      // counted once, in the thread heap, where it happened; this moves it, it
       // corrects nothing).
-      const PoolStats last = pool->Published();
+      const ThreadHeapStats last = thread_heap->Published();
       NoWaitLock hold(&bindings_mu_);
       retired_failed_ += last.stats.failed_allocations;
       retired_invalid_ += last.stats.invalid_frees;
       retired_limit_refusals_ += last.stats.limit_refusals;
-      pools_.erase(std::remove(pools_.begin(), pools_.end(), pool),
-                   pools_.end());
-      queues_.Release(pool->queue);
+      thread_heaps_.erase(
+          std::remove(thread_heaps_.begin(), thread_heaps_.end(), thread_heap),
+          thread_heaps_.end());
+      queues_.Release(thread_heap->queue);
       return 0;
     });
   }
@@ -1938,7 +1990,7 @@ class PoolingMemp final : private ThreadStateOwner {
   // here; they go to the handler in force (or to stderr, as RegionSet's
   // default does).
   static void ForwardReport(void* context, const MempReport& report) {
-    auto* self = static_cast<PoolingMemp*>(context);
+    auto* self = static_cast<ThreadHeapMemp*>(context);
     MempErrorHandler error_handler;
     MempReportHandler report_handler;
     void* handler_context;
@@ -1958,38 +2010,39 @@ class PoolingMemp final : private ThreadStateOwner {
   }
 
   // The one region map (see the top): every region of this front-end,
-  // shared (owner nullptr) or bound (owner: its pool's RemoteQueue), for
+  // shared (owner nullptr) or bound (owner: its thread heap's RemoteQueue), for
   // lock-free reads. Written only under the shared lock (inside
-  // shared_.WithRegions), by the shared set and by the pools' sets. Declared
-  // before shared_ and the pools, which keep their entries in it.
+  // shared_.WithRegions), by the shared set and by the thread heaps' sets.
+  // Declared before shared_ and the thread heaps, which keep their entries in
+  // it.
   RegionTable table_;
   Memp<LockPolicy> shared_;
-  // Bumped by Clear (both) and ResetPeak (epoch_ only); pools catch up on
-  // their next call.
+  // Bumped by Clear (both) and ResetPeak (epoch_ only); thread heaps catch up
+  // on their next call.
   std::atomic<uint64_t> epoch_{0};
   std::atomic<uint64_t> clear_generation_{0};
   // Lock order: the shared lock, then bindings_mu_.
   mutable absl::Mutex bindings_mu_;
-  // The pools' queues (see the top): type-stable records from the
+  // The thread heaps' queues (see the top): type-stable records from the
   // metadata arena.
-  thread_pool_internal::StableRecords<RemoteQueue> queues_
+  thread_heap_internal::StableRecords<RemoteQueue> queues_
       ABSL_GUARDED_BY(bindings_mu_);
   // A queued or parked block's marker: address ^ key (one key for both, so
   // that a block in either is refused wherever it is freed). Replaced by
   // Clear (which must not race other calls): markers left in forgotten
   // memory never match again.
   std::atomic<uintptr_t> marker_key_;
-  // Bumped by ResetPeak: each pool resets its own peak on its next call.
+  // Bumped by ResetPeak: each thread heap resets its own peak on its next call.
   std::atomic<uint64_t> peak_epoch_{0};
-  // Set once a tagged call was made: pools park no more blocks (a parked
+  // Set once a tagged call was made: thread heaps park no more blocks (a parked
   // block would keep its tag while free).
   std::atomic<bool> tagging_used_{false};
-  thread_pool_internal::UsageTotals totals_;
-  // Every pool that has been bound since Clear and whose thread lives.
-  std::vector<Pool*, ArenaAllocator<Pool*>> pools_
+  thread_heap_internal::UsageTotals totals_;
+  // Every thread heap that has been bound since Clear and whose thread lives.
+  std::vector<ThreadHeap*, ArenaAllocator<ThreadHeap*>> thread_heaps_
       ABSL_GUARDED_BY(bindings_mu_);
-  // Failed allocations and misuse reports of pools whose threads exited:
-  // where those counts live once their pool is gone (OnThreadExit moves
+  // Failed allocations and misuse reports of thread heaps whose threads exited:
+  // where those counts live once their thread heap is gone (OnThreadExit moves
   // them here; Probe adds them).
   uint64_t retired_failed_ ABSL_GUARDED_BY(bindings_mu_) = 0;
   uint64_t retired_invalid_ ABSL_GUARDED_BY(bindings_mu_) = 0;
@@ -2004,4 +2057,4 @@ class PoolingMemp final : private ThreadStateOwner {
 
 }  // namespace fmemp
 
-#endif  // FMEMP_FMEMP_THREAD_POOL_H_
+#endif  // FMEMP_FMEMP_THREAD_HEAP_H_

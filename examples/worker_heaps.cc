@@ -1,17 +1,17 @@
 // Copyright 2026 The fmemp Authors.
 // SPDX-License-Identifier: Apache-2.0
 //
-// Per-thread pools for a pool of worker threads, the way a server would set
+// Per-thread heaps for worker threads, the way a server would set
 // them up. Each worker adds a region of its own (from mmap) to one shared
-// fmemp::PoolingMemp and binds it, so that what it allocates comes from its
+// fmemp::ThreadHeapMemp and binds it, so that what it allocates comes from its
 // region without taking the shared lock. Responses are built in std::pmr
 // strings and maps (fmemp/pmr.h), so the containers live in fmemp, and are
 // handed to a writer thread that frees them (each free is queued to the
 // worker that owns the block). At shutdown a worker
 // unbinds, or simply exits: either way its region goes back to the shared
-// regions. The program prints each pool's figures and the aggregated probe,
-// and exits non-zero unless every byte came back and the heap checks OK.
-// Run it with `bazel run //examples:worker_pools`.
+// regions. The program prints each thread heap's figures and the aggregated
+// probe, and exits non-zero unless every byte came back and the heap checks OK.
+// Run it with `bazel run //examples:worker_heaps`.
 
 #include <sys/mman.h>
 
@@ -31,19 +31,20 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/pmr.h"
-#include "fmemp/thread_pool.h"
+#include "fmemp/thread_heap.h"
 #include "sync/spin_lock.h"
 
 namespace {
 
-using Memp = fmemp::PoolingMemp<fmemp::sync::SpinLock>;
+using Memp = fmemp::ThreadHeapMemp<fmemp::sync::SpinLock>;
 
 constexpr int kWorkers = 4;
 constexpr int kRequests = 2000;
-constexpr size_t kSharedBytes = size_t{1} << 20;  // threads without a pool
+constexpr size_t kSharedBytes = size_t{1}
+                                << 20;  // threads without a thread heap
 constexpr size_t kWorkerBytes = size_t{4} << 20;  // each worker's own
 
-// A response: built by a worker in its pool, freed by the writer.
+// A response: built by a worker in its thread heap, freed by the writer.
 using Response = std::pmr::string;
 
 // What the threads share, under one mutex.
@@ -57,8 +58,8 @@ struct Queues {
 };
 
 // Answers one request: counts the words of a generated text in a scratch
-// map (allocated and freed by this thread, in its own pool) and writes the
-// counts into the response.
+// map (allocated and freed by this thread, in its own thread heap) and writes
+// the counts into the response.
 Response Handle(int request, std::pmr::memory_resource* resource) {
   std::pmr::unordered_map<std::pmr::string, int> counts(resource);
   for (int i = 0; i < 50; ++i) {
@@ -104,13 +105,13 @@ void Worker(int index, Memp& memp, std::pmr::memory_resource* resource,
     while (!queues.may_exit) queues.changed.Wait(&queues.mu);
   }
   // Unbinding is optional: thread exit does it too. Either way, frees that
-  // the writer queued to this pool are applied first.
+  // the writer queued to this thread heap are applied first.
   if (index % 2 == 0) ok = memp.UnbindThisThread().ok() && ok;
   if (!ok) ++errors;
 }
 
 // Frees every response, outside the lock: a free of a block of a worker's
-// pool is queued to that worker, and applied on its next call.
+// thread heap is queued to that worker, and applied on its next call.
 void Writer(Queues& queues, int* responses, size_t* bytes) {
   for (;;) {
     std::deque<Response> batch;
@@ -150,7 +151,7 @@ int main() {
   Memp memp;
   fmemp::MemoryResource<Memp> resource(&memp);
   if (!memp.AddRegion(regions[0], kSharedBytes).ok()) return 1;
-  std::printf("worker_pools: %d workers, %d requests\n", kWorkers, kRequests);
+  std::printf("worker_heaps: %d workers, %d requests\n", kWorkers, kRequests);
 
   Queues queues;
   {
@@ -167,18 +168,19 @@ int main() {
                          std::ref(queues), std::ref(errors));
   }
 
-  // Every worker is done with requests and still bound: report its pool
+  // Every worker is done with requests and still bound: report its thread heap
   // (as of its last call; frees queued to it since are counted as used).
   {
     absl::MutexLock hold(&queues.mu);
     while (queues.workers_busy > 0) queues.changed.Wait(&queues.mu);
   }
-  for (const fmemp::PoolStats& pool : memp.ProbePools()) {
-    std::printf(
-        "pool of thread %" PRIu64
-        ": used %zu, peak %zu, live blocks %zu, fallbacks %" PRIu64 "\n",
-        pool.thread_id, pool.stats.used_bytes, pool.stats.peak_used_bytes,
-        pool.stats.live_blocks, pool.fallbacks);
+  for (const fmemp::ThreadHeapStats& thread_heap : memp.ProbeThreadHeaps()) {
+    std::printf("heap of thread %" PRIu64
+                ": used %zu, peak %zu, live blocks %zu, fallbacks %" PRIu64
+                "\n",
+                thread_heap.thread_id, thread_heap.stats.used_bytes,
+                thread_heap.stats.peak_used_bytes,
+                thread_heap.stats.live_blocks, thread_heap.fallbacks);
   }
   PrintProbe("while bound", memp.Probe());
   {
@@ -189,7 +191,8 @@ int main() {
   for (std::thread& worker : workers) worker.join();
   writer.join();
 
-  // Every pool is back in the shared regions and every response is freed.
+  // Every thread heap is back in the shared regions and every response is
+  // freed.
   const fmemp::MempStats total = memp.Probe();
   PrintProbe("after shutdown", total);
   std::printf("responses written: %d (%zu bytes)\n", responses, bytes);
@@ -207,7 +210,7 @@ int main() {
   std::printf("regions removed: %s\n", removed ? "yes" : "no");
   const bool ok = errors == 0 && responses == kRequests &&
                   total.used_bytes == 0 && total.live_blocks == 0 &&
-                  memp.ProbePools().empty() && check.ok() && removed;
+                  memp.ProbeThreadHeaps().empty() && check.ok() && removed;
   std::printf("%s\n", ok ? "PASS" : "FAIL");
   return ok ? 0 : 1;
 }
