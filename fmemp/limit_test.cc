@@ -10,11 +10,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory_resource>
+#include <new>
 #include <thread>
 #include <vector>
 
 #include "fmemp/budget.h"
 #include "fmemp/memp.h"
+#include "fmemp/pmr.h"
 #include "fmemp/thread_cache.h"
 #include "fmemp/thread_heap.h"
 #include "gtest/gtest.h"
@@ -304,6 +307,25 @@ TEST(ThreadHeapLimitTest, ThreadHeapSoftLimitRunsOnItsThreadOutsideLocks) {
   worker.join();
   EXPECT_EQ(memp.TrySetThreadHeapLimit(12345, 1).error(),
             ManagementError::kNoThreadHeap);
+}
+
+// pmr: a resource whose front-end's limit is reached throws std::bad_alloc,
+// and the front-end is unchanged (issue 15, Interfaces).
+TEST(PmrLimitTest, ResourceAtTheLimitThrowsBadAlloc) {
+  auto buffer = std::make_unique<unsigned char[]>(kRegionBytes);
+  Memp<sync::Mutex> memp;
+  ASSERT_TRUE(memp.AddRegion(buffer.get(), kRegionBytes).ok());
+  memp.SetLimit(64 << 10);
+  MemoryResource<Memp<sync::Mutex>> resource(&memp);
+  std::pmr::vector<char> small(&resource);
+  small.resize(1000, 'x');
+  std::pmr::vector<char> big(&resource);
+  EXPECT_THROW(big.resize(100 << 10), std::bad_alloc);
+  EXPECT_EQ(memp.Probe().limit_refusals, 1u);
+  EXPECT_EQ(small[999], 'x');
+  memp.SetLimit(Budget::kNoLimit);
+  big.resize(100 << 10);
+  EXPECT_EQ(big.size(), size_t{100} << 10);
 }
 
 }  // namespace
