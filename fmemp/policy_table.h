@@ -338,7 +338,8 @@ using CApiPolicies = PolicyTable<
     PolicyRow<FMEMP_POLICY_SINGLE_THREAD, Memp<sync::NoLock>,
               Offers::kRetirement>,
     PolicyRow<FMEMP_POLICY_THREAD_CACHE, CachingMemp<sync::SpinLock>,
-              Offers::kThreadCaches | Offers::kCacheDrain>,
+              Offers::kThreadCaches | Offers::kCacheDrain |
+                  Offers::kRetirement>,
     PolicyRow<FMEMP_POLICY_THREAD_HEAPS, ThreadHeapMemp<sync::SpinLock>,
               Offers::kThreadCaches | Offers::kCacheDrain |
                   Offers::kThreadHeaps>>;

@@ -1,7 +1,9 @@
 // Copyright 2026 The fmemp Authors.
 // SPDX-License-Identifier: Apache-2.0
 //
-// Region retirement (issue 15) at the lock-policy front-end: a retiring
+// Region retirement (issue 15) at the lock-policy front-ends and the
+// per-thread caches' (whose parked blocks of the region are given back,
+// never handed out again): a retiring
 // region hands out nothing, keeps its live blocks valid, and goes (its
 // handler run outside the lock) with its last block, by any free path;
 // cancel, bad input, and threads racing frees and allocations against it.
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "fmemp/memp.h"
+#include "fmemp/thread_cache.h"
 #include "gtest/gtest.h"
 #include "sync/mutex.h"
 #include "sync/no_lock.h"
@@ -52,6 +55,13 @@ class RetireTest : public ::testing::Test {
       region = std::make_unique<unsigned char[]>(kRegionBytes);
       EXPECT_TRUE(memp_.AddRegion(region.get(), kRegionBytes).ok());
     }
+    // A cache that took a retiring region's parked block for a damaged
+    // link would report it here.
+    memp_.SetErrorHandler(&CountReport, &reports_);
+  }
+  ~RetireTest() override { EXPECT_EQ(reports_.load(), 0); }
+  static void CountReport(void* context, MempError, const void*) {
+    static_cast<std::atomic<int>*>(context)->fetch_add(1);
   }
   bool InRegion(const void* p, int i) const {
     const auto* b = static_cast<const unsigned char*>(p);
@@ -65,11 +75,13 @@ class RetireTest : public ::testing::Test {
   }
 
   std::unique_ptr<unsigned char[]> regions_[3];
+  std::atomic<int> reports_{0};
   Memp memp_;
 };
 
-using LockPolicies = ::testing::Types<Memp<sync::Mutex>, Memp<sync::SpinLock>,
-                                      Memp<sync::NoLock>>;
+using LockPolicies =
+    ::testing::Types<Memp<sync::Mutex>, Memp<sync::SpinLock>,
+                     Memp<sync::NoLock>, CachingMemp<sync::SpinLock>>;
 TYPED_TEST_SUITE(RetireTest, LockPolicies);
 
 TYPED_TEST(RetireTest, RetiringRegionHandsOutNothingAndGoesWithItsLastBlock) {
