@@ -17,6 +17,7 @@
 
 #include "fmemp/memp.h"
 #include "fmemp/thread_cache.h"
+#include "fmemp/thread_heap.h"
 #include "gtest/gtest.h"
 #include "sync/mutex.h"
 #include "sync/no_lock.h"
@@ -81,7 +82,8 @@ class RetireTest : public ::testing::Test {
 
 using LockPolicies =
     ::testing::Types<Memp<sync::Mutex>, Memp<sync::SpinLock>,
-                     Memp<sync::NoLock>, CachingMemp<sync::SpinLock>>;
+                     Memp<sync::NoLock>, CachingMemp<sync::SpinLock>,
+                     ThreadHeapMemp<sync::SpinLock>>;
 TYPED_TEST_SUITE(RetireTest, LockPolicies);
 
 TYPED_TEST(RetireTest, RetiringRegionHandsOutNothingAndGoesWithItsLastBlock) {
@@ -225,6 +227,47 @@ TYPED_TEST(RetireTest, RacingThreadsNeverGetABlockOfTheRetiredRegion) {
   EXPECT_EQ(this->memp_.Probe().region_count, 2u);
   EXPECT_EQ(this->memp_.Probe().live_blocks, 0u);
   EXPECT_TRUE(this->memp_.Check().ok());
+}
+
+// Thread heaps: only shared regions retire (a bound one is not found until
+// it is unbound), a retiring region cannot be bound, and a bound thread's
+// free of the last block reaps it.
+TEST(ThreadHeapRetireTest, BoundRegionsStayAndRetiringOnesAreNotBound) {
+  auto a = std::make_unique<unsigned char[]>(kRegionBytes);
+  auto b = std::make_unique<unsigned char[]>(kRegionBytes);
+  ThreadHeapMemp<sync::SpinLock> memp;
+  ASSERT_TRUE(memp.AddRegion(a.get(), kRegionBytes).ok());
+  ASSERT_TRUE(memp.AddRegion(b.get(), kRegionBytes).ok());
+  std::atomic<int> step{0};
+  void* block = nullptr;
+  int calls = 0;
+  std::thread worker([&] {
+    ASSERT_TRUE(memp.BindThisThread(a.get()).ok());
+    step.store(1);
+    while (step.load() != 2) std::this_thread::yield();
+    EXPECT_EQ(memp.TryBindThisThread(b.get()).error(),
+              ManagementError::kRetiring);
+    memp.Free(block);  // a shared block, freed by a bound thread
+    step.store(3);
+  });
+  while (step.load() != 1) std::this_thread::yield();
+  EXPECT_EQ(memp.TryRetireRegion(a.get(), nullptr, nullptr).error(),
+            ManagementError::kNoRegion);
+  block = memp.Allocate(100);  // unbound: from the shared region b
+  ASSERT_NE(block, nullptr);
+  ASSERT_TRUE(memp.RetireRegion(
+                      b.get(),
+                      [](void* context, void*, void*) {
+                        ++*static_cast<int*>(context);
+                      },
+                      &calls)
+                  .ok());
+  step.store(2);
+  while (step.load() != 3) std::this_thread::yield();
+  worker.join();
+  EXPECT_EQ(calls, 1);
+  // a is shared again (the worker exited); b is gone.
+  EXPECT_EQ(memp.Probe().region_count, 1u);
 }
 
 }  // namespace
