@@ -693,16 +693,15 @@ static_assert(
 
 FError FMempRetireRegion(FMemp* memp, void* begin, FMempRetiredHandler handler,
                          void* user) {
-  return fmemp::WithOffer<fmemp::Offers::kRetirement>(
-      memp, FMEMP_ERR_NOT_SUPPORTED, [&](auto& m) {
-        return fmemp::ToFError(m.TryRetireRegion(begin, handler, user));
-      });
+  return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [&](auto& m) {
+    return fmemp::ToFError(m.TryRetireRegion(begin, handler, user));
+  });
 }
 
 FError FMempCancelRetire(FMemp* memp, void* begin) {
-  return fmemp::WithOffer<fmemp::Offers::kRetirement>(
-      memp, FMEMP_ERR_NOT_SUPPORTED,
-      [begin](auto& m) { return fmemp::ToFError(m.TryCancelRetire(begin)); });
+  return fmemp::WithMemp<FError>(memp, FMEMP_ERR_NOT_INIT, [begin](auto& m) {
+    return fmemp::ToFError(m.TryCancelRetire(begin));
+  });
 }
 
 FError FMempSetLimit(FMemp* memp, u64 bytes) {

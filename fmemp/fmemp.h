@@ -483,10 +483,9 @@ FError FMempSetThreadHeapSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
  * (retiring, and its live bytes in used). FMempCancelRetire puts a retiring
  * region back into service.
  * Errors, nothing changed: FMEMP_ERR_REGION_NOT_FOUND (no region begins
- * there, or it already went); FMEMP_ERR_INVALID_ARG (retiring a region
- * twice, cancelling one that is not retiring); FMEMP_ERR_NOT_SUPPORTED
- * (FMEMP_POLICY_THREAD_CACHE and _THREAD_HEAPS, not yet);
- * FMEMP_ERR_NOT_INIT. */
+ * there, it already went, or, under FMEMP_POLICY_THREAD_HEAPS, it is bound
+ * to a thread: unbind it first); FMEMP_ERR_INVALID_ARG (retiring a region
+ * twice, cancelling one that is not retiring); FMEMP_ERR_NOT_INIT. */
 typedef void (*FMempRetiredHandler)(void* user, void* begin, void* end);
 FError FMempRetireRegion(FMemp* memp, void* begin, FMempRetiredHandler handler,
                          void* user);

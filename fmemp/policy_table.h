@@ -57,7 +57,8 @@
 namespace fmemp {
 
 // What the C API offers on a policy beyond the calls every front-end
-// serves (malloc, free, probes, regions, checks, handlers, limits): a bit set,
+// serves (malloc, free, probes, regions, checks, handlers, limits,
+// retirement): a bit set,
 // combined with operator|.
 enum class Offers : unsigned {
   kNone = 0,
@@ -76,10 +77,6 @@ enum class Offers : unsigned {
   // without it) and FMempThreadHeapCount (0 without it). The front-end has
   // BindThisThread, UnbindThisThread, SyncThisThread and ProbeThreadHeaps.
   kThreadHeaps = 1u << 2,
-  // Region retirement: FMempRetireRegion and FMempCancelRetire
-  // (FMEMP_ERR_NOT_SUPPORTED without it). The front-end has
-  // TryRetireRegion and TryCancelRetire.
-  kRetirement = 1u << 3,
 };
 
 constexpr Offers operator|(Offers a, Offers b) {
@@ -333,10 +330,9 @@ class PolicyTable {
 // type. The two rows with per-thread caches (FMempInit's THREAD_CACHE, then
 // THREAD_HEAPS) are visited inline.
 using CApiPolicies = PolicyTable<
-    PolicyRow<FMEMP_POLICY_MUTEX, Memp<sync::Mutex>, Offers::kRetirement>,
-    PolicyRow<FMEMP_POLICY_SPINLOCK, Memp<sync::SpinLock>, Offers::kRetirement>,
-    PolicyRow<FMEMP_POLICY_SINGLE_THREAD, Memp<sync::NoLock>,
-              Offers::kRetirement>,
+    PolicyRow<FMEMP_POLICY_MUTEX, Memp<sync::Mutex>, Offers::kNone>,
+    PolicyRow<FMEMP_POLICY_SPINLOCK, Memp<sync::SpinLock>, Offers::kNone>,
+    PolicyRow<FMEMP_POLICY_SINGLE_THREAD, Memp<sync::NoLock>, Offers::kNone>,
     PolicyRow<FMEMP_POLICY_THREAD_CACHE, CachingMemp<sync::SpinLock>,
               Offers::kThreadCaches | Offers::kCacheDrain>,
     PolicyRow<FMEMP_POLICY_THREAD_HEAPS, ThreadHeapMemp<sync::SpinLock>,

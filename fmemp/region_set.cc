@@ -532,11 +532,12 @@ void RegionSet::DebugCheckInvariants() const noexcept {
     FMEMP_DCHECK(begin == r->begin && r->begin < r->end);
     FMEMP_DCHECK(previous == nullptr || previous->end <= r->begin);
     // Each region has its entry in the table, naming its heap and this
-    // set's owner.
+    // set's owner (a retiring region: RegionTable::RetiringOwner()).
     RegionTable::Entry entry;
-    FMEMP_DCHECK(table_->FindWhole(r->begin, &entry) &&
-                 entry.base == r->begin && entry.end == r->end &&
-                 entry.heap == &r->heap && entry.owner == owner_);
+    FMEMP_DCHECK(
+        table_->FindWhole(r->begin, &entry) && entry.base == r->begin &&
+        entry.end == r->end && entry.heap == &r->heap &&
+        entry.owner == (r->retiring ? RegionTable::RetiringOwner() : owner_));
     const HeapStats& stats = r->heap.Stats();
     capacity += stats.capacity_bytes;
     used += stats.used_bytes;
@@ -705,6 +706,9 @@ ManagementResult RegionSet::Retire(void* begin, RetiredHandler handler,
   r.retired_handler = handler;
   r.retired_context = context;
   r.allocatable = false;
+  // Lock-free readers (per-thread caches) see it leave its owner: their
+  // hints drop it, they park none of its blocks and pop none as their own.
+  table_->SetOwner(r.first_payload, RegionTable::RetiringOwner());
   Refile();
   if (r.heap.Stats().live_blocks == 0) {
     reap_candidate_ = &r;
@@ -720,6 +724,7 @@ ManagementResult RegionSet::CancelRetire(void* begin) {
   if (!r.retiring) return {ManagementError::kNotRetiring, begin};
   r.retiring = false;
   r.allocatable = true;
+  table_->SetOwner(r.first_payload, owner_);
   Refile();
   return {};
 }

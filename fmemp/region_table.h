@@ -81,6 +81,12 @@ class RegionTable {
   void Insert(const Entry& entry);
   // Removes the entry that begins at or covers `begin`; no-op if none.
   void Erase(uintptr_t begin);
+  // The owner a retiring region's entry names (RegionSet::Retire): no
+  // cache's owner, so hints and owned lookups miss it, and its blocks are
+  // neither parked nor popped as the cache's own. Not a valid address.
+  static const void* RetiringOwner() noexcept {
+    return reinterpret_cast<const void*>(uintptr_t{1});
+  }
   // Sets the owner of the entry whose payload range holds `begin`, in place
   // (one write of the sequence lock; readers never miss the entry). False,
   // nothing changed, if there is none.

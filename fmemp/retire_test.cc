@@ -1,7 +1,9 @@
 // Copyright 2026 The fmemp Authors.
 // SPDX-License-Identifier: Apache-2.0
 //
-// Region retirement (issue 15) at the lock-policy front-end: a retiring
+// Region retirement (issue 15) at the lock-policy front-ends and the
+// per-thread caches' (whose parked blocks of the region are given back,
+// never handed out again): a retiring
 // region hands out nothing, keeps its live blocks valid, and goes (its
 // handler run outside the lock) with its last block, by any free path;
 // cancel, bad input, and threads racing frees and allocations against it.
@@ -14,6 +16,8 @@
 #include <vector>
 
 #include "fmemp/memp.h"
+#include "fmemp/thread_cache.h"
+#include "fmemp/thread_heap.h"
 #include "gtest/gtest.h"
 #include "sync/mutex.h"
 #include "sync/no_lock.h"
@@ -52,6 +56,13 @@ class RetireTest : public ::testing::Test {
       region = std::make_unique<unsigned char[]>(kRegionBytes);
       EXPECT_TRUE(memp_.AddRegion(region.get(), kRegionBytes).ok());
     }
+    // A cache that took a retiring region's parked block for a damaged
+    // link would report it here.
+    memp_.SetErrorHandler(&CountReport, &reports_);
+  }
+  ~RetireTest() override { EXPECT_EQ(reports_.load(), 0); }
+  static void CountReport(void* context, MempError, const void*) {
+    static_cast<std::atomic<int>*>(context)->fetch_add(1);
   }
   bool InRegion(const void* p, int i) const {
     const auto* b = static_cast<const unsigned char*>(p);
@@ -65,11 +76,14 @@ class RetireTest : public ::testing::Test {
   }
 
   std::unique_ptr<unsigned char[]> regions_[3];
+  std::atomic<int> reports_{0};
   Memp memp_;
 };
 
-using LockPolicies = ::testing::Types<Memp<sync::Mutex>, Memp<sync::SpinLock>,
-                                      Memp<sync::NoLock>>;
+using LockPolicies =
+    ::testing::Types<Memp<sync::Mutex>, Memp<sync::SpinLock>,
+                     Memp<sync::NoLock>, CachingMemp<sync::SpinLock>,
+                     ThreadHeapMemp<sync::SpinLock>>;
 TYPED_TEST_SUITE(RetireTest, LockPolicies);
 
 TYPED_TEST(RetireTest, RetiringRegionHandsOutNothingAndGoesWithItsLastBlock) {
@@ -213,6 +227,47 @@ TYPED_TEST(RetireTest, RacingThreadsNeverGetABlockOfTheRetiredRegion) {
   EXPECT_EQ(this->memp_.Probe().region_count, 2u);
   EXPECT_EQ(this->memp_.Probe().live_blocks, 0u);
   EXPECT_TRUE(this->memp_.Check().ok());
+}
+
+// Thread heaps: only shared regions retire (a bound one is not found until
+// it is unbound), a retiring region cannot be bound, and a bound thread's
+// free of the last block reaps it.
+TEST(ThreadHeapRetireTest, BoundRegionsStayAndRetiringOnesAreNotBound) {
+  auto a = std::make_unique<unsigned char[]>(kRegionBytes);
+  auto b = std::make_unique<unsigned char[]>(kRegionBytes);
+  ThreadHeapMemp<sync::SpinLock> memp;
+  ASSERT_TRUE(memp.AddRegion(a.get(), kRegionBytes).ok());
+  ASSERT_TRUE(memp.AddRegion(b.get(), kRegionBytes).ok());
+  std::atomic<int> step{0};
+  void* block = nullptr;
+  int calls = 0;
+  std::thread worker([&] {
+    ASSERT_TRUE(memp.BindThisThread(a.get()).ok());
+    step.store(1);
+    while (step.load() != 2) std::this_thread::yield();
+    EXPECT_EQ(memp.TryBindThisThread(b.get()).error(),
+              ManagementError::kRetiring);
+    memp.Free(block);  // a shared block, freed by a bound thread
+    step.store(3);
+  });
+  while (step.load() != 1) std::this_thread::yield();
+  EXPECT_EQ(memp.TryRetireRegion(a.get(), nullptr, nullptr).error(),
+            ManagementError::kNoRegion);
+  block = memp.Allocate(100);  // unbound: from the shared region b
+  ASSERT_NE(block, nullptr);
+  ASSERT_TRUE(memp.RetireRegion(
+                      b.get(),
+                      [](void* context, void*, void*) {
+                        ++*static_cast<int*>(context);
+                      },
+                      &calls)
+                  .ok());
+  step.store(2);
+  while (step.load() != 3) std::this_thread::yield();
+  worker.join();
+  EXPECT_EQ(calls, 1);
+  // a is shared again (the worker exited); b is gone.
+  EXPECT_EQ(memp.Probe().region_count, 1u);
 }
 
 }  // namespace

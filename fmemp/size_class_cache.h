@@ -256,14 +256,34 @@ class SizeClassCache {
   template <typename Source>
   static bool IsValidLink(const Source& source, const ParkedBlock* block,
                           RegionTable::Hint* hint) {
+    return CheckLink(source, block, hint) == LinkState::kValid;
+  }
+  // IsValidLink's answer, telling a sound parked block of a region that is
+  // retiring (its entry names RegionTable::RetiringOwner(): parked before
+  // the retirement, to be given back, never handed out) from a bad link.
+  enum class LinkState { kValid, kRetiring, kBad };
+  template <typename Source>
+  static LinkState CheckLink(const Source& source, const ParkedBlock* block,
+                             RegionTable::Hint* hint) {
     const uintptr_t address = reinterpret_cast<uintptr_t>(block);
-    if (address % tlsf::kAlignment != 0) return false;
+    if (address % tlsf::kAlignment != 0) return LinkState::kBad;
+    LinkState state = LinkState::kValid;
+    RegionTable::Entry found;
     const RegionTable::Entry* region =
         source.table().FindOwned(address, source.owner(), hint);
-    if (region == nullptr || region->end - address < sizeof(ParkedBlock)) {
-      return false;
+    if (region == nullptr) {
+      if (!source.table().Find(address, &found) ||
+          found.owner != RegionTable::RetiringOwner()) {
+        return LinkState::kBad;
+      }
+      region = &found;
+      state = LinkState::kRetiring;
     }
-    return LoadMarker(block) == MarkerFor(block, source.marker_key());
+    if (region->end - address < sizeof(ParkedBlock) ||
+        LoadMarker(block) != MarkerFor(block, source.marker_key())) {
+      return LinkState::kBad;
+    }
+    return state;
   }
 
   // --- Figures (any thread) ---
@@ -433,21 +453,31 @@ class SizeClassCache {
   ABSL_ATTRIBUTE_NOINLINE void Recount(Source& source,
                                        RegionTable::Hint* hint) {
     size_t total_bytes = 0, total_blocks = 0;
+    ParkedBlock* retiring = nullptr;  // blocks of retiring regions, to return
     for (size_t cls = 0; cls < kClassCount; ++cls) {
       const size_t span = cls * tlsf::kAlignment;
-      for (ParkedBlock** link = &lists_[cls]; *link != nullptr;
-           link = &(*link)->next) {
-        if (!IsValidLink(source, *link, hint)) {
+      for (ParkedBlock** link = &lists_[cls]; *link != nullptr;) {
+        const LinkState state = CheckLink(source, *link, hint);
+        if (state == LinkState::kBad) {
           source.ReportDamagedLink(*link);
           *link = nullptr;
           break;
         }
+        if (state == LinkState::kRetiring) {
+          ParkedBlock* const block = *link;
+          *link = block->next;
+          block->next = retiring;
+          retiring = block;
+          continue;
+        }
         total_bytes += span;
         ++total_blocks;
+        link = &(*link)->next;
       }
     }
     bytes_.store(total_bytes, std::memory_order_relaxed);
     blocks_.store(total_blocks, std::memory_order_relaxed);
+    if (retiring != nullptr) source.ReturnChain(retiring);
     DebugCheckCounts();
   }
 
@@ -467,15 +497,23 @@ class SizeClassCache {
   template <typename Source>
   void* Pop(Source& source, size_t span) {
     ParkedBlock** head = &lists_[ClassOf(span)];
-    ParkedBlock* const block = *head;
-    if (block == nullptr) return nullptr;
-    if (ABSL_PREDICT_FALSE(!IsValidLink(source, block, &region_hint))) {
-      return DropDamagedList(source, head);
+    for (;;) {
+      ParkedBlock* const block = *head;
+      if (block == nullptr) return nullptr;
+      const LinkState state = CheckLink(source, block, &region_hint);
+      if (ABSL_PREDICT_FALSE(state == LinkState::kBad)) {
+        return DropDamagedList(source, head);
+      }
+      *head = block->next;
+      Count(-span, -1);
+      if (ABSL_PREDICT_TRUE(state == LinkState::kValid)) {
+        StoreMarker(block, 0);
+        return block;
+      }
+      // A retiring region's block: given back, never handed out.
+      block->next = nullptr;
+      source.ReturnChain(block);
     }
-    *head = block->next;
-    StoreMarker(block, 0);
-    Count(-span, -1);
-    return block;
   }
   template <typename Source>
   ABSL_ATTRIBUTE_NOINLINE void* DropDamagedList(Source& source,

@@ -212,6 +212,32 @@ class CachingMemp final : private ThreadStateOwner {
     }
     return result;
   }
+  // As Memp's retirement (fmemp/memp.h). Blocks of the region that caches
+  // (and the depot) hold are given back, never handed out: the region's
+  // table entry leaves the caches' owner (RegionTable::RetiringOwner), so
+  // no cache parks one of its blocks from then on, a pop gives back one
+  // parked before (SizeClassCache::CheckLink), and every cache is drained
+  // before this returns, so the region goes as soon as the program has
+  // freed its own blocks. O(threads + parked blocks).
+  ManagementResult TryRetireRegion(void* begin,
+                                   RegionSet::RetiredHandler handler,
+                                   void* context) {
+    const ManagementResult result =
+        shared_.TryRetireRegion(begin, handler, context);
+    if (result.ok()) DrainAllCaches();
+    return result;
+  }
+  ManagementResult TryCancelRetire(void* begin) {
+    return shared_.TryCancelRetire(begin);
+  }
+  absl::Status RetireRegion(void* begin, RegionSet::RetiredHandler handler,
+                            void* context) {
+    return TryRetireRegion(begin, handler, context).ToStatus();
+  }
+  absl::Status CancelRetire(void* begin) {
+    return TryCancelRetire(begin).ToStatus();
+  }
+
   // Forgets every region and block, cached or not, and zeroes the counters.
   // Touches no block: the regions' memory may already be gone. REQUIRES: no
   // other call on this front-end runs meanwhile.

@@ -557,7 +557,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
       const uintptr_t e = reinterpret_cast<uintptr_t>(end);
       RegionTable::Entry other;
       if (begin != nullptr && end != nullptr && b < e &&
-          table_.Overlapping(b, e, &other) && other.owner != nullptr) {
+          table_.Overlapping(b, e, &other) && !IsShared(other.owner)) {
         return {ManagementError::kOverlapBound, begin};
       }
       // Refuses bad ranges and overlap with a shared region (the table).
@@ -578,7 +578,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     return shared_.WithRegions([&](RegionSet& shared) -> ManagementResult {
       RegionTable::Entry entry;
       if (!table_.FindWhole(reinterpret_cast<uintptr_t>(begin), &entry) ||
-          entry.owner == nullptr) {
+          IsShared(entry.owner)) {
         return shared.RemoveRegion(begin);
       }
       if (ThreadHeapOf(entry) != mine) {
@@ -652,7 +652,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
       const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
       RegionTable::Entry entry;
       if (table_.FindWhole(b, &entry) && entry.base == b &&
-          entry.owner != nullptr) {
+          !IsShared(entry.owner)) {
         if (ThreadHeapOf(entry) != thread_heap) {
           return {ManagementError::kBoundToOtherThread, begin};
         }
@@ -891,7 +891,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     // Under the shared lock, which keeps the region where it is found.
     return shared_.WithRegions([&](const RegionSet& shared) -> size_t {
       if (!table_.Find(reinterpret_cast<uintptr_t>(ptr), &entry)) return 0;
-      if (entry.owner == nullptr) return shared.UsableSize(ptr);
+      if (IsShared(entry.owner)) return shared.UsableSize(ptr);
       const size_t usable =
           static_cast<const tlsf::Heap*>(entry.heap)->UsableSize(ptr);
       return usable != 0 && IsParkedOrQueued(ptr) ? 0 : usable;
@@ -939,6 +939,30 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     report_handler_ = handler;
     error_handler_ = nullptr;
     error_context_ = context;
+  }
+
+  // --- Retirement (Memp's, fmemp/memp.h) ---
+  //
+  // For a shared region; a region bound to a thread is not one (kNoRegion:
+  // unbind it first), and a retiring region cannot be bound (kRetiring).
+  // Thread heaps' caches park only their own regions' blocks, so none holds
+  // a shared region's; the retiring region's table entry names
+  // RegionTable::RetiringOwner, which every check of "shared" accepts
+  // (IsShared).
+  ManagementResult TryRetireRegion(void* begin,
+                                   RegionSet::RetiredHandler handler,
+                                   void* context) {
+    return shared_.TryRetireRegion(begin, handler, context);
+  }
+  ManagementResult TryCancelRetire(void* begin) {
+    return shared_.TryCancelRetire(begin);
+  }
+  absl::Status RetireRegion(void* begin, RegionSet::RetiredHandler handler,
+                            void* context) {
+    return TryRetireRegion(begin, handler, context).ToStatus();
+  }
+  absl::Status CancelRetire(void* begin) {
+    return TryCancelRetire(begin).ToStatus();
   }
 
   // --- Budgets (fmemp/budget.h) ---
@@ -1022,7 +1046,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
         [&](const RegionSet& shared) -> ManagementResult {
           RegionTable::Entry entry;
           if (table_.FindWhole(reinterpret_cast<uintptr_t>(ptr), &entry) &&
-              entry.owner != nullptr) {
+              !IsShared(entry.owner)) {
             return {ManagementError::kInOtherThreadsHeap, ptr};
           }
           return shared.CheckRegionOf(ptr, damage);
@@ -1185,6 +1209,12 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     return ManagementError::kNoThreadHeap;
   }
 
+  // Whether a table entry's owner is the shared regions': none, or a
+  // shared region being retired (RegionTable::RetiringOwner). Every other
+  // owner is a thread heap's RemoteQueue.
+  static bool IsShared(const void* owner) {
+    return owner == nullptr || owner == RegionTable::RetiringOwner();
+  }
   // The thread heap that a table entry of a bound region names (entry.owner is
   // its RemoteQueue). REQUIRES: the shared lock (which keeps the binding
   // as found).
@@ -1742,7 +1772,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     const Outcome outcome = shared_.WithRegions([&](RegionSet& shared) {
       RegionTable::Entry entry;
       if (!table_.FindWhole(reinterpret_cast<uintptr_t>(ptr), &entry) ||
-          entry.owner == nullptr) {
+          IsShared(entry.owner)) {
         // A shared region's block, or a foreign pointer (reported).
         bool no_room = false;
         usable = shared.UsableSize(ptr);
@@ -1821,7 +1851,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   const tlsf::Heap* BoundHeapOf(const void* ptr) const {
     RegionTable::Entry entry;
     if (!table_.Find(reinterpret_cast<uintptr_t>(ptr), &entry) ||
-        entry.owner == nullptr) {
+        IsShared(entry.owner)) {
       return nullptr;
     }
     return static_cast<const tlsf::Heap*>(entry.heap);
@@ -1837,7 +1867,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   PushOutcome PushRemote(void* ptr) noexcept {
     const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
     RegionTable::Entry entry;
-    if (!table_.Find(address, &entry) || entry.owner == nullptr) {
+    if (!table_.Find(address, &entry) || IsShared(entry.owner)) {
       return kTakeLock;  // no region's payload, or a shared region's
     }
     const auto* heap = static_cast<const tlsf::Heap*>(entry.heap);
@@ -1891,7 +1921,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   bool FreeLocked(RegionSet& shared, void* ptr) {
     RegionTable::Entry entry;
     if (!table_.FindWhole(reinterpret_cast<uintptr_t>(ptr), &entry) ||
-        entry.owner == nullptr) {
+        IsShared(entry.owner)) {
       // A shared region's block, or a foreign pointer (reported).
       return Counted(shared, [&] { return shared.Free(ptr); });
     }
