@@ -19,22 +19,11 @@
 namespace fmemp {
 namespace {
 
+using test_util::RegionBuffer;
 using test_util::ScopedFMemp;
+using test_util::Usage;
 
 constexpr size_t kBufferBytes = size_t{2} << 20;
-
-struct Buffer {
-  Buffer() : data(new uint64_t[kBufferBytes / 8]) {}
-  char* begin() { return reinterpret_cast<char*>(data.get()); }
-  char* end() { return begin() + kBufferBytes; }
-  std::unique_ptr<uint64_t[]> data;
-};
-
-FMempUsage Usage(FMemp* memp) {
-  FMempUsage usage = {};
-  EXPECT_EQ(FMempProbe64(memp, &usage), FMEMP_SUCCESS);
-  return usage;
-}
 
 // Runs body(memp) for an FMemp under each policy (unbound threads under
 // FMEMP_POLICY_THREAD_HEAPS: its shared regions).
@@ -43,7 +32,7 @@ void ForEachLimitPolicy(Body body) {
   CApiPolicies::ForEachRow([&body](auto row) {
     using Row = decltype(row);
     SCOPED_TRACE("policy " + std::to_string(static_cast<int>(Row::kPolicy)));
-    Buffer buffer;
+    RegionBuffer buffer(kBufferBytes);
     ScopedFMemp pool;
     ASSERT_EQ(FMempInitWithPolicy(pool.get(), buffer.begin(), buffer.end(),
                                   Row::kPolicy),
@@ -160,7 +149,7 @@ TEST(FMempLimitTest, LimitBelowUsageRefusesAndFreesNothing) {
 }
 
 TEST(FMempLimitTest, EachSdkLifeCycleStartsWithoutLimits) {
-  Buffer buffer;
+  RegionBuffer buffer(kBufferBytes);
   for (int cycle = 0; cycle < 3; ++cycle) {
     FMemp memp = {};
     ASSERT_EQ(FMempInit(&memp, buffer.begin(), buffer.end()), FMEMP_SUCCESS);

@@ -20,20 +20,11 @@
 namespace fmemp {
 namespace {
 
+using test_util::RegionBuffer;
 using test_util::ScopedFMemp;
+using test_util::Usage;
 
 constexpr size_t kBytes = size_t{256} << 10;
-
-struct Buffer {
-  Buffer() : data(new uint64_t[kBytes / 8]) {}
-  char* begin() { return reinterpret_cast<char*>(data.get()); }
-  char* end() { return begin() + kBytes; }
-  bool Holds(const void* p) {
-    return static_cast<const char*>(p) >= begin() &&
-           static_cast<const char*>(p) < end();
-  }
-  std::unique_ptr<uint64_t[]> data;
-};
 
 struct Retired {
   FMemp* memp = nullptr;
@@ -65,7 +56,7 @@ TEST(FMempRetireTest, RetiredRegionGoesWithItsLastBlockUnderEveryPolicy) {
   CApiPolicies::ForEachRow([](auto row) {
     using Row = decltype(row);
     SCOPED_TRACE("policy " + std::to_string(static_cast<int>(Row::kPolicy)));
-    Buffer first, second;
+    RegionBuffer first(kBytes), second(kBytes);
     ScopedFMemp pool;
     FMemp* memp = pool.get();
     ASSERT_EQ(
@@ -111,7 +102,7 @@ TEST(FMempRetireTest, RetiredRegionGoesWithItsLastBlockUnderEveryPolicy) {
 }
 
 TEST(FMempRetireTest, CancelKeepsTheRegionAndBadInputChangesNothing) {
-  Buffer first, second;
+  RegionBuffer first(kBytes), second(kBytes);
   ScopedFMemp pool;
   FMemp* memp = pool.get();
   EXPECT_EQ(FMempRetireRegion(memp, first.begin(), nullptr, nullptr),

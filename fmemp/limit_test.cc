@@ -52,6 +52,35 @@ using FrontEnds =
                      ThreadHeapMemp<sync::SpinLock>>;
 TYPED_TEST_SUITE(LimitTest, FrontEnds);
 
+// One thread's part of a race at the limit: `ops` steps over `slots` slots,
+// every slot filled first (so that even threads that run one after another
+// reach the limit), then a random slot freed or refilled with 16 to
+// 16 + max_bytes bytes; counts NULLs, notes any moment the budget's usage
+// is above `limit`. Returns the blocks still held.
+template <typename FrontEnd>
+std::vector<void*> RaceAtTheLimit(FrontEnd& memp, int thread, int ops,
+                                  size_t slots, size_t max_bytes, size_t limit,
+                                  std::atomic<uint64_t>* nulls,
+                                  std::atomic<bool>* passed) {
+  std::vector<void*> held(slots, nullptr);
+  uint64_t x = 0x9e3779b97f4a7c15ULL * (thread + 1);
+  for (int i = 0; i < ops; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    void*& slot = held[static_cast<size_t>(i) < slots ? i : x % slots];
+    if (slot != nullptr) {
+      memp.Free(slot);
+      slot = nullptr;
+    } else {
+      slot = memp.Allocate(16 + (x >> 40) % max_bytes);
+      if (slot == nullptr) nulls->fetch_add(1);
+    }
+    if (memp.budget().usage() > limit) passed->store(true);
+  }
+  return held;
+}
+
 int oom_calls = 0;
 bool CountOom(void*, size_t, size_t) {
   ++oom_calls;
@@ -171,25 +200,8 @@ TYPED_TEST(LimitTest, RacingThreadsNeverPassTheLimit) {
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
-      std::vector<void*> held(64, nullptr);
-      uint64_t x = 0x9e3779b97f4a7c15ULL * (t + 1);
-      for (int i = 0; i < kOps; ++i) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        // Every slot filled first, so that even threads that run one after
-        // another reach the limit; then random slots are freed or refilled.
-        void*& slot =
-            held[i < static_cast<int>(held.size()) ? i : x % held.size()];
-        if (slot != nullptr) {
-          this->memp_.Free(slot);
-          slot = nullptr;
-        } else {
-          slot = this->memp_.Allocate(16 + (x >> 40) % 4000);
-          if (slot == nullptr) nulls.fetch_add(1);
-        }
-        if (this->memp_.budget().usage() > kLimit) passed.store(true);
-      }
+      const std::vector<void*> held = RaceAtTheLimit(
+          this->memp_, t, kOps, 64, 4000, kLimit, &nulls, &passed);
       for (void* p : held) this->memp_.Free(p);
     });
   }
@@ -240,25 +252,8 @@ TEST(ThreadHeapLimitTest,
       }
       bound.fetch_add(1);
       while (bound.load() < kThreads) std::this_thread::yield();
-      std::vector<void*> held(96, nullptr);
-      uint64_t x = 0x2545f4914f6cdd1dULL * (t + 1);
-      for (int i = 0; i < kOps; ++i) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        // Every slot filled first, so that even threads that run one after
-        // another reach the limit; then random slots are freed or refilled.
-        void*& slot =
-            held[i < static_cast<int>(held.size()) ? i : x % held.size()];
-        if (slot != nullptr) {
-          memp.Free(slot);
-          slot = nullptr;
-        } else {
-          slot = memp.Allocate(16 + (x >> 40) % 3000);
-          if (slot == nullptr) nulls.fetch_add(1);
-        }
-        if (memp.budget().usage() > kLimit) passed.store(true);
-      }
+      const std::vector<void*> held =
+          RaceAtTheLimit(memp, t, kOps, 96, 3000, kLimit, &nulls, &passed);
       if (t == 0) {
         for (const ThreadHeapStats& heap : memp.ProbeThreadHeaps()) {
           if (heap.limit == kHeapLimit && heap.budget_usage > kHeapLimit) {

@@ -25,7 +25,9 @@ extern "C" FError InitWithRawPolicy(FMemp* memp, void* begin, void* end,
 namespace fmemp {
 namespace {
 
+using test_util::RegionBuffer;
 using test_util::ScopedFMemp;
+using test_util::Usage;
 
 // Every enumerator of FMempPolicy has a row, and nothing else does.
 static_assert(CApiPolicies::IsPolicy(FMEMP_POLICY_MUTEX));
@@ -36,19 +38,6 @@ static_assert(CApiPolicies::IsPolicy(FMEMP_POLICY_THREAD_HEAPS));
 static_assert(CApiPolicies::kRowCount == 5);
 
 constexpr size_t kBufferBytes = size_t{1} << 20;
-
-struct Buffer {
-  Buffer() : data(new uint64_t[kBufferBytes / 8]) {}
-  char* begin() { return reinterpret_cast<char*>(data.get()); }
-  char* end() { return begin() + kBufferBytes; }
-  std::unique_ptr<uint64_t[]> data;
-};
-
-FMempUsage Usage(FMemp* memp) {
-  FMempUsage usage = {};
-  EXPECT_EQ(FMempProbe64(memp, &usage), FMEMP_SUCCESS);
-  return usage;
-}
 
 template <typename Row>
 std::string RowName() {
@@ -78,7 +67,7 @@ class RowPool {
   char* region_begin() { return buffer_.begin(); }
 
  private:
-  Buffer buffer_;
+  RegionBuffer buffer_{kBufferBytes};
   ScopedFMemp pool_;
 };
 
@@ -179,7 +168,7 @@ TEST(PolicyTableTest, ThreadHeapCallsWorkExactlyOnThreadHeapRows) {
   CApiPolicies::ForEachRow([](auto row) {
     using Row = decltype(row);
     SCOPED_TRACE(RowName<Row>());
-    Buffer buffer;
+    RegionBuffer buffer(kBufferBytes);
     ScopedFMemp pool;
     FMemp* memp = pool.get();
     ASSERT_EQ(
@@ -302,7 +291,7 @@ TEST(PolicyTableTest, InitAcceptsExactlyTheTablesPolicies) {
   static_assert(!CApiPolicies::IsPolicy(99));
   std::vector<int> numbers = {INT_MIN, INT_MIN + 1, 99, 255, 256, INT_MAX};
   for (int n = -8; n < 64; ++n) numbers.push_back(n);
-  Buffer buffer;
+  RegionBuffer buffer(kBufferBytes);
   int accepted = 0;
   for (int number : numbers) {
     SCOPED_TRACE("policy number " + std::to_string(number));
