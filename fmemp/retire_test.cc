@@ -105,7 +105,8 @@ TYPED_TEST(RetireTest, RetiringRegionHandsOutNothingAndGoesWithItsLastBlock) {
                                 &retired)
                   .ok());
   // Its figures show it retiring, with its live bytes.
-  const RegionStats* s = this->StatsOf(this->memp_.ProbeRegions(), v);
+  const RegionStatsList regions = this->memp_.ProbeRegions();
+  const RegionStats* s = this->StatsOf(regions, v);
   ASSERT_NE(s, nullptr);
   EXPECT_TRUE(s->retiring);
   EXPECT_EQ(s->live_blocks, in_v.size());
@@ -173,7 +174,8 @@ TYPED_TEST(RetireTest, CancelPutsItBackAndTwiceIsRefused) {
           .error(),
       ManagementError::kRetiring);
   ASSERT_TRUE(this->memp_.CancelRetire(this->regions_[2].get()).ok());
-  const RegionStats* s = this->StatsOf(this->memp_.ProbeRegions(), 2);
+  const RegionStatsList regions = this->memp_.ProbeRegions();
+  const RegionStats* s = this->StatsOf(regions, 2);
   ASSERT_NE(s, nullptr);
   EXPECT_FALSE(s->retiring);
   this->memp_.Free(p);  // no longer retiring: the region stays
