@@ -30,6 +30,7 @@
 //   bool ready();                        the C API between Init and Remove
 //   Outcome Init(begin, end);            the first region (C API: FMempInit*)
 //   Outcome AddRegion(begin, end), RemoveRegion(begin);
+//   Outcome RetireRegion(begin, handler, context), CancelRetire(begin);
 //   void* Allocate(n), AllocateAligned(alignment, n), Calloc(count, size),
 //       Reallocate(p, n), and their *Tagged variants (a BlockTag);
 //   bool Free(p);                        false when the free was refused
@@ -245,6 +246,13 @@ class CppFrontEnd {
   Outcome RemoveRegion(void* begin) {
     return OutcomeOf(memp_.RemoveRegion(begin));
   }
+  Outcome RetireRegion(void* begin, RegionSet::RetiredHandler handler,
+                       void* context) {
+    return OutcomeOf(memp_.RetireRegion(begin, handler, context));
+  }
+  Outcome CancelRetire(void* begin) {
+    return OutcomeOf(memp_.CancelRetire(begin));
+  }
   // Empties the front-end (every region and block forgotten).
   void Clear() { memp_.Clear(); }
 
@@ -421,6 +429,13 @@ class CApiFrontEnd {
   }
   Outcome RemoveRegion(void* begin) {
     return OutcomeOf(FMempRemoveRegion(&memp_, begin));
+  }
+  Outcome RetireRegion(void* begin, FMempRetiredHandler handler,
+                       void* context) {
+    return OutcomeOf(FMempRetireRegion(&memp_, begin, handler, context));
+  }
+  Outcome CancelRetire(void* begin) {
+    return OutcomeOf(FMempCancelRetire(&memp_, begin));
   }
 
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Allocate(size_t n) {

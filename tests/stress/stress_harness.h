@@ -37,6 +37,12 @@
 //   holds up to kCollectorHold of them for a while and frees them.
 // * The region manager: removes and re-adds kManagedRegions regions of its
 //   own while everyone allocates. RemoveRegion may say busy; that is fine.
+//   Half the time it retires a region instead (RetireRegion, issue 15): from
+//   its return on no call may get a block there (its epoch is even, as for a
+//   removed region), and the region goes when whichever thread frees its
+//   last block (the handler marks it gone; then the canary is written and
+//   later checked as for a removal). Now and then it cancels a retirement
+//   while blocks still live in the region.
 // * The prober: Probe, ProbeRegions, ProbeThreadHeaps and Check, over and over,
 //   and every eighth round a drain of every thread's cache. Check must
 //   always pass; used <= capacity and used + cached + free == capacity, in
@@ -365,21 +371,26 @@ class StressHarness {
         "[%s] %u allocator calls in %.1f s (%.0f/s), %d waves of %d "
         "threads, seed %#x; cross-thread frees %u, collector frees %u, "
         "adopted %u, big blocks %u, blocks in managed regions %u, calls "
-        "while a region was removed %u, removals %u (busy %u), probes %u, "
+        "while a region was removed %u, removals %u (busy %u), retirements "
+        "%u of %u, probes %u, "
         "checks %u, NULL from ordinary requests %u, heap binds %u, unbinds "
         "%u, NULL from full heaps %u; failures %d",
         name, calls_.load(), seconds, calls_.load() / seconds, waves,
         config_.threads, config_.seed, cross_thread_frees_.load(),
         collector_frees_.load(), adopted_.load(), big_blocks_.load(),
         in_managed_.load(), calls_while_removed_.load(), removals_.load(),
-        busy_removals_.load(), probes_.load(), checks_.load(),
-        failed_allocations_.load(), binds_.load(), unbinds_.load(),
-        thread_heap_full_.load(), failures_.count());
+        busy_removals_.load(), retirements_.load(), retire_calls_.load(),
+        probes_.load(), checks_.load(), failed_allocations_.load(),
+        binds_.load(), unbinds_.load(), thread_heap_full_.load(),
+        failures_.count());
     std::printf("%s\n", summary.c_str());
     std::fflush(stdout);
     testing::Test::RecordProperty("allocator_calls",
                                   absl::StrCat(calls_.load()));
     testing::Test::RecordProperty("removals", absl::StrCat(removals_.load()));
+    testing::Test::RecordProperty(
+        "retirements", absl::StrCat(retirements_.load(), " of ",
+                                    retire_calls_.load(), " retired"));
 
     EXPECT_EQ(failures_.count(), 0)
         << failures_.Summary() << "\n(run seed " << config_.seed
@@ -389,6 +400,7 @@ class StressHarness {
     EXPECT_GT(cross_thread_frees_.load(), 0u);
     EXPECT_GT(collector_frees_.load(), 0u);
     EXPECT_GT(removals_.load(), 0u) << "no region was ever removed";
+    EXPECT_GT(retire_calls_.load(), 0u) << "no region was ever retired";
     EXPECT_GT(in_managed_.load(), 0u) << "no block in a managed region";
     EXPECT_GT(calls_while_removed_.load(), 0u)
         << "no allocation ran while a region was removed";
@@ -405,7 +417,13 @@ class StressHarness {
     explicit Managed(size_t bytes) : arena(bytes) {}
     Arena arena;
     std::atomic<uint64_t> epoch{1};
+    // Set by the retirement handler, on whichever thread freed the region's
+    // last block: the region is gone.
+    std::atomic<bool> gone{false};
   };
+  static void OnRetired(void* context, void*, void*) {
+    static_cast<Managed*>(context)->gone.store(true, std::memory_order_release);
+  }
 
   // One worker position, outliving the threads that fill it. Touched by one
   // thread at a time: a wave's thread, then (after joining it) the next
@@ -878,6 +896,20 @@ class StressHarness {
     ThreadContext t = Context("manager", -1, 0, 3);
     bool present[kManagedRegions];
     std::fill(present, present + kManagedRegions, true);
+    // Retiring (RetireRegion returned, the region not gone yet): it hands
+    // out nothing, so its epoch is even, as for a removed region.
+    bool retiring[kManagedRegions];
+    std::fill(retiring, retiring + kManagedRegions, false);
+    // A retiring region the handler reported gone: absent from now on.
+    auto reap = [&](int r) {
+      Managed& m = *managed_[r];
+      if (retiring[r] && m.gone.load(std::memory_order_acquire)) {
+        retiring[r] = false;
+        present[r] = false;
+        retirements_.fetch_add(1, std::memory_order_relaxed);
+        WriteCanary(m);
+      }
+    };
     auto add = [&](int r) {
       Managed& m = *managed_[r];
       const ptrdiff_t damage = FirstCanaryDamage(m);
@@ -897,8 +929,39 @@ class StressHarness {
       ++t.op;
       const int r = static_cast<int>(t.rng() % kManagedRegions);
       Managed& m = *managed_[r];
-      if (!present[r]) {
+      reap(r);
+      if (retiring[r]) {
+        // Now and then, take it back into service while blocks live in it.
+        if (t.rng() % 8 == 0) {
+          ++t.calls;
+          m.epoch.fetch_add(1, std::memory_order_acq_rel);  // odd: may serve
+          if (backend_.CancelRetire(m.arena.begin()) == Outcome::kOk) {
+            retiring[r] = false;
+          } else {
+            // Gone meanwhile (its handler ran): absent, as reap says.
+            m.epoch.fetch_add(1, std::memory_order_acq_rel);  // even again
+            reap(r);
+            if (retiring[r]) Fail(t, "CancelRetire failed, region not gone");
+          }
+        }
+      } else if (!present[r]) {
         add(r);
+      } else if (t.rng() % 2 == 0) {
+        // Retirement: no new block from it once this returns; it goes with
+        // its last block, freed by whichever thread.
+        ++t.calls;
+        m.gone.store(false, std::memory_order_relaxed);
+        const Outcome s = backend_.RetireRegion(m.arena.begin(),
+                                                &StressHarness::OnRetired, &m);
+        if (s != Outcome::kOk) {
+          Fail(t, absl::StrCat("RetireRegion: ", OutcomeName(s)));
+        }
+        // Even only once RetireRegion has returned, as after a removal: a
+        // call that began before may still have got a block there.
+        m.epoch.fetch_add(1, std::memory_order_acq_rel);
+        retiring[r] = true;
+        retire_calls_.fetch_add(1, std::memory_order_relaxed);
+        reap(r);
       } else {
         ++t.calls;
         switch (backend_.RemoveRegion(m.arena.begin())) {
@@ -921,6 +984,17 @@ class StressHarness {
       std::this_thread::sleep_for(std::chrono::microseconds(300));
     }
     for (int r = 0; r < kManagedRegions; ++r) {
+      if (retiring[r]) {
+        Managed& m = *managed_[r];
+        m.epoch.fetch_add(1, std::memory_order_acq_rel);  // odd: may serve
+        if (backend_.CancelRetire(m.arena.begin()) == Outcome::kOk) {
+          retiring[r] = false;
+        } else {
+          m.epoch.fetch_add(1, std::memory_order_acq_rel);
+          reap(r);
+          if (retiring[r]) Fail(t, "CancelRetire failed, region not gone");
+        }
+      }
       if (!present[r]) add(r);
     }
     Publish(t);
@@ -1008,6 +1082,9 @@ class StressHarness {
   std::atomic<uint64_t> in_managed_{0};
   std::atomic<uint64_t> calls_while_removed_{0};
   std::atomic<uint64_t> removals_{0};
+  // RetireRegion calls, and retirements whose region went (its handler ran).
+  std::atomic<uint64_t> retire_calls_{0};
+  std::atomic<uint64_t> retirements_{0};
   std::atomic<uint64_t> busy_removals_{0};
   std::atomic<uint64_t> probes_{0};
   std::atomic<uint64_t> checks_{0};
