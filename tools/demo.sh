@@ -18,7 +18,8 @@
 #      integrity check);
 #   6. budgets: a server with maxmemory 16 MiB on fmemp's hard limit takes
 #      300 MB of SETs with allkeys-random eviction driven by fmemp's soft
-#      limit, then, with noeviction, refuses a SET with -OOM at the limit;
+#      limit, then, with noeviction, refuses a SET with -OOM at the limit,
+#      and retires a live region, which goes once FLUSHALL deletes its keys;
 #   7. runs the small-pool tour (examples/tlsf_demo: one
 #      heap over three regions, FMemListAll-style block listing, misuse
 #      reports, region removal).
@@ -202,6 +203,16 @@ done
 printf '  used_memory %s of limit %s; fmemp_limit_refusals %s; GET big0: %s bytes\n' \
   "$(field used_memory)" "$(field fmemp_limit)" \
   "$(field fmemp_limit_refusals)" "$(cli GET big0 | wc -c)"
+echo "  retiring a live region (FMEMP.RETIRE: FMempRetireRegion), then FLUSHALL"
+for ((r = 0; r < 8; r++)); do
+  [[ "$(cli FMEMP.RETIRE "${r}")" == OK ]] && break
+done
+cli INFO memory | tr -d '\r' | grep "retiring=1" |
+  sed 's/^fmemp_region_\([0-9]*\):begin=\([^,]*\),.*used=\([0-9]*\),.*live_blocks=\([0-9]*\).*/  region \1 at \2 retiring: \3 bytes in \4 live blocks/'
+printf '  regions before FLUSHALL: %s\n' "$(field fmemp_regions)"
+cli FLUSHALL >/dev/null
+printf '  after: regions %s, fmemp_regions_retired %s (unmapped by its handler)\n' \
+  "$(field fmemp_regions)" "$(field fmemp_regions_retired)"
 stop_budget_server
 
 section "A small pool, block by block (examples/tlsf_demo, FMemListAll-style listing)"

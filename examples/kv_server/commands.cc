@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "examples/kv_server/resp.h"
 
@@ -100,6 +101,20 @@ CommandHandler::After CommandHandler::Execute(
     store_->Clear();
     memory_->Trim();
     AppendSimpleString("OK", out);
+  } else if (Is(name, "FMEMP.RETIRE")) {
+    // FMEMP.RETIRE <region>: retire a live region (INFO's numbering); it
+    // is unmapped once its keys are gone (after FLUSHALL, or on the next
+    // trim).
+    size_t index = 0;
+    if (argc != 2 || !absl::SimpleAtoi(args[1], &index)) {
+      WrongArity(name, out);
+      return After::kContinue;
+    }
+    if (absl::Status s = memory_->RetireRegion(index); !s.ok()) {
+      AppendError(absl::StrCat("ERR ", s.message()), out);
+    } else {
+      AppendSimpleString("OK", out);
+    }
   } else if (Is(name, "INFO")) {
     Info(args, out);
   } else if (Is(name, "CONFIG")) {

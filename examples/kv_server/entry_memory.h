@@ -71,6 +71,14 @@ class EntryMemory {
   // limit, on the thread whose allocation crossed it, with no lock of its
   // own held (so it may free). Returns false if unsupported.
   using Evictor = std::function<size_t(size_t bytes)>;
+
+  // Retires region `index` (INFO's numbering) while entries live in it: no
+  // new entry goes there, and it is unmapped once its last entry is
+  // deleted. Unimplemented where there are no regions.
+  virtual absl::Status RetireRegion(size_t index) {
+    (void)index;
+    return absl::UnimplementedError("this allocator has no regions");
+  }
   virtual bool SetEvictor(Evictor evict) {
     (void)evict;
     return false;

@@ -231,7 +231,8 @@ int FmempEntryMemory::OnOutOfMemory(void* user, fsize_t size, fsize_t align) {
 bool FmempEntryMemory::Grow(size_t size, size_t align) {
   absl::MutexLock hold(&mu_);
   // Another thread may have added a region since this request failed: if a
-  // shared region now has room, retry without mapping more.
+  // shared region (not a retiring one) now has room, retry without mapping
+  // more.
   const size_t need = size + (align > 16 ? align : 0);
   const uint32_t count = FMempRegionCount(&memp_);
   for (uint32_t i = 0; i < count; ++i) {
@@ -240,7 +241,7 @@ bool FmempEntryMemory::Grow(size_t size, size_t align) {
     const bool bound = std::any_of(
         mappings_.begin(), mappings_.end(),
         [&](const Mapping& m) { return m.begin == usage.begin && m.bound; });
-    if (!bound && usage.largest_free >= need) return true;
+    if (!bound && !usage.retiring && usage.largest_free >= need) return true;
   }
   const size_t bytes = std::max(options_.region_bytes,
                                 RoundUp(need + kRegionOverhead, PageSize()));
@@ -310,7 +311,58 @@ void FmempEntryMemory::Trim() {
   TrimLocked(/*drain_caches=*/true);
 }
 
+absl::Status FmempEntryMemory::RetireRegion(size_t index) {
+  absl::MutexLock hold(&mu_);
+  UnmapRetired();
+  FMempRegionUsage r;
+  if (index >= FMempRegionCount(&memp_) ||
+      FMempProbeRegion(&memp_, static_cast<u32>(index), &r) != FMEMP_SUCCESS) {
+    return absl::InvalidArgumentError("no such region");
+  }
+  for (const Mapping& m : mappings_) {
+    if (m.begin != r.begin) continue;
+    if (&m == &mappings_[0] || m.bound) {
+      return absl::InvalidArgumentError(
+          "the first region and workers' own regions stay");
+    }
+    const FError e = FMempRetireRegion(
+        &memp_, r.begin, &FmempEntryMemory::OnRegionRetired, this);
+    if (e != FMEMP_SUCCESS) {
+      return absl::FailedPreconditionError(
+          absl::StrFormat("FMempRetireRegion failed: 0x%x", e));
+    }
+    UnmapRetired();  // it may have had no entry left
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError("not a region of this server");
+}
+
+void FmempEntryMemory::OnRegionRetired(void* user, void* begin, void*) {
+  auto* self = static_cast<FmempEntryMemory*>(user);
+  absl::MutexLock hold(&self->retired_mu_);
+  self->retired_.push_back(begin);
+}
+
+void FmempEntryMemory::UnmapRetired() {
+  std::vector<void*> gone;
+  {
+    absl::MutexLock hold(&retired_mu_);
+    gone.swap(retired_);
+  }
+  for (void* begin : gone) {
+    for (auto it = mappings_.begin(); it != mappings_.end(); ++it) {
+      if (it->begin != begin) continue;
+      munmap(it->begin, it->bytes);
+      mapped_bytes_ -= it->bytes;
+      ++regions_retired_;
+      mappings_.erase(it);
+      break;
+    }
+  }
+}
+
 void FmempEntryMemory::TrimLocked(bool drain_caches) {
+  UnmapRetired();
   // Blocks parked in per-thread caches keep a region busy; an explicit trim
   // gives them back first (the periodic one leaves the caches warm).
   if (drain_caches) FMempDrainThreadCaches(&memp_);
@@ -377,6 +429,7 @@ void FmempEntryMemory::AppendInfo(std::string* out) const {
                   "fmemp_mapped_bytes:", mapped_bytes_, "\r\n",
                   "fmemp_regions_added:", regions_added_, "\r\n",
                   "fmemp_regions_removed:", regions_removed_, "\r\n",
+                  "fmemp_regions_retired:", regions_retired_, "\r\n",
                   "fmemp_growth_refused:", growth_refused_, "\r\n",
                   "fmemp_regions:", usage.regions, "\r\n");
   const uint32_t count = FMempRegionCount(&memp_);
@@ -389,9 +442,9 @@ void FmempEntryMemory::AppendInfo(std::string* out) const {
     absl::StrAppendFormat(
         out,
         "fmemp_region_%u:begin=%p,total=%u,used=%u,free=%u,peak=%u,"
-        "largest_free=%u,live_blocks=%u,bound=%d\r\n",
+        "largest_free=%u,live_blocks=%u,bound=%d,retiring=%u\r\n",
         i, r.begin, r.total, r.used, r.free_bytes, r.max_used, r.largest_free,
-        r.live_blocks, bound ? 1 : 0);
+        r.live_blocks, bound ? 1 : 0, r.retiring);
   }
 }
 

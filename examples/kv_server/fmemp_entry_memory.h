@@ -105,6 +105,11 @@ class FmempEntryMemory : public EntryMemory {
   uint64_t UsedBytes() const override;
   absl::Status Check() override;
   bool SetEvictor(Evictor evict) override;
+  // FMempRetireRegion on region `index`; the retirement handler only notes
+  // the region (it may run on any thread, even one inside Trim), and the
+  // next call that holds mu_ unmaps it. InvalidArgument for the first
+  // region, a bound one or an index out of range.
+  absl::Status RetireRegion(size_t index) override ABSL_LOCKS_EXCLUDED(mu_);
 
   // Regions in the pool now (the first one included).
   uint32_t RegionCount() const;
@@ -120,6 +125,9 @@ class FmempEntryMemory : public EntryMemory {
   absl::Status Init();
   static int OnOutOfMemory(void* user, fsize_t size, fsize_t align);
   static void OnSoftLimit(void* user, u64 usage, u64 soft_limit);
+  static void OnRegionRetired(void* user, void* begin, void* end);
+  // Unmaps the regions retirement removed (noted by OnRegionRetired).
+  void UnmapRetired() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Grow(size_t size, size_t align) ABSL_LOCKS_EXCLUDED(mu_);
   // Maps `bytes` and adds them as a region; nullptr past the cap or on error.
   char* AddMappedRegion(size_t bytes, bool bound)
@@ -141,6 +149,10 @@ class FmempEntryMemory : public EntryMemory {
   Evictor evict_;
   std::atomic<uint64_t> evictions_{0};      // soft-limit crossings handled
   std::atomic<uint64_t> evicted_bytes_{0};  // entry bytes they freed
+  // Regions retirement removed, not yet unmapped (OnRegionRetired).
+  absl::Mutex retired_mu_;
+  std::vector<void*> retired_ ABSL_GUARDED_BY(retired_mu_);
+  uint64_t regions_retired_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace kv_server

@@ -164,6 +164,42 @@ TEST(StoreTest, EvictFreesAtLeastWhatItIsAskedForThenStopsWhenEmpty) {
   EXPECT_EQ(store.Evict(100), 0u);
 }
 
+// A live region retired: no new entry goes there, its entries stay
+// readable, and it is unmapped once they are deleted.
+TEST(FmempEntryMemoryTest, RetiredRegionGoesWithItsLastEntry) {
+  auto memory =
+      MakeFmemp(PoolPolicy::kMutex, size_t{256} << 10, size_t{4} << 20);
+  ASSERT_NE(memory, nullptr);
+  Store store(memory.get());
+  const std::string value(10000, 'v');
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_TRUE(store.Set(absl::StrCat("key", i), value));
+  }
+  ASSERT_GE(memory->RegionCount(), 3u);
+  EXPECT_FALSE(memory->RetireRegion(99).ok());
+  // Region 0 in address order may be the first mapping (refused): retire
+  // the first index that is allowed.
+  size_t retired = 0;
+  while (!memory->RetireRegion(retired).ok()) ++retired;
+  const uint32_t regions = memory->RegionCount();
+  std::string info;
+  memory->AppendInfo(&info);
+  EXPECT_NE(info.find("retiring=1"), std::string::npos) << info;
+  for (int i = 60; i < 120; ++i) {
+    ASSERT_TRUE(store.Set(absl::StrCat("key", i), value));
+  }
+  EXPECT_EQ(Value(store, "key0"), value);
+  store.Clear();
+  memory->Trim();
+  info.clear();
+  memory->AppendInfo(&info);
+  EXPECT_EQ(info.find("retiring=1"), std::string::npos) << info;
+  EXPECT_NE(info.find("fmemp_regions_retired:1\r\n"), std::string::npos)
+      << info;
+  EXPECT_LT(memory->RegionCount(), regions + 1);
+  EXPECT_TRUE(memory->Check().ok());
+}
+
 TEST(FmempEntryMemoryTest, InfoListsEveryRegion) {
   auto memory =
       MakeFmemp(PoolPolicy::kSpinLock, size_t{256} << 10, size_t{1} << 20);
