@@ -132,6 +132,34 @@ TEST(FMempLimitTest, BadInputIsRefusedAndChangesNothing) {
   });
 }
 
+// A thread heap's limits: a thread without a thread heap, a NULL handler
+// and a hysteresis above the limit are refused, and nothing changes.
+TEST(FMempLimitTest, ThreadHeapLimitBadInputIsRefusedAndChangesNothing) {
+  RegionBuffer buffer(kBufferBytes);
+  ScopedFMemp pool;
+  FMemp* memp = pool.get();
+  EXPECT_EQ(FMempSetThreadHeapLimit(memp, 0, 4096), FMEMP_ERR_NOT_INIT);
+  ASSERT_EQ(FMempInitWithPolicy(memp, buffer.begin(), buffer.end(),
+                                FMEMP_POLICY_THREAD_HEAPS),
+            FMEMP_SUCCESS);
+  // The calling thread has no thread heap yet; nor has thread 12345.
+  EXPECT_EQ(FMempSetThreadHeapLimit(memp, 0, 4096), FMEMP_ERR_INVALID_ARG);
+  EXPECT_EQ(FMempSetThreadHeapLimit(memp, 12345, 4096), FMEMP_ERR_INVALID_ARG);
+  ASSERT_EQ(FMempBindThread(memp, buffer.begin()), FMEMP_SUCCESS);
+  EXPECT_EQ(FMempSetThreadHeapSoftLimit(memp, 0, 4096, 0, nullptr, nullptr),
+            FMEMP_ERR_INVALID_ARG);
+  EXPECT_EQ(
+      FMempSetThreadHeapSoftLimit(memp, 0, 4096, 5000, &EvictHalf, nullptr),
+      FMEMP_ERR_INVALID_ARG);
+  FMempThreadHeapUsage usage = {};
+  ASSERT_EQ(FMempProbeThreadHeap(memp, 0, &usage), FMEMP_SUCCESS);
+  EXPECT_EQ(usage.limit, FMEMP_LIMIT_NONE);
+  void* p = FMempMalloc(memp, 8192);  // no limit took effect
+  EXPECT_NE(p, nullptr);
+  FMempFree(memp, p);
+  EXPECT_EQ(FMempUnbindThread(memp), FMEMP_SUCCESS);
+}
+
 TEST(FMempLimitTest, LimitBelowUsageRefusesAndFreesNothing) {
   ForEachLimitPolicy([](FMemp* memp) {
     std::vector<void*> blocks;
