@@ -83,7 +83,7 @@ TEST_P(FMempForkTest, ChildKeepsAllocatingWhileParentThreadsHoldLocks) {
 
 // Forks `rounds` times while `workers` threads allocate and free blocks of
 // many sizes (so that their caches refill and trim, taking the shared lock
-// the fork handlers hold; under the pools policy, in pools of their own)
+// the fork handlers hold; under the thread heaps policy, in heaps of their own)
 // and `drainers` threads drain every cache; each
 // child runs child_work(&memp) under a watchdog and exits with its result.
 // Returns "" or what went wrong.
@@ -99,16 +99,24 @@ std::string ForkWhileBusy(FMempPolicy policy, int workers, int drainers,
     return "init failed";
   }
   std::atomic<bool> stop{false};
+  // Threads that have made their first fmemp call. Forks wait for all of
+  // them: a thread still starting is inside the C library's or the
+  // sanitizer's allocator (its stack, its TLS), and GCC's ASan allocator,
+  // unlike glibc's malloc, is not held across fork(), so a child that starts
+  // threads would hang on a lock that is not fmemp's.
+  std::atomic<int> started{0};
   std::vector<std::thread> threads;
-  // Under the pools policy each worker binds a region of its own.
+  // Under the thread heaps policy each worker binds a region of its own.
   constexpr size_t kOwnBytes = 512 << 10;
   std::unique_ptr<uint8_t[]> own(new uint8_t[kOwnBytes * workers]);
   for (int t = 0; t < workers; ++t) {
-    threads.emplace_back([&memp, &stop, &own, t] {
+    threads.emplace_back([&memp, &stop, &started, &own, t] {
       uint8_t* const region = own.get() + kOwnBytes * t;
       if (FMempAddRegion(&memp, region, region + kOwnBytes) == FMEMP_SUCCESS) {
-        FMempBindThread(&memp, region);  // NOT_SUPPORTED but under pools
+        FMempBindThread(&memp, region);  // NOT_SUPPORTED but under thread heaps
       }
+      FMempFree(&memp, FMempMalloc(&memp, 32));
+      started.fetch_add(1);
       void* blocks[64] = {};
       size_t round = static_cast<size_t>(t);
       while (!stop.load(std::memory_order_relaxed)) {
@@ -121,7 +129,9 @@ std::string ForkWhileBusy(FMempPolicy policy, int workers, int drainers,
     });
   }
   for (int t = 0; t < drainers; ++t) {
-    threads.emplace_back([&memp, &stop] {
+    threads.emplace_back([&memp, &stop, &started] {
+      FMempDrainThreadCaches(&memp);
+      started.fetch_add(1);
       // Drains back to back would hold the thread registry's lock (a lock
       // without a queue: fmemp/no_wait_lock.h) nearly all the time and
       // starve the fork handler; a program drains now and then.
@@ -131,6 +141,7 @@ std::string ForkWhileBusy(FMempPolicy policy, int workers, int drainers,
       }
     });
   }
+  while (started.load() < workers + drainers) std::this_thread::yield();
   std::string failure;
   for (int round = 0; round < rounds && failure.empty(); ++round) {
     const pid_t pid = fork();
@@ -193,7 +204,7 @@ TEST_P(FMempForkTest, ChildDrainsCachesAfterForkDuringDrains) {
 }
 
 // In the child: two new threads allocate, free and exit, each with its own
-// region bound under the pool policy (other policies ignore the bind's
+// region bound under the thread heaps policy (other policies ignore the bind's
 // NOT_SUPPORTED); then the child drains and checks.
 [[maybe_unused]] int ThreadsInChild(FMemp* memp) {
   constexpr size_t kRegion = 256 << 10;

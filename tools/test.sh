@@ -53,6 +53,14 @@ test_stage() {
   passed=$((passed + ok))
   failed=$((failed + bad))
   [[ ${bad} -eq 0 ]] || failures+=("${name}")
+  # A failed test's log lives in this machine's bazel output base, which a
+  # CI report does not carry: print the end of each one here.
+  local test_log
+  grep -oE '^FAIL: //[^ ]+ \(see [^)]+\)' "${log}" | sed -E 's/.*\(see (.*)\)/\1/' |
+    while read -r test_log; do
+      echo "--- end of ${test_log}"
+      tail -n 60 "${test_log}" 2>/dev/null || true
+    done
 }
 
 # Runs a build-only stage; counts as one result.
