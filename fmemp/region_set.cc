@@ -517,6 +517,10 @@ ManagementResult RegionSet::SetAllocatable(void* begin, bool allocatable) {
   auto it = SlotOf(Addr(begin));
   if (it == regions_.end()) return {ManagementError::kNoRegion, begin};
   Region& region = *it->region;
+  // A retiring region is out of service until CancelRetire: a caller that
+  // takes a region out and puts it back (CachingMemp::TryRemoveRegion, on
+  // failure) must not put a retiring one back in.
+  if (region.retiring) return {ManagementError::kRetiring, begin};
   region.allocatable = allocatable;
   Refile();
   DebugCheckInvariants();

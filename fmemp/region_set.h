@@ -347,7 +347,8 @@ class RegionSet {
   // Takes the region that begins at `begin` out of (false) or back into
   // (true) service: while out, no new block is placed in it, so blocks that
   // are freed leave it empty for RemoveRegion. Live blocks stay usable.
-  // kNoRegion if no region begins there.
+  // kNoRegion if no region begins there; kRetiring, changing nothing, if it
+  // is retiring (out of service until CancelRetire).
   ManagementResult SetAllocatable(void* begin, bool allocatable);
 
   void* Allocate(size_t bytes) noexcept;
