@@ -18,8 +18,10 @@
 #      integrity check);
 #   6. budgets: a server with maxmemory 16 MiB on fmemp's hard limit takes
 #      300 MB of SETs with allkeys-random eviction driven by fmemp's soft
-#      limit, then, with noeviction, refuses a SET with -OOM at the limit,
-#      and retires a live region, which goes once FLUSHALL deletes its keys;
+#      limit, retiring a live region under that load (eviction and
+#      overwrites empty it and it goes); then, with noeviction, refuses a
+#      SET with -OOM at the limit, and retires a live region, which goes
+#      once FLUSHALL deletes its keys;
 #   7. runs the small-pool tour (examples/tlsf_demo: one
 #      heap over three regions, FMemListAll-style block listing, misuse
 #      reports, region removal).
@@ -172,16 +174,38 @@ stop_budget_server() {
   server_pid=""
 }
 stat_field() { cli INFO stats | tr -d '\r' | sed -n "s/^$1://p"; }
+# retire_live_region: retires the first region that holds live keys
+# (FMEMP.RETIRE: FMempRetireRegion; the first mapping is refused: try the
+# next) and prints its number, or nothing when none would retire.
+retire_live_region() {
+  local r
+  for r in $(cli INFO memory | tr -d '\r' |
+    sed -n 's/^fmemp_region_\([0-9]*\):.*live_blocks=\([1-9][0-9]*\),.*/\1/p'); do
+    if [[ "$(cli FMEMP.RETIRE "${r}")" == OK ]]; then
+      echo "${r}"
+      return
+    fi
+  done
+}
 start_budget_server allkeys-random
-echo "  allkeys-random: 300000 SETs of 1 KiB values (about 300 MB) into 16 MiB"
+echo "  allkeys-random: 300000 SETs of 1 KiB values (about 300 MB) into 16 MiB;"
+echo "  after 2 s a live region is retired: eviction and overwrites empty it"
 timeout 60 redis-benchmark -p "${port}" -n 300000 -c 16 -r 1000000 -d 1024 \
   -t set -q >"${work}/bench3.txt" 2>&1 &
 bench_pid=$!
 background_pids+=("${bench_pid}")
-printf '  %-10s %-14s %s\n' used_memory evicted_keys fmemp_evictions
+printf '  %-10s %-14s %-16s %-8s %s\n' used_memory evicted_keys fmemp_evictions \
+  regions retired
+seconds=0
 while kill -0 "${bench_pid}" 2>/dev/null; do
-  printf '  %-10s %-14s %s\n' "$(field used_memory)" \
-    "$(stat_field evicted_keys)" "$(field fmemp_evictions)"
+  printf '  %-10s %-14s %-16s %-8s %s\n' "$(field used_memory)" \
+    "$(stat_field evicted_keys)" "$(field fmemp_evictions)" \
+    "$(field fmemp_regions)" "$(field fmemp_regions_retired)"
+  if ((++seconds == 2)); then
+    retired=$(retire_live_region)
+    cli INFO memory | tr -d '\r' | { grep "retiring=1" || true; } |
+      sed 's/^fmemp_region_\([0-9]*\):begin=\([^,]*\),.*used=\([0-9]*\),.*live_blocks=\([0-9]*\).*/  -- region \1 at \2 retired under load: \3 bytes in \4 live blocks/'
+  fi
   sleep 1
 done
 wait "${bench_pid}" || true
@@ -189,6 +213,9 @@ tr '\r' '\n' <"${work}/bench3.txt" | grep 'requests per second' | sed 's/^/  /'
 printf '  after: used_memory %s (limit %s), keys %s, evicted %s, refused %s\n' \
   "$(field used_memory)" "$(field fmemp_limit)" "$(cli DBSIZE)" \
   "$(stat_field evicted_keys)" "$(field fmemp_limit_refusals)"
+printf '  region %s retired under load: fmemp_regions_retired %s, still retiring: %s\n' \
+  "${retired:-none}" "$(field fmemp_regions_retired)" \
+  "$(cli INFO memory | tr -d '\r' | grep -c "retiring=1" || true)"
 stop_budget_server
 start_budget_server noeviction
 echo "  noeviction: SETs of 1 MB values until fmemp's hard limit refuses one"
@@ -204,11 +231,7 @@ printf '  used_memory %s of limit %s; fmemp_limit_refusals %s; GET big0: %s byte
   "$(field used_memory)" "$(field fmemp_limit)" \
   "$(field fmemp_limit_refusals)" "$(cli GET big0 | wc -c)"
 echo "  retiring a live region (FMEMP.RETIRE: FMempRetireRegion), then FLUSHALL"
-# A region holding live keys (the first mapping is refused: try the next).
-for r in $(cli INFO memory | tr -d '\r' |
-  sed -n 's/^fmemp_region_\([0-9]*\):.*live_blocks=\([1-9][0-9]*\),.*/\1/p'); do
-  [[ "$(cli FMEMP.RETIRE "${r}")" == OK ]] && break
-done
+retire_live_region >/dev/null
 cli INFO memory | tr -d '\r' | { grep "retiring=1" || true; } |
   sed 's/^fmemp_region_\([0-9]*\):begin=\([^,]*\),.*used=\([0-9]*\),.*live_blocks=\([0-9]*\).*/  region \1 at \2 retiring: \3 bytes in \4 live blocks/'
 printf '  regions before FLUSHALL: %s\n' "$(field fmemp_regions)"

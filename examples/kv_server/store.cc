@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <new>
 #include <utility>
@@ -133,9 +134,18 @@ size_t Store::Evict(size_t bytes) {
     doomed.clear();
     {
       absl::MutexLock hold(&shard.mu);
-      for (auto it = shard.map.begin(); it != shard.map.end() &&
-                                        doomed.size() < kPerShard &&
-                                        freed < bytes;) {
+      // From a pseudo-random place in the table, wrapping: always starting
+      // at its first slot would evict the keys that hash there and keep
+      // the others forever.
+      auto it = shard.map.begin();
+      if (!shard.map.empty()) {
+        const uint64_t draw =
+            (next_victim_draw_.fetch_add(1, std::memory_order_relaxed) + 1) *
+            0x9e3779b97f4a7c15ull;
+        std::advance(it, (draw >> 32) % shard.map.size());
+      }
+      while (!shard.map.empty() && doomed.size() < kPerShard && freed < bytes) {
+        if (it == shard.map.end()) it = shard.map.begin();
         Entry* entry = it->second;
         freed += sizeof(Entry) + entry->key_size + entry->value_size;
         doomed.push_back(entry);

@@ -66,10 +66,12 @@ class Store {
   // Removes and frees every entry; returns how many there were.
   size_t Clear();
   // Removes and frees entries until their blocks' requested bytes reach
-  // `bytes` or the store is empty ("allkeys-random": each shard's entries
-  // in its table's order, shards round-robin from where the last eviction
-  // stopped). Returns the bytes freed; evicted_keys() counts the entries.
-  // Thread-safe; takes one shard's lock at a time and frees outside it.
+  // `bytes` or the store is empty ("allkeys-random": in each shard, up to
+  // 16 entries in table order from a pseudo-random place; shards
+  // round-robin from where the last eviction stopped). O(entries of the
+  // shards visited). Returns the bytes freed; evicted_keys() counts the
+  // entries. Thread-safe; takes one shard's lock at a time and frees outside
+  // it.
   size_t Evict(size_t bytes);
   uint64_t evicted_keys() const {
     return evicted_keys_.load(std::memory_order_relaxed);
@@ -87,6 +89,7 @@ class Store {
   EntryMemory* const memory_;
   mutable Shard shards_[kShards];
   std::atomic<size_t> next_victim_shard_{0};
+  std::atomic<uint64_t> next_victim_draw_{0};  // where in a shard Evict starts
   std::atomic<uint64_t> evicted_keys_{0};
 };
 

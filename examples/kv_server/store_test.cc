@@ -164,6 +164,28 @@ TEST(StoreTest, EvictFreesAtLeastWhatItIsAskedForThenStopsWhenEmpty) {
   EXPECT_EQ(store.Evict(100), 0u);
 }
 
+// Eviction reaches every key in time, not only those that hash to the
+// first slots of a shard's table (which evicting from the table's start
+// would keep forever): a steady stream of new keys, each paid for by one
+// eviction, leaves none of the first 1000 keys.
+TEST(StoreTest, EvictionUnderSteadyWritesReachesEveryOldKey) {
+  GlibcEntryMemory memory(size_t{64} << 20);
+  Store store(&memory);
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(store.Set(absl::StrCat("old", i), std::string(100, 'x')));
+  }
+  for (int i = 0; i < 30000; ++i) {
+    ASSERT_TRUE(store.Set(absl::StrCat("new", i), std::string(100, 'x')));
+    ASSERT_GT(store.Evict(1), 0u);
+  }
+  EXPECT_EQ(store.Size(), 1000u);
+  int survivors = 0;
+  for (int i = 0; i < 1000; ++i) {
+    survivors += store.Exists(absl::StrCat("old", i)) ? 1 : 0;
+  }
+  EXPECT_EQ(survivors, 0);
+}
+
 // A live region retired: no new entry goes there, its entries stay
 // readable, and it is unmapped once they are deleted.
 TEST(FmempEntryMemoryTest, RetiredRegionGoesWithItsLastEntry) {
