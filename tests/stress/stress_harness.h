@@ -910,6 +910,22 @@ class StressHarness {
         WriteCanary(m);
       }
     };
+    // CancelRetire found no region: the free of its last block removed it,
+    // and that thread runs the handler only after releasing the
+    // front-end's locks, so it may not have run yet. Waits for it (10 s at
+    // most), then reaps.
+    auto reap_after_handler = [&](int r) {
+      const auto give_up =
+          std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!managed_[r]->gone.load(std::memory_order_acquire) &&
+             std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::yield();
+      }
+      reap(r);
+      if (retiring[r]) {
+        Fail(t, "CancelRetire failed, and the region's handler did not run");
+      }
+    };
     auto add = [&](int r) {
       Managed& m = *managed_[r];
       const ptrdiff_t damage = FirstCanaryDamage(m);
@@ -940,8 +956,7 @@ class StressHarness {
           } else {
             // Gone meanwhile (its handler ran): absent, as reap says.
             m.epoch.fetch_add(1, std::memory_order_acq_rel);  // even again
-            reap(r);
-            if (retiring[r]) Fail(t, "CancelRetire failed, region not gone");
+            reap_after_handler(r);
           }
         }
       } else if (!present[r]) {
@@ -991,8 +1006,7 @@ class StressHarness {
           retiring[r] = false;
         } else {
           m.epoch.fetch_add(1, std::memory_order_acq_rel);
-          reap(r);
-          if (retiring[r]) Fail(t, "CancelRetire failed, region not gone");
+          reap_after_handler(r);
         }
       }
       if (!present[r]) add(r);
