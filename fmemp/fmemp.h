@@ -228,8 +228,8 @@ void FMempRelease(FMemp* memp);
  * FMEMP_ERR_REGION_OVERLAP, FMEMP_ERR_NOT_INIT. */
 FError FMempAddRegion(FMemp* memp, void* begin, void* end);
 /* Removes the region added with this begin. FMEMP_ERR_REGION_BUSY (live
- * blocks in it; nothing changes), FMEMP_ERR_REGION_NOT_FOUND,
- * FMEMP_ERR_NOT_INIT. */
+ * blocks in it; nothing changes: a retiring region stays retiring),
+ * FMEMP_ERR_REGION_NOT_FOUND, FMEMP_ERR_NOT_INIT. */
 FError FMempRemoveRegion(FMemp* memp, void* begin);
 
 typedef struct {

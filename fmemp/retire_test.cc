@@ -198,7 +198,8 @@ TYPED_TEST(RetireTest, RemovalTriedWhileRetiringLeavesItOutOfService) {
   elsewhere.clear();
   ASSERT_TRUE(
       this->memp_.RetireRegion(this->regions_[0].get(), nullptr, nullptr).ok());
-  EXPECT_FALSE(this->memp_.TryRemoveRegion(this->regions_[0].get()).ok());
+  EXPECT_EQ(this->memp_.TryRemoveRegion(this->regions_[0].get()).error(),
+            ManagementError::kLiveBlocks);
   const RegionStatsList regions = this->memp_.ProbeRegions();
   const RegionStats* s = this->StatsOf(regions, 0);
   ASSERT_NE(s, nullptr);

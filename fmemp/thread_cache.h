@@ -201,7 +201,10 @@ class CachingMemp final : private ThreadStateOwner {
   ManagementResult TryRemoveRegion(void* begin) {
     ManagementResult result = shared_.WithRegions(
         [begin](RegionSet& r) { return r.SetAllocatable(begin, false); });
-    if (!result.ok()) return result;
+    // A retiring region is out of service already (and stays out below).
+    if (!result.ok() && result.error() != ManagementError::kRetiring) {
+      return result;
+    }
     DrainAllCaches();
     result = shared_.TryRemoveRegion(begin);
     if (!result.ok()) {
