@@ -30,8 +30,11 @@
  * Misuse (a foreign, interior or already freed pointer, a damaged header)
  * is detected and reported at the call, as under FMEMP_POLICY_MUTEX: the
  * bad-input table of docs/HARDENING.md runs under every policy.
- * Under FMEMP_POLICY_THREAD_HEAPS max_used is the true peak of the shared
- * regions and every thread heap together (one atomic total of used bytes).
+ * Under FMEMP_POLICY_THREAD_HEAPS max_used means the same (blocks parked in
+ * the thread heaps' caches included) and is the true peak of the shared
+ * regions and every thread heap together, not a sum of each heap's peak (one
+ * atomic total, changed where blocks leave or return to the regions; a cache
+ * hit changes none).
  *
  * fork(): pthread_atfork handlers hold every FMemp's locks across fork()
  * and stop every thread's cache, so in the child of a multi-threaded
@@ -196,7 +199,9 @@ void FMempFree(FMemp* memp, void* ptr);
 
 /* total: bytes usable across all regions; used: bytes of live blocks
  * (headers included); max_used: true peak of used since init (under the
- * default policy, the regions' high-water mark: see the top). Values above
+ * policies with per-thread caches, FMEMP_POLICY_THREAD_CACHE (the default)
+ * and _THREAD_HEAPS, of used + cached bytes, the regions' high-water mark:
+ * see the top). Values above
  * 4 GiB saturate at 0xFFFFFFFF (see FMempProbe64). O(1), consistent. Any
  * output may be NULL. */
 void FMemProbe(FMemp* memp, u32* total, u32* used, u32* max_used);
@@ -236,8 +241,9 @@ typedef struct {
   u64 total; /* capacity of all regions */
   u64 used;  /* live blocks, headers included */
   u64 free_bytes;
-  u64 max_used; /* peak of used (FMEMP_POLICY_THREAD_CACHE: of used +
-                   cached_bytes, see the top of this file) */
+  u64 max_used; /* peak of used (FMEMP_POLICY_THREAD_CACHE and
+                   _THREAD_HEAPS: of used + cached_bytes, see the top of
+                   this file) */
   u64 live_blocks;
   u64 regions;
   u64 failed_allocations; /* calls (malloc, calloc, aligned malloc, realloc
@@ -338,7 +344,7 @@ typedef struct {
   u64 total;
   u64 used;
   u64 free_bytes;
-  u64 max_used;
+  u64 max_used; /* this thread heap's own peak of used + cached_bytes */
   u64 live_blocks;
   u64 regions;
   u64 failed_allocations; /* this thread's calls that returned NULL (a

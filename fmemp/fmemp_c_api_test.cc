@@ -458,11 +458,11 @@ TEST_F(FMempTest, ProbeTotalIsCapacityAndUsedStartsAtZero) {
   EXPECT_EQ(usage.invalid_frees, 0u);
 }
 
-// used grows by each block and returns to zero. Under FMEMP_POLICY_MUTEX
-// (and the other policies without caches) max_used is the exact peak of
-// used; under the default per-thread caches it is the regions' high-water
-// mark, at least that peak and at most used + what the cache held.
-void CheckProbeFollowsAllocations(FMemp* memp, bool exact_peak) {
+// used grows by each block and returns to zero. Under every policy max_used
+// is the exact peak of the bytes taken from the regions: used, plus, under
+// per-thread caches, the blocks parked there (cached_bytes); with
+// allocations only, that is used + cached_bytes now.
+void CheckProbeFollowsAllocations(FMemp* memp) {
   std::vector<void*> blocks;
   u32 total = 0, used = 0, max_used = 0;
   u32 last_used = 0, last_max = 0;
@@ -474,33 +474,27 @@ void CheckProbeFollowsAllocations(FMemp* memp, bool exact_peak) {
     // A block costs at least its bytes plus its 8-byte header.
     EXPECT_GE(used, last_used + n + 8) << n;
     EXPECT_LE(used, last_used + n + 64) << n;
-    if (exact_peak) {
-      EXPECT_EQ(max_used, used);
-    } else {
-      EXPECT_GE(max_used, used);
-      EXPECT_GE(max_used, last_max) << "a peak never drops";
-      EXPECT_LE(max_used, used + Usage(memp).cached_bytes + last_max);
-    }
-    EXPECT_EQ(Usage(memp).used, used);
+    const FMempUsage usage = Usage(memp);
+    EXPECT_EQ(max_used, used + usage.cached_bytes) << n;
+    EXPECT_EQ(usage.max_used, max_used) << n;
+    EXPECT_EQ(usage.used, used);
     last_used = used;
     last_max = max_used;
   }
   for (void* p : blocks) FMempFree(memp, p);
   FMemProbe(memp, &total, &used, &max_used);
   EXPECT_EQ(used, 0u);
-  if (exact_peak) {
-    EXPECT_EQ(max_used, last_used);
-  } else {
-    EXPECT_EQ(max_used, last_max);
-  }
+  EXPECT_EQ(max_used, last_max) << "frees (parks, trims) lower no peak";
   EXPECT_EQ(Usage(memp).live_blocks, 0u);
 }
 
 TEST_F(FMempTest, ProbeUsedGrowsWithAllocationsAndReturnsToZero) {
   // FMempInit: the default policy, per-thread caches.
-  CheckProbeFollowsAllocations(memp(), /*exact_peak=*/false);
+  CheckProbeFollowsAllocations(memp());
 }
 
+// Without caches (FMEMP_POLICY_THREAD_HEAPS: a thread without a thread
+// heap) nothing is parked: max_used is the exact peak of used.
 TEST(FMempPolicyProbeTest, MaxUsedIsTheExactPeakWithoutCaches) {
   for (FMempPolicy policy :
        {FMEMP_POLICY_MUTEX, FMEMP_POLICY_SPINLOCK, FMEMP_POLICY_SINGLE_THREAD,
@@ -511,7 +505,8 @@ TEST(FMempPolicyProbeTest, MaxUsedIsTheExactPeakWithoutCaches) {
     ASSERT_EQ(
         FMempInitWithPolicy(pool.get(), buffer.begin(), buffer.end(), policy),
         FMEMP_SUCCESS);
-    CheckProbeFollowsAllocations(pool.get(), /*exact_peak=*/true);
+    CheckProbeFollowsAllocations(pool.get());
+    EXPECT_EQ(Usage(pool.get()).cached_bytes, 0u);
   }
 }
 

@@ -174,7 +174,9 @@ struct MempStats {
   size_t capacity_bytes = 0;
   size_t used_bytes = 0;
   size_t free_bytes = 0;
-  size_t peak_used_bytes = 0;  // true peak of used_bytes since init/reset
+  // True peak, since init or ResetPeak, of the bytes taken from the regions:
+  // used_bytes + cached_bytes (with per-thread caches, parked blocks count).
+  size_t peak_used_bytes = 0;
   size_t live_blocks = 0;
   // Bytes (spans) of free blocks parked in per-thread caches
   // (fmemp/thread_cache.h, and the thread heaps' caches of

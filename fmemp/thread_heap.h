@@ -38,8 +38,10 @@
 //   heap, so that the owner leaves the fast path and catches up with the
 //   front-end's epoch), a pop from or a push onto the cache (a push: one
 //   compare-exchange on the block's marker word), else the RegionSet
-//   operation, then relaxed stores of the thread heap's counters for Probe()
-//   and one atomic add to the front-end's used bytes (see Accounting). No lock.
+//   operation. A hit changes no counter shared with other threads (see
+//   Accounting); a miss ends with relaxed stores of the thread heap's counters
+//   for Probe() and, when its regions' used bytes changed, one atomic add to
+//   the front-end's total. No lock.
 // * One region map: the shared regions and every thread heap's regions are
 //   entries of one RegionTable (table_, fmemp/region_table.h; the shared
 //   RegionSet and every thread heap's keep their entries there, UseTable), each
@@ -108,19 +110,22 @@
 //   the shared regions it takes the shared lock once. Probe is O(thread heaps).
 // * Accounting: Probe() covers the shared regions and every thread heap (each
 //   thread heap's figures as of its thread's last call), with used + cached +
-//   free
-//   == capacity: blocks parked in a thread heap's cache are cached_bytes,
-//   neither used nor free, and count as used nowhere (so a refill or a trim
-//   changes no peak). peak_used_bytes is the true peak of the whole front-end's
-//   used bytes (UsageTotals): every change of used bytes, in a thread heap or
-//   in the shared regions, adds its delta to one atomic total before the call
-//   returns, and a rise past the peak raises it (compare-exchange). A region
-//   moving between the shared set and a thread heap leaves its old side first,
-//   so the total never counts it twice. Cost: one atomic add on a word shared
-//   by all threads per own call that changes used bytes (plus a rarely
-//   taken compare-exchange); exactness across threads needs a shared update,
-//   and this is the one. ProbeThreadHeaps() gives each thread heap's figures
-//   (its own peak).
+//   free == capacity: used_bytes and live_blocks count the blocks the program
+//   holds; blocks parked in a thread heap's cache are cached_bytes, neither
+//   used nor free. peak_used_bytes is, as under CachingMemp, the peak of the
+//   bytes taken from the regions (used + cached: what a hard limit caps), and
+//   the true peak of their sum over the shared regions and every thread heap,
+//   not a sum of per-heap peaks (UsageTotals): every change of a heap's used
+//   bytes (a refill, a trim or flush, an uncached allocation or free, queued
+//   frees applied) adds its delta to one atomic total before the call
+//   returns, and a rise past the peak raises it (compare-exchange). A cache
+//   hit (a pop, a park) moves no block in or out of the regions: it touches
+//   no shared counter. A region moving between the shared set and a thread
+//   heap leaves its old side first, so the total never counts it twice.
+//   Cost: one atomic add on a word shared by all threads per refill, trim or
+//   uncached call (plus a rarely taken compare-exchange); exactness across
+//   threads needs a shared update, and this is the one. ProbeThreadHeaps()
+//   gives each thread heap's figures (its own peak, of the same quantity).
 // * Failed allocations are counted once per call that returns nullptr, by
 //   the front-end at that return: a bound thread's in its thread heap's own
 //   counter (published with the thread heap's other figures, and kept in the
@@ -203,7 +208,7 @@ struct ThreadHeapStats {
   uint64_t thread_id = 0;  // the bound thread (gettid)
   // Its regions; cached_bytes counts the blocks parked in its cache (not
   // in used_bytes nor free_bytes), and peak_used_bytes is the thread heap's own
-  // true peak of used_bytes.
+  // true peak of the bytes taken from its regions (used_bytes + cached_bytes).
   MempStats stats;
   uint64_t fallbacks = 0;  // requests it passed to the shared regions
   // Its hard limit (SetThreadHeapLimit; Budget::kNoLimit when none) and
@@ -248,7 +253,8 @@ inline constexpr uintptr_t kClosed = 1;
 // Queued blocks are kAlignment-aligned: the low bits of `head` are free.
 inline constexpr uintptr_t kNews = 2;
 
-// The whole front-end's used bytes and their peak (see Accounting above).
+// The whole front-end's bytes taken from its regions and their peak (see
+// Accounting above).
 struct UsageTotals {
   std::atomic<size_t> used{0};
   std::atomic<size_t> peak{0};
@@ -257,22 +263,14 @@ struct UsageTotals {
   // only when the peak rises.
   void Add(size_t delta) {
     if (delta == 0) return;
-    if (static_cast<std::ptrdiff_t>(delta) < 0) {
-      Drop(-delta);
-    } else {
-      Rise(delta);
-    }
-  }
-  // Add, for a delta known to be a rise / a drop.
-  void Rise(size_t bytes) {
     const size_t total =
-        used.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+        used.fetch_add(delta, std::memory_order_relaxed) + delta;
+    if (static_cast<std::ptrdiff_t>(delta) < 0) return;  // a drop
     size_t seen = peak.load(std::memory_order_relaxed);
     while (total > seen && !peak.compare_exchange_weak(
                                seen, total, std::memory_order_relaxed)) {
     }
   }
-  void Drop(size_t bytes) { used.fetch_sub(bytes, std::memory_order_relaxed); }
 };
 
 // Records of type T for the thread heaps' RemoteQueues, from the metadata arena
@@ -365,8 +363,8 @@ class ThreadHeap final : public ThreadState, public Drainable {
   // The front-end's marker key as of the thread heap's last catch-up (Clear
   // draws a new one).
   uintptr_t cache_key = 0;
-  // The thread heap's own peak of used bytes (cached blocks not counted), and
-  // the ThreadHeapMemp's peak epoch it was last reset for.
+  // The thread heap's own peak of its regions' used bytes (cached blocks
+  // counted), and the ThreadHeapMemp's peak epoch it was last reset for.
   size_t peak = 0;
   uint64_t seen_peak_epoch = 0;
   ThreadHeapExhaustion on_exhaustion = ThreadHeapExhaustion::kFallBackToShared;
@@ -374,8 +372,7 @@ class ThreadHeap final : public ThreadState, public Drainable {
   uint64_t generation = 0;  // the ThreadHeapMemp's Clear generation it is of
   uint64_t fallbacks = 0;
   bool has_regions() const { return (cache_mode & kNoRegions) == 0; }
-  // Used bytes of `regions`, cached blocks not counted, last added to
-  // *totals.
+  // Used bytes of `regions` (cached blocks counted), last added to *totals.
   size_t accounted_used = 0;
   UsageTotals* totals = nullptr;  // the ThreadHeapMemp's
 
@@ -386,9 +383,9 @@ class ThreadHeap final : public ThreadState, public Drainable {
   RemoteQueue* queue = nullptr;
 
   // The figures Probe() reads, stored by the owner after each call but a
-  // cache hit (which changes none of them). Used bytes and live blocks are
-  // the regions', cached blocks included: Published() takes the cache's
-  // own figures (cache.bytes(), cache.blocks()) off.
+  // cache hit (which changes none of them, nor *totals). Used bytes and live
+  // blocks are the regions', cached blocks included: Published() takes the
+  // cache's own figures (cache.bytes(), cache.blocks()) off.
   std::atomic<size_t> published_capacity{0};
   std::atomic<size_t> published_used{0};
   std::atomic<size_t> published_peak{0};
@@ -415,15 +412,13 @@ class ThreadHeap final : public ThreadState, public Drainable {
   // free can change: usage, and the misuse a debug mode may find meanwhile.
   // (Failures, fallbacks and regions change only on the paths that call
   // Publish.)
-  // Blocks parked in the cache are live for the heaps but free for the
-  // user: used bytes and live blocks here leave them out, so that the
-  // totals (and so the peaks) count only what the program holds. A refill
-  // or a trim moves bytes between the regions' used and the cache: no
-  // change here.
+  // The totals and the peaks count the regions' used bytes, parked blocks
+  // included (the bytes taken from the regions); Published() takes the
+  // parked ones off used bytes and live blocks. A cache hit moves no block
+  // in or out of the regions: it needs no call here.
   void PublishUsage() {
     const MempStats s = regions.Probe();
-    const size_t cached = cache.bytes();
-    const size_t used = s.used_bytes - cached;
+    const size_t used = s.used_bytes;
     if (used != accounted_used) {
       totals->Add(used - accounted_used);
       accounted_used = used;
@@ -435,27 +430,6 @@ class ThreadHeap final : public ThreadState, public Drainable {
     published_live.store(s.live_blocks, kRelaxed);
     published_invalid.store(s.invalid_frees, kRelaxed);
   }
-  // PublishUsage for a cache hit, which changes nothing but the program's
-  // used bytes (by `span`: up for a pop, kRise, down for a push): the
-  // regions' figures stay, the cache's are its own. O(1), inline, no call.
-  // `front_totals` is *totals, passed by the caller, who has its address
-  // at hand.
-  template <bool kRise>
-  ABSL_ATTRIBUTE_ALWAYS_INLINE void PublishHit(size_t span,
-                                               UsageTotals& front_totals) {
-    if (kRise) {
-      accounted_used += span;
-      front_totals.Rise(span);
-      if (ABSL_PREDICT_FALSE(accounted_used > peak)) {
-        peak = accounted_used;
-        published_peak.store(peak, std::memory_order_relaxed);
-      }
-    } else {
-      accounted_used -= span;
-      front_totals.Drop(span);
-    }
-  }
-
   // --- Source (fmemp/size_class_cache.h): the thread heap's own regions, no
   // lock (owner only) ---
   const RegionTable& table() const { return regions.table(); }
@@ -493,7 +467,7 @@ class ThreadHeap final : public ThreadState, public Drainable {
     s.cached_bytes = std::min(cache.bytes(), regions_used);
     s.used_bytes = regions_used - s.cached_bytes;
     s.free_bytes = s.capacity_bytes - regions_used;
-    s.peak_used_bytes = std::max(published_peak.load(kRelaxed), s.used_bytes);
+    s.peak_used_bytes = std::max(published_peak.load(kRelaxed), regions_used);
     const size_t regions_live = published_live.load(kRelaxed);
     s.live_blocks = regions_live - std::min(cache.blocks(), regions_live);
     s.region_count = published_regions.load(kRelaxed);
@@ -793,11 +767,9 @@ class ThreadHeapMemp final : private ThreadStateOwner {
           if (ABSL_PREDICT_TRUE(
                   EnterInlineOp</*kGivenMembarrier=*/true>(thread_heap))) {
             const size_t span = tlsf::SpanForRequest(bytes);
+            // A hit changes no counter but the cache's own (Accounting).
             p = thread_heap->cache.PopFast(span, thread_heap->regions.table(),
                                            thread_heap->cache_key);
-            if (ABSL_PREDICT_TRUE(p != nullptr)) {
-              thread_heap->PublishHit</*kRise=*/true>(span, totals_);
-            }
           }
           LeaveInlineOp(thread_heap);
           if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
@@ -866,8 +838,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
             if (SizeClassCache::IsCacheableUsable(usable) &&
                 thread_heap->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
                                            thread_heap->cache_key)) {
-              thread_heap->PublishHit</*kRise=*/false>(span, totals_);
-              parked = true;
+              parked = true;  // no counter but the cache's (Accounting)
             }
           }
         }
@@ -1073,11 +1044,13 @@ class ThreadHeapMemp final : private ThreadStateOwner {
         total.invalid_frees += s.invalid_frees;
         total.limit_refusals += s.limit_refusals;
       }
-      // The true peak (the sum's, not a sum of peaks); never below the
-      // used bytes just summed, which may include a change whose delta is
-      // still on its way to totals_.
-      total.peak_used_bytes = std::max(
-          totals_.peak.load(std::memory_order_relaxed), total.used_bytes);
+      // The true peak of the bytes taken from the regions (the sum's, not a
+      // sum of peaks); never below the used + cached bytes just summed,
+      // which may include a change whose delta is still on its way to
+      // totals_.
+      total.peak_used_bytes =
+          std::max(totals_.peak.load(std::memory_order_relaxed),
+                   total.used_bytes + total.cached_bytes);
     });
   }
   // Every thread heap with at least one region, in binding order.

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/synchronization/barrier.h"
 #include "absl/synchronization/mutex.h"
 #include "fmemp/test_util.h"
 #include "gtest/gtest.h"
@@ -103,8 +104,16 @@ template <typename Front>
 void ExpectBalanced(Front& memp) {
   const MempStats s = memp.Probe();
   EXPECT_EQ(s.used_bytes + s.cached_bytes + s.free_bytes, s.capacity_bytes);
-  EXPECT_LE(s.used_bytes, s.peak_used_bytes);
+  EXPECT_LE(s.used_bytes + s.cached_bytes, s.peak_used_bytes);
   EXPECT_TRUE(memp.Check().ok()) << memp.Check();
+}
+
+// The bytes taken from the regions (in use plus parked in thread heaps'
+// caches): the quantity peak_used_bytes is the peak of.
+template <typename Front>
+size_t Taken(Front& memp) {
+  const MempStats s = memp.Probe();
+  return s.used_bytes + s.cached_bytes;
 }
 
 template <typename T>
@@ -601,7 +610,8 @@ TYPED_TEST(ThreadHeapMempTest, RemoteFreesRacingUnbindAndExitAreAppliedOnce) {
 }
 
 // Two thread heaps peak at different times: peak_used_bytes is the most the
-// whole front-end held at once, not the sum of each thread heap's peak.
+// whole front-end took from its regions at once (in use plus parked), not
+// the sum of each thread heap's peak.
 TYPED_TEST(ThreadHeapMempTest, PeakIsTheTrueMaxOfTheSumNotTheSumOfPeaks) {
   Region a_region, b_region;
   Worker a, b;
@@ -611,15 +621,20 @@ TYPED_TEST(ThreadHeapMempTest, PeakIsTheTrueMaxOfTheSumNotTheSumOfPeaks) {
     for (int i = 0; i < 100; ++i)
       a_blocks.push_back(this->memp_.Allocate(1000));
   });
-  const size_t a_top = this->memp_.Probe().used_bytes;  // A's own peak
+  const size_t a_top = Taken(this->memp_);  // A's own peak: refills only
+  EXPECT_EQ(this->memp_.Probe().peak_used_bytes, a_top);
   a.Run([&] {
-    for (int i = 0; i < 60; ++i) this->memp_.Free(a_blocks[i]);
+    for (int i = 0; i < 60; ++i) this->memp_.Free(a_blocks[i]);  // parked
   });
+  EXPECT_EQ(Taken(this->memp_), a_top) << "parking changes no peak";
+  // Returned to A's regions: what A holds taken drops below its peak.
+  a.Run([&] { this->memp_.FlushThisThread(); });
+  EXPECT_LT(Taken(this->memp_), a_top);
   b.Run([&] {
     this->BindHere(b_region);
     for (int i = 0; i < 80; ++i) b_blocks.push_back(this->memp_.Allocate(1000));
   });
-  const size_t both = this->memp_.Probe().used_bytes;  // A's 40 + B's 80
+  const size_t both = Taken(this->memp_);  // A's 40 + B's 80 and its refills
   b.Run([&] {
     for (void* p : b_blocks) this->memp_.Free(p);
   });
@@ -630,7 +645,7 @@ TYPED_TEST(ThreadHeapMempTest, PeakIsTheTrueMaxOfTheSumNotTheSumOfPeaks) {
   EXPECT_EQ(s.used_bytes, 0u);
   EXPECT_GT(both, a_top);
   EXPECT_EQ(s.peak_used_bytes, std::max(a_top, both));
-  // Each thread heap's own peak is still its own.
+  // Each thread heap's own peak is still its own: their sum is more.
   size_t sum_of_peaks = 0;
   for (const ThreadHeapStats& thread_heap : this->memp_.ProbeThreadHeaps()) {
     sum_of_peaks += thread_heap.stats.peak_used_bytes;
@@ -639,12 +654,108 @@ TYPED_TEST(ThreadHeapMempTest, PeakIsTheTrueMaxOfTheSumNotTheSumOfPeaks) {
   // The shared regions count too: a shared block on top of both.
   void* shared = this->memp_.Allocate(5000);  // this thread has no thread heap
   ASSERT_TRUE(this->shared_.Holds(shared));
-  const size_t with_shared = this->memp_.Probe().used_bytes;
+  const size_t with_shared = Taken(this->memp_);
   this->memp_.Free(shared);
   EXPECT_EQ(this->memp_.Probe().peak_used_bytes,
             std::max({a_top, both, with_shared}));
+  // The peak restarts from what is taken now: the blocks parked in A and B.
   this->memp_.ResetPeak();
-  EXPECT_EQ(this->memp_.Probe().peak_used_bytes, 0u);
+  EXPECT_GT(Taken(this->memp_), 0u);
+  EXPECT_EQ(this->memp_.Probe().peak_used_bytes, Taken(this->memp_));
+  a.Run([&] { this->memp_.FlushThisThread(); });
+  b.Run([&] { this->memp_.FlushThisThread(); });
+  EXPECT_EQ(Taken(this->memp_), 0u);
+}
+
+// Threads take from their thread heaps at once, with frees handed across
+// threads: the peak is still exactly the most taken at once, after one
+// thread peaked alone earlier (a sum of each thread heap's peak would be
+// more). Under TSan this checks the totals' updates too.
+TYPED_TEST(ThreadHeapMempTest, PeakIsExactWhileThreadsTakeAtOnce) {
+  constexpr int kThreads = 4;
+  constexpr int kBlocks = 100;
+  Region regions[kThreads];
+  std::vector<void*> blocks[kThreads];
+  // Each step ends at a barrier of every thread and this one: 0 all bound;
+  // 1 thread 0 took alone; 2 this thread measured; 3 thread 0 returned
+  // all; 4 all took at once; 5 this thread measured; 6 all freed (half of
+  // them by another thread); 7 all applied their queues and returned
+  // their caches; 8 this thread probed their thread heaps.
+  constexpr int kSteps = 9;
+  absl::Barrier* steps[kSteps];
+  for (absl::Barrier*& step : steps) step = new absl::Barrier(kThreads + 1);
+  std::atomic<uint64_t> alone_thread_id{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      this->BindHere(regions[t]);
+      steps[0]->Block();
+      std::vector<void*> alone;
+      if (t == 0) {
+        alone_thread_id = thread_heap_internal::CurrentThreadId();
+        for (int i = 0; i < 3 * kBlocks; ++i)
+          alone.push_back(this->memp_.Allocate(1000));
+      }
+      steps[1]->Block();
+      steps[2]->Block();
+      if (t == 0) {
+        for (void* p : alone) this->memp_.Free(p);
+        this->memp_.FlushThisThread();
+        EXPECT_EQ(Taken(this->memp_), 0u);  // the others wait at step 3
+      }
+      steps[3]->Block();
+      // Cached and uncached sizes: refills and uncached allocations.
+      for (int i = 0; i < kBlocks; ++i) {
+        blocks[t].push_back(this->memp_.Allocate(i % 4 == 0 ? 3000 : 1000));
+        EXPECT_TRUE(regions[t].Holds(blocks[t].back()));
+      }
+      steps[4]->Block();
+      steps[5]->Block();
+      // The even blocks here, the odd ones of the next thread (queued to
+      // it, applied at its next call).
+      const std::vector<void*>& next = blocks[(t + 1) % kThreads];
+      for (int i = 0; i < kBlocks; ++i) {
+        EXPECT_TRUE(this->memp_.Free(i % 2 == 0 ? blocks[t][i] : next[i]));
+      }
+      steps[6]->Block();
+      EXPECT_TRUE(this->memp_.SyncThisThread());
+      this->memp_.FlushThisThread();
+      steps[7]->Block();
+      steps[8]->Block();  // then exits: its thread heap goes
+    });
+  }
+  steps[0]->Block();
+  steps[1]->Block();
+  const size_t alone_top = Taken(this->memp_);
+  steps[2]->Block();
+  steps[3]->Block();
+  steps[4]->Block();
+  const size_t together_top = Taken(this->memp_);
+  steps[5]->Block();
+  steps[6]->Block();
+  steps[7]->Block();
+  // Nothing in use, nothing parked, the peak where the takings stopped.
+  const MempStats s = this->memp_.Probe();
+  EXPECT_EQ(s.used_bytes, 0u);
+  EXPECT_EQ(s.cached_bytes, 0u);
+  EXPECT_GT(together_top, alone_top);
+  EXPECT_EQ(s.peak_used_bytes, together_top);
+  const ThreadHeapStatsList thread_heaps = this->memp_.ProbeThreadHeaps();
+  EXPECT_EQ(thread_heaps.size(), size_t{kThreads});
+  size_t sum_of_peaks = 0;
+  for (const ThreadHeapStats& thread_heap : thread_heaps) {
+    sum_of_peaks += thread_heap.stats.peak_used_bytes;
+    if (thread_heap.thread_id == alone_thread_id.load()) {
+      EXPECT_EQ(thread_heap.stats.peak_used_bytes, alone_top);
+    }
+  }
+  EXPECT_GT(sum_of_peaks, s.peak_used_bytes);
+  steps[8]->Block();
+  for (std::thread& thread : threads) thread.join();
+  for (absl::Barrier* step : steps) delete step;
+  // The peak outlives the threads.
+  EXPECT_EQ(this->memp_.Probe().peak_used_bytes, together_top);
+  EXPECT_EQ(this->misuse_.count(), 0u);
 }
 
 // A write into a block queued to its owner (a use after free) damages the
@@ -767,7 +878,11 @@ TYPED_TEST(ThreadHeapMempTest, ResetPeakReachesThreadHeaps) {
   EXPECT_GE(this->memp_.ProbeThreadHeaps()[0].stats.peak_used_bytes, 10000u);
   this->memp_.ResetPeak();
   owner.Run([&] { this->memp_.Free(this->memp_.Allocate(16)); });
-  EXPECT_LT(this->memp_.ProbeThreadHeaps()[0].stats.peak_used_bytes, 100u);
+  // The peak restarted: now the refill that the 16 bytes took.
+  const MempStats s = this->memp_.ProbeThreadHeaps()[0].stats;
+  EXPECT_EQ(s.used_bytes, 0u);
+  EXPECT_GT(s.cached_bytes, 0u);
+  EXPECT_EQ(s.peak_used_bytes, s.cached_bytes);
 }
 
 // Every worker has a thread heap; each allocates, hands half its blocks to the
@@ -946,17 +1061,26 @@ TYPED_TEST(ThreadHeapMempTest, UnbindAndExitHandParkedBlocksBack) {
 }
 
 // Parked blocks never keep the owner's own region alive, and the peak
-// counts what the program held, not what the cache took in a refill.
-TYPED_TEST(ThreadHeapMempTest, CachedBlocksNeitherBlockRemovalNorRaiseThePeak) {
+// counts what was taken from the regions, as under CachingMemp: a refill's
+// whole batch, in use or parked; a cache hit (a pop, a park) changes it not.
+TYPED_TEST(ThreadHeapMempTest, CachedBlocksNeverBlockRemovalAndCountInThePeak) {
   Region own;
   Worker owner;
   owner.Run([&] {
     this->BindHere(own);
     void* p = this->memp_.Allocate(100);
     const size_t span = tlsf::SpanForRequest(100);
-    EXPECT_EQ(this->memp_.Probe().peak_used_bytes, span);
-    EXPECT_EQ(this->memp_.ProbeThreadHeaps()[0].stats.peak_used_bytes, span);
-    this->memp_.Free(p);
+    const size_t batch = span * SizeClassCache::kFirstRefillBlocks;
+    EXPECT_EQ(this->memp_.Probe().used_bytes, span);
+    EXPECT_EQ(this->memp_.Probe().cached_bytes, batch - span);
+    EXPECT_EQ(this->memp_.Probe().peak_used_bytes, batch);
+    EXPECT_EQ(this->memp_.ProbeThreadHeaps()[0].stats.peak_used_bytes, batch);
+    this->memp_.Free(p);                          // a park
+    this->memp_.Free(this->memp_.Allocate(100));  // a pop and a park
+    EXPECT_EQ(this->memp_.Probe().used_bytes, 0u);
+    EXPECT_EQ(this->memp_.Probe().cached_bytes, batch);
+    EXPECT_EQ(this->memp_.Probe().peak_used_bytes, batch);
+    EXPECT_EQ(this->memp_.ProbeThreadHeaps()[0].stats.peak_used_bytes, batch);
     EXPECT_GT(this->memp_.Probe().cached_bytes, 0u);
     EXPECT_TRUE(this->memp_.RemoveRegion(own.begin()).ok());
     EXPECT_EQ(this->memp_.Probe().cached_bytes, 0u);
@@ -1047,10 +1171,13 @@ TYPED_TEST(ThreadHeapMempTest, InlineHitsStillCatchUpWithResetPeakAndTagging) {
     this->memp_.Free(this->memp_.Allocate(16));  // class 16 now warm
     this->memp_.Free(this->memp_.Allocate(10000));
   });
+  const size_t warm = this->memp_.ProbeThreadHeaps()[0].stats.cached_bytes;
   EXPECT_GE(this->memp_.ProbeThreadHeaps()[0].stats.peak_used_bytes, 10000u);
   this->memp_.ResetPeak();
   owner.Run([&] { this->memp_.Free(this->memp_.Allocate(16)); });  // hits
-  EXPECT_LT(this->memp_.ProbeThreadHeaps()[0].stats.peak_used_bytes, 100u);
+  // Reset at those hits: what is taken now, the warm class's parked blocks.
+  EXPECT_EQ(this->memp_.ProbeThreadHeaps()[0].stats.cached_bytes, warm);
+  EXPECT_EQ(this->memp_.ProbeThreadHeaps()[0].stats.peak_used_bytes, warm);
 
   // A tagged call anywhere stops every thread heap parking blocks.
   BlockTag tag;

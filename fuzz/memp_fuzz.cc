@@ -44,8 +44,8 @@
 // is not ready; every live block lies inside one region, is aligned, holds
 // its fill pattern and overlaps no other block; the probes agree with the
 // model and with each other (used <= total, used + free == total, max_used
-// >= every used seen, live blocks, region count, failed allocations, misuse
-// reports == calls of the error handler, and the 32-bit FMemProbe equals
+// >= every used + cached seen, live blocks, region count, failed allocations,
+// misuse reports == calls of the error handler, and the 32-bit FMemProbe equals
 // the 64-bit probe). Every misuse must be reported exactly once, as the
 // expected kind, through the installed handler (so stderr stays quiet).
 //
@@ -706,15 +706,13 @@ class MempFuzzer {
   void Probe() {
     if (in_.Bool() && front_.ResetPeak()) {
       const Usage u = front_.Probe();
-      // The peak restarts from what is held now: under the cache policy
-      // blocks parked in caches count towards it, under thread heaps they do
-      // not (their peak is exact).
-      FUZZ_CHECK(u.used <= u.peak && u.peak <= u.used + u.cached,
-                 "ResetPeak left max_used %llu outside [%llu, %llu]",
+      // The peak restarts from what is taken from the regions now, under
+      // every policy: blocks in use plus blocks parked in caches.
+      FUZZ_CHECK(u.peak == u.used + u.cached,
+                 "ResetPeak left max_used %llu, not used + cached %llu",
                  static_cast<unsigned long long>(u.peak),
-                 static_cast<unsigned long long>(u.used),
                  static_cast<unsigned long long>(u.used + u.cached));
-      peak_floor_ = u.used;
+      peak_floor_ = u.used + u.cached;
     }
     // Regions() is checked with every operation; UsableSize of foreign
     // memory is 0.
@@ -882,9 +880,10 @@ class MempFuzzer {
                static_cast<unsigned long long>(u.used),
                static_cast<unsigned long long>(u.free),
                static_cast<unsigned long long>(u.capacity));
-    peak_floor_ = std::max<uint64_t>(peak_floor_, u.used);
+    // The peak is of the bytes taken (used + cached) under every policy.
+    peak_floor_ = std::max<uint64_t>(peak_floor_, u.used + u.cached);
     FUZZ_CHECK(u.peak >= peak_floor_,
-               "after %s: max_used %llu below a used of %llu", op,
+               "after %s: max_used %llu below a used + cached of %llu", op,
                static_cast<unsigned long long>(u.peak),
                static_cast<unsigned long long>(peak_floor_));
     FUZZ_CHECK(u.live == blocks_.count(),
