@@ -33,8 +33,11 @@
 //   it while the notice is armed, the notice is disarmed and becomes due;
 //   RunSoftHandlerIfDue (called by the front-end once its locks are
 //   released) runs the handler exactly once per due notice, on the thread
-//   that calls it. A refund that takes usage below soft_limit - hysteresis
-//   re-arms it. The handler may allocate, free and call the front-end.
+//   that calls it, and never while another call of this budget's handler
+//   runs: a notice that falls due meanwhile is run when that call returns
+//   (by its thread, or by the next thread that finds the handler free). A
+//   refund that takes usage below soft_limit - hysteresis re-arms it. The
+//   handler may allocate, free and call the front-end.
 // * Chaining: a budget with a parent (SetParent) charges the parent too;
 //   a charge either lands in both or in neither.
 // * Thread safety: every member may be called from any thread at any time,
@@ -195,6 +198,7 @@ class Budget {
   std::atomic<size_t> hysteresis_{0};
   std::atomic<bool> armed_{true};
   std::atomic<bool> due_{false};
+  std::atomic<bool> handler_running_{false};  // a call of the handler runs
   std::atomic<size_t> due_usage_{0};
   std::atomic<SoftLimitHandler> handler_{nullptr};
   std::atomic<void*> context_{nullptr};
