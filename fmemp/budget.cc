@@ -22,11 +22,33 @@ void Budget::SetSoftLimit(size_t soft_limit, size_t hysteresis,
 
 void Budget::ForceCharge(size_t bytes) noexcept {
   for (Budget* budget = this; budget != nullptr; budget = budget->parent_) {
-    const size_t after =
-        budget->usage_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
-    if (after > budget->soft_limit_.load(std::memory_order_relaxed)) {
-      budget->NoteAboveSoft(after);
-    }
+    budget->ForceChargeHere(bytes);
+  }
+}
+
+void Budget::ForceChargeHere(size_t bytes) noexcept {
+  const size_t after =
+      usage_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  if (after > soft_limit_.load(std::memory_order_relaxed)) {
+    NoteAboveSoft(after);
+  }
+}
+
+bool Budget::InChain(const Budget* chain, const Budget* budget) noexcept {
+  for (; chain != nullptr; chain = chain->parent_) {
+    if (chain == budget) return true;
+  }
+  return false;
+}
+
+void Budget::Transfer(Budget* from, Budget* to, size_t bytes) noexcept {
+  // Charges first: a budget only in `to`'s chain never lacks the bytes
+  // while one only in `from`'s still has them.
+  for (Budget* budget = to; budget != nullptr; budget = budget->parent_) {
+    if (!InChain(from, budget)) budget->ForceChargeHere(bytes);
+  }
+  for (Budget* budget = from; budget != nullptr; budget = budget->parent_) {
+    if (!InChain(to, budget)) budget->RefundHere(bytes);
   }
 }
 

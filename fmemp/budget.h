@@ -120,6 +120,13 @@ class Budget {
   // thread's heap): usage may then pass the limit, and charges are refused
   // until it falls back under. Soft-limit crossings count as for TryCharge.
   void ForceCharge(size_t bytes) noexcept;
+  // Moves a charge of `bytes` from `from`'s chain (it and its parent) to
+  // `to`'s (a region with live blocks moving between sets): a budget in
+  // both chains keeps it untouched, so its usage never dips and a racing
+  // charge cannot take the room; one only in `to`'s is charged whatever
+  // its limit (as ForceCharge), then one only in `from`'s is refunded.
+  // Either may be nullptr (no budget).
+  static void Transfer(Budget* from, Budget* to, size_t bytes) noexcept;
   // Takes `bytes` charged earlier off usage (and the parent's).
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Refund(size_t bytes) noexcept {
     RefundHere(bytes);
@@ -185,6 +192,10 @@ class Budget {
   // A charge took usage to `after`, above the soft limit: makes the notice
   // due if it was armed. (Once armed, usage was below the limit, or the
   // limit was just set: either way this charge is the crossing.)
+  // ForceCharge on this budget alone.
+  void ForceChargeHere(size_t bytes) noexcept;
+  // Whether `budget` is `chain` or its parent.
+  static bool InChain(const Budget* chain, const Budget* budget) noexcept;
   ABSL_ATTRIBUTE_NOINLINE void NoteAboveSoft(size_t after) noexcept;
   ABSL_ATTRIBUTE_NOINLINE void Rearm() noexcept;
   ABSL_ATTRIBUTE_NOINLINE void RunSoftHandler() noexcept;

@@ -140,6 +140,27 @@ TEST(BudgetTest, ChildCrossingRunsTheParentsHandlerToo) {
   EXPECT_EQ(parent_calls.count, 1);
 }
 
+TEST(BudgetTest, TransferLeavesABudgetInBothChainsUntouched) {
+  Budget parent;
+  Budget child;
+  child.SetParent(&parent);
+  EXPECT_TRUE(parent.TryCharge(100));
+  parent.SetLimit(100);  // at the limit: a transfer into the child passes
+  Budget::Transfer(&parent, &child, 100);  // shared regions -> a thread heap
+  EXPECT_EQ(parent.usage(), 100u);
+  EXPECT_EQ(child.usage(), 100u);
+  Budget::Transfer(&child, &parent, 100);  // and back
+  EXPECT_EQ(parent.usage(), 100u);
+  EXPECT_EQ(child.usage(), 0u);
+  Budget::Transfer(&parent, nullptr, 100);  // to a set without a budget
+  EXPECT_EQ(parent.usage(), 0u);
+  parent.SetLimit(10);
+  Budget::Transfer(nullptr, &child, 50);  // charged whatever the limits
+  EXPECT_EQ(child.usage(), 50u);
+  EXPECT_EQ(parent.usage(), 50u);
+  EXPECT_EQ(parent.refusals(), 0u);
+}
+
 // A handler that runs long (an eviction) while usage falls below the
 // hysteresis and crosses again on another thread: the second notice waits
 // for the first call to return, and then runs, once. (Before the fix the
