@@ -68,8 +68,12 @@
 // (or binding, which charges the region's live blocks whatever the limit)
 // it reads its heap's usage; later readings must stay at most max(limit,
 // that reading). The limiter's RemoveLimits (which removes the thread
-// heaps' limits too) moves an epoch first; a thread that sees it moved
-// drops its own limit's check.
+// heaps' limits too, one heap after another) makes an epoch odd before
+// and even after: a thread sets its heap's limit only while the epoch is
+// even, and drops its check (and its limit) once it sees the epoch moved.
+// The seq_cst fences between each side's limit and its epoch or regime
+// word make these checks exact in the C++ memory model; under TSan (no
+// fences with GCC) they rely on x86's order, which the sanitizer runs on.
 //
 // Every NULL is classed by whether a limit may have been in force during
 // its call (the limiter's regime word, odd from before a hard limit is set
@@ -121,6 +125,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/config.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -650,7 +655,7 @@ class StressHarness {
     in_call.fetch_add(1, std::memory_order_seq_cst);
     const uint64_t regime_before = regime_.load(std::memory_order_seq_cst);
     void* p = call();
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    Fence();
     const uint64_t regime_after = regime_.load(std::memory_order_seq_cst);
     in_call.fetch_add(1, std::memory_order_release);
     ++t.calls;
@@ -1142,11 +1147,29 @@ class StressHarness {
 
   // --- The limiter ---
 
-  // Returns once every allocating call under way when it was called has
-  // returned: a call that begins later reads the limits set before (its
-  // counter's seq_cst increment and the fences order it after them).
-  void WaitForCallsInFlight() {
+  // A seq_cst fence; none under ThreadSanitizer, which GCC refuses fences
+  // with (the sanitizer runs on x86, whose order gives the same).
+  static void Fence() {
+#ifndef ABSL_HAVE_THREAD_SANITIZER
     std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+  }
+
+  // Moves the regime word (only the limiter writes it): odd iff a hard
+  // limit may be in force, and a new value at every change.
+  void NextRegime(bool limit_in_force) {
+    const uint64_t now = regime_.load(std::memory_order_relaxed);
+    regime_.store(now + ((now % 2 == 1) == limit_in_force ? 2 : 1),
+                  std::memory_order_seq_cst);
+  }
+
+  // Returns once every allocating call under way at the NextRegime that
+  // preceded it has returned. A call that began later reads what the
+  // limiter set before that NextRegime: the call's seq_cst increment of its
+  // counter, then its seq_cst load of the regime word, against the
+  // limiter's seq_cst store of the word, then its seq_cst load of the
+  // counter (one of the two loads sees the other side's write).
+  void WaitForCallsInFlight() {
     for (int s = 0; s < config_.threads; ++s) {
       const uint64_t seen = call_seq_[s].value.load(std::memory_order_seq_cst);
       if (seen % 2 == 0) continue;
@@ -1172,13 +1195,14 @@ class StressHarness {
       absl::MutexLock hold(&hard_mu_);
       hard_.settled = false;
     }
-    // Odd from before the limit is set: a NULL from now on may be a refusal.
-    if (regime_.load(std::memory_order_relaxed) % 2 == 0) {
-      regime_.fetch_add(1, std::memory_order_seq_cst);
-    }
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    // Odd from before the limit is set: a NULL from now on may be a refusal
+    // (a call whose charge read the new limit sees the word moved: the
+    // fences order the word before the limit).
+    NextRegime(true);
+    Fence();
     ++t.calls;
     backend_.SetLimit(limit);
+    NextRegime(true);
     WaitForCallsInFlight();
     absl::MutexLock hold(&hard_mu_);
     hard_.settled = true;
@@ -1193,17 +1217,18 @@ class StressHarness {
       absl::MutexLock hold(&hard_mu_);
       hard_.settled = false;
     }
-    // Before the removal: a thread that has set its heap's limit and reads
-    // this epoch unmoved knows its limit stood through its charges.
+    // Odd during the removal (which reaches each thread heap in turn), even
+    // after: a thread that read it even before setting its heap's limit,
+    // and reads it unmoved later, knows its limit stood through its charges.
     heap_limits_epoch_.fetch_add(1, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    Fence();
     ++t.calls;
     backend_.RemoveLimits();
+    heap_limits_epoch_.fetch_add(1, std::memory_order_seq_cst);
+    NextRegime(true);
     WaitForCallsInFlight();
     // Even once no call can still be charging under the old limit.
-    if (regime_.load(std::memory_order_relaxed) % 2 == 1) {
-      regime_.fetch_add(1, std::memory_order_seq_cst);
-    }
+    NextRegime(false);
     limit_removals_.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -1303,6 +1328,7 @@ class StressHarness {
     if (pick < 4) {
       const uint64_t limit = Near(t, heap.limit_usage, kHeapLimitSlack);
       const uint64_t epoch = heap_limits_epoch_.load(std::memory_order_seq_cst);
+      if (epoch % 2 == 1) return;  // a removal is under way: not now
       ++t.calls;
       const Outcome s = backend_.SetThreadHeapLimit(0, limit);
       if (s != Outcome::kOk) {
@@ -1355,7 +1381,7 @@ class StressHarness {
       Fail(t, "a thread heap with a limit is missing from ProbeThreadHeaps");
       return;
     }
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    Fence();
     if (heap_limits_epoch_.load(std::memory_order_seq_cst) != t.heap_epoch) {
       // The limiter removed the limits meanwhile: start again from none.
       DropHeapLimits(t);
