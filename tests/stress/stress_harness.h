@@ -481,7 +481,6 @@ class StressHarness {
     EXPECT_GT(limit_removals_.load(), 0u) << "the limits were never removed";
     EXPECT_GT(hard_checks_.load(), 0u)
         << "no reading was checked against a settled hard limit";
-    EXPECT_GT(hard_near_.load(), 0u) << "usage never came near the hard limit";
     EXPECT_GT(counted.limit_refusals, 0u) << "no limit ever refused";
     EXPECT_GT(nulls_under_limit_.load(), 0u);
     EXPECT_GT(front_soft_.calls.load(), 0u)
@@ -1037,6 +1036,19 @@ class StressHarness {
     return -1;
   }
 
+  // A retiring region that CancelRetire no longer finds went with its last
+  // block; its handler runs on the thread that freed it, once that call has
+  // released its locks, so it may still be on its way: waits for it (up to
+  // 2 s; reap then fails the run if it never came).
+  static void AwaitRetiredHandler(const Managed& m) {
+    const auto give_up =
+        std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!m.gone.load(std::memory_order_acquire) &&
+           std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
   void ManageRegions() {
     ThreadContext t = Context("manager", -1, 0, 3);
     bool present[kManagedRegions];
@@ -1083,8 +1095,10 @@ class StressHarness {
           if (backend_.CancelRetire(m.arena.begin()) == Outcome::kOk) {
             retiring[r] = false;
           } else {
-            // Gone meanwhile (its handler ran): absent, as reap says.
+            // Gone meanwhile (its last block was freed): absent, as reap
+            // says once its handler has run.
             m.epoch.fetch_add(1, std::memory_order_acq_rel);  // even again
+            AwaitRetiredHandler(m);
             reap(r);
             if (retiring[r]) Fail(t, "CancelRetire failed, region not gone");
           }
@@ -1136,6 +1150,7 @@ class StressHarness {
           retiring[r] = false;
         } else {
           m.epoch.fetch_add(1, std::memory_order_acq_rel);
+          AwaitRetiredHandler(m);
           reap(r);
           if (retiring[r]) Fail(t, "CancelRetire failed, region not gone");
         }
