@@ -266,6 +266,12 @@ typedef struct {
   u64 soft_limit;     /* FMempSetSoftLimit's, or FMEMP_LIMIT_NONE */
   u64 limit_refusals; /* of failed_allocations, those the hard limit
                          refused */
+  u64 limit_usage;    /* the bytes the limits count now, read at once: used +
+                         cached_bytes of every region (under
+                         FMEMP_POLICY_THREAD_HEAPS, used and cached_bytes sum
+                         the thread heaps' figures as of their threads' last
+                         calls, this their current bytes). Before the first
+                         limit only thread heaps' regions are counted */
 } FMempUsage;
 
 typedef struct {
@@ -356,6 +362,9 @@ typedef struct {
                        == total) */
   u64 limit;        /* FMempSetThreadHeapLimit's, or FMEMP_LIMIT_NONE */
   u64 limit_refusals; /* of failed_allocations, those a limit refused */
+  u64 limit_usage;    /* the bytes its limits count now: used + cached_bytes
+                         of its regions, current (the fields above are as of
+                         its thread's last call) */
 } FMempThreadHeapUsage;
 
 /* Number of threads with a thread heap (0 for other policies or when not
