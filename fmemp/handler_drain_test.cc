@@ -10,6 +10,8 @@
 // caller holds. Each scenario runs under a watchdog, so that a deadlock is a
 // failure with a message, not a hung test.
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -18,7 +20,6 @@
 #include <functional>
 #include <memory>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
@@ -453,8 +454,7 @@ TEST(HandlerDrainTest, CApiCachingRetiredHandlerDrains) {
                   memp, first.begin(),
                   [](void* c, void*, void*) {
                     auto* ctx = static_cast<Context*>(c);
-                    EXPECT_EQ(FMempDrainThreadCaches(ctx->memp),
-                              FMEMP_SUCCESS);
+                    EXPECT_EQ(FMempDrainThreadCaches(ctx->memp), FMEMP_SUCCESS);
                     ++ctx->runs;
                   },
                   &context),

@@ -340,10 +340,11 @@ class CachingMemp final : private ThreadStateOwner {
         DepotSource source{this};
         return c->lists.Take(source, span);
       });
-      if (p != nullptr) {
-        shared_.budget().RunSoftHandlerIfDue();  // a refill may cross it
-        return p;
-      }
+      // The operation is over: the handlers it made due may run (a refill
+      // may cross the soft limit; a pop may give back a retiring region's
+      // last parked block).
+      RunDueHandlers();
+      if (p != nullptr) return p;
       // The shared regions could not refill the class; the locked path
       // below drains every cache before it gives up (OnOutOfMemory).
     }
@@ -368,6 +369,7 @@ class CachingMemp final : private ThreadStateOwner {
               DepotSource source{this};
               return c->lists.Put(source, ptr, span, park);
             });
+        shared_.RunRetiredHandlersIfDue();  // a trim may empty a region
         if (ABSL_PREDICT_TRUE(result == SizeClassCache::kParked)) return true;
         if (result == SizeClassCache::kDoubleFree) {
           ReportDoubleFree(ptr);
@@ -430,15 +432,19 @@ class CachingMemp final : private ThreadStateOwner {
       c->lists.ReleaseDownTo(source, 0);
       return 0;
     });
+    shared_.RunRetiredHandlersIfDue();
   }
   // Returns every thread's cached blocks to the shared regions, now, idle
-  // threads included. Blocks while another drain runs.
+  // threads included. Blocks while another drain runs. The handlers of
+  // regions it empties (retirement) run after every cache is resumed and
+  // the registry released.
   void DrainAllCaches() {
     ForEachCache([this](Cache* c) {
       SharedSource source{this};
       c->lists.ReleaseDownTo(source, 0);
     });
     DrainDepot();
+    shared_.RunRetiredHandlersIfDue();
   }
 
   // Bytes parked in the depot (batches that trims handed over for other
@@ -585,6 +591,15 @@ class CachingMemp final : private ThreadStateOwner {
     }
     if (handler != nullptr) handler(handler_context, bytes, alignment);
     return true;
+  }
+
+  // The user handlers that a cache operation of the calling thread made due
+  // (the soft limit's, retired regions'), run once that operation is over:
+  // never inside one (fmemp/drain_protocol.h), where a handler that drains
+  // every cache would wait for its own thread.
+  void RunDueHandlers() {
+    shared_.budget().RunSoftHandlerIfDue();
+    shared_.RunRetiredHandlersIfDue();
   }
 
   // The calling thread's cache, created on its first use. REQUIRES: mode_
