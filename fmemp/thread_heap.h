@@ -158,6 +158,17 @@
 // * Clear() drops parked and queued blocks without touching them (their
 //   memory is forgotten with the regions) and draws a new marker key, so
 //   markers left in that memory never match again.
+// * User handlers (out of memory, soft limits, retired regions) run on the
+//   calling thread once its owner operation on its heap is over and with no
+//   lock of this front-end held (OwnCall; allocation and reallocation are
+//   split into operations, the handler between them, and a retry after the
+//   out-of-memory handler is a new operation). So a handler may call any
+//   member, DrainAllCaches included, while other threads' handlers do the
+//   same. One exception: when a thread's exit frees a retiring region's
+//   last block (a queued free applied then), its handler runs during that
+//   exit, under the thread registry's lock, and must not drain. Misuse
+//   reports (error and report handlers) run where the misuse is found,
+//   inside the operation or under the shared lock: they must not call back.
 
 #ifndef FMEMP_FMEMP_THREAD_HEAP_H_
 #define FMEMP_FMEMP_THREAD_HEAP_H_
@@ -731,7 +742,8 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // until its thread heap is done). Skipped: a thread heap that a Clear has not
   // reached yet (its regions are forgotten; its thread's next call drops its
   // blocks) and the calling thread's own heap when called from inside one of
-  // its own operations (a handler). Blocks while another drain runs.
+  // its own operations (no user handler is: see the top). Blocks while
+  // another drain runs.
   // O(threads with a thread heap + parked blocks), one HeavyBarrier per thread
   // heap.
   void DrainAllCaches() {
@@ -917,8 +929,8 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   }
 
   // As Memp's; for a thread heap with ThreadHeapExhaustion::kFail it is asked
-  // too (on the thread heap's thread) before a request fails, and a true answer
-  // retries the thread heap once.
+  // too (on the thread heap's thread, after its operation on the heap) before
+  // a request fails, and a true answer retries the thread heap once.
   void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
     {
       NoWaitLock hold(&handlers_mu_);
@@ -1003,7 +1015,8 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     });
   }
   // A thread heap's own soft limit, with Budget's semantics; the handler runs
-  // on the thread heap's thread, outside every lock.
+  // on the thread heap's thread, outside every lock and after its operation
+  // on the heap (it may drain every thread heap).
   ManagementResult TrySetThreadHeapSoftLimit(uint64_t thread_id, size_t bytes,
                                              size_t hysteresis,
                                              Budget::SoftLimitHandler handler,
@@ -2129,6 +2142,10 @@ class ThreadHeapMemp final : private ThreadStateOwner {
       queues_.Release(thread_heap->queue);
       return 0;
     });
+    // A retiring region emptied by the queued frees applied here has its
+    // handler run now, still under the thread registry's lock (as under
+    // CachingMemp).
+    shared_.RunRetiredHandlersIfDue();
   }
 
   bool AskOutOfMemoryHandler(size_t bytes, size_t alignment) {
