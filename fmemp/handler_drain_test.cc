@@ -203,6 +203,92 @@ TEST(HandlerDrainTest, OutOfMemoryHandlersOfThreadHeapsDrainingAtOnce) {
   });
 }
 
+// The same for reallocations that grow a block in a heap that may not fall
+// back: the handler runs between the reallocation's operations.
+TEST(HandlerDrainTest, ReallocOutOfMemoryHandlersDrainingAtOnce) {
+  RunUnderWatchdog("thread heap realloc out of memory", [] {
+    HeapMemp memp;
+    DrainingHandler<HeapMemp> handler;
+    handler.memp = &memp;
+    memp.SetOutOfMemoryHandler(
+        [](void* c, size_t, size_t) {
+          static_cast<DrainingHandler<HeapMemp>*>(c)->Run();
+          return false;
+        },
+        &handler);
+    std::vector<std::unique_ptr<RegionBuffer>> regions;
+    for (int i = 0; i < kThreads; ++i) {
+      regions.push_back(std::make_unique<RegionBuffer>(64 << 10));
+      ASSERT_TRUE(memp.AddRegion(regions[i]->begin(), regions[i]->end()).ok());
+    }
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i) {
+      threads.emplace_back([&, i] {
+        ASSERT_TRUE(memp.BindThisThread(regions[i]->begin(),
+                                        ThreadHeapExhaustion::kFail)
+                        .ok());
+        void* p = memp.Allocate(64);  // a parked block for the drains, later
+        memp.Free(p);
+        p = memp.Allocate(1024);
+        ASSERT_NE(p, nullptr);
+        for (size_t bytes = 2048;; bytes *= 2) {
+          void* grown = memp.Reallocate(p, bytes);
+          if (grown == nullptr) break;  // p is unchanged
+          p = grown;
+        }
+        memp.Free(p);
+        ASSERT_TRUE(memp.UnbindThisThread().ok());
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_GE(handler.runs.load(), kThreads);
+    EXPECT_EQ(memp.Probe().used_bytes, 0u);
+  });
+}
+
+// An out-of-memory handler that adds a region and binds it to the thread
+// whose heap ran out (and drains, for good measure): the retry is a call
+// of its own and is served from the new region; nothing counts as failed.
+TEST(HandlerDrainTest, RetryAfterHandlerThatBindsARegionIsServed) {
+  RunUnderWatchdog("retry after binding", [] {
+    HeapMemp memp;
+    RegionBuffer small(64 << 10);
+    RegionBuffer extra(kRegionBytes);
+    struct Context {
+      HeapMemp* memp;
+      RegionBuffer* extra;
+      int runs = 0;
+    } context{&memp, &extra};
+    memp.SetOutOfMemoryHandler(
+        [](void* c, size_t, size_t) {
+          auto* ctx = static_cast<Context*>(c);
+          ++ctx->runs;
+          ctx->memp->DrainAllCaches();
+          return ctx->memp->AddRegion(ctx->extra->begin(), ctx->extra->end())
+                     .ok() &&
+                 ctx->memp
+                     ->BindThisThread(ctx->extra->begin(),
+                                      ThreadHeapExhaustion::kFail)
+                     .ok();
+        },
+        &context);
+    ASSERT_TRUE(memp.AddRegion(small.begin(), small.end()).ok());
+    std::thread worker([&] {
+      ASSERT_TRUE(
+          memp.BindThisThread(small.begin(), ThreadHeapExhaustion::kFail).ok());
+      void* p = memp.Allocate(200 << 10);
+      ASSERT_NE(p, nullptr);
+      EXPECT_TRUE(extra.Holds(p));
+      EXPECT_EQ(context.runs, 1);
+      memp.Free(p);
+      EXPECT_EQ(memp.Probe().failed_allocations, 0u);
+      ASSERT_TRUE(memp.UnbindThisThread().ok());
+    });
+    worker.join();
+    EXPECT_EQ(memp.Probe().used_bytes, 0u);
+  });
+}
+
 // Bound threads whose heaps fall back to a shared region that runs out
 // too: the shared regions' out-of-memory handler drains every heap.
 TEST(HandlerDrainTest, OutOfMemoryHandlerAfterFallbackDrains) {

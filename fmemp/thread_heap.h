@@ -191,6 +191,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "fmemp/debug_assert.h"
 #include "fmemp/drain_protocol.h"
 #include "fmemp/memp.h"
 #include "fmemp/metadata_arena.h"
@@ -2148,7 +2149,12 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     shared_.RunRetiredHandlersIfDue();
   }
 
+  // Asks the user's out-of-memory handler. REQUIRES: outside every owner
+  // operation of the calling thread (a handler may drain every thread heap).
   bool AskOutOfMemoryHandler(size_t bytes, size_t alignment) {
+    FMEMP_DCHECK(ThreadHeapOfThisThread() == nullptr ||
+                 ThreadHeapOfThisThread()->in_scope.load(
+                     std::memory_order_relaxed) == 0);
     OutOfMemoryHandler handler;
     void* context;
     {
