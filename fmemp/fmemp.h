@@ -483,11 +483,9 @@ FError FMempSetThreadHeapSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
  * stay valid, and the free of its last block (by any thread) removes it;
  * then handler(user, begin, end) runs on that thread, outside every lock of
  * the FMemp and its operation on a per-thread cache or heap, so that it may
- * munmap the region or call into memp (FMempDrainThreadCaches included).
- * Exception: when a thread's exit frees the last block (returning its cache,
- * or applying frees queued to its heap), the handler runs during the exit,
- * under fmemp's thread registry lock, and must not call
- * FMempDrainThreadCaches or FMempProbeRegion. A region
+ * munmap the region or call into memp (FMempDrainThreadCaches included;
+ * when a thread's exit frees the last block, the handler runs on that
+ * thread at the end of its hand-back, with no fmemp lock held). A region
  * with no live block goes at once (the handler runs before the call
  * returns). handler may be NULL. FMempProbeRegion shows a retiring region
  * (retiring, and its live bytes in used). FMempCancelRetire puts a retiring

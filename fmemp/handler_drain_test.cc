@@ -25,9 +25,11 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "fmemp/fmemp.h"
+#include "fmemp/no_wait_lock.h"
 #include "fmemp/test_util.h"
 #include "fmemp/thread_cache.h"
 #include "fmemp/thread_heap.h"
+#include "fmemp/thread_registry.h"
 #include "gtest/gtest.h"
 #include "sync/spin_lock.h"
 
@@ -547,6 +549,70 @@ TEST(HandlerDrainTest, CApiCachingRetiredHandlerDrains) {
               FMEMP_SUCCESS);
     EXPECT_EQ(context.runs, 1);
     EXPECT_EQ(FMempRegionCount(memp), 1u);
+  });
+}
+
+// A thread's exit: OnThreadExit runs under the registry's lock, then
+// AfterThreadExit (where the front-ends run the handlers of regions the
+// exit emptied) once it is released: a handler there may drain, which takes
+// that lock. The owner's DetachThreadStates waits for an AfterThreadExit
+// under way.
+class ExitRecorder final : public ThreadStateOwner {
+ public:
+  // *detach_saw_after_done: whether AfterThreadExit had finished when
+  // DetachThreadStates returned, in the destructor.
+  explicit ExitRecorder(std::atomic<bool>* detach_saw_after_done)
+      : detach_saw_after_done_(detach_saw_after_done) {}
+  ~ExitRecorder() {
+    DetachThreadStates(this);
+    detach_saw_after_done_->store(after_done.load());
+  }
+  void Register() { RegisterThreadState(this, new ThreadState); }
+  void OnThreadExit(ThreadState*) override { on_exit_runs.fetch_add(1); }
+  void AfterThreadExit() override {
+    // Would wait forever if the exiting thread still held it.
+    { NoWaitLock hold(&RegistryMutex()); }
+    in_after.store(true);
+    while (hold_after.load()) std::this_thread::yield();
+    after_done.store(true);
+  }
+  std::atomic<int> on_exit_runs{0};
+  std::atomic<bool> in_after{false};
+  std::atomic<bool> hold_after{false};
+  std::atomic<bool> after_done{false};
+
+ private:
+  std::atomic<bool>* const detach_saw_after_done_;
+};
+
+TEST(HandlerDrainTest, AfterThreadExitRunsWithoutTheRegistryLock) {
+  RunUnderWatchdog("after thread exit", [] {
+    std::atomic<bool> unused{false};
+    ExitRecorder recorder(&unused);
+    std::thread([&] { recorder.Register(); }).join();
+    EXPECT_EQ(recorder.on_exit_runs.load(), 1);
+    EXPECT_TRUE(recorder.after_done.load());
+  });
+}
+
+TEST(HandlerDrainTest, OwnerDestructionWaitsForAfterThreadExit) {
+  RunUnderWatchdog("owner destruction during exit", [] {
+    std::atomic<bool> saw_after_done{false};
+    auto* recorder = new ExitRecorder(&saw_after_done);
+    recorder->hold_after.store(true);
+    std::thread exiting([&] { recorder->Register(); });
+    while (!recorder->in_after.load()) std::this_thread::yield();
+    std::atomic<bool> destroying{false};
+    std::thread destroyer([&] {
+      destroying.store(true);
+      delete recorder;  // waits for the exiting thread's AfterThreadExit
+    });
+    while (!destroying.load()) std::this_thread::yield();
+    for (int i = 0; i < 1000; ++i) std::this_thread::yield();
+    recorder->hold_after.store(false);
+    destroyer.join();
+    exiting.join();
+    EXPECT_TRUE(saw_after_done.load());
   });
 }
 

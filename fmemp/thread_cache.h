@@ -103,11 +103,10 @@
 // * User handlers (out of memory, soft limit, retired regions) run once the
 //   calling thread's cache operation is over, and a drain's once every cache
 //   is resumed and the registry released, with no lock of this front-end
-//   held: a handler may call any member, DrainAllCaches included. One
-//   exception: a retiring region emptied by a thread's exit (its cache
-//   returned) has its handler run during that exit, under the thread
-//   registry's lock; it must not drain. Misuse reports run under the shared
-//   lock (or in a cache operation) and must not call back.
+//   held: a handler may call any member, DrainAllCaches included (a
+//   retiring region emptied by a thread's exit: on that thread, after the
+//   registry's lock is released, AfterThreadExit). Misuse reports run under
+//   the shared lock (or in a cache operation) and must not call back.
 
 #ifndef FMEMP_FMEMP_THREAD_CACHE_H_
 #define FMEMP_FMEMP_THREAD_CACHE_H_
@@ -654,14 +653,13 @@ class CachingMemp final : private ThreadStateOwner {
     marker_key_.store(key, std::memory_order_relaxed);
   }
 
-  // A retiring region that the returned blocks empty has its handler run
-  // here, still under the thread registry's lock (the one place a handler
-  // runs under an fmemp lock: see fmemp/thread_registry.h).
   void OnThreadExit(ThreadState* state) override {
     SharedSource source{this};
     static_cast<Cache*>(state)->lists.ReleaseDownTo(source, 0);
-    shared_.RunRetiredHandlersIfDue();
   }
+  // A retiring region that the exit's returned blocks emptied has its
+  // handler run now, the registry's lock released.
+  void AfterThreadExit() override { shared_.RunRetiredHandlersIfDue(); }
 
   std::pair<size_t, size_t> SumPublished() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(RegistryMutex()) {

@@ -164,11 +164,11 @@
 //   split into operations, the handler between them, and a retry after the
 //   out-of-memory handler is a new operation). So a handler may call any
 //   member, DrainAllCaches included, while other threads' handlers do the
-//   same. One exception: when a thread's exit frees a retiring region's
-//   last block (a queued free applied then), its handler runs during that
-//   exit, under the thread registry's lock, and must not drain. Misuse
-//   reports (error and report handlers) run where the misuse is found,
-//   inside the operation or under the shared lock: they must not call back.
+//   same (a retiring region emptied by a thread's exit, through a queued
+//   free applied then: on that thread, once the registry's lock is
+//   released, AfterThreadExit). Misuse reports (error and report handlers)
+//   run where the misuse is found, inside the operation or under the shared
+//   lock: they must not call back.
 
 #ifndef FMEMP_FMEMP_THREAD_HEAP_H_
 #define FMEMP_FMEMP_THREAD_HEAP_H_
@@ -2143,11 +2143,10 @@ class ThreadHeapMemp final : private ThreadStateOwner {
       queues_.Release(thread_heap->queue);
       return 0;
     });
-    // A retiring region emptied by the queued frees applied here has its
-    // handler run now, still under the thread registry's lock (as under
-    // CachingMemp).
-    shared_.RunRetiredHandlersIfDue();
   }
+  // A retiring region emptied by the queued frees that the exit applied has
+  // its handler run now, the registry's lock released.
+  void AfterThreadExit() override { shared_.RunRetiredHandlersIfDue(); }
 
   // Asks the user's out-of-memory handler. REQUIRES: outside every owner
   // operation of the calling thread (a handler may drain every thread heap).
