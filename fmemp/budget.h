@@ -32,12 +32,14 @@
 // * Soft limit: when a charge takes usage from at most soft_limit to above
 //   it while the notice is armed, the notice is disarmed and becomes due;
 //   RunSoftHandlerIfDue (called by the front-end once its locks are
-//   released) runs the handler exactly once per due notice, on the thread
-//   that calls it, and never while another call of this budget's handler
-//   runs: a notice that falls due meanwhile is run when that call returns
-//   (by its thread, or by the next thread that finds the handler free). A
-//   refund that takes usage below soft_limit - hysteresis re-arms it. The
-//   handler may allocate, free and call the front-end.
+//   released and the calling thread's per-thread operation is over:
+//   fmemp/drain_protocol.h) runs the handler exactly once per due notice, on
+//   the thread that calls it, and never while another call of this budget's
+//   handler runs: a notice that falls due meanwhile is run when that call
+//   returns (by its thread, or by the next thread that finds the handler
+//   free). A refund that takes usage below soft_limit - hysteresis re-arms
+//   it. The handler may allocate, free and call the front-end, draining
+//   every thread's cache included.
 // * Chaining: a budget with a parent (SetParent) charges the parent too;
 //   a charge either lands in both or in neither.
 // * Thread safety: every member may be called from any thread at any time,
@@ -65,8 +67,9 @@ class Budget {
     size_t usage;       // usage just after the crossing charge
     size_t soft_limit;  // the limit it crossed
   };
-  // Runs outside the front-end's locks, on a thread that allocated; may
-  // call the front-end (free, allocate, probe).
+  // Runs outside the front-end's locks and per-thread operations, on a
+  // thread that allocated; may call the front-end (free, allocate, probe,
+  // drain every thread's cache).
   using SoftLimitHandler = void (*)(void* context, const SoftLimitEvent& event);
 
   Budget() = default;
@@ -135,7 +138,8 @@ class Budget {
 
   // Runs the soft-limit handler if a crossing made a notice due (here or
   // in the parent), once per notice. Call it with no lock of the front-end
-  // held. One relaxed load each when nothing is due.
+  // held and outside the calling thread's owner operations
+  // (fmemp/drain_protocol.h). One relaxed load each when nothing is due.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void RunSoftHandlerIfDue() noexcept {
     if (ABSL_PREDICT_FALSE(due_.load(std::memory_order_relaxed))) {
       RunSoftHandler();
