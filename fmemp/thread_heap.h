@@ -253,8 +253,11 @@ class ThreadHeap;
 struct RemoteQueue {
   // The newest queued block (a RemoteBlock), 0 when empty, kClosed once
   // the owner's thread has exited; with kNews or'ed in when the front-end
-  // has news for the owner (Clear, ResetPeak, the first tagged call), so
-  // that the owner's inline hits test one word for both.
+  // has news for the owner (Clear, ResetPeak, the first tagged call), and
+  // the owner's kHitsOff and kNoParking (its cache_mode, as the hits need
+  // it: ThreadHeap::SetCacheMode), so that the owner's inline hits test
+  // one word for all: the free hit needs it 0, the allocation hit 0 but
+  // for kNoParking.
   alignas(64) std::atomic<uintptr_t> head{0};
   // The thread heap it belongs to; read under the shared lock (ThreadHeapOf).
   std::atomic<ThreadHeap*> thread_heap{nullptr};
@@ -264,6 +267,15 @@ struct RemoteQueue {
 inline constexpr uintptr_t kClosed = 1;
 // Queued blocks are kAlignment-aligned: the low bits of `head` are free.
 inline constexpr uintptr_t kNews = 2;
+// Set and cleared by the owner alone (ThreadHeap::SetCacheMode): its
+// cache_mode has kCacheOff, kNoRegions or kFencedBarrier (no inline hit);
+// has kNoPark (no free hit).
+inline constexpr uintptr_t kHitsOff = 4;
+inline constexpr uintptr_t kNoParking = 8;
+// The bits of `head` that are not part of a block's address.
+inline constexpr uintptr_t kHeadFlags = kClosed | kNews | kHitsOff | kNoParking;
+static_assert(tlsf::kAlignment > kHeadFlags,
+              "queued blocks keep the bits free");
 
 // The whole front-end's bytes taken from its regions and their peak (see
 // Accounting above).
@@ -361,7 +373,9 @@ class ThreadHeap final : public ThreadState, public Drainable {
   // Small free blocks in front of `regions` (fmemp/size_class_cache.h):
   // the thread heap is its Source (the members below under "Source").
   SizeClassCache cache;
-  // Every condition the inline hits test besides the catch-up, in one byte:
+  // Every condition the inline hits depend on besides the catch-up, in one
+  // byte, written through SetCacheMode (the hits test its image in the
+  // queue's head instead):
   // kCacheOff: debug modes are on, the cache is bypassed (and empty).
   // kNoPark: tagging was used, nothing more is parked.
   // kNoRegions: the thread heap has no region (as of the last Publish()).
@@ -384,6 +398,27 @@ class ThreadHeap final : public ThreadState, public Drainable {
   uint64_t generation = 0;  // the ThreadHeapMemp's Clear generation it is of
   uint64_t fallbacks = 0;
   bool has_regions() const { return (cache_mode & kNoRegions) == 0; }
+  // The bits of the queue's head that stand for `mode` (kHitsOff,
+  // kNoParking).
+  static uintptr_t HeadBitsOf(uint8_t mode) {
+    return ((mode & (kCacheOff | kNoRegions | kFencedBarrier)) != 0 ? kHitsOff
+                                                                    : 0) |
+           ((mode & kNoPark) != 0 ? kNoParking : 0);
+  }
+  // Sets cache_mode and, when they change, its bits in the queue's head
+  // (one atomic read-modify-write each: other threads push meanwhile).
+  // Owner only; requires `queue`.
+  void SetCacheMode(uint8_t mode) {
+    const uintptr_t before = HeadBitsOf(cache_mode);
+    const uintptr_t after = HeadBitsOf(mode);
+    cache_mode = mode;
+    if ((after & ~before) != 0) {
+      queue->head.fetch_or(after & ~before, std::memory_order_relaxed);
+    }
+    if ((before & ~after) != 0) {
+      queue->head.fetch_and(~(before & ~after), std::memory_order_relaxed);
+    }
+  }
   // Used bytes of `regions` (cached blocks counted), last added to *totals.
   size_t accounted_used = 0;
   UsageTotals* totals = nullptr;  // the ThreadHeapMemp's
@@ -410,8 +445,8 @@ class ThreadHeap final : public ThreadState, public Drainable {
 
   void Publish() {
     const MempStats s = regions.Probe();
-    cache_mode = static_cast<uint8_t>((cache_mode & ~kNoRegions) |
-                                      (s.region_count == 0 ? kNoRegions : 0));
+    SetCacheMode(static_cast<uint8_t>((cache_mode & ~kNoRegions) |
+                                      (s.region_count == 0 ? kNoRegions : 0)));
     constexpr auto kRelaxed = std::memory_order_relaxed;
     published_capacity.store(s.capacity_bytes, kRelaxed);
     published_regions.store(s.region_count, kRelaxed);
@@ -651,13 +686,13 @@ class ThreadHeapMemp final : private ThreadStateOwner {
         const ManagementResult s = thread_heap->regions.SetDebugOptions(debug);
         if (!s.ok()) return s;
         // A debug mode checks every block: none may skip it in the cache.
-        thread_heap->cache_mode = static_cast<uint8_t>(
+        thread_heap->SetCacheMode(static_cast<uint8_t>(
             (thread_heap->cache_mode &
              (ThreadHeap::kNoPark | ThreadHeap::kNoRegions |
               ThreadHeap::kFencedBarrier)) |
             (debug.poison || debug.canaries || debug.asan
                  ? ThreadHeap::kCacheOff
-                 : 0));
+                 : 0)));
       }
       // The region's table entry stays through the move; Attach makes the
       // thread heap its owner in place.
@@ -764,31 +799,29 @@ class ThreadHeapMemp final : private ThreadStateOwner {
 
   // --- Hot path (Memp's semantics) ---
 
-  void* Allocate(size_t bytes) noexcept {
+  // Inlined into every caller (as CachingMemp's hit is by the compiler's
+  // own choice): the hit makes no call.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Allocate(size_t bytes) noexcept {
     // The hit, inline and without a call: a pop from the calling thread's
     // thread heap cache. Anything else (no thread heap yet, a pending catch-up
     // or queue, an empty list, the cache off) takes AllocateSlow.
     // The hit is an owner operation (fmemp/drain_protocol.h): a drainer at
     // work sends it to AllocateSlow.
     if (bytes <= SizeClassCache::kMaxCachedRequest) {
-      if (ThreadHeap* const thread_heap = ReadyThreadHeap()) {
+      // kNoParking allows a pop (a tagged block is never parked).
+      if (ThreadHeap* const thread_heap = ReadyThreadHeap(kNoParking)) {
         // (Written out rather than through OwnerOpUnlessDiverted: a lambda
         // here is not inlined into every caller.)
-        // cache_mode is the owner's alone (a drainer never changes it).
-        if ((thread_heap->cache_mode &
-             (ThreadHeap::kCacheOff | ThreadHeap::kNoRegions |
-              ThreadHeap::kFencedBarrier)) == 0) {
-          void* p = nullptr;
-          if (ABSL_PREDICT_TRUE(
-                  EnterInlineOp</*kGivenMembarrier=*/true>(thread_heap))) {
-            const size_t span = tlsf::SpanForRequest(bytes);
-            // A hit changes no counter but the cache's own (Accounting).
-            p = thread_heap->cache.PopFast(span, thread_heap->regions.table(),
-                                           thread_heap->cache_key);
-          }
-          LeaveInlineOp(thread_heap);
-          if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
+        void* p = nullptr;
+        if (ABSL_PREDICT_TRUE(
+                EnterInlineOp</*kGivenMembarrier=*/true>(thread_heap))) {
+          const size_t span = tlsf::SpanForRequest(bytes);
+          // A hit changes no counter but the cache's own (Accounting).
+          p = thread_heap->cache.PopFast(span, thread_heap->regions.table(),
+                                         thread_heap->cache_key);
         }
+        LeaveInlineOp(thread_heap);
+        if (ABSL_PREDICT_TRUE(p != nullptr)) return p;
       }
     }
     return AllocateSlow(bytes);
@@ -822,7 +855,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   void* Reallocate(void* ptr, size_t bytes) noexcept {
     return ReallocateWith(ptr, bytes, nullptr);
   }
-  bool Free(void* ptr) noexcept {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool Free(void* ptr) noexcept {
     // The hit, inline and without a call: a live block of a cacheable span
     // in the region of the thread heap's last lookup, parked if its marker's
     // claim wins and the budget has room. Its heap gives the size only if it
@@ -830,35 +863,31 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     // refused and reported by FreeSlow, as by the heap. Anything else
     // (nullptr included: it lies in no region) takes FreeSlow. The hit is
     // an owner operation (fmemp/drain_protocol.h).
-    if (ThreadHeap* const thread_heap = ReadyThreadHeap()) {
-      // cache_mode == 0: no kFencedBarrier among the rest (and the owner's
-      // alone: a drainer never changes it).
-      if (thread_heap->cache_mode == 0) {
-        bool parked = false;
-        if (ABSL_PREDICT_TRUE(
-                EnterInlineOp</*kGivenMembarrier=*/true>(thread_heap))) {
-          const RegionTable::Entry* region =
-              thread_heap->regions.table().FindInHint(
-                  reinterpret_cast<uintptr_t>(ptr),
-                  thread_heap->cache.region_hint);
-          // The hint holds only the thread heap's own regions (region_hint in
-          // fmemp/size_class_cache.h): no owner check. A heap with debug
-          // modes takes FreeSlow: no call here, so no frame.
-          if (region != nullptr &&
-              !static_cast<const tlsf::Heap*>(region->heap)->HasDebugModes()) {
-            const size_t usable = static_cast<const tlsf::Heap*>(region->heap)
-                                      ->PlainUsableSizeIfFreeable(ptr);
-            const size_t span = usable + tlsf::kBlockOverhead;
-            if (SizeClassCache::IsCacheableUsable(usable) &&
-                thread_heap->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
-                                           thread_heap->cache_key)) {
-              parked = true;  // no counter but the cache's (Accounting)
-            }
+    if (ThreadHeap* const thread_heap = ReadyThreadHeap(/*allowed=*/0)) {
+      bool parked = false;
+      if (ABSL_PREDICT_TRUE(
+              EnterInlineOp</*kGivenMembarrier=*/true>(thread_heap))) {
+        const RegionTable::Entry* region =
+            thread_heap->regions.table().FindInHint(
+                reinterpret_cast<uintptr_t>(ptr),
+                thread_heap->cache.region_hint);
+        // The hint holds only the thread heap's own regions (region_hint in
+        // fmemp/size_class_cache.h): no owner check. A heap with debug
+        // modes takes FreeSlow: no call here, so no frame.
+        if (region != nullptr &&
+            !static_cast<const tlsf::Heap*>(region->heap)->HasDebugModes()) {
+          const size_t usable = static_cast<const tlsf::Heap*>(region->heap)
+                                    ->PlainUsableSizeIfFreeable(ptr);
+          const size_t span = usable + tlsf::kBlockOverhead;
+          if (SizeClassCache::IsCacheableUsable(usable) &&
+              thread_heap->cache.TryPush(static_cast<ParkedBlock*>(ptr), span,
+                                         thread_heap->cache_key)) {
+            parked = true;  // no counter but the cache's (Accounting)
           }
         }
-        LeaveInlineOp(thread_heap);
-        if (parked) return true;
       }
+      LeaveInlineOp(thread_heap);
+      if (parked) return true;
     }
     return FreeSlow(ptr);
   }
@@ -1180,6 +1209,9 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   using RemoteQueue = thread_heap_internal::RemoteQueue;
   static constexpr uintptr_t kClosed = thread_heap_internal::kClosed;
   static constexpr uintptr_t kNews = thread_heap_internal::kNews;
+  static constexpr uintptr_t kHitsOff = thread_heap_internal::kHitsOff;
+  static constexpr uintptr_t kNoParking = thread_heap_internal::kNoParking;
+  static constexpr uintptr_t kHeadFlags = thread_heap_internal::kHeadFlags;
 
   // Runs fn(thread heap) for the heap of thread `thread_id` (0: the calling
   // thread's), under bindings_mu_; kNoThreadHeap if there is none.
@@ -1251,6 +1283,9 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     if (tagging_used_.load(std::memory_order_relaxed)) {
       thread_heap->cache_mode |= ThreadHeap::kNoPark;
     }
+    // The head's image of cache_mode (no hit before the first region).
+    queue->head.fetch_or(ThreadHeap::HeadBitsOf(thread_heap->cache_mode),
+                         std::memory_order_relaxed);
     return thread_heap;
   }
 
@@ -1315,8 +1350,10 @@ class ThreadHeapMemp final : private ThreadStateOwner {
         thread_heap->queue->head.load(std::memory_order_acquire);
     const uint64_t epoch = epoch_.load(std::memory_order_acquire);
     if (thread_heap->seen_epoch != epoch) CatchUp(thread_heap, epoch);
-    if (head != 0 ||
-        thread_heap->queue->head.load(std::memory_order_relaxed) != 0) {
+    constexpr uintptr_t kModeBits = kHitsOff | kNoParking;
+    if ((head & ~kModeBits) != 0 ||
+        (thread_heap->queue->head.load(std::memory_order_relaxed) &
+         ~kModeBits) != 0) {
       ApplyRemoteFrees(thread_heap, nullptr);
     }
     return thread_heap;
@@ -1329,17 +1366,22 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   }
 
   // The calling thread's heap when its own calls may take the inline hit:
-  // it was the thread's last-used state and has nothing to catch up on (its
-  // queue's head is 0: no queued frees, no news of a Clear, ResetPeak or
-  // tagging); else nullptr (the slow path syncs). The caller tests
-  // cache_mode (regions, cache on). Inline, no call.
-  ThreadHeap* ReadyThreadHeap() {
+  // it was the thread's last-used state, has nothing to catch up on and its
+  // cache_mode allows the hit, all told by one load of its queue's head:
+  // no bit but `allowed` (kNoParking or 0) set (no queued frees, no news of
+  // a Clear, ResetPeak or tagging, no kHitsOff); else nullptr (the slow
+  // path syncs). Inline, no call.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE ThreadHeap* ReadyThreadHeap(uintptr_t allowed) {
     ThreadHeap* const thread_heap =
         static_cast<ThreadHeap*>(LastUsedThreadStateFor(this));
     if (thread_heap == nullptr ||
-        thread_heap->queue->head.load(std::memory_order_relaxed) != 0) {
+        (thread_heap->queue->head.load(std::memory_order_relaxed) & ~allowed) !=
+            0) {
       return nullptr;
     }
+    // The head's image of cache_mode is exact (SetCacheMode).
+    FMEMP_DCHECK((ThreadHeap::HeadBitsOf(thread_heap->cache_mode) & ~allowed) ==
+                 0);
     return thread_heap;
   }
 
@@ -1476,8 +1518,10 @@ class ThreadHeapMemp final : private ThreadStateOwner {
       thread_heap->regions.Clear();
       thread_heap->budget.Reset();
       thread_heap->regions.UseBudget(&thread_heap->budget);
-      // (Keeping news that may have come since `epoch` was read.)
-      thread_heap->queue->head.fetch_and(kNews, std::memory_order_relaxed);
+      // (Keeping news that may have come since `epoch` was read, and the
+      // image of cache_mode.)
+      thread_heap->queue->head.fetch_and(kNews | kHitsOff | kNoParking,
+                                         std::memory_order_relaxed);
       thread_heap->accounted_used = 0;  // Clear zeroed the totals
       thread_heap->peak = 0;
       thread_heap->cache_key = marker_key_.load(std::memory_order_relaxed);
@@ -1489,7 +1533,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     }
     thread_heap->seen_peak_epoch = peak_epoch;
     if (tagging_used_.load(std::memory_order_relaxed)) {
-      thread_heap->cache_mode |= ThreadHeap::kNoPark;
+      thread_heap->SetCacheMode(thread_heap->cache_mode | ThreadHeap::kNoPark);
     }
     thread_heap->seen_epoch = epoch;
     thread_heap->Publish();
@@ -1558,13 +1602,14 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // nullptr. Owner only. O(queued blocks); no allocation.
   ABSL_ATTRIBUTE_NOINLINE void ApplyRemoteFrees(ThreadHeap* thread_heap,
                                                 RegionSet* shared) {
-    const uintptr_t head =
-        thread_heap->queue->head.exchange(0, std::memory_order_acq_rel);
+    const uintptr_t head = thread_heap->queue->head.exchange(
+        ThreadHeap::HeadBitsOf(thread_heap->cache_mode),
+        std::memory_order_acq_rel);
     if ((head & kClosed) != 0) {  // cannot happen on a live owner
       thread_heap->queue->head.store(kClosed, std::memory_order_relaxed);
       return;
     }
-    ApplyList(thread_heap, head & ~kNews, shared);
+    ApplyList(thread_heap, head & ~kHeadFlags, shared);
     if ((head & kNews) != 0) {
       // The exchange took the news: act on it now (acquire: its epoch is
       // visible).
@@ -2009,9 +2054,10 @@ class ThreadHeapMemp final : private ThreadStateOwner {
         __atomic_store_n(&block->marker, 0, __ATOMIC_RELEASE);
         return kTakeLock;
       }
-      block->next = head & ~kNews;
+      block->next = head & ~kHeadFlags;
     } while (!queue->head.compare_exchange_weak(
-        head, address | (head & kNews), std::memory_order_release, kRelaxed));
+        head, address | (head & kHeadFlags), std::memory_order_release,
+        kRelaxed));
     return kQueued;
   }
 
@@ -2098,7 +2144,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
       ApplyList(thread_heap,
                 thread_heap->queue->head.exchange(kClosed,
                                                   std::memory_order_acq_rel) &
-                    ~kNews,
+                    ~kHeadFlags,
                 &shared);
       // Its peak and its counts of failures and misuse outlive it: once
       // the thread heap is gone, retired_failed_, retired_invalid_ and
