@@ -855,7 +855,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   void* Reallocate(void* ptr, size_t bytes) noexcept {
     return ReallocateWith(ptr, bytes, nullptr);
   }
-  ABSL_ATTRIBUTE_ALWAYS_INLINE bool Free(void* ptr) noexcept {
+  bool Free(void* ptr) noexcept {
     // The hit, inline and without a call: a live block of a cacheable span
     // in the region of the thread heap's last lookup, parked if its marker's
     // claim wins and the budget has room. Its heap gives the size only if it
