@@ -872,9 +872,42 @@ void* RegionSet::AllocateAligned(size_t alignment, size_t bytes) noexcept {
 
 size_t RegionSet::AllocateBatch(size_t bytes, size_t count,
                                 void** out) noexcept {
+  if (budget_ != nullptr) return AllocateBatchCharged(bytes, count, out);
   size_t got = 0;
   while (got < count) {
     void* p = Allocate(bytes);
+    if (p == nullptr) break;
+    out[got++] = p;
+  }
+  return got;
+}
+
+size_t RegionSet::AllocateBatchCharged(size_t bytes, size_t count,
+                                       void** out) noexcept {
+  const size_t peak_before = peak_used_bytes_;
+  size_t got = 0;
+  size_t spans = 0;
+  while (got < count) {
+    void* p = AllocateUncharged(tlsf::kAlignment, bytes);
+    if (p == nullptr) break;
+    Region* r = solo_;  // the one region, if it served the block
+    if (r == nullptr || Addr(p) < r->first_payload || Addr(p) >= r->end) {
+      r = FindRegion(p);
+    }
+    spans += r->heap.BlockSpan(p);
+    out[got++] = p;
+  }
+  if (got == 0 || budget_->TryCharge(spans)) return got;
+  // Refused as a whole: the heaps and the peak as they were, then block by
+  // block, so that the blocks that fit are still had.
+  while (got > 0) {
+    void* const p = out[--got];
+    InRegion<PeakEffect::kNone>(FindRegion(p),
+                                [p](Heap& heap) { return heap.Free(p); });
+  }
+  peak_used_bytes_ = peak_before;
+  while (got < count) {
+    void* p = AllocateCharged(tlsf::kAlignment, bytes);
     if (p == nullptr) break;
     out[got++] = p;
   }

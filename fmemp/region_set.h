@@ -385,7 +385,8 @@ class RegionSet {
 
   // Allocates up to `count` blocks of `bytes` into out[] and returns how
   // many it got (a per-thread cache refilling decides what a short batch
-  // means).
+  // means). Under a budget, one charge for the whole batch (block by block
+  // only when the budget refuses it: as many blocks as fit).
   size_t AllocateBatch(size_t bytes, size_t count, void** out) noexcept;
 
   // Failed allocations (MempStats::failed_allocations). No operation of this
@@ -529,6 +530,13 @@ class RegionSet {
   // charged, or the block freed (heaps and peak as before) if refused.
   ABSL_ATTRIBUTE_NOINLINE void* AllocateCharged(size_t alignment,
                                                 size_t bytes) noexcept;
+  // AllocateBatch under a budget: the batch's spans charged at once; if
+  // that is refused, the batch is undone (heaps and peak as before) and
+  // taken block by block with AllocateCharged. O(count) heap calls on
+  // success; twice that on a refusal.
+  ABSL_ATTRIBUTE_NOINLINE size_t AllocateBatchCharged(size_t bytes,
+                                                      size_t count,
+                                                      void** out) noexcept;
   // AllocateWith's allocation, charging nothing.
   void* AllocateUncharged(size_t alignment, size_t bytes) noexcept;
   // Reallocate under a budget or in a retiring region: in place when it

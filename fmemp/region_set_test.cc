@@ -356,6 +356,37 @@ TEST(RegionSetTest, FailuresAreCountedByTheOwnerAndReallocateSaysNoRoom) {
   EXPECT_EQ(set.Probe().failed_allocations, 0u);
 }
 
+// Under a budget a batch is charged once; when the budget refuses the
+// whole batch, the set still gives the blocks that fit, charged one by
+// one, and the peak counts only those.
+TEST(RegionSetTest, ABatchRefusedAsAWholeStillGivesTheBlocksThatFit) {
+  alignas(64) static char region[kRegionBytes];
+  RegionSet set;
+  Budget budget;
+  set.UseBudget(&budget);
+  ASSERT_TRUE(set.AddRegion(region, region + kRegionBytes).ok());
+  void* batch[8];
+  ASSERT_EQ(set.AllocateBatch(100, 8, batch), 8u);
+  const size_t span = tlsf::SpanForRequest(100);
+  EXPECT_EQ(budget.usage(), 8 * span);
+  EXPECT_EQ(set.Probe().used_bytes, 8 * span);
+  for (void* p : batch) EXPECT_TRUE(set.Free(p));
+  EXPECT_EQ(budget.usage(), 0u);
+  const size_t peak = set.Probe().peak_used_bytes;
+
+  budget.SetLimit(3 * span);  // room for three of eight
+  set.ResetPeak();
+  ASSERT_EQ(set.AllocateBatch(100, 8, batch), 3u);
+  EXPECT_EQ(budget.usage(), 3 * span);
+  EXPECT_EQ(set.Probe().used_bytes, 3 * span);
+  EXPECT_EQ(set.Probe().live_blocks, 3u);
+  EXPECT_EQ(set.Probe().peak_used_bytes, 3 * span);
+  EXPECT_LE(set.Probe().peak_used_bytes, peak);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(set.Free(batch[i]));
+  EXPECT_EQ(budget.usage(), 0u);
+  set.Clear();
+}
+
 // A bind moves a region from the shared set (charged to the front-end's
 // budget) into a thread heap's set (charged to the heap's budget, whose
 // parent is the front-end's). The front-end's usage must not dip during

@@ -848,6 +848,52 @@ TYPED_TEST(ThreadHeapMempTest, TaggedBlocksAreListedByTheirOwner) {
   });
 }
 
+// The inline hits read the thread heap's modes from its queue's head
+// (with the queued frees and the news): once tagging was used, a plain
+// free parks nothing more while a plain allocation still pops parked
+// blocks; a free queued by another thread meanwhile is applied at the
+// owner's next call, its mode bits kept.
+TYPED_TEST(ThreadHeapMempTest, HitsFollowTheModesAfterTagging) {
+  Region own;
+  Worker owner;
+  void* handed = nullptr;
+  owner.Run([&] {
+    this->BindHere(own);
+    void* blocks[4];
+    for (void*& b : blocks) b = this->memp_.Allocate(64);
+    for (void* b : blocks) EXPECT_TRUE(this->memp_.Free(b));
+    handed = this->memp_.Allocate(200);
+    ASSERT_NE(handed, nullptr);
+    const size_t parked = this->memp_.Probe().cached_bytes;
+    ASSERT_GT(parked, 0u);
+    BlockTag tag;
+    tag.file = "thread_heap_user.cc";
+    tag.line = 7;
+    void* tagged = this->memp_.AllocateTagged(16, 100, tag);
+    ASSERT_NE(tagged, nullptr);
+    EXPECT_TRUE(this->memp_.Free(tagged));
+    const size_t after_tagging = this->memp_.Probe().cached_bytes;
+    void* p = this->memp_.Allocate(64);  // a pop: the cache shrinks
+    ASSERT_NE(p, nullptr);
+    EXPECT_LT(this->memp_.Probe().cached_bytes, after_tagging);
+    const size_t before_free = this->memp_.Probe().cached_bytes;
+    EXPECT_TRUE(this->memp_.Free(p));  // not parked
+    EXPECT_EQ(this->memp_.Probe().cached_bytes, before_free);
+  });
+  EXPECT_TRUE(this->memp_.Free(handed));  // queued to the owner
+  owner.Run([&] {
+    const size_t used_before = this->memp_.Probe().used_bytes;
+    EXPECT_TRUE(this->memp_.Free(this->memp_.Allocate(64)));
+    EXPECT_LT(this->memp_.Probe().used_bytes, used_before);
+    // Still no parking, still pops.
+    const size_t cached = this->memp_.Probe().cached_bytes;
+    void* p = this->memp_.Allocate(64);
+    EXPECT_TRUE(this->memp_.Free(p));
+    EXPECT_LE(this->memp_.Probe().cached_bytes, cached);
+  });
+  EXPECT_EQ(this->misuse_.count(), 0u);
+}
+
 TYPED_TEST(ThreadHeapMempTest, ClearForgetsThreadHeaps) {
   Region own;
   Worker owner;
