@@ -915,6 +915,7 @@ FError FMempProbeThreadHeap(FMemp* memp, u32 index,
     usage->limit =
         p.limit == fmemp::Budget::kNoLimit ? FMEMP_LIMIT_NONE : p.limit;
     usage->limit_refusals = p.stats.limit_refusals;
+    usage->fallback_bytes = p.fallback_bytes;
     return FMEMP_SUCCESS;
   });
 }
