@@ -1701,9 +1701,10 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // with no thread heap or on a fallback, from the shared regions
   // (shared_attempt(FailureCountedBy, ChargeAccount*), which applies Memp's
   // out-of-memory handling and, on a fallback, attributes the block to the
-  // thread heap's fallback_account). A nullptr result is one failed allocation, counted once: by
-  // the thread heap when the calling thread has one (a fallback that fails too
-  // leaves it to the thread heap), else by the shared regions.
+  // thread heap's fallback_account). A nullptr result is one failed allocation,
+  // counted once: by the thread heap when the calling thread has one (a
+  // fallback that fails too leaves it to the thread heap), else by the shared
+  // regions.
   template <typename ThreadHeapAttemptFn, typename SharedAttemptFn>
   void* AllocateWith(size_t bytes, size_t alignment,
                      ThreadHeapAttemptFn thread_heap_attempt,
@@ -1848,10 +1849,9 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     if (fallback_of != nullptr) {
       constexpr FailureCountedBy kByThreadHeap = FailureCountedBy::kCaller;
       RegionSet::ChargeAccount* const account = &fallback_of->fallback_account;
-      moved =
-          tag != nullptr
-              ? SharedTagged(alignment, bytes, *tag, kByThreadHeap, account)
-              : SharedAligned(alignment, bytes, kByThreadHeap, account);
+      moved = tag != nullptr
+                  ? SharedTagged(alignment, bytes, *tag, kByThreadHeap, account)
+                  : SharedAligned(alignment, bytes, kByThreadHeap, account);
     } else {
       moved = tag != nullptr ? AllocateTagged(alignment, bytes, *tag)
                              : AllocateAligned(alignment, bytes);
