@@ -100,6 +100,16 @@
 // * When a thread heap cannot serve a request it either falls back to the
 //   shared regions (ThreadHeapExhaustion::kFallBackToShared, the default) or
 //   fails (kFail, after asking the out-of-memory handler once).
+// * A fallback block is attributed to its thread heap (its fallback_account,
+//   a RegionSet::ChargeAccount in the shared regions' ledger, kept under the
+//   shared lock): charged to the heap's own limit (a fallback that would
+//   pass it returns NULL) and credited back when it is freed, by any thread
+//   and any path, or resized (a realloc keeps the block's attribution, on
+//   any thread). Binding a region that holds a heap's fallback blocks makes
+//   them the binder's (its region's blocks). When the heap's thread exits,
+//   its entries are forgotten, not re-attributed: the blocks stay live
+//   shared blocks, charged to the front-end's budget as before, and their
+//   later frees credit no one (SharedUnattributedBytes counts them).
 //
 // Guarantees
 // * Thread safety: every member may be called from any thread (LockPolicy
@@ -979,13 +989,15 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   const Budget& budget() const noexcept { return shared_.budget(); }
 
   // A thread heap's own hard limit, over the bytes of its regions in use or
-  // parked in its cache; a request that would pass it fails (no fallback to the
+  // parked in its cache and its fallback blocks (ThreadHeapStats::
+  // fallback_bytes); a request that would pass it fails (no fallback to the
   // shared regions, no out-of-memory handler), counted in the thread heap's
-  // failed_allocations and limit_refusals. `thread_id` names the thread heap's
-  // thread (ThreadHeapStats::thread_id; 0: the calling thread's). May be set
-  // right after binding, and changed from any thread at any time.
-  // Budget::kNoLimit removes it. kNoThreadHeap if that thread has no thread
-  // heap. O(thread heaps).
+  // failed_allocations and limit_refusals (a fallback's refusal: in the
+  // heap's failed_allocations and the shared regions' limit_refusals).
+  // `thread_id` names the thread heap's thread (ThreadHeapStats::thread_id; 0:
+  // the calling thread's). May be set right after binding, and changed from any
+  // thread at any time. Budget::kNoLimit removes it. kNoThreadHeap if that
+  // thread has no thread heap. O(thread heaps).
   ManagementResult TrySetThreadHeapLimit(uint64_t thread_id, size_t bytes) {
     return WithThreadHeapOf(thread_id, [bytes](ThreadHeap* thread_heap) {
       thread_heap->budget.SetLimit(bytes);
