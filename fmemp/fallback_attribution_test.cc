@@ -286,6 +286,45 @@ TEST_F(FallbackAttributionTest, ReallocOfAFallbackBlock) {
   EXPECT_EQ(memp_.Probe().used_bytes, 0u);
 }
 
+int retired_calls = 0;
+void CountRetired(void*, void*, void*) { ++retired_calls; }
+
+// A fallback block in a shared region being retired: a realloc moves it out
+// (still attributed, its new block charged to the heap), and its free
+// removes the region.
+TEST_F(FallbackAttributionTest, RetirementMovesKeepTheAttribution) {
+  auto second = std::make_unique<unsigned char[]>(kSharedBytes);
+  ASSERT_TRUE(memp_.AddRegion(second.get(), kSharedBytes).ok());
+  retired_calls = 0;
+  std::atomic<int> step{0};
+  void* block = nullptr;
+  std::vector<void*> blocks;
+  std::thread worker([&] {
+    ASSERT_TRUE(memp_.BindThisThread(own_.get()).ok());
+    blocks = FillAndFallBack(1);
+    block = blocks.back();
+    blocks.pop_back();
+    step.store(1);
+    while (step.load() != 2) std::this_thread::yield();
+    EXPECT_EQ(MyHeap(memp_).fallback_bytes, SpanOf(memp_, block));
+    EXPECT_TRUE(memp_.Free(block));
+    EXPECT_EQ(MyHeap(memp_).fallback_bytes, 0u);
+    for (void* p : blocks) memp_.Free(p);
+  });
+  while (step.load() != 1) std::this_thread::yield();
+  void* const region =
+      In(shared_.get(), kSharedBytes, block) ? shared_.get() : second.get();
+  ASSERT_TRUE(memp_.RetireRegion(region, &CountRetired, nullptr).ok());
+  void* moved = memp_.Reallocate(block, 3 * kBlock);
+  ASSERT_NE(moved, nullptr);
+  EXPECT_FALSE(In(static_cast<unsigned char*>(region), kSharedBytes, moved));
+  EXPECT_EQ(retired_calls, 1);  // its last block moved out
+  block = moved;
+  step.store(2);
+  worker.join();
+  EXPECT_EQ(memp_.Probe().used_bytes, 0u);
+}
+
 // At quiescence, each thread's live bytes (its regions' used bytes plus its
 // fallback bytes) and the shared regions' unattributed bytes sum to the
 // front-end's used bytes; the unattributed bytes are exactly what an
