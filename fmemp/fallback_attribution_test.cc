@@ -376,7 +376,6 @@ TEST(FallbackAttributionIdentityTest, LiveBytesSumToTheFrontEndsUsedBytes) {
   }
   while (ready.load() != kThreads) std::this_thread::yield();
   size_t live = 0;
-  size_t fallback = 0;
   const ThreadHeapStatsList heaps = memp.ProbeThreadHeaps();
   EXPECT_EQ(heaps.size(), static_cast<size_t>(kThreads));
   for (const ThreadHeapStats& heap : heaps) {
@@ -385,7 +384,6 @@ TEST(FallbackAttributionIdentityTest, LiveBytesSumToTheFrontEndsUsedBytes) {
         heap.budget_usage,
         heap.stats.used_bytes + heap.stats.cached_bytes + heap.fallback_bytes);
     live += heap.stats.used_bytes + heap.fallback_bytes;
-    fallback += heap.fallback_bytes;
   }
   EXPECT_EQ(memp.SharedUnattributedBytes(), unbound_spans);
   EXPECT_EQ(live + memp.SharedUnattributedBytes(), memp.Probe().used_bytes);
