@@ -286,6 +286,34 @@ TEST_F(FallbackAttributionTest, ReallocOfAFallbackBlock) {
   EXPECT_EQ(memp_.Probe().used_bytes, 0u);
 }
 
+// Unbinding keeps the heap's fallback blocks attributed to it (the heap
+// lives on with its limit): it is still listed while they live.
+TEST_F(FallbackAttributionTest, UnboundHeapKeepsItsFallbackBlocks) {
+  std::thread worker([&] {
+    ASSERT_TRUE(memp_.BindThisThread(own_.get()).ok());
+    std::vector<void*> blocks = FillAndFallBack(2);
+    const size_t fallback_spans = FallbackSpans(blocks);
+    std::vector<void*> fallback;
+    for (void* p : blocks) {
+      if (In(own_.get(), kOwnBytes, p)) {
+        memp_.Free(p);
+      } else {
+        fallback.push_back(p);
+      }
+    }
+    ASSERT_TRUE(memp_.UnbindThisThread().ok());
+    ThreadHeapStats heap = MyHeap(memp_);
+    EXPECT_EQ(heap.stats.region_count, 0u);
+    EXPECT_EQ(heap.fallback_bytes, fallback_spans);
+    EXPECT_EQ(heap.budget_usage, fallback_spans);
+    for (void* p : fallback) EXPECT_TRUE(memp_.Free(p));
+    EXPECT_EQ(MyHeap(memp_).thread_id, 0u);  // no longer listed
+    EXPECT_EQ(memp_.ProbeThreadHeaps().size(), 0u);
+  });
+  worker.join();
+  EXPECT_EQ(memp_.Probe().used_bytes, 0u);
+}
+
 int retired_calls = 0;
 void CountRetired(void*, void*, void*) { ++retired_calls; }
 
