@@ -32,9 +32,14 @@
 // * Soft limit: when a charge takes usage from at most soft_limit to above
 //   it while the notice is armed, the notice is disarmed and becomes due;
 //   RunSoftHandlerIfDue (called by the front-end once its locks are
-//   released) runs the handler exactly once per due notice, on the thread
-//   that calls it. A refund that takes usage below soft_limit - hysteresis
-//   re-arms it. The handler may allocate, free and call the front-end.
+//   released and the calling thread's per-thread operation is over:
+//   fmemp/drain_protocol.h) runs the handler exactly once per due notice, on
+//   the thread that calls it, and never while another call of this budget's
+//   handler runs: a notice that falls due meanwhile is run when that call
+//   returns (by its thread, or by the next thread that finds the handler
+//   free). A refund that takes usage below soft_limit - hysteresis re-arms
+//   it. The handler may allocate, free and call the front-end, draining
+//   every thread's cache included.
 // * Chaining: a budget with a parent (SetParent) charges the parent too;
 //   a charge either lands in both or in neither (TryChargeWithoutParent
 //   charges this one alone, for bytes the parent is charged for elsewhere).
@@ -63,8 +68,9 @@ class Budget {
     size_t usage;       // usage just after the crossing charge
     size_t soft_limit;  // the limit it crossed
   };
-  // Runs outside the front-end's locks, on a thread that allocated; may
-  // call the front-end (free, allocate, probe).
+  // Runs outside the front-end's locks and per-thread operations, on a
+  // thread that allocated; may call the front-end (free, allocate, probe,
+  // drain every thread's cache).
   using SoftLimitHandler = void (*)(void* context, const SoftLimitEvent& event);
 
   Budget() = default;
@@ -118,6 +124,13 @@ class Budget {
   // thread's heap): usage may then pass the limit, and charges are refused
   // until it falls back under. Soft-limit crossings count as for TryCharge.
   void ForceCharge(size_t bytes) noexcept;
+  // Moves a charge of `bytes` from `from`'s chain (it and its parent) to
+  // `to`'s (a region with live blocks moving between sets): a budget in
+  // both chains keeps it untouched, so its usage never dips and a racing
+  // charge cannot take the room; one only in `to`'s is charged whatever
+  // its limit (as ForceCharge), then one only in `from`'s is refunded.
+  // Either may be nullptr (no budget).
+  static void Transfer(Budget* from, Budget* to, size_t bytes) noexcept;
   // Takes `bytes` charged earlier off usage (and the parent's).
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Refund(size_t bytes) noexcept {
     RefundHere(bytes);
@@ -135,7 +148,8 @@ class Budget {
 
   // Runs the soft-limit handler if a crossing made a notice due (here or
   // in the parent), once per notice. Call it with no lock of the front-end
-  // held. One relaxed load each when nothing is due.
+  // held and outside the calling thread's owner operations
+  // (fmemp/drain_protocol.h). One relaxed load each when nothing is due.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void RunSoftHandlerIfDue() noexcept {
     if (ABSL_PREDICT_FALSE(due_.load(std::memory_order_relaxed))) {
       RunSoftHandler();
@@ -192,6 +206,10 @@ class Budget {
   // A charge took usage to `after`, above the soft limit: makes the notice
   // due if it was armed. (Once armed, usage was below the limit, or the
   // limit was just set: either way this charge is the crossing.)
+  // ForceCharge on this budget alone.
+  void ForceChargeHere(size_t bytes) noexcept;
+  // Whether `budget` is `chain` or its parent.
+  static bool InChain(const Budget* chain, const Budget* budget) noexcept;
   ABSL_ATTRIBUTE_NOINLINE void NoteAboveSoft(size_t after) noexcept;
   ABSL_ATTRIBUTE_NOINLINE void Rearm() noexcept;
   ABSL_ATTRIBUTE_NOINLINE void RunSoftHandler() noexcept;
@@ -205,6 +223,7 @@ class Budget {
   std::atomic<size_t> hysteresis_{0};
   std::atomic<bool> armed_{true};
   std::atomic<bool> due_{false};
+  std::atomic<bool> handler_running_{false};  // a call of the handler runs
   std::atomic<size_t> due_usage_{0};
   std::atomic<SoftLimitHandler> handler_{nullptr};
   std::atomic<void*> context_{nullptr};

@@ -140,6 +140,68 @@ TEST(BudgetTest, ChildCrossingRunsTheParentsHandlerToo) {
   EXPECT_EQ(parent_calls.count, 1);
 }
 
+TEST(BudgetTest, TransferLeavesABudgetInBothChainsUntouched) {
+  Budget parent;
+  Budget child;
+  child.SetParent(&parent);
+  EXPECT_TRUE(parent.TryCharge(100));
+  parent.SetLimit(100);  // at the limit: a transfer into the child passes
+  Budget::Transfer(&parent, &child, 100);  // shared regions -> a thread heap
+  EXPECT_EQ(parent.usage(), 100u);
+  EXPECT_EQ(child.usage(), 100u);
+  Budget::Transfer(&child, &parent, 100);  // and back
+  EXPECT_EQ(parent.usage(), 100u);
+  EXPECT_EQ(child.usage(), 0u);
+  Budget::Transfer(&parent, nullptr, 100);  // to a set without a budget
+  EXPECT_EQ(parent.usage(), 0u);
+  parent.SetLimit(10);
+  Budget::Transfer(nullptr, &child, 50);  // charged whatever the limits
+  EXPECT_EQ(child.usage(), 50u);
+  EXPECT_EQ(parent.usage(), 50u);
+  EXPECT_EQ(parent.refusals(), 0u);
+}
+
+// A handler that runs long (an eviction) while usage falls below the
+// hysteresis and crosses again on another thread: the second notice waits
+// for the first call to return, and then runs, once. (Before the fix the
+// second thread ran the handler while the first call was still running.)
+TEST(BudgetTest, HandlerCallsForOneBudgetNeverOverlap) {
+  struct Watch {
+    std::atomic<int> running{0};
+    std::atomic<int> calls{0};
+    std::atomic<int> overlaps{0};
+    std::atomic<bool> first_entered{false};
+    std::atomic<bool> release_first{false};
+  } watch;
+  auto handler = [](void* context, const Budget::SoftLimitEvent&) {
+    Watch& w = *static_cast<Watch*>(context);
+    if (w.running.fetch_add(1) != 0) w.overlaps.fetch_add(1);
+    if (w.calls.fetch_add(1) == 0) {
+      w.first_entered.store(true);
+      while (!w.release_first.load()) std::this_thread::yield();
+    }
+    w.running.fetch_sub(1);
+  };
+  Budget budget;
+  budget.SetSoftLimit(100, 50, handler, &watch);
+  std::thread first([&] {
+    EXPECT_TRUE(budget.TryCharge(150));  // crosses: due
+    budget.RunSoftHandlerIfDue();        // runs the handler, which waits
+  });
+  while (!watch.first_entered.load()) std::this_thread::yield();
+  budget.Refund(150);                  // below 100 - 50: re-armed
+  EXPECT_TRUE(budget.TryCharge(150));  // crosses again: due
+  budget.RunSoftHandlerIfDue();        // the handler is busy: left due
+  EXPECT_EQ(watch.calls.load(), 1);
+  watch.release_first.store(true);
+  first.join();  // the first thread ran the second notice on its return
+  EXPECT_EQ(watch.calls.load(), 2);
+  EXPECT_EQ(watch.overlaps.load(), 0);
+  EXPECT_EQ(budget.soft_crossings(), 2u);
+  budget.RunSoftHandlerIfDue();  // nothing left due
+  EXPECT_EQ(watch.calls.load(), 2);
+}
+
 // 8 threads race to charge blocks of assorted sizes against a limit that is
 // not a multiple of them; usage must never pass it, and the final usage must
 // equal what the successful charges add up to.

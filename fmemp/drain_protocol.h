@@ -30,6 +30,9 @@
 //   done. Owner operations may nest (a handler that calls back into
 //   fmemp): scoped ones count their depth in in_scope, only the outermost
 //   one can divert, and an inline hit inside one leaves its mark alone.
+//   The owner can tell whether it is inside a scoped operation: in_scope is
+//   nonzero exactly then (a diverted one included). The front-ends run no
+//   user handler inside one (fmemp/thread_heap.h, fmemp/thread_cache.h).
 // * Owner side: no lock, no read-modify-write; a store, a compiler barrier
 //   (a fence when membarrier(2) is missing or under TSan) and a load, and a
 //   store at the end (a scoped operation also loads its nesting depth). Drainer
@@ -123,13 +126,19 @@ class OwnerOpScope {
   explicit OwnerOpScope(Drainable* s) { Adopt(s); }
   OwnerOpScope(const OwnerOpScope&) = delete;
   OwnerOpScope& operator=(const OwnerOpScope&) = delete;
-  ~OwnerOpScope() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  ~OwnerOpScope() { Close(); }
+  // Ends the operation now (the destructor then does nothing): for a
+  // caller that has more to do once it is over, e.g. run a user handler
+  // that may stop this state's owner's peers.
+  void Close() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (s_ == nullptr) return;
     if (ABSL_PREDICT_FALSE(diverted_)) {
+      s_->in_scope.store(0, std::memory_order_release);
       s_->mu.Unlock();
     } else {
       s_->in_scope.store(depth_, std::memory_order_release);
     }
+    s_ = nullptr;
   }
   // Starts the operation on `s` (nullptr: none). REQUIRES: none started.
   void Adopt(Drainable* s) {
@@ -142,11 +151,15 @@ class OwnerOpScope {
   }
 
  private:
-  // Leaves the mark and takes s->mu, which the drainer holds until done.
+  // Leaves the mark and takes s->mu, which the drainer holds until done;
+  // then marks the operation again (no drainer can look before Close
+  // unlocks s->mu), so that in_scope says, for the owner, whether it is
+  // inside an operation, diverted or not.
   ABSL_ATTRIBUTE_NOINLINE void Divert(Drainable* s)
       ABSL_NO_THREAD_SAFETY_ANALYSIS {
     s->in_scope.store(0, std::memory_order_release);
     LockWithoutWaiting(s->mu);
+    s->in_scope.store(1, std::memory_order_relaxed);
     diverted_ = true;
   }
 

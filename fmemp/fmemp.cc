@@ -683,6 +683,7 @@ FError FMempProbe64(FMemp* memp, FMempUsage* usage) {
       usage->soft_limit = budget.soft_limit();
     }
     usage->limit_refusals = s.limit_refusals;
+    usage->limit_usage = budget.usage();
     return FMEMP_SUCCESS;
   });
 }
@@ -915,6 +916,7 @@ FError FMempProbeThreadHeap(FMemp* memp, u32 index,
     usage->limit =
         p.limit == fmemp::Budget::kNoLimit ? FMEMP_LIMIT_NONE : p.limit;
     usage->limit_refusals = p.stats.limit_refusals;
+    usage->limit_usage = p.budget_usage;
     usage->fallback_bytes = p.fallback_bytes;
     return FMEMP_SUCCESS;
   });

@@ -266,6 +266,12 @@ typedef struct {
   u64 soft_limit;     /* FMempSetSoftLimit's, or FMEMP_LIMIT_NONE */
   u64 limit_refusals; /* of failed_allocations, those the hard limit
                          refused */
+  u64 limit_usage;    /* the bytes the limits count now, read at once: used +
+                         cached_bytes of every region (under
+                         FMEMP_POLICY_THREAD_HEAPS, used and cached_bytes sum
+                         the thread heaps' figures as of their threads' last
+                         calls, this their current bytes). Before the first
+                         limit only thread heaps' regions are counted */
 } FMempUsage;
 
 typedef struct {
@@ -358,6 +364,9 @@ typedef struct {
   u64 limit_refusals; /* of failed_allocations, those a limit refused in the
                          heap's own regions (a fallback's refusal counts in
                          FMempProbe64's limit_refusals) */
+  u64 limit_usage;    /* the bytes its limits count now: used + cached_bytes
+                         of its regions and fallback_bytes, current (the
+                         fields above are as of its thread's last call) */
   u64 fallback_bytes; /* live blocks this thread took from the shared regions
                          when its heap fell back to them, wherever they are
                          freed: the thread's live bytes are used +
@@ -415,8 +424,10 @@ FError FMempPrefault(void* begin_addr, void* end_addr);
 FError FMempCheck(FMemp* memp);
 
 /* Misuse reports. kind: FMEMP_MISUSE_*. The handler runs inside the pool's
- * lock and must not call back into the same FMemp. NULL restores the
- * default (one line on stderr). */
+ * lock (under FMEMP_POLICY_THREAD_HEAPS, for misuse in the calling thread's
+ * own heap, inside that thread's operation on it instead) and must not call
+ * back into the same FMemp. NULL restores the default (one line on
+ * stderr). */
 #define FMEMP_MISUSE_FOREIGN_POINTER 1
 #define FMEMP_MISUSE_INVALID_FREE 2
 #define FMEMP_MISUSE_DOUBLE_FREE 3
@@ -426,12 +437,15 @@ FError FMempCheck(FMemp* memp);
 typedef void (*FMempErrorHandler)(void* user, int kind, const void* ptr);
 FError FMempSetErrorHandler(FMemp* memp, FMempErrorHandler handler, void* user);
 
-/* Out of memory: called, without the pool's lock, when a well-formed
- * allocation (malloc, calloc, aligned malloc, realloc growth) finds no room,
- * with the size and alignment requested (16 for plain requests). It may call
- * any function on memp (free blocks, FMempAddRegion); a nonzero result has
- * the request tried once more. Malformed requests (bad alignment, calloc
- * overflow) never reach it. NULL removes it. FMEMP_ERR_NOT_INIT. */
+/* Out of memory: called, outside every lock of the pool (and outside the
+ * calling thread's operation on its cache or thread heap), when a
+ * well-formed allocation (malloc, calloc, aligned malloc, realloc growth)
+ * finds no room, with the size and alignment requested (16 for plain
+ * requests). It may call any function on memp (free blocks, FMempAddRegion,
+ * FMempDrainThreadCaches), while other threads' handlers do the same; a
+ * nonzero result has the request tried once more. Malformed requests (bad
+ * alignment, calloc overflow) never reach it. NULL removes it.
+ * FMEMP_ERR_NOT_INIT. */
 typedef int (*FMempOomHandler)(void* user, fsize_t size, fsize_t align);
 FError FMempSetOomHandler(FMemp* memp, FMempOomHandler handler, void* user);
 
@@ -449,12 +463,12 @@ FError FMempSetOomHandler(FMemp* memp, FMempOomHandler handler, void* user);
  * region costs one atomic operation (a per-thread cache hit costs nothing).
  *
  * A soft limit calls `handler` once, outside every lock, on the thread whose
- * allocation took usage above `bytes`; the handler may free (evict),
- * allocate and call any function on memp, except, under
- * FMEMP_POLICY_THREAD_HEAPS, FMempDrainThreadCaches and FMempProbeRegion
- * (they stop other threads' heaps, and two handlers doing so at once would
- * wait on each other). It is called again only after usage has fallen
- * below bytes - hysteresis and crossed once more.
+ * allocation took usage above `bytes`, once that allocation's operation on
+ * the thread's cache or heap is over; the handler may free (evict),
+ * allocate and call any function on memp, FMempDrainThreadCaches and
+ * FMempProbeRegion included, while other threads' handlers do the same. It
+ * is called again only after usage has fallen below bytes - hysteresis and
+ * crossed once more.
  *
  * Under FMEMP_POLICY_THREAD_HEAPS the limits cover the shared regions and
  * every thread heap's together, and each thread heap may have limits of its
@@ -493,7 +507,10 @@ FError FMempSetThreadHeapSoftLimit(FMemp* memp, u64 thread_id, u64 bytes,
  * (a growing realloc of one of its blocks moves the block), its live blocks
  * stay valid, and the free of its last block (by any thread) removes it;
  * then handler(user, begin, end) runs on that thread, outside every lock of
- * the FMemp, so that it may munmap the region or call into memp. A region
+ * the FMemp and its operation on a per-thread cache or heap, so that it may
+ * munmap the region or call into memp (FMempDrainThreadCaches included;
+ * when a thread's exit frees the last block, the handler runs on that
+ * thread at the end of its hand-back, with no fmemp lock held). A region
  * with no live block goes at once (the handler runs before the call
  * returns). handler may be NULL. FMempProbeRegion shows a retiring region
  * (retiring, and its live bytes in used). FMempCancelRetire puts a retiring

@@ -213,6 +213,52 @@ TEST(FMempLimitTest, LimitBelowUsageRefusesAndFreesNothing) {
   });
 }
 
+// limit_usage is what the hard limit counts: used + cached_bytes, whatever
+// the policy, and nothing once every block is back.
+TEST(FMempLimitTest, LimitUsageIsUsedPlusCached) {
+  ForEachLimitPolicy([](FMemp* memp) {
+    ASSERT_EQ(FMempSetLimit(memp, 1 << 20), FMEMP_SUCCESS);
+    std::vector<void*> blocks;
+    for (int i = 0; i < 32; ++i) blocks.push_back(FMempMalloc(memp, 3000));
+    for (int i = 0; i < 16; ++i) FMempFree(memp, blocks[i]);  // some cached
+    FMempUsage usage = Usage(memp);
+    EXPECT_GE(usage.limit_usage, 16u * 3000);
+    EXPECT_EQ(usage.limit_usage, usage.used + usage.cached_bytes);
+    for (int i = 16; i < 32; ++i) FMempFree(memp, blocks[i]);
+    ASSERT_EQ(FMempDrainThreadCaches(memp), FMEMP_SUCCESS);
+    usage = Usage(memp);
+    EXPECT_EQ(usage.limit_usage, 0u);
+    EXPECT_EQ(usage.used + usage.cached_bytes, 0u);
+  });
+}
+
+TEST(FMempLimitTest, ThreadHeapLimitUsageIsItsUsedPlusCached) {
+  RegionBuffer shared(kBufferBytes);
+  RegionBuffer own(kBufferBytes);
+  ScopedFMemp pool;
+  FMemp* memp = pool.get();
+  ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
+                                FMEMP_POLICY_THREAD_HEAPS),
+            FMEMP_SUCCESS);
+  ASSERT_EQ(FMempAddRegion(memp, own.begin(), own.end()), FMEMP_SUCCESS);
+  ASSERT_EQ(FMempBindThread(memp, own.begin()), FMEMP_SUCCESS);
+  ASSERT_EQ(FMempSetThreadHeapLimit(memp, 0, 1 << 20), FMEMP_SUCCESS);
+  std::vector<void*> blocks;
+  for (int i = 0; i < 32; ++i) blocks.push_back(FMempMalloc(memp, 2000));
+  for (int i = 0; i < 8; ++i) FMempFree(memp, blocks[i]);
+  FMempThreadHeapUsage heap = {};
+  ASSERT_EQ(FMempProbeThreadHeap(memp, 0, &heap), FMEMP_SUCCESS);
+  EXPECT_GE(heap.limit_usage, 24u * 2000);
+  EXPECT_EQ(heap.limit_usage, heap.used + heap.cached_bytes);
+  // The FMemp's budget counts the thread heap's bytes too.
+  EXPECT_GE(Usage(memp).limit_usage, heap.limit_usage);
+  for (int i = 8; i < 32; ++i) FMempFree(memp, blocks[i]);
+  ASSERT_EQ(FMempProbeThreadHeap(memp, 0, &heap), FMEMP_SUCCESS);
+  EXPECT_EQ(heap.limit_usage, heap.used + heap.cached_bytes);
+  EXPECT_EQ(FMempUnbindThread(memp), FMEMP_SUCCESS);
+  EXPECT_EQ(Usage(memp).limit_usage, 0u);
+}
+
 TEST(FMempLimitTest, EachSdkLifeCycleStartsWithoutLimits) {
   RegionBuffer buffer(kBufferBytes);
   for (int cycle = 0; cycle < 3; ++cycle) {

@@ -45,6 +45,7 @@
 #ifndef FMEMP_FMEMP_MEMP_H_
 #define FMEMP_FMEMP_MEMP_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -237,9 +238,11 @@ class Memp {
   ManagementResult TryRetireRegion(void* begin,
                                    RegionSet::RetiredHandler handler,
                                    void* context) {
-    return WithRegions([&](RegionSet& regions) {
+    const ManagementResult result = WithRegions([&](RegionSet& regions) {
       return regions.Retire(begin, handler, context);
     });
+    RunRetiredHandlersIfDue();  // an empty region went at once
+    return result;
   }
   ManagementResult TryCancelRetire(void* begin) {
     return WithRegions(
@@ -395,20 +398,27 @@ class Memp {
 
   // Runs fn(RegionSet&) under the lock and returns its result: one lock
   // acquisition for a batch of operations. `fn` must not call into this
-  // Memp.
-  // Runs the handlers of regions retirement removed meanwhile, after the
-  // lock is released.
+  // Memp. Runs no user handler: the handlers of regions that retirement
+  // removed meanwhile wait for RunRetiredHandlersIfDue, which the layer
+  // calls once its own operation is over (a layer calls this inside its
+  // per-thread operations, where a handler must not run).
   template <typename Fn>
   auto WithRegions(Fn fn) {
-    bool retired;
-    auto result = [&] {
-      sync::ScopedLock<LockPolicy> hold(lock_);
-      auto r = fn(regions_);
-      retired = regions_.has_retired();
-      return r;
-    }();
-    if (ABSL_PREDICT_FALSE(retired)) RunRetiredHandlers();
+    sync::ScopedLock<LockPolicy> hold(lock_);
+    auto result = fn(regions_);
+    if (ABSL_PREDICT_FALSE(regions_.has_retired())) {
+      retired_due_.store(true, std::memory_order_relaxed);
+    }
     return result;
+  }
+  // Runs the handlers that WithRegions left waiting, on the calling thread.
+  // Call it with no lock of this Memp (or of a layer) held and outside
+  // every per-thread operation of a layer. One relaxed load when none
+  // waits; each handler runs once, whichever thread calls this.
+  void RunRetiredHandlersIfDue() noexcept {
+    if (ABSL_PREDICT_FALSE(retired_due_.load(std::memory_order_relaxed))) {
+      RunRetiredHandlers();
+    }
   }
   template <typename Fn>
   auto WithRegions(Fn fn) const {
@@ -510,6 +520,7 @@ class Memp {
     {
       sync::ScopedLock<LockPolicy> hold(lock_);
       regions_.TakeRetired(&retired);
+      retired_due_.store(false, std::memory_order_relaxed);
     }
     for (const RegionSet::RetiredRegion& r : retired) {
       if (r.handler != nullptr) r.handler(r.context, r.begin, r.end);
@@ -519,6 +530,9 @@ class Memp {
   mutable LockPolicy lock_;
   RegionSet regions_ ABSL_GUARDED_BY(lock_);
   Budget budget_;  // atomics; charged by regions_ once a limit is set
+  // Whether WithRegions left retired regions' handlers waiting (written
+  // under the lock; read without it by RunRetiredHandlersIfDue).
+  std::atomic<bool> retired_due_{false};
   OutOfMemoryHandler oom_handler_ ABSL_GUARDED_BY(lock_) = nullptr;
   void* oom_context_ ABSL_GUARDED_BY(lock_) = nullptr;
 };

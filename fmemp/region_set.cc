@@ -429,19 +429,28 @@ RegionSet::DetachedRegion::DetachedRegion() = default;
 RegionSet::DetachedRegion::DetachedRegion(DetachedRegion&& other) noexcept
     : region_(std::move(other.region_)),
       table_(std::exchange(other.table_, nullptr)),
+      charged_(std::exchange(other.charged_, nullptr)),
       tags_(std::move(other.tags_)) {}
 RegionSet::DetachedRegion& RegionSet::DetachedRegion::operator=(
     DetachedRegion&& other) noexcept {
   if (this != &other) {
-    if (region_ && table_ != nullptr) EraseEntry(table_, *region_);
+    Drop();
     region_ = std::move(other.region_);
     table_ = std::exchange(other.table_, nullptr);
+    charged_ = std::exchange(other.charged_, nullptr);
     tags_ = std::move(other.tags_);
   }
   return *this;
 }
-RegionSet::DetachedRegion::~DetachedRegion() {
-  if (region_ && table_ != nullptr) EraseEntry(table_, *region_);
+RegionSet::DetachedRegion::~DetachedRegion() { Drop(); }
+
+void RegionSet::DetachedRegion::Drop() noexcept {
+  if (!region_) return;
+  if (charged_ != nullptr) {
+    charged_->Refund(region_->heap.Stats().used_bytes);
+    charged_ = nullptr;
+  }
+  if (table_ != nullptr) EraseEntry(table_, *region_);
 }
 
 void* RegionSet::DetachedRegion::begin() const {
@@ -469,7 +478,7 @@ ManagementResult RegionSet::Detach(void* begin, DetachedRegion* detached) {
   lost_stale_ = true;
   used_bytes_ -= s.used_bytes;
   live_blocks_ -= s.live_blocks;
-  if (budget_ != nullptr) budget_->Refund(s.used_bytes);
+  out.charged_ = budget_;  // Attach moves the charge
   if (!ledger_.empty()) {
     // Its blocks become the new owner's: their accounts are credited.
     for (auto entry = ledger_.begin(); entry != ledger_.end();) {
@@ -518,7 +527,8 @@ ManagementResult RegionSet::Attach(DetachedRegion& detached) {
   used_bytes_ += s.used_bytes;
   live_blocks_ += s.live_blocks;
   peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_);
-  if (budget_ != nullptr) budget_->ForceCharge(s.used_bytes);
+  Budget::Transfer(std::exchange(detached.charged_, nullptr), budget_,
+                   s.used_bytes);
   if (detached.table_ != table_ || !table_->SetOwner(r.first_payload, owner_)) {
     if (detached.table_ != nullptr) EraseEntry(detached.table_, r);
     table_->Insert({r.first_payload, r.end, &r.heap, owner_, r.begin});

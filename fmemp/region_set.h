@@ -222,12 +222,19 @@ class RegionSet {
 
    private:
     friend class RegionSet;
+    // Forgets the region: refunds its charge, erases its table entry.
+    void Drop() noexcept;
+
     std::unique_ptr<Region> region_;  // in the arena (Region is)
     // The table that still holds the region's entry (under its old owner),
     // or nullptr. Attach to a set of the same table changes the entry's
     // owner in place; a DetachedRegion destroyed unattached erases it
     // (REQUIRES then: serialised with that table's writers).
     RegionTable* table_ = nullptr;
+    // The budget (of the set it left) still charged with the region's used
+    // bytes, or nullptr: Attach moves the charge (Budget::Transfer), so a
+    // budget both sets count never dips; destroyed unattached, it refunds.
+    Budget* charged_ = nullptr;
     std::vector<std::pair<const void*, BlockTag>,
                 ArenaAllocator<std::pair<const void*, BlockTag>>>
         tags_;
@@ -265,14 +272,18 @@ class RegionSet {
 
   // Takes the region that begins at `begin` out of this set, live blocks
   // and all: the set's counters drop by its figures (the peak stays), and
-  // its blocks are no longer this set's to free. Its table entry stays,
-  // naming this set's owner, until the region is attached or destroyed.
+  // its blocks are no longer this set's to free. Its used bytes stay
+  // charged to this set's budget until Attach moves the charge. Its table entry
+  // stays, naming this set's owner, until the region is attached or destroyed.
   // O(regions + tags). kNoRegion (and *out untouched) if no region begins
   // there; kRetiring for a retiring region (it stays).
   ManagementResult Detach(void* begin, DetachedRegion* out);
 
   // Adds a region taken from another set (see Detach), with its live
   // blocks and tags; heap misuse in it is reported to this set from now on.
+  // Its used bytes' charge moves from the old set's budget to this set's
+  // (Budget::Transfer: a budget both count, such as a front-end's over its
+  // shared regions and its thread heaps, keeps it throughout).
   // From a set that shares this set's table, the region's entry changes
   // owner in place (RegionTable::SetOwner: a lock-free reader never misses
   // it); from another table, it moves to this one. On success `region` is

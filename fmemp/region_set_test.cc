@@ -445,5 +445,74 @@ TEST_F(RegionSetMoveTest, AttributedBlocksAreChargedAndCreditedOnce) {
   EXPECT_EQ(from_misuse_.count, 1);    // the double free above
 }
 
+// A bind moves a region from the shared set (charged to the front-end's
+// budget) into a thread heap's set (charged to the heap's budget, whose
+// parent is the front-end's). The front-end's usage must not dip during
+// the move: a thread heap charging the front-end at that moment (it takes
+// no shared lock) would take the room, and the move's charge would then
+// pass the hard limit. (Before the fix Detach refunded and Attach charged
+// again: the dip was the region's bytes.)
+TEST_F(RegionSetMoveTest, AMoveKeepsTheBlocksChargedToTheBudgetBothSetsShare) {
+  Budget front;
+  Budget heap;
+  heap.SetParent(&front);
+  from_.UseBudget(&front);
+  to_.UseBudget(&heap);
+  std::vector<void*> blocks;
+  for (int i = 0; i < 8; ++i) blocks.push_back(from_.Allocate(1000));
+  const size_t charged = front.usage();
+  ASSERT_GT(charged, 8u * 1000);
+  front.SetLimit(charged);  // at the limit
+  // The region holding the first block moves, with its share of the charge.
+  char* const home = blocks[0] >= static_cast<void*>(a_) &&
+                             blocks[0] < static_cast<void*>(a_ + kRegionBytes)
+                         ? a_
+                         : b_;
+  size_t in_a = 0;
+  for (const RegionStats& r : from_.ProbeRegions()) {
+    if (r.begin == home) in_a = r.used_bytes;
+  }
+  ASSERT_GT(in_a, 0u);
+  absl::StatusOr<RegionSet::DetachedRegion> moved = Detach(from_, home);
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(front.usage(), charged) << "the move left room under the limit";
+  EXPECT_FALSE(front.TryCharge(64)) << "a racing charge took the room";
+  ASSERT_TRUE(to_.Attach(*moved).ok());
+  EXPECT_EQ(front.usage(), charged);
+  EXPECT_EQ(heap.usage(), in_a);
+  // Back (an unbind): the heap's charge goes, the front-end's stays.
+  moved = Detach(to_, home);
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(front.usage(), charged);
+  ASSERT_TRUE(from_.Attach(*moved).ok());
+  EXPECT_EQ(front.usage(), charged);
+  EXPECT_EQ(heap.usage(), 0u);
+  // Into a set without a budget: refunded; a region dropped unattached
+  // takes its charge with it.
+  RegionSet unbudgeted;
+  moved = Detach(from_, home);
+  ASSERT_TRUE(moved.ok());
+  ASSERT_TRUE(unbudgeted.Attach(*moved).ok());
+  EXPECT_EQ(front.usage(), charged - in_a);
+  moved = Detach(unbudgeted, home);
+  ASSERT_TRUE(moved.ok());
+  ASSERT_TRUE(to_.Attach(*moved).ok());  // charged to both again
+  EXPECT_EQ(front.usage(), charged);
+  EXPECT_EQ(heap.usage(), in_a);
+  {
+    absl::StatusOr<RegionSet::DetachedRegion> dropped = Detach(to_, home);
+    ASSERT_TRUE(dropped.ok());
+  }
+  EXPECT_EQ(front.usage(), charged - in_a);
+  EXPECT_EQ(heap.usage(), 0u);
+  for (void* p : blocks) {
+    if (p < static_cast<void*>(home) ||
+        p >= static_cast<void*>(home + kRegionBytes)) {
+      from_.Free(p);
+    }
+  }
+  EXPECT_EQ(front.usage(), 0u);
+}
+
 }  // namespace
 }  // namespace fmemp

@@ -100,6 +100,13 @@
 // * fork(): the child keeps the forking thread's cache; other threads'
 //   caches stay parked (their blocks count as cached) in the child, whole
 //   (LockForFork stopped them), until DrainAllCaches returns them.
+// * User handlers (out of memory, soft limit, retired regions) run once the
+//   calling thread's cache operation is over, and a drain's once every cache
+//   is resumed and the registry released, with no lock of this front-end
+//   held: a handler may call any member, DrainAllCaches included (a
+//   retiring region emptied by a thread's exit: on that thread, after the
+//   registry's lock is released, AfterThreadExit). Misuse reports run under
+//   the shared lock (or in a cache operation) and must not call back.
 
 #ifndef FMEMP_FMEMP_THREAD_CACHE_H_
 #define FMEMP_FMEMP_THREAD_CACHE_H_
@@ -343,10 +350,11 @@ class CachingMemp final : private ThreadStateOwner {
         DepotSource source{this};
         return c->lists.Take(source, span);
       });
-      if (p != nullptr) {
-        shared_.budget().RunSoftHandlerIfDue();  // a refill may cross it
-        return p;
-      }
+      // The operation is over: the handlers it made due may run (a refill
+      // may cross the soft limit; a pop may give back a retiring region's
+      // last parked block).
+      RunDueHandlers();
+      if (p != nullptr) return p;
       // The shared regions could not refill the class; the locked path
       // below drains every cache before it gives up (OnOutOfMemory).
     }
@@ -371,6 +379,7 @@ class CachingMemp final : private ThreadStateOwner {
               DepotSource source{this};
               return c->lists.Put(source, ptr, span, park);
             });
+        shared_.RunRetiredHandlersIfDue();  // a trim may empty a region
         if (ABSL_PREDICT_TRUE(result == SizeClassCache::kParked)) return true;
         if (result == SizeClassCache::kDoubleFree) {
           ReportDoubleFree(ptr);
@@ -433,15 +442,19 @@ class CachingMemp final : private ThreadStateOwner {
       c->lists.ReleaseDownTo(source, 0);
       return 0;
     });
+    shared_.RunRetiredHandlersIfDue();
   }
   // Returns every thread's cached blocks to the shared regions, now, idle
-  // threads included. Blocks while another drain runs.
+  // threads included. Blocks while another drain runs. The handlers of
+  // regions it empties (retirement) run after every cache is resumed and
+  // the registry released.
   void DrainAllCaches() {
     ForEachCache([this](Cache* c) {
       SharedSource source{this};
       c->lists.ReleaseDownTo(source, 0);
     });
     DrainDepot();
+    shared_.RunRetiredHandlersIfDue();
   }
 
   // Bytes parked in the depot (batches that trims handed over for other
@@ -590,6 +603,15 @@ class CachingMemp final : private ThreadStateOwner {
     return true;
   }
 
+  // The user handlers that a cache operation of the calling thread made due
+  // (the soft limit's, retired regions'), run once that operation is over:
+  // never inside one (fmemp/drain_protocol.h), where a handler that drains
+  // every cache would wait for its own thread.
+  void RunDueHandlers() {
+    shared_.budget().RunSoftHandlerIfDue();
+    shared_.RunRetiredHandlersIfDue();
+  }
+
   // The calling thread's cache, created on its first use. REQUIRES: mode_
   // has no kNoCache bit (checked by the caller, on its one load of mode_).
   Cache* CacheOfThisThread() {
@@ -638,6 +660,9 @@ class CachingMemp final : private ThreadStateOwner {
     SharedSource source{this};
     static_cast<Cache*>(state)->lists.ReleaseDownTo(source, 0);
   }
+  // A retiring region that the exit's returned blocks emptied has its
+  // handler run now, the registry's lock released.
+  void AfterThreadExit() override { shared_.RunRetiredHandlersIfDue(); }
 
   std::pair<size_t, size_t> SumPublished() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(RegistryMutex()) {

@@ -173,6 +173,17 @@
 // * Clear() drops parked and queued blocks without touching them (their
 //   memory is forgotten with the regions) and draws a new marker key, so
 //   markers left in that memory never match again.
+// * User handlers (out of memory, soft limits, retired regions) run on the
+//   calling thread once its owner operation on its heap is over and with no
+//   lock of this front-end held (OwnCall; allocation and reallocation are
+//   split into operations, the handler between them, and a retry after the
+//   out-of-memory handler is a new operation). So a handler may call any
+//   member, DrainAllCaches included, while other threads' handlers do the
+//   same (a retiring region emptied by a thread's exit, through a queued
+//   free applied then: on that thread, once the registry's lock is
+//   released, AfterThreadExit). Misuse reports (error and report handlers)
+//   run where the misuse is found, inside the operation or under the shared
+//   lock: they must not call back.
 
 #ifndef FMEMP_FMEMP_THREAD_HEAP_H_
 #define FMEMP_FMEMP_THREAD_HEAP_H_
@@ -195,6 +206,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "fmemp/debug_assert.h"
 #include "fmemp/drain_protocol.h"
 #include "fmemp/memp.h"
 #include "fmemp/metadata_arena.h"
@@ -574,7 +586,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     return TryRemoveRegion(begin).ToStatus();
   }
   ManagementResult TryRemoveRegion(void* begin) {
-    OwnerOpScope own(ThreadHeapOfThisThread());
+    OwnCall own(this);
     ThreadHeap* const mine = SyncedThreadHeap();
     return shared_.WithRegions([&](RegionSet& shared) -> ManagementResult {
       RegionTable::Entry entry;
@@ -640,7 +652,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   ManagementResult TryBindThisThread(
       void* begin, ThreadHeapExhaustion on_exhaustion =
                        ThreadHeapExhaustion::kFallBackToShared) {
-    OwnerOpScope own(ThreadHeapOfThisThread());
+    OwnCall own(this);
     ThreadHeap* thread_heap = SyncedThreadHeap();
     if (thread_heap == nullptr) {
       thread_heap = NewThreadHeap();
@@ -706,7 +718,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // freed from any thread). Queued frees are applied first. A thread with
   // no thread heap has nothing to do: OK. Also done when the thread exits.
   absl::Status UnbindThisThread() {
-    OwnerOpScope own(ThreadHeapOfThisThread());
+    OwnCall own(this);
     ThreadHeap* const thread_heap = SyncedThreadHeap();
     if (thread_heap == nullptr) return absl::OkStatus();
     shared_.WithRegions([&](RegionSet& shared) {
@@ -721,7 +733,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // region, List, and when the thread heap runs out of room; DrainAllCaches
   // does it for every thread heap). O(parked blocks); no lock.
   void FlushThisThread() {
-    OwnerOpScope own(ThreadHeapOfThisThread());
+    OwnCall own(this);
     if (ThreadHeap* const thread_heap = SyncedThreadHeap())
       thread_heap->FlushCache();
   }
@@ -732,7 +744,8 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // until its thread heap is done). Skipped: a thread heap that a Clear has not
   // reached yet (its regions are forgotten; its thread's next call drops its
   // blocks) and the calling thread's own heap when called from inside one of
-  // its own operations (a handler). Blocks while another drain runs.
+  // its own operations (no user handler is: see the top). Blocks while
+  // another drain runs.
   // O(threads with a thread heap + parked blocks), one HeavyBarrier per thread
   // heap.
   void DrainAllCaches() {
@@ -747,8 +760,10 @@ class ThreadHeapMemp final : private ThreadStateOwner {
       ThreadHeap* const thread_heap = static_cast<ThreadHeap*>(s);
       if (thread_heap == mine) {
         // No other drainer can be at it (they hold RegistryMutex()).
-        if (thread_heap->in_use.load(std::memory_order_relaxed) == 0)
+        if (thread_heap->in_use.load(std::memory_order_relaxed) == 0 &&
+            thread_heap->in_scope.load(std::memory_order_relaxed) == 0) {
           flush(thread_heap);
+        }
         return;
       }
       WithOwnerStopped(thread_heap, [&flush](Drainable* stopped) {
@@ -759,7 +774,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
 
   // Whether the calling thread has a thread heap with at least one region.
   bool ThisThreadHasHeap() {
-    OwnerOpScope own(ThreadHeapOfThisThread());
+    OwnCall own(this);
     return BoundThreadHeap() != nullptr;
   }
 
@@ -770,7 +785,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // for its next call. Returns whether the thread has a thread heap. Takes no
   // lock when nothing is pending; O(queued frees) otherwise.
   bool SyncThisThread() {
-    OwnerOpScope own(ThreadHeapOfThisThread());
+    OwnCall own(this);
     return SyncedThreadHeap() != nullptr;
   }
 
@@ -809,9 +824,8 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     if (alignment <= tlsf::kAlignment && tlsf::IsPowerOfTwo(alignment)) {
       return Allocate(bytes);
     }
-    OwnerOpScope own(ThreadHeapOfThisThread());
     return AllocateWith(
-        bytes, alignment,
+        bytes, alignment, NoCache,
         [alignment, bytes](RegionSet& r) {
           return r.AllocateAligned(alignment, bytes);
         },
@@ -824,7 +838,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
                const BlockTag* tag = nullptr) noexcept {
     size_t bytes = 0;
     if (__builtin_mul_overflow(count, size, &bytes)) {
-      OwnerOpScope own(ThreadHeapOfThisThread());
+      OwnCall own(this);
       CountFailedCall();
       return nullptr;
     }
@@ -879,7 +893,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // The usable size of a live block anywhere in this front-end; 0 if ptr is
   // not one.
   size_t UsableSize(const void* ptr) noexcept {
-    OwnerOpScope own(ThreadHeapOfThisThread());
+    OwnCall own(this);
     ThreadHeap* const thread_heap = BoundThreadHeap();
     RegionTable::Entry entry;
     if (!table_.Find(reinterpret_cast<uintptr_t>(ptr), &entry)) return 0;
@@ -897,10 +911,9 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     });
   }
   void* AllocateTagged(size_t alignment, size_t bytes, const BlockTag& tag) {
-    OwnerOpScope own(ThreadHeapOfThisThread());
     NoteTagging();
     return AllocateWith(
-        bytes, alignment,
+        bytes, alignment, NoCache,
         [&](RegionSet& r) {
           void* block = r.AllocateAligned(alignment, bytes);
           if (block != nullptr) r.SetTag(block, tag);
@@ -916,8 +929,8 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   }
 
   // As Memp's; for a thread heap with ThreadHeapExhaustion::kFail it is asked
-  // too (on the thread heap's thread) before a request fails, and a true answer
-  // retries the thread heap once.
+  // too (on the thread heap's thread, after its operation on the heap) before
+  // a request fails, and a true answer retries the thread heap once.
   void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
     {
       NoWaitLock hold(&handlers_mu_);
@@ -1004,7 +1017,8 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     });
   }
   // A thread heap's own soft limit, with Budget's semantics; the handler runs
-  // on the thread heap's thread, outside every lock.
+  // on the thread heap's thread, outside every lock and after its operation
+  // on the heap (it may drain every thread heap).
   ManagementResult TrySetThreadHeapSoftLimit(uint64_t thread_id, size_t bytes,
                                              size_t hysteresis,
                                              Budget::SoftLimitHandler handler,
@@ -1038,7 +1052,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // As Memp::TryCheckRegionOf.
   ManagementResult TryCheckRegionOf(const void* ptr,
                                     tlsf::CheckFindings* damage = nullptr) {
-    OwnerOpScope own(ThreadHeapOfThisThread());
+    OwnCall own(this);
     if (ThreadHeap* const thread_heap = BoundThreadHeap();
         InThreadHeap(thread_heap, ptr)) {
       return thread_heap->regions.CheckRegionOf(ptr, damage);
@@ -1113,7 +1127,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // thread's cache count as used there (FlushThisThread first for figures
   // without them), as under CachingMemp.
   RegionStatsList ProbeRegions() {
-    OwnerOpScope own(ThreadHeapOfThisThread());
+    OwnCall own(this);
     RegionStatsList out = shared_.ProbeRegions();
     if (ThreadHeap* const thread_heap = BoundThreadHeap()) {
       for (const RegionStats& r : thread_heap->regions.ProbeRegions()) {
@@ -1129,7 +1143,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // The shared regions' peak and the calling thread's heap's now; every
   // other thread heap's at its thread's next call.
   void ResetPeak() noexcept {
-    OwnerOpScope own(ThreadHeapOfThisThread());
+    OwnCall own(this);
     peak_epoch_.fetch_add(1, std::memory_order_relaxed);
     epoch_.fetch_add(1, std::memory_order_release);
     {
@@ -1150,7 +1164,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // As Memp::TryCheck, for the shared regions and the calling thread's own
   // thread heap: allocates nothing.
   ManagementResult TryCheck(tlsf::CheckFindings* findings) {
-    OwnerOpScope own(ThreadHeapOfThisThread());
+    OwnCall own(this);
     const size_t found_before = findings->count();
     shared_.TryCheck(findings).IgnoreError();
     if (ThreadHeap* const thread_heap = BoundThreadHeap())
@@ -1161,7 +1175,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // The shared regions' listing, then the calling thread's own heap's
   // (RegionSet::List's lines: NUL-terminated, on the stack, no allocation).
   void List(absl::FunctionRef<void(absl::string_view)> sink) {
-    OwnerOpScope own(ThreadHeapOfThisThread());
+    OwnCall own(this);
     shared_.List(sink);
     if (ThreadHeap* const thread_heap = BoundThreadHeap()) {
       thread_heap->FlushCache();  // the listing shows only blocks in use
@@ -1289,6 +1303,49 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     return static_cast<ThreadHeap*>(ThreadStateFor(this));
   }
 
+  // One owner operation of the calling thread (fmemp/drain_protocol.h) on
+  // its heap, for the life of the object (every call but the inline hits
+  // takes one); once it is over, the user handlers that it made due run
+  // (RunDueHandlers): never inside an owner operation, where a handler that
+  // drains every thread heap would wait for a thread that waits for it.
+  class OwnCall {
+   public:
+    explicit OwnCall(ThreadHeapMemp* memp)
+        : memp_(memp), scope_(memp->ThreadHeapOfThisThread()) {}
+    OwnCall(const OwnCall&) = delete;
+    OwnCall& operator=(const OwnCall&) = delete;
+    ~OwnCall() {
+      scope_.Close();
+      memp_->RunDueHandlers();
+    }
+    // For a call that gave the thread its heap: the operation covers it
+    // from now on. REQUIRES: the thread had none when this was made.
+    void Adopt(ThreadHeap* thread_heap) { scope_.Adopt(thread_heap); }
+
+   private:
+    ThreadHeapMemp* const memp_;
+    OwnerOpScope scope_;
+  };
+
+  // Runs the user handlers that are due (soft limits: the calling thread's
+  // heap's and the front-end's; retired regions'), on the calling thread,
+  // unless it is inside an owner operation of its own (an outer call, which
+  // runs them when it ends). Holds no lock of this front-end meanwhile. A few
+  // relaxed loads when none is due.
+  void RunDueHandlers() {
+    ThreadHeap* const mine = ThreadHeapOfThisThread();
+    if (mine != nullptr) {
+      if (mine->in_scope.load(std::memory_order_relaxed) != 0) return;
+      mine->budget.RunSoftHandlerIfDue();  // and the front-end's, its parent
+    } else {
+      shared_.budget().RunSoftHandlerIfDue();
+    }
+    shared_.RunRetiredHandlersIfDue();
+  }
+
+  // AllocateWith's from_cache for requests that never use the cache.
+  static void* NoCache(ThreadHeap*) { return nullptr; }
+
   // The calling thread's heap, brought up to date with Clear, ResetPeak
   // and queued frees; nullptr if the thread never bound a region.
   // REQUIRES: inside an owner operation on it (OwnerOpScope).
@@ -1333,18 +1390,15 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // when the class is empty), else the thread heap's regions or the shared
   // ones.
   ABSL_ATTRIBUTE_NOINLINE void* AllocateSlow(size_t bytes) noexcept {
-    OwnerOpScope own(ThreadHeapOfThisThread());
-    if (bytes <= SizeClassCache::kMaxCachedRequest) {
-      if (ThreadHeap* const thread_heap = BoundThreadHeap();
-          thread_heap != nullptr &&
-          (thread_heap->cache_mode & ThreadHeap::kCacheOff) == 0) {
-        if (void* p = TakeFromCache(thread_heap, tlsf::SpanForRequest(bytes))) {
-          return p;
-        }
-      }
-    }
     return AllocateWith(
         bytes, tlsf::kAlignment,
+        [this, bytes](ThreadHeap* thread_heap) -> void* {
+          if (bytes > SizeClassCache::kMaxCachedRequest ||
+              (thread_heap->cache_mode & ThreadHeap::kCacheOff) != 0) {
+            return nullptr;
+          }
+          return TakeFromCache(thread_heap, tlsf::SpanForRequest(bytes));
+        },
         [bytes](RegionSet& r) { return r.Allocate(bytes); },
         [this, bytes](FailureCountedBy counted_by,
                       RegionSet::ChargeAccount* account) {
@@ -1364,7 +1418,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // Free without the inline hit.
   ABSL_ATTRIBUTE_NOINLINE bool FreeSlow(void* ptr) noexcept {
     if (ptr == nullptr) return true;
-    OwnerOpScope own(ThreadHeapOfThisThread());
+    OwnCall own(this);
     if (ThreadHeap* const thread_heap = BoundThreadHeap())
       return FreeInThreadHeap(thread_heap, ptr);
     return FreeElsewhere(ptr);
@@ -1380,8 +1434,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     // then asks the regions, whose refusal counts.
     thread_heap->regions.TakeLimitRefusal();
     thread_heap->PublishUsage();
-    thread_heap->budget.RunSoftHandlerIfDue();  // a refill may cross it
-    return p;
+    return p;  // (a refill may cross a soft limit: see OwnCall)
   }
 
   // Free's miss for a calling thread with a thread heap: parks a block of the
@@ -1656,38 +1709,32 @@ class ThreadHeapMemp final : private ThreadStateOwner {
 
   // Runs attempt(thread_heap->regions) and returns its block, or nullptr. On a
   // failure for lack of space it returns the thread heap's cached blocks to its
-  // regions and retries; then, for a thread heap that may not fall back, it
-  // asks the out-of-memory handler and retries once if it says so. no_room:
-  // nullptr for an allocation (every nullptr is lack of space or bad
-  // input); for a reallocation, what attempt says of its nullptr (false:
-  // misuse, reported). Counts no failure: the caller, which knows whether
-  // this nullptr is its call's outcome, does (CountFailure). Only the
-  // success path is inline.
+  // regions and retries. no_room: nullptr for an allocation (every nullptr is
+  // lack of space or bad input); for a reallocation, what attempt says of its
+  // nullptr (false: misuse, reported). Sets refused_by_limit (and counts the
+  // limit refusal) when a budget refused it. Asks no handler and counts no
+  // failure: the caller decides what the miss leads to (MissInThreadHeap),
+  // and asks the out-of-memory handler only once its operation is over.
+  // Only the success path is inline.
   template <typename Attempt>
-  void* ThreadHeapAttempt(ThreadHeap* thread_heap, size_t bytes,
-                          size_t alignment, Attempt attempt,
+  void* ThreadHeapAttempt(ThreadHeap* thread_heap, Attempt attempt,
                           const bool* no_room) {
+    thread_heap->refused_by_limit = false;
     void* p = attempt(thread_heap->regions);
     if (ABSL_PREDICT_TRUE(p != nullptr)) {
       thread_heap->PublishUsage();
       return p;
     }
-    return ThreadHeapAttemptFailed(thread_heap, bytes, alignment, attempt,
-                                   no_room);
+    return ThreadHeapAttemptFailed(thread_heap, attempt, no_room);
   }
 
   // ThreadHeapAttempt after its first attempt failed.
   template <typename Attempt>
   ABSL_ATTRIBUTE_NOINLINE void* ThreadHeapAttemptFailed(ThreadHeap* thread_heap,
-                                                        size_t bytes,
-                                                        size_t alignment,
                                                         Attempt attempt,
                                                         const bool* no_room) {
-    const auto lacks_room = [no_room] {
-      return no_room == nullptr || *no_room;
-    };
     void* p = nullptr;
-    if (lacks_room() && thread_heap->cache.bytes() != 0) {
+    if ((no_room == nullptr || *no_room) && thread_heap->cache.bytes() != 0) {
       // Blocks parked in the cache may make room (and, under a limit, are
       // charged): give them back, retry.
       thread_heap->regions.TakeLimitRefusal();
@@ -1697,53 +1744,120 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     // A budget's refusal is final: no out-of-memory handler, no fallback.
     thread_heap->refused_by_limit =
         p == nullptr && thread_heap->regions.TakeLimitRefusal();
-    if (p == nullptr && !thread_heap->refused_by_limit && lacks_room() &&
-        thread_heap->on_exhaustion == ThreadHeapExhaustion::kFail &&
-        AskOutOfMemoryHandler(bytes, alignment)) {
-      p = attempt(thread_heap->regions);
-      thread_heap->refused_by_limit =
-          p == nullptr && thread_heap->regions.TakeLimitRefusal();
-    }
     if (thread_heap->refused_by_limit) thread_heap->regions.NoteLimitRefusal();
     thread_heap->Publish();
     return p;
   }
 
-  // Serves a request from the calling thread's heap (thread_heap_attempt) or,
-  // with no thread heap or on a fallback, from the shared regions
-  // (shared_attempt(FailureCountedBy, ChargeAccount*), which applies Memp's
-  // out-of-memory handling and, on a fallback, attributes the block to the
-  // thread heap's fallback_account). A nullptr result is one failed allocation,
-  // counted once: by the thread heap when the calling thread has one (a
-  // fallback that fails too leaves it to the thread heap), else by the shared
-  // regions.
-  template <typename ThreadHeapAttemptFn, typename SharedAttemptFn>
-  void* AllocateWith(size_t bytes, size_t alignment,
-                     ThreadHeapAttemptFn thread_heap_attempt,
-                     SharedAttemptFn shared_attempt) {
-    if (ThreadHeap* const thread_heap = BoundThreadHeap()) {
-      thread_heap->refused_by_limit = false;
-      void* p =
-          ThreadHeapAttempt(thread_heap, bytes, alignment, thread_heap_attempt,
-                            /*no_room=*/nullptr);
-      if (p != nullptr) {
-        thread_heap->budget.RunSoftHandlerIfDue();
-        return p;
-      }
-      if (!thread_heap->refused_by_limit &&
-          thread_heap->on_exhaustion ==
-              ThreadHeapExhaustion::kFallBackToShared) {
+  // What a call of a thread with a thread heap does next, decided inside
+  // its owner operation and done after it, where user handlers may run.
+  enum class Next {
+    kDone,        // the call's outcome is known (a failure was counted)
+    kShared,      // no thread heap: the shared regions serve it
+    kAskHandler,  // ask the out-of-memory handler, then try once more
+    kFallBack,    // the shared regions serve it; their failure is the
+                  // thread heap's (counted by CountFailureOfThisThread)
+    kMove,        // (reallocation) move the block to a new one anywhere
+  };
+  // After the thread heap could not serve a request for lack of space:
+  // kFallBack (counted as a fallback), kAskHandler (kFail, once per call:
+  // not after_handler), or kDone with the failure counted (a budget's
+  // refusal, or the handler's retry failed too).
+  Next MissInThreadHeap(ThreadHeap* thread_heap, bool after_handler) {
+    if (!thread_heap->refused_by_limit) {
+      if (thread_heap->on_exhaustion ==
+          ThreadHeapExhaustion::kFallBackToShared) {
         ++thread_heap->fallbacks;
         thread_heap->Publish();
-        p = Shared(shared_attempt, FailureCountedBy::kCaller,
-                   &thread_heap->fallback_account);
-        thread_heap->budget.RunSoftHandlerIfDue();  // a fallback may cross it
+        return Next::kFallBack;
       }
-      if (p == nullptr) CountFailure(thread_heap);
-      return p;
+      if (!after_handler) return Next::kAskHandler;
     }
-    return Shared(shared_attempt, FailureCountedBy::kThisMemp,
-                  /*account=*/nullptr);
+    CountFailure(thread_heap);
+    return Next::kDone;
+  }
+  // Counts the failure of a call of the calling thread that its operations
+  // did not count (a fallback that failed, a handler that declined), in an
+  // owner operation of its own.
+  ABSL_ATTRIBUTE_NOINLINE void CountFailureOfThisThread() {
+    OwnCall own(this);
+    CountFailedCall();
+  }
+
+  // Serves a request from the calling thread's heap (from_cache(thread heap),
+  // which may return nullptr, then thread_heap_attempt) or, with no thread
+  // heap or on a fallback, from the shared regions
+  // (shared_attempt(FailureCountedBy, ChargeAccount*), which applies Memp's
+  // out-of-memory handling and, on a fallback, attributes the block to the
+  // thread heap's fallback_account). A nullptr result is one failed
+  // allocation, counted once: by
+  // the thread heap when the calling thread has one (a fallback that fails too
+  // leaves it to the thread heap), else by the shared regions. Called outside
+  // the caller's owner operations: the user handlers (soft limits, retired
+  // regions, out of memory) run between this call's operations, never inside
+  // one (see OwnCall); a retry after the out-of-memory handler is an operation
+  // of its own, which finds the thread heap as the handler left it.
+  template <typename FromCacheFn, typename ThreadHeapAttemptFn,
+            typename SharedAttemptFn>
+  void* AllocateWith(size_t bytes, size_t alignment, FromCacheFn from_cache,
+                     ThreadHeapAttemptFn thread_heap_attempt,
+                     SharedAttemptFn shared_attempt) {
+    Next next = Next::kDone;
+    void* p = AllocateInOwnOperation(from_cache, thread_heap_attempt,
+                                     /*after_handler=*/false, &next);
+    if (ABSL_PREDICT_TRUE(next == Next::kDone)) return p;
+    return AllocateAfterMiss(bytes, alignment, from_cache, thread_heap_attempt,
+                             shared_attempt, next);
+  }
+  // AllocateWith's operation on the calling thread's heap: its block, or
+  // nullptr and in *next what the call does next.
+  template <typename FromCacheFn, typename ThreadHeapAttemptFn>
+  void* AllocateInOwnOperation(FromCacheFn from_cache,
+                               ThreadHeapAttemptFn thread_heap_attempt,
+                               bool after_handler, Next* next) {
+    *next = Next::kDone;
+    OwnCall own(this);
+    ThreadHeap* const thread_heap = BoundThreadHeap();
+    if (thread_heap == nullptr) {
+      *next = Next::kShared;
+      return nullptr;
+    }
+    if (void* p = from_cache(thread_heap)) return p;
+    void* p = ThreadHeapAttempt(thread_heap, thread_heap_attempt,
+                                /*no_room=*/nullptr);
+    if (p == nullptr) *next = MissInThreadHeap(thread_heap, after_handler);
+    return p;
+  }
+  // AllocateWith after its first operation, outside every operation.
+  template <typename FromCacheFn, typename ThreadHeapAttemptFn,
+            typename SharedAttemptFn>
+  ABSL_ATTRIBUTE_NOINLINE void* AllocateAfterMiss(
+      size_t bytes, size_t alignment, FromCacheFn from_cache,
+      ThreadHeapAttemptFn thread_heap_attempt, SharedAttemptFn shared_attempt,
+      Next next) {
+    void* p = nullptr;
+    if (next == Next::kAskHandler) {
+      if (!AskOutOfMemoryHandler(bytes, alignment)) {
+        CountFailureOfThisThread();
+        return nullptr;
+      }
+      p = AllocateInOwnOperation(from_cache, thread_heap_attempt,
+                                 /*after_handler=*/true, &next);
+    }
+    switch (next) {
+      case Next::kShared:
+        return Shared(shared_attempt, FailureCountedBy::kThisMemp,
+                      /*account=*/nullptr);
+      case Next::kFallBack:
+        // (The calling thread's heap: kFallBack comes only from it.)
+        p = Shared(shared_attempt, FailureCountedBy::kCaller,
+                   &ThreadHeapOfThisThread()->fallback_account);
+        RunDueHandlers();  // the fallback may cross the heap's soft limit
+        if (p == nullptr) CountFailureOfThisThread();
+        return p;
+      default:
+        return p;
+    }
   }
 
   // Runs a request on the shared regions, out of line.
@@ -1754,8 +1868,10 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     return shared_attempt(counted_by, account);
   }
 
+  // As AllocateWith, for a reallocation: decided in an operation
+  // (ReallocateInOwnOperation), then a move or the out-of-memory handler
+  // outside it.
   void* ReallocateWith(void* ptr, size_t bytes, const BlockTag* tag) {
-    OwnerOpScope own(ThreadHeapOfThisThread());
     if (ptr == nullptr) {
       return tag != nullptr ? AllocateTagged(tlsf::kAlignment, bytes, *tag)
                             : Allocate(bytes);
@@ -1764,6 +1880,39 @@ class ThreadHeapMemp final : private ThreadStateOwner {
       Free(ptr);
       return nullptr;
     }
+    Next next = Next::kDone;
+    size_t usable = 0, alignment = 0;
+    void* p = ReallocateInOwnOperation(ptr, bytes, tag, /*after_handler=*/false,
+                                       &next, &usable, &alignment);
+    if (next == Next::kAskHandler) {
+      if (!AskOutOfMemoryHandler(bytes, tlsf::kAlignment)) {
+        CountFailureOfThisThread();
+        return nullptr;
+      }
+      p = ReallocateInOwnOperation(ptr, bytes, tag, /*after_handler=*/true,
+                                   &next, &usable, &alignment);
+    }
+    switch (next) {
+      case Next::kFallBack:
+        p = MoveBlock(ptr, bytes, tag, usable, alignment,
+                      /*fallback_of=*/ThreadHeapOfThisThread());
+        if (p == nullptr) CountFailureOfThisThread();
+        return p;
+      case Next::kMove:
+        return MoveBlock(ptr, bytes, tag, usable, alignment,
+                         /*fallback_of=*/nullptr);
+      default:
+        return p;
+    }
+  }
+  // ReallocateWith's operation: the reallocated block (or nullptr) when the
+  // call is decided here (*next == kDone), else what comes next, with the
+  // block's usable size and alignment for a move.
+  void* ReallocateInOwnOperation(void* ptr, size_t bytes, const BlockTag* tag,
+                                 bool after_handler, Next* next,
+                                 size_t* usable_out, size_t* alignment_out) {
+    *next = Next::kDone;
+    OwnCall own(this);
     ThreadHeap* const thread_heap = BoundThreadHeap();
     if (InThreadHeap(thread_heap, ptr)) {
       if (thread_heap->regions.UsableSize(ptr) != 0 && IsParkedOrQueued(ptr)) {
@@ -1773,9 +1922,8 @@ class ThreadHeapMemp final : private ThreadStateOwner {
         return nullptr;
       }
       bool no_room = false;
-      thread_heap->refused_by_limit = false;
       void* p = ThreadHeapAttempt(
-          thread_heap, bytes, tlsf::kAlignment,
+          thread_heap,
           [&](RegionSet& r) {
             void* moved = r.Reallocate(ptr, bytes, &no_room);
             if (moved != nullptr && tag != nullptr) r.SetTag(moved, *tag);
@@ -1783,17 +1931,12 @@ class ThreadHeapMemp final : private ThreadStateOwner {
           },
           &no_room);
       if (p != nullptr || !no_room) return p;  // done, or misuse (reported)
-      if (!thread_heap->refused_by_limit &&
-          thread_heap->on_exhaustion ==
-              ThreadHeapExhaustion::kFallBackToShared) {
-        ++thread_heap->fallbacks;
-        thread_heap->Publish();
-        p = MoveBlock(ptr, bytes, tag, thread_heap->regions.UsableSize(ptr),
-                      BlockAlignmentIn(thread_heap->regions.table(), ptr),
-                      /*fallback_of=*/thread_heap);
+      *next = MissInThreadHeap(thread_heap, after_handler);
+      if (*next == Next::kFallBack) {
+        *usable_out = thread_heap->regions.UsableSize(ptr);
+        *alignment_out = BlockAlignmentIn(thread_heap->regions.table(), ptr);
       }
-      if (p == nullptr) CountFailure(thread_heap);
-      return p;
+      return nullptr;
     }
     // A block of the shared regions is resized in place there when it can
     // be; a block of another thread's heap is moved.
@@ -1844,9 +1987,12 @@ class ThreadHeapMemp final : private ThreadStateOwner {
       return kMove;
     });
     if (outcome == kRefused) CountFailedCall();
-    if (outcome != kMove) return result;
-    return MoveBlock(ptr, bytes, tag, usable, alignment,
-                     /*fallback_of=*/nullptr);
+    if (outcome == kMove) {
+      *next = Next::kMove;
+      *usable_out = usable;
+      *alignment_out = alignment;
+    }
+    return result;
   }
 
   // Allocates bytes with `alignment` (from the caller's thread heap, or,
@@ -2045,8 +2191,16 @@ class ThreadHeapMemp final : private ThreadStateOwner {
       return 0;
     });
   }
+  // A retiring region emptied by the queued frees that the exit applied has
+  // its handler run now, the registry's lock released.
+  void AfterThreadExit() override { shared_.RunRetiredHandlersIfDue(); }
 
+  // Asks the user's out-of-memory handler. REQUIRES: outside every owner
+  // operation of the calling thread (a handler may drain every thread heap).
   bool AskOutOfMemoryHandler(size_t bytes, size_t alignment) {
+    FMEMP_DCHECK(ThreadHeapOfThisThread() == nullptr ||
+                 ThreadHeapOfThisThread()->in_scope.load(
+                     std::memory_order_relaxed) == 0);
     OutOfMemoryHandler handler;
     void* context;
     {

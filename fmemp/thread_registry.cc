@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <new>
+#include <thread>
 
 #include "fmemp/no_wait_lock.h"
 
@@ -17,6 +18,28 @@ namespace fmemp {
 namespace {
 
 std::atomic<uint64_t> next_owner_id{1};
+
+// Bumped in every fork child: an owner's pins from before (by threads the
+// child lacks) no longer count.
+std::atomic<uint32_t> fork_epoch{0};
+
+// ThreadStateOwner::exits_in_flight_'s word: the fork epoch in the high 32
+// bits, the pins taken in that epoch in the low 32.
+constexpr uint64_t kPinMask = 0xffffffffu;
+uint64_t PinWord(uint32_t epoch, uint64_t pins) {
+  return (uint64_t{epoch} << 32) | pins;
+}
+// Counts one more exiting thread in an owner's `word`
+// (ThreadStateOwner::exits_in_flight_). REQUIRES: RegistryMutex() held.
+void Pin(std::atomic<uint64_t>& word) {
+  const uint32_t epoch = fork_epoch.load(std::memory_order_relaxed);
+  const uint64_t seen = word.load(std::memory_order_relaxed);
+  if (seen >> 32 != epoch) {
+    word.store(PinWord(epoch, 1), std::memory_order_relaxed);
+  } else {
+    word.fetch_add(1, std::memory_order_relaxed);
+  }
+}
 
 }  // namespace
 
@@ -79,20 +102,39 @@ struct RegistryInternals {
 };
 
 void HandBackThreadStates(void* /*unused*/) {
-  NoWaitLock hold(&RegistryMutex());
-  // Empty the thread's list first: whatever the hooks below do, they find
-  // no state of this thread (a new one would be registered afresh).
-  ThreadState* s = thread_head;
-  thread_head = nullptr;
-  last_used = nullptr;
-  while (s != nullptr) {
-    ThreadState* const next = s->next_in_thread_;
-    if (ThreadStateOwner* owner = s->owner_) {
-      owner->OnThreadExit(s);
-      RegistryInternals::UnlinkFromOwner(s, owner);
+  // The owners whose AfterThreadExit runs once the lock is released, each
+  // pinned (exits_in_flight_) so that it outlives the call. A thread holds
+  // one state per owner: no owner appears twice.
+  ThreadStateOwner* after[kMaxOwnersAfterExit];
+  size_t count = 0;
+  {
+    NoWaitLock hold(&RegistryMutex());
+    // Empty the thread's list first: whatever the hooks below do, they find
+    // no state of this thread (a new one would be registered afresh).
+    ThreadState* s = thread_head;
+    thread_head = nullptr;
+    last_used = nullptr;
+    while (s != nullptr) {
+      ThreadState* const next = s->next_in_thread_;
+      if (ThreadStateOwner* owner = s->owner_) {
+        owner->OnThreadExit(s);
+        RegistryInternals::UnlinkFromOwner(s, owner);
+        if (count < kMaxOwnersAfterExit) {
+          Pin(owner->exits_in_flight_);
+          after[count++] = owner;
+        } else {
+          owner->AfterThreadExit();
+        }
+      }
+      delete s;
+      s = next;
     }
-    delete s;
-    s = next;
+  }
+  // (A fork meanwhile leaves these pins behind in the child, where they no
+  // longer count; here, in this process, the epoch has not changed.)
+  for (size_t i = 0; i < count; ++i) {
+    after[i]->AfterThreadExit();
+    after[i]->exits_in_flight_.fetch_sub(1, std::memory_order_release);
   }
 }
 
@@ -163,14 +205,27 @@ ThreadState* RegisterThreadState(ThreadStateOwner* owner, ThreadState* state) {
 }
 
 void DetachThreadStates(ThreadStateOwner* owner) {
-  NoWaitLock hold(&RegistryMutex());
-  for (ThreadState* s = owner->first_; s != nullptr;) {
-    ThreadState* next = s->next_in_owner_;
-    s->owner_ = nullptr;
-    s->next_in_owner_ = s->prev_in_owner_ = nullptr;
-    s = next;
+  {
+    NoWaitLock hold(&RegistryMutex());
+    for (ThreadState* s = owner->first_; s != nullptr;) {
+      ThreadState* next = s->next_in_owner_;
+      s->owner_ = nullptr;
+      s->next_in_owner_ = s->prev_in_owner_ = nullptr;
+      s = next;
+    }
+    owner->first_ = nullptr;
   }
-  owner->first_ = nullptr;
+  // No exiting thread pins the owner from now on (it finds no state of
+  // it); wait for those that did.
+  while (true) {
+    const uint64_t word =
+        owner->exits_in_flight_.load(std::memory_order_acquire);
+    if ((word & kPinMask) == 0 ||
+        word >> 32 != fork_epoch.load(std::memory_order_relaxed)) {
+      return;
+    }
+    std::this_thread::yield();
+  }
 }
 
 size_t ThreadStateCountOfThisThread() {
@@ -189,6 +244,9 @@ void LockRegistryForFork() { LockWithoutWaiting(RegistryMutex()); }
 void UnlockRegistryAfterFork() { RegistryMutex().Unlock(); }
 void ResetRegistryInForkChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   ::new (&RegistryMutex()) absl::Mutex();
+  // Pins taken by the parent's exiting threads, which the child lacks, no
+  // longer count (see ThreadStateOwner::exits_in_flight_).
+  fork_epoch.fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace fmemp

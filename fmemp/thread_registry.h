@@ -35,7 +35,12 @@
 // * For each state whose owner still exists, OnThreadExit runs on the
 //   exiting thread under RegistryMutex(), then the state is deleted. The
 //   thread's list is emptied before any of this, so nothing the hooks do
-//   can reach a deleted state.
+//   can reach a deleted state. Then, once RegistryMutex() is released,
+//   AfterThreadExit runs for each of those owners (up to
+//   kMaxOwnersAfterExit; beyond that, under the lock), for work that may
+//   take the lock, such as a user handler that drains every thread's cache;
+//   the owner's DetachThreadStates waits for it (in a fork child, not for
+//   the parent's threads).
 // * An owner's destructor must call DetachThreadStates(this): states of
 //   threads still running are orphaned (never passed to the owner again).
 //   An orphan is deleted at its thread's next RegisterThreadState or at its
@@ -54,6 +59,7 @@
 #ifndef FMEMP_FMEMP_THREAD_REGISTRY_H_
 #define FMEMP_FMEMP_THREAD_REGISTRY_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -87,6 +93,9 @@ class ThreadStateOwner {
   // belongs to this owner); the registry deletes the state afterwards.
   virtual void OnThreadExit(ThreadState* state)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(RegistryMutex()) = 0;
+  // Called on the exiting thread after OnThreadExit, once RegistryMutex() is
+  // released (see the top); the owner outlives the call.
+  virtual void AfterThreadExit() {}
 
  protected:
   ~ThreadStateOwner();
@@ -101,7 +110,16 @@ class ThreadStateOwner {
                                  absl::FunctionRef<void(ThreadState*)>);
   const uint64_t owner_id_;
   ThreadState* first_ ABSL_GUARDED_BY(RegistryMutex()) = nullptr;
+  // Exiting threads between OnThreadExit and the end of AfterThreadExit for
+  // this owner (raised under RegistryMutex()), with the fork epoch they were
+  // counted in (thread_registry.cc: a fork child's pins start afresh);
+  // DetachThreadStates waits until none counts.
+  std::atomic<uint64_t> exits_in_flight_{0};
 };
+
+// How many owners' AfterThreadExit one exiting thread runs after releasing
+// RegistryMutex(); any more run under it.
+inline constexpr size_t kMaxOwnersAfterExit = 16;
 
 // Base of per-thread state. Owned by its thread; allocated in the arena.
 class ThreadState : public ArenaAllocated {
@@ -163,7 +181,8 @@ inline ThreadState* ThreadStateFor(const ThreadStateOwner* owner) {
 ThreadState* RegisterThreadState(ThreadStateOwner* owner, ThreadState* state)
     ABSL_LOCKS_EXCLUDED(RegistryMutex());
 
-// For the owner's destructor: orphans every thread's state for `owner`.
+// For the owner's destructor: orphans every thread's state for `owner`,
+// then waits until no exiting thread is in its AfterThreadExit.
 void DetachThreadStates(ThreadStateOwner* owner)
     ABSL_LOCKS_EXCLUDED(RegistryMutex());
 

@@ -5,6 +5,9 @@
 
 #include "fmemp/testing/front_end.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <string>
 #include <vector>
 
@@ -188,6 +191,10 @@ Usage CApiFrontEnd::Probe() const {
   out.regions = u.regions;
   out.failed = u.failed_allocations;
   out.invalid_frees = u.invalid_frees;
+  out.limit = u.limit;
+  out.soft_limit = u.soft_limit;
+  out.limit_usage = u.limit_usage;
+  out.limit_refusals = u.limit_refusals;
   return out;
 }
 
@@ -226,9 +233,23 @@ std::vector<ThreadHeapUsage> CApiFrontEnd::ProbeThreadHeaps() {
     u.cached = p.cached_bytes;
     u.failed = p.failed_allocations;
     u.fallbacks = p.fallbacks;
+    u.limit = p.limit;
+    u.limit_usage = p.limit_usage;
+    u.limit_refusals = p.limit_refusals;
     out.push_back(u);
   }
   return out;
+}
+
+bool CApiFrontEnd::ProbeThisThreadHeap(ThreadHeapUsage* out) {
+  const uint64_t self = static_cast<uint64_t>(syscall(SYS_gettid));
+  for (const ThreadHeapUsage& u : ProbeThreadHeaps()) {
+    if (u.thread_id == self) {
+      *out = u;
+      return true;
+    }
+  }
+  return false;
 }
 
 Outcome CApiFrontEnd::Check(std::string* why) {

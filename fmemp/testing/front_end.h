@@ -45,6 +45,11 @@
 //   bool ResetPeak();
 //   void SetOutOfMemoryHandler(handler, context);
 //   void SetLimit(bytes);                 the hard limit (fmemp/budget.h)
+//   void SetSoftLimit(bytes, hysteresis, callback), RemoveLimits();
+//   Outcome SetThreadHeapLimit(thread_id, bytes),
+//       SetThreadHeapSoftLimit(thread_id, bytes, hysteresis, callback);
+//                                        thread_id 0: the calling thread's
+//   bool ProbeThisThreadHeap(ThreadHeapUsage*);
 //   ReportCounter& reports();            every misuse report, counted
 //
 // Results are Outcomes, one vocabulary for absl::Status and FError, so a
@@ -71,7 +76,9 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "fmemp/budget.h"
 #include "fmemp/fmemp.h"
+#include "fmemp/management_error.h"
 #include "fmemp/memp.h"
 #include "fmemp/misuse_kind.h"
 #include "fmemp/region_set.h"
@@ -103,6 +110,10 @@ Outcome OutcomeOf(FError error);
 const char* OutcomeName(Outcome outcome);
 std::ostream& operator<<(std::ostream& out, Outcome outcome);
 
+// Usage::limit and friends when no limit is set (Budget::kNoLimit and
+// FMEMP_LIMIT_NONE).
+inline constexpr uint64_t kNoLimit = UINT64_MAX;
+
 // Probe figures, the same for every wrapper. cached: free blocks parked in
 // per-thread caches (neither used nor free; 0 without caches).
 struct Usage {
@@ -115,6 +126,14 @@ struct Usage {
   uint64_t regions = 0;
   uint64_t failed = 0;  // allocations that returned nullptr
   uint64_t invalid_frees = 0;
+  // The budget (fmemp/budget.h): the hard and soft limits (kNoLimit: none),
+  // the bytes they count now (read atomically: under thread heaps not the
+  // sum of the heaps' published used + cached), and the allocations the
+  // limits refused (of `failed`).
+  uint64_t limit = kNoLimit;
+  uint64_t soft_limit = kNoLimit;
+  uint64_t limit_usage = 0;
+  uint64_t limit_refusals = 0;
 };
 
 struct RegionUsage {
@@ -138,6 +157,30 @@ struct ThreadHeapUsage {
   uint64_t cached = 0;     // parked in the thread heap's cache
   uint64_t failed = 0;     // its thread's allocations that returned nullptr
   uint64_t fallbacks = 0;  // requests it passed to the shared regions
+  // Its own hard limit (kNoLimit: none), the bytes it counts now, and the
+  // requests a limit refused.
+  uint64_t limit = kNoLimit;
+  uint64_t limit_usage = 0;
+  uint64_t limit_refusals = 0;
+};
+
+// A soft-limit handler as the adapter passes it on: the front-end calls
+// run(this, usage, soft_limit) once per crossing (fmemp/budget.h), outside
+// its locks. The caller owns the callback; it must outlive every limit
+// that names it.
+struct SoftLimitCallback {
+  void (*run)(SoftLimitCallback* self, uint64_t usage,
+              uint64_t soft_limit) = nullptr;
+
+  // The forms the front-ends call; `context` is the callback.
+  static void FromBudget(void* context, const Budget::SoftLimitEvent& event) {
+    auto* self = static_cast<SoftLimitCallback*>(context);
+    self->run(self, event.usage, event.soft_limit);
+  }
+  static void FromCApi(void* user, u64 usage, u64 soft_limit) {
+    auto* self = static_cast<SoftLimitCallback*>(user);
+    self->run(self, usage, soft_limit);
+  }
 };
 
 // Counts misuse reports. Thread-safe; a report is counted before the call
@@ -329,6 +372,11 @@ class CppFrontEnd {
     u.regions = s.region_count;
     u.failed = s.failed_allocations;
     u.invalid_frees = s.invalid_frees;
+    const Budget& budget = memp_.budget();
+    u.limit = budget.limit();
+    u.soft_limit = budget.soft_limit();
+    u.limit_usage = budget.usage();
+    u.limit_refusals = s.limit_refusals;
     return u;
   }
   std::vector<RegionUsage> ProbeRegions() {
@@ -361,10 +409,27 @@ class CppFrontEnd {
         u.cached = p.stats.cached_bytes;
         u.failed = p.stats.failed_allocations;
         u.fallbacks = p.fallbacks;
+        u.limit = p.limit;
+        u.limit_usage = p.budget_usage;
+        u.limit_refusals = p.stats.limit_refusals;
         out.push_back(u);
       }
     }
     return out;
+  }
+  // The calling thread's heap: false when it has none.
+  bool ProbeThisThreadHeap(ThreadHeapUsage* out) {
+    if constexpr (kHasThreadHeaps) {
+      const uint64_t self = thread_heap_internal::CurrentThreadId();
+      for (const ThreadHeapUsage& u : ProbeThreadHeaps()) {
+        if (u.thread_id == self) {
+          *out = u;
+          return true;
+        }
+      }
+    }
+    (void)out;
+    return false;
   }
   // kOk when the integrity check passes; else `why` says what it found.
   Outcome Check(std::string* why = nullptr) {
@@ -381,11 +446,58 @@ class CppFrontEnd {
     return true;
   }
   void SetLimit(size_t bytes) { memp_.SetLimit(bytes); }
+  // bytes == kNoLimit (or a null callback) removes it.
+  void SetSoftLimit(size_t bytes, size_t hysteresis,
+                    SoftLimitCallback* callback) {
+    memp_.SetSoftLimit(callback == nullptr ? Budget::kNoLimit : bytes,
+                       hysteresis,
+                       callback == nullptr || bytes == Budget::kNoLimit
+                           ? nullptr
+                           : &SoftLimitCallback::FromBudget,
+                       callback);
+  }
+  // Both limits (and the thread heaps' own), and charging stops until the
+  // next limit.
+  void RemoveLimits() { memp_.RemoveLimits(); }
+  // A thread heap's own limits (0: the calling thread's); kNotSupported
+  // without thread heaps, kInvalidArg when that thread has none.
+  Outcome SetThreadHeapLimit(uint64_t thread_id, size_t bytes) {
+    if constexpr (kHasThreadHeaps) {
+      return ThreadHeapOutcome(memp_.TrySetThreadHeapLimit(thread_id, bytes));
+    }
+    (void)thread_id;
+    (void)bytes;
+    return Outcome::kNotSupported;
+  }
+  Outcome SetThreadHeapSoftLimit(uint64_t thread_id, size_t bytes,
+                                 size_t hysteresis,
+                                 SoftLimitCallback* callback) {
+    if constexpr (kHasThreadHeaps) {
+      return ThreadHeapOutcome(memp_.TrySetThreadHeapSoftLimit(
+          thread_id, callback == nullptr ? Budget::kNoLimit : bytes, hysteresis,
+          callback == nullptr || bytes == Budget::kNoLimit
+              ? nullptr
+              : &SoftLimitCallback::FromBudget,
+          callback));
+    }
+    (void)thread_id;
+    (void)bytes;
+    (void)hysteresis;
+    (void)callback;
+    return Outcome::kNotSupported;
+  }
   void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context) {
     memp_.SetOutOfMemoryHandler(handler, context);
   }
 
  private:
+  // No thread heap for that thread is the C API's FMEMP_ERR_INVALID_ARG.
+  static Outcome ThreadHeapOutcome(ManagementResult result) {
+    return result.error() == ManagementError::kNoThreadHeap
+               ? Outcome::kInvalidArg
+               : OutcomeOf(result.ToStatus());
+  }
+
   Front memp_;
   ReportCounter reports_;
 };
@@ -495,6 +607,36 @@ class CApiFrontEnd {
   bool ResetPeak() { return false; }  // not in the C API
   // Installed now when ready, and by every later Init.
   void SetLimit(size_t bytes) { FMempSetLimit(&memp_, bytes); }
+  void SetSoftLimit(size_t bytes, size_t hysteresis,
+                    SoftLimitCallback* callback) {
+    if (callback == nullptr || bytes == kNoLimit) {
+      FMempSetSoftLimit(&memp_, FMEMP_LIMIT_NONE, 0, nullptr, nullptr);
+    } else {
+      FMempSetSoftLimit(&memp_, bytes, hysteresis, &SoftLimitCallback::FromCApi,
+                        callback);
+    }
+  }
+  // The C API has no call for it: both limits set to FMEMP_LIMIT_NONE (the
+  // budget goes on counting).
+  void RemoveLimits() {
+    FMempSetLimit(&memp_, FMEMP_LIMIT_NONE);
+    FMempSetSoftLimit(&memp_, FMEMP_LIMIT_NONE, 0, nullptr, nullptr);
+  }
+  Outcome SetThreadHeapLimit(uint64_t thread_id, size_t bytes) {
+    return OutcomeOf(FMempSetThreadHeapLimit(&memp_, thread_id, bytes));
+  }
+  Outcome SetThreadHeapSoftLimit(uint64_t thread_id, size_t bytes,
+                                 size_t hysteresis,
+                                 SoftLimitCallback* callback) {
+    if (callback == nullptr || bytes == kNoLimit) {
+      return OutcomeOf(FMempSetThreadHeapSoftLimit(
+          &memp_, thread_id, FMEMP_LIMIT_NONE, 0, nullptr, nullptr));
+    }
+    return OutcomeOf(
+        FMempSetThreadHeapSoftLimit(&memp_, thread_id, bytes, hysteresis,
+                                    &SoftLimitCallback::FromCApi, callback));
+  }
+  bool ProbeThisThreadHeap(ThreadHeapUsage* out);
   void SetOutOfMemoryHandler(OutOfMemoryHandler handler, void* context);
 
  private:

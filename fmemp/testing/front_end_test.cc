@@ -484,6 +484,84 @@ TYPED_TEST(FrontEndTest, ThreadHeapsAreWhereTheEntrySaysTheyAre) {
   EXPECT_EQ(f.RemoveRegion(s), Outcome::kOk);
 }
 
+// The budget calls: the same figures and outcomes whatever the wrapper.
+struct CountingSoftLimit : SoftLimitCallback {
+  CountingSoftLimit() { run = &CountingSoftLimit::Count; }
+  static void Count(SoftLimitCallback* self, uint64_t usage,
+                    uint64_t soft_limit) {
+    auto* counting = static_cast<CountingSoftLimit*>(self);
+    ++counting->calls;
+    counting->above = usage > soft_limit;
+  }
+  int calls = 0;
+  bool above = false;
+};
+
+TYPED_TEST(FrontEndTest, LimitsRefuseCrossAndGo) {
+  TypeParam& f = this->front_;
+  EXPECT_EQ(f.Probe().limit, kNoLimit);
+  f.SetLimit(64 * 1024);
+  CountingSoftLimit soft;
+  f.SetSoftLimit(16 * 1024, 1024, &soft);
+  Usage u = f.Probe();
+  EXPECT_EQ(u.limit, 64u * 1024);
+  EXPECT_EQ(u.soft_limit, 16u * 1024);
+  std::vector<void*> blocks;
+  while (void* p = f.Allocate(1000)) blocks.push_back(p);
+  u = f.Probe();
+  EXPECT_LE(u.limit_usage, 64u * 1024);
+  EXPECT_GT(u.limit_usage, 60u * 1024);
+  EXPECT_EQ(u.limit_usage, u.used + u.cached);
+  EXPECT_EQ(u.limit_refusals, 1u);
+  EXPECT_EQ(u.failed, 1u);
+  EXPECT_EQ(soft.calls, 1);
+  EXPECT_TRUE(soft.above);
+  f.RemoveLimits();
+  u = f.Probe();
+  EXPECT_EQ(u.limit, kNoLimit);
+  EXPECT_EQ(u.soft_limit, kNoLimit);
+  void* more = f.Allocate(1000);
+  EXPECT_NE(more, nullptr);
+  f.FreeUnchecked(more);
+  for (void* p : blocks) f.FreeUnchecked(p);
+}
+
+TYPED_TEST(FrontEndTest, ThreadHeapLimitsWhereOffered) {
+  TypeParam& f = this->front_;
+  ThreadHeapUsage heap;
+  CountingSoftLimit soft;
+  if (!f.has_thread_heaps()) {
+    EXPECT_EQ(f.SetThreadHeapLimit(0, 4096), Outcome::kNotSupported);
+    EXPECT_EQ(f.SetThreadHeapSoftLimit(0, 4096, 0, &soft),
+              Outcome::kNotSupported);
+    EXPECT_FALSE(f.ProbeThisThreadHeap(&heap));
+    return;
+  }
+  std::thread([&] {
+    EXPECT_EQ(f.SetThreadHeapLimit(0, 4096), Outcome::kInvalidArg);  // none
+    ASSERT_EQ(f.AddRegion(this->second_.begin(), this->second_.end()),
+              Outcome::kOk);
+    ASSERT_EQ(f.BindThisThread(this->second_.begin(), FMEMP_BIND_NO_FALLBACK),
+              Outcome::kOk);
+    EXPECT_EQ(f.SetThreadHeapLimit(0, 32 * 1024), Outcome::kOk);
+    EXPECT_EQ(f.SetThreadHeapSoftLimit(0, 8 * 1024, 0, &soft), Outcome::kOk);
+    std::vector<void*> blocks;
+    while (void* p = f.Allocate(1000)) blocks.push_back(p);
+    ASSERT_TRUE(f.ProbeThisThreadHeap(&heap));
+    EXPECT_EQ(heap.limit, 32u * 1024);
+    EXPECT_LE(heap.limit_usage, 32u * 1024);
+    EXPECT_GT(heap.limit_usage, 28u * 1024);
+    EXPECT_EQ(heap.limit_refusals, 1u);
+    EXPECT_EQ(soft.calls, 1);
+    EXPECT_EQ(f.SetThreadHeapLimit(0, kNoLimit), Outcome::kOk);
+    EXPECT_EQ(f.SetThreadHeapSoftLimit(0, kNoLimit, 0, nullptr), Outcome::kOk);
+    ASSERT_TRUE(f.ProbeThisThreadHeap(&heap));
+    EXPECT_EQ(heap.limit, kNoLimit);
+    for (void* p : blocks) f.FreeUnchecked(p);
+    EXPECT_EQ(f.UnbindThisThread(), Outcome::kOk);
+  }).join();
+}
+
 TYPED_TEST(FrontEndTest, ResetPeakAndListWhereOffered) {
   TypeParam& f = this->front_;
   void* p = f.Allocate(4000);

@@ -47,6 +47,41 @@
 //   and every eighth round a drain of every thread's cache. Check must
 //   always pass; used <= capacity and used + cached + free == capacity, in
 //   the whole and per region and per thread heap.
+// * The limiter (budgets, fmemp/budget.h): sets, changes and removes the
+//   front-end's hard and soft limits while everyone allocates, each near
+//   the bytes the budget counts at that moment (some below it), so that
+//   refusals and soft-limit crossings really happen. Bound workers set,
+//   change and remove their own thread heap's limits the same way.
+//
+// Hard limits are exact: a charge never takes the budget's usage past the
+// limit the charge read (fmemp/budget.h). A charge reads the limit inside
+// an allocating call, and lowering a limit below the usage frees nothing,
+// so the check is made only where it is exact. The limiter, after setting
+// a limit, waits until every allocating call that was under way has
+// returned (each worker's call counter is odd during a call); from then
+// on ("settled") every charge reads that limit. The prober, alone, then
+// reads the usage again and again: each reading must be at most
+// max(limit, the previous reading), because a charge lands at or under the
+// limit and a refund only lowers it (the first reading after settling
+// sets the start). A thread heap's own limit is checked by its thread,
+// whose allocations are its heap's only charges: after setting the limit
+// (or binding, which charges the region's live blocks whatever the limit)
+// it reads its heap's usage; later readings must stay at most max(limit,
+// that reading). The limiter's RemoveLimits (which removes the thread
+// heaps' limits too, one heap after another) makes an epoch odd before
+// and even after: a thread sets its heap's limit only while the epoch is
+// even, and drops its check (and its limit) once it sees the epoch moved.
+// The seq_cst fences between each side's limit and its epoch or regime
+// word make these checks exact in the C++ memory model; under TSan (no
+// fences with GCC) they rely on x86's order, which the sanitizer runs on.
+//
+// Every NULL is classed by whether a limit may have been in force during
+// its call (the limiter's regime word, odd from before a hard limit is set
+// until after its removal has settled; or the thread's own heap limit):
+// the front-end's limit_refusals can be no more than the NULLs under a
+// limit, and its failed_allocations must equal every NULL the harness got.
+// The soft-limit handlers count their calls and must never overlap for one
+// budget.
 //
 // Every block carries block_pattern.h's pattern over every byte; it is
 // checked before every free, before every realloc (and the preserved prefix
@@ -67,9 +102,11 @@
 // regions are smaller, and the region index prefers the smallest region
 // that fits. "Big" requests fit only there.
 //
-// At the end every block is freed, the caches are drained, used is back to
-// its starting value (0) with no live blocks, Check passes, every region but
-// the first can be removed, and no misuse was reported.
+// At the end the limiter leaves no limit set (the budget still counting),
+// every block is freed, the caches are drained, the budget's usage is 0,
+// the limits are removed, used is back to its starting value (0) with no
+// live blocks, Check passes, every region but the first can be removed,
+// and no misuse was reported.
 
 #ifndef FMEMP_TESTS_STRESS_STRESS_HARNESS_H_
 #define FMEMP_TESTS_STRESS_STRESS_HARNESS_H_
@@ -88,6 +125,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/config.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -102,6 +140,7 @@
 namespace fmemp {
 namespace stress {
 
+using testkit::kNoLimit;
 using testkit::Outcome;
 using testkit::OutcomeName;
 using testkit::RegionUsage;
@@ -246,9 +285,21 @@ class StressHarness {
   static constexpr size_t kMaxLivePerWorker = 48;
   static constexpr size_t kCollectorHold = 128;
   static constexpr int kMinWaves = 2;
+  // Limits are set within this much of the budget's usage (below by up to
+  // half of it); a thread heap's within kHeapLimitSlack.
+  static constexpr size_t kLimitSlack = size_t{64} << 10;
+  static constexpr size_t kHeapLimitSlack = size_t{16} << 10;
+  // A reading this close under the hard limit counts as "at the limit".
+  static constexpr size_t kNearLimit = size_t{16} << 10;
 
   explicit StressHarness(const StressConfig& config)
-      : config_(config), inboxes_(config.threads), slots_(config.threads) {
+      : config_(config),
+        inboxes_(config.threads),
+        slots_(config.threads),
+        call_seq_(new CallCounter[config.threads]) {
+    for (int i = 0; i < config.threads; ++i) {
+      heap_soft_.push_back(std::make_unique<SoftWatch>());
+    }
     for (int i = 0; i < kBaseRegions; ++i) {
       base_.push_back(std::make_unique<Arena>(kBaseBytes));
     }
@@ -289,6 +340,7 @@ class StressHarness {
     std::thread collector([this] { Collect(); });
     std::thread manager([this] { ManageRegions(); });
     std::thread prober([this] { ProbeLoop(); });
+    std::thread limiter([this] { ManageLimits(); });
 
     int wave = 0;
     for (;; ++wave) {
@@ -315,6 +367,8 @@ class StressHarness {
 
     stop_manager_.store(true, std::memory_order_release);
     manager.join();
+    stop_limiter_.store(true, std::memory_order_release);
+    limiter.join();
     // Everything the slots and inboxes still hold, freed by this thread
     // (whose allocating threads have all exited).
     ThreadContext self = Context("final", -1, wave, 0);
@@ -334,8 +388,19 @@ class StressHarness {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
             .count();
 
-    // The end state.
+    // The end state. The limiter left no limit, the budget still counting:
+    // with every block back in its region it counts nothing (no charge was
+    // lost or counted twice). Then the limits go.
     EXPECT_EQ(backend_.DrainCaches(), Outcome::kOk);
+    const Usage counted = backend_.Probe();
+    EXPECT_EQ(counted.limit_usage, 0u) << "the budget lost track of a charge";
+    EXPECT_EQ(counted.limit, kNoLimit);
+    EXPECT_EQ(counted.failed,
+              nulls_under_limit_.load() + nulls_without_limit_.load())
+        << "failed_allocations differs from the NULLs the harness got";
+    EXPECT_LE(counted.limit_refusals, nulls_under_limit_.load())
+        << "limit refusals without a limit in force";
+    backend_.RemoveLimits();
     const Usage end = backend_.Probe();
     EXPECT_EQ(end.used, start.used) << "blocks were lost";
     EXPECT_EQ(end.live, 0u);
@@ -374,7 +439,7 @@ class StressHarness {
         "while a region was removed %u, removals %u (busy %u), retirements "
         "%u of %u, probes %u, "
         "checks %u, NULL from ordinary requests %u, heap binds %u, unbinds "
-        "%u, NULL from full heaps %u; failures %d",
+        "%u, NULL from full heaps %u; %s; failures %d",
         name, calls_.load(), seconds, calls_.load() / seconds, waves,
         config_.threads, config_.seed, cross_thread_frees_.load(),
         collector_frees_.load(), adopted_.load(), big_blocks_.load(),
@@ -382,7 +447,7 @@ class StressHarness {
         busy_removals_.load(), retirements_.load(), retire_calls_.load(),
         probes_.load(), checks_.load(), failed_allocations_.load(),
         binds_.load(), unbinds_.load(), thread_heap_full_.load(),
-        failures_.count());
+        LimitSummary(counted), failures_.count());
     std::printf("%s\n", summary.c_str());
     std::fflush(stdout);
     testing::Test::RecordProperty("allocator_calls",
@@ -391,6 +456,8 @@ class StressHarness {
     testing::Test::RecordProperty(
         "retirements", absl::StrCat(retirements_.load(), " of ",
                                     retire_calls_.load(), " retired"));
+    testing::Test::RecordProperty("limit_refusals",
+                                  absl::StrCat(counted.limit_refusals));
 
     EXPECT_EQ(failures_.count(), 0)
         << failures_.Summary() << "\n(run seed " << config_.seed
@@ -408,6 +475,27 @@ class StressHarness {
     if (FrontEnd::kHasThreadHeaps) {
       EXPECT_GT(binds_.load(), 0u);
     }
+    // Budgets: each check had something to check.
+    EXPECT_GT(hard_sets_.load(), 0u) << "no hard limit was set";
+    EXPECT_GT(soft_sets_.load(), 0u) << "no soft limit was set";
+    EXPECT_GT(limit_removals_.load(), 0u) << "the limits were never removed";
+    EXPECT_GT(hard_checks_.load(), 0u)
+        << "no reading was checked against a settled hard limit";
+    EXPECT_GT(counted.limit_refusals, 0u) << "no limit ever refused";
+    EXPECT_GT(nulls_under_limit_.load(), 0u);
+    EXPECT_GT(front_soft_.calls.load(), 0u)
+        << "the soft-limit handler never ran";
+    EXPECT_EQ(SoftOverlaps(), 0u)
+        << "a soft-limit handler ran while the previous call for its budget "
+           "was still running";
+    if (FrontEnd::kHasThreadHeaps) {
+      EXPECT_GT(heap_limit_sets_.load(), 0u);
+      EXPECT_GT(heap_limit_checks_.load(), 0u)
+          << "no thread heap reading was checked against its limit";
+      EXPECT_GT(heap_refusals_.load(), 0u) << "no thread heap limit refused";
+      EXPECT_GT(HeapSoftCalls(), 0u)
+          << "no thread heap's soft-limit handler ran";
+    }
   }
 
  private:
@@ -424,6 +512,32 @@ class StressHarness {
   static void OnRetired(void* context, void*, void*) {
     static_cast<Managed*>(context)->gone.store(true, std::memory_order_release);
   }
+
+  // A soft-limit handler's record, one per budget: calls, and calls that
+  // began while the previous one for the same budget was still running.
+  struct SoftWatch : testkit::SoftLimitCallback {
+    SoftWatch() { run = &SoftWatch::Run; }
+    static void Run(SoftLimitCallback* self, uint64_t, uint64_t) {
+      auto* watch = static_cast<SoftWatch*>(self);
+      if (watch->running.fetch_add(1, std::memory_order_acq_rel) != 0) {
+        watch->overlaps.fetch_add(1, std::memory_order_relaxed);
+      }
+      watch->calls.fetch_add(1, std::memory_order_relaxed);
+      // A handler takes a while (a server evicts here): long enough for
+      // another crossing to try to run it again.
+      for (int i = 0; i < 4; ++i) std::this_thread::yield();
+      watch->running.fetch_sub(1, std::memory_order_acq_rel);
+    }
+    std::atomic<int> running{0};
+    std::atomic<uint64_t> calls{0};
+    std::atomic<uint64_t> overlaps{0};
+  };
+
+  // Odd while the slot's thread is inside an allocating call (the limiter
+  // waits for the calls under way when it sets a limit).
+  struct alignas(64) CallCounter {
+    std::atomic<uint64_t> value{0};
+  };
 
   // One worker position, outliving the threads that fill it. Touched by one
   // thread at a time: a wave's thread, then (after joining it) the next
@@ -448,6 +562,12 @@ class StressHarness {
     uint64_t op = 0;         // operations drawn (workers)
     bool bound = false;      // has a per-thread heap bound
     bool may_fail = false;   // bound to a thread heap that fails when full
+    // Its thread heap's own hard limit (kNoLimit: none or given up), the
+    // most its usage may read now, and the limiter's removal epoch when
+    // it was set.
+    uint64_t heap_limit = kNoLimit;
+    uint64_t heap_ceiling = kNoLimit;
+    uint64_t heap_epoch = 0;
 
     uint64_t Generation() { return (uid << 32) | ++next_generation; }
     std::string Where() const {
@@ -528,11 +648,26 @@ class StressHarness {
       before[r] = managed_[r]->epoch.load(std::memory_order_acquire);
       any_removed |= before[r] % 2 == 0;
     }
+    // Inside a call (the limiter's grace period waits for it), and the
+    // regime the call began and ended in (see the top of this file).
+    std::atomic<uint64_t>& in_call = call_seq_[t.slot].value;
+    in_call.fetch_add(1, std::memory_order_seq_cst);
+    const uint64_t regime_before = regime_.load(std::memory_order_seq_cst);
     void* p = call();
+    Fence();
+    const uint64_t regime_after = regime_.load(std::memory_order_seq_cst);
+    in_call.fetch_add(1, std::memory_order_release);
     ++t.calls;
     if (any_removed)
       calls_while_removed_.fetch_add(1, std::memory_order_relaxed);
-    if (p == nullptr) return nullptr;
+    if (p == nullptr) {
+      const bool under_limit = regime_before % 2 == 1 ||
+                               regime_after != regime_before ||
+                               t.heap_limit != kNoLimit;
+      (under_limit ? nulls_under_limit_ : nulls_without_limit_)
+          .fetch_add(1, std::memory_order_relaxed);
+      return nullptr;
+    }
     const Arena* arena = ArenaOf(p);
     if (arena == nullptr) {
       Fail(t,
@@ -724,6 +859,8 @@ class StressHarness {
     t.bound = true;
     t.may_fail = !IsFallBackSlot(t.slot);
     binds_.fetch_add(1, std::memory_order_relaxed);
+    // The region's live blocks were charged to the heap, whatever its limit.
+    NoteHeapCeiling(t);
   }
   void Unbind(ThreadContext& t) {
     const Outcome s = backend_.UnbindThisThread();
@@ -755,6 +892,7 @@ class StressHarness {
     }
     for (;; ++t.op) {
       if (t.op % 16 == 0) {
+        if (t.bound) CheckHeapLimit(t);
         Publish(t);
         if (std::chrono::steady_clock::now() >= wave_end_ ||
             calls_.load(std::memory_order_relaxed) >= wave_call_limit_) {
@@ -777,6 +915,8 @@ class StressHarness {
           Unbind(t);
         } else if (!t.bound && t.rng() % 64 == 0) {
           Bind(t);
+        } else if (t.bound && t.rng() % 128 == 0) {
+          ChangeHeapLimits(t);
         }
       }
       const uint64_t pick = t.rng() % 1000;
@@ -837,6 +977,10 @@ class StressHarness {
     for (size_t n = mine.size() / 4; n > 0; --n) {
       collector_inbox_.Push(TakeRandom(t, mine));
     }
+    testkit::ThreadHeapUsage heap;
+    if (OwnHeap(t, &heap)) {
+      heap_refusals_.fetch_add(heap.limit_refusals, std::memory_order_relaxed);
+    }
     if (t.bound && t.rng() % 4 == 0) Unbind(t);
     Publish(t);
   }
@@ -892,6 +1036,19 @@ class StressHarness {
     return -1;
   }
 
+  // A retiring region that CancelRetire no longer finds went with its last
+  // block; its handler runs on the thread that freed it, once that call has
+  // released its locks, so it may still be on its way: waits for it (up to
+  // 2 s; reap then fails the run if it never came).
+  static void AwaitRetiredHandler(const Managed& m) {
+    const auto give_up =
+        std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!m.gone.load(std::memory_order_acquire) &&
+           std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
   void ManageRegions() {
     ThreadContext t = Context("manager", -1, 0, 3);
     bool present[kManagedRegions];
@@ -908,22 +1065,6 @@ class StressHarness {
         present[r] = false;
         retirements_.fetch_add(1, std::memory_order_relaxed);
         WriteCanary(m);
-      }
-    };
-    // CancelRetire found no region: the free of its last block removed it,
-    // and that thread runs the handler only after releasing the
-    // front-end's locks, so it may not have run yet. Waits for it (10 s at
-    // most), then reaps.
-    auto reap_after_handler = [&](int r) {
-      const auto give_up =
-          std::chrono::steady_clock::now() + std::chrono::seconds(10);
-      while (!managed_[r]->gone.load(std::memory_order_acquire) &&
-             std::chrono::steady_clock::now() < give_up) {
-        std::this_thread::yield();
-      }
-      reap(r);
-      if (retiring[r]) {
-        Fail(t, "CancelRetire failed, and the region's handler did not run");
       }
     };
     auto add = [&](int r) {
@@ -954,9 +1095,12 @@ class StressHarness {
           if (backend_.CancelRetire(m.arena.begin()) == Outcome::kOk) {
             retiring[r] = false;
           } else {
-            // Gone meanwhile (its handler ran): absent, as reap says.
+            // Gone meanwhile (its last block was freed): absent, as reap
+            // says once its handler has run.
             m.epoch.fetch_add(1, std::memory_order_acq_rel);  // even again
-            reap_after_handler(r);
+            AwaitRetiredHandler(m);
+            reap(r);
+            if (retiring[r]) Fail(t, "CancelRetire failed, region not gone");
           }
         }
       } else if (!present[r]) {
@@ -1006,12 +1150,289 @@ class StressHarness {
           retiring[r] = false;
         } else {
           m.epoch.fetch_add(1, std::memory_order_acq_rel);
-          reap_after_handler(r);
+          AwaitRetiredHandler(m);
+          reap(r);
+          if (retiring[r]) Fail(t, "CancelRetire failed, region not gone");
         }
       }
       if (!present[r]) add(r);
     }
     Publish(t);
+  }
+
+  // --- The limiter ---
+
+  // A seq_cst fence; none under ThreadSanitizer, which GCC refuses fences
+  // with (the sanitizer runs on x86, whose order gives the same).
+  static void Fence() {
+#ifndef ABSL_HAVE_THREAD_SANITIZER
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+  }
+
+  // Moves the regime word (only the limiter writes it): odd iff a hard
+  // limit may be in force, and a new value at every change.
+  void NextRegime(bool limit_in_force) {
+    const uint64_t now = regime_.load(std::memory_order_relaxed);
+    regime_.store(now + ((now % 2 == 1) == limit_in_force ? 2 : 1),
+                  std::memory_order_seq_cst);
+  }
+
+  // Returns once every allocating call under way at the NextRegime that
+  // preceded it has returned. A call that began later reads what the
+  // limiter set before that NextRegime: the call's seq_cst increment of its
+  // counter, then its seq_cst load of the regime word, against the
+  // limiter's seq_cst store of the word, then its seq_cst load of the
+  // counter (one of the two loads sees the other side's write).
+  void WaitForCallsInFlight() {
+    for (int s = 0; s < config_.threads; ++s) {
+      const uint64_t seen = call_seq_[s].value.load(std::memory_order_seq_cst);
+      if (seen % 2 == 0) continue;
+      while (call_seq_[s].value.load(std::memory_order_acquire) == seen) {
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      }
+    }
+  }
+
+  // The bytes the budget counts, or would count once charging (C++
+  // front-ends stop charging the shared regions after RemoveLimits).
+  static uint64_t Demand(const Usage& u) {
+    return std::max(u.limit_usage, u.used + u.cached);
+  }
+  // A value within `slack` of `base`, below it by up to half of `slack`.
+  static uint64_t Near(ThreadContext& t, uint64_t base, size_t slack) {
+    const uint64_t offset = t.rng() % (slack + slack / 2);
+    return base + offset < slack / 2 ? 0 : base + offset - slack / 2;
+  }
+
+  void SetHardLimit(ThreadContext& t, uint64_t limit) {
+    {
+      absl::MutexLock hold(&hard_mu_);
+      hard_.settled = false;
+    }
+    // Odd from before the limit is set: a NULL from now on may be a refusal
+    // (a call whose charge read the new limit sees the word moved: the
+    // fences order the word before the limit).
+    NextRegime(true);
+    Fence();
+    ++t.calls;
+    backend_.SetLimit(limit);
+    NextRegime(true);
+    WaitForCallsInFlight();
+    absl::MutexLock hold(&hard_mu_);
+    hard_.settled = true;
+    hard_.limit = limit;
+    hard_.ceiling = kNoLimit;  // the prober's next reading sets it
+    ++hard_.serial;
+    hard_sets_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void RemoveAllLimits(ThreadContext& t) {
+    {
+      absl::MutexLock hold(&hard_mu_);
+      hard_.settled = false;
+    }
+    // Odd during the removal (which reaches each thread heap in turn), even
+    // after: a thread that read it even before setting its heap's limit,
+    // and reads it unmoved later, knows its limit stood through its charges.
+    heap_limits_epoch_.fetch_add(1, std::memory_order_seq_cst);
+    Fence();
+    ++t.calls;
+    backend_.RemoveLimits();
+    heap_limits_epoch_.fetch_add(1, std::memory_order_seq_cst);
+    NextRegime(true);
+    WaitForCallsInFlight();
+    // Even once no call can still be charging under the old limit.
+    NextRegime(false);
+    limit_removals_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Sets, changes and removes the front-end's limits near the usage, so
+  // that they refuse and cross; see the top of this file.
+  void ManageLimits() {
+    ThreadContext t = Context("limiter", -1, 0, 5);
+    while (!stop_limiter_.load(std::memory_order_acquire)) {
+      ++t.op;
+      ++t.calls;
+      const uint64_t demand = Demand(backend_.Probe());
+      const uint64_t pick = t.rng() % 16;
+      // Near the demand (refusals), or above it by up to a few managed
+      // regions (usage meets it now and then).
+      const uint64_t near = t.rng() % 3 == 0
+                                ? Near(t, demand, kLimitSlack)
+                                : demand + t.rng() % (4 * kManagedBytes);
+      if (pick < 7) {
+        SetHardLimit(t, near);
+      } else if (pick < 12) {
+        ++t.calls;
+        backend_.SetSoftLimit(near, t.rng() % (kLimitSlack / 4), &front_soft_);
+        soft_sets_.fetch_add(1, std::memory_order_relaxed);
+      } else if (pick < 13) {
+        ++t.calls;
+        backend_.SetSoftLimit(kNoLimit, 0, nullptr);
+      } else if (pick < 14) {
+        RemoveAllLimits(t);
+      }
+      Publish(t);
+      // Each setting stands a while, so that the prober reads it often.
+      std::this_thread::sleep_for(std::chrono::milliseconds(1 + t.rng() % 8));
+    }
+    // None left (the budget goes on counting: the end checks it).
+    {
+      absl::MutexLock hold(&hard_mu_);
+      hard_.settled = false;
+    }
+    ++t.calls;
+    backend_.SetLimit(kNoLimit);
+    backend_.SetSoftLimit(kNoLimit, 0, nullptr);
+    Publish(t);
+  }
+
+  // The prober's check of a settled hard limit against a reading of the
+  // budget's usage, taken after `before` was read (see the top of this
+  // file). Only the prober calls it: its readings are in order.
+  struct HardLimitState {
+    bool settled = false;
+    uint64_t limit = kNoLimit;
+    uint64_t serial = 0;
+    uint64_t ceiling = kNoLimit;  // the most the next reading may be
+  };
+  HardLimitState HardLimitNow() {
+    absl::MutexLock hold(&hard_mu_);
+    return hard_;
+  }
+  void CheckHardLimit(ThreadContext& t, const HardLimitState& before,
+                      const Usage& u) {
+    if (!before.settled) return;
+    absl::MutexLock hold(&hard_mu_);
+    // Changed since `before`: the reading may straddle the change.
+    if (!hard_.settled || hard_.serial != before.serial) return;
+    if (u.limit != hard_.limit) {
+      Fail(t, absl::StrFormat("Probe says the hard limit is %u, %u was set",
+                              u.limit, hard_.limit));
+    }
+    if (hard_.ceiling != kNoLimit) {
+      hard_checks_.fetch_add(1, std::memory_order_relaxed);
+      if (u.limit_usage > hard_.ceiling) {
+        Fail(t, absl::StrFormat("the budget counts %u bytes, over its hard "
+                                "limit %u (at most %u possible)",
+                                u.limit_usage, hard_.limit, hard_.ceiling));
+      }
+    }
+    if (u.limit_usage > hard_.limit) {
+      hard_over_.fetch_add(1, std::memory_order_relaxed);
+    } else if (u.limit_usage + kNearLimit >= hard_.limit) {
+      hard_near_.fetch_add(1, std::memory_order_relaxed);
+    }
+    hard_.ceiling = std::max<uint64_t>(hard_.limit, u.limit_usage);
+  }
+
+  // --- A thread heap's own limits (bound workers) ---
+
+  // This thread's heap usage, or false when it has none.
+  bool OwnHeap(ThreadContext& t, testkit::ThreadHeapUsage* heap) {
+    ++t.calls;
+    return backend_.ProbeThisThreadHeap(heap);
+  }
+
+  // Sets, changes or removes this thread's heap limits, near its usage.
+  void ChangeHeapLimits(ThreadContext& t) {
+    testkit::ThreadHeapUsage heap;
+    if (!OwnHeap(t, &heap)) return;
+    const uint64_t pick = t.rng() % 8;
+    if (pick < 4) {
+      const uint64_t limit = Near(t, heap.limit_usage, kHeapLimitSlack);
+      const uint64_t epoch = heap_limits_epoch_.load(std::memory_order_seq_cst);
+      if (epoch % 2 == 1) return;  // a removal is under way: not now
+      ++t.calls;
+      const Outcome s = backend_.SetThreadHeapLimit(0, limit);
+      if (s != Outcome::kOk) {
+        Fail(t, absl::StrCat("SetThreadHeapLimit: ", OutcomeName(s)));
+        return;
+      }
+      t.heap_limit = limit;
+      t.heap_epoch = epoch;
+      NoteHeapCeiling(t);
+      heap_limit_sets_.fetch_add(1, std::memory_order_relaxed);
+    } else if (pick < 7) {
+      ++t.calls;
+      const Outcome s = backend_.SetThreadHeapSoftLimit(
+          0, Near(t, heap.limit_usage, kHeapLimitSlack),
+          t.rng() % (kHeapLimitSlack / 4), heap_soft_[t.slot].get());
+      if (s != Outcome::kOk) {
+        Fail(t, absl::StrCat("SetThreadHeapSoftLimit: ", OutcomeName(s)));
+      }
+    } else {
+      DropHeapLimits(t);
+    }
+  }
+  void DropHeapLimits(ThreadContext& t) {
+    t.calls += 2;
+    const Outcome hard = backend_.SetThreadHeapLimit(0, kNoLimit);
+    const Outcome soft =
+        backend_.SetThreadHeapSoftLimit(0, kNoLimit, 0, nullptr);
+    if (hard != Outcome::kOk || soft != Outcome::kOk) {
+      Fail(t, absl::StrCat("removing a thread heap's limits: ",
+                           OutcomeName(hard), ", ", OutcomeName(soft)));
+    }
+    t.heap_limit = t.heap_ceiling = kNoLimit;
+  }
+  // After its limit was set or a bind charged the region's live blocks:
+  // the most this thread heap may count from now on.
+  void NoteHeapCeiling(ThreadContext& t) {
+    if (t.heap_limit == kNoLimit) return;
+    testkit::ThreadHeapUsage heap;
+    if (!OwnHeap(t, &heap)) {
+      Fail(t, "a bound thread has no thread heap in ProbeThreadHeaps");
+      return;
+    }
+    t.heap_ceiling = std::max(t.heap_limit, heap.limit_usage);
+  }
+  // The check (see the top of this file).
+  void CheckHeapLimit(ThreadContext& t) {
+    if (t.heap_limit == kNoLimit) return;
+    testkit::ThreadHeapUsage heap;
+    if (!OwnHeap(t, &heap)) {
+      Fail(t, "a thread heap with a limit is missing from ProbeThreadHeaps");
+      return;
+    }
+    Fence();
+    if (heap_limits_epoch_.load(std::memory_order_seq_cst) != t.heap_epoch) {
+      // The limiter removed the limits meanwhile: start again from none.
+      DropHeapLimits(t);
+      return;
+    }
+    heap_limit_checks_.fetch_add(1, std::memory_order_relaxed);
+    if (heap.limit != t.heap_limit || heap.limit_usage > t.heap_ceiling) {
+      Fail(t, absl::StrFormat("thread heap counts %u bytes, limit %u (set "
+                              "%u), at most %u possible",
+                              heap.limit_usage, heap.limit, t.heap_limit,
+                              t.heap_ceiling));
+    }
+    t.heap_ceiling = std::max(t.heap_limit, heap.limit_usage);
+  }
+
+  uint64_t SoftOverlaps() const {
+    uint64_t n = front_soft_.overlaps.load();
+    for (const auto& w : heap_soft_) n += w->overlaps.load();
+    return n;
+  }
+  uint64_t HeapSoftCalls() const {
+    uint64_t n = 0;
+    for (const auto& w : heap_soft_) n += w->calls.load();
+    return n;
+  }
+  std::string LimitSummary(const Usage& end) const {
+    return absl::StrFormat(
+        "hard limits %u (readings checked %u, near %u, over after lowering "
+        "%u), soft limits %u (handler calls %u), removals of limits %u, "
+        "limit refusals %u, NULL under a limit %u, without %u, thread heap "
+        "limits %u (checked %u, refusals %u, soft handler calls %u)",
+        hard_sets_.load(), hard_checks_.load(), hard_near_.load(),
+        hard_over_.load(), soft_sets_.load(), front_soft_.calls.load(),
+        limit_removals_.load(), end.limit_refusals, nulls_under_limit_.load(),
+        nulls_without_limit_.load(), heap_limit_sets_.load(),
+        heap_limit_checks_.load(), heap_refusals_.load(), HeapSoftCalls());
   }
 
   // --- The prober ---
@@ -1022,7 +1443,9 @@ class StressHarness {
                                  static_cast<uint64_t>(thread_heaps_.size());
     while (!stop_prober_.load(std::memory_order_acquire)) {
       ++t.op;
+      const HardLimitState hard = HardLimitNow();
       const Usage u = backend_.Probe();
+      CheckHardLimit(t, hard, u);
       if (u.used > u.capacity || u.used + u.cached + u.free != u.capacity ||
           u.regions == 0 || u.regions > max_regions || u.invalid_frees != 0) {
         Fail(t, absl::StrFormat(
@@ -1085,6 +1508,19 @@ class StressHarness {
   std::atomic<bool> stop_collector_{false};
   std::atomic<bool> stop_manager_{false};
   std::atomic<bool> stop_prober_{false};
+  std::atomic<bool> stop_limiter_{false};
+
+  // Budgets: the soft-limit handlers' records (the front-end's, and each
+  // slot's thread heap's), each slot's call counter, the regime word (odd
+  // while a hard limit may be in force), the epoch of the limiter's
+  // removals, and the settled hard limit the prober checks.
+  SoftWatch front_soft_;
+  std::vector<std::unique_ptr<SoftWatch>> heap_soft_;
+  std::unique_ptr<CallCounter[]> call_seq_;
+  std::atomic<uint64_t> regime_{0};
+  std::atomic<uint64_t> heap_limits_epoch_{0};
+  absl::Mutex hard_mu_;
+  HardLimitState hard_ ABSL_GUARDED_BY(hard_mu_);
   std::atomic<uint64_t> next_uid_{1};
 
   // Counters for the summary.
@@ -1106,6 +1542,17 @@ class StressHarness {
   std::atomic<uint64_t> thread_heap_full_{0};
   std::atomic<uint64_t> binds_{0};
   std::atomic<uint64_t> unbinds_{0};
+  std::atomic<uint64_t> hard_sets_{0};
+  std::atomic<uint64_t> hard_checks_{0};
+  std::atomic<uint64_t> hard_near_{0};
+  std::atomic<uint64_t> hard_over_{0};
+  std::atomic<uint64_t> soft_sets_{0};
+  std::atomic<uint64_t> limit_removals_{0};
+  std::atomic<uint64_t> nulls_under_limit_{0};
+  std::atomic<uint64_t> nulls_without_limit_{0};
+  std::atomic<uint64_t> heap_limit_sets_{0};
+  std::atomic<uint64_t> heap_limit_checks_{0};
+  std::atomic<uint64_t> heap_refusals_{0};
 };
 
 }  // namespace stress
