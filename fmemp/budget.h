@@ -41,7 +41,8 @@
 //   it. The handler may allocate, free and call the front-end, draining
 //   every thread's cache included.
 // * Chaining: a budget with a parent (SetParent) charges the parent too;
-//   a charge either lands in both or in neither.
+//   a charge either lands in both or in neither (TryChargeWithoutParent
+//   charges this one alone, for bytes the parent is charged for elsewhere).
 // * Thread safety: every member may be called from any thread at any time,
 //   except SetParent (before the first charge).
 
@@ -135,6 +136,15 @@ class Budget {
     RefundHere(bytes);
     if (parent_ != nullptr) parent_->RefundHere(bytes);
   }
+  // TryCharge and Refund of this budget alone, leaving the parent as it
+  // is: for bytes that another path charges to the parent (a thread heap's
+  // fallback blocks, which the shared regions charge to the front-end's
+  // budget; RegionSet::ChargeAccount). Same exactness and soft-limit
+  // semantics as TryCharge and Refund.
+  bool TryChargeWithoutParent(size_t bytes) noexcept {
+    return ChargeHere(bytes);
+  }
+  void RefundWithoutParent(size_t bytes) noexcept { RefundHere(bytes); }
 
   // Runs the soft-limit handler if a crossing made a notice due (here or
   // in the parent), once per notice. Call it with no lock of the front-end

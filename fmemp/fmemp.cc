@@ -917,6 +917,7 @@ FError FMempProbeThreadHeap(FMemp* memp, u32 index,
         p.limit == fmemp::Budget::kNoLimit ? FMEMP_LIMIT_NONE : p.limit;
     usage->limit_refusals = p.stats.limit_refusals;
     usage->limit_usage = p.budget_usage;
+    usage->fallback_bytes = p.fallback_bytes;
     return FMEMP_SUCCESS;
   });
 }

@@ -361,10 +361,18 @@ typedef struct {
                        used nor free_bytes (used + cached_bytes + free_bytes
                        == total) */
   u64 limit;        /* FMempSetThreadHeapLimit's, or FMEMP_LIMIT_NONE */
-  u64 limit_refusals; /* of failed_allocations, those a limit refused */
+  u64 limit_refusals; /* of failed_allocations, those a limit refused in the
+                         heap's own regions (a fallback's refusal counts in
+                         FMempProbe64's limit_refusals) */
   u64 limit_usage;    /* the bytes its limits count now: used + cached_bytes
-                         of its regions, current (the fields above are as of
-                         its thread's last call) */
+                         of its regions and fallback_bytes, current (the
+                         fields above are as of its thread's last call) */
+  u64 fallback_bytes; /* live blocks this thread took from the shared regions
+                         when its heap fell back to them, wherever they are
+                         freed: the thread's live bytes are used +
+                         fallback_bytes. Counted against the heap's limit;
+                         forgotten (left to the shared regions) when the
+                         thread exits */
 } FMempThreadHeapUsage;
 
 /* Number of threads with a thread heap (0 for other policies or when not
@@ -478,7 +486,9 @@ FError FMempSetLimit(FMemp* memp, u64 bytes);
 FError FMempSetSoftLimit(FMemp* memp, u64 bytes, u64 hysteresis,
                          FMempSoftLimitHandler handler, void* user);
 /* A per-thread heap's own limits (FMEMP_POLICY_THREAD_HEAPS), over the bytes
- * of its regions in use or parked in its cache, with the semantics above;
+ * of its regions in use or parked in its cache and its fallback blocks
+ * (FMempThreadHeapUsage.fallback_bytes: a fallback that would pass the limit
+ * returns NULL), with the semantics above;
  * the soft handler runs on the heap's thread. thread_id names the heap's
  * thread (FMempThreadHeapUsage.thread_id; 0: the calling thread's, e.g. right
  * after FMempBindThread). Any thread may change them at any time.

@@ -160,6 +160,43 @@ TEST(FMempLimitTest, ThreadHeapLimitBadInputIsRefusedAndChangesNothing) {
   EXPECT_EQ(FMempUnbindThread(memp), FMEMP_SUCCESS);
 }
 
+// A thread heap's fallback blocks count against its limit and are reported
+// as its fallback_bytes: the thread's live bytes (used + fallback_bytes) are
+// the FMemp's used bytes when no other thread allocated.
+TEST(FMempLimitTest, ThreadHeapLimitCoversFallbackBlocks) {
+  constexpr u64 kHeapLimit = 48 << 10;
+  RegionBuffer shared(kBufferBytes);
+  RegionBuffer own(16 << 10);
+  ScopedFMemp pool;
+  FMemp* memp = pool.get();
+  ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
+                                FMEMP_POLICY_THREAD_HEAPS),
+            FMEMP_SUCCESS);
+  ASSERT_EQ(FMempAddRegion(memp, own.begin(), own.end()), FMEMP_SUCCESS);
+  ASSERT_EQ(FMempBindThread(memp, own.begin()), FMEMP_SUCCESS);
+  ASSERT_EQ(FMempSetThreadHeapLimit(memp, 0, kHeapLimit), FMEMP_SUCCESS);
+  std::vector<void*> blocks;
+  u64 from_shared = 0;
+  for (void* p; (p = FMempMalloc(memp, 2000)) != nullptr;) {
+    blocks.push_back(p);
+    if (shared.Holds(p)) ++from_shared;
+  }
+  EXPECT_GT(from_shared, 0u);
+  FMempThreadHeapUsage heap = {};
+  ASSERT_EQ(FMempProbeThreadHeap(memp, 0, &heap), FMEMP_SUCCESS);
+  EXPECT_GT(heap.fallback_bytes, 0u);
+  EXPECT_LE(heap.used + heap.cached_bytes + heap.fallback_bytes, kHeapLimit);
+  EXPECT_EQ(heap.failed_allocations, 1u);
+  FMempUsage total = {};
+  ASSERT_EQ(FMempProbe64(memp, &total), FMEMP_SUCCESS);
+  EXPECT_EQ(total.used, heap.used + heap.fallback_bytes);
+  EXPECT_EQ(total.limit_refusals, 1u);
+  for (void* p : blocks) FMempFree(memp, p);
+  ASSERT_EQ(FMempProbeThreadHeap(memp, 0, &heap), FMEMP_SUCCESS);
+  EXPECT_EQ(heap.fallback_bytes, 0u);
+  EXPECT_EQ(FMempUnbindThread(memp), FMEMP_SUCCESS);
+}
+
 TEST(FMempLimitTest, LimitBelowUsageRefusesAndFreesNothing) {
   ForEachLimitPolicy([](FMemp* memp) {
     std::vector<void*> blocks;

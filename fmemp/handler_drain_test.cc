@@ -169,24 +169,32 @@ TEST(HandlerDrainTest, ThreadHeapSoftLimitHandlersDrainingAtOnce) {
   });
 }
 
+// Sets `handler` as memp's out-of-memory handler (it drains every heap's
+// cache and declines) and adds one 64 KiB region per thread to `regions`.
+void DeclineAfterDraining(HeapMemp* memp, DrainingHandler<HeapMemp>* handler,
+                          std::vector<std::unique_ptr<RegionBuffer>>* regions) {
+  handler->memp = memp;
+  memp->SetOutOfMemoryHandler(
+      [](void* c, size_t, size_t) {
+        static_cast<DrainingHandler<HeapMemp>*>(c)->Run();
+        return false;
+      },
+      handler);
+  for (int i = 0; i < kThreads; ++i) {
+    regions->push_back(std::make_unique<RegionBuffer>(64 << 10));
+    ASSERT_TRUE(
+        memp->AddRegion((*regions)[i]->begin(), (*regions)[i]->end()).ok());
+  }
+}
+
 // The out-of-memory handler, asked by bound threads whose heaps may not
 // fall back (kFail), drains every heap's cache and declines.
 TEST(HandlerDrainTest, OutOfMemoryHandlersOfThreadHeapsDrainingAtOnce) {
   RunUnderWatchdog("thread heap out of memory", [] {
     HeapMemp memp;
     DrainingHandler<HeapMemp> handler;
-    handler.memp = &memp;
-    memp.SetOutOfMemoryHandler(
-        [](void* c, size_t, size_t) {
-          static_cast<DrainingHandler<HeapMemp>*>(c)->Run();
-          return false;
-        },
-        &handler);
     std::vector<std::unique_ptr<RegionBuffer>> regions;
-    for (int i = 0; i < kThreads; ++i) {
-      regions.push_back(std::make_unique<RegionBuffer>(64 << 10));
-      ASSERT_TRUE(memp.AddRegion(regions[i]->begin(), regions[i]->end()).ok());
-    }
+    ASSERT_NO_FATAL_FAILURE(DeclineAfterDraining(&memp, &handler, &regions));
     std::vector<std::thread> threads;
     for (int i = 0; i < kThreads; ++i) {
       threads.emplace_back([&, i] {
@@ -211,18 +219,8 @@ TEST(HandlerDrainTest, ReallocOutOfMemoryHandlersDrainingAtOnce) {
   RunUnderWatchdog("thread heap realloc out of memory", [] {
     HeapMemp memp;
     DrainingHandler<HeapMemp> handler;
-    handler.memp = &memp;
-    memp.SetOutOfMemoryHandler(
-        [](void* c, size_t, size_t) {
-          static_cast<DrainingHandler<HeapMemp>*>(c)->Run();
-          return false;
-        },
-        &handler);
     std::vector<std::unique_ptr<RegionBuffer>> regions;
-    for (int i = 0; i < kThreads; ++i) {
-      regions.push_back(std::make_unique<RegionBuffer>(64 << 10));
-      ASSERT_TRUE(memp.AddRegion(regions[i]->begin(), regions[i]->end()).ok());
-    }
+    ASSERT_NO_FATAL_FAILURE(DeclineAfterDraining(&memp, &handler, &regions));
     std::vector<std::thread> threads;
     for (int i = 0; i < kThreads; ++i) {
       threads.emplace_back([&, i] {

@@ -375,6 +375,12 @@ ManagementResult RegionSet::RemoveRegion(void* begin) {
 
 void RegionSet::Clear() {
   if (budget_ != nullptr) budget_->Refund(UsedBytes());
+  for (const auto& [ptr, attribution] : ledger_) {
+    CreditAccount(attribution, attribution.span);
+  }
+  ledger_.clear();
+  attributed_bytes_ = 0;
+  NoteChargedFrees();
   reap_candidate_ = nullptr;  // (retired_'s handlers still run)
   for (auto& [key, r] : regions_) {
     index_.Update(&r->entry, RegionIndex::kNoBin);
@@ -473,6 +479,19 @@ ManagementResult RegionSet::Detach(void* begin, DetachedRegion* detached) {
   used_bytes_ -= s.used_bytes;
   live_blocks_ -= s.live_blocks;
   out.charged_ = budget_;  // Attach moves the charge
+  if (!ledger_.empty()) {
+    // Its blocks become the new owner's: their accounts are credited.
+    for (auto entry = ledger_.begin(); entry != ledger_.end();) {
+      const uintptr_t at = Addr(entry->first);
+      if (at >= r.begin && at < r.end) {
+        CreditAccount(entry->second, entry->second.span);
+        ledger_.erase(entry++);
+      } else {
+        ++entry;
+      }
+    }
+    NoteChargedFrees();
+  }
   if (!tags_.empty()) {
     for (auto tag = tags_.begin(); tag != tags_.end();) {
       const uintptr_t at = Addr(tag->first);
@@ -565,6 +584,9 @@ void RegionSet::DebugCheckInvariants() const noexcept {
   FMEMP_DCHECK(used == UsedBytes());
   FMEMP_DCHECK(live == LiveBlocks());
   FMEMP_DCHECK(peak_used_bytes_ >= used);
+  // Attributed blocks are live blocks of this set.
+  FMEMP_DCHECK(attributed_bytes_ <= used);
+  FMEMP_DCHECK(charged_frees_ == (budget_ != nullptr || !ledger_.empty()));
   // solo_ is the only allocatable region, exactly when there is one.
   FMEMP_DCHECK((solo_ != nullptr) == (allocatable == 1));
   FMEMP_DCHECK((solo_ == nullptr) == (solo_stats_ == nullptr));
@@ -695,11 +717,14 @@ inline auto RegionSet::InRegion(Region* r, Op op) noexcept {
 
 inline bool RegionSet::FreeIn(Region* r, void* ptr) noexcept {
   bool freed;
-  if (ABSL_PREDICT_FALSE(budget_ != nullptr)) {
+  if (ABSL_PREDICT_FALSE(charged_frees_)) {
     const size_t used_before = r->heap.Stats().used_bytes;
     freed = InRegion<PeakEffect::kNone>(
         r, [ptr](Heap& heap) { return heap.Free(ptr); });
-    budget_->Refund(used_before - r->heap.Stats().used_bytes);
+    if (budget_ != nullptr) {
+      budget_->Refund(used_before - r->heap.Stats().used_bytes);
+    }
+    if (freed && !ledger_.empty()) CreditFreed(ptr);
   } else {
     freed = InRegion<PeakEffect::kNone>(
         r, [ptr](Heap& heap) { return heap.Free(ptr); });
@@ -766,6 +791,85 @@ void RegionSet::UseBudget(Budget* budget) noexcept {
   if (budget_ != nullptr) budget_->Refund(used);
   budget_ = budget;
   if (budget_ != nullptr) budget_->ForceCharge(used);
+  NoteChargedFrees();
+}
+
+// --- Attribution ---
+
+void RegionSet::CreditAccount(const Attribution& attribution,
+                              size_t span) noexcept {
+  attribution.account->bytes -= span;
+  attributed_bytes_ -= span;
+  if (attribution.account->budget != nullptr) {
+    attribution.account->budget->RefundWithoutParent(span);
+  }
+}
+
+void RegionSet::CreditFreed(const void* ptr) noexcept {
+  auto entry = ledger_.find(ptr);
+  if (entry == ledger_.end()) return;
+  CreditAccount(entry->second, entry->second.span);
+  ledger_.erase(entry);
+  NoteChargedFrees();
+}
+
+void RegionSet::Reattribute(const void* from, const void* to,
+                            const Region& r) noexcept {
+  auto node = ledger_.extract(from);
+  if (node.empty()) return;
+  Attribution attribution = node.mapped();
+  // In place, the span never grows (ReallocateByMove moves a growing
+  // attributed block).
+  const size_t span = r.heap.BlockSpan(to);
+  CreditAccount(attribution, attribution.span - span);
+  attribution.span = span;
+  ledger_.emplace(to, attribution);
+}
+
+void RegionSet::ForgetAccount(ChargeAccount* account) noexcept {
+  if (!ledger_.empty()) {
+    for (auto entry = ledger_.begin(); entry != ledger_.end();) {
+      if (entry->second.account == account) {
+        attributed_bytes_ -= entry->second.span;
+        ledger_.erase(entry++);
+      } else {
+        ++entry;
+      }
+    }
+    NoteChargedFrees();
+  }
+  account->bytes = 0;
+}
+
+void* RegionSet::AllocateFor(ChargeAccount* account, size_t alignment,
+                             size_t bytes) noexcept {
+  if (account == nullptr) return AllocateAligned(alignment, bytes);
+  if (!tlsf::IsPowerOfTwo(alignment) || alignment > Heap::kMaxAlignment) {
+    return nullptr;
+  }
+  if (alignment < tlsf::kAlignment) alignment = tlsf::kAlignment;
+  const size_t peak_before = peak_used_bytes_;
+  void* const p = AllocateWith(alignment, bytes);  // charges budget_
+  if (p == nullptr) return nullptr;
+  Region* const r = FindRegion(p);
+  const size_t span = r->heap.BlockSpan(p);
+  if (account->budget != nullptr &&
+      !account->budget->TryChargeWithoutParent(span)) {
+    // Refused: the heaps, the set's budget and the peak as they were.
+    const size_t used_before = r->heap.Stats().used_bytes;
+    InRegion<PeakEffect::kNone>(r, [p](Heap& heap) { return heap.Free(p); });
+    if (budget_ != nullptr) {
+      budget_->Refund(used_before - r->heap.Stats().used_bytes);
+    }
+    peak_used_bytes_ = peak_before;
+    limit_refused_ = true;
+    return nullptr;
+  }
+  ledger_.emplace(p, Attribution{account, span});
+  account->bytes += span;
+  attributed_bytes_ += span;
+  NoteChargedFrees();
+  return p;
 }
 
 // --- Allocation ---
@@ -929,7 +1033,7 @@ inline RegionSet::Region* RegionSet::SoloHolding(
   Region* const r = solo_;
   const uintptr_t at = Addr(ptr);
   return r != nullptr && at >= r->first_payload && at < r->end &&
-                 tags_.empty() && budget_ == nullptr
+                 tags_.empty() && !charged_frees_
              ? r
              : nullptr;
 }
@@ -1003,10 +1107,11 @@ void* RegionSet::ReallocateUnreaped(void* ptr, size_t bytes,
     FreeIn(r, ptr);
     return nullptr;
   }
-  if (ABSL_PREDICT_FALSE(budget_ != nullptr || r->retiring)) {
-    // Under a budget the new block is charged before the old is refunded;
-    // a retiring region's block never grows in place (it gets no new
-    // bytes).
+  if (ABSL_PREDICT_FALSE(charged_frees_ || r->retiring) &&
+      (budget_ != nullptr || r->retiring || AccountOf(ptr) != nullptr)) {
+    // Under a budget (the set's or the block's account) the new block is
+    // charged before the old is refunded; a retiring region's block never
+    // grows in place (it gets no new bytes).
     return ReallocateByMove(r, ptr, bytes, no_room);
   }
   const uint64_t misuse_before = r->heap.Stats().invalid_frees;
@@ -1036,6 +1141,7 @@ void* RegionSet::ReallocateUnreaped(void* ptr, size_t bytes,
 void* RegionSet::ReallocateByMove(Region* r, void* ptr, size_t bytes,
                                   bool* no_room) noexcept {
   const size_t old_usable = r->heap.UsableSize(ptr);
+  ChargeAccount* const account = AccountOf(ptr);
   void* moved = nullptr;
   if (bytes <= old_usable) {
     // Shrinks (or keeps) the block in place: its span never grows.
@@ -1046,18 +1152,20 @@ void* RegionSet::ReallocateByMove(Region* r, void* ptr, size_t bytes,
     if (budget_ != nullptr) {
       budget_->Refund(used_before - r->heap.Stats().used_bytes);
     }
+    if (moved != nullptr && account != nullptr) Reattribute(ptr, moved, *r);
     if (moved == nullptr && r->heap.Stats().invalid_frees != misuse_before) {
       return nullptr;  // the heap found the block damaged and reported it
     }
   }
   if (moved == nullptr) {
-    moved = AllocateAligned(r->heap.BlockAlignment(ptr), bytes);  // charged
+    // Charged (to the account too, which keeps the block).
+    moved = AllocateFor(account, r->heap.BlockAlignment(ptr), bytes);
     if (moved == nullptr) {
       *no_room = true;  // ptr is unchanged
       return nullptr;
     }
     std::memcpy(moved, ptr, std::min(old_usable, bytes));
-    FreeIn(r, ptr);  // refunded
+    FreeIn(r, ptr);  // refunded (and its account credited)
   }
   if (moved != ptr && !tags_.empty()) {
     auto tag = tags_.extract(ptr);

@@ -315,7 +315,10 @@ class RegionSet {
   Budget* budget() const noexcept { return budget_; }
   // Stops charging without refunding (a front-end that reset the budget
   // itself, or forgets the set's blocks). O(1).
-  void ForgetBudget() noexcept { budget_ = nullptr; }
+  void ForgetBudget() noexcept {
+    budget_ = nullptr;
+    NoteChargedFrees();
+  }
   // Whether an allocation since the last call was refused by the budget
   // (rather than for lack of room); clears it. The front-end that returns
   // nullptr asks it, to count a limit refusal and to spare the
@@ -325,6 +328,45 @@ class RegionSet {
     limit_refused_ = false;
     return refused;
   }
+
+  // --- Attribution: a second charge for some blocks ---
+  //
+  // A ChargeAccount is charged, besides the set's budget, for the blocks
+  // that AllocateFor attributes to it: ThreadHeapMemp attributes the blocks
+  // a thread heap takes from the shared regions when it falls back to them
+  // to that thread heap (fmemp/thread_heap.h). The set keeps a ledger,
+  // block -> (account, span), in the metadata arena (an open-addressing hash
+  // table that grows by rehashing: O(1) expected per entry; exhaustion of
+  // the arena ends the process, as for tags). Every path that frees an
+  // attributed block or changes its span credits its account with the
+  // difference, once: Free, TryFree, Reallocate (in place or by a move, a
+  // retiring region's moves included), Clear, and Detach of its region (the
+  // block is then the new owner's, not the account's). The ledger is read
+  // only while it holds an entry: with none, a free pays the same one
+  // predictable branch it pays for the budget.
+  struct ChargeAccount {
+    // Charged with each attributed span alone (TryChargeWithoutParent: its
+    // parent, if any, is charged through the set's budget); nullptr: none.
+    Budget* budget = nullptr;
+    // Spans of its live attributed blocks (headers included, as
+    // used_bytes). Changed and read under the set's exclusion only.
+    size_t bytes = 0;
+  };
+  // AllocateAligned (alignment <= kAlignment: Allocate) with the block
+  // attributed to `account` (nullptr: not attributed, plain
+  // AllocateAligned). Refused by the account's budget: nullptr, the heaps,
+  // the peak and the set's budget as before, and TakeLimitRefusal() true.
+  // A Reallocate of an attributed block keeps its account: the block moves
+  // rather than grows in place, the new block charged to the account first.
+  void* AllocateFor(ChargeAccount* account, size_t alignment,
+                    size_t bytes) noexcept;
+  // Drops every ledger entry of `account` without crediting it (its owner
+  // is going away: those blocks stay live, unattributed) and zeroes its
+  // bytes. O(ledger capacity); O(1) when the ledger is empty.
+  void ForgetAccount(ChargeAccount* account) noexcept;
+  // Spans of all attributed live blocks: used_bytes - attributed_bytes()
+  // are the set's unattributed bytes. O(1).
+  size_t attributed_bytes() const noexcept { return attributed_bytes_; }
 
   // Whether ptr lies inside one of this set's regions (O(log regions)).
   bool Contains(const void* ptr) const noexcept;
@@ -544,6 +586,33 @@ class RegionSet {
   ABSL_ATTRIBUTE_NOINLINE void* ReallocateByMove(Region* r, void* ptr,
                                                  size_t bytes,
                                                  bool* no_room) noexcept;
+  // A block's entry in the ledger: its account and the span charged.
+  struct Attribution {
+    ChargeAccount* account;
+    size_t span;
+  };
+  using Ledger = absl::flat_hash_map<
+      const void*, Attribution, absl::Hash<const void*>,
+      std::equal_to<const void*>,
+      ArenaAllocator<std::pair<const void* const, Attribution>>>;
+  // charged_frees_ from budget_ and the ledger: after any change to either.
+  void NoteChargedFrees() noexcept {
+    charged_frees_ = budget_ != nullptr || !ledger_.empty();
+  }
+  // The account of the live block at ptr, or nullptr. O(1) expected.
+  ChargeAccount* AccountOf(const void* ptr) const noexcept {
+    if (ledger_.empty()) return nullptr;
+    auto it = ledger_.find(ptr);
+    return it != ledger_.end() ? it->second.account : nullptr;
+  }
+  // Takes `span` of an attributed block off its account (and its budget).
+  void CreditAccount(const Attribution& attribution, size_t span) noexcept;
+  // After ptr was freed: credits and forgets its entry, if it has one.
+  ABSL_ATTRIBUTE_NOINLINE void CreditFreed(const void* ptr) noexcept;
+  // After an attributed block at `from` was resized in place to `to`
+  // (region r): its entry follows it, its account credited for the span
+  // it gave back.
+  void Reattribute(const void* from, const void* to, const Region& r) noexcept;
   // After a free that left a retiring region without live blocks
   // (reap_candidate_): removes it and queues its handler.
   ABSL_ATTRIBUTE_NOINLINE void ReapRetired() noexcept;
@@ -620,6 +689,13 @@ class RegionSet {
   RegionTable own_table_;
   RegionTable* table_ = &own_table_;  // own_table_, or UseTable's
   Budget* budget_ = nullptr;          // UseBudget's, charged if not null
+  // Whether a free has more to do than the heap's free: budget_ is set or
+  // the ledger holds an entry (NoteChargedFrees). One flag, so that the
+  // free paths test one byte for both.
+  bool charged_frees_ = false;
+  // AllocateFor's attributions (see ChargeAccount), and their spans' sum.
+  Ledger ledger_;
+  size_t attributed_bytes_ = 0;
   // A retiring region a free just emptied (FreeIn), reaped by the public
   // call before it returns; and the handlers of reaped regions.
   Region* reap_candidate_ = nullptr;

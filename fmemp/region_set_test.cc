@@ -7,13 +7,16 @@
 
 #include "fmemp/region_set.h"
 
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "fmemp/budget.h"
 #include "gtest/gtest.h"
+#include "tlsf/heap.h"
 
 namespace fmemp {
 namespace {
@@ -385,6 +388,92 @@ TEST(RegionSetTest, ABatchRefusedAsAWholeStillGivesTheBlocksThatFit) {
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(set.Free(batch[i]));
   EXPECT_EQ(budget.usage(), 0u);
   set.Clear();
+}
+
+// The ledger (RegionSet::ChargeAccount): an attributed block is charged to
+// its account's budget alone and credited once, whatever path frees or
+// resizes it; Detach and Clear credit it, ForgetAccount does not.
+TEST_F(RegionSetMoveTest, AttributedBlocksAreChargedAndCreditedOnce) {
+  Budget parent;
+  Budget budget;
+  budget.SetParent(&parent);
+  RegionSet::ChargeAccount account{&budget, 0};
+  void* p = from_.AllocateFor(&account, 64, 3000);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
+  const size_t span = from_.UsableSize(p) + tlsf::kBlockOverhead;
+  EXPECT_EQ(account.bytes, span);
+  EXPECT_EQ(budget.usage(), span);
+  EXPECT_EQ(parent.usage(), 0u);  // the set's own budget charges the parent
+  EXPECT_EQ(from_.attributed_bytes(), span);
+  void* plain = from_.AllocateFor(nullptr, 8, 100);  // not attributed
+  ASSERT_NE(plain, nullptr);
+  EXPECT_EQ(from_.attributed_bytes(), span);
+  // Grows by a move, the new block charged to the same account.
+  void* grown = from_.Reallocate(p, 6000);
+  ASSERT_NE(grown, nullptr);
+  const size_t grown_span = from_.UsableSize(grown) + tlsf::kBlockOverhead;
+  EXPECT_EQ(account.bytes, grown_span);
+  EXPECT_EQ(budget.usage(), grown_span);
+  // Refused by the account's limit: nothing changes.
+  budget.SetLimit(grown_span + 1000);
+  const MempStats before = from_.Probe();
+  bool no_room = false;
+  EXPECT_EQ(from_.Reallocate(grown, 9000, &no_room), nullptr);
+  EXPECT_TRUE(no_room);
+  EXPECT_TRUE(from_.TakeLimitRefusal());
+  EXPECT_EQ(from_.AllocateFor(&account, 8, 2000), nullptr);
+  EXPECT_TRUE(from_.TakeLimitRefusal());
+  EXPECT_EQ(from_.Probe().used_bytes, before.used_bytes);
+  EXPECT_EQ(from_.Probe().peak_used_bytes, before.peak_used_bytes);
+  EXPECT_EQ(account.bytes, grown_span);
+  // Shrinks in place: credited the difference.
+  void* shrunk = from_.Reallocate(grown, 200);
+  ASSERT_NE(shrunk, nullptr);
+  const size_t shrunk_span = from_.UsableSize(shrunk) + tlsf::kBlockOverhead;
+  EXPECT_LT(shrunk_span, grown_span);
+  EXPECT_EQ(account.bytes, shrunk_span);
+  EXPECT_EQ(budget.usage(), shrunk_span);
+  // Freed: credited once; a double free credits nothing more.
+  EXPECT_TRUE(from_.Free(shrunk));
+  EXPECT_EQ(account.bytes, 0u);
+  EXPECT_EQ(budget.usage(), 0u);
+  EXPECT_FALSE(from_.Free(shrunk));
+  EXPECT_EQ(budget.usage(), 0u);
+  EXPECT_EQ(from_.attributed_bytes(), 0u);
+  from_.Free(plain);
+
+  // Detach of its region credits it (the block is the new owner's).
+  budget.SetLimit(Budget::kNoLimit);
+  void* moved = from_.AllocateFor(&account, 8, 500);
+  ASSERT_NE(moved, nullptr);
+  void* region =
+      reinterpret_cast<uintptr_t>(moved) < reinterpret_cast<uintptr_t>(b_)
+          ? static_cast<void*>(a_)
+          : static_cast<void*>(b_);
+  {
+    absl::StatusOr<RegionSet::DetachedRegion> detached = Detach(from_, region);
+    ASSERT_TRUE(detached.ok());
+    EXPECT_EQ(account.bytes, 0u);
+    EXPECT_EQ(budget.usage(), 0u);
+    ASSERT_TRUE(to_.Attach(*detached).ok());
+  }
+  EXPECT_TRUE(to_.Free(moved));
+  // Clear credits; ForgetAccount drops without crediting.
+  ASSERT_NE(from_.AllocateFor(&account, 8, 500), nullptr);
+  from_.Clear();
+  EXPECT_EQ(account.bytes, 0u);
+  EXPECT_EQ(budget.usage(), 0u);
+  ASSERT_TRUE(from_.AddRegion(c_, c_ + kRegionBytes).ok());
+  void* forgotten = from_.AllocateFor(&account, 8, 500);
+  ASSERT_NE(forgotten, nullptr);
+  const size_t charged = budget.usage();
+  from_.ForgetAccount(&account);
+  EXPECT_EQ(account.bytes, 0u);
+  EXPECT_EQ(from_.attributed_bytes(), 0u);
+  EXPECT_TRUE(from_.Free(forgotten));
+  EXPECT_EQ(budget.usage(), charged);  // no one credited
+  EXPECT_EQ(from_misuse_.count, 1);    // the double free above
 }
 
 // A bind moves a region from the shared set (charged to the front-end's

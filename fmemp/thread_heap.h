@@ -100,6 +100,16 @@
 // * When a thread heap cannot serve a request it either falls back to the
 //   shared regions (ThreadHeapExhaustion::kFallBackToShared, the default) or
 //   fails (kFail, after asking the out-of-memory handler once).
+// * A fallback block is attributed to its thread heap (its fallback_account,
+//   a RegionSet::ChargeAccount in the shared regions' ledger, kept under the
+//   shared lock): charged to the heap's own limit (a fallback that would
+//   pass it returns NULL) and credited back when it is freed, by any thread
+//   and any path, or resized (a realloc keeps the block's attribution, on
+//   any thread). Binding a region that holds a heap's fallback blocks makes
+//   them the binder's (its region's blocks). When the heap's thread exits,
+//   its entries are forgotten, not re-attributed: the blocks stay live
+//   shared blocks, charged to the front-end's budget as before, and their
+//   later frees credit no one (SharedUnattributedBytes counts them).
 //
 // Guarantees
 // * Thread safety: every member may be called from any thread (LockPolicy
@@ -223,10 +233,20 @@ struct ThreadHeapStats {
   // true peak of the bytes taken from its regions (used_bytes + cached_bytes).
   MempStats stats;
   uint64_t fallbacks = 0;  // requests it passed to the shared regions
+  // Spans of the live blocks it took from the shared regions when it fell
+  // back to them (its fallback blocks, attributed to it wherever they are
+  // freed; not in stats, which are its regions'). Its thread's live bytes
+  // are stats.used_bytes + fallback_bytes; with the shared regions'
+  // unattributed bytes (ThreadHeapMemp::SharedUnattributedBytes) they sum
+  // to Probe().used_bytes once every thread heap has published.
+  size_t fallback_bytes = 0;
   // Its hard limit (SetThreadHeapLimit; Budget::kNoLimit when none) and
   // the bytes it counts against it: blocks of its regions in use or parked
-  // in its cache (stats.used_bytes + stats.cached_bytes, as of its
-  // thread's last call). stats.limit_refusals counts its refusals.
+  // in its cache, and its fallback blocks (stats.used_bytes +
+  // stats.cached_bytes + fallback_bytes, as of its thread's last call).
+  // stats.limit_refusals counts its refusals in its own regions; a
+  // fallback refused by a limit counts its failure here and its limit
+  // refusal among the shared regions' (as Probe() sums them).
   size_t limit = Budget::kNoLimit;
   size_t budget_usage = 0;
 };
@@ -370,6 +390,13 @@ class ThreadHeap final : public ThreadState, public Drainable {
   // Whether the thread heap's last attempt was refused by a budget (set by
   // ThreadHeapAttemptFailed): the call then fails without a fallback.
   bool refused_by_limit = false;
+  // Its fallback blocks in the shared regions (RegionSet::ChargeAccount:
+  // charged to `budget` alone, the shared regions charging the front-end's).
+  // Changed and read only under the shared lock, by any thread (a free of
+  // a fallback block credits it there). Its thread's exit forgets its
+  // entries (ForgetAccount): those blocks stay live, unattributed shared
+  // blocks, whose later frees credit no one.
+  RegionSet::ChargeAccount fallback_account{&budget, 0};
   // Small free blocks in front of `regions` (fmemp/size_class_cache.h):
   // the thread heap is its Source (the members below under "Source").
   SizeClassCache cache;
@@ -835,8 +862,9 @@ class ThreadHeapMemp final : private ThreadStateOwner {
         [alignment, bytes](RegionSet& r) {
           return r.AllocateAligned(alignment, bytes);
         },
-        [this, alignment, bytes](FailureCountedBy counted_by) {
-          return SharedAligned(alignment, bytes, counted_by);
+        [this, alignment, bytes](FailureCountedBy counted_by,
+                                 RegionSet::ChargeAccount* account) {
+          return SharedAligned(alignment, bytes, counted_by, account);
         });
   }
   void* Calloc(size_t count, size_t size,
@@ -920,8 +948,8 @@ class ThreadHeapMemp final : private ThreadStateOwner {
           if (block != nullptr) r.SetTag(block, tag);
           return block;
         },
-        [&](FailureCountedBy counted_by) {
-          return SharedTagged(alignment, bytes, tag, counted_by);
+        [&](FailureCountedBy counted_by, RegionSet::ChargeAccount* account) {
+          return SharedTagged(alignment, bytes, tag, counted_by, account);
         });
   }
   void* ReallocateTagged(void* ptr, size_t bytes, const BlockTag& tag) {
@@ -1003,13 +1031,15 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   const Budget& budget() const noexcept { return shared_.budget(); }
 
   // A thread heap's own hard limit, over the bytes of its regions in use or
-  // parked in its cache; a request that would pass it fails (no fallback to the
+  // parked in its cache and its fallback blocks (ThreadHeapStats::
+  // fallback_bytes); a request that would pass it fails (no fallback to the
   // shared regions, no out-of-memory handler), counted in the thread heap's
-  // failed_allocations and limit_refusals. `thread_id` names the thread heap's
-  // thread (ThreadHeapStats::thread_id; 0: the calling thread's). May be set
-  // right after binding, and changed from any thread at any time.
-  // Budget::kNoLimit removes it. kNoThreadHeap if that thread has no thread
-  // heap. O(thread heaps).
+  // failed_allocations and limit_refusals (a fallback's refusal: in the
+  // heap's failed_allocations and the shared regions' limit_refusals).
+  // `thread_id` names the thread heap's thread (ThreadHeapStats::thread_id; 0:
+  // the calling thread's). May be set right after binding, and changed from any
+  // thread at any time. Budget::kNoLimit removes it. kNoThreadHeap if that
+  // thread has no thread heap. O(thread heaps).
   ManagementResult TrySetThreadHeapLimit(uint64_t thread_id, size_t bytes) {
     return WithThreadHeapOf(thread_id, [bytes](ThreadHeap* thread_heap) {
       thread_heap->budget.SetLimit(bytes);
@@ -1096,16 +1126,29 @@ class ThreadHeapMemp final : private ThreadStateOwner {
                    total.used_bytes + total.cached_bytes);
     });
   }
-  // Every thread heap with at least one region, in binding order.
+  // Every thread heap with at least one region or live fallback blocks, in
+  // binding order.
   ThreadHeapStatsList ProbeThreadHeaps() const {
     return shared_.WithRegions([this](const RegionSet&) {
       ThreadHeapStatsList out;
       NoWaitLock hold(&bindings_mu_);
       for (const ThreadHeap* thread_heap : thread_heaps_) {
         ThreadHeapStats stats = thread_heap->Published();
-        if (stats.stats.region_count != 0) out.push_back(stats);
+        stats.fallback_bytes = thread_heap->fallback_account.bytes;
+        if (stats.stats.region_count != 0 || stats.fallback_bytes != 0) {
+          out.push_back(stats);
+        }
       }
       return out;
+    });
+  }
+  // The shared regions' used bytes that no thread heap's fallback_bytes
+  // count: blocks that threads without a thread heap allocated, and
+  // fallback blocks whose thread heap's thread has exited. O(1); takes the
+  // shared lock.
+  size_t SharedUnattributedBytes() const {
+    return shared_.WithRegions([](const RegionSet& shared) {
+      return shared.Probe().used_bytes - shared.attributed_bytes();
     });
   }
   // The shared regions and the calling thread's own, in address order.
@@ -1399,11 +1442,16 @@ class ThreadHeapMemp final : private ThreadStateOwner {
           return TakeFromCache(thread_heap, tlsf::SpanForRequest(bytes));
         },
         [bytes](RegionSet& r) { return r.Allocate(bytes); },
-        [this, bytes](FailureCountedBy counted_by) {
+        [this, bytes](FailureCountedBy counted_by,
+                      RegionSet::ChargeAccount* account) {
           return shared_.AllocateWith(
               bytes, tlsf::kAlignment,
-              [this, bytes](RegionSet& r) {
-                return Counted(r, [&] { return r.Allocate(bytes); });
+              [this, bytes, account](RegionSet& r) {
+                return Counted(r, [&] {
+                  return account == nullptr
+                             ? r.Allocate(bytes)
+                             : r.AllocateFor(account, tlsf::kAlignment, bytes);
+                });
               },
               counted_by);
         });
@@ -1550,23 +1598,27 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   }
   // Allocations from the shared regions, counted in totals_, with Memp's
   // out-of-memory handling; a nullptr is counted as Memp::AllocateWith says.
+  // `account`: the falling-back thread heap's fallback_account (the block is
+  // attributed to it and charged to its limit), or nullptr.
   void* SharedAligned(size_t alignment, size_t bytes,
-                      FailureCountedBy counted_by) {
+                      FailureCountedBy counted_by,
+                      RegionSet::ChargeAccount* account) {
     return shared_.AllocateWith(
         bytes, alignment,
         [&](RegionSet& r) {
-          return Counted(r,
-                         [&] { return r.AllocateAligned(alignment, bytes); });
+          return Counted(
+              r, [&] { return r.AllocateFor(account, alignment, bytes); });
         },
         counted_by);
   }
   void* SharedTagged(size_t alignment, size_t bytes, const BlockTag& tag,
-                     FailureCountedBy counted_by) {
+                     FailureCountedBy counted_by,
+                     RegionSet::ChargeAccount* account) {
     return shared_.AllocateWith(
         bytes, alignment,
         [&](RegionSet& r) {
           return Counted(r, [&] {
-            void* p = r.AllocateAligned(alignment, bytes);
+            void* p = r.AllocateFor(account, alignment, bytes);
             if (p != nullptr) r.SetTag(p, tag);
             return p;
           });
@@ -1780,8 +1832,10 @@ class ThreadHeapMemp final : private ThreadStateOwner {
   // Serves a request from the calling thread's heap (from_cache(thread heap),
   // which may return nullptr, then thread_heap_attempt) or, with no thread
   // heap or on a fallback, from the shared regions
-  // (shared_attempt(FailureCountedBy), which applies Memp's out-of-memory
-  // handling). A nullptr result is one failed allocation, counted once: by
+  // (shared_attempt(FailureCountedBy, ChargeAccount*), which applies Memp's
+  // out-of-memory handling and, on a fallback, attributes the block to the
+  // thread heap's fallback_account). A nullptr result is one failed
+  // allocation, counted once: by
   // the thread heap when the calling thread has one (a fallback that fails too
   // leaves it to the thread heap), else by the shared regions. Called outside
   // the caller's owner operations: the user handlers (soft limits, retired
@@ -1837,9 +1891,13 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     }
     switch (next) {
       case Next::kShared:
-        return Shared(shared_attempt, FailureCountedBy::kThisMemp);
+        return Shared(shared_attempt, FailureCountedBy::kThisMemp,
+                      /*account=*/nullptr);
       case Next::kFallBack:
-        p = Shared(shared_attempt, FailureCountedBy::kCaller);
+        // (The calling thread's heap: kFallBack comes only from it.)
+        p = Shared(shared_attempt, FailureCountedBy::kCaller,
+                   &ThreadHeapOfThisThread()->fallback_account);
+        RunDueHandlers();  // the fallback may cross the heap's soft limit
         if (p == nullptr) CountFailureOfThisThread();
         return p;
       default:
@@ -1849,9 +1907,10 @@ class ThreadHeapMemp final : private ThreadStateOwner {
 
   // Runs a request on the shared regions, out of line.
   template <typename SharedAttemptFn>
-  ABSL_ATTRIBUTE_NOINLINE static void* Shared(SharedAttemptFn shared_attempt,
-                                              FailureCountedBy counted_by) {
-    return shared_attempt(counted_by);
+  ABSL_ATTRIBUTE_NOINLINE static void* Shared(
+      SharedAttemptFn shared_attempt, FailureCountedBy counted_by,
+      RegionSet::ChargeAccount* account) {
+    return shared_attempt(counted_by, account);
   }
 
   // As AllocateWith, for a reallocation: decided in an operation
@@ -1880,12 +1939,13 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     }
     switch (next) {
       case Next::kFallBack:
-        p = MoveBlock(ptr, bytes, tag, usable, alignment, /*shared_only=*/true);
+        p = MoveBlock(ptr, bytes, tag, usable, alignment,
+                      /*fallback_of=*/ThreadHeapOfThisThread());
         if (p == nullptr) CountFailureOfThisThread();
         return p;
       case Next::kMove:
         return MoveBlock(ptr, bytes, tag, usable, alignment,
-                         /*shared_only=*/false);
+                         /*fallback_of=*/nullptr);
       default:
         return p;
     }
@@ -1925,7 +1985,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     }
     // A block of the shared regions is resized in place there when it can
     // be; a block of another thread's heap is moved.
-    enum Outcome { kDone, kMove, kNotLive };
+    enum Outcome { kDone, kMove, kNotLive, kRefused };
     size_t usable = 0, alignment = 0;
     void* result = nullptr;
     const Outcome outcome = shared_.WithRegions([&](RegionSet& shared) {
@@ -1939,6 +1999,13 @@ class ThreadHeapMemp final : private ThreadStateOwner {
             shared, [&] { return shared.Reallocate(ptr, bytes, &no_room); });
         if (result != nullptr && tag != nullptr) shared.SetTag(result, *tag);
         if (result != nullptr || !no_room) return kDone;
+        if (shared.TakeLimitRefusal()) {
+          // A limit refused the growth (the front-end's, or the thread
+          // heap's that the block is attributed to): final, as for an
+          // allocation; the call's failure is counted below.
+          shared.NoteLimitRefusal();
+          return kRefused;
+        }
         // No room in any shared region. The caller's thread heap (or the
         // out-of-memory handler) may have some: move it outside the lock,
         // where the allocation that decides the call counts its failure.
@@ -1964,6 +2031,7 @@ class ThreadHeapMemp final : private ThreadStateOwner {
       }
       return kMove;
     });
+    if (outcome == kRefused) CountFailedCall();
     if (outcome == kMove) {
       *next = Next::kMove;
       *usable_out = usable;
@@ -1972,20 +2040,21 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     return result;
   }
 
-  // Allocates bytes with `alignment` (from the caller's thread heap, unless
-  // shared_only, or the shared regions), copies the live block at ptr into
-  // it and frees ptr. A failure is counted by the allocation, except under
-  // shared_only (a thread heap's fallback), where the caller's thread heap
-  // counts it.
+  // Allocates bytes with `alignment` (from the caller's thread heap, or,
+  // for fallback_of (a thread heap falling back), from the shared regions
+  // only, attributed to it), copies the live block at ptr into it and frees
+  // ptr. A failure is counted by the allocation, except for a fallback,
+  // where the caller's thread heap counts it.
   void* MoveBlock(void* ptr, size_t bytes, const BlockTag* tag, size_t usable,
-                  size_t alignment, bool shared_only) {
+                  size_t alignment, ThreadHeap* fallback_of) {
     alignment = std::max(alignment, tlsf::kAlignment);
     void* moved = nullptr;
-    if (shared_only) {
+    if (fallback_of != nullptr) {
       constexpr FailureCountedBy kByThreadHeap = FailureCountedBy::kCaller;
+      RegionSet::ChargeAccount* const account = &fallback_of->fallback_account;
       moved = tag != nullptr
-                  ? SharedTagged(alignment, bytes, *tag, kByThreadHeap)
-                  : SharedAligned(alignment, bytes, kByThreadHeap);
+                  ? SharedTagged(alignment, bytes, *tag, kByThreadHeap, account)
+                  : SharedAligned(alignment, bytes, kByThreadHeap, account);
     } else {
       moved = tag != nullptr ? AllocateTagged(alignment, bytes, *tag)
                              : AllocateAligned(alignment, bytes);
@@ -2128,7 +2197,8 @@ class ThreadHeapMemp final : private ThreadStateOwner {
     if (thread_heap->generation !=
         clear_generation_.load(std::memory_order_relaxed)) {
       // Its regions were forgotten by Clear: so are its queued blocks.
-      shared_.WithRegions([&](RegionSet&) {
+      shared_.WithRegions([&](RegionSet& shared) {
+        shared.ForgetAccount(&thread_heap->fallback_account);
         thread_heap->queue->head.store(kClosed, std::memory_order_release);
         NoWaitLock hold(&bindings_mu_);
         queues_.Release(thread_heap->queue);
@@ -2146,6 +2216,10 @@ class ThreadHeapMemp final : private ThreadStateOwner {
                                                   std::memory_order_acq_rel) &
                     ~kHeadFlags,
                 &shared);
+      // Its fallback blocks stay live in the shared regions, charged to the
+      // front-end's budget as before; they become unattributed (its budget
+      // goes with it, so nothing is credited to it later, nor twice).
+      shared.ForgetAccount(&thread_heap->fallback_account);
       // Its peak and its counts of failures and misuse outlive it: once
       // the thread heap is gone, retired_failed_, retired_invalid_ and
       // retired_limit_refusals_ are the one place these figures live (each was
