@@ -160,6 +160,17 @@ TEST(FMempLimitTest, ThreadHeapLimitBadInputIsRefusedAndChangesNothing) {
   EXPECT_EQ(FMempUnbindThread(memp), FMEMP_SUCCESS);
 }
 
+// Starts memp under FMEMP_POLICY_THREAD_HEAPS over `shared`, adds `own` and
+// binds it to the calling thread.
+void InitWithBoundThreadHeap(FMemp* memp, const RegionBuffer& shared,
+                             const RegionBuffer& own) {
+  ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
+                                FMEMP_POLICY_THREAD_HEAPS),
+            FMEMP_SUCCESS);
+  ASSERT_EQ(FMempAddRegion(memp, own.begin(), own.end()), FMEMP_SUCCESS);
+  ASSERT_EQ(FMempBindThread(memp, own.begin()), FMEMP_SUCCESS);
+}
+
 // A thread heap's fallback blocks count against its limit and are reported
 // as its fallback_bytes: the thread's live bytes (used + fallback_bytes) are
 // the FMemp's used bytes when no other thread allocated.
@@ -169,11 +180,7 @@ TEST(FMempLimitTest, ThreadHeapLimitCoversFallbackBlocks) {
   RegionBuffer own(16 << 10);
   ScopedFMemp pool;
   FMemp* memp = pool.get();
-  ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
-                                FMEMP_POLICY_THREAD_HEAPS),
-            FMEMP_SUCCESS);
-  ASSERT_EQ(FMempAddRegion(memp, own.begin(), own.end()), FMEMP_SUCCESS);
-  ASSERT_EQ(FMempBindThread(memp, own.begin()), FMEMP_SUCCESS);
+  ASSERT_NO_FATAL_FAILURE(InitWithBoundThreadHeap(memp, shared, own));
   ASSERT_EQ(FMempSetThreadHeapLimit(memp, 0, kHeapLimit), FMEMP_SUCCESS);
   std::vector<void*> blocks;
   u64 from_shared = 0;
@@ -237,11 +244,7 @@ TEST(FMempLimitTest, ThreadHeapLimitUsageIsItsUsedPlusCached) {
   RegionBuffer own(kBufferBytes);
   ScopedFMemp pool;
   FMemp* memp = pool.get();
-  ASSERT_EQ(FMempInitWithPolicy(memp, shared.begin(), shared.end(),
-                                FMEMP_POLICY_THREAD_HEAPS),
-            FMEMP_SUCCESS);
-  ASSERT_EQ(FMempAddRegion(memp, own.begin(), own.end()), FMEMP_SUCCESS);
-  ASSERT_EQ(FMempBindThread(memp, own.begin()), FMEMP_SUCCESS);
+  ASSERT_NO_FATAL_FAILURE(InitWithBoundThreadHeap(memp, shared, own));
   ASSERT_EQ(FMempSetThreadHeapLimit(memp, 0, 1 << 20), FMEMP_SUCCESS);
   std::vector<void*> blocks;
   for (int i = 0; i < 32; ++i) blocks.push_back(FMempMalloc(memp, 2000));
